@@ -1,0 +1,384 @@
+//! The agent's configuration: one YAML file, parsed into raw serde structs and then checked.
+//!
+//! Every key is optional except `gateway_id`, and every default is chosen for a gateway (a
+//! bounded outbox under `/var/lib/weir`, events advanced on wall time so silent devices still
+//! report). Unknown keys are errors, because a misspelt key that is silently ignored is how a
+//! gateway ends up running with a default nobody chose. Problems are reported as
+//! `file:line:column: message`, all of them at once where the parser allows it.
+//!
+//! Relative paths in the file (rule files, the outbox) are resolved against the directory of
+//! the config file, so a config and its rules can be moved together.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use weir_drivers::mqtt::MqttSourceConfig;
+use weir_drivers::simulator::SimulatorConfig;
+
+use crate::outbox::OutboxConfig;
+use crate::uplink::UplinkConfig;
+
+/// The built-in demo: what `weir run` uses when no config is given and none is installed.
+pub const DEMO_CONFIG: &str = include_str!("../../examples/demo.yaml");
+/// The demo's rule file, resolved by name from [`DEMO_CONFIG`].
+const DEMO_RULES: &[(&str, &str)] = &[(
+    "rules/demo.yaml",
+    include_str!("../../examples/rules/demo.yaml"),
+)];
+/// The smallest outbox bound accepted: a record of a few hundred bytes must always fit.
+const MIN_OUTBOX_BYTES: u64 = 64 * 1024;
+/// Where an installed agent finds its config (systemd's `ConfigurationDirectory=weir`).
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/weir/weir.yaml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Identifies this gateway in every uplinked record (`<gateway_id>:<seq>`).
+    pub gateway_id: String,
+    /// Rule files, relative to the config file's directory.
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    /// Absent: the agent buffers everything in the outbox and uplinks nothing.
+    #[serde(default)]
+    pub uplink: Option<UplinkConfig>,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// One source. Externally tagged (`- mqtt: {...}`) so YAML errors inside keep exact locations.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceConfig {
+    Simulator(SimulatorConfig),
+    Mqtt(MqttSourceConfig),
+}
+
+impl SourceConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Simulator(c) => &c.name,
+            SourceConfig::Mqtt(c) => &c.name,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Series (device × metric) the engine keeps state for; samples of further series are
+    /// dropped and counted, so a misbehaving device cannot exhaust the gateway's memory.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+    /// A window also closes once wall time is this far past its end, so a device that went
+    /// silent still gets its last window evaluated (and its alert raised or cleared).
+    #[serde(default = "default_idle_close", with = "weir_drivers::duration")]
+    pub idle_close: Duration,
+    /// Capacity of the channel from the sources to the engine (back-pressure beyond it).
+    #[serde(default = "default_channel")]
+    pub channel: usize,
+}
+
+const fn default_max_series() -> usize {
+    10_000
+}
+const fn default_idle_close() -> Duration {
+    Duration::from_secs(2)
+}
+const fn default_channel() -> usize {
+    1024
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_series: default_max_series(),
+            idle_close: default_idle_close(),
+            channel: default_channel(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `weir=debug,info`); `RUST_LOG` overrides it.
+    #[serde(default = "default_level")]
+    pub level: String,
+    /// How often the agent logs a one-line status (outbox depth, uplink state, counts).
+    #[serde(default = "default_status_interval", with = "weir_drivers::duration")]
+    pub status_interval: Duration,
+}
+
+fn default_level() -> String {
+    "info".to_owned()
+}
+const fn default_status_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_level(),
+            status_interval: default_status_interval(),
+        }
+    }
+}
+
+/// A problem in the config file, located where the parser could locate it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )
+        }
+    }
+}
+
+/// Every problem found in a config file. The agent exits with code 2 on this error.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", display_problems(.problems))]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+fn display_problems(problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    lines.join("\n")
+}
+
+/// Where the config came from: rule and outbox paths are resolved against `base`.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    File { path: PathBuf, base: PathBuf },
+    BuiltinDemo,
+}
+
+impl Origin {
+    pub fn name(&self) -> String {
+        match self {
+            Origin::File { path, .. } => path.display().to_string(),
+            Origin::BuiltinDemo => "<built-in demo>/demo.yaml".to_owned(),
+        }
+    }
+}
+
+/// A parsed, checked config and where it came from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    pub origin: Origin,
+}
+
+/// A rule file's text as the engine should see it: a name for diagnostics and its source.
+#[derive(Debug, Clone)]
+pub struct RuleFile {
+    pub name: String,
+    pub text: String,
+}
+
+impl Loaded {
+    /// Reads and checks `path`.
+    pub fn from_path(path: &Path) -> Result<Loaded, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![Problem {
+                file: file.clone(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read config: {e}"),
+            }],
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let origin = Origin::File {
+            path: path.to_path_buf(),
+            base,
+        };
+        Loaded::from_str(&text, origin)
+    }
+
+    /// The built-in demo config (simulated devices, a local outbox, a local broker if any).
+    pub fn builtin_demo() -> Result<Loaded, ConfigError> {
+        Loaded::from_str(DEMO_CONFIG, Origin::BuiltinDemo)
+    }
+
+    pub fn from_str(text: &str, origin: Origin) -> Result<Loaded, ConfigError> {
+        let file = origin.name();
+        let mut config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError {
+            problems: vec![yaml_problem(&file, &e)],
+        })?;
+        let problems = validate(&config, &file);
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        if let Origin::File { base, .. } = &origin {
+            config.outbox.path = resolve(base, &config.outbox.path);
+        }
+        Ok(Loaded { config, origin })
+    }
+
+    /// Reads every rule file named by the config. Each entry is the file's result, so the
+    /// caller decides whether one unreadable file is fatal (`check`) or skipped (`run`).
+    pub fn rule_files(&self) -> Vec<Result<RuleFile, Problem>> {
+        self.config
+            .rules
+            .iter()
+            .map(|rel| match &self.origin {
+                Origin::File { base, .. } => {
+                    let path = resolve(base, rel);
+                    let name = path.display().to_string();
+                    std::fs::read_to_string(&path)
+                        .map(|text| RuleFile {
+                            name: name.clone(),
+                            text,
+                        })
+                        .map_err(|e| Problem {
+                            file: name,
+                            line: 0,
+                            column: 0,
+                            message: format!("cannot read rule file: {e}"),
+                        })
+                }
+                Origin::BuiltinDemo => {
+                    let key = rel.to_string_lossy();
+                    DEMO_RULES
+                        .iter()
+                        .find(|(name, _)| *name == key)
+                        .map(|(name, text)| RuleFile {
+                            name: format!("<built-in demo>/{name}"),
+                            text: (*text).to_owned(),
+                        })
+                        .ok_or_else(|| Problem {
+                            file: self.origin.name(),
+                            line: 0,
+                            column: 0,
+                            message: format!("the built-in demo has no rule file `{key}`"),
+                        })
+                }
+            })
+            .collect()
+    }
+}
+
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+/// Turns a serde-saphyr error into `file:line:col: message` (its own text repeats the
+/// location as a suffix, which is dropped here so it is said once).
+pub fn yaml_problem(file: &str, e: &serde_saphyr::Error) -> Problem {
+    let text = e.without_snippet().to_string();
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
+    let message = match text.rfind(" at line ") {
+        Some(i) if line > 0 => text[..i].to_owned(),
+        _ => text,
+    };
+    Problem {
+        file: file.to_owned(),
+        line,
+        column,
+        message,
+    }
+}
+
+/// Checks what serde cannot: value ranges, names, patterns. Collects every problem.
+fn validate(config: &Config, file: &str) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut problem = |message: String| {
+        problems.push(Problem {
+            file: file.to_owned(),
+            line: 0,
+            column: 0,
+            message,
+        })
+    };
+    let id = &config.gateway_id;
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        problem(format!(
+            "gateway_id `{id}`: use 1 or more of A-Z a-z 0-9 _ . - (it appears in MQTT topics)"
+        ));
+    }
+    if config.outbox.max_bytes < MIN_OUTBOX_BYTES {
+        problem(format!(
+            "outbox.max_bytes must be at least {MIN_OUTBOX_BYTES} bytes (64KiB): one record must fit"
+        ));
+    }
+    if let Some(uplink) = &config.uplink {
+        let prefix = &uplink.topic_prefix;
+        if prefix.is_empty() || prefix.contains(['+', '#', '\0']) {
+            problem(format!(
+                "uplink.topic_prefix `{prefix}`: must be non-empty, without MQTT wildcards"
+            ));
+        }
+    }
+    if config.engine.max_series == 0 {
+        problem("engine.max_series must be at least 1".to_owned());
+    }
+    if config.engine.channel == 0 {
+        problem("engine.channel must be at least 1".to_owned());
+    }
+    if config.log.status_interval.is_zero() {
+        problem("log.status_interval must be more than 0".to_owned());
+    }
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+        problem(format!("log.level `{}`: {e}", config.log.level));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, source) in config.sources.iter().enumerate() {
+        if !names.insert(source.name()) {
+            problem(format!(
+                "sources[{i}]: the name `{}` is used twice; give each source its own `name`",
+                source.name()
+            ));
+        }
+        let checked = match source {
+            SourceConfig::Mqtt(c) => c.validate(),
+            SourceConfig::Simulator(c) => c.validate(),
+        };
+        if let Err(e) = checked {
+            problem(format!("sources[{i}]: {e}"));
+        }
+    }
+    if config.sources.is_empty() {
+        problem("no sources: add a `simulator` or an `mqtt` source".to_owned());
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,110 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Loaded, ConfigError> {
+    Loaded::from_str(
+        text,
+        Origin::File {
+            path: PathBuf::from("/etc/weir/weir.yaml"),
+            base: PathBuf::from("/etc/weir"),
+        },
+    )
+}
+
+fn only_problem(text: &str) -> Problem {
+    let err = parse(text).expect_err("config should be rejected");
+    assert_eq!(err.problems.len(), 1, "{err}");
+    err.problems[0].clone()
+}
+
+#[test]
+fn minimal_config_gets_gateway_defaults() {
+    let loaded = parse("gateway_id: gw-1\nsources:\n  - simulator: {}\n").unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.gateway_id, "gw-1");
+    assert!(c.uplink.is_none(), "no uplink unless configured");
+    assert_eq!(c.engine.max_series, 10_000);
+    assert_eq!(c.engine.idle_close, Duration::from_secs(2));
+    assert_eq!(c.log.status_interval, Duration::from_secs(5));
+    // An absolute default path is kept as is.
+    assert_eq!(c.outbox.path, PathBuf::from("/var/lib/weir/outbox.db"));
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_directory() {
+    let loaded = parse(
+        "gateway_id: gw-1\nrules: [rules/a.yaml]\nsources: [{simulator: {}}]\noutbox: {path: data/o.db}\n",
+    )
+    .unwrap();
+    assert_eq!(
+        loaded.config.outbox.path,
+        PathBuf::from("/etc/weir/data/o.db")
+    );
+    let files = loaded.rule_files();
+    let err = files[0].as_ref().unwrap_err();
+    assert_eq!(err.file, "/etc/weir/rules/a.yaml");
+    assert!(err.message.contains("cannot read rule file"), "{err}");
+}
+
+#[test]
+fn unknown_top_level_key_names_line_and_column() {
+    let p = only_problem("gateway_id: gw-1\nsources: [{simulator: {}}]\nuplnk: {}\n");
+    assert_eq!((p.line, p.column), (3, 1));
+    assert_eq!(p.file, "/etc/weir/weir.yaml");
+    assert!(p.message.contains("unknown field `uplnk`"), "{}", p.message);
+    assert!(
+        p.to_string()
+            .starts_with("/etc/weir/weir.yaml:3:1: unknown field")
+    );
+}
+
+#[test]
+fn unknown_key_inside_a_source_points_at_the_key() {
+    let p = only_problem(
+        "gateway_id: gw-1\nsources:\n  - mqtt:\n      port: 1883\n      subscriptons: []\n",
+    );
+    assert_eq!((p.line, p.column), (5, 7), "{p}");
+    assert!(p.message.contains("subscriptons"), "{p}");
+}
+
+#[test]
+fn wrong_type_names_line_and_column() {
+    let p =
+        only_problem("gateway_id: gw-1\nsources: [{simulator: {}}]\nengine:\n  max_series: lots\n");
+    assert_eq!((p.line, p.column), (4, 15), "{p}");
+}
+
+#[test]
+fn missing_gateway_id_is_an_error() {
+    let p = only_problem("sources: [{simulator: {}}]\n");
+    assert!(p.message.contains("gateway_id"), "{p}");
+}
+
+#[test]
+fn semantic_problems_are_all_reported_at_once() {
+    let err = parse(
+        "gateway_id: 'gw 1/x'\nsources:\n  - mqtt: {subscriptions: []}\n  - mqtt: {subscriptions: [{topic: 'a/{device}/{metric}'}]}\nengine: {max_series: 0}\n",
+    )
+    .expect_err("invalid");
+    let text = err.to_string();
+    assert!(text.contains("gateway_id"), "{text}");
+    assert!(text.contains("max_series"), "{text}");
+    assert!(text.contains("used twice"), "{text}");
+    assert_eq!(err.problems.len(), 3, "{text}");
+}
+
+#[test]
+fn no_sources_is_an_error() {
+    let p = only_problem("gateway_id: gw-1\n");
+    assert!(p.message.contains("no sources"), "{p}");
+}
+
+#[test]
+fn builtin_demo_config_and_rules_are_valid() {
+    let demo = Loaded::builtin_demo().unwrap();
+    let files = demo.rule_files();
+    assert!(!files.is_empty());
+    for f in files {
+        let f = f.unwrap();
+        weir_rules::RuleSet::parse_str(&f.text, &f.name).unwrap();
+    }
+}

@@ -1,0 +1,173 @@
+//! Engine events as outbox records: which lane, which topic, which bytes.
+//!
+//! The stored payload is versioned (byte 0 is the format) so an agent upgraded in the field
+//! can still drain an outbox written by the previous version. Format 1 is a UTF-8 JSON object;
+//! the uplink adds the record's `id`, `seq` and `gateway` in front when it publishes, because
+//! the sequence number is only known once SQLite has assigned it.
+
+use serde::Serialize;
+use weir_rules::{Event, EventKind};
+
+use crate::outbox::{Lane, NewRecord, PAYLOAD_V1};
+
+#[derive(Serialize)]
+struct Body<'a> {
+    kind: &'static str,
+    rule: &'a str,
+    device: &'a str,
+    metric: &'a str,
+    /// Event time, µs since the Unix epoch.
+    ts: i64,
+    #[serde(flatten)]
+    detail: Detail<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Detail<'a> {
+    Alert {
+        state: &'static str,
+        severity: &'static str,
+        value: f64,
+        condition: &'a str,
+    },
+    Window {
+        start: i64,
+        end: i64,
+        values: serde_json::Map<String, serde_json::Value>,
+    },
+}
+
+/// The lane an event travels in: alerts first, window aggregates last.
+pub fn lane_of(event: &Event) -> Lane {
+    match event.kind {
+        EventKind::Alert { .. } => Lane::Alerts,
+        _ => Lane::Aggregates,
+    }
+}
+
+/// Encodes `event` for the outbox. `created_at` is wall time (µs), used for age bounds.
+pub fn record(
+    event: &Event,
+    device: &str,
+    metric: &str,
+    topic: String,
+    created_at: i64,
+) -> Result<NewRecord, serde_json::Error> {
+    let detail = match &event.kind {
+        EventKind::Alert {
+            state,
+            severity,
+            value,
+            condition,
+        } => Detail::Alert {
+            state: state.as_str(),
+            severity: severity.as_str(),
+            value: *value,
+            condition,
+        },
+        EventKind::Window { start, end, values } => Detail::Window {
+            start: *start,
+            end: *end,
+            values: values
+                .iter()
+                .map(|(agg, v)| (agg.as_str().to_owned(), json_number(*v)))
+                .collect(),
+        },
+        // `EventKind` is non-exhaustive and grows with later rule features; a kind this
+        // agent does not know yet is still shipped rather than dropped.
+        other => Detail::Window {
+            start: event.ts,
+            end: event.ts,
+            values: std::iter::once((
+                "debug".to_owned(),
+                serde_json::Value::String(format!("{other:?}")),
+            ))
+            .collect(),
+        },
+    };
+    let body = Body {
+        kind: match event.kind {
+            EventKind::Alert { .. } => "alert",
+            _ => "window",
+        },
+        rule: &event.rule,
+        device,
+        metric,
+        ts: event.ts,
+        detail,
+    };
+    let mut payload = Vec::with_capacity(192);
+    payload.push(PAYLOAD_V1);
+    serde_json::to_writer(&mut payload, &body)?;
+    Ok(NewRecord {
+        lane: lane_of(event),
+        topic,
+        created_at,
+        payload,
+    })
+}
+
+/// JSON has no NaN or infinity; they are sent as `null` rather than failing the record.
+fn json_number(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use weir_rules::{Aggregate, AlertState, SeriesId, Severity};
+
+    fn decode(r: &NewRecord) -> serde_json::Value {
+        assert_eq!(r.payload[0], PAYLOAD_V1);
+        serde_json::from_slice(&r.payload[1..]).unwrap()
+    }
+
+    #[test]
+    fn alert_goes_to_the_alert_lane_with_every_field() {
+        let event = Event {
+            rule: Arc::from("hot"),
+            series: SeriesId(3),
+            ts: 1_700_000_000_000_000,
+            kind: EventKind::Alert {
+                state: AlertState::Raised,
+                severity: Severity::Critical,
+                value: 85.5,
+                condition: Arc::from("mean > 80"),
+            },
+        };
+        let r = record(&event, "pump-1", "temp", "weir/gw/alerts".into(), 7).unwrap();
+        assert_eq!(r.lane, Lane::Alerts);
+        assert_eq!(r.created_at, 7);
+        let v = decode(&r);
+        assert_eq!(
+            v,
+            serde_json::json!({"kind":"alert","rule":"hot","device":"pump-1","metric":"temp",
+                "ts":1_700_000_000_000_000i64,"state":"raised","severity":"critical",
+                "value":85.5,"condition":"mean > 80"})
+        );
+    }
+
+    #[test]
+    fn window_goes_to_the_aggregate_lane_and_nan_becomes_null() {
+        let event = Event {
+            rule: Arc::from("avg"),
+            series: SeriesId(0),
+            ts: 10,
+            kind: EventKind::Window {
+                start: 0,
+                end: 10,
+                values: vec![(Aggregate::Mean, 2.5), (Aggregate::Max, f64::NAN)],
+            },
+        };
+        let r = record(&event, "d", "m", "t".into(), 0).unwrap();
+        assert_eq!(r.lane, Lane::Aggregates);
+        let v = decode(&r);
+        assert_eq!(v["kind"], "window");
+        assert_eq!(v["start"], 0);
+        assert_eq!(v["end"], 10);
+        assert_eq!(v["values"]["mean"], 2.5);
+        assert!(v["values"]["max"].is_null());
+    }
+}

@@ -1,0 +1,429 @@
+//! The store-and-forward buffer: every event the rules emit is committed here before anything
+//! else happens to it, and stays until the uplink's broker has acknowledged it.
+//!
+//! # Invariants
+//! - A record's `id` comes from `INTEGER PRIMARY KEY AUTOINCREMENT`: strictly increasing, never
+//!   reused, also across restarts and after the newest rows were deleted. It is the record's
+//!   `seq` on the wire, so `"{gateway}:{seq}"` identifies it for consumers that deduplicate.
+//!   After an unclean shutdown ids jump by `store::ID_GAP_AFTER_UNCLEAN_SHUTDOWN`, and after a
+//!   quarantine they restart above the current time in µs, so an id that may have reached a
+//!   consumer is not handed out again even when its transaction was rolled back or lost.
+//! - Acks handed to [`Outbox::append`] fire only after the transaction holding those records
+//!   has committed (guarantee 3). An ack that never fires makes the source's broker redeliver.
+//! - The sum of `octet_length(topic) + length(payload)` over all rows never exceeds
+//!   `max_bytes` after a commit. Room is made inside the same transaction by evicting the
+//!   oldest rows of the lowest-priority lane first (aggregates, then predictions, then
+//!   alerts); each eviction is counted in [`OutboxCounters::evicted`] and logged at ERROR.
+//!   The totals live in memory (one `SUM` on open), so an append never scans the table.
+//! - Only the writer thread touches SQLite; its queue is bounded, so a slow disk slows
+//!   producers down (`append().await`) instead of growing memory.
+//! - Every stored payload starts with format version 1 followed by a JSON object; `append`
+//!   rejects anything else, so the uplink can always splice in its id fields.
+//!
+//! # Schema (`PRAGMA user_version = 1`)
+//! ```sql
+//! CREATE TABLE records (
+//!     id         INTEGER PRIMARY KEY AUTOINCREMENT,  -- the record's seq
+//!     lane       INTEGER NOT NULL CHECK (lane IN (0, 1, 2)),
+//!     topic      TEXT    NOT NULL,
+//!     created_at INTEGER NOT NULL,                   -- µs since the Unix epoch
+//!     payload    BLOB    NOT NULL                    -- byte 0 = format version
+//! );
+//! CREATE INDEX records_lane_id ON records (lane, id);  -- fetch: per lane, oldest first
+//! ```
+//!
+//! # Crashes and power loss
+//! The database runs in WAL mode. `kill -9` at any instant loses nothing committed: a commit
+//! is in the WAL before `append`'s acks fire, and the next open replays it. With the default
+//! `synchronous = normal` the WAL is fsynced only at checkpoints, so a power cut can roll back
+//! the last few committed transactions (the records are lost; their source acks may already
+//! have fired) but never corrupts the file. `synchronous: full` fsyncs every commit and
+//! loses nothing, at the cost of one flash write per batch (hence the batching). A file that
+//! is nevertheless unusable — not a database, failing `PRAGMA quick_check`, or of an unknown
+//! schema version — is moved to `<path>.corrupt-<unix-secs>` with its WAL, logged at ERROR,
+//! and a fresh outbox is started: the agent never refuses to start because of its buffer.
+
+pub mod config;
+mod store;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{oneshot, watch};
+
+pub use config::OutboxConfig;
+pub(crate) use writer::AfterCommit;
+use writer::{Command, Writer};
+
+/// Commands the writer's queue holds before `append` has to wait.
+const QUEUE_CAPACITY: usize = 64;
+
+/// Delivery priority. Lower value = higher priority; `Ord` follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Lane {
+    Alerts = 0,
+    Predictions = 1,
+    Aggregates = 2,
+}
+
+impl Lane {
+    /// In priority order.
+    pub const ALL: [Lane; 3] = [Lane::Alerts, Lane::Predictions, Lane::Aggregates];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Alerts => "alerts",
+            Lane::Predictions => "predictions",
+            Lane::Aggregates => "aggregates",
+        }
+    }
+
+    pub(crate) fn from_i64(v: i64) -> Option<Lane> {
+        match v {
+            0 => Some(Lane::Alerts),
+            1 => Some(Lane::Predictions),
+            2 => Some(Lane::Aggregates),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Payload format version 1: a UTF-8 JSON object follows the version byte.
+pub const PAYLOAD_V1: u8 = 1;
+
+/// A record to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    pub lane: Lane,
+    /// MQTT topic the uplink publishes it to (see [`crate::uplink::topic_for`]).
+    pub topic: String,
+    /// µs since the Unix epoch.
+    pub created_at: i64,
+    /// Byte 0 = format version ([`PAYLOAD_V1`]), then a JSON object.
+    pub payload: Vec<u8>,
+}
+
+impl NewRecord {
+    /// Size as counted against `max_bytes`.
+    pub fn size(&self) -> u64 {
+        (self.topic.len() + self.payload.len()) as u64
+    }
+
+    /// Builds a version-1 record from a JSON object body.
+    #[cfg(test)]
+    pub fn json(lane: Lane, topic: String, created_at: i64, body: &[u8]) -> NewRecord {
+        let mut payload = Vec::with_capacity(body.len() + 1);
+        payload.push(PAYLOAD_V1);
+        payload.extend_from_slice(body);
+        NewRecord {
+            lane,
+            topic,
+            created_at,
+            payload,
+        }
+    }
+
+    fn validate(&self, max_bytes: u64) -> Result<(), &'static str> {
+        if self.topic.is_empty() || self.topic.contains(['+', '#', '\0']) {
+            return Err("topic must be non-empty without MQTT wildcards or NUL");
+        }
+        if self.size() > max_bytes {
+            return Err("record is larger than the outbox's max_bytes");
+        }
+        let Some((&version, body)) = self.payload.split_first() else {
+            return Err("empty payload (byte 0 must be the format version)");
+        };
+        if version != PAYLOAD_V1 {
+            return Err("unsupported payload format version (expected 1)");
+        }
+        if body.trim_ascii_start().first() != Some(&b'{')
+            || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err()
+        {
+            return Err("payload body is not a JSON object");
+        }
+        Ok(())
+    }
+}
+
+/// A stored record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Monotonic, never reused: the wire `seq`.
+    pub id: u64,
+    pub lane: Lane,
+    pub topic: String,
+    pub created_at: i64,
+    pub payload: Vec<u8>,
+}
+
+/// Where [`Outbox::fetch`] resumes in each lane: only ids above `after(lane)` are returned.
+/// The uplink advances it past what it has in flight and resets it on reconnect.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaneCursor {
+    after: [u64; 3],
+}
+
+impl LaneCursor {
+    /// From the oldest record of every lane.
+    pub const START: LaneCursor = LaneCursor { after: [0; 3] };
+
+    pub fn after(&self, lane: Lane) -> u64 {
+        self.after[lane as usize]
+    }
+
+    /// Moves past `record` in its lane.
+    pub fn advance(&mut self, record: &Record) {
+        let a = &mut self.after[record.lane as usize];
+        *a = (*a).max(record.id);
+    }
+}
+
+/// Live counters, shared by `Arc`; all monotonic.
+#[derive(Debug, Default)]
+pub struct OutboxCounters {
+    /// Records committed.
+    pub appended: AtomicU64,
+    /// Append transactions committed.
+    pub committed_batches: AtomicU64,
+    /// Records deleted after delivery.
+    pub deleted: AtomicU64,
+    /// Records evicted by the byte bound (data loss).
+    pub evicted: AtomicU64,
+    /// Stored records the uplink could not encode and dropped (data loss).
+    pub discarded: AtomicU64,
+    /// Append transactions that failed to commit (data loss unless the source redelivers).
+    pub write_errors: AtomicU64,
+}
+
+impl OutboxCounters {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneStats {
+    pub lane: Lane,
+    pub count: u64,
+    /// Topic + payload bytes.
+    pub bytes: u64,
+    /// `created_at` of the lane's oldest record.
+    pub oldest_created_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Indexed by lane, in priority order.
+    pub lanes: [LaneStats; 3],
+    pub count: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    /// Evicted since this process opened the outbox.
+    pub evicted: u64,
+}
+
+impl OutboxStats {
+    fn new(lanes: [LaneStats; 3], max_bytes: u64, counters: &OutboxCounters) -> OutboxStats {
+        OutboxStats {
+            count: lanes.iter().map(|l| l.count).sum(),
+            bytes: lanes.iter().map(|l| l.bytes).sum(),
+            lanes,
+            max_bytes,
+            evicted: OutboxCounters::get(&counters.evicted),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    #[error("cannot create outbox directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot move unusable outbox {path} aside: {source}")]
+    Quarantine {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("outbox {path} is unusable: {reason}")]
+    Unusable { path: PathBuf, reason: String },
+    #[error("outbox {op} failed: {source}")]
+    Sqlite {
+        op: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("record {index} rejected: {reason}")]
+    InvalidRecord { index: usize, reason: &'static str },
+    #[error("cannot start the outbox writer thread: {source}")]
+    Spawn { source: std::io::Error },
+    #[error("the outbox writer thread has stopped")]
+    Closed,
+    #[error("the outbox writer thread panicked")]
+    WriterPanicked,
+}
+
+/// Cheap, cloneable handle to the writer thread.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: flume::Sender<Command>,
+    changes: watch::Receiver<u64>,
+    counters: Arc<OutboxCounters>,
+    max_bytes: u64,
+}
+
+/// The writer thread; [`OutboxThread::join`] it after dropping every [`Outbox`] handle.
+#[derive(Debug)]
+pub struct OutboxThread {
+    handle: std::thread::JoinHandle<Result<(), OutboxError>>,
+}
+
+impl OutboxThread {
+    /// Waits for the writer to commit what is pending and exit. It exits once every
+    /// [`Outbox`] handle (including the uplink's) has been dropped.
+    pub fn join(self) -> Result<(), OutboxError> {
+        self.handle
+            .join()
+            .map_err(|_| OutboxError::WriterPanicked)?
+    }
+}
+
+impl Outbox {
+    /// Opens or creates the database (and its parent directories), then starts the writer.
+    pub fn open(cfg: &OutboxConfig) -> Result<(Outbox, OutboxThread), OutboxError> {
+        let store = store::Store::open(&cfg.path, cfg.max_bytes, cfg.synchronous)?;
+        let totals = store.totals();
+        tracing::info!(
+            path = %cfg.path.display(),
+            pending = totals.iter().map(|t| t.count).sum::<u64>(),
+            bytes = totals.iter().map(|t| t.bytes).sum::<u64>(),
+            "outbox opened"
+        );
+        let (tx, rx) = flume::bounded(QUEUE_CAPACITY);
+        let (changes_tx, changes) = watch::channel(0);
+        let counters = Arc::new(OutboxCounters::default());
+        let writer = Writer {
+            store,
+            rx,
+            batch_max: cfg.batch_max.max(1),
+            batch_delay: cfg.batch_delay,
+            changes: changes_tx,
+            counters: Arc::clone(&counters),
+        };
+        let handle = std::thread::Builder::new()
+            .name("weir-outbox".into())
+            .spawn(move || writer.run())
+            .map_err(|source| OutboxError::Spawn { source })?;
+        let outbox = Outbox {
+            tx,
+            changes,
+            counters,
+            max_bytes: cfg.max_bytes,
+        };
+        Ok((outbox, OutboxThread { handle }))
+    }
+
+    /// Queues `records` for the next transaction; waits only while the writer's queue is
+    /// full (back-pressure). Once they are committed the writer fires `acks` (a failed ack
+    /// is logged: the source redelivers, a duplicate at worst). With no records, the acks
+    /// fire after everything queued before them has been committed. Invalid records (see
+    /// the module docs) reject the whole call before anything is queued.
+    pub async fn append(
+        &self,
+        records: Vec<NewRecord>,
+        acks: Vec<weir_drivers::Ack>,
+    ) -> Result<(), OutboxError> {
+        let hooks = acks
+            .into_iter()
+            .map(|ack| -> AfterCommit {
+                Box::new(move || {
+                    if let Err(e) = ack.ack() {
+                        tracing::warn!(error = %e, "ack after commit failed; source will redeliver");
+                    }
+                })
+            })
+            .collect();
+        self.append_with(records, hooks).await
+    }
+
+    /// [`Outbox::append`] with arbitrary after-commit hooks.
+    pub(crate) async fn append_with(
+        &self,
+        records: Vec<NewRecord>,
+        after_commit: Vec<AfterCommit>,
+    ) -> Result<(), OutboxError> {
+        for (index, r) in records.iter().enumerate() {
+            r.validate(self.max_bytes)
+                .map_err(|reason| OutboxError::InvalidRecord { index, reason })?;
+        }
+        self.tx
+            .send_async(Command::Append {
+                records,
+                after_commit,
+            })
+            .await
+            .map_err(|_| OutboxError::Closed)
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(writer::Reply<T>) -> Command,
+    ) -> Result<T, OutboxError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send_async(make(reply))
+            .await
+            .map_err(|_| OutboxError::Closed)?;
+        rx.await.map_err(|_| OutboxError::Closed)?
+    }
+
+    /// Up to `limit` committed records above `after`, alerts first, then predictions, then
+    /// aggregates, oldest (lowest id) first within each lane.
+    pub async fn fetch(&self, limit: usize, after: LaneCursor) -> Result<Vec<Record>, OutboxError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.request(|reply| Command::Fetch {
+            limit,
+            after,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes delivered records in one transaction; ids no longer stored are ignored.
+    pub async fn delete(&self, ids: Vec<u64>) -> Result<(), OutboxError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.request(|reply| Command::Delete { ids, reply })
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn stats(&self) -> Result<OutboxStats, OutboxError> {
+        self.request(|reply| Command::Stats { reply }).await
+    }
+
+    /// Changes (to an opaque counter) after every commit that added records.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    pub fn counters(&self) -> Arc<OutboxCounters> {
+        Arc::clone(&self.counters)
+    }
+}

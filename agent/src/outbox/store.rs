@@ -1,0 +1,448 @@
+//! The SQLite side of the outbox: opening (with quarantine of unusable files), the schema, and
+//! the synchronous operations the writer thread performs. Nothing here is async or shared:
+//! exactly one thread owns a [`Store`], which is what lets byte totals live in memory.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+
+use super::config::Synchronous;
+use super::{Lane, LaneCursor, LaneStats, NewRecord, OutboxError, Record};
+
+/// Current schema version, kept in `PRAGMA user_version`.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// After an unclean shutdown, ids jump by this much so an id handed out in a transaction that
+/// a power cut rolled back (possible with `synchronous=NORMAL`) is never handed out again.
+pub const ID_GAP_AFTER_UNCLEAN_SHUTDOWN: i64 = 1_000_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS records (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    lane       INTEGER NOT NULL CHECK (lane IN (0, 1, 2)),
+    topic      TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    payload    BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_lane_id ON records (lane, id);
+";
+
+/// Size of a row as the bound counts it (`octet_length`, not `length`: topics are TEXT).
+const ROW_BYTES: &str = "octet_length(topic) + length(payload)";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Totals {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+/// What one committed append did.
+#[derive(Debug, Default)]
+pub(crate) struct AppendOutcome {
+    /// Records evicted per lane (index = lane) to stay under the bound.
+    pub evicted: [u64; 3],
+}
+
+pub(crate) struct Store {
+    conn: Connection,
+    totals: [Totals; 3],
+    max_bytes: u64,
+}
+
+/// Why an open attempt failed: unusable files are quarantined, anything else is returned.
+enum OpenFailure {
+    Unusable(String),
+    Other(OutboxError),
+}
+
+fn classify(op: &'static str, e: rusqlite::Error) -> OpenFailure {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            OpenFailure::Unusable(format!("{op}: {e}"))
+        }
+        _ => OpenFailure::Other(OutboxError::Sqlite { op, source: e }),
+    }
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+impl Store {
+    /// Opens or creates the database at `path`, quarantining a file that is not a usable outbox.
+    pub(crate) fn open(
+        path: &Path,
+        max_bytes: u64,
+        synchronous: Synchronous,
+    ) -> Result<Store, OutboxError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| OutboxError::CreateDir {
+                path: parent.to_owned(),
+                source,
+            })?;
+        }
+        match Self::try_open(path, max_bytes, synchronous) {
+            Ok(store) => Ok(store),
+            Err(OpenFailure::Other(e)) => Err(e),
+            Err(OpenFailure::Unusable(reason)) => {
+                let moved_to = quarantine(path)?;
+                tracing::error!(
+                    path = %path.display(),
+                    moved_to = %moved_to.display(),
+                    %reason,
+                    "outbox database unusable: moved aside, starting an empty outbox \
+                     (its records are not forwarded)"
+                );
+                let mut store = match Self::try_open(path, max_bytes, synchronous) {
+                    Ok(store) => store,
+                    Err(OpenFailure::Other(e)) => return Err(e),
+                    Err(OpenFailure::Unusable(reason)) => {
+                        return Err(OutboxError::Unusable {
+                            path: path.to_owned(),
+                            reason,
+                        });
+                    }
+                };
+                // The lost file's ids may have reached consumers; start past any of them
+                // (µs since the epoch) so consumers deduplicating by id keep new records.
+                let now_us = i64::try_from(unix_secs().saturating_mul(1_000_000)).unwrap_or(0);
+                store.raise_sequence_to(now_us)?;
+                Ok(store)
+            }
+        }
+    }
+
+    fn try_open(
+        path: &Path,
+        max_bytes: u64,
+        synchronous: Synchronous,
+    ) -> Result<Store, OpenFailure> {
+        let existed = path.exists();
+        // A leftover non-empty WAL means the last process did not close cleanly.
+        let unclean = std::fs::metadata(sidecar(path, "-wal")).is_ok_and(|m| m.len() > 0);
+        let conn = Connection::open(path).map_err(|e| classify("open", e))?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| classify("busy_timeout", e))?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(|e| classify("journal_mode", e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(OpenFailure::Other(OutboxError::Unusable {
+                path: path.to_owned(),
+                reason: format!("could not enable WAL (journal_mode is {mode})"),
+            }));
+        }
+        conn.pragma_update(None, "synchronous", synchronous.pragma_value())
+            .map_err(|e| classify("synchronous", e))?;
+        // Keeps the WAL file from growing without bound on flash after a burst.
+        conn.pragma_update(None, "journal_size_limit", 4 * 1024 * 1024)
+            .map_err(|e| classify("journal_size_limit", e))?;
+
+        if existed {
+            let check: String = conn
+                .query_row("PRAGMA quick_check", [], |r| r.get(0))
+                .map_err(|e| classify("quick_check", e))?;
+            if check != "ok" {
+                return Err(OpenFailure::Unusable(format!("quick_check: {check}")));
+            }
+        }
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| classify("user_version", e))?;
+        match version {
+            0 => conn
+                .execute_batch(&format!(
+                    "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .map_err(|e| classify("create schema", e))?,
+            SCHEMA_VERSION => {}
+            v => {
+                return Err(OpenFailure::Unusable(format!(
+                    "schema version {v} is not {SCHEMA_VERSION} (written by another weir version)"
+                )));
+            }
+        }
+        // A `records` table of another shape makes the file unusable, not fatal.
+        conn.prepare("SELECT id, lane, topic, created_at, payload FROM records LIMIT 0")
+            .map_err(|e| match e.sqlite_error_code() {
+                Some(ErrorCode::Unknown) | None => {
+                    OpenFailure::Unusable(format!("unexpected schema: {e}"))
+                }
+                _ => classify("check schema", e),
+            })?;
+        let mut totals = [Totals::default(); 3];
+        {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT lane, COUNT(*), COALESCE(SUM({ROW_BYTES}), 0) FROM records GROUP BY lane"
+                ))
+                .map_err(|e| classify("read totals", e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(|e| classify("read totals", e))?;
+            for row in rows {
+                let (lane, count, bytes) = row.map_err(|e| classify("read totals", e))?;
+                let lane = Lane::from_i64(lane)
+                    .ok_or_else(|| OpenFailure::Unusable(format!("unknown lane {lane}")))?;
+                totals[lane as usize] = Totals {
+                    count: count.max(0) as u64,
+                    bytes: bytes.max(0) as u64,
+                };
+            }
+        }
+        let mut store = Store {
+            conn,
+            totals,
+            max_bytes,
+        };
+        if unclean && existed {
+            store
+                .bump_sequence(ID_GAP_AFTER_UNCLEAN_SHUTDOWN)
+                .map_err(OpenFailure::Other)?;
+        }
+        Ok(store)
+    }
+
+    /// Last id handed out (0 when none ever was).
+    pub(crate) fn last_id(&self) -> Result<i64, OutboxError> {
+        self.conn
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'records'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(|v| v.unwrap_or(0))
+            .map_err(|source| OutboxError::Sqlite {
+                op: "read sequence",
+                source,
+            })
+    }
+
+    fn bump_sequence(&mut self, gap: i64) -> Result<(), OutboxError> {
+        let last = self.last_id()?;
+        if last > 0 {
+            tracing::info!(
+                last_id = last,
+                gap,
+                "outbox was not closed cleanly: skipping ids so none can be reused"
+            );
+            self.raise_sequence_to(last.saturating_add(gap))?;
+        }
+        Ok(())
+    }
+
+    fn raise_sequence_to(&mut self, seq: i64) -> Result<(), OutboxError> {
+        let err = |source| OutboxError::Sqlite {
+            op: "raise sequence",
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let updated = tx
+            .execute(
+                "UPDATE sqlite_sequence SET seq = MAX(seq, ?1) WHERE name = 'records'",
+                [seq],
+            )
+            .map_err(err)?;
+        if updated == 0 {
+            tx.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('records', ?1)",
+                [seq],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
+    }
+
+    pub(crate) fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    pub(crate) fn totals(&self) -> [Totals; 3] {
+        self.totals
+    }
+
+    /// Inserts `records` and evicts what the bound requires, in one transaction. Totals change
+    /// only once the commit succeeded.
+    pub(crate) fn append<'a>(
+        &mut self,
+        records: impl Iterator<Item = &'a NewRecord>,
+    ) -> Result<AppendOutcome, rusqlite::Error> {
+        let mut totals = self.totals;
+        let mut outcome = AppendOutcome::default();
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO records (lane, topic, created_at, payload) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for r in records {
+                insert.execute(params![r.lane as i64, r.topic, r.created_at, r.payload])?;
+                let t = &mut totals[r.lane as usize];
+                t.count += 1;
+                t.bytes += r.size();
+            }
+        }
+        // Lowest priority first: aggregates, then predictions, alerts last.
+        for lane in Lane::ALL.iter().rev() {
+            let total: u64 = totals.iter().map(|t| t.bytes).sum();
+            if total <= self.max_bytes {
+                break;
+            }
+            let excess = total - self.max_bytes;
+            let (last_id, count, freed) = {
+                let mut scan = tx.prepare_cached(&format!(
+                    "SELECT id, {ROW_BYTES} FROM records WHERE lane = ?1 ORDER BY id"
+                ))?;
+                let mut rows = scan.query([*lane as i64])?;
+                let (mut last_id, mut count, mut freed) = (0i64, 0u64, 0u64);
+                while freed < excess {
+                    let Some(row) = rows.next()? else { break };
+                    last_id = row.get(0)?;
+                    freed += row.get::<_, i64>(1)?.max(0) as u64;
+                    count += 1;
+                }
+                (last_id, count, freed)
+            };
+            if count > 0 {
+                tx.prepare_cached("DELETE FROM records WHERE lane = ?1 AND id <= ?2")?
+                    .execute(params![*lane as i64, last_id])?;
+                let t = &mut totals[*lane as usize];
+                t.count = t.count.saturating_sub(count);
+                t.bytes = t.bytes.saturating_sub(freed);
+                outcome.evicted[*lane as usize] = count;
+            }
+        }
+        tx.commit()?;
+        self.totals = totals;
+        Ok(outcome)
+    }
+
+    /// Oldest records in lane order, skipping each lane's ids up to `after`.
+    pub(crate) fn fetch(
+        &mut self,
+        limit: usize,
+        after: LaneCursor,
+    ) -> Result<Vec<Record>, rusqlite::Error> {
+        let mut out = Vec::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, topic, created_at, payload FROM records \
+             WHERE lane = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        )?;
+        for lane in Lane::ALL {
+            let room = limit.saturating_sub(out.len());
+            if room == 0 {
+                break;
+            }
+            let after_id = i64::try_from(after.after(lane)).unwrap_or(i64::MAX);
+            let rows = stmt.query_map(
+                params![
+                    lane as i64,
+                    after_id,
+                    i64::try_from(room).unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    Ok(Record {
+                        id: r.get::<_, i64>(0)?.max(0) as u64,
+                        lane,
+                        topic: r.get(1)?,
+                        created_at: r.get(2)?,
+                        payload: r.get(3)?,
+                    })
+                },
+            )?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes the given ids (unknown ones, e.g. already evicted, are skipped); returns how
+    /// many rows went.
+    pub(crate) fn delete(&mut self, ids: &[u64]) -> Result<u64, rusqlite::Error> {
+        let mut totals = self.totals;
+        let mut deleted = 0;
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(&format!(
+                "DELETE FROM records WHERE id = ?1 RETURNING lane, {ROW_BYTES}"
+            ))?;
+            for &id in ids {
+                let Ok(id) = i64::try_from(id) else { continue };
+                let row = stmt
+                    .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                    .optional()?;
+                if let Some((lane, bytes)) = row {
+                    if let Some(lane) = Lane::from_i64(lane) {
+                        let t = &mut totals[lane as usize];
+                        t.count = t.count.saturating_sub(1);
+                        t.bytes = t.bytes.saturating_sub(bytes.max(0) as u64);
+                    }
+                    deleted += 1;
+                }
+            }
+        }
+        tx.commit()?;
+        self.totals = totals;
+        Ok(deleted)
+    }
+
+    pub(crate) fn lane_stats(&mut self) -> Result<[LaneStats; 3], rusqlite::Error> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT created_at FROM records WHERE lane = ?1 ORDER BY id LIMIT 1")?;
+        let mut out = Lane::ALL.map(|lane| LaneStats {
+            lane,
+            count: 0,
+            bytes: 0,
+            oldest_created_at: None,
+        });
+        for s in &mut out {
+            let t = self.totals[s.lane as usize];
+            s.count = t.count;
+            s.bytes = t.bytes;
+            s.oldest_created_at = stmt.query_row([s.lane as i64], |r| r.get(0)).optional()?;
+        }
+        Ok(out)
+    }
+}
+
+/// Moves `path` and its WAL/SHM sidecars to `<path>.corrupt-<unix-secs>[-wal|-shm]`. The
+/// sidecars must move too: a stale WAL beside a fresh database would be replayed into it.
+fn quarantine(path: &Path) -> Result<PathBuf, OutboxError> {
+    let secs = unix_secs();
+    let mut target = sidecar(path, &format!(".corrupt-{secs}"));
+    let mut n = 1;
+    while target.exists() {
+        target = sidecar(path, &format!(".corrupt-{secs}.{n}"));
+        n += 1;
+    }
+    let err = |source| OutboxError::Quarantine {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::rename(path, &target).map_err(err)?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let side = sidecar(path, suffix);
+        if side.exists() {
+            std::fs::rename(&side, sidecar(&target, suffix)).map_err(err)?;
+        }
+    }
+    Ok(target)
+}

@@ -1,0 +1,192 @@
+//! The engine's task: deliveries in, events to the outbox, acknowledgements after commit.
+//!
+//! One task owns the [`Engine`], so rule state needs no locks and events come out in the
+//! order samples went in. It batches what the sources have queued, pushes it through the
+//! engine, and hands the resulting records to the outbox *together with* the deliveries'
+//! acknowledgements: the outbox writer fires those only after the transaction holding the
+//! records has committed (guarantee 3 of the design).
+//!
+//! Event time also moves on wall time: every tick the engine is advanced to
+//! `now - idle_close`, so a device that went silent still has its last window evaluated.
+//!
+//! The loop ends when every source has dropped its sender (they do on shutdown), after the
+//! last queued delivery has been processed and committed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use weir_drivers::{Ack, Delivery};
+use weir_rules::{Engine, Event, EventKind, Sample};
+
+use crate::encode;
+use crate::outbox::{NewRecord, Outbox, OutboxError};
+use crate::uplink::topic_for;
+
+/// How many queued deliveries are folded into one outbox append.
+const MAX_BATCH: usize = 512;
+/// How often event time is advanced on wall time.
+const TICK: Duration = Duration::from_millis(250);
+
+/// Counters for the status line and, later, metrics.
+#[derive(Debug, Default)]
+pub struct PipelineCounters {
+    pub samples: AtomicU64,
+    /// Samples of series beyond `engine.max_series`, dropped.
+    pub series_rejected: AtomicU64,
+    pub events: AtomicU64,
+    pub alerts: AtomicU64,
+    /// Events that could not be encoded (should stay 0; logged at ERROR).
+    pub encode_errors: AtomicU64,
+}
+
+pub struct Pipeline {
+    pub engine: Engine,
+    pub outbox: Outbox,
+    pub gateway_id: String,
+    pub topic_prefix: String,
+    pub idle_close: Duration,
+    pub counters: Arc<PipelineCounters>,
+}
+
+impl Pipeline {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Delivery>) -> Result<(), OutboxError> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut events = Vec::new();
+        let mut acks = Vec::new();
+        loop {
+            tokio::select! {
+                delivery = rx.recv() => {
+                    let Some(delivery) = delivery else { break };
+                    self.ingest(delivery, &mut events, &mut acks);
+                    // Fold what else is already queued into the same commit.
+                    for _ in 1..MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(d) => self.ingest(d, &mut events, &mut acks),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let watermark = now_us().saturating_sub(micros(self.idle_close));
+                    self.engine.advance(watermark, &mut events);
+                }
+            }
+            self.flush(&mut events, &mut acks).await?;
+        }
+        Ok(())
+    }
+
+    fn ingest(&mut self, delivery: Delivery, events: &mut Vec<Event>, acks: &mut Vec<Ack>) {
+        for r in &delivery.readings {
+            match self.engine.series(&r.device, &r.metric) {
+                Ok(series) => {
+                    self.engine.push(
+                        Sample {
+                            series,
+                            ts: r.ts,
+                            value: r.value,
+                        },
+                        events,
+                    );
+                    self.counters.samples.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    let n = self
+                        .counters
+                        .series_rejected
+                        .fetch_add(1, Ordering::Relaxed)
+                        + 1;
+                    // Logged on powers of two: visible, but a flood cannot flood the log.
+                    if n.is_power_of_two() {
+                        tracing::warn!(device = %r.device, metric = %r.metric, rejected = n, "sample dropped: {e}");
+                    }
+                }
+            }
+        }
+        acks.extend(delivery.ack);
+    }
+
+    async fn flush(
+        &mut self,
+        events: &mut Vec<Event>,
+        acks: &mut Vec<Ack>,
+    ) -> Result<(), OutboxError> {
+        if events.is_empty() && acks.is_empty() {
+            return Ok(());
+        }
+        let created_at = now_us();
+        let mut records: Vec<NewRecord> = Vec::with_capacity(events.len());
+        for event in events.drain(..) {
+            let (device, metric) = self.engine.series_name(event.series).unwrap_or(("?", "?"));
+            log_alert(&event, device, metric);
+            let topic = topic_for(
+                &self.topic_prefix,
+                &self.gateway_id,
+                encode::lane_of(&event),
+            );
+            match encode::record(&event, device, metric, topic, created_at) {
+                Ok(r) => records.push(r),
+                Err(e) => {
+                    self.counters.encode_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(rule = %event.rule, "event lost: cannot encode it: {e}");
+                }
+            }
+        }
+        self.counters
+            .events
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        let alerts = records
+            .iter()
+            .filter(|r| r.lane == crate::outbox::Lane::Alerts)
+            .count();
+        self.counters
+            .alerts
+            .fetch_add(alerts as u64, Ordering::Relaxed);
+        let n = records.len() as u64;
+        match self.outbox.append(records, std::mem::take(acks)).await {
+            // Only a record the encoder got wrong lands here (config validation rules out
+            // bad topics and a bound smaller than a record). Its messages stay unacked, so
+            // the device broker redelivers them after a reconnect; the engine goes on.
+            Err(e @ OutboxError::InvalidRecord { .. }) => {
+                self.counters.encode_errors.fetch_add(n, Ordering::Relaxed);
+                tracing::error!("{n} events not stored: {e}");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+/// Alerts are what an operator watching the console wants to see, one line each.
+fn log_alert(event: &Event, device: &str, metric: &str) {
+    if let EventKind::Alert {
+        state,
+        severity,
+        value,
+        condition,
+    } = &event.kind
+    {
+        tracing::warn!(
+            target: "weir::alert",
+            rule = %event.rule,
+            series = %format_args!("{device}/{metric}"),
+            severity = %severity,
+            value = %format_args!("{value:.3}"),
+            condition = %condition,
+            "ALERT {}", state.as_str()
+        );
+    }
+}
+
+pub fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}

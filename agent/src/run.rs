@@ -1,0 +1,240 @@
+//! `weir run`: wires sources → engine → outbox → uplink and runs until SIGTERM or Ctrl-C.
+//!
+//! Start order follows the data backwards (outbox, uplink, engine, then sources) so nothing
+//! produces into a stage that is not there yet. Stop order follows it forwards: sources stop
+//! and drop their senders, the engine drains what is queued and commits it, the uplink gets
+//! a moment for outstanding acknowledgements, and the outbox writer commits and closes.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use weir_drivers::{SourceCounters, mqtt, simulator};
+use weir_rules::{Engine, Limits};
+
+use crate::cli::ConfigArgs;
+use crate::config::{DEFAULT_CONFIG_PATH, Loaded, SourceConfig};
+use crate::outbox::{Lane, Outbox};
+use crate::pipeline::{Pipeline, PipelineCounters};
+use crate::uplink::{self, UplinkConfig};
+
+/// Reads the config named on the command line, else the installed one, else the demo.
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
+    let loaded = match path {
+        Some(path) => Loaded::from_path(path)?,
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
+            Loaded::from_path(Path::new(DEFAULT_CONFIG_PATH))?
+        }
+        None => Loaded::builtin_demo()?,
+    };
+    Ok(loaded)
+}
+
+pub fn main(args: ConfigArgs) -> anyhow::Result<ExitCode> {
+    let loaded = load_config(args.config.as_deref())?;
+    crate::logging::init(&loaded.config.log.level);
+    if args.config.is_none() {
+        tracing::info!(config = %loaded.origin.name(), "no --config given");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(loaded))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(loaded: Loaded) -> anyhow::Result<()> {
+    let rules = {
+        let outcome = crate::rules::load(&loaded);
+        for rejected in &outcome.rejected {
+            tracing::error!(file = %rejected.file, "rule file rejected; the other rules keep running");
+            for problem in &rejected.problems {
+                tracing::error!("  {problem}");
+            }
+        }
+        tracing::info!(
+            rules = outcome.rules.len(),
+            files = outcome.files_loaded,
+            "rules loaded"
+        );
+        outcome.rules
+    };
+    let config = loaded.config;
+    let gateway_id = config.gateway_id.clone();
+
+    // Opening runs an integrity check and may quarantine a bad file: blocking work.
+    let outbox_config = config.outbox.clone();
+    let (outbox, outbox_thread) = tokio::task::spawn_blocking(move || Outbox::open(&outbox_config))
+        .await
+        .context("the outbox opener panicked")?
+        .with_context(|| format!("cannot open the outbox {}", config.outbox.path.display()))?;
+    tracing::info!(path = %config.outbox.path.display(), "outbox open");
+
+    let shutdown = CancellationToken::new();
+    let topic_prefix = config.uplink.as_ref().map_or_else(
+        || UplinkConfig::default().topic_prefix,
+        |u| u.topic_prefix.clone(),
+    );
+    let uplink_task: Option<JoinHandle<()>> = config.uplink.map(|cfg| {
+        let outbox = outbox.clone();
+        let gateway_id = gateway_id.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = uplink::run(cfg, gateway_id, outbox, shutdown).await {
+                tracing::error!("uplink stopped: {e}");
+            }
+        })
+    });
+    if uplink_task.is_none() {
+        tracing::warn!("no uplink configured: events are kept in the outbox only");
+    }
+
+    let (tx, rx) = mpsc::channel(config.engine.channel);
+    let pipeline_counters = Arc::new(PipelineCounters::default());
+    let pipeline = Pipeline {
+        engine: Engine::with_limits(
+            rules,
+            Limits {
+                max_series: config.engine.max_series,
+            },
+        ),
+        outbox: outbox.clone(),
+        gateway_id: gateway_id.clone(),
+        topic_prefix,
+        idle_close: config.engine.idle_close,
+        counters: pipeline_counters.clone(),
+    };
+    let pipeline_task = tokio::spawn(pipeline.run(rx));
+
+    let mut sources = Vec::new();
+    for source in config.sources {
+        let counters = Arc::new(SourceCounters::default());
+        let name = source.name().to_owned();
+        let tx = tx.clone();
+        let shutdown = shutdown.clone();
+        let task = tokio::spawn({
+            let counters = counters.clone();
+            let name = name.clone();
+            async move {
+                let result = match source {
+                    SourceConfig::Simulator(cfg) => {
+                        simulator::run(cfg, tx, counters, shutdown).await
+                    }
+                    SourceConfig::Mqtt(cfg) => mqtt::run(cfg, tx, counters, shutdown).await,
+                };
+                if let Err(e) = result {
+                    tracing::error!(source = %name, "source stopped: {e}");
+                }
+            }
+        });
+        sources.push((name, counters, task));
+    }
+    // Only the sources hold senders now, so the engine's input closes when they stop.
+    drop(tx);
+    tracing::info!(gateway = %gateway_id, sources = sources.len(), "pipeline ready");
+
+    let status = tokio::spawn(status_loop(
+        outbox.clone(),
+        pipeline_counters.clone(),
+        sources
+            .iter()
+            .map(|(n, c, _)| (n.clone(), c.clone()))
+            .collect(),
+        config.log.status_interval,
+    ));
+
+    wait_for_stop_signal().await;
+    tracing::info!("stopping: draining sources into the outbox");
+    shutdown.cancel();
+    for (name, _, task) in sources {
+        if tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(source = %name, "source did not stop within 5 s");
+        }
+    }
+    status.abort();
+    let pipeline_result = pipeline_task.await.context("the engine task panicked")?;
+    if let Some(task) = uplink_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    drop(outbox);
+    tokio::task::spawn_blocking(move || outbox_thread.join())
+        .await
+        .context("the outbox thread panicked")?
+        .context("the outbox did not close cleanly")?;
+    pipeline_result.context("the engine could not commit to the outbox")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM ({e}); only Ctrl-C stops the agent");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        // SIGHUP's default action would kill the agent; reloading arrives with hot reload.
+        let mut hup = signal(SignalKind::hangup()).ok();
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = tokio::signal::ctrl_c() => return,
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    tracing::warn!("SIGHUP received: reloading is not supported yet; ignored");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// One line every `log.status_interval`: what an operator checks first.
+async fn status_loop(
+    outbox: Outbox,
+    pipeline: Arc<PipelineCounters>,
+    sources: Vec<(String, Arc<SourceCounters>)>,
+    every: Duration,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let received: u64 = sources.iter().map(|(_, c)| c.readings.load(Relaxed)).sum();
+        let bad: u64 = sources
+            .iter()
+            .map(|(_, c)| c.decode_errors.load(Relaxed))
+            .sum();
+        match outbox.stats().await {
+            Ok(stats) => tracing::info!(
+                pending = stats.count,
+                bytes = stats.bytes,
+                alerts = stats.lanes[Lane::Alerts as usize].count,
+                evicted = stats.evicted,
+                samples = received,
+                bad_payloads = bad,
+                events = pipeline.events.load(Relaxed),
+                "outbox"
+            ),
+            Err(e) => tracing::error!("outbox stats unavailable: {e}"),
+        }
+    }
+}

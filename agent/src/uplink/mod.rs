@@ -1,0 +1,341 @@
+//! Drains the outbox to the cloud broker over MQTT (QoS 1) and deletes a record only once the
+//! broker has acknowledged it.
+//!
+//! The outbox is the only source of truth: the client runs with `clean_session(true)` and
+//! keeps no state across connections. On every CONNACK everything not yet deleted is sent
+//! again, oldest first in lane order, so a record published but not acknowledged before a
+//! disconnect arrives twice at worst — consumers deduplicate by `id` (`"{gateway}:{seq}"`).
+//!
+//! Two tasks share a small state under a mutex ([`session`]): the *poll task* owns the
+//! rumqttc `EventLoop` and only polls it (so keep-alives and PUBACKs are never held up by
+//! disk reads), and the *feeder* (this module's [`run`]) fetches from the outbox and queues
+//! publishes with `try_publish`, at most `inflight` unacknowledged at a time. rumqttc reports
+//! `Outgoing::Publish(pkid)` in the order publishes were queued, which is how a PUBACK's
+//! packet id is mapped back to a record id. On a connection error the poll task, holding the
+//! lock, clears that mapping and everything rumqttc still holds (including requests queued
+//! meanwhile), so a stale publish can never be matched to the wrong record.
+
+mod session;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use serde::Deserialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::outbox::config::de_duration;
+use crate::outbox::{Lane, LaneCursor, Outbox, OutboxError};
+use session::Shared;
+
+/// How long shutdown waits for outstanding PUBACKs before disconnecting.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `uplink:` in the agent config.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UplinkConfig {
+    #[serde(default = "default_host")]
+    pub host: String,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Defaults to `weir-{gateway_id}`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Records go to `{topic_prefix}/{gateway_id}/{lane}` (see [`topic_for`]).
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// Most publishes awaiting a PUBACK at once (1..=65535).
+    #[serde(default = "default_inflight")]
+    pub inflight: usize,
+    /// At least "1s".
+    #[serde(default = "default_keep_alive", deserialize_with = "de_duration")]
+    pub keep_alive: Duration,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+const fn default_port() -> u16 {
+    1883
+}
+fn default_topic_prefix() -> String {
+    "weir".into()
+}
+const fn default_inflight() -> usize {
+    32
+}
+const fn default_keep_alive() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for UplinkConfig {
+    fn default() -> Self {
+        UplinkConfig {
+            host: default_host(),
+            port: default_port(),
+            client_id: None,
+            topic_prefix: default_topic_prefix(),
+            inflight: default_inflight(),
+            keep_alive: default_keep_alive(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UplinkError {
+    #[error("invalid uplink config: {field}: {reason}")]
+    Config {
+        field: &'static str,
+        reason: &'static str,
+    },
+    #[error("the uplink's connection task ended unexpectedly")]
+    TaskEnded,
+    #[error("uplink lost its outbox: {source}")]
+    Outbox { source: OutboxError },
+}
+
+/// The topic a record of `lane` is published to.
+pub fn topic_for(prefix: &str, gateway_id: &str, lane: Lane) -> String {
+    format!("{prefix}/{gateway_id}/{}", lane.as_str())
+}
+
+fn mqtt_options(cfg: &UplinkConfig, gateway_id: &str) -> Result<MqttOptions, UplinkError> {
+    let bad = |field, reason| UplinkError::Config { field, reason };
+    // rumqttc panics on these; refuse them here instead.
+    if cfg.keep_alive < Duration::from_secs(1) {
+        return Err(bad("keep_alive", "must be at least 1s"));
+    }
+    let inflight = u16::try_from(cfg.inflight)
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or(bad("inflight", "must be between 1 and 65535"))?;
+    if cfg.host.is_empty() {
+        return Err(bad("host", "must not be empty"));
+    }
+    let client_id = cfg
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("weir-{gateway_id}"));
+    let mut opts = MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
+    opts.set_clean_session(true)
+        .set_keep_alive(cfg.keep_alive)
+        .set_inflight(inflight)
+        // rumqttc's 10 KiB default would turn a large record into a reconnect loop.
+        .set_max_packet_size(1 << 20, wire::MAX_PACKET);
+    Ok(opts)
+}
+
+/// Runs until `shutdown`: connects (and reconnects) to the broker, publishes the outbox's
+/// records and deletes each one its PUBACK confirms. On shutdown it stops fetching, waits up
+/// to 2 s for outstanding PUBACKs, then disconnects. Errors only for an invalid config, when
+/// the outbox's writer has stopped, or if the connection task died (a bug).
+pub async fn run(
+    cfg: UplinkConfig,
+    gateway_id: String,
+    outbox: Outbox,
+    shutdown: CancellationToken,
+) -> Result<(), UplinkError> {
+    let opts = mqtt_options(&cfg, &gateway_id)?;
+    let inflight = cfg.inflight;
+    // Room for every in-flight publish plus the final DISCONNECT: try_publish never finds
+    // the request channel full.
+    let (client, eventloop) = AsyncClient::new(opts, inflight + 4);
+    let shared = Arc::new(Shared::default());
+    let wake = Arc::new(Notify::new());
+    let stop = CancellationToken::new();
+    let _stop_on_drop = stop.clone().drop_guard();
+    let poller = tokio::spawn(session::poll(
+        eventloop,
+        Arc::clone(&shared),
+        Arc::clone(&wake),
+        stop.clone(),
+    ));
+    let mut feeder = Feeder {
+        client,
+        outbox,
+        shared,
+        encoder: wire::Encoder::new(&gateway_id),
+        inflight,
+        cursor: LaneCursor::START,
+        generation: 0,
+    };
+    let result = feeder.feed(&wake, &shutdown).await;
+    if result.is_ok() {
+        feeder.drain(&wake).await;
+    }
+    stop.cancel();
+    if let Err(e) = poller.await {
+        tracing::error!(error = %e, "uplink poll task failed");
+    }
+    result
+}
+
+struct Feeder {
+    client: AsyncClient,
+    outbox: Outbox,
+    shared: Arc<Shared>,
+    encoder: wire::Encoder,
+    inflight: usize,
+    cursor: LaneCursor,
+    /// Connection generation the cursor belongs to.
+    generation: u64,
+}
+
+impl Feeder {
+    async fn feed(
+        &mut self,
+        wake: &Notify,
+        shutdown: &CancellationToken,
+    ) -> Result<(), UplinkError> {
+        let mut changes = self.outbox.changes();
+        loop {
+            self.delete_acked().await?;
+            self.fill(&mut changes).await?;
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = wake.notified() => {}
+                _ = self.shared.closed() => return Err(UplinkError::TaskEnded),
+                r = changes.changed() => if r.is_err() {
+                    return Err(UplinkError::Outbox { source: OutboxError::Closed });
+                },
+            }
+        }
+    }
+
+    async fn delete_acked(&mut self) -> Result<(), UplinkError> {
+        let acked = self.shared.take_acked();
+        if acked.is_empty() {
+            return Ok(());
+        }
+        match self.outbox.delete(acked).await {
+            Ok(()) => Ok(()),
+            Err(OutboxError::Closed) => Err(UplinkError::Outbox {
+                source: OutboxError::Closed,
+            }),
+            // Not deleted means sent again after the next reconnect: a duplicate, not a loss.
+            Err(e) => {
+                tracing::error!(error = %e, "uplink could not delete delivered records");
+                Ok(())
+            }
+        }
+    }
+
+    /// Publishes fetched records while connected and below the in-flight limit.
+    async fn fill(
+        &mut self,
+        changes: &mut tokio::sync::watch::Receiver<u64>,
+    ) -> Result<(), UplinkError> {
+        loop {
+            let (connected, generation, outstanding) = self.shared.status();
+            if !connected || outstanding >= self.inflight {
+                return Ok(());
+            }
+            if generation != self.generation {
+                // New connection: nothing is in flight, resend everything not deleted.
+                self.generation = generation;
+                self.cursor = LaneCursor::START;
+            }
+            changes.borrow_and_update();
+            let batch = match self
+                .outbox
+                .fetch(self.inflight - outstanding, self.cursor)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(e) => return Err(UplinkError::Outbox { source: e }),
+            };
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let mut bad = Vec::new();
+            let mut stalled = false;
+            {
+                let mut s = self.shared.lock();
+                if !s.connected || s.generation != self.generation {
+                    continue;
+                }
+                for record in &batch {
+                    let payload = match self.encoder.encode(record) {
+                        Ok(p) => p,
+                        Err(reason) => {
+                            tracing::error!(
+                                id = record.id,
+                                lane = record.lane.as_str(),
+                                reason,
+                                "uplink dropped an unpublishable record (data lost)"
+                            );
+                            bad.push(record.id);
+                            self.cursor.advance(record);
+                            continue;
+                        }
+                    };
+                    match self.client.try_publish(
+                        record.topic.as_str(),
+                        QoS::AtLeastOnce,
+                        false,
+                        payload,
+                    ) {
+                        Ok(()) => {
+                            s.issued.push_back(record.id);
+                            self.cursor.advance(record);
+                        }
+                        Err(e) => {
+                            // Unreachable by construction (channel sized for the window);
+                            // the record stays behind the cursor and is fetched again.
+                            tracing::warn!(error = %e, "uplink could not queue a publish");
+                            stalled = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if !bad.is_empty() {
+                let counters = self.outbox.counters();
+                counters
+                    .discarded
+                    .fetch_add(bad.len() as u64, Ordering::Relaxed);
+                if let Err(e) = self.outbox.delete(bad).await {
+                    tracing::error!(error = %e, "uplink could not delete unpublishable records");
+                }
+            }
+            if stalled {
+                // Retry on the next wake-up rather than spin.
+                return Ok(());
+            }
+        }
+    }
+
+    /// Waits (bounded) for outstanding PUBACKs, deletes what they confirm, disconnects.
+    async fn drain(&mut self, wake: &Notify) {
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        loop {
+            if self.delete_acked().await.is_err() {
+                break;
+            }
+            let (connected, _, outstanding) = self.shared.status();
+            if !connected || outstanding == 0 {
+                break;
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(outstanding, "uplink stopping with unacknowledged publishes (sent again next run)");
+                    break;
+                }
+            }
+        }
+        let _ = self.delete_acked().await;
+        if self.shared.status().0 && self.client.try_disconnect().is_ok() {
+            // Let the poll task write the DISCONNECT; it returns once it has.
+            let _ = tokio::time::timeout(Duration::from_millis(500), self.shared.closed()).await;
+        }
+    }
+}

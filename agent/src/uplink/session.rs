@@ -1,0 +1,190 @@
+//! The poll task and the state it shares with the feeder.
+//!
+//! The mutex is what makes packet-id matching sound: the feeder queues a publish and records
+//! its id in `issued` under the lock, and on a connection error the poll task, under the same
+//! lock, marks the connection down, forgets `issued`/`inflight` and empties everything
+//! rumqttc holds (its state, its pending list, its request channel). No publish from an old
+//! connection can therefore surface as an `Outgoing::Publish` after a reconnect.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use rumqttc::{Event, EventLoop, MqttState, Outgoing, Packet};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Default)]
+pub(super) struct State {
+    /// Up since the last CONNACK.
+    pub connected: bool,
+    /// Bumped on every CONNACK: the feeder restarts from the oldest record.
+    pub generation: u64,
+    /// Record ids queued with `try_publish`, not yet seen as `Outgoing::Publish`, in order.
+    pub issued: VecDeque<u64>,
+    /// Packet id -> record id, awaiting PUBACK.
+    pub inflight: HashMap<u16, u64>,
+    /// Acknowledged by the broker, to be deleted from the outbox.
+    pub acked: Vec<u64>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Shared {
+    state: Mutex<State>,
+    /// Cancelled when the poll task has returned.
+    done: CancellationToken,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent under every early return, so a poisoned lock is usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// (connected, generation, publishes awaiting a PUBACK)
+    pub fn status(&self) -> (bool, u64, usize) {
+        let s = self.lock();
+        (s.connected, s.generation, s.issued.len() + s.inflight.len())
+    }
+
+    pub fn take_acked(&self) -> Vec<u64> {
+        std::mem::take(&mut self.lock().acked)
+    }
+
+    pub async fn closed(&self) {
+        self.done.cancelled().await
+    }
+}
+
+/// Polls the event loop until `stop`, reconnecting with backoff after errors.
+pub(super) async fn poll(
+    mut eventloop: EventLoop,
+    shared: Arc<Shared>,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let _done = shared.done.clone().drop_guard();
+    let max_inflight = eventloop.mqtt_options.inflight();
+    let mut backoff = Backoff::default();
+    let mut ever_connected = false;
+    // Some while an outage is under way (and has been logged).
+    let mut down_since: Option<Instant> = None;
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => return,
+            event = eventloop.poll() => event,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                {
+                    let mut s = shared.lock();
+                    s.connected = true;
+                    s.generation += 1;
+                    s.issued.clear();
+                    s.inflight.clear();
+                }
+                backoff.reset();
+                ever_connected = true;
+                match down_since.take() {
+                    Some(t) => tracing::info!(
+                        outage_ms = t.elapsed().as_millis() as u64,
+                        "uplink connected"
+                    ),
+                    None => tracing::info!("uplink connected"),
+                }
+                wake.notify_one();
+            }
+            Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                {
+                    let mut s = shared.lock();
+                    if let Some(id) = s.inflight.remove(&ack.pkid) {
+                        s.acked.push(id);
+                    }
+                }
+                wake.notify_one();
+            }
+            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                let mut s = shared.lock();
+                match s.issued.pop_front() {
+                    Some(id) => {
+                        s.inflight.insert(pkid, id);
+                    }
+                    None => tracing::debug!(pkid, "publish not issued by the feeder"),
+                }
+            }
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                shared.lock().connected = false;
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                {
+                    let mut s = shared.lock();
+                    s.connected = false;
+                    s.issued.clear();
+                    s.inflight.clear();
+                    // clean_session: drop whatever rumqttc would otherwise replay.
+                    eventloop.clean();
+                    eventloop.pending.clear();
+                    eventloop.state = MqttState::new(max_inflight, false);
+                }
+                wake.notify_one();
+                let delay = backoff.next_delay();
+                if down_since.is_none() {
+                    down_since = Some(Instant::now());
+                    let what = if ever_connected {
+                        "uplink connection lost; reconnecting with backoff"
+                    } else {
+                        "uplink cannot connect to the broker; retrying with backoff"
+                    };
+                    tracing::warn!(error = %e, "{what}");
+                } else {
+                    tracing::debug!(error = %e, delay_ms = delay.as_millis() as u64, "uplink reconnect failed");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff from 100 ms to 10 s with "equal jitter": each delay is half the
+/// current step plus a random part of the other half, so clients that lost the same broker
+/// spread out and a retry is never immediate.
+#[derive(Debug)]
+pub(super) struct Backoff {
+    step: Duration,
+    attempt: u64,
+}
+
+pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
+pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            step: BACKOFF_MIN,
+            attempt: 0,
+        }
+    }
+}
+
+impl Backoff {
+    pub fn reset(&mut self) {
+        self.step = BACKOFF_MIN;
+    }
+
+    pub fn next_delay(&mut self) -> Duration {
+        let half = self.step / 2;
+        self.step = (self.step * 2).min(BACKOFF_MAX);
+        self.attempt = self.attempt.wrapping_add(1);
+        // A fresh RandomState is randomly keyed: enough randomness for jitter, no dependency.
+        let r = RandomState::new().hash_one(self.attempt);
+        let span = half.as_nanos() as u64 + 1;
+        half + Duration::from_nanos(r % span)
+    }
+}

@@ -1,0 +1,386 @@
+use std::collections::BTreeSet;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rumqttc::{Event, Packet};
+use tokio::sync::mpsc;
+
+use super::session::{BACKOFF_MAX, BACKOFF_MIN, Backoff};
+use super::*;
+use crate::outbox::{NewRecord, OutboxConfig, OutboxCounters, Record};
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("weir=debug")
+        .try_init();
+}
+
+// ---------- pure parts ----------
+
+fn record(id: u64, payload: &[u8]) -> Record {
+    Record {
+        id,
+        lane: Lane::Alerts,
+        topic: "weir/gw-1/alerts".into(),
+        created_at: 0,
+        payload: payload.to_vec(),
+    }
+}
+
+#[test]
+fn wire_splices_id_seq_and_gateway_in_front_of_the_body() {
+    let enc = wire::Encoder::new("gw-1");
+    let out = enc
+        .encode(&record(42, b"\x01{\"kind\":\"alert\",\"value\":85.2}"))
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"{"id":"gw-1:42","seq":42,"gateway":"gw-1","kind":"alert","value":85.2}"#
+    );
+    let out = enc.encode(&record(7, b"\x01 { } ")).unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        r#"{"id":"gw-1:7","seq":7,"gateway":"gw-1"}"#
+    );
+    // Odd gateway ids stay valid JSON.
+    let out = wire::Encoder::new("a\"b")
+        .encode(&record(1, b"\x01{}"))
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["id"], "a\"b:1");
+    assert_eq!(v["gateway"], "a\"b");
+
+    assert!(enc.encode(&record(1, b"")).is_err());
+    assert!(enc.encode(&record(1, b"\x02{}")).is_err());
+    assert!(enc.encode(&record(1, b"\x01[1]")).is_err());
+}
+
+#[test]
+fn topics_and_config() {
+    assert_eq!(
+        topic_for("weir", "gw-1", Lane::Predictions),
+        "weir/gw-1/predictions"
+    );
+    let cfg: UplinkConfig = serde_saphyr::from_str("port: 1884\nkeep_alive: 5s\n").unwrap();
+    assert_eq!(cfg.port, 1884);
+    assert_eq!(cfg.keep_alive, Duration::from_secs(5));
+    assert_eq!(cfg.inflight, 32);
+    assert_eq!(cfg.topic_prefix, "weir");
+    assert_eq!(cfg.host, "127.0.0.1");
+    assert!(serde_saphyr::from_str::<UplinkConfig>("prot: 1\n").is_err());
+    assert!(mqtt_options(&UplinkConfig::default(), "gw").is_ok());
+    let short = UplinkConfig {
+        keep_alive: Duration::from_millis(500),
+        ..UplinkConfig::default()
+    };
+    assert!(matches!(
+        mqtt_options(&short, "gw"),
+        Err(UplinkError::Config {
+            field: "keep_alive",
+            ..
+        })
+    ));
+    let zero = UplinkConfig {
+        inflight: 0,
+        ..UplinkConfig::default()
+    };
+    assert!(mqtt_options(&zero, "gw").is_err());
+}
+
+#[test]
+fn backoff_grows_with_jitter_to_the_cap_and_resets() {
+    let mut b = Backoff::default();
+    let mut step = BACKOFF_MIN;
+    for _ in 0..20 {
+        let d = b.next_delay();
+        assert!(
+            d >= step / 2 && d <= step,
+            "{d:?} outside [{:?}, {step:?}]",
+            step / 2
+        );
+        step = (step * 2).min(BACKOFF_MAX);
+    }
+    assert!(b.next_delay() >= BACKOFF_MAX / 2);
+    b.reset();
+    assert!(b.next_delay() <= BACKOFF_MIN);
+}
+
+// ---------- against a real broker ----------
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One mosquitto per test, with persistence so a persistent test subscriber keeps its queue
+/// across a broker restart. Killed on drop.
+struct Broker {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Broker {
+    fn start(dir: &Path, port: u16) -> Broker {
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                 persistence_location {}/\nmax_queued_messages 0\nuser root\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join(format!("mosquitto-{port}.log"))).unwrap();
+        let child = Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("mosquitto is installed at /usr/sbin/mosquitto");
+        let broker = Broker {
+            child: Some(child),
+            port,
+            dir: dir.to_owned(),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mosquitto did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        broker
+    }
+
+    /// SIGTERM, so mosquitto saves its persistent sessions, then wait for the exit.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status()
+                .unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        let dir = self.dir.clone();
+        *self = Broker::start(&dir, self.port);
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A persistent-session subscriber to `weir/#`; returns once the subscription is acknowledged.
+async fn subscribe(port: u16) -> mpsc::UnboundedReceiver<(String, serde_json::Value)> {
+    let mut opts = MqttOptions::new("weir-test-sub", "127.0.0.1", port);
+    opts.set_clean_session(false)
+        .set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (subbed_tx, mut subbed) = mpsc::unbounded_channel();
+    let keep = client.clone();
+    tokio::spawn(async move {
+        let _keep = keep;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let v = serde_json::from_slice(&p.payload).unwrap();
+                    if tx.send((p.topic, v)).is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => drop(subbed_tx.send(())),
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    client.subscribe("weir/#", QoS::AtLeastOnce).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), subbed.recv())
+        .await
+        .expect("SUBACK in time");
+    rx
+}
+
+fn rec(lane: Lane, n: u64) -> NewRecord {
+    NewRecord::json(
+        lane,
+        topic_for("weir", "gw-1", lane),
+        n as i64,
+        format!(r#"{{"kind":"test","n":{n}}}"#).as_bytes(),
+    )
+}
+
+async fn open_outbox(dir: &Path) -> (Outbox, crate::outbox::OutboxThread) {
+    let cfg = OutboxConfig {
+        path: dir.join("outbox.db"),
+        batch_delay: Duration::ZERO,
+        ..OutboxConfig::default()
+    };
+    Outbox::open(&cfg).unwrap()
+}
+
+async fn wait_empty(outbox: &Outbox) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if outbox.stats().await.unwrap().count == 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox never drained"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn recv(
+    rx: &mut mpsc::UnboundedReceiver<(String, serde_json::Value)>,
+) -> (String, serde_json::Value) {
+    tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("records keep arriving")
+        .expect("subscriber alive")
+}
+
+fn uplink_cfg(port: u16, inflight: usize) -> UplinkConfig {
+    UplinkConfig {
+        port,
+        inflight,
+        keep_alive: Duration::from_secs(5),
+        ..UplinkConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_every_record_in_lane_order_with_ids_then_empties_the_outbox() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), free_port());
+    let mut rx = subscribe(broker.port).await;
+    let (outbox, thread) = open_outbox(dir.path()).await;
+    const N: u64 = 300;
+    let recs = (0..N)
+        .map(|n| rec(Lane::ALL[(n % 3) as usize], n))
+        .collect();
+    outbox.append(recs, vec![]).await.unwrap();
+
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(
+        uplink_cfg(broker.port, 8),
+        "gw-1".into(),
+        outbox.clone(),
+        shutdown.clone(),
+    ));
+    let mut got = Vec::new();
+    while got.len() < N as usize {
+        let msg = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .expect("all records arrive in time")
+            .unwrap();
+        got.push(msg);
+    }
+    // The backlog comes out alerts first, then predictions, then aggregates, FIFO in each.
+    let mut expected: Vec<(Lane, u64)> = (0..N).map(|n| (Lane::ALL[(n % 3) as usize], n)).collect();
+    expected.sort();
+    for ((topic, v), (lane, n)) in got.iter().zip(&expected) {
+        let seq = n + 1; // ids start at 1 in a fresh outbox
+        assert_eq!(topic, &format!("weir/gw-1/{lane}"));
+        assert_eq!(v["id"], format!("gw-1:{seq}"));
+        assert_eq!(v["seq"], seq);
+        assert_eq!(v["gateway"], "gw-1");
+        assert_eq!(v["kind"], "test");
+        assert_eq!(v["n"], *n);
+    }
+    wait_empty(&outbox).await;
+
+    // Records committed while connected are picked up without polling.
+    outbox
+        .append(vec![rec(Lane::Alerts, 1000)], vec![])
+        .await
+        .unwrap();
+    let (_, v) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v["n"], 1000);
+    assert_eq!(v["seq"], N + 1);
+    wait_empty(&outbox).await;
+    assert_eq!(OutboxCounters::get(&outbox.counters().deleted), N + 1);
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("uplink stops promptly")
+        .unwrap()
+        .unwrap();
+    drop(outbox);
+    thread.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_mid_stream_loses_nothing() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start(dir.path(), free_port());
+    let mut rx = subscribe(broker.port).await;
+    let (outbox, _thread) = open_outbox(dir.path()).await;
+    const N: u64 = 5000;
+    let recs = (0..N)
+        .map(|n| rec(Lane::ALL[(n % 3) as usize], n))
+        .collect();
+    outbox.append(recs, vec![]).await.unwrap();
+
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(
+        uplink_cfg(broker.port, 4),
+        "gw-1".into(),
+        outbox.clone(),
+        shutdown.clone(),
+    ));
+    let mut seen = BTreeSet::new();
+    let mut received = 0u64;
+    while received < 100 {
+        let (_, v) = recv(&mut rx).await;
+        seen.insert(v["seq"].as_u64().unwrap());
+        received += 1;
+    }
+    broker.restart();
+    let pending = outbox.stats().await.unwrap().count;
+    assert!(pending > 0, "the restart should happen mid-stream");
+
+    while seen.len() < N as usize {
+        let (_, v) = recv(&mut rx).await;
+        seen.insert(v["seq"].as_u64().unwrap());
+        received += 1;
+    }
+    assert_eq!(seen, (1..=N).collect::<BTreeSet<u64>>(), "none missing");
+    wait_empty(&outbox).await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    eprintln!("received {received} messages for {N} records (duplicates allowed)");
+}

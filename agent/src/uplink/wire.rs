@@ -1,0 +1,56 @@
+//! The wire message: the stored JSON body with `"id"`, `"seq"` and `"gateway"` spliced in
+//! front, e.g. `{"id":"gw-1:42","seq":42,"gateway":"gw-1","kind":"alert",...}`. Splicing
+//! (rather than parse and re-serialise) keeps the body byte-for-byte and costs one copy.
+
+use crate::outbox::{PAYLOAD_V1, Record};
+
+/// MQTT's largest packet (remaining length limit).
+pub(super) const MAX_PACKET: usize = 268_435_455;
+
+pub(super) struct Encoder {
+    /// The gateway id as a JSON string, quotes included.
+    gateway_json: String,
+}
+
+impl Encoder {
+    pub fn new(gateway_id: &str) -> Encoder {
+        Encoder {
+            gateway_json: serde_json::Value::String(gateway_id.to_owned()).to_string(),
+        }
+    }
+
+    /// The message for `record`, or why it cannot be sent. The outbox only stores version-1
+    /// JSON objects, so an error means a file written by something else.
+    pub fn encode(&self, record: &Record) -> Result<Vec<u8>, &'static str> {
+        let Some((&version, body)) = record.payload.split_first() else {
+            return Err("empty payload");
+        };
+        if version != PAYLOAD_V1 {
+            return Err("unsupported payload format version");
+        }
+        let body = body.trim_ascii();
+        let (Some(b'{'), Some(b'}')) = (body.first(), body.last()) else {
+            return Err("payload body is not a JSON object");
+        };
+        if body.len() + record.topic.len() + 128 > MAX_PACKET {
+            return Err("record too large for one MQTT message");
+        }
+        let rest = &body[1..]; // after `{`, through the closing `}`
+        let gw = &self.gateway_json;
+        let seq = record.id;
+        let head = format!(
+            "{{\"id\":\"{}:{seq}\",\"seq\":{seq},\"gateway\":{gw}",
+            &gw[1..gw.len() - 1]
+        );
+        let mut out = Vec::with_capacity(head.len() + rest.len() + 1);
+        out.extend_from_slice(head.as_bytes());
+        let inner = rest.trim_ascii_start();
+        if inner.first() == Some(&b'}') {
+            out.push(b'}'); // empty object: no comma
+        } else {
+            out.push(b',');
+            out.extend_from_slice(inner);
+        }
+        Ok(out)
+    }
+}

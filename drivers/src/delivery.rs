@@ -1,0 +1,98 @@
+//! What a source hands to the agent.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One decoded value. `device` and `metric` are shared strings so a source that sends the
+/// same names again (the simulator, a serial device) does not allocate per reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub device: Arc<str>,
+    pub metric: Arc<str>,
+    /// Event time, µs since the Unix epoch.
+    pub ts: i64,
+    pub value: f64,
+}
+
+/// One unit received by a source, with its readings and how to acknowledge it.
+#[derive(Debug)]
+pub struct Delivery {
+    pub readings: Vec<Reading>,
+    /// `Some` when the transport needs an acknowledgement once the readings' effects are
+    /// durable (MQTT QoS 1 with manual acks). Dropping it without calling [`Ack::ack`]
+    /// leaves the message unacknowledged, so the broker redelivers it after a reconnect.
+    pub ack: Option<Ack>,
+}
+
+/// A pending transport acknowledgement.
+pub struct Ack {
+    inner: AckInner,
+}
+
+enum AckInner {
+    Mqtt {
+        client: rumqttc::AsyncClient,
+        publish: rumqttc::Publish,
+    },
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            AckInner::Mqtt { publish, .. } => f
+                .debug_struct("Ack")
+                .field("topic", &publish.topic)
+                .field("pkid", &publish.pkid)
+                .finish(),
+        }
+    }
+}
+
+impl Ack {
+    pub(crate) fn mqtt(client: rumqttc::AsyncClient, publish: rumqttc::Publish) -> Self {
+        Ack {
+            inner: AckInner::Mqtt { client, publish },
+        }
+    }
+
+    /// Acknowledges without waiting. Fails only when the source's request queue is full or
+    /// closed; the message is then redelivered by the broker, which is safe (at least once).
+    pub fn ack(self) -> Result<(), AckError> {
+        match self.inner {
+            AckInner::Mqtt { client, publish } => client
+                .try_ack(&publish)
+                .map_err(|e| AckError::Mqtt(e.to_string())),
+        }
+    }
+}
+
+/// Why an acknowledgement could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AckError {
+    #[error("MQTT acknowledgement not queued: {0}")]
+    Mqtt(String),
+}
+
+/// Counters a source keeps for metrics and `weir status`. Shared with the agent by `Arc`.
+#[derive(Debug, Default)]
+pub struct SourceCounters {
+    /// Units received (MQTT messages, simulator ticks).
+    pub received: AtomicU64,
+    /// Readings decoded and sent on.
+    pub readings: AtomicU64,
+    /// Units that could not be decoded (malformed payload, unmapped topic).
+    pub decode_errors: AtomicU64,
+    /// Times the source (re)connected to its transport.
+    pub connects: AtomicU64,
+}
+
+impl SourceCounters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

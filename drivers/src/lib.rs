@@ -1,0 +1,28 @@
+//! Weir's sources: where samples come from.
+//!
+//! Every source runs as an async task that sends [`Delivery`]s into a bounded channel. A
+//! delivery is one unit the source received (one MQTT message, one simulator tick) with the
+//! readings decoded from it and, when the transport supports it, an [`Ack`] that the agent
+//! fires only after the events those readings caused are committed to the outbox. That is
+//! how a crash between receiving and committing makes the broker redeliver instead of losing.
+//!
+//! Decoding is kept apart from I/O ([`payload`], [`topic`]) so it can be tested on bytes.
+//! Bad input never stops a source: it is counted in [`SourceCounters`], logged, and skipped.
+//!
+//! Sources: [`mqtt::run`] (a local broker, at-least-once with manual acks) and
+//! [`simulator::run`] (seeded synthetic devices with scheduled faults, for demos and tests).
+//! Their configurations ([`mqtt::MqttSourceConfig`], [`simulator::SimulatorConfig`]) are serde
+//! structs the agent embeds in its own file; [`duration`] is the `"30s"` parser they share.
+
+pub mod duration;
+pub mod mqtt;
+pub mod payload;
+pub mod simulator;
+pub mod topic;
+
+mod delivery;
+mod error;
+
+pub use delivery::{Ack, AckError, Delivery, Reading, SourceCounters};
+pub use error::SourceError;
+pub(crate) use error::now_us;

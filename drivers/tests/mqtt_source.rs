@@ -1,0 +1,391 @@
+//! The MQTT source against a real mosquitto: mapping, bad payloads, and the at-least-once
+//! property (an unacknowledged QoS 1 message comes back after a restart with the same id).
+//!
+//! One broker per test on a free port; readiness is waited for by condition (a TCP connect,
+//! a delivery, a counter), never by a fixed sleep.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test harness helpers: a failed setup step should panic the test"
+)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use weir_drivers::mqtt::{self, MqttSourceConfig, Subscription};
+use weir_drivers::topic::TopicPattern;
+use weir_drivers::{Delivery, SourceCounters, SourceError};
+
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A mosquitto process, killed on drop.
+struct Broker {
+    child: Child,
+    port: u16,
+    conf: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let dir = tempfile::tempdir().unwrap();
+            let conf = dir.path().join("mosquitto.conf");
+            std::fs::write(
+                &conf,
+                format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            )
+            .unwrap();
+            let mut b = Broker {
+                child: spawn_mosquitto(&conf),
+                port,
+                conf,
+                _dir: dir,
+            };
+            // Another process may take the port between our probe and mosquitto's bind.
+            if b.wait_ready() {
+                return b;
+            }
+        }
+        panic!("mosquitto did not start");
+    }
+
+    /// Waits until the port accepts connections; false if mosquitto exited.
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return false;
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Kills the broker (sessions are lost: persistence is off) and starts it again on the
+    /// same port.
+    fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            self.child = spawn_mosquitto(&self.conf);
+            if self.wait_ready() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "mosquitto did not restart");
+        }
+    }
+
+    /// Publishes with `mosquitto_pub`, which returns after the broker's PUBACK.
+    async fn publish(&self, topic: &str, payload: &str) {
+        let args: Vec<String> = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let status = tokio::task::spawn_blocking(move || {
+            Command::new("mosquitto_pub").args(&args).status().unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(status.success(), "mosquitto_pub failed: {status}");
+    }
+}
+
+fn spawn_mosquitto(conf: &std::path::Path) -> Child {
+    Command::new(MOSQUITTO)
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(port: u16, client_id: &str) -> MqttSourceConfig {
+    let sub = |topic: &str, metric: Option<&str>| Subscription {
+        topic: TopicPattern::parse(topic).unwrap(),
+        metric: metric.map(str::to_owned),
+    };
+    MqttSourceConfig {
+        name: "test".into(),
+        port,
+        client_id: Some(client_id.into()),
+        keep_alive: Duration::from_secs(5),
+        max_payload: 1024,
+        subscriptions: vec![
+            sub("plant/{device}/{metric}", None),
+            sub("devices/{device}/state", None),
+            sub("fixed/{device}", Some("rpm")),
+        ],
+        ..MqttSourceConfig::default()
+    }
+}
+
+/// A running source and its outputs.
+struct Running {
+    rx: mpsc::Receiver<Delivery>,
+    counters: Arc<SourceCounters>,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), SourceError>>,
+}
+
+fn start(cfg: MqttSourceConfig) -> Running {
+    let (tx, rx) = mpsc::channel(16);
+    let counters = Arc::new(SourceCounters::default());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(mqtt::run(cfg, tx, Arc::clone(&counters), shutdown.clone()));
+    Running {
+        rx,
+        counters,
+        shutdown,
+        task,
+    }
+}
+
+impl Running {
+    /// The next delivery that is not a readiness probe (probes are acked and skipped).
+    async fn next(&mut self) -> Delivery {
+        loop {
+            let d = tokio::time::timeout(WAIT, self.rx.recv())
+                .await
+                .expect("no delivery in time")
+                .expect("source ended");
+            if &*d.readings[0].device == "probe" {
+                d.ack.unwrap().ack().unwrap();
+                continue;
+            }
+            return d;
+        }
+    }
+
+    /// Publishes probes until one arrives: the subscription is then active at the broker.
+    async fn wait_subscribed(&mut self, broker: &Broker) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            broker.publish("plant/probe/p", "1").await;
+            if let Ok(Some(d)) =
+                tokio::time::timeout(Duration::from_millis(200), self.rx.recv()).await
+            {
+                assert_eq!(&*d.readings[0].device, "probe", "unexpected {d:?}");
+                d.ack.unwrap().ack().unwrap();
+                return;
+            }
+            assert!(Instant::now() < deadline, "source never subscribed");
+        }
+    }
+
+    async fn stop(self) -> Arc<SourceCounters> {
+        self.shutdown.cancel();
+        let r = tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("source did not stop promptly")
+            .unwrap();
+        assert_eq!(r, Ok(()));
+        self.counters
+    }
+}
+
+async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
+    SourceCounters::get(c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maps_good_payloads_and_counts_and_acks_bad_ones() {
+    let broker = Broker::start();
+    let mut src = start(config(broker.port, "weir-test-map"));
+    src.wait_subscribed(&broker).await;
+    assert_eq!(get(&src.counters.connects), 1);
+
+    broker.publish("plant/pump-1/temperature", "21.5").await;
+    broker.publish("plant/pump-1/temperature", "hot").await;
+    broker
+        .publish(
+            "devices/m1/state",
+            r#"{"temp": 1, "hum": 2, "ts": 1732530000000}"#,
+        )
+        .await;
+    broker.publish("devices/m1/state", "5").await;
+    broker.publish("plant/big/x", &"1".repeat(2000)).await;
+    broker.publish("fixed/fan-1", r#"{"value": true}"#).await;
+
+    let d = src.next().await;
+    assert_eq!(d.readings.len(), 1);
+    let r = &d.readings[0];
+    assert_eq!(
+        (&*r.device, &*r.metric, r.value),
+        ("pump-1", "temperature", 21.5)
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    assert!(
+        (now - r.ts).abs() < 60_000_000,
+        "receive time used: {}",
+        r.ts
+    );
+    d.ack.unwrap().ack().unwrap();
+
+    let d = src.next().await;
+    let mut got: Vec<_> = d
+        .readings
+        .iter()
+        .map(|r| (r.device.to_string(), r.metric.to_string(), r.value, r.ts))
+        .collect();
+    got.sort_by(|a, b| a.1.cmp(&b.1));
+    let ts = 1_732_530_000_000_000;
+    assert_eq!(
+        got,
+        [
+            ("m1".into(), "hum".into(), 2.0, ts),
+            ("m1".into(), "temp".into(), 1.0, ts)
+        ]
+    );
+    d.ack.unwrap().ack().unwrap();
+
+    let d = src.next().await;
+    let r = &d.readings[0];
+    assert_eq!((&*r.device, &*r.metric, r.value), ("fan-1", "rpm", 1.0));
+    d.ack.unwrap().ack().unwrap();
+
+    wait_for("3 decode errors", || get(&src.counters.decode_errors) == 3).await;
+    let counters = src.stop().await;
+    let probes = get(&counters.received) - 6;
+    assert!(probes >= 1);
+    assert_eq!(get(&counters.readings), probes + 4);
+
+    // Restart with the same id: nothing comes back (good ones were acked by us, bad ones by
+    // the source), so the first delivery is the marker published now.
+    let mut src = start(config(broker.port, "weir-test-map"));
+    broker.publish("plant/marker/m", "7").await;
+    let d = src.next().await;
+    assert_eq!(&*d.readings[0].device, "marker");
+    d.ack.unwrap().ack().unwrap();
+    let counters = src.stop().await;
+    assert_eq!(get(&counters.decode_errors), 0, "bad payloads were acked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unacked_message_is_redelivered_after_restart() {
+    let broker = Broker::start();
+    let cfg = config(broker.port, "weir-test-redeliver");
+    let mut src = start(cfg.clone());
+    src.wait_subscribed(&broker).await;
+
+    broker.publish("plant/pump-1/temperature", "42").await;
+    let unacked = src.next().await;
+    assert_eq!(unacked.readings[0].value, 42.0);
+    // Stop without acking, as if the agent died before committing.
+    src.stop().await;
+    drop(unacked);
+
+    let mut src = start(cfg.clone());
+    let again = src.next().await;
+    let r = &again.readings[0];
+    assert_eq!(
+        (&*r.device, &*r.metric, r.value),
+        ("pump-1", "temperature", 42.0)
+    );
+    assert_eq!(get(&src.counters.connects), 1);
+    again.ack.unwrap().ack().unwrap();
+    src.stop().await;
+
+    // Acked this time: a third run sees only new messages.
+    let mut src = start(cfg);
+    broker.publish("plant/marker/m", "1").await;
+    let d = src.next().await;
+    assert_eq!(&*d.readings[0].device, "marker");
+    src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubscribes_after_the_broker_restarts() {
+    let mut broker = Broker::start();
+    let mut src = start(config(broker.port, "weir-test-reconnect"));
+    src.wait_subscribed(&broker).await;
+
+    // Persistence is off: the restarted broker has no session, so only a fresh SUBSCRIBE
+    // after the new CONNACK makes messages flow again.
+    broker.restart();
+    wait_for("reconnect", || get(&src.counters.connects) == 2).await;
+    src.wait_subscribed(&broker).await;
+    broker.publish("plant/pump-2/temperature", "3").await;
+    let d = src.next().await;
+    assert_eq!(&*d.readings[0].device, "pump-2");
+    src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_promptly_while_the_broker_is_unreachable() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let src = start(config(port, "weir-test-down"));
+    // Let it fail a few times (backoff 100, 200, 400 ms...).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(get(&src.counters.connects), 0);
+    let t = Instant::now();
+    src.stop().await;
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn invalid_config_is_an_error_not_a_panic() {
+    let cfg = MqttSourceConfig {
+        client_id: Some(String::new()),
+        ..MqttSourceConfig::default()
+    };
+    let (tx, _rx) = mpsc::channel(1);
+    let r = mqtt::run(
+        cfg,
+        tx,
+        Arc::new(SourceCounters::default()),
+        CancellationToken::new(),
+    )
+    .await;
+    assert!(matches!(r, Err(SourceError::Config { field, .. }) if field == "client_id"));
+}

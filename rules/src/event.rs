@@ -1,0 +1,113 @@
+//! The engine's inputs and outputs: `Sample` in, `Event` out.
+//!
+//! These types are the contract between the three crates. The agent interns a
+//! `(device, metric)` pair once through [`crate::Engine::series`] and from then on only a
+//! small copyable [`SeriesId`] travels with each sample, so no string is cloned per sample.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// An interned `(device, metric)` pair. Only meaningful for the engine that issued it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesId(pub u32);
+
+/// One measured value of one series.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub series: SeriesId,
+    /// Event time: microseconds since the Unix epoch, as the device or driver stamped it.
+    pub ts: i64,
+    pub value: f64,
+}
+
+/// How urgent an alert is. Ordered: `Info < Warning < Critical`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An alert's transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AlertState {
+    Raised,
+    Cleared,
+}
+
+impl AlertState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Raised => "raised",
+            AlertState::Cleared => "cleared",
+        }
+    }
+}
+
+/// An aggregate function over a window's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Aggregate {
+    Count,
+    Mean,
+    Min,
+    Max,
+}
+
+impl Aggregate {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Aggregate::Count => "count",
+            Aggregate::Mean => "mean",
+            Aggregate::Min => "min",
+            Aggregate::Max => "max",
+        }
+    }
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// An alert was raised or cleared. `value` is the value of the condition's left-hand
+    /// side that decided it (for example the window's mean).
+    Alert {
+        state: AlertState,
+        severity: Severity,
+        value: f64,
+        /// The condition as written in the rule, e.g. `mean > 80`.
+        condition: Arc<str>,
+    },
+    /// A window closed; its aggregates, in the order the rule lists them.
+    Window {
+        /// Window start, inclusive (µs since epoch).
+        start: i64,
+        /// Window end, exclusive (µs since epoch).
+        end: i64,
+        values: Vec<(Aggregate, f64)>,
+    },
+}
+
+/// An engine output. `ts` is the event time it refers to (for windows: the window's end).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub rule: Arc<str>,
+    pub series: SeriesId,
+    pub ts: i64,
+    pub kind: EventKind,
+}

@@ -1,0 +1,46 @@
+//! Weir's rule engine: pure, deterministic, sans-I/O.
+//!
+//! Field engineers write rules in YAML; [`RuleSet::load`] compiles them once (every problem
+//! reported at once, with `file:line:column` and the rule's name). An [`Engine`] then takes
+//! [`Sample`]s with [`Engine::push`] and is told how far event time has moved with
+//! [`Engine::advance`]; both append the [`Event`]s they cause to a caller-owned `Vec`.
+//!
+//! The engine never reads the clock, never logs and never does I/O: the same samples in the
+//! same order give the same events, byte for byte. That is what makes `weir replay` exact and
+//! lets the engine be checked against a brute-force reference model.
+//!
+//! ```
+//! use weir_rules::{Engine, RuleSet, Sample, EventKind, AlertState};
+//!
+//! let rules = RuleSet::parse_str(r#"
+//! rules:
+//!   - name: hot
+//!     select: { device: "pump-*", metric: temp }
+//!     window: { tumbling: 10s }
+//!     alert: { when: "mean > 80", severity: critical }
+//! "#, "example.yaml").unwrap();
+//! let mut engine = Engine::new(rules);
+//! let temp = engine.series("pump-1", "temp").unwrap();
+//! let mut events = Vec::new();
+//! for i in 0..10 {
+//!     engine.push(Sample { series: temp, ts: i * 1_000_000, value: 90.0 }, &mut events);
+//! }
+//! engine.advance(10_000_000, &mut events); // event time reached the window's end
+//! assert!(matches!(events[0].kind, EventKind::Alert { state: AlertState::Raised, .. }));
+//! ```
+
+mod engine;
+mod error;
+mod event;
+mod expr;
+mod ruleset;
+mod schema;
+mod tree;
+
+pub use engine::{Engine, EngineStats, Limits};
+pub use error::{Diagnostic, EngineError, RuleError};
+pub use event::{Aggregate, AlertState, Event, EventKind, Sample, SeriesId, Severity};
+pub use ruleset::RuleSet;
+
+#[cfg(test)]
+mod proptests;

@@ -1,0 +1,435 @@
+//! Compiling rule files into a validated [`RuleSet`].
+//!
+//! A rule file goes through three steps: YAML text → located tree (`tree`), each rule's subtree
+//! → raw serde structs (`schema`), raw structs → runtime [`Rule`]s. Each step keeps going after
+//! a problem where it safely can, so one pass reports every problem in the file — each as a
+//! [`Diagnostic`] with `file:line:column` and the rule's name. Errors inside a string value
+//! (a glob, a `when` expression) point at the character inside the string, taking YAML
+//! quoting into account.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Diagnostic, RuleError};
+use crate::event::{Aggregate, Severity};
+use crate::expr::Condition;
+use crate::schema::{Glob, RawRule, parse_duration};
+use crate::tree::{Loc, Node, NodeKind};
+
+/// A validated set of rules, ready to give to [`crate::Engine::new`].
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub(crate) rules: Vec<Rule>,
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub(crate) struct Rule {
+    pub name: Arc<str>,
+    pub device: Glob,
+    pub metric: Glob,
+    /// Tumbling window length in µs; always > 0.
+    pub window: i64,
+    /// Aggregates to emit per closed window, in the order written; may be empty.
+    pub aggregates: Vec<Aggregate>,
+    pub alert: Option<AlertRule>,
+    /// Where the rule's name was written, to report duplicates across files.
+    file: Arc<str>,
+    name_loc: Loc,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct AlertRule {
+    pub condition: Condition,
+    /// The condition as written, carried into alert events.
+    pub text: Arc<str>,
+    pub severity: Severity,
+}
+
+impl RuleSet {
+    /// Reads and compiles one rule file.
+    pub fn load(path: &Path) -> Result<RuleSet, RuleError> {
+        let origin = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            RuleError::new(vec![Diagnostic::new(
+                origin.clone(),
+                0,
+                0,
+                None,
+                format!("cannot read rule file: {e}"),
+            )])
+        })?;
+        RuleSet::parse_str(&src, &origin)
+    }
+
+    /// Reads and compiles several rule files as one set, reporting the problems of all of
+    /// them (including rule names defined twice across files) at once.
+    pub fn load_all(paths: &[PathBuf]) -> Result<RuleSet, RuleError> {
+        let mut sets = Vec::new();
+        let mut diagnostics = Vec::new();
+        for path in paths {
+            match RuleSet::load(path) {
+                Ok(set) => sets.push(set),
+                Err(e) => diagnostics.extend(e.diagnostics),
+            }
+        }
+        match RuleSet::merge(sets) {
+            Ok(set) if diagnostics.is_empty() => Ok(set),
+            Ok(_) => Err(RuleError::new(diagnostics)),
+            Err(e) => {
+                diagnostics.extend(e.diagnostics);
+                Err(RuleError::new(diagnostics))
+            }
+        }
+    }
+
+    /// Compiles rule text; `origin` names it in diagnostics (usually the file path).
+    pub fn parse_str(src: &str, origin: &str) -> Result<RuleSet, RuleError> {
+        let file: Arc<str> = Arc::from(origin);
+        let root: Node = match serde_saphyr::from_str(src) {
+            Ok(root) => root,
+            Err(e) => return Err(RuleError::new(vec![yaml_diagnostic(&e, origin)])),
+        };
+        let mut cx = Compiler {
+            src,
+            file,
+            diagnostics: Vec::new(),
+        };
+        let rules = cx.file(&root);
+        let mut diagnostics = cx.diagnostics;
+        if diagnostics.is_empty() {
+            Ok(RuleSet { rules })
+        } else {
+            diagnostics.sort_by_key(|d| (d.line, d.column));
+            Err(RuleError::new(diagnostics))
+        }
+    }
+
+    /// Joins rule sets (usually one per file); a rule name defined twice is an error.
+    pub fn merge(sets: Vec<RuleSet>) -> Result<RuleSet, RuleError> {
+        let rules: Vec<Rule> = sets.into_iter().flat_map(|s| s.rules).collect();
+        let diagnostics = duplicates(&rules);
+        if diagnostics.is_empty() {
+            Ok(RuleSet { rules })
+        } else {
+            Err(RuleError::new(diagnostics))
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Rule names in definition order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| &*r.name)
+    }
+}
+
+fn duplicates(rules: &[Rule]) -> Vec<Diagnostic> {
+    let mut first: HashMap<&str, &Rule> = HashMap::new();
+    let mut out = Vec::new();
+    for rule in rules {
+        match first.get(&*rule.name) {
+            Some(orig) => out.push(Diagnostic::new(
+                &*rule.file,
+                rule.name_loc.line,
+                rule.name_loc.column,
+                Some(rule.name.to_string()),
+                format!(
+                    "duplicate rule name (first defined at {}:{}:{})",
+                    orig.file, orig.name_loc.line, orig.name_loc.column
+                ),
+            )),
+            None => {
+                first.insert(&rule.name, rule);
+            }
+        }
+    }
+    out
+}
+
+/// serde-saphyr appends the position to its messages; the diagnostic carries it already.
+fn yaml_diagnostic(e: &serde_saphyr::Error, origin: &str) -> Diagnostic {
+    let loc = e
+        .location()
+        .map(Loc::from)
+        .unwrap_or(Loc { line: 0, column: 0 });
+    let text = e.without_snippet().to_string();
+    let suffix = format!(" at line {}, column {}", loc.line, loc.column);
+    let message = text.strip_suffix(&suffix).unwrap_or(&text);
+    Diagnostic::new(
+        origin,
+        loc.line,
+        loc.column,
+        None,
+        format!("invalid YAML: {message}"),
+    )
+}
+
+struct Compiler<'a> {
+    src: &'a str,
+    file: Arc<str>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Compiler<'_> {
+    fn report(&mut self, loc: Loc, rule: Option<&str>, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::new(
+            &*self.file,
+            loc.line,
+            loc.column,
+            rule.map(str::to_owned),
+            message,
+        ));
+    }
+
+    fn file(&mut self, root: &Node) -> Vec<Rule> {
+        let NodeKind::Map(entries) = &root.kind else {
+            self.report(root.loc, None, "expected a mapping with a `rules:` list");
+            return Vec::new();
+        };
+        let mut list = None;
+        for (key, value) in entries {
+            if key.as_str() == Some("rules") {
+                list = Some(value);
+            } else {
+                let msg = match key.as_str() {
+                    Some(k) => format!("unknown key `{k}` (expected `rules`)"),
+                    None => "unknown key (expected `rules`)".to_owned(),
+                };
+                self.report(key.loc, None, msg);
+            }
+        }
+        let Some(list) = list else {
+            self.report(root.loc, None, "missing `rules:` list");
+            return Vec::new();
+        };
+        let items = match &list.kind {
+            NodeKind::Seq(items) => items.as_slice(),
+            NodeKind::Null => &[],
+            _ => {
+                self.report(list.loc, None, "`rules` must be a list");
+                return Vec::new();
+            }
+        };
+        self.duplicate_names(items);
+        items.iter().filter_map(|item| self.rule(item)).collect()
+    }
+
+    /// Checked on the tree rather than on compiled rules, so a duplicate is reported even
+    /// when one of the two rules has other problems.
+    fn duplicate_names(&mut self, items: &[Node]) {
+        let mut seen: HashMap<&str, Loc> = HashMap::new();
+        for item in items {
+            let Some(name_node) = item.get("name") else {
+                continue;
+            };
+            let Some(name) = name_node.as_str() else {
+                continue;
+            };
+            match seen.get(name) {
+                Some(first) => {
+                    let msg = format!(
+                        "duplicate rule name (first defined at {}:{}:{})",
+                        self.file, first.line, first.column
+                    );
+                    self.report(name_node.loc, Some(name), msg);
+                }
+                None => {
+                    seen.insert(name, name_node.loc);
+                }
+            }
+        }
+    }
+
+    fn rule(&mut self, node: &Node) -> Option<Rule> {
+        let raw: RawRule = match node.deserialize() {
+            Ok(raw) => raw,
+            Err(e) => {
+                let name = node.get("name").and_then(Node::as_str);
+                self.report(e.loc.unwrap_or(node.loc), name, e.message);
+                return None;
+            }
+        };
+        let before = self.diagnostics.len();
+        let name = raw.name.as_str();
+        let name_loc = node.locate(&["name"]);
+        if name.trim().is_empty() {
+            self.report(name_loc, None, "rule name must not be empty");
+        }
+        let device = self.glob(node, &["select", "device"], name, &raw.select.device);
+        let metric = self.glob(node, &["select", "metric"], name, &raw.select.metric);
+        let window = match parse_duration(&raw.window.tumbling) {
+            Ok(us) => Some(us),
+            Err(msg) => {
+                self.report(node.locate(&["window", "tumbling"]), Some(name), msg);
+                None
+            }
+        };
+        let aggregates = self.aggregates(node, name, raw.aggregates.as_deref().unwrap_or(&[]));
+        let alert = raw.alert.as_ref().and_then(|a| {
+            let condition = match Condition::compile(&a.when) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let at = self.inside(node.locate(&["alert", "when"]), e.offset);
+                    self.report(at, Some(name), format!("in `when`: {}", e.message));
+                    None
+                }
+            };
+            let severity = match a.severity.as_deref() {
+                None => Some(Severity::Warning),
+                Some(s) => match [Severity::Info, Severity::Warning, Severity::Critical]
+                    .into_iter()
+                    .find(|v| v.as_str() == s)
+                {
+                    Some(v) => Some(v),
+                    None => {
+                        let at = node.locate(&["alert", "severity"]);
+                        let msg =
+                            format!("unknown severity `{s}` (expected info, warning or critical)");
+                        self.report(at, Some(name), msg);
+                        None
+                    }
+                },
+            };
+            Some(AlertRule {
+                condition: condition?,
+                text: Arc::from(a.when.trim()),
+                severity: severity?,
+            })
+        });
+        if raw.aggregates.as_ref().is_none_or(Vec::is_empty) && raw.alert.is_none() {
+            self.report(
+                name_loc,
+                Some(name),
+                "rule has neither `aggregates` nor `alert`, so it would never emit anything",
+            );
+        }
+        if self.diagnostics.len() != before {
+            return None;
+        }
+        Some(Rule {
+            name: Arc::from(name),
+            device: device?,
+            metric: metric?,
+            window: window?,
+            aggregates: aggregates?,
+            alert,
+            file: self.file.clone(),
+            name_loc,
+        })
+    }
+
+    fn glob(&mut self, node: &Node, path: &[&str], rule: &str, pattern: &str) -> Option<Glob> {
+        Glob::new(pattern)
+            .map_err(|(offset, msg)| {
+                let at = self.inside(node.locate(path), offset);
+                self.report(at, Some(rule), msg);
+            })
+            .ok()
+    }
+
+    fn aggregates(&mut self, node: &Node, rule: &str, names: &[String]) -> Option<Vec<Aggregate>> {
+        let items = match node.get("aggregates").map(|n| &n.kind) {
+            Some(NodeKind::Seq(items)) => items.as_slice(),
+            _ => &[],
+        };
+        let mut out: Vec<Aggregate> = Vec::with_capacity(names.len());
+        let mut ok = true;
+        for (i, name) in names.iter().enumerate() {
+            let loc = items.get(i).map_or(node.loc, |n| n.loc);
+            let found = [
+                Aggregate::Count,
+                Aggregate::Mean,
+                Aggregate::Min,
+                Aggregate::Max,
+            ]
+            .into_iter()
+            .find(|a| a.as_str() == name);
+            match found {
+                Some(a) if out.contains(&a) => {
+                    self.report(loc, Some(rule), format!("aggregate `{name}` listed twice"));
+                    ok = false;
+                }
+                Some(a) => out.push(a),
+                None => {
+                    let msg =
+                        format!("unknown aggregate `{name}` (expected count, mean, min or max)");
+                    self.report(loc, Some(rule), msg);
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// The file position of character `offset` inside the string scalar starting at `loc`.
+    fn inside(&self, loc: Loc, offset: usize) -> Loc {
+        column_inside(self.src, loc, offset)
+    }
+}
+
+/// Maps a character offset within a scalar's decoded value back to the source. Plain scalars
+/// map one to one; quoted ones skip the opening quote and count each escape (`\t`, `''`) as
+/// the one character it decodes to. Block scalars and values running over several lines fall
+/// back to the scalar's own position: still the right line of the right value.
+pub(crate) fn column_inside(src: &str, loc: Loc, offset: usize) -> Loc {
+    let fallback = loc;
+    let Some(line) = usize::try_from(loc.line)
+        .ok()
+        .and_then(|l| l.checked_sub(1))
+        .and_then(|l| src.lines().nth(l))
+    else {
+        return fallback;
+    };
+    let skip = usize::try_from(loc.column.saturating_sub(1)).unwrap_or(usize::MAX);
+    let raw: Vec<char> = line.chars().skip(skip).collect();
+    let raw_index = match raw.first() {
+        Some('"') => {
+            let mut r = 1;
+            for _ in 0..offset {
+                match raw.get(r) {
+                    Some('\\') => {
+                        r += match raw.get(r + 1) {
+                            Some('x') => 4,
+                            Some('u') => 6,
+                            Some('U') => 10,
+                            Some(_) => 2,
+                            None => return fallback,
+                        }
+                    }
+                    Some('"') | None => return fallback,
+                    Some(_) => r += 1,
+                }
+            }
+            r
+        }
+        Some('\'') => {
+            let mut r = 1;
+            for _ in 0..offset {
+                match (raw.get(r), raw.get(r + 1)) {
+                    (Some('\''), Some('\'')) => r += 2,
+                    (Some('\''), _) | (None, _) => return fallback,
+                    _ => r += 1,
+                }
+            }
+            r
+        }
+        Some('|' | '>') | None => return fallback,
+        Some(_) if offset > raw.len() => return fallback,
+        Some(_) => offset,
+    };
+    Loc {
+        line: loc.line,
+        column: loc.column + raw_index as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,346 @@
+use super::*;
+
+/// Every diagnostic as `line:column: rule: message` — positions are what these tests pin.
+fn errors(src: &str) -> Vec<(u64, u64, Option<String>, String)> {
+    let e = RuleSet::parse_str(src, "r.yaml").unwrap_err();
+    e.diagnostics
+        .into_iter()
+        .map(|d| {
+            assert_eq!(d.file, "r.yaml");
+            (d.line, d.column, d.rule, d.message)
+        })
+        .collect()
+}
+
+fn positions(src: &str) -> Vec<(u64, u64)> {
+    errors(src).into_iter().map(|(l, c, _, _)| (l, c)).collect()
+}
+
+#[test]
+fn parses_a_valid_file_with_defaults() {
+    let set = RuleSet::parse_str(
+        r#"
+rules:
+  - name: pump-overheat
+    select: { device: "pump-*", metric: temperature }
+    window: { tumbling: 10s }
+    aggregates: [mean, max]
+    alert:
+      when: "mean > 80"
+      severity: critical
+  - name: everything
+    window: { tumbling: 500ms }
+    alert: { when: count >= 3 }
+  - name: numeric-metric
+    select: { metric: 42 }
+    window: { tumbling: 1d }
+    aggregates: [count]
+"#,
+        "ok.yaml",
+    )
+    .unwrap();
+    assert_eq!(set.len(), 3);
+    assert!(!set.is_empty());
+    assert_eq!(
+        set.names().collect::<Vec<_>>(),
+        ["pump-overheat", "everything", "numeric-metric"]
+    );
+    let r = &set.rules[1];
+    assert_eq!(r.window, 500_000);
+    assert!(r.device.matches("anything") && r.metric.matches("anything"));
+    let alert = r.alert.as_ref().unwrap();
+    assert_eq!(alert.severity, Severity::Warning);
+    assert_eq!(&*alert.text, "count >= 3");
+    assert_eq!(set.rules[0].aggregates, [Aggregate::Mean, Aggregate::Max]);
+    assert!(set.rules[2].metric.matches("42"));
+    assert_eq!(set.rules[2].window, 86_400_000_000);
+}
+
+#[test]
+fn empty_rules_list_is_valid() {
+    assert!(
+        RuleSet::parse_str("rules: []\n", "r.yaml")
+            .unwrap()
+            .is_empty()
+    );
+    assert!(RuleSet::parse_str("rules:\n", "r.yaml").unwrap().is_empty());
+}
+
+#[test]
+fn yaml_syntax_error_is_located() {
+    let e = errors("rules:\n  - name: a\n    window: { tumbling: [10s }\n");
+    assert_eq!(e.len(), 1);
+    let (line, column, rule, msg) = &e[0];
+    // serde-saphyr points at the bracket that was closed by the wrong one.
+    assert_eq!((*line, *column, rule.as_deref()), (3, 25, None));
+    assert!(msg.starts_with("invalid YAML: mismatched bracket"), "{msg}");
+    assert_eq!(positions("rules: [\n"), [(1, 8)]);
+}
+
+#[test]
+fn unknown_keys_at_every_level() {
+    let src = "\
+rules:
+  - name: a
+    window: { tumbling: 10s, sliding: 5s }
+    aggregates: [mean]
+  - name: b
+    selcet: { device: x }
+    window: { tumbling: 10s }
+    aggregates: [mean]
+  - name: c
+    window: { tumbling: 10s }
+    alert: { when: mean > 1, level: info }
+version: 2
+";
+    let e = errors(src);
+    let got: Vec<_> = e.iter().map(|(l, c, r, _)| (*l, *c, r.clone())).collect();
+    assert_eq!(
+        got,
+        [
+            (3, 30, Some("a".into())),
+            (6, 5, Some("b".into())),
+            (11, 30, Some("c".into())),
+            (12, 1, None),
+        ]
+    );
+    assert!(e[0].3.contains("unknown field `sliding`"), "{}", e[0].3);
+    assert!(e[3].3.contains("unknown key `version`"), "{}", e[3].3);
+}
+
+#[test]
+fn bad_durations() {
+    let src = "\
+rules:
+  - name: zero
+    window: { tumbling: 0s }
+    aggregates: [mean]
+  - name: unitless
+    window:
+      tumbling: 10
+    aggregates: [mean]
+  - name: fractional
+    window: { tumbling: \"1.5m\" }
+    aggregates: [mean]
+";
+    let e = errors(src);
+    let got: Vec<_> = e
+        .iter()
+        .map(|(l, c, r, _)| (*l, *c, r.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (3, 25, "zero".into()),
+            (7, 17, "unitless".into()),
+            (10, 25, "fractional".into())
+        ]
+    );
+    assert!(e[0].3.contains("greater than zero"));
+}
+
+#[test]
+fn bad_globs_point_inside_the_pattern() {
+    let src = "\
+rules:
+  - name: g
+    select: { device: \"pump-[1]\" }
+    window: { tumbling: 10s }
+    aggregates: [mean]
+  - name: empty
+    select:
+      device: ''
+      metric: te}mp
+    window: { tumbling: 10s }
+    aggregates: [mean]
+";
+    // `[` is character 5 of the quoted pattern starting at column 23 (the quote): 23 + 1 + 5.
+    // An empty quoted pattern: the position right after the opening quote.
+    // `}` is character 2 of the plain pattern starting at column 15.
+    assert_eq!(positions(src), [(3, 29), (8, 16), (9, 17)]);
+}
+
+#[test]
+fn when_errors_point_inside_the_expression() {
+    let src = r#"rules:
+  - name: plain
+    window: { tumbling: 10s }
+    alert: { when: mean >> 80 }
+  - name: double
+    window: { tumbling: 10s }
+    alert: { when: "\t avg > 80" }
+  - name: single
+    window: { tumbling: 10s }
+    alert:
+      when: '''x'' > 1'
+  - name: trailing
+    window: { tumbling: 10s }
+    alert: { when: "max > 1 2" }
+  - name: severity
+    window: { tumbling: 10s }
+    alert: { when: max > 1, severity: fatal }
+"#;
+    let e = errors(src);
+    let got: Vec<_> = e
+        .iter()
+        .map(|(l, c, r, _)| (*l, *c, r.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            // `mean >> 80`: the second `>` at offset 6 of a plain scalar at column 20.
+            (4, 26, "plain".into()),
+            // `\t` is one character but two in the file: `avg` is at offset 2, raw index 4.
+            (7, 24, "double".into()),
+            // `''` decodes to `'`: the error is at offset 0, right after the opening quote.
+            (11, 14, "single".into()),
+            (14, 29, "trailing".into()),
+            (17, 39, "severity".into()),
+        ]
+    );
+    assert!(e[1].3.contains("unknown aggregate `avg`"), "{}", e[1].3);
+    assert!(e[4].3.contains("unknown severity `fatal`"), "{}", e[4].3);
+}
+
+#[test]
+fn rule_needs_aggregates_or_alert_and_known_aggregates() {
+    let src = "\
+rules:
+  - name: idle
+    window: { tumbling: 10s }
+  - name: idle2
+    window: { tumbling: 10s }
+    aggregates: []
+  - name: aggs
+    window: { tumbling: 10s }
+    aggregates: [mean, avg, mean]
+";
+    let e = errors(src);
+    let got: Vec<_> = e.iter().map(|(l, c, _, _)| (*l, *c)).collect();
+    assert_eq!(got, [(2, 11), (4, 11), (9, 24), (9, 29)]);
+    assert!(e[0].3.contains("neither `aggregates` nor `alert`"));
+    assert!(e[3].3.contains("listed twice"));
+}
+
+#[test]
+fn missing_and_mistyped_fields() {
+    let src = "\
+rules:
+  - window: { tumbling: 10s }
+    aggregates: [mean]
+  - name: nowindow
+    aggregates: [mean]
+  - name: typed
+    window: [10s]
+    aggregates: [mean]
+  - name: ''
+    window: { tumbling: 10s }
+    aggregates: [mean]
+";
+    let e = errors(src);
+    let got: Vec<_> = e.iter().map(|(l, c, r, _)| (*l, *c, r.clone())).collect();
+    assert_eq!(
+        got,
+        [
+            (2, 5, None),
+            (4, 5, Some("nowindow".into())),
+            (7, 13, Some("typed".into())),
+            (9, 11, None),
+        ]
+    );
+    assert!(e[0].3.contains("missing field `name`"));
+    assert!(e[1].3.contains("missing field `window`"));
+}
+
+#[test]
+fn top_level_shape_errors() {
+    assert_eq!(positions("rules: 3\n"), [(1, 8)]);
+    assert_eq!(positions("- a\n"), [(1, 1)]);
+    assert_eq!(positions(""), [(1, 1)]);
+}
+
+#[test]
+fn duplicate_names_in_one_file_even_when_one_rule_is_broken() {
+    let src = "\
+rules:
+  - name: a
+    window: { tumbling: 10s }
+    aggregates: [mean]
+  - name: a
+    window: { tumbling: 0s }
+    aggregates: [mean]
+";
+    let e = errors(src);
+    assert_eq!(e.len(), 2);
+    assert_eq!((e[0].0, e[0].1), (5, 11));
+    assert!(
+        e[0].3.contains("first defined at r.yaml:2:11"),
+        "{}",
+        e[0].3
+    );
+    assert_eq!((e[1].0, e[1].1), (6, 25));
+}
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-rules-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+const ONE: &str =
+    "rules:\n  - name: shared\n    window: { tumbling: 1s }\n    aggregates: [count]\n";
+const TWO: &str = "rules:\n  - name: own\n    window: { tumbling: 1s }\n    aggregates: [count]\n  - name: shared\n    window: { tumbling: 1s }\n    aggregates: [count]\n";
+
+#[test]
+fn duplicate_names_across_merged_files() {
+    let a = RuleSet::parse_str(ONE, "a.yaml").unwrap();
+    let b = RuleSet::parse_str(TWO, "b.yaml").unwrap();
+    let e = RuleSet::merge(vec![a.clone(), b.clone()]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "b.yaml:5:11: rule `shared`: duplicate rule name (first defined at a.yaml:2:11)"
+    );
+    let c = RuleSet::parse_str(&TWO.replace("shared", "other"), "c.yaml").unwrap();
+    let merged = RuleSet::merge(vec![a, c]).unwrap();
+    assert_eq!(
+        merged.names().collect::<Vec<_>>(),
+        ["shared", "own", "other"]
+    );
+}
+
+#[test]
+fn load_all_reports_every_file_at_once() {
+    let one = temp_file("one.yaml", ONE);
+    let two = temp_file("two.yaml", TWO);
+    let bad = temp_file(
+        "bad.yaml",
+        "rules:\n  - name: x\n    window: { tumbling: 1 }\n    aggregates: [count]\n",
+    );
+    let missing = one.with_file_name("missing.yaml");
+    let e =
+        RuleSet::load_all(&[one.clone(), two.clone(), bad.clone(), missing.clone()]).unwrap_err();
+    let lines: Vec<String> = e.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(lines[0].starts_with(&format!(
+        "{}:3:25: rule `x`: invalid duration",
+        bad.display()
+    )));
+    assert!(lines[1].starts_with(&format!("{}:0:0: cannot read rule file", missing.display())));
+    assert!(lines[2].starts_with(&format!("{}:5:11: rule `shared`: duplicate", two.display())));
+    assert_eq!(e.to_string().lines().count(), 3);
+
+    let set = RuleSet::load_all(std::slice::from_ref(&one)).unwrap();
+    assert_eq!(set.len(), 1);
+    assert_eq!(RuleSet::load(&two).unwrap().len(), 2);
+    assert!(RuleSet::load(&missing).is_err());
+}
+
+#[test]
+fn diagnostic_display_omits_a_missing_rule() {
+    let d = Diagnostic::new("f.yaml", 3, 7, None, "boom");
+    assert_eq!(d.to_string(), "f.yaml:3:7: boom");
+    let d = Diagnostic::new("f.yaml", 3, 7, Some("r".into()), "boom");
+    assert_eq!(d.to_string(), "f.yaml:3:7: rule `r`: boom");
+}

@@ -1,0 +1,208 @@
+//! The rule file as written: raw serde structs, durations and globs.
+//!
+//! These types mirror the YAML one to one and reject unknown keys, so a typo such as
+//! `agregates:` is an error rather than a silently ignored line. Values that need checking
+//! (durations, globs, aggregate names, the `when` expression) stay strings here: validation in
+//! `ruleset` turns them into runtime types and reports every problem with its location.
+
+use serde::Deserialize;
+
+/// One entry of the top-level `rules:` list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub name: String,
+    #[serde(default)]
+    pub select: RawSelect,
+    pub window: RawWindow,
+    #[serde(default)]
+    pub aggregates: Option<Vec<String>>,
+    #[serde(default)]
+    pub alert: Option<RawAlert>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSelect {
+    #[serde(default = "match_all")]
+    pub device: String,
+    #[serde(default = "match_all")]
+    pub metric: String,
+}
+
+impl Default for RawSelect {
+    fn default() -> Self {
+        Self {
+            device: match_all(),
+            metric: match_all(),
+        }
+    }
+}
+
+fn match_all() -> String {
+    "*".to_owned()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWindow {
+    pub tumbling: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlert {
+    pub when: String,
+    #[serde(default)]
+    pub severity: Option<String>,
+}
+
+/// Parses `"500ms"`, `"10s"`, `"5m"`, `"1h"`, `"1d"` into microseconds. Zero is refused: a
+/// zero-length window would never contain a sample.
+pub(crate) fn parse_duration(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = t.split_at(digits);
+    let micros_per_unit: i64 = match unit {
+        "ms" => 1_000,
+        "s" => 1_000_000,
+        "m" => 60 * 1_000_000,
+        "h" => 3_600 * 1_000_000,
+        "d" => 86_400 * 1_000_000,
+        _ => {
+            return Err(format!(
+                "invalid duration `{text}`: expected a whole number and a unit (ms, s, m, h, d), e.g. `10s`"
+            ));
+        }
+    };
+    if number.is_empty() {
+        return Err(format!(
+            "invalid duration `{text}`: expected a whole number before `{unit}`"
+        ));
+    }
+    let n: i64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration `{text}`: number too large"))?;
+    if n == 0 {
+        return Err(format!(
+            "invalid duration `{text}`: must be greater than zero"
+        ));
+    }
+    n.checked_mul(micros_per_unit)
+        .ok_or_else(|| format!("invalid duration `{text}`: too long"))
+}
+
+/// A device or metric name pattern: `*` matches any run of characters (including none), `?`
+/// exactly one; everything else matches itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Glob {
+    pattern: Box<[char]>,
+}
+
+/// Characters reserved so a later version can add classes or alternatives (`[a-z]`, `{a,b}`)
+/// without silently changing what existing patterns mean.
+const RESERVED: &[char] = &['[', ']', '{', '}', '\\'];
+
+impl Glob {
+    /// Compiles a pattern; on error returns the character offset of the problem and a message.
+    pub fn new(pattern: &str) -> Result<Glob, (usize, String)> {
+        if pattern.is_empty() {
+            return Err((0, "empty pattern (use `*` to match everything)".to_owned()));
+        }
+        if let Some((i, c)) = pattern
+            .chars()
+            .enumerate()
+            .find(|(_, c)| RESERVED.contains(c))
+        {
+            return Err((
+                i,
+                format!(
+                    "unsupported character `{c}` in pattern `{pattern}` (only `*` and `?` are special)"
+                ),
+            ));
+        }
+        Ok(Glob {
+            pattern: pattern.chars().collect(),
+        })
+    }
+
+    /// Classic linear-time wildcard matching with a single backtrack point.
+    pub fn matches(&self, text: &str) -> bool {
+        let p = &self.pattern;
+        let t: Vec<char> = text.chars().collect();
+        let (mut pi, mut ti) = (0, 0);
+        let mut star: Option<(usize, usize)> = None;
+        while ti < t.len() {
+            match p.get(pi) {
+                Some('*') => {
+                    star = Some((pi, ti));
+                    pi += 1;
+                }
+                Some(&c) if c == '?' || c == t[ti] => {
+                    pi += 1;
+                    ti += 1;
+                }
+                _ => match star {
+                    Some((sp, st)) => {
+                        pi = sp + 1;
+                        ti = st + 1;
+                        star = Some((sp, st + 1));
+                    }
+                    None => return false,
+                },
+            }
+        }
+        p[pi..].iter().all(|&c| c == '*')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(500_000));
+        assert_eq!(parse_duration("10s"), Ok(10_000_000));
+        assert_eq!(parse_duration("5m"), Ok(300_000_000));
+        assert_eq!(parse_duration("1h"), Ok(3_600_000_000));
+        assert_eq!(parse_duration("1d"), Ok(86_400_000_000));
+        for bad in [
+            "0s",
+            "10",
+            "s",
+            "10x",
+            "1.5s",
+            "-1s",
+            "",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn glob_matching() {
+        let g = |p: &str| Glob::new(p).unwrap();
+        assert!(g("*").matches(""));
+        assert!(g("*").matches("anything"));
+        assert!(g("pump-*").matches("pump-1"));
+        assert!(g("pump-*").matches("pump-"));
+        assert!(!g("pump-*").matches("motor-1"));
+        assert!(g("pump-?").matches("pump-7"));
+        assert!(!g("pump-?").matches("pump-12"));
+        assert!(g("*-temp").matches("a-b-temp"));
+        assert!(g("a*b*c").matches("aXXbYYc"));
+        assert!(!g("a*b*c").matches("aXXbYY"));
+        assert!(g("temperature").matches("temperature"));
+        assert!(!g("temperature").matches("temperature2"));
+        assert!(g("ü?").matches("üx"));
+    }
+
+    #[test]
+    fn bad_globs() {
+        assert_eq!(Glob::new("").unwrap_err().0, 0);
+        assert_eq!(Glob::new("pump-[12]").unwrap_err().0, 5);
+        assert_eq!(Glob::new("a{b").unwrap_err().0, 1);
+    }
+}

@@ -1,0 +1,12 @@
+//! Weir's black-box tests: one binary (one link step, one place to look), real `mosquitto`
+//! brokers and the real `weir` binary, observed only from the outside.
+//!
+//! Each test owns its temp dir and brokers, so tests run in parallel. The harness lives in the
+//! `weir-tests` library (`tests/src`); `common` holds what only these tests share.
+
+mod bad_input;
+mod common;
+mod crash_recovery;
+mod end_to_end;
+mod harness;
+mod uplink_outage;
