@@ -13,7 +13,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use std::num::NonZeroUsize;
+
+use serde::{Deserialize, Deserializer};
+use serde_saphyr::Spanned;
 use weir_drivers::mqtt::MqttSourceConfig;
 use weir_drivers::simulator::SimulatorConfig;
 
@@ -27,8 +30,6 @@ const DEMO_RULES: &[(&str, &str)] = &[(
     "rules/demo.yaml",
     include_str!("../../examples/rules/demo.yaml"),
 )];
-/// The smallest outbox bound accepted: a record of a few hundred bytes must always fit.
-const MIN_OUTBOX_BYTES: u64 = 64 * 1024;
 /// Where an installed agent finds its config (systemd's `ConfigurationDirectory=weir`).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/weir/weir.yaml";
 
@@ -36,12 +37,13 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/weir/weir.yaml";
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Identifies this gateway in every uplinked record (`<gateway_id>:<seq>`).
-    pub gateway_id: String,
+    pub gateway_id: GatewayId,
     /// Rule files, relative to the config file's directory.
     #[serde(default)]
     pub rules: Vec<PathBuf>,
+    /// Each with its location, so a problem found after parsing can still point at it.
     #[serde(default)]
-    pub sources: Vec<SourceConfig>,
+    pub sources: Vec<Spanned<SourceConfig>>,
     #[serde(default)]
     pub outbox: OutboxConfig,
     /// Absent: the agent buffers everything in the outbox and uplinks nothing.
@@ -76,24 +78,27 @@ pub struct EngineConfig {
     /// Series (device × metric) the engine keeps state for; samples of further series are
     /// dropped and counted, so a misbehaving device cannot exhaust the gateway's memory.
     #[serde(default = "default_max_series")]
-    pub max_series: usize,
+    pub max_series: NonZeroUsize,
     /// A window also closes once wall time is this far past its end, so a device that went
     /// silent still gets its last window evaluated (and its alert raised or cleared).
-    #[serde(default = "default_idle_close", with = "weir_drivers::duration")]
+    #[serde(
+        default = "default_idle_close",
+        deserialize_with = "weir_drivers::duration::deserialize"
+    )]
     pub idle_close: Duration,
     /// Capacity of the channel from the sources to the engine (back-pressure beyond it).
     #[serde(default = "default_channel")]
-    pub channel: usize,
+    pub channel: NonZeroUsize,
 }
 
-const fn default_max_series() -> usize {
-    10_000
+const fn default_max_series() -> NonZeroUsize {
+    NonZeroUsize::new(10_000).expect("10 000 is not zero")
 }
 const fn default_idle_close() -> Duration {
     Duration::from_secs(2)
 }
-const fn default_channel() -> usize {
-    1024
+const fn default_channel() -> NonZeroUsize {
+    NonZeroUsize::new(1024).expect("1024 is not zero")
 }
 
 impl Default for EngineConfig {
@@ -110,10 +115,13 @@ impl Default for EngineConfig {
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// A `tracing` filter (`info`, `weir=debug,info`); `RUST_LOG` overrides it.
-    #[serde(default = "default_level")]
+    #[serde(default = "default_level", deserialize_with = "de_log_level")]
     pub level: String,
     /// How often the agent logs a one-line status (outbox depth, uplink state, counts).
-    #[serde(default = "default_status_interval", with = "weir_drivers::duration")]
+    #[serde(
+        default = "default_status_interval",
+        deserialize_with = "de_nonzero_duration"
+    )]
     pub status_interval: Duration,
 }
 
@@ -131,6 +139,58 @@ impl Default for LogConfig {
             status_interval: default_status_interval(),
         }
     }
+}
+
+/// The gateway's id: checked while parsing, so a bad one is reported at its exact location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayId(String);
+
+impl GatewayId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for GatewayId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for GatewayId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = String::deserialize(d)?;
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if ok {
+            Ok(GatewayId(id))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "gateway_id `{id}`: use 1 to 64 of A-Z a-z 0-9 _ . - (it appears in MQTT topics)"
+            )))
+        }
+    }
+}
+
+fn de_log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let level = String::deserialize(d)?;
+    match tracing_subscriber::EnvFilter::try_new(&level) {
+        Ok(_) => Ok(level),
+        Err(e) => Err(serde::de::Error::custom(format!(
+            "log.level `{level}`: {e} (try `info`, `debug`, or `weir=debug,info`)"
+        ))),
+    }
+}
+
+fn de_nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let duration = weir_drivers::duration::deserialize(d)?;
+    if duration.is_zero() {
+        return Err(serde::de::Error::custom("must be longer than 0"));
+    }
+    Ok(duration)
 }
 
 /// A problem in the config file, located where the parser could locate it.
@@ -315,67 +375,41 @@ pub fn yaml_problem(file: &str, e: &serde_saphyr::Error) -> Problem {
 /// Checks what serde cannot: value ranges, names, patterns. Collects every problem.
 fn validate(config: &Config, file: &str) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut problem = |message: String| {
+    let mut problem = |at: Option<&serde_saphyr::Location>, message: String| {
+        let (line, column) = at.map_or((0, 0), |l| (l.line(), l.column()));
         problems.push(Problem {
             file: file.to_owned(),
-            line: 0,
-            column: 0,
+            line,
+            column,
             message,
         })
     };
-    let id = &config.gateway_id;
-    if id.is_empty()
-        || !id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-    {
-        problem(format!(
-            "gateway_id `{id}`: use 1 or more of A-Z a-z 0-9 _ . - (it appears in MQTT topics)"
-        ));
-    }
-    if config.outbox.max_bytes < MIN_OUTBOX_BYTES {
-        problem(format!(
-            "outbox.max_bytes must be at least {MIN_OUTBOX_BYTES} bytes (64KiB): one record must fit"
-        ));
-    }
-    if let Some(uplink) = &config.uplink {
-        let prefix = &uplink.topic_prefix;
-        if prefix.is_empty() || prefix.contains(['+', '#', '\0']) {
-            problem(format!(
-                "uplink.topic_prefix `{prefix}`: must be non-empty, without MQTT wildcards"
-            ));
-        }
-    }
-    if config.engine.max_series == 0 {
-        problem("engine.max_series must be at least 1".to_owned());
-    }
-    if config.engine.channel == 0 {
-        problem("engine.channel must be at least 1".to_owned());
-    }
-    if config.log.status_interval.is_zero() {
-        problem("log.status_interval must be more than 0".to_owned());
-    }
-    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
-        problem(format!("log.level `{}`: {e}", config.log.level));
-    }
     let mut names = std::collections::HashSet::new();
     for (i, source) in config.sources.iter().enumerate() {
+        let at = Some(&source.referenced);
+        let source = &source.value;
         if !names.insert(source.name()) {
-            problem(format!(
-                "sources[{i}]: the name `{}` is used twice; give each source its own `name`",
-                source.name()
-            ));
+            problem(
+                at,
+                format!(
+                    "sources[{i}]: the name `{}` is used twice; give each source its own `name`",
+                    source.name()
+                ),
+            );
         }
         let checked = match source {
             SourceConfig::Mqtt(c) => c.validate(),
             SourceConfig::Simulator(c) => c.validate(),
         };
         if let Err(e) = checked {
-            problem(format!("sources[{i}]: {e}"));
+            problem(at, format!("sources[{i}]: {e}"));
         }
     }
     if config.sources.is_empty() {
-        problem("no sources: add a `simulator` or an `mqtt` source".to_owned());
+        problem(
+            None,
+            "no sources: add a `simulator` or an `mqtt` source".to_owned(),
+        );
     }
     problems
 }

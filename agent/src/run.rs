@@ -67,7 +67,7 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
         outcome.rules
     };
     let config = loaded.config;
-    let gateway_id = config.gateway_id.clone();
+    let gateway_id = config.gateway_id.as_str().to_owned();
 
     // Opening runs an integrity check and may quarantine a bad file: blocking work.
     let outbox_config = config.outbox.clone();
@@ -96,13 +96,13 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
         tracing::warn!("no uplink configured: events are kept in the outbox only");
     }
 
-    let (tx, rx) = mpsc::channel(config.engine.channel);
+    let (tx, rx) = mpsc::channel(config.engine.channel.get());
     let pipeline_counters = Arc::new(PipelineCounters::default());
     let pipeline = Pipeline {
         engine: Engine::with_limits(
             rules,
             Limits {
-                max_series: config.engine.max_series,
+                max_series: config.engine.max_series.get(),
             },
         ),
         outbox: outbox.clone(),
@@ -114,7 +114,7 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let pipeline_task = tokio::spawn(pipeline.run(rx));
 
     let mut sources = Vec::new();
-    for source in config.sources {
+    for source in config.sources.into_iter().map(|s| s.value) {
         let counters = Arc::new(SourceCounters::default());
         let name = source.name().to_owned();
         let tx = tx.clone();
@@ -214,6 +214,7 @@ async fn status_loop(
     every: Duration,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
+    let committed = outbox.counters();
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
@@ -228,6 +229,7 @@ async fn status_loop(
                 pending = stats.count,
                 bytes = stats.bytes,
                 alerts = stats.lanes[Lane::Alerts as usize].count,
+                committed = committed.appended.load(Relaxed),
                 evicted = stats.evicted,
                 samples = received,
                 bad_payloads = bad,

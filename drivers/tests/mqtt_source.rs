@@ -1,17 +1,15 @@
 //! The MQTT source against a real mosquitto: mapping, bad payloads, and the at-least-once
 //! property (an unacknowledged QoS 1 message comes back after a restart with the same id).
 //!
-//! One broker per test on a free port; readiness is waited for by condition (a TCP connect,
-//! a delivery, a counter), never by a fixed sleep.
+//! One broker per test on a free port (the black-box harness's `weir_tests::Mosquitto`);
+//! readiness is waited for by condition (a TCP connect, a delivery, a counter), never by a
+//! fixed sleep.
 
 #![expect(
     clippy::unwrap_used,
     reason = "test harness helpers: a failed setup step should panic the test"
 )]
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,118 +19,17 @@ use tokio_util::sync::CancellationToken;
 use weir_drivers::mqtt::{self, MqttSourceConfig, Subscription};
 use weir_drivers::topic::TopicPattern;
 use weir_drivers::{Delivery, SourceCounters, SourceError};
+use weir_tests::{Mosquitto, Publisher, free_port};
 
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A mosquitto process, killed on drop.
-struct Broker {
-    child: Child,
-    port: u16,
-    conf: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let dir = tempfile::tempdir().unwrap();
-            let conf = dir.path().join("mosquitto.conf");
-            std::fs::write(
-                &conf,
-                format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-            )
-            .unwrap();
-            let mut b = Broker {
-                child: spawn_mosquitto(&conf),
-                port,
-                conf,
-                _dir: dir,
-            };
-            // Another process may take the port between our probe and mosquitto's bind.
-            if b.wait_ready() {
-                return b;
-            }
-        }
-        panic!("mosquitto did not start");
-    }
-
-    /// Waits until the port accepts connections; false if mosquitto exited.
-    fn wait_ready(&mut self) -> bool {
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return false;
-            }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    /// Kills the broker (sessions are lost: persistence is off) and starts it again on the
-    /// same port.
-    fn restart(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            self.child = spawn_mosquitto(&self.conf);
-            if self.wait_ready() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "mosquitto did not restart");
-        }
-    }
-
-    /// Publishes with `mosquitto_pub`, which returns after the broker's PUBACK.
-    async fn publish(&self, topic: &str, payload: &str) {
-        let args: Vec<String> = [
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-m",
-            payload,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let status = tokio::task::spawn_blocking(move || {
-            Command::new("mosquitto_pub").args(&args).status().unwrap()
-        })
+/// Publishes one QoS 1 message to `broker` and waits for its PUBACK.
+async fn publish(broker: &Mosquitto, topic: &str, payload: &str) {
+    let (port, topic, payload) = (broker.port(), topic.to_owned(), payload.to_owned());
+    tokio::task::spawn_blocking(move || Publisher::connect(port)?.publish(&topic, payload))
         .await
-        .unwrap();
-        assert!(status.success(), "mosquitto_pub failed: {status}");
-    }
-}
-
-fn spawn_mosquitto(conf: &std::path::Path) -> Child {
-    Command::new(MOSQUITTO)
-        .arg("-c")
-        .arg(conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
         .unwrap()
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        .unwrap();
 }
 
 fn config(port: u16, client_id: &str) -> MqttSourceConfig {
@@ -193,10 +90,10 @@ impl Running {
     }
 
     /// Publishes probes until one arrives: the subscription is then active at the broker.
-    async fn wait_subscribed(&mut self, broker: &Broker) {
+    async fn wait_subscribed(&mut self, broker: &Mosquitto) {
         let deadline = Instant::now() + WAIT;
         loop {
-            broker.publish("plant/probe/p", "1").await;
+            publish(broker, "plant/probe/p", "1").await;
             if let Ok(Some(d)) =
                 tokio::time::timeout(Duration::from_millis(200), self.rx.recv()).await
             {
@@ -233,22 +130,22 @@ fn get(c: &std::sync::atomic::AtomicU64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maps_good_payloads_and_counts_and_acks_bad_ones() {
-    let broker = Broker::start();
-    let mut src = start(config(broker.port, "weir-test-map"));
+    let broker = Mosquitto::start().unwrap();
+    let mut src = start(config(broker.port(), "weir-test-map"));
     src.wait_subscribed(&broker).await;
     assert_eq!(get(&src.counters.connects), 1);
 
-    broker.publish("plant/pump-1/temperature", "21.5").await;
-    broker.publish("plant/pump-1/temperature", "hot").await;
-    broker
-        .publish(
-            "devices/m1/state",
-            r#"{"temp": 1, "hum": 2, "ts": 1732530000000}"#,
-        )
-        .await;
-    broker.publish("devices/m1/state", "5").await;
-    broker.publish("plant/big/x", &"1".repeat(2000)).await;
-    broker.publish("fixed/fan-1", r#"{"value": true}"#).await;
+    publish(&broker, "plant/pump-1/temperature", "21.5").await;
+    publish(&broker, "plant/pump-1/temperature", "hot").await;
+    publish(
+        &broker,
+        "devices/m1/state",
+        r#"{"temp": 1, "hum": 2, "ts": 1732530000000}"#,
+    )
+    .await;
+    publish(&broker, "devices/m1/state", "5").await;
+    publish(&broker, "plant/big/x", &"1".repeat(2000)).await;
+    publish(&broker, "fixed/fan-1", r#"{"value": true}"#).await;
 
     let d = src.next().await;
     assert_eq!(d.readings.len(), 1);
@@ -298,8 +195,8 @@ async fn maps_good_payloads_and_counts_and_acks_bad_ones() {
 
     // Restart with the same id: nothing comes back (good ones were acked by us, bad ones by
     // the source), so the first delivery is the marker published now.
-    let mut src = start(config(broker.port, "weir-test-map"));
-    broker.publish("plant/marker/m", "7").await;
+    let mut src = start(config(broker.port(), "weir-test-map"));
+    publish(&broker, "plant/marker/m", "7").await;
     let d = src.next().await;
     assert_eq!(&*d.readings[0].device, "marker");
     d.ack.unwrap().ack().unwrap();
@@ -309,12 +206,12 @@ async fn maps_good_payloads_and_counts_and_acks_bad_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacked_message_is_redelivered_after_restart() {
-    let broker = Broker::start();
-    let cfg = config(broker.port, "weir-test-redeliver");
+    let broker = Mosquitto::start().unwrap();
+    let cfg = config(broker.port(), "weir-test-redeliver");
     let mut src = start(cfg.clone());
     src.wait_subscribed(&broker).await;
 
-    broker.publish("plant/pump-1/temperature", "42").await;
+    publish(&broker, "plant/pump-1/temperature", "42").await;
     let unacked = src.next().await;
     assert_eq!(unacked.readings[0].value, 42.0);
     // Stop without acking, as if the agent died before committing.
@@ -334,7 +231,7 @@ async fn unacked_message_is_redelivered_after_restart() {
 
     // Acked this time: a third run sees only new messages.
     let mut src = start(cfg);
-    broker.publish("plant/marker/m", "1").await;
+    publish(&broker, "plant/marker/m", "1").await;
     let d = src.next().await;
     assert_eq!(&*d.readings[0].device, "marker");
     src.stop().await;
@@ -342,16 +239,16 @@ async fn unacked_message_is_redelivered_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resubscribes_after_the_broker_restarts() {
-    let mut broker = Broker::start();
-    let mut src = start(config(broker.port, "weir-test-reconnect"));
+    let mut broker = Mosquitto::start().unwrap();
+    let mut src = start(config(broker.port(), "weir-test-reconnect"));
     src.wait_subscribed(&broker).await;
 
     // Persistence is off: the restarted broker has no session, so only a fresh SUBSCRIBE
     // after the new CONNACK makes messages flow again.
-    broker.restart();
+    broker.restart().unwrap();
     wait_for("reconnect", || get(&src.counters.connects) == 2).await;
     src.wait_subscribed(&broker).await;
-    broker.publish("plant/pump-2/temperature", "3").await;
+    publish(&broker, "plant/pump-2/temperature", "3").await;
     let d = src.next().await;
     assert_eq!(&*d.readings[0].device, "pump-2");
     src.stop().await;
@@ -359,11 +256,7 @@ async fn resubscribes_after_the_broker_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_promptly_while_the_broker_is_unreachable() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port().unwrap();
     let src = start(config(port, "weir-test-down"));
     // Let it fail a few times (backoff 100, 200, 400 ms...).
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -20,9 +20,9 @@ fn only_problem(text: &str) -> Problem {
 fn minimal_config_gets_gateway_defaults() {
     let loaded = parse("gateway_id: gw-1\nsources:\n  - simulator: {}\n").unwrap();
     let c = &loaded.config;
-    assert_eq!(c.gateway_id, "gw-1");
+    assert_eq!(c.gateway_id.as_str(), "gw-1");
     assert!(c.uplink.is_none(), "no uplink unless configured");
-    assert_eq!(c.engine.max_series, 10_000);
+    assert_eq!(c.engine.max_series.get(), 10_000);
     assert_eq!(c.engine.idle_close, Duration::from_secs(2));
     assert_eq!(c.log.status_interval, Duration::from_secs(5));
     // An absolute default path is kept as is.
@@ -80,16 +80,54 @@ fn missing_gateway_id_is_an_error() {
 }
 
 #[test]
-fn semantic_problems_are_all_reported_at_once() {
+fn bad_values_are_reported_at_their_exact_location() {
+    let p = only_problem("gateway_id: 'gw 1/x'\nsources: [{simulator: {}}]\n");
+    assert_eq!((p.line, p.column), (1, 13), "{p}");
+    assert!(p.message.contains("gateway_id `gw 1/x`"), "{p}");
+
+    let p = only_problem("gateway_id: gw\nsources: [{simulator: {}}]\nengine:\n  max_series: 0\n");
+    assert_eq!((p.line, p.column), (4, 3), "{p}");
+    assert!(p.message.contains("nonzero"), "{p}");
+
+    let p =
+        only_problem("gateway_id: gw\nsources: [{simulator: {}}]\nlog:\n  level: 'weir=loud'\n");
+    assert_eq!((p.line, p.column), (4, 10), "{p}");
+    assert!(p.message.contains("log.level"), "{p}");
+
+    let p =
+        only_problem("gateway_id: gw\nsources: [{simulator: {}}]\nlog: {status_interval: 0s}\n");
+    assert!(p.message.contains("longer than 0"), "{p}");
+    assert_eq!(p.line, 3, "{p}");
+
+    let p = only_problem(
+        "gateway_id: gw\nsources: [{simulator: {}}]\nuplink:\n  topic_prefix: 'a/#'\n",
+    );
+    assert_eq!(p.line, 4, "{p}");
+    assert!(p.message.contains("wildcards"), "{p}");
+
+    let p = only_problem("gateway_id: gw\nsources: [{simulator: {}}]\noutbox:\n  max_bytes: 100\n");
+    assert_eq!(p.line, 4, "{p}");
+    assert!(p.message.contains("64KiB"), "{p}");
+}
+
+#[test]
+fn source_problems_are_all_reported_and_point_at_the_source() {
     let err = parse(
-        "gateway_id: 'gw 1/x'\nsources:\n  - mqtt: {subscriptions: []}\n  - mqtt: {subscriptions: [{topic: 'a/{device}/{metric}'}]}\nengine: {max_series: 0}\n",
+        "gateway_id: gw\nsources:\n  - mqtt: {subscriptions: []}\n  - mqtt: {subscriptions: [{topic: 'a/{device}/{metric}'}]}\n",
     )
     .expect_err("invalid");
     let text = err.to_string();
-    assert!(text.contains("gateway_id"), "{text}");
-    assert!(text.contains("max_series"), "{text}");
-    assert!(text.contains("used twice"), "{text}");
-    assert_eq!(err.problems.len(), 3, "{text}");
+    assert_eq!(err.problems.len(), 2, "{text}");
+    let (first, second) = (&err.problems[0], &err.problems[1]);
+    assert_eq!((first.line, first.column), (3, 5), "{text}");
+    assert!(
+        first
+            .message
+            .contains("sources[0]: source `mqtt`: invalid `subscriptions`"),
+        "{text}"
+    );
+    assert_eq!((second.line, second.column), (4, 5), "{text}");
+    assert!(second.message.contains("used twice"), "{text}");
 }
 
 #[test]

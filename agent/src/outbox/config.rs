@@ -1,6 +1,5 @@
-//! The outbox's configuration and the two small value parsers it needs (byte sizes and
-//! durations). They live here until `weir_drivers` offers shared ones; the uplink reuses
-//! [`de_duration`].
+//! The outbox's configuration and its byte-size parser. Durations use the shared
+//! [`weir_drivers::duration`] parser, like every other duration in the agent's config.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,13 +15,16 @@ pub struct OutboxConfig {
     pub path: PathBuf,
     /// Bound on stored payload + topic bytes (not the file size: SQLite adds page and index
     /// overhead, and the WAL sits beside it). Integers, or strings like "64MiB", "500KB".
-    #[serde(default = "default_max_bytes", deserialize_with = "de_bytes")]
+    #[serde(default = "default_max_bytes", deserialize_with = "de_max_bytes")]
     pub max_bytes: u64,
     /// Most records the writer groups into one transaction before committing.
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
     /// How long the writer waits for more appends after the first one before committing.
-    #[serde(default = "default_batch_delay", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_batch_delay",
+        deserialize_with = "weir_drivers::duration::deserialize"
+    )]
     pub batch_delay: Duration,
     /// `normal` (default) or `full`; see the module docs for what each loses on power failure.
     #[serde(default)]
@@ -116,27 +118,6 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
     }
 }
 
-/// Parses "500ms", "10s", "5m", "1h", "1d" (also "us"); a unit is required.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration `{s}` (expected e.g. \"500ms\", \"10s\")"))?;
-    let d = match unit.trim() {
-        "us" | "µs" => Some(Duration::from_micros(n)),
-        "ms" => Some(Duration::from_millis(n)),
-        "s" => Some(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        "h" => n.checked_mul(3600).map(Duration::from_secs),
-        "d" => n.checked_mul(86_400).map(Duration::from_secs),
-        "" => return Err(format!("duration `{s}` needs a unit (ms, s, m, h, d)")),
-        other => return Err(format!("unknown duration unit `{other}` in `{s}`")),
-    };
-    d.ok_or_else(|| format!("duration `{s}` is too large"))
-}
-
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum BytesRepr {
@@ -151,9 +132,18 @@ pub(crate) fn de_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D:
     }
 }
 
-pub(crate) fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    parse_duration(&s).map_err(serde::de::Error::custom)
+/// The smallest bound accepted: every record (a few hundred bytes, at most the MQTT
+/// payload limit of a source) must fit, or it could never be stored.
+pub const MIN_MAX_BYTES: u64 = 64 * 1024;
+
+fn de_max_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = de_bytes(d)?;
+    if n < MIN_MAX_BYTES {
+        return Err(serde::de::Error::custom(format!(
+            "max_bytes {n} is below the minimum of 64KiB: one record must always fit"
+        )));
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -173,14 +163,9 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("10ms"), Ok(Duration::from_millis(10)));
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("10 fortnights").is_err());
-        assert!(parse_duration("-1s").is_err());
+    fn a_bound_too_small_for_one_record_is_rejected() {
+        let err = serde_saphyr::from_str::<OutboxConfig>("max_bytes: 1KB\n").unwrap_err();
+        assert!(err.to_string().contains("minimum of 64KiB"), "{err}");
     }
 
     #[test]

@@ -30,7 +30,6 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::config::de_duration;
 use crate::outbox::{Lane, LaneCursor, Outbox, OutboxError};
 use session::Shared;
 
@@ -49,13 +48,16 @@ pub struct UplinkConfig {
     #[serde(default)]
     pub client_id: Option<String>,
     /// Records go to `{topic_prefix}/{gateway_id}/{lane}` (see [`topic_for`]).
-    #[serde(default = "default_topic_prefix")]
+    #[serde(default = "default_topic_prefix", deserialize_with = "de_topic_prefix")]
     pub topic_prefix: String,
     /// Most publishes awaiting a PUBACK at once (1..=65535).
     #[serde(default = "default_inflight")]
     pub inflight: usize,
     /// At least "1s".
-    #[serde(default = "default_keep_alive", deserialize_with = "de_duration")]
+    #[serde(
+        default = "default_keep_alive",
+        deserialize_with = "weir_drivers::duration::deserialize"
+    )]
     pub keep_alive: Duration,
 }
 
@@ -65,6 +67,16 @@ fn default_host() -> String {
 const fn default_port() -> u16 {
     1883
 }
+fn de_topic_prefix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let prefix = String::deserialize(d)?;
+    if prefix.is_empty() || prefix.contains(['+', '#', '\0']) {
+        return Err(serde::de::Error::custom(format!(
+            "topic_prefix `{prefix}`: must be non-empty, without MQTT wildcards (+ #)"
+        )));
+    }
+    Ok(prefix)
+}
+
 fn default_topic_prefix() -> String {
     "weir".into()
 }

@@ -1,11 +1,10 @@
 use std::collections::BTreeSet;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use rumqttc::{Event, Packet};
 use tokio::sync::mpsc;
+use weir_tests::Mosquitto;
 
 use super::session::{BACKOFF_MAX, BACKOFF_MIN, Backoff};
 use super::*;
@@ -110,84 +109,10 @@ fn backoff_grows_with_jitter_to_the_cap_and_resets() {
 
 // ---------- against a real broker ----------
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One mosquitto per test, with persistence so a persistent test subscriber keeps its queue
-/// across a broker restart. Killed on drop.
-struct Broker {
-    child: Option<Child>,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Broker {
-    fn start(dir: &Path, port: u16) -> Broker {
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nmax_queued_messages 0\nuser root\n",
-                dir.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.join(format!("mosquitto-{port}.log"))).unwrap();
-        let child = Command::new("/usr/sbin/mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("mosquitto is installed at /usr/sbin/mosquitto");
-        let broker = Broker {
-            child: Some(child),
-            port,
-            dir: dir.to_owned(),
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "mosquitto did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        broker
-    }
-
-    /// SIGTERM, so mosquitto saves its persistent sessions, then wait for the exit.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status()
-                .unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        let dir = self.dir.clone();
-        *self = Broker::start(&dir, self.port);
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// across a broker restart.
+fn persistent_broker() -> Mosquitto {
+    Mosquitto::builder().persistent(true).start().unwrap()
 }
 
 /// A persistent-session subscriber to `weir/#`; returns once the subscription is acknowledged.
@@ -276,8 +201,8 @@ fn uplink_cfg(port: u16, inflight: usize) -> UplinkConfig {
 async fn delivers_every_record_in_lane_order_with_ids_then_empties_the_outbox() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path(), free_port());
-    let mut rx = subscribe(broker.port).await;
+    let broker = persistent_broker();
+    let mut rx = subscribe(broker.port()).await;
     let (outbox, thread) = open_outbox(dir.path()).await;
     const N: u64 = 300;
     let recs = (0..N)
@@ -287,7 +212,7 @@ async fn delivers_every_record_in_lane_order_with_ids_then_empties_the_outbox() 
 
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(
-        uplink_cfg(broker.port, 8),
+        uplink_cfg(broker.port(), 8),
         "gw-1".into(),
         outbox.clone(),
         shutdown.clone(),
@@ -342,8 +267,8 @@ async fn delivers_every_record_in_lane_order_with_ids_then_empties_the_outbox() 
 async fn broker_restart_mid_stream_loses_nothing() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let mut broker = Broker::start(dir.path(), free_port());
-    let mut rx = subscribe(broker.port).await;
+    let mut broker = persistent_broker();
+    let mut rx = subscribe(broker.port()).await;
     let (outbox, _thread) = open_outbox(dir.path()).await;
     const N: u64 = 5000;
     let recs = (0..N)
@@ -353,7 +278,7 @@ async fn broker_restart_mid_stream_loses_nothing() {
 
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(
-        uplink_cfg(broker.port, 4),
+        uplink_cfg(broker.port(), 4),
         "gw-1".into(),
         outbox.clone(),
         shutdown.clone(),
@@ -365,7 +290,7 @@ async fn broker_restart_mid_stream_loses_nothing() {
         seen.insert(v["seq"].as_u64().unwrap());
         received += 1;
     }
-    broker.restart();
+    broker.restart().unwrap();
     let pending = outbox.stats().await.unwrap().count;
     assert!(pending > 0, "the restart should happen mid-stream");
 
