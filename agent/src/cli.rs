@@ -19,6 +19,8 @@ pub enum Command {
     Run(ConfigArgs),
     /// Check a config and its rule files; print every problem as file:line:column.
     Check(ConfigArgs),
+    /// Run rule files over a recorded CSV or JSON-lines file; print the events as JSON lines.
+    Replay(ReplayArgs),
 }
 
 impl Default for Command {
@@ -33,4 +35,28 @@ pub struct ConfigArgs {
     /// built-in demo (simulated devices, a local outbox, a broker on localhost if one runs).
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A rule file (repeat for several).
+    #[arg(short, long = "rules", value_name = "FILE", required = true)]
+    pub rules: Vec<PathBuf>,
+    /// The recording: CSV (`timestamp,value` or `timestamp,device,metric,value`, with or
+    /// without a header) or JSON lines (`{"ts": …, "device": …, "metric": …, "value": …}`).
+    /// Timestamps: epoch s/ms/µs/ns (by magnitude) or ISO 8601 (UTC unless an offset is given).
+    #[arg(value_name = "DATA")]
+    pub data: PathBuf,
+    /// Write the events here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Device name for rows without one (default: the data file's name without extension).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Metric name for rows without one (default: `value`).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Most series kept; samples of further series are counted and skipped.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_series: usize,
 }

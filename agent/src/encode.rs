@@ -54,6 +54,25 @@ pub fn record(
     topic: String,
     created_at: i64,
 ) -> Result<NewRecord, serde_json::Error> {
+    let mut payload = Vec::with_capacity(192);
+    payload.push(PAYLOAD_V1);
+    write_json(&mut payload, event, device, metric)?;
+    Ok(NewRecord {
+        lane: lane_of(event),
+        topic,
+        created_at,
+        payload,
+    })
+}
+
+/// Writes `event` as one JSON object (the record body, without id/seq/gateway): the form
+/// both the uplink and `weir replay` emit.
+pub fn write_json(
+    out: &mut impl std::io::Write,
+    event: &Event,
+    device: &str,
+    metric: &str,
+) -> Result<(), serde_json::Error> {
     let detail = match &event.kind {
         EventKind::Alert {
             state,
@@ -97,15 +116,7 @@ pub fn record(
         ts: event.ts,
         detail,
     };
-    let mut payload = Vec::with_capacity(192);
-    payload.push(PAYLOAD_V1);
-    serde_json::to_writer(&mut payload, &body)?;
-    Ok(NewRecord {
-        lane: lane_of(event),
-        topic,
-        created_at,
-        payload,
-    })
+    serde_json::to_writer(out, &body)
 }
 
 /// JSON has no NaN or infinity; they are sent as `null` rather than failing the record.

@@ -11,6 +11,7 @@ mod encode;
 mod logging;
 mod outbox;
 mod pipeline;
+mod replay;
 mod rules;
 mod run;
 mod uplink;
@@ -24,10 +25,20 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or_default() {
         cli::Command::Run(args) => run::main(args),
         cli::Command::Check(args) => check::main(args),
+        cli::Command::Replay(args) => replay::main(args),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
+            // `weir replay … | head` closing the pipe early is not an error.
+            if err.chain().any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                    || e.downcast_ref::<serde_json::Error>()
+                        .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+            }) {
+                return ExitCode::SUCCESS;
+            }
             if let Some(config) = err.downcast_ref::<config::ConfigError>() {
                 eprintln!("weir: invalid configuration:\n{config}");
                 return ExitCode::from(2);

@@ -1,0 +1,279 @@
+//! `weir replay`: run rule files over a recorded file and print the events as JSON lines.
+//!
+//! This is how an engineer tunes a rule before it reaches a gateway: the engine is
+//! deterministic and sees time only through the samples' timestamps, so a replay produces
+//! exactly the events the gateway would have produced from the same samples in the same order.
+//! Each value is read once, in file order, with bounded memory, like on the gateway. At the end
+//! of the file event time is advanced past every open window, so the last windows report too.
+
+mod input;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use weir_rules::{Engine, EventKind, Limits, RuleSet, Sample};
+
+use input::{CsvLayout, Row, json_row, looks_like_jsonl};
+
+use crate::cli::ReplayArgs;
+
+/// Skipped lines reported one by one before the rest are only counted.
+const REPORTED_SKIPS: u64 = 10;
+
+pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let rules = match RuleSet::load_all(&args.rules) {
+        Ok(rules) => rules,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let file =
+        File::open(&args.data).with_context(|| format!("cannot open {}", args.data.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let progress = Progress::new(size, std::io::stderr().is_terminal());
+    let reader = BufReader::with_capacity(1 << 16, Counting::new(file, progress));
+    let out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let defaults = Defaults {
+        device: args.device.clone().unwrap_or_else(|| stem(&args.data)),
+        metric: args.metric.clone().unwrap_or_else(|| "value".to_owned()),
+    };
+    let engine = Engine::with_limits(
+        rules,
+        Limits {
+            max_series: args.max_series,
+        },
+    );
+    let summary = run(engine, reader, BufWriter::new(out), &defaults, &args.data)?;
+    eprintln!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Device and metric names for files that do not carry them.
+pub struct Defaults {
+    pub device: String,
+    pub metric: String,
+}
+
+/// What a replay did, printed to stderr at the end.
+#[derive(Debug, Default, PartialEq)]
+pub struct Summary {
+    pub samples: u64,
+    pub events: u64,
+    pub alerts: u64,
+    pub skipped: u64,
+    pub late_dropped: u64,
+    pub rejected_series: u64,
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "replay: {} samples, {} events ({} alerts), {} lines skipped, {} late samples dropped, {} samples of series over the limit, {:.2} s ({:.0} samples/s)",
+            self.samples,
+            self.events,
+            self.alerts,
+            self.skipped,
+            self.late_dropped,
+            self.rejected_series,
+            self.seconds,
+            self.samples as f64 / self.seconds.max(1e-9)
+        )
+    }
+}
+
+/// Replays `reader` through `engine`, writing one JSON object per event to `out`.
+pub fn run(
+    mut engine: Engine,
+    mut reader: impl BufRead,
+    mut out: impl Write,
+    defaults: &Defaults,
+    name: &Path,
+) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    let jsonl = looks_like_jsonl(&mut reader).context("cannot read the data file")?;
+    let mut summary = Summary::default();
+    let mut layout: Option<CsvLayout> = None;
+    let mut events = Vec::new();
+    let mut line = String::new();
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        let n = reader
+            .read_line(&mut line)
+            .with_context(|| format!("cannot read {} after line {number}", name.display()))?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let row = if jsonl {
+            json_row(text)
+        } else if let Some(layout) = &layout {
+            layout.row(text)
+        } else {
+            match CsvLayout::detect(text) {
+                Ok((detected, header)) => {
+                    layout = Some(detected);
+                    if header {
+                        continue;
+                    }
+                    detected.row(text)
+                }
+                Err(e) => Err(e),
+            }
+        };
+        match row {
+            Ok(row) => push(&mut engine, &row, defaults, &mut events, &mut summary),
+            Err(e) => {
+                summary.skipped += 1;
+                if summary.skipped <= REPORTED_SKIPS {
+                    eprintln!("{}:{number}: skipped: {e}", name.display());
+                }
+            }
+        }
+        write_events(&engine, &mut events, &mut out, &mut summary)?;
+    }
+    engine.advance(i64::MAX, &mut events);
+    write_events(&engine, &mut events, &mut out, &mut summary)?;
+    out.flush().context("cannot write the events")?;
+    summary.late_dropped = engine.stats().late_dropped;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn push(
+    engine: &mut Engine,
+    row: &Row,
+    defaults: &Defaults,
+    events: &mut Vec<weir_rules::Event>,
+    summary: &mut Summary,
+) {
+    let device = row.device.as_deref().unwrap_or(&defaults.device);
+    let metric = row.metric.as_deref().unwrap_or(&defaults.metric);
+    match engine.series(device, metric) {
+        Ok(series) => {
+            summary.samples += 1;
+            engine.push(
+                Sample {
+                    series,
+                    ts: row.ts,
+                    value: row.value,
+                },
+                events,
+            );
+        }
+        Err(_) => summary.rejected_series += 1,
+    }
+}
+
+fn write_events(
+    engine: &Engine,
+    events: &mut Vec<weir_rules::Event>,
+    out: &mut impl Write,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    for event in events.drain(..) {
+        let (device, metric) = engine.series_name(event.series).unwrap_or(("?", "?"));
+        crate::encode::write_json(&mut *out, &event, device, metric)
+            .context("cannot write an event")?;
+        out.write_all(b"\n").context("cannot write an event")?;
+        summary.events += 1;
+        if matches!(event.kind, EventKind::Alert { .. }) {
+            summary.alerts += 1;
+        }
+    }
+    Ok(())
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "replay".to_owned())
+}
+
+/// A progress line on stderr (only on a terminal, only for files over 8 MiB).
+struct Progress {
+    size: u64,
+    enabled: bool,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(size: u64, terminal: bool) -> Progress {
+        Progress {
+            size,
+            enabled: terminal && size > 8 << 20,
+            last: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, read: u64) {
+        if self.enabled && self.last.elapsed().as_millis() >= 250 {
+            self.last = Instant::now();
+            let pct = read as f64 * 100.0 / self.size.max(1) as f64;
+            let width = 30usize;
+            let filled = ((pct / 100.0) * width as f64) as usize;
+            eprint!(
+                "\r[{}{}] {pct:5.1}% of {} MiB",
+                "#".repeat(filled.min(width)),
+                " ".repeat(width - filled.min(width)),
+                self.size >> 20
+            );
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.enabled {
+            eprintln!();
+            self.enabled = false;
+        }
+    }
+}
+
+/// Counts bytes read, for the progress line.
+struct Counting<R> {
+    inner: R,
+    read: u64,
+    progress: Progress,
+}
+
+impl<R> Counting<R> {
+    fn new(inner: R, progress: Progress) -> Self {
+        Counting {
+            inner,
+            read: 0,
+            progress,
+        }
+    }
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if n == 0 {
+            self.progress.finish();
+        } else {
+            self.progress.update(self.read);
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests;
