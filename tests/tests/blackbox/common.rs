@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use weir_tests::{Message, Publisher};
+use weir_tests::{Agent, Collector, Message, Mosquitto, Publisher, TestDir};
 
 /// Generous bound for an agent to start (building is done before the clock starts).
 pub const STARTUP: Duration = Duration::from_secs(15);
@@ -134,4 +134,52 @@ pub fn assert_envelope(message: &Message, gateway: &str, lane: &str) {
         "{}",
         message.summary()
     );
+}
+
+/// A device broker, a cloud broker with a collector on `weir/#`, and an agent running one
+/// rule file between them — started, connected and subscribed.
+pub struct Running {
+    pub dir: TestDir,
+    pub devices: Mosquitto,
+    pub cloud: Mosquitto,
+    pub collector: Collector,
+    pub agent: Agent,
+}
+
+/// Starts [`Running`] with `cloud` (plain or persistent, as the test needs) and the rule
+/// file `rules/<rule_name>.yaml` holding `rule`. Returns once the agent is subscribed.
+pub fn start_with_cloud(
+    test: &str,
+    gateway: &str,
+    cloud: Mosquitto,
+    rule_name: &str,
+    rule: &str,
+) -> Result<Running> {
+    let dir = TestDir::new(test)?;
+    let devices = Mosquitto::start()?;
+    let collector = Collector::start(cloud.port(), "weir/#")?;
+    let rule_file = format!("rules/{rule_name}.yaml");
+    dir.write(&rule_file, rule)?;
+    let outbox = dir.path().join("outbox.db");
+    let config = AgentConfig {
+        gateway,
+        devices_port: devices.port(),
+        cloud_port: Some(cloud.port()),
+        rules: &[&rule_file],
+        outbox: &outbox,
+        extra_topics: &[],
+    };
+    let mut agent = Agent::start(&dir, &config.yaml())?;
+    agent.wait_for_log("pipeline ready", STARTUP)?;
+    agent.wait_for_log("uplink connected", STARTUP)?;
+    devices
+        .wait_for_subscription(PLANT_FILTER, STARTUP)
+        .map_err(|e| agent.explain(e))?;
+    Ok(Running {
+        dir,
+        devices,
+        cloud,
+        collector,
+        agent,
+    })
 }

@@ -3,40 +3,30 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use weir_tests::{Agent, Collector, Mosquitto, Publisher, TestDir};
+use weir_tests::{Mosquitto, Publisher};
 
 use crate::common::{
-    AgentConfig, PLANT_FILTER, STARTUP, assert_envelope, distinct_alerts, mean_above_rule,
-    publish_series,
+    Running, assert_envelope, distinct_alerts, mean_above_rule, publish_series, start_with_cloud,
 };
 
 const GW: &str = "gw-a";
 
 #[test]
 fn samples_above_threshold_raise_an_alert_at_the_cloud_broker() -> Result<()> {
-    let dir = TestDir::new("end-to-end")?;
-    let devices = Mosquitto::start()?;
-    let cloud = Mosquitto::start()?;
-    let collector = Collector::start(cloud.port(), "weir/#")?;
-    dir.write(
-        "rules/hot.yaml",
+    // Every part is bound: dropping one would stop a broker or delete the agent's files.
+    let Running {
+        dir: _dir,
+        devices,
+        cloud: _cloud,
+        collector,
+        mut agent,
+    } = start_with_cloud(
+        "end-to-end",
+        GW,
+        Mosquitto::start()?,
+        "hot",
         &mean_above_rule("hot", "pump-*", "temperature", 80.0, "critical"),
     )?;
-    let outbox = dir.path().join("outbox.db");
-    let config = AgentConfig {
-        gateway: GW,
-        devices_port: devices.port(),
-        cloud_port: Some(cloud.port()),
-        rules: &["rules/hot.yaml"],
-        outbox: &outbox,
-        extra_topics: &[],
-    };
-    let mut agent = Agent::start(&dir, &config.yaml())?;
-    agent.wait_for_log("pipeline ready", STARTUP)?;
-    agent.wait_for_log("uplink connected", STARTUP)?;
-    devices
-        .wait_for_subscription(PLANT_FILTER, STARTUP)
-        .map_err(|e| agent.explain(e))?;
 
     // 2.5 s of 95 °C: at least one whole 1 s window with mean 95, closed by a later sample or
     // by the agent's processing-time advance once publishing stops.

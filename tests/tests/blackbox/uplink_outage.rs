@@ -9,11 +9,10 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
-use weir_tests::{Agent, Collector, Mosquitto, Publisher, TestDir};
+use weir_tests::{Mosquitto, Publisher};
 
 use crate::common::{
-    AgentConfig, PLANT_FILTER, STARTUP, assert_envelope, distinct_alerts, mean_above_rule,
-    publish_series,
+    Running, assert_envelope, distinct_alerts, mean_above_rule, publish_series, start_with_cloud,
 };
 
 const GW: &str = "gw-b";
@@ -25,29 +24,20 @@ const OUTAGE: Duration = Duration::from_secs(10);
 
 #[test]
 fn alerts_raised_while_the_uplink_broker_is_down_all_arrive_in_order() -> Result<()> {
-    let dir = TestDir::new("uplink-outage")?;
-    let devices = Mosquitto::start()?;
-    let mut cloud = Mosquitto::builder().persistent(true).start()?;
-    let collector = Collector::start(cloud.port(), "weir/#")?;
-    dir.write(
-        "rules/toggle.yaml",
+    // Every part is bound: dropping one would stop a broker or delete the agent's files.
+    let Running {
+        dir: _dir,
+        devices,
+        mut cloud,
+        collector,
+        agent,
+    } = start_with_cloud(
+        "uplink-outage",
+        GW,
+        Mosquitto::builder().persistent(true).start()?,
+        "toggle",
         &mean_above_rule("toggle", "pump-1", "temperature", 50.0, "warning"),
     )?;
-    let outbox = dir.path().join("outbox.db");
-    let config = AgentConfig {
-        gateway: GW,
-        devices_port: devices.port(),
-        cloud_port: Some(cloud.port()),
-        rules: &["rules/toggle.yaml"],
-        outbox: &outbox,
-        extra_topics: &[],
-    };
-    let mut agent = Agent::start(&dir, &config.yaml())?;
-    agent.wait_for_log("pipeline ready", STARTUP)?;
-    agent.wait_for_log("uplink connected", STARTUP)?;
-    devices
-        .wait_for_subscription(PLANT_FILTER, STARTUP)
-        .map_err(|e| agent.explain(e))?;
 
     // Alternating high (100) and low (0) phases: raised, cleared, raised, ... one per phase.
     let mut publisher = Publisher::connect(devices.port())?;
