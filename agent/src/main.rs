@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod encode;
 mod logging;
+mod notify;
 mod outbox;
 mod pipeline;
 mod replay;

@@ -32,6 +32,9 @@ const TICK: Duration = Duration::from_millis(250);
 /// Counters for the status line and, later, metrics.
 #[derive(Debug, Default)]
 pub struct PipelineCounters {
+    /// Turns of the engine loop (at least one per tick while healthy): the watchdog's proof
+    /// of progress.
+    pub turns: Arc<AtomicU64>,
     pub samples: AtomicU64,
     /// Samples of series beyond `engine.max_series`, dropped.
     pub series_rejected: AtomicU64,
@@ -75,6 +78,7 @@ impl Pipeline {
                 }
             }
             self.flush(&mut events, &mut acks).await?;
+            self.counters.turns.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
     }

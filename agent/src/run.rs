@@ -139,6 +139,12 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
     // Only the sources hold senders now, so the engine's input closes when they stop.
     drop(tx);
     tracing::info!(gateway = %gateway_id, sources = sources.len(), "pipeline ready");
+    crate::notify::ready(&format!("running: {} sources", sources.len()));
+    let watchdog = tokio::spawn(crate::notify::watchdog(
+        pipeline_counters.turns.clone(),
+        outbox.clone(),
+        shutdown.clone(),
+    ));
 
     let status = tokio::spawn(status_loop(
         outbox.clone(),
@@ -152,7 +158,9 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
 
     wait_for_stop_signal().await;
     tracing::info!("stopping: draining sources into the outbox");
+    crate::notify::stopping();
     shutdown.cancel();
+    watchdog.abort();
     for (name, _, task) in sources {
         if tokio::time::timeout(Duration::from_secs(5), task)
             .await
@@ -225,17 +233,24 @@ async fn status_loop(
             .map(|(_, c)| c.decode_errors.load(Relaxed))
             .sum();
         match outbox.stats().await {
-            Ok(stats) => tracing::info!(
-                pending = stats.count,
-                bytes = stats.bytes,
-                alerts = stats.lanes[Lane::Alerts as usize].count,
-                committed = committed.appended.load(Relaxed),
-                evicted = stats.evicted,
-                samples = received,
-                bad_payloads = bad,
-                events = pipeline.events.load(Relaxed),
-                "outbox"
-            ),
+            Ok(stats) => {
+                tracing::info!(
+                    pending = stats.count,
+                    bytes = stats.bytes,
+                    alerts = stats.lanes[Lane::Alerts as usize].count,
+                    committed = committed.appended.load(Relaxed),
+                    evicted = stats.evicted,
+                    samples = received,
+                    bad_payloads = bad,
+                    events = pipeline.events.load(Relaxed),
+                    "outbox"
+                );
+                crate::notify::status(&format!(
+                    "{received} samples, {} events, {} pending in the outbox",
+                    pipeline.events.load(Relaxed),
+                    stats.count
+                ));
+            }
             Err(e) => tracing::error!("outbox stats unavailable: {e}"),
         }
     }

@@ -94,6 +94,15 @@ impl Agent {
     /// Writes `config_yaml` to `<dir>/weir.yaml` and starts the agent on it, stdout and stderr
     /// going to a fresh `<dir>/agent-<n>.log`. Rule files are the test's to write beforehand.
     pub fn start(dir: &TestDir, config_yaml: &str) -> Result<Agent> {
+        Agent::start_with_env(dir, config_yaml, &[])
+    }
+
+    /// [`Agent::start`] with extra environment variables (e.g. `NOTIFY_SOCKET`).
+    pub fn start_with_env(
+        dir: &TestDir,
+        config_yaml: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Result<Agent> {
         let config = dir.write("weir.yaml", config_yaml)?;
         let log = dir.next_log_path("agent");
         let out =
@@ -105,6 +114,7 @@ impl Agent {
             .arg(&config)
             .current_dir(dir.path())
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(out)
             .stderr(err)
             .spawn()

@@ -10,4 +10,5 @@ mod crash_recovery;
 mod end_to_end;
 mod harness;
 mod replay;
+mod systemd;
 mod uplink_outage;
