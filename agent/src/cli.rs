@@ -21,6 +21,8 @@ pub enum Command {
     Check(ConfigArgs),
     /// Run rule files over a recorded CSV or JSON-lines file; print the events as JSON lines.
     Replay(ReplayArgs),
+    /// Ask a running agent how it is doing (reads its metrics endpoint).
+    Status(StatusArgs),
 }
 
 impl Default for Command {
@@ -59,4 +61,14 @@ pub struct ReplayArgs {
     /// Most series kept; samples of further series are counted and skipped.
     #[arg(long, default_value_t = 100_000)]
     pub max_series: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The agent's config, for the metrics address (default: as for `run`).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The metrics address instead of the config's, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "config")]
+    pub addr: Option<std::net::SocketAddr>,
 }

@@ -51,6 +51,9 @@ pub struct Config {
     pub uplink: Option<UplinkConfig>,
     #[serde(default)]
     pub engine: EngineConfig,
+    /// The Prometheus endpoint (`/metrics`, `/healthz`); localhost:9464 by default.
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
     #[serde(default)]
     pub log: LogConfig,
 }

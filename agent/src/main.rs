@@ -9,12 +9,14 @@ mod cli;
 mod config;
 mod encode;
 mod logging;
+mod metrics;
 mod notify;
 mod outbox;
 mod pipeline;
 mod replay;
 mod rules;
 mod run;
+mod status;
 mod uplink;
 
 use std::process::ExitCode;
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => run::main(args),
         cli::Command::Check(args) => check::main(args),
         cli::Command::Replay(args) => replay::main(args),
+        cli::Command::Status(args) => status::main(args),
     };
     match result {
         Ok(code) => code,

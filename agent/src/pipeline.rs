@@ -42,6 +42,10 @@ pub struct PipelineCounters {
     pub alerts: AtomicU64,
     /// Events that could not be encoded (should stay 0; logged at ERROR).
     pub encode_errors: AtomicU64,
+    /// Copies of the engine's own statistics, refreshed every loop turn.
+    pub late_dropped: AtomicU64,
+    pub nan_dropped: AtomicU64,
+    pub windows_closed: AtomicU64,
 }
 
 pub struct Pipeline {
@@ -78,6 +82,16 @@ impl Pipeline {
                 }
             }
             self.flush(&mut events, &mut acks).await?;
+            let stats = self.engine.stats();
+            self.counters
+                .late_dropped
+                .store(stats.late_dropped, Ordering::Relaxed);
+            self.counters
+                .nan_dropped
+                .store(stats.nan_dropped, Ordering::Relaxed);
+            self.counters
+                .windows_closed
+                .store(stats.windows_closed, Ordering::Relaxed);
             self.counters.turns.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())

@@ -146,13 +146,25 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
         shutdown.clone(),
     ));
 
+    let source_counters: Vec<(String, Arc<SourceCounters>)> = sources
+        .iter()
+        .map(|(n, c, _)| (n.clone(), c.clone()))
+        .collect();
+    let metrics_task = config.metrics.listen.map(|addr| {
+        tokio::spawn(crate::metrics::serve(
+            addr,
+            crate::metrics::Sources {
+                outbox: outbox.clone(),
+                pipeline: pipeline_counters.clone(),
+                sources: source_counters.clone(),
+            },
+            shutdown.clone(),
+        ))
+    });
     let status = tokio::spawn(status_loop(
         outbox.clone(),
         pipeline_counters.clone(),
-        sources
-            .iter()
-            .map(|(n, c, _)| (n.clone(), c.clone()))
-            .collect(),
+        source_counters,
         config.log.status_interval,
     ));
 
@@ -170,6 +182,9 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
         }
     }
     status.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
     let pipeline_result = pipeline_task.await.context("the engine task panicked")?;
     if let Some(task) = uplink_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;

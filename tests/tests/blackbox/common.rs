@@ -48,7 +48,8 @@ impl AgentConfig<'_> {
              sources:\n  - mqtt:\n      host: 127.0.0.1\n      port: {devices}\n      subscriptions:\n{subscriptions}\
              outbox:\n  path: {outbox:?}\n\
              {uplink}\
-             log: {{ level: info }}\n",
+             log: {{ level: info }}\n\
+             metrics: {{ listen: ~ }}\n",
             gw = self.gateway,
             rules = rules.join(", "),
             devices = self.devices_port,

@@ -9,6 +9,7 @@ mod common;
 mod crash_recovery;
 mod end_to_end;
 mod harness;
+mod observability;
 mod replay;
 mod systemd;
 mod uplink_outage;

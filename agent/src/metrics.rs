@@ -1,0 +1,370 @@
+//! The Prometheus endpoint and `/healthz`, served on a small HTTP listener (localhost by
+//! default: a gateway's metrics are for its own collector or an SSH tunnel, not the network).
+//!
+//! Nothing is counted twice: the pipeline, the sources and the outbox keep their own atomic
+//! counters, and each scrape reads them into a [`Snapshot`] that a `prometheus-client`
+//! collector encodes. A scrape costs one round trip to the outbox thread for its lane stats.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use weir_drivers::SourceCounters;
+
+use crate::outbox::{Lane, Outbox, OutboxCounters, OutboxStats};
+use crate::pipeline::{PipelineCounters, now_us};
+
+/// `metrics:` in the agent config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Where `/metrics` and `/healthz` are served; `null` turns the listener off.
+    #[serde(default = "default_listen")]
+    pub listen: Option<SocketAddr>,
+}
+
+fn default_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+/// What a scrape reads from.
+#[derive(Clone)]
+pub struct Sources {
+    pub outbox: Outbox,
+    pub pipeline: Arc<PipelineCounters>,
+    pub sources: Vec<(String, Arc<SourceCounters>)>,
+}
+
+/// How a per-lane gauge is read from a lane's stats.
+type LaneValue<'a> = dyn Fn(&crate::outbox::LaneStats) -> f64 + 'a;
+
+/// The values of one scrape.
+#[derive(Debug)]
+struct Snapshot {
+    sources: Vec<(String, [u64; 4])>,
+    pipeline: [(&'static str, &'static str, u64); 9],
+    outbox: OutboxStats,
+    outbox_counters: [(&'static str, &'static str, u64); 5],
+    now_us: i64,
+}
+
+impl Sources {
+    async fn snapshot(&self) -> Option<Snapshot> {
+        let outbox = tokio::time::timeout(Duration::from_secs(2), self.outbox.stats())
+            .await
+            .ok()?
+            .ok()?;
+        let p = &self.pipeline;
+        let c: Arc<OutboxCounters> = self.outbox.counters();
+        Some(Snapshot {
+            sources: self
+                .sources
+                .iter()
+                .map(|(name, s)| {
+                    (
+                        name.clone(),
+                        [
+                            s.received.load(Relaxed),
+                            s.readings.load(Relaxed),
+                            s.decode_errors.load(Relaxed),
+                            s.connects.load(Relaxed),
+                        ],
+                    )
+                })
+                .collect(),
+            pipeline: [
+                (
+                    "samples",
+                    "Samples pushed through the rule engine.",
+                    p.samples.load(Relaxed),
+                ),
+                (
+                    "series_rejected",
+                    "Samples dropped: their series is beyond engine.max_series.",
+                    p.series_rejected.load(Relaxed),
+                ),
+                (
+                    "events",
+                    "Events the rules produced and handed to the outbox.",
+                    p.events.load(Relaxed),
+                ),
+                (
+                    "alerts",
+                    "Alert transitions (raised or cleared) the rules produced.",
+                    p.alerts.load(Relaxed),
+                ),
+                (
+                    "encode_errors",
+                    "Events lost because they could not be encoded.",
+                    p.encode_errors.load(Relaxed),
+                ),
+                (
+                    "late_dropped",
+                    "Samples dropped as late (their window had closed).",
+                    p.late_dropped.load(Relaxed),
+                ),
+                (
+                    "nan_dropped",
+                    "NaN samples dropped.",
+                    p.nan_dropped.load(Relaxed),
+                ),
+                (
+                    "windows_closed",
+                    "Windows closed and evaluated.",
+                    p.windows_closed.load(Relaxed),
+                ),
+                (
+                    "turns",
+                    "Turns of the engine loop (progress, for the watchdog).",
+                    p.turns.load(Relaxed),
+                ),
+            ],
+            outbox,
+            outbox_counters: [
+                (
+                    "committed",
+                    "Records committed to the outbox.",
+                    c.appended.load(Relaxed),
+                ),
+                (
+                    "deleted",
+                    "Records deleted after the broker acknowledged them.",
+                    c.deleted.load(Relaxed),
+                ),
+                (
+                    "evicted",
+                    "Records evicted by the outbox bound (data loss).",
+                    c.evicted.load(Relaxed),
+                ),
+                (
+                    "discarded",
+                    "Stored records the uplink could not encode (data loss).",
+                    c.discarded.load(Relaxed),
+                ),
+                (
+                    "write_errors",
+                    "Outbox commits that failed.",
+                    c.write_errors.load(Relaxed),
+                ),
+            ],
+            now_us: now_us(),
+        })
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let source_families = [
+            (
+                "weir_source_received",
+                "Units received (MQTT messages, simulator ticks).",
+            ),
+            (
+                "weir_source_readings",
+                "Readings decoded and sent to the engine.",
+            ),
+            (
+                "weir_source_decode_errors",
+                "Units that could not be decoded.",
+            ),
+            ("weir_source_connects", "Times the source (re)connected."),
+        ];
+        for (i, (name, help)) in source_families.into_iter().enumerate() {
+            let counter = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            for (source, values) in &self.sources {
+                let labels = [("source", source.as_str())];
+                ConstCounter::new(values[i]).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        for (name, help, value) in self.pipeline.iter().chain(&self.outbox_counters) {
+            let prefix = if self.outbox_counters.iter().any(|(n, ..)| n == name) {
+                "weir_outbox_"
+            } else {
+                "weir_engine_"
+            };
+            let counter = ConstCounter::new(*value);
+            let full_name = format!("{prefix}{name}");
+            let family =
+                encoder.encode_descriptor(&full_name, help, None, counter.metric_type())?;
+            counter.encode(family)?;
+        }
+        let lane_gauges: [(&str, &str, &LaneValue); 3] = [
+            (
+                "weir_outbox_records",
+                "Records waiting in the outbox.",
+                &|l| l.count as f64,
+            ),
+            (
+                "weir_outbox_bytes",
+                "Topic and payload bytes waiting in the outbox.",
+                &|l| l.bytes as f64,
+            ),
+            (
+                "weir_outbox_oldest_age_seconds",
+                "Age of the oldest waiting record (0 when empty).",
+                &|l| {
+                    l.oldest_created_at
+                        .map_or(0.0, |t| (self.now_us - t).max(0) as f64 / 1e6)
+                },
+            ),
+        ];
+        for (name, help, value) in lane_gauges {
+            let gauge = ConstGauge::new(0.0f64);
+            let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            for lane in Lane::ALL {
+                let stats = &self.outbox.lanes[lane as usize];
+                let labels = [("lane", lane.as_str())];
+                ConstGauge::new(value(stats)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let limit = ConstGauge::new(self.outbox.max_bytes as f64);
+        let family = encoder.encode_descriptor(
+            "weir_outbox_max_bytes",
+            "The outbox's byte bound.",
+            None,
+            limit.metric_type(),
+        )?;
+        limit.encode(family)?;
+        Ok(())
+    }
+}
+
+/// The exposition text of one scrape.
+async fn render(sources: &Sources) -> Option<String> {
+    let snapshot = sources.snapshot().await?;
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(snapshot));
+    let mut text = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).ok()?;
+    Some(text)
+}
+
+/// Serves until `shutdown`. A bind failure is logged and the agent runs on without metrics.
+pub async fn serve(addr: SocketAddr, sources: Sources, shutdown: CancellationToken) {
+    let listener = match TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%addr, "metrics endpoint not available: cannot listen: {e}");
+            return;
+        }
+    };
+    tracing::info!(%addr, "metrics endpoint listening (/metrics, /healthz)");
+    let health = Health::default();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("metrics endpoint: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let sources = sources.clone();
+        let health = health.clone();
+        tokio::spawn(async move {
+            // One request per connection, bounded in time: a stuck client costs a task, briefly.
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), respond(stream, &sources, &health))
+                    .await;
+        });
+    }
+}
+
+/// The engine loop's progress as last seen by `/healthz`.
+#[derive(Clone, Default)]
+struct Health {
+    last: Arc<std::sync::Mutex<(u64, i64)>>,
+}
+
+impl Health {
+    /// Healthy when the engine loop turned within the last 5 s (it turns 4 times a second).
+    fn engine_turning(&self, turns: u64) -> bool {
+        let now = now_us();
+        let Ok(mut last) = self.last.lock() else {
+            return false;
+        };
+        if turns != last.0 || last.1 == 0 {
+            *last = (turns, now);
+            return true;
+        }
+        now - last.1 < 5_000_000
+    }
+}
+
+async fn respond(mut stream: TcpStream, sources: &Sources, health: &Health) -> std::io::Result<()> {
+    let mut buf = [0u8; 2048];
+    let mut len = 0;
+    // Read the request head only; nothing here needs a body.
+    while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf[len..]).await?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+    }
+    let head = String::from_utf8_lossy(&buf[..len]);
+    let path = head
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("GET "))
+        .and_then(|rest| rest.split_whitespace().next());
+    let (status, content_type, body) = match path {
+        Some("/metrics") => match render(sources).await {
+            Some(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
+            None => (
+                "503 Service Unavailable",
+                "text/plain",
+                "outbox not answering\n".to_owned(),
+            ),
+        },
+        Some("/healthz") => {
+            let turning = health.engine_turning(sources.pipeline.turns.load(Relaxed));
+            let outbox = tokio::time::timeout(Duration::from_secs(2), sources.outbox.stats())
+                .await
+                .is_ok_and(|r| r.is_ok());
+            if turning && outbox {
+                ("200 OK", "text/plain", "ok\n".to_owned())
+            } else {
+                (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    format!("stalled: engine turning={turning}, outbox answering={outbox}\n"),
+                )
+            }
+        }
+        Some(_) => (
+            "404 Not Found",
+            "text/plain",
+            "try /metrics or /healthz\n".to_owned(),
+        ),
+        None => ("400 Bad Request", "text/plain", "GET only\n".to_owned()),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
