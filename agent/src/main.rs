@@ -10,6 +10,7 @@ mod config;
 mod encode;
 mod logging;
 mod outbox;
+mod outbox_cmd;
 mod pipeline;
 mod rules;
 mod run;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or_default() {
         cli::Command::Run(args) => run::main(args),
         cli::Command::Check(args) => check::main(args),
+        cli::Command::Outbox(args) => outbox_cmd::main(args),
     };
     match result {
         Ok(code) => code,
