@@ -267,6 +267,7 @@ impl Writer {
                 let _ = reply.send(r.map(|(n, _)| n));
             }
             Command::Stats { reply } => {
+                self.refresh();
                 let r = self
                     .store
                     .lane_stats()

@@ -9,4 +9,5 @@ mod common;
 mod crash_recovery;
 mod end_to_end;
 mod harness;
+mod outbox_ops;
 mod uplink_outage;
