@@ -9,5 +9,6 @@ mod common;
 mod crash_recovery;
 mod end_to_end;
 mod harness;
+mod kill_loop;
 mod outbox_ops;
 mod uplink_outage;
