@@ -4,6 +4,7 @@
 //!
 //!     cargo bench -p weir-agent --bench outbox                  # 200,000 records
 //!     WEIR_BENCH_RECORDS=1000000 cargo bench -p weir-agent --bench outbox
+//!     WEIR_BENCH_INFLIGHT=256 cargo bench -p weir-agent --bench outbox   # uplink.inflight
 //!
 //! Targets (issue 6): ingest ≥ 200,000 records/s, drain ≥ 50,000 records/s, ≤ 2 bytes written
 //! per payload byte. "Written" is `write_bytes` from `/proc/self/io` (what this process sent
@@ -31,6 +32,14 @@ use outbox::config::Synchronous;
 use outbox::{Lane, NewRecord, Outbox, OutboxConfig, PAYLOAD_V1};
 use tokio_util::sync::CancellationToken;
 use weir_tests::Mosquitto;
+
+/// `uplink.inflight` for the drain: `WEIR_BENCH_INFLIGHT`, else the default.
+fn inflight() -> usize {
+    std::env::var("WEIR_BENCH_INFLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(uplink::UplinkConfig::default().inflight)
+}
 
 /// Records per `append` call: what the pipeline folds into one call at most.
 const PER_APPEND: usize = 512;
@@ -161,6 +170,7 @@ async fn run_one(records: u64, sync: Synchronous, broker_port: u16) -> Result<Fi
     let uplink_cfg = uplink::UplinkConfig {
         port: broker_port,
         client_id: Some(format!("weir-bench-{}", std::process::id())),
+        inflight: inflight(),
         ..uplink::UplinkConfig::default()
     };
     let io1 = Io::now();
@@ -242,7 +252,7 @@ fn main() -> Result<()> {
         println!(
             "  drain    {:>10.0} records/s  (publish, PUBACK, delete; inflight {})   target >= 50000",
             f.drain_rate,
-            uplink::UplinkConfig::default().inflight
+            inflight()
         );
         println!(
             "           write_bytes {:>7.1} B/record (deletes; wchar incl. socket {:.1} B/record)",
