@@ -23,6 +23,33 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Ask a running agent how it is doing (reads its metrics endpoint).
     Status(StatusArgs),
+    /// Inspect or trim the outbox named by the config (safe while the agent runs).
+    Outbox(OutboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    /// The agent's YAML config (its `outbox.path` is used); default as for `run`.
+    #[arg(short, long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: OutboxCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Records, bytes and the oldest record's age, per lane.
+    Stats,
+    /// Every record as JSON lines on stdout, in delivery order (progress on stderr).
+    Export,
+    /// Delete records for good: of one lane, and/or created before now minus a duration.
+    Purge {
+        #[arg(long, value_enum)]
+        lane: Option<crate::outbox_cmd::LaneArg>,
+        /// e.g. 30m, 2h, 7d
+        #[arg(long, value_name = "DURATION", value_parser = crate::outbox_cmd::parse_duration)]
+        older_than: Option<std::time::Duration>,
+    },
 }
 
 impl Default for Command {

@@ -12,6 +12,7 @@ mod logging;
 mod metrics;
 mod notify;
 mod outbox;
+mod outbox_cmd;
 mod pipeline;
 mod replay;
 mod rules;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         cli::Command::Check(args) => check::main(args),
         cli::Command::Replay(args) => replay::main(args),
         cli::Command::Status(args) => status::main(args),
+        cli::Command::Outbox(args) => outbox_cmd::main(args),
     };
     match result {
         Ok(code) => code,

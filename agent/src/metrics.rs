@@ -62,7 +62,7 @@ struct Snapshot {
     sources: Vec<(String, [u64; 4])>,
     pipeline: [(&'static str, &'static str, u64); 9],
     outbox: OutboxStats,
-    outbox_counters: [(&'static str, &'static str, u64); 5],
+    outbox_counters: [(&'static str, &'static str, u64); 8],
     now_us: i64,
 }
 
@@ -151,8 +151,23 @@ impl Sources {
                 ),
                 (
                     "evicted",
-                    "Records evicted by the outbox bound (data loss).",
+                    "Records dropped by an outbox bound, every reason (data loss).",
                     c.evicted.load(Relaxed),
+                ),
+                (
+                    "evicted_full",
+                    "Records evicted oldest-first to make room (data loss).",
+                    c.evicted_full.load(Relaxed),
+                ),
+                (
+                    "refused_full",
+                    "New records not stored: the outbox was full (drop_newest; data loss).",
+                    c.refused_full.load(Relaxed),
+                ),
+                (
+                    "expired",
+                    "Records evicted for being older than max_age (data loss).",
+                    c.expired.load(Relaxed),
                 ),
                 (
                     "discarded",

@@ -116,6 +116,25 @@ impl Running {
     }
 }
 
+/// Waits until the broker has logged `n` disconnects of `client_id`. A source restarted with
+/// the same id before that races the old connection: mosquitto may take the session over
+/// before reading the old socket's last PUBACKs, and redeliver messages that were acked.
+async fn wait_disconnected(broker: &Mosquitto, client_id: &str, n: usize) {
+    // "disconnected." after a DISCONNECT packet, "closed its connection." after a bare close.
+    let gone = [
+        format!("Client {client_id} disconnected"),
+        format!("Client {client_id} closed its connection"),
+    ];
+    wait_for(&gone[0].clone(), || {
+        let log = broker.log_contents();
+        gone.iter()
+            .map(|g| log.matches(g.as_str()).count())
+            .sum::<usize>()
+            >= n
+    })
+    .await;
+}
+
 async fn wait_for(what: &str, cond: impl Fn() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !cond() {
@@ -189,6 +208,7 @@ async fn maps_good_payloads_and_counts_and_acks_bad_ones() {
 
     wait_for("3 decode errors", || get(&src.counters.decode_errors) == 3).await;
     let counters = src.stop().await;
+    wait_disconnected(&broker, "weir-test-map", 1).await;
     let probes = get(&counters.received) - 6;
     assert!(probes >= 1);
     assert_eq!(get(&counters.readings), probes + 4);
@@ -217,6 +237,7 @@ async fn unacked_message_is_redelivered_after_restart() {
     // Stop without acking, as if the agent died before committing.
     src.stop().await;
     drop(unacked);
+    wait_disconnected(&broker, &cfg.effective_client_id(), 1).await;
 
     let mut src = start(cfg.clone());
     let again = src.next().await;
@@ -228,6 +249,7 @@ async fn unacked_message_is_redelivered_after_restart() {
     assert_eq!(get(&src.counters.connects), 1);
     again.ack.unwrap().ack().unwrap();
     src.stop().await;
+    wait_disconnected(&broker, &cfg.effective_client_id(), 2).await;
 
     // Acked this time: a third run sees only new messages.
     let mut src = start(cfg);

@@ -29,6 +29,75 @@ pub struct OutboxConfig {
     /// `normal` (default) or `full`; see the module docs for what each loses on power failure.
     #[serde(default)]
     pub synchronous: Synchronous,
+    /// Age bound: records older than this (by `created_at`) are evicted, oldest first. One
+    /// duration for every lane, or a map `{alerts: 30d, aggregates: 1d}`; absent = no bound.
+    #[serde(default)]
+    pub max_age: MaxAge,
+    /// What happens when an append does not fit under `max_bytes`.
+    #[serde(default)]
+    pub overflow: Overflow,
+}
+
+/// `outbox.overflow`: the policy when the byte bound is reached. Every record it drops is
+/// counted by reason and logged at ERROR.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Evict the oldest records of the lowest-priority lane (aggregates, then predictions,
+    /// alerts last) to make room: the newest data wins.
+    #[default]
+    DropOldest,
+    /// Keep what is stored; new records that do not fit are dropped (and still acknowledged
+    /// to their source: the policy decided their fate).
+    DropNewest,
+    /// Push back on the sources: `append` waits until the uplink has made room, so device
+    /// messages stay unacknowledged at their broker. Nothing is dropped for space.
+    Block,
+}
+
+/// `outbox.max_age`, per lane (index = lane); `None` = no age bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MaxAge(pub [Option<Duration>; 3]);
+
+impl MaxAge {
+    pub fn is_set(&self) -> bool {
+        self.0.iter().any(Option::is_some)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PerLaneAge {
+    alerts: Option<String>,
+    predictions: Option<String>,
+    aggregates: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MaxAgeRepr {
+    All(String),
+    PerLane(PerLaneAge),
+}
+
+impl<'de> Deserialize<'de> for MaxAge {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MaxAge, D::Error> {
+        let parse = |s: Option<String>| -> Result<Option<Duration>, D::Error> {
+            s.map(|s| weir_drivers::duration::parse(&s).map_err(serde::de::Error::custom))
+                .transpose()
+        };
+        match MaxAgeRepr::deserialize(d)? {
+            MaxAgeRepr::All(s) => {
+                let d = parse(Some(s))?;
+                Ok(MaxAge([d; 3]))
+            }
+            MaxAgeRepr::PerLane(p) => Ok(MaxAge([
+                parse(p.alerts)?,
+                parse(p.predictions)?,
+                parse(p.aggregates)?,
+            ])),
+        }
+    }
 }
 
 /// SQLite's `PRAGMA synchronous` for the outbox (always in WAL mode).
@@ -77,6 +146,8 @@ impl Default for OutboxConfig {
             batch_max: default_batch_max(),
             batch_delay: default_batch_delay(),
             synchronous: Synchronous::default(),
+            max_age: MaxAge::default(),
+            overflow: Overflow::default(),
         }
     }
 }
@@ -163,6 +234,25 @@ mod tests {
     }
 
     #[test]
+    fn max_age_and_overflow() {
+        let cfg: OutboxConfig =
+            serde_saphyr::from_str("max_age: 2h\noverflow: drop_newest\n").unwrap();
+        let two_h = Some(Duration::from_secs(7200));
+        assert_eq!(cfg.max_age, MaxAge([two_h; 3]));
+        assert_eq!(cfg.overflow, Overflow::DropNewest);
+        let cfg: OutboxConfig =
+            serde_saphyr::from_str("max_age: {aggregates: 1d}\noverflow: block\n").unwrap();
+        assert_eq!(
+            cfg.max_age,
+            MaxAge([None, None, Some(Duration::from_secs(86_400))])
+        );
+        assert_eq!(cfg.overflow, Overflow::Block);
+        assert!(serde_saphyr::from_str::<OutboxConfig>("max_age: soon\n").is_err());
+        assert!(serde_saphyr::from_str::<OutboxConfig>("max_age: {alarms: 1d}\n").is_err());
+        assert!(serde_saphyr::from_str::<OutboxConfig>("overflow: drop_all\n").is_err());
+    }
+
+    #[test]
     fn a_bound_too_small_for_one_record_is_rejected() {
         let err = serde_saphyr::from_str::<OutboxConfig>("max_bytes: 1KB\n").unwrap_err();
         assert!(err.to_string().contains("minimum of 64KiB"), "{err}");
@@ -189,6 +279,8 @@ mod tests {
         assert_eq!(cfg.max_bytes, 64 << 20);
 
         assert!(serde_saphyr::from_str::<OutboxConfig>("max_byte: 1\n").is_err());
+        assert_eq!(cfg.overflow, Overflow::DropOldest);
+        assert!(!cfg.max_age.is_set());
         assert!(serde_saphyr::from_str::<OutboxConfig>("max_bytes: lots\n").is_err());
     }
 }

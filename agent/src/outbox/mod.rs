@@ -11,14 +11,27 @@
 //! - Acks handed to [`Outbox::append`] fire only after the transaction holding those records
 //!   has committed (guarantee 3). An ack that never fires makes the source's broker redeliver.
 //! - The sum of `octet_length(topic) + length(payload)` over all rows never exceeds
-//!   `max_bytes` after a commit. Room is made inside the same transaction by evicting the
-//!   oldest rows of the lowest-priority lane first (aggregates, then predictions, then
-//!   alerts); each eviction is counted in [`OutboxCounters::evicted`] and logged at ERROR.
-//!   The totals live in memory (one `SUM` on open), so an append never scans the table.
+//!   `max_bytes` after a commit. The `overflow` policy decides how, inside the same
+//!   transaction: `drop_oldest` evicts the oldest rows of the lowest-priority lane first
+//!   (aggregates, then predictions, then alerts); `drop_newest` does not insert new records
+//!   that do not fit; `block` makes [`Outbox::append`] wait on a semaphore of free bytes
+//!   (stored + queued never exceed the bound), so the sources are pushed back and nothing is
+//!   dropped for space (should the totals be off, it falls back to `drop_oldest`).
+//! - Records older than `max_age` (by `created_at`, per lane) are evicted within about
+//!   [`writer::EXPIRE_EVERY`], oldest first in id order.
+//! - Every record dropped by a bound is counted in [`OutboxCounters::evicted`] and by reason
+//!   (`evicted_full`, `refused_full`, `expired`) and logged at ERROR with its lane and reason.
+//! - The totals live in memory (one `SUM` on open), so an append never scans the table.
+//!   Another process may delete rows (`weir outbox purge`, WAL allows a second connection):
+//!   the writer checks `PRAGMA data_version` before every append and age check and reads
+//!   the totals again when it changed, so the bound is never enforced on stale totals for
+//!   longer than one batch; a delivered id that was purged meanwhile is simply not found.
 //! - Only the writer thread touches SQLite; its queue is bounded, so a slow disk slows
 //!   producers down (`append().await`) instead of growing memory.
-//! - Every stored payload starts with format version 1 followed by a JSON object; `append`
-//!   rejects anything else, so the uplink can always splice in its id fields.
+//! - Every stored payload starts with format version 1 followed by a body of the form
+//!   `{ … }` (a JSON object when written by the agent, which uses serde_json); `append`
+//!   rejects anything else, so the uplink can always splice in its id fields. The body is not
+//!   parsed on append (a full JSON parse per record is avoidable work on the ingest path).
 //!
 //! # Schema (`PRAGMA user_version = 1`)
 //! ```sql
@@ -48,15 +61,17 @@ mod store;
 mod writer;
 
 #[cfg(test)]
+mod bounds_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 
-pub use config::OutboxConfig;
+pub use config::{OutboxConfig, Overflow};
 pub(crate) use writer::AfterCommit;
 use writer::{Command, Writer};
 
@@ -148,9 +163,11 @@ impl NewRecord {
         if version != PAYLOAD_V1 {
             return Err("unsupported payload format version (expected 1)");
         }
-        if body.trim_ascii_start().first() != Some(&b'{')
-            || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err()
-        {
+        // Structural check only: the uplink needs `{ … }` to splice its fields in, and every
+        // producer in the agent writes the body with serde_json, so a full parse per record
+        // is work the ingest path can skip.
+        let body = body.trim_ascii();
+        if body.first() != Some(&b'{') || body.last() != Some(&b'}') {
             return Err("payload body is not a JSON object");
         }
         Ok(())
@@ -199,8 +216,14 @@ pub struct OutboxCounters {
     pub committed_batches: AtomicU64,
     /// Records deleted after delivery.
     pub deleted: AtomicU64,
-    /// Records evicted by the byte bound (data loss).
+    /// Records dropped by a bound, every reason (data loss): the sum of the next three.
     pub evicted: AtomicU64,
+    /// Evicted oldest-first to make room (`overflow: drop_oldest`, and `block`'s fallback).
+    pub evicted_full: AtomicU64,
+    /// New records not stored because they did not fit (`overflow: drop_newest`).
+    pub refused_full: AtomicU64,
+    /// Evicted for being older than `max_age`.
+    pub expired: AtomicU64,
     /// Stored records the uplink could not encode and dropped (data loss).
     pub discarded: AtomicU64,
     /// Append transactions that failed to commit (data loss unless the source redelivers).
@@ -283,6 +306,20 @@ pub struct Outbox {
     changes: watch::Receiver<u64>,
     counters: Arc<OutboxCounters>,
     max_bytes: u64,
+    /// Free bytes under `overflow: block`: appends take permits, the writer returns them.
+    room: Option<Arc<Semaphore>>,
+}
+
+/// µs since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// The permits a record of `size` bytes takes under `overflow: block`.
+fn permits(size: u64) -> u32 {
+    u32::try_from(size).unwrap_or(u32::MAX)
 }
 
 /// The writer thread; [`OutboxThread::join`] it after dropping every [`Outbox`] handle.
@@ -315,6 +352,14 @@ impl Outbox {
         let (tx, rx) = flume::bounded(QUEUE_CAPACITY);
         let (changes_tx, changes) = watch::channel(0);
         let counters = Arc::new(OutboxCounters::default());
+        let room_cap = usize::try_from(cfg.max_bytes)
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
+        let stored = totals.iter().map(|t| t.bytes).sum::<u64>();
+        let room = (cfg.overflow == Overflow::Block).then(|| {
+            let free = usize::try_from(cfg.max_bytes.saturating_sub(stored)).unwrap_or(usize::MAX);
+            Arc::new(Semaphore::new(free.min(room_cap)))
+        });
         let writer = Writer {
             store,
             rx,
@@ -322,6 +367,10 @@ impl Outbox {
             batch_delay: cfg.batch_delay,
             changes: changes_tx,
             counters: Arc::clone(&counters),
+            overflow: cfg.overflow,
+            max_age: cfg.max_age,
+            room: room.clone(),
+            room_cap,
         };
         let handle = std::thread::Builder::new()
             .name("weir-outbox".into())
@@ -332,12 +381,13 @@ impl Outbox {
             changes,
             counters,
             max_bytes: cfg.max_bytes,
+            room,
         };
         Ok((outbox, OutboxThread { handle }))
     }
 
-    /// Queues `records` for the next transaction; waits only while the writer's queue is
-    /// full (back-pressure). Once they are committed the writer fires `acks` (a failed ack
+    /// Queues `records` for the next transaction; waits while the writer's queue is full
+    /// (back-pressure) and, under `overflow: block`, until the bound has room for them. Once they are committed the writer fires `acks` (a failed ack
     /// is logged: the source redelivers, a duplicate at worst). With no records, the acks
     /// fire after everything queued before them has been committed. Invalid records (see
     /// the module docs) reject the whole call before anything is queued.
@@ -368,6 +418,14 @@ impl Outbox {
         for (index, r) in records.iter().enumerate() {
             r.validate(self.max_bytes)
                 .map_err(|reason| OutboxError::InvalidRecord { index, reason })?;
+        }
+        if let Some(room) = &self.room {
+            for r in &records {
+                room.acquire_many(permits(r.size()))
+                    .await
+                    .map_err(|_| OutboxError::Closed)?
+                    .forget();
+            }
         }
         self.tx
             .send_async(Command::Append {

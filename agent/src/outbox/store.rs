@@ -42,12 +42,28 @@ pub(crate) struct Totals {
 pub(crate) struct AppendOutcome {
     /// Records evicted per lane (index = lane) to stay under the bound.
     pub evicted: [u64; 3],
+    /// Bytes those evictions freed.
+    pub evicted_bytes: u64,
+    /// New records refused per lane because they did not fit (`overflow: drop_newest`).
+    pub refused: [u64; 3],
+    /// Bytes of the refused records.
+    pub refused_bytes: u64,
+}
+
+/// Records removed per lane, and the bytes they held.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Removed {
+    pub count: [u64; 3],
+    pub bytes: u64,
 }
 
 pub(crate) struct Store {
     conn: Connection,
     totals: [Totals; 3],
     max_bytes: u64,
+    /// `PRAGMA data_version` when the totals were last known right: it changes when another
+    /// connection (`weir outbox purge`) commits, and then the totals are read again.
+    data_version: i64,
 }
 
 /// Why an open attempt failed: unusable files are quarantined, anything else is returned.
@@ -180,36 +196,18 @@ impl Store {
                 }
                 _ => classify("check schema", e),
             })?;
-        let mut totals = [Totals::default(); 3];
-        {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT lane, COUNT(*), COALESCE(SUM({ROW_BYTES}), 0) FROM records GROUP BY lane"
-                ))
-                .map_err(|e| classify("read totals", e))?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                })
-                .map_err(|e| classify("read totals", e))?;
-            for row in rows {
-                let (lane, count, bytes) = row.map_err(|e| classify("read totals", e))?;
-                let lane = Lane::from_i64(lane)
-                    .ok_or_else(|| OpenFailure::Unusable(format!("unknown lane {lane}")))?;
-                totals[lane as usize] = Totals {
-                    count: count.max(0) as u64,
-                    bytes: bytes.max(0) as u64,
-                };
-            }
-        }
+        let totals = read_totals(&conn).map_err(|e| match e {
+            TotalsError::Sqlite(e) => classify("read totals", e),
+            TotalsError::UnknownLane(lane) => OpenFailure::Unusable(format!("unknown lane {lane}")),
+        })?;
+        let data_version = conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))
+            .map_err(|e| classify("data_version", e))?;
         let mut store = Store {
             conn,
             totals,
             max_bytes,
+            data_version,
         };
         if unclean && existed {
             store
@@ -278,11 +276,39 @@ impl Store {
         self.totals
     }
 
-    /// Inserts `records` and evicts what the bound requires, in one transaction. Totals change
-    /// only once the commit succeeded.
+    /// Reads the totals again if another connection changed the file since they were known
+    /// (a `weir outbox purge` while the agent runs). Returns the bytes that vanished.
+    pub(crate) fn refresh_if_changed(&mut self) -> Result<u64, rusqlite::Error> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?;
+        if version == self.data_version {
+            return Ok(0);
+        }
+        let before: u64 = self.totals.iter().map(|t| t.bytes).sum();
+        match read_totals(&self.conn) {
+            Ok(totals) => self.totals = totals,
+            Err(TotalsError::Sqlite(e)) => return Err(e),
+            // Rows of an unknown lane are ignored by every query; keep the old totals.
+            Err(TotalsError::UnknownLane(_)) => {}
+        }
+        self.data_version = version;
+        let after: u64 = self.totals.iter().map(|t| t.bytes).sum();
+        tracing::info!(
+            bytes_before = before,
+            bytes_after = after,
+            "outbox changed by another process (purge?): totals read again"
+        );
+        Ok(before.saturating_sub(after))
+    }
+
+    /// Inserts `records` and applies the bound, in one transaction: with `make_room` the
+    /// oldest records of the lowest lane are evicted, else records that do not fit are
+    /// refused (not inserted). Totals change only once the commit succeeded.
     pub(crate) fn append<'a>(
         &mut self,
         records: impl Iterator<Item = &'a NewRecord>,
+        make_room: bool,
     ) -> Result<AppendOutcome, rusqlite::Error> {
         let mut totals = self.totals;
         let mut outcome = AppendOutcome::default();
@@ -291,11 +317,18 @@ impl Store {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO records (lane, topic, created_at, payload) VALUES (?1, ?2, ?3, ?4)",
             )?;
+            let mut total: u64 = totals.iter().map(|t| t.bytes).sum();
             for r in records {
+                if !make_room && total + r.size() > self.max_bytes {
+                    outcome.refused[r.lane as usize] += 1;
+                    outcome.refused_bytes += r.size();
+                    continue;
+                }
                 insert.execute(params![r.lane as i64, r.topic, r.created_at, r.payload])?;
                 let t = &mut totals[r.lane as usize];
                 t.count += 1;
                 t.bytes += r.size();
+                total += r.size();
             }
         }
         // Lowest priority first: aggregates, then predictions, alerts last.
@@ -326,11 +359,53 @@ impl Store {
                 t.count = t.count.saturating_sub(count);
                 t.bytes = t.bytes.saturating_sub(freed);
                 outcome.evicted[*lane as usize] = count;
+                outcome.evicted_bytes += freed;
             }
         }
         tx.commit()?;
         self.totals = totals;
         Ok(outcome)
+    }
+
+    /// Evicts, per lane, the oldest records (in id order) created before `cutoff[lane]` (µs),
+    /// stopping at the first younger one so a lane stays FIFO even if the clock stepped back.
+    pub(crate) fn expire(&mut self, cutoff: [Option<i64>; 3]) -> Result<Removed, rusqlite::Error> {
+        let mut totals = self.totals;
+        let mut removed = Removed::default();
+        let tx = self.conn.transaction()?;
+        for lane in Lane::ALL {
+            let Some(cutoff) = cutoff[lane as usize] else {
+                continue;
+            };
+            let (last_id, count, freed) = {
+                let mut scan = tx.prepare_cached(&format!(
+                    "SELECT id, created_at, {ROW_BYTES} FROM records WHERE lane = ?1 ORDER BY id"
+                ))?;
+                let mut rows = scan.query([lane as i64])?;
+                let (mut last_id, mut count, mut freed) = (0i64, 0u64, 0u64);
+                while let Some(row) = rows.next()? {
+                    if row.get::<_, i64>(1)? >= cutoff {
+                        break;
+                    }
+                    last_id = row.get(0)?;
+                    freed += row.get::<_, i64>(2)?.max(0) as u64;
+                    count += 1;
+                }
+                (last_id, count, freed)
+            };
+            if count > 0 {
+                tx.prepare_cached("DELETE FROM records WHERE lane = ?1 AND id <= ?2")?
+                    .execute(params![lane as i64, last_id])?;
+                let t = &mut totals[lane as usize];
+                t.count = t.count.saturating_sub(count);
+                t.bytes = t.bytes.saturating_sub(freed);
+                removed.count[lane as usize] = count;
+                removed.bytes += freed;
+            }
+        }
+        tx.commit()?;
+        self.totals = totals;
+        Ok(removed)
     }
 
     /// Oldest records in lane order, skipping each lane's ids up to `after`.
@@ -374,10 +449,11 @@ impl Store {
     }
 
     /// Deletes the given ids (unknown ones, e.g. already evicted, are skipped); returns how
-    /// many rows went.
-    pub(crate) fn delete(&mut self, ids: &[u64]) -> Result<u64, rusqlite::Error> {
+    /// many rows went and the bytes they held.
+    pub(crate) fn delete(&mut self, ids: &[u64]) -> Result<(u64, u64), rusqlite::Error> {
         let mut totals = self.totals;
         let mut deleted = 0;
+        let mut freed = 0;
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(&format!(
@@ -395,12 +471,13 @@ impl Store {
                         t.bytes = t.bytes.saturating_sub(bytes.max(0) as u64);
                     }
                     deleted += 1;
+                    freed += bytes.max(0) as u64;
                 }
             }
         }
         tx.commit()?;
         self.totals = totals;
-        Ok(deleted)
+        Ok((deleted, freed))
     }
 
     pub(crate) fn lane_stats(&mut self) -> Result<[LaneStats; 3], rusqlite::Error> {
@@ -421,6 +498,39 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+enum TotalsError {
+    Sqlite(rusqlite::Error),
+    UnknownLane(i64),
+}
+
+/// Count and bytes per lane: one scan of the table (on open, and after another process wrote).
+fn read_totals(conn: &Connection) -> Result<[Totals; 3], TotalsError> {
+    let mut totals = [Totals::default(); 3];
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT lane, COUNT(*), COALESCE(SUM({ROW_BYTES}), 0) FROM records GROUP BY lane"
+        ))
+        .map_err(TotalsError::Sqlite)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(TotalsError::Sqlite)?;
+    for row in rows {
+        let (lane, count, bytes) = row.map_err(TotalsError::Sqlite)?;
+        let lane = Lane::from_i64(lane).ok_or(TotalsError::UnknownLane(lane))?;
+        totals[lane as usize] = Totals {
+            count: count.max(0) as u64,
+            bytes: bytes.max(0) as u64,
+        };
+    }
+    Ok(totals)
 }
 
 /// Moves `path` and its WAL/SHM sidecars to `<path>.corrupt-<unix-secs>[-wal|-shm]`. The

@@ -13,6 +13,7 @@ fn cfg(dir: &Path) -> OutboxConfig {
         batch_max: 1024,
         batch_delay: Duration::ZERO,
         synchronous: config::Synchronous::Normal,
+        ..OutboxConfig::default()
     }
 }
 

@@ -5,15 +5,23 @@
 //! queued (or arrive within `batch_delay`) up to `batch_max` records, commits them as ONE
 //! transaction, and only then runs their after-commit hooks (the transport acks). A read or
 //! delete found while grouping ends the group first, so it never sees uncommitted rows.
+//!
+//! The writer also applies the bounds: the byte bound inside every append transaction (by
+//! the configured [`Overflow`] policy), the age bound every [`EXPIRE_EVERY`], and it gives
+//! freed bytes back to the `block` policy's semaphore after every delete or eviction.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 
+use super::config::{MaxAge, Overflow};
 use super::store::Store;
 use super::{Lane, LaneCursor, NewRecord, OutboxCounters, OutboxError, OutboxStats, Record};
+
+/// How often records past `max_age` are looked for.
+pub(crate) const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs on the writer thread once the records queued with it are committed. The agent uses it
 /// to fire transport acks; tests use it to observe ordering.
@@ -47,15 +55,31 @@ pub(crate) struct Writer {
     pub batch_delay: Duration,
     pub changes: watch::Sender<u64>,
     pub counters: Arc<OutboxCounters>,
+    pub overflow: Overflow,
+    pub max_age: MaxAge,
+    /// Free bytes under `overflow: block` (see [`super::Outbox::append`]).
+    pub room: Option<Arc<Semaphore>>,
+    /// The most permits `room` may hold: `max_bytes`, capped to what a semaphore can count.
+    pub room_cap: usize,
 }
 
 impl Writer {
     /// Serves commands until every sender is gone; what was queued before that is committed.
     pub(crate) fn run(mut self) -> Result<(), OutboxError> {
         let mut next = None;
+        let mut next_expiry = Instant::now();
         loop {
+            if self.max_age.is_set() && Instant::now() >= next_expiry {
+                self.expire();
+                next_expiry = Instant::now() + EXPIRE_EVERY;
+            }
             let cmd = match next.take() {
                 Some(cmd) => cmd,
+                None if self.max_age.is_set() => match self.rx.recv_deadline(next_expiry) {
+                    Ok(cmd) => cmd,
+                    Err(flume::RecvTimeoutError::Timeout) => continue,
+                    Err(flume::RecvTimeoutError::Disconnected) => return Ok(()),
+                },
                 None => match self.rx.recv() {
                     Ok(cmd) => cmd,
                     Err(flume::RecvError::Disconnected) => return Ok(()),
@@ -105,27 +129,91 @@ impl Writer {
         next
     }
 
+    /// Returns freed bytes to the `block` policy's semaphore.
+    fn give_room(&self, bytes: u64) {
+        if let Some(room) = &self.room {
+            let free = self.room_cap.saturating_sub(room.available_permits());
+            let add = usize::try_from(bytes).unwrap_or(usize::MAX).min(free);
+            room.add_permits(add);
+        }
+    }
+
+    /// Picks up a purge by another process, so the bound is not enforced on stale totals.
+    fn refresh(&mut self) {
+        match self.store.refresh_if_changed() {
+            Ok(freed) => self.give_room(freed),
+            Err(e) => tracing::warn!(error = %e, "outbox: cannot check for outside changes"),
+        }
+    }
+
+    fn expire(&mut self) {
+        let now = super::now_us();
+        let cutoff = self.max_age.0.map(|age| {
+            age.map(|a| now.saturating_sub(i64::try_from(a.as_micros()).unwrap_or(i64::MAX)))
+        });
+        self.refresh();
+        match self.store.expire(cutoff) {
+            Ok(removed) => {
+                self.give_room(removed.bytes);
+                for lane in Lane::ALL {
+                    let n = removed.count[lane as usize];
+                    if n > 0 {
+                        let c = &self.counters;
+                        c.evicted.fetch_add(n, Ordering::Relaxed);
+                        c.expired.fetch_add(n, Ordering::Relaxed);
+                        tracing::error!(
+                            evicted = n,
+                            lane = lane.as_str(),
+                            reason = "max_age",
+                            max_age_s = self.max_age.0[lane as usize].map_or(0, |a| a.as_secs()),
+                            "outbox: evicted records older than max_age (data lost)"
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "outbox: age eviction failed; retried"),
+        }
+    }
+
     fn commit(&mut self, records: Vec<NewRecord>, hooks: Vec<AfterCommit>) {
         if records.is_empty() {
             // Nothing to write: everything queued before was committed already.
             hooks.into_iter().for_each(|h| h());
             return;
         }
-        match self.store.append(records.iter()) {
+        self.refresh();
+        let make_room = self.overflow != Overflow::DropNewest;
+        match self.store.append(records.iter(), make_room) {
             Ok(outcome) => {
                 let c = &self.counters;
+                let refused: u64 = outcome.refused.iter().sum();
                 c.appended
-                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    .fetch_add(records.len() as u64 - refused, Ordering::Relaxed);
                 c.committed_batches.fetch_add(1, Ordering::Relaxed);
+                self.give_room(outcome.evicted_bytes);
                 for lane in Lane::ALL {
                     let n = outcome.evicted[lane as usize];
                     if n > 0 {
                         c.evicted.fetch_add(n, Ordering::Relaxed);
+                        c.evicted_full.fetch_add(n, Ordering::Relaxed);
                         tracing::error!(
                             evicted = n,
                             lane = lane.as_str(),
+                            reason = "drop_oldest",
                             max_bytes = self.store.max_bytes(),
                             "outbox full: evicted oldest records (data lost)"
+                        );
+                    }
+                    let n = outcome.refused[lane as usize];
+                    if n > 0 {
+                        c.evicted.fetch_add(n, Ordering::Relaxed);
+                        c.refused_full.fetch_add(n, Ordering::Relaxed);
+                        tracing::error!(
+                            evicted = n,
+                            lane = lane.as_str(),
+                            reason = "drop_newest",
+                            max_bytes = self.store.max_bytes(),
+                            "outbox full: dropped new records (data lost)"
                         );
                     }
                 }
@@ -133,6 +221,7 @@ impl Writer {
                 hooks.into_iter().for_each(|h| h());
             }
             Err(e) => {
+                self.give_room(records.iter().map(NewRecord::size).sum());
                 // Not committed, so the acks are dropped unfired: sources that support acks
                 // get their messages redelivered; others lose these records.
                 self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
@@ -171,12 +260,14 @@ impl Writer {
                         op: "delete",
                         source,
                     });
-                if let Ok(n) = r {
+                if let Ok((n, freed)) = r {
                     self.counters.deleted.fetch_add(n, Ordering::Relaxed);
+                    self.give_room(freed);
                 }
-                let _ = reply.send(r);
+                let _ = reply.send(r.map(|(n, _)| n));
             }
             Command::Stats { reply } => {
+                self.refresh();
                 let r = self
                     .store
                     .lane_stats()

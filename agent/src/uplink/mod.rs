@@ -36,6 +36,14 @@ use session::Shared;
 /// How long shutdown waits for outstanding PUBACKs before disconnecting.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Acknowledged records are deleted in batches, not one transaction per PUBACK (each delete
+/// is a commit that rewrites whole pages on flash): once [`DELETE_BATCH`] are acknowledged, or
+/// at the latest this long after the first acknowledgement of the batch. Deleting late is safe: a record not yet deleted is resent
+/// after a reconnect, a duplicate at worst.
+const DELETE_DELAY: Duration = Duration::from_millis(20);
+/// See [`DELETE_DELAY`]. The acknowledged ids wait in memory (8 bytes each).
+const DELETE_BATCH: usize = 512;
+
 /// `uplink:` in the agent config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -208,11 +216,27 @@ impl Feeder {
         shutdown: &CancellationToken,
     ) -> Result<(), UplinkError> {
         let mut changes = self.outbox.changes();
+        let mut delete_due: Option<tokio::time::Instant> = None;
         loop {
-            self.delete_acked().await?;
+            let acked = self.shared.acked();
+            let now = tokio::time::Instant::now();
+            if acked > 0 {
+                let due = *delete_due.get_or_insert(now + DELETE_DELAY);
+                if acked >= DELETE_BATCH || now >= due {
+                    self.delete_acked().await?;
+                    delete_due = None;
+                }
+            }
             self.fill(&mut changes).await?;
+            let timer = async {
+                match delete_due {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
+                _ = timer => {}
                 _ = wake.notified() => {}
                 _ = self.shared.closed() => return Err(UplinkError::TaskEnded),
                 r = changes.changed() => if r.is_err() {
@@ -258,7 +282,7 @@ impl Feeder {
             changes.borrow_and_update();
             let batch = match self
                 .outbox
-                .fetch(self.inflight - outstanding, self.cursor)
+                .fetch(self.inflight.saturating_sub(outstanding), self.cursor)
                 .await
             {
                 Ok(batch) => batch,

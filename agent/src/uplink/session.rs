@@ -49,6 +49,11 @@ impl Shared {
         (s.connected, s.generation, s.issued.len() + s.inflight.len())
     }
 
+    /// Acknowledged, not yet deleted.
+    pub fn acked(&self) -> usize {
+        self.lock().acked.len()
+    }
+
     pub fn take_acked(&self) -> Vec<u64> {
         std::mem::take(&mut self.lock().acked)
     }

@@ -1,0 +1,268 @@
+//! Outbox figures: durable ingest rate (group commit), drain rate to a local mosquitto through
+//! the real uplink, and bytes written to disk per record and per payload byte, for
+//! `synchronous: normal` and `full`.
+//!
+//!     cargo bench -p weir-agent --bench outbox                  # 200,000 records
+//!     WEIR_BENCH_RECORDS=1000000 cargo bench -p weir-agent --bench outbox
+//!     WEIR_BENCH_INFLIGHT=256 cargo bench -p weir-agent --bench outbox   # uplink.inflight
+//!
+//! Targets (issue 6): ingest ≥ 200,000 records/s, drain ≥ 50,000 records/s, ≤ 2 bytes written
+//! per payload byte. "Written" is `write_bytes` from `/proc/self/io` (what this process sent
+//! towards the block device, page cache included) over the phase; `wchar` (every byte handed
+//! to `write(2)`, sockets included) is printed beside it. Payload bytes are what the bound
+//! counts: topic + stored payload.
+//!
+//! The outbox and uplink modules are compiled into this binary with `#[path]` (the agent is a
+//! binary crate): the code measured is the code that ships.
+
+#[allow(dead_code, unused_imports)]
+#[path = "../src/outbox/mod.rs"]
+mod outbox;
+// `clippy --all-targets` builds this with cfg(test), which pulls in the modules' unit tests.
+#[allow(dead_code, unused_imports)]
+#[path = "../src/uplink/mod.rs"]
+mod uplink;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use outbox::config::Synchronous;
+use outbox::{Lane, NewRecord, Outbox, OutboxConfig, PAYLOAD_V1};
+use tokio_util::sync::CancellationToken;
+use weir_tests::Mosquitto;
+
+/// `uplink.inflight` for the drain: `WEIR_BENCH_INFLIGHT`, else the default.
+fn inflight() -> usize {
+    std::env::var("WEIR_BENCH_INFLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(uplink::UplinkConfig::default().inflight)
+}
+
+/// Records per `append` call: what the pipeline folds into one call at most.
+const PER_APPEND: usize = 512;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Io {
+    write_bytes: u64,
+    wchar: u64,
+}
+
+impl Io {
+    fn now() -> Io {
+        let text = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Io {
+            write_bytes: field("write_bytes:"),
+            wchar: field("wchar:"),
+        }
+    }
+
+    fn since(self, before: Io) -> Io {
+        Io {
+            write_bytes: self.write_bytes.saturating_sub(before.write_bytes),
+            wchar: self.wchar.saturating_sub(before.wchar),
+        }
+    }
+}
+
+/// A window record like the pipeline writes (~200 bytes), most of them aggregates.
+fn record(n: u64) -> NewRecord {
+    let lane = match n % 20 {
+        0 => Lane::Alerts,
+        1 => Lane::Predictions,
+        _ => Lane::Aggregates,
+    };
+    let body = format!(
+        r#"{{"kind":"window","rule":"pump-overheat","device":"pump-{d}","metric":"temperature","ts":{ts},"start":{ts},"end":{end},"values":{{"count":10,"mean":{m:.3},"max":{x:.3}}}}}"#,
+        d = n % 100,
+        ts = 1_732_530_000_000_000 + n as i64 * 1000,
+        end = 1_732_530_001_000_000 + n as i64 * 1000,
+        m = 60.0 + (n % 37) as f64 * 0.731,
+        x = 70.0 + (n % 23) as f64 * 1.117,
+    );
+    let mut payload = Vec::with_capacity(body.len() + 1);
+    payload.push(PAYLOAD_V1);
+    payload.extend_from_slice(body.as_bytes());
+    NewRecord {
+        lane,
+        topic: format!("weir/gw-bench/{lane}"),
+        created_at: 1_732_530_000_000_000 + n as i64,
+        payload,
+    }
+}
+
+fn file_len(path: &Path, suffix: &str) -> u64 {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Resolves once everything queued before it is committed.
+async fn flush(outbox: &Outbox) -> Result<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    outbox
+        .append_with(
+            vec![],
+            vec![Box::new(move || {
+                let _ = tx.send(());
+            })],
+        )
+        .await?;
+    rx.await.context("the writer dropped the flush hook")
+}
+
+struct Figures {
+    ingest_rate: f64,
+    ingest_io: Io,
+    payload_bytes: u64,
+    files: (u64, u64),
+    drain_rate: f64,
+    drain_io: Io,
+    batches: u64,
+}
+
+async fn run_one(records: u64, sync: Synchronous, broker_port: u16) -> Result<Figures> {
+    let dir = tempfile::tempdir()?;
+    let cfg = OutboxConfig {
+        path: dir.path().join("outbox.db"),
+        max_bytes: 1 << 40,
+        synchronous: sync,
+        ..OutboxConfig::default()
+    };
+    // Build the input first: the figure is the outbox's, not the formatter's.
+    let mut chunks = Vec::new();
+    let mut payload_bytes = 0;
+    let mut n = 0;
+    while n < records {
+        let chunk: Vec<NewRecord> = (n..(n + PER_APPEND as u64).min(records))
+            .map(record)
+            .collect();
+        payload_bytes += chunk.iter().map(NewRecord::size).sum::<u64>();
+        n += chunk.len() as u64;
+        chunks.push(chunk);
+    }
+
+    let (outbox, thread) = Outbox::open(&cfg)?;
+    let io0 = Io::now();
+    let t0 = Instant::now();
+    for chunk in chunks {
+        outbox.append_with(chunk, vec![]).await?;
+    }
+    flush(&outbox).await?;
+    let ingest_secs = t0.elapsed().as_secs_f64();
+    let ingest_io = Io::now().since(io0);
+    let counters = outbox.counters();
+    let appended = counters.appended.load(Ordering::Relaxed);
+    if appended != records {
+        bail!("appended {appended} of {records}");
+    }
+    let batches = counters.committed_batches.load(Ordering::Relaxed);
+    let files = (file_len(&cfg.path, ""), file_len(&cfg.path, "-wal"));
+
+    let shutdown = CancellationToken::new();
+    let uplink_cfg = uplink::UplinkConfig {
+        port: broker_port,
+        client_id: Some(format!("weir-bench-{}", std::process::id())),
+        inflight: inflight(),
+        ..uplink::UplinkConfig::default()
+    };
+    let io1 = Io::now();
+    let t1 = Instant::now();
+    let task = tokio::spawn(uplink::run(
+        uplink_cfg,
+        "gw-bench".into(),
+        outbox.clone(),
+        shutdown.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while counters.deleted.load(Ordering::Relaxed) < records {
+        if Instant::now() > deadline || task.is_finished() {
+            bail!(
+                "drain stalled at {} of {records}",
+                counters.deleted.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let drain_secs = t1.elapsed().as_secs_f64();
+    let drain_io = Io::now().since(io1);
+    shutdown.cancel();
+    task.await??;
+    drop(outbox);
+    thread.join()?;
+    Ok(Figures {
+        ingest_rate: records as f64 / ingest_secs,
+        ingest_io,
+        payload_bytes,
+        files,
+        drain_rate: records as f64 / drain_secs,
+        drain_io,
+        batches,
+    })
+}
+
+fn main() -> Result<()> {
+    let records: u64 = std::env::var("WEIR_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let broker = Mosquitto::start()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    println!(
+        "outbox bench: {records} records of ~{} bytes (topic + payload), {PER_APPEND} per append",
+        record(1).size()
+    );
+    for sync in [Synchronous::Normal, Synchronous::Full] {
+        let f = runtime.block_on(run_one(records, sync, broker.port()))?;
+        let per_rec = |b: u64| b as f64 / records as f64;
+        let per_byte = |b: u64| b as f64 / f.payload_bytes as f64;
+        println!("\nsynchronous = {}", sync.pragma_value().to_lowercase());
+        println!(
+            "  ingest   {:>10.0} records/s  ({} transactions, {:.0} records each)   target >= 200000",
+            f.ingest_rate,
+            f.batches,
+            records as f64 / f.batches.max(1) as f64
+        );
+        println!(
+            "           write_bytes {:>7.1} B/record {:>5.2} B/payload byte   target <= 2.00",
+            per_rec(f.ingest_io.write_bytes),
+            per_byte(f.ingest_io.write_bytes)
+        );
+        println!(
+            "           wchar       {:>7.1} B/record {:>5.2} B/payload byte",
+            per_rec(f.ingest_io.wchar),
+            per_byte(f.ingest_io.wchar)
+        );
+        println!(
+            "           files after ingest: db {} B + wal {} B = {:.2} B/payload byte",
+            f.files.0,
+            f.files.1,
+            per_byte(f.files.0 + f.files.1)
+        );
+        println!(
+            "  drain    {:>10.0} records/s  (publish, PUBACK, delete; inflight {})   target >= 50000",
+            f.drain_rate,
+            inflight()
+        );
+        println!(
+            "           write_bytes {:>7.1} B/record (deletes; wchar incl. socket {:.1} B/record)",
+            per_rec(f.drain_io.write_bytes),
+            per_rec(f.drain_io.wchar)
+        );
+        println!(
+            "  lifetime write_bytes {:>5.2} B/payload byte (ingest + drain)",
+            per_byte(f.ingest_io.write_bytes + f.drain_io.write_bytes)
+        );
+    }
+    Ok(())
+}
