@@ -29,6 +29,7 @@
 //! assert!(matches!(events[0].kind, EventKind::Alert { state: AlertState::Raised, .. }));
 //! ```
 
+mod agg;
 mod engine;
 mod error;
 mod event;
@@ -36,6 +37,7 @@ mod expr;
 mod ruleset;
 mod schema;
 mod tree;
+mod window;
 
 pub use engine::{Engine, EngineStats, Limits};
 pub use error::{Diagnostic, EngineError, RuleError};

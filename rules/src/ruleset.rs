@@ -11,11 +11,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::agg::DEFAULT_EWMA_ALPHA;
 use crate::error::{Diagnostic, RuleError};
 use crate::event::{Aggregate, Severity};
 use crate::expr::Condition;
-use crate::schema::{Glob, RawRule, parse_duration};
+use crate::schema::{Glob, RawRule, RawWindow, parse_duration};
 use crate::tree::{Loc, Node, NodeKind};
+use crate::window::{MAX_OVERLAP, WindowSpec, overlap};
 
 /// A validated set of rules, ready to give to [`crate::Engine::new`].
 #[derive(Debug, Clone, Default)]
@@ -29,8 +31,9 @@ pub(crate) struct Rule {
     pub name: Arc<str>,
     pub device: Glob,
     pub metric: Glob,
-    /// Tumbling window length in µs; always > 0.
-    pub window: i64,
+    pub window: WindowSpec,
+    /// Smoothing factor of `ewma`, in (0, 1].
+    pub ewma_alpha: f64,
     /// Aggregates to emit per closed window, in the order written; may be empty.
     pub aggregates: Vec<Aggregate>,
     pub alert: Option<AlertRule>,
@@ -265,10 +268,13 @@ impl Compiler<'_> {
         }
         let device = self.glob(node, &["select", "device"], name, &raw.select.device);
         let metric = self.glob(node, &["select", "metric"], name, &raw.select.metric);
-        let window = match parse_duration(&raw.window.tumbling) {
-            Ok(us) => Some(us),
-            Err(msg) => {
-                self.report(node.locate(&["window", "tumbling"]), Some(name), msg);
+        let window = self.window(node, name, &raw.window);
+        let ewma_alpha = match raw.ewma_alpha {
+            None => Some(DEFAULT_EWMA_ALPHA),
+            Some(a) if a > 0.0 && a <= 1.0 => Some(a),
+            Some(a) => {
+                let msg = format!("`ewma_alpha` must be in (0, 1], found {a}");
+                self.report(node.locate(&["ewma_alpha"]), Some(name), msg);
                 None
             }
         };
@@ -319,11 +325,67 @@ impl Compiler<'_> {
             device: device?,
             metric: metric?,
             window: window?,
+            ewma_alpha: ewma_alpha?,
             aggregates: aggregates?,
             alert,
             file: self.file.clone(),
             name_loc,
         })
+    }
+
+    fn duration(&mut self, node: &Node, path: &[&str], rule: &str, text: &str) -> Option<i64> {
+        parse_duration(text)
+            .map_err(|msg| self.report(node.locate(path), Some(rule), msg))
+            .ok()
+    }
+
+    /// Exactly one window kind, validated.
+    fn window(&mut self, node: &Node, rule: &str, raw: &RawWindow) -> Option<WindowSpec> {
+        let at = node.locate(&["window"]);
+        match (&raw.tumbling, &raw.hopping, raw.count) {
+            (Some(t), None, None) => {
+                let size = self.duration(node, &["window", "tumbling"], rule, t)?;
+                Some(WindowSpec::Tumbling { size })
+            }
+            (None, Some(h), None) => {
+                let size = self.duration(node, &["window", "hopping", "size"], rule, &h.size);
+                let hop = self.duration(node, &["window", "hopping", "hop"], rule, &h.hop);
+                let (size, hop) = (size?, hop?);
+                let at = node.locate(&["window", "hopping", "hop"]);
+                if hop > size {
+                    let msg = format!("`hop` ({}) must not exceed `size` ({})", h.hop, h.size);
+                    self.report(at, Some(rule), msg);
+                    return None;
+                }
+                if overlap(size, hop) > MAX_OVERLAP {
+                    let msg = format!(
+                        "`size / hop` must be at most {MAX_OVERLAP} (each sample is in that \
+                         many windows); use a longer hop"
+                    );
+                    self.report(at, Some(rule), msg);
+                    return None;
+                }
+                Some(WindowSpec::Hopping { size, hop })
+            }
+            (None, None, Some(n)) => {
+                if n == 0 {
+                    let at = node.locate(&["window", "count"]);
+                    self.report(at, Some(rule), "`count` must be greater than zero");
+                    return None;
+                }
+                Some(WindowSpec::Count { n })
+            }
+            (None, None, None) => {
+                let msg = "`window` needs one of `tumbling`, `hopping` or `count`";
+                self.report(at, Some(rule), msg);
+                None
+            }
+            _ => {
+                let msg = "`window` takes exactly one of `tumbling`, `hopping` or `count`";
+                self.report(at, Some(rule), msg);
+                None
+            }
+        }
     }
 
     fn glob(&mut self, node: &Node, path: &[&str], rule: &str, pattern: &str) -> Option<Glob> {
@@ -344,14 +406,7 @@ impl Compiler<'_> {
         let mut ok = true;
         for (i, name) in names.iter().enumerate() {
             let loc = items.get(i).map_or(node.loc, |n| n.loc);
-            let found = [
-                Aggregate::Count,
-                Aggregate::Mean,
-                Aggregate::Min,
-                Aggregate::Max,
-            ]
-            .into_iter()
-            .find(|a| a.as_str() == name);
+            let found = Aggregate::from_name(name);
             match found {
                 Some(a) if out.contains(&a) => {
                     self.report(loc, Some(rule), format!("aggregate `{name}` listed twice"));
@@ -359,8 +414,11 @@ impl Compiler<'_> {
                 }
                 Some(a) => out.push(a),
                 None => {
-                    let msg =
-                        format!("unknown aggregate `{name}` (expected count, mean, min or max)");
+                    let known: Vec<&str> = Aggregate::ALL.iter().map(|a| a.as_str()).collect();
+                    let msg = format!(
+                        "unknown aggregate `{name}` (expected one of: {})",
+                        known.join(", ")
+                    );
                     self.report(loc, Some(rule), msg);
                     ok = false;
                 }

@@ -19,6 +19,9 @@ pub(crate) struct RawRule {
     pub aggregates: Option<Vec<String>>,
     #[serde(default)]
     pub alert: Option<RawAlert>,
+    /// Smoothing factor of the `ewma` aggregate, in (0, 1].
+    #[serde(default)]
+    pub ewma_alpha: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,7 +49,19 @@ fn match_all() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawWindow {
-    pub tumbling: String,
+    #[serde(default)]
+    pub tumbling: Option<String>,
+    #[serde(default)]
+    pub hopping: Option<RawHopping>,
+    #[serde(default)]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHopping {
+    pub size: String,
+    pub hop: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::event::Severity;
+use crate::event::{Aggregate, Severity};
 
 const S: i64 = 1_000_000;
 

@@ -46,14 +46,22 @@ rules:
         ["pump-overheat", "everything", "numeric-metric"]
     );
     let r = &set.rules[1];
-    assert_eq!(r.window, 500_000);
+    assert_eq!(
+        r.window,
+        crate::window::WindowSpec::Tumbling { size: 500_000 }
+    );
     assert!(r.device.matches("anything") && r.metric.matches("anything"));
     let alert = r.alert.as_ref().unwrap();
     assert_eq!(alert.severity, Severity::Warning);
     assert_eq!(&*alert.text, "count >= 3");
     assert_eq!(set.rules[0].aggregates, [Aggregate::Mean, Aggregate::Max]);
     assert!(set.rules[2].metric.matches("42"));
-    assert_eq!(set.rules[2].window, 86_400_000_000);
+    assert_eq!(
+        set.rules[2].window,
+        crate::window::WindowSpec::Tumbling {
+            size: 86_400_000_000
+        }
+    );
 }
 
 #[test]
