@@ -87,7 +87,9 @@ impl Acc {
             Aggregate::First => self.first,
             Aggregate::Last => self.last,
             Aggregate::Delta => self.last - self.first,
-            Aggregate::Rate => (self.last - self.first) / secs,
+            // A zero-length span (a count window whose samples share a timestamp) has no rate.
+            Aggregate::Rate if secs > 0.0 => (self.last - self.first) / secs,
+            Aggregate::Rate => f64::NAN,
             Aggregate::Variance => self.m2.max(0.0) / n,
             Aggregate::Stddev => (self.m2.max(0.0) / n).sqrt(),
             Aggregate::Rms => (self.sumsq / n).sqrt(),

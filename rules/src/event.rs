@@ -78,7 +78,7 @@ pub enum Aggregate {
     /// `last - first`.
     Delta,
     /// `delta` per second of window length (for count windows: of the span between the
-    /// first and last timestamps).
+    /// first and last timestamps; NaN when that span is zero).
     Rate,
     /// Population variance (divides by n), computed with Welford's method.
     Variance,

@@ -1,5 +1,6 @@
-//! The engine's window output checked against a brute-force model: group the samples by
-//! `floor(ts / size)` and compute each aggregate directly.
+//! The engine's window output checked against brute-force models: collect each window's
+//! samples directly (by `floor(ts / size)`, by every hop-aligned start, or by chunks of N),
+//! then compute every aggregate from the raw list, two-pass where it matters.
 
 use std::collections::BTreeMap;
 
@@ -10,29 +11,94 @@ use crate::{Aggregate, Engine, Event, EventKind, RuleSet, Sample};
 /// `(start, end, values)` of one closed window.
 type Window = (i64, i64, Vec<(Aggregate, f64)>);
 
-const SIZE: i64 = 7_000; // 7 ms, in µs: odd so windows do not line up with round numbers.
+const ALPHA: f64 = 0.3;
 
-fn reference(samples: &[(i64, f64)]) -> Vec<Window> {
-    let mut groups: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-    for &(ts, v) in samples {
-        groups.entry(ts.div_euclid(SIZE)).or_default().push(v);
+/// Every aggregate of `samples` (in arrival order) computed the slow, obvious way.
+fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
+    let vs: Vec<f64> = samples.iter().map(|s| s.1).collect();
+    let n = vs.len() as f64;
+    let sum: f64 = vs.iter().sum();
+    let mean = sum / n;
+    let min = vs.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = vs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    // First / last by timestamp; ties: earliest / latest arrival.
+    let first = samples.iter().min_by_key(|s| s.0).map_or(f64::NAN, |s| s.1);
+    let last = samples.iter().max_by_key(|s| s.0).map_or(f64::NAN, |s| s.1);
+    let variance = vs.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    let rms = (vs.iter().map(|v| v * v).sum::<f64>() / n).sqrt();
+    let mut ewma = vs[0];
+    for v in &vs[1..] {
+        ewma = ALPHA * v + (1.0 - ALPHA) * ewma;
     }
-    groups
+    Aggregate::ALL
         .into_iter()
-        .map(|(k, vs)| {
-            let n = vs.len() as f64;
-            let sum: f64 = vs.iter().sum();
-            let min = vs.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = vs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let values = vec![
-                (Aggregate::Count, n),
-                (Aggregate::Mean, sum / n),
-                (Aggregate::Min, min),
-                (Aggregate::Max, max),
-            ];
-            (k * SIZE, (k + 1) * SIZE, values)
+        .map(|a| {
+            let v = match a {
+                Aggregate::Count => n,
+                Aggregate::Mean => mean,
+                Aggregate::Min => min,
+                Aggregate::Max => max,
+                Aggregate::Sum => sum,
+                Aggregate::First => first,
+                Aggregate::Last => last,
+                Aggregate::Delta => last - first,
+                Aggregate::Rate if secs > 0.0 => (last - first) / secs,
+                Aggregate::Rate => f64::NAN,
+                Aggregate::Variance => variance,
+                Aggregate::Stddev => variance.sqrt(),
+                Aggregate::Rms => rms,
+                Aggregate::PeakToPeak => max - min,
+                Aggregate::Ewma => ewma,
+            };
+            (a, v)
         })
         .collect()
+}
+
+/// Integer inputs keep sums exact, so most aggregates compare exactly; those computed
+/// differently online (Welford, square roots, division by the window length, the EWMA's
+/// recurrence) are allowed a relative error of 1e-9.
+fn same(got: &[Window], want: &[Window]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(
+        got.len(),
+        want.len(),
+        "window count: {:?} vs {:?}",
+        got,
+        want
+    );
+    for (g, w) in got.iter().zip(want) {
+        prop_assert_eq!((g.0, g.1), (w.0, w.1));
+        prop_assert_eq!(g.2.len(), w.2.len());
+        for (&(ga, gv), &(wa, wv)) in g.2.iter().zip(&w.2) {
+            prop_assert_eq!(ga, wa);
+            let exact = !matches!(
+                ga,
+                Aggregate::Variance
+                    | Aggregate::Stddev
+                    | Aggregate::Rms
+                    | Aggregate::Rate
+                    | Aggregate::Ewma
+            );
+            let ok = if gv.is_nan() || wv.is_nan() {
+                gv.is_nan() && wv.is_nan()
+            } else if exact || gv == wv {
+                gv == wv
+            } else {
+                (gv - wv).abs() <= 1e-9 * wv.abs().max(1.0)
+            };
+            prop_assert!(ok, "{:?}: engine {} vs reference {} in {:?}", ga, gv, wv, w);
+        }
+    }
+    Ok(())
+}
+
+fn rules(window: &str) -> RuleSet {
+    let names: Vec<&str> = Aggregate::ALL.iter().map(|a| a.as_str()).collect();
+    let yaml = format!(
+        "rules:\n  - name: w\n    window: {window}\n    ewma_alpha: {ALPHA}\n    aggregates: [{}]\n",
+        names.join(", ")
+    );
+    RuleSet::parse_str(&yaml, "p.yaml").unwrap()
 }
 
 fn windows(events: &[Event]) -> Vec<Window> {
@@ -48,39 +114,153 @@ fn windows(events: &[Event]) -> Vec<Window> {
         .collect()
 }
 
+/// Feeds an in-order stream, advancing to the latest timestamp now and then (which never
+/// closes a window a later in-order sample could still belong to), then flushes.
+fn run(
+    rules: RuleSet,
+    start: i64,
+    steps: &[(i64, i32)],
+    advance_every: usize,
+) -> (Engine, Vec<(i64, f64)>, Vec<Event>) {
+    let mut engine = Engine::new(rules);
+    let id = engine.series("d", "m").unwrap();
+    let mut out = Vec::new();
+    let mut ts = start;
+    let mut samples = Vec::new();
+    for (i, (gap, v)) in steps.iter().enumerate() {
+        ts += gap;
+        let value = f64::from(*v);
+        samples.push((ts, value));
+        engine.push(
+            Sample {
+                series: id,
+                ts,
+                value,
+            },
+            &mut out,
+        );
+        if i % advance_every == 0 {
+            engine.advance(ts, &mut out);
+        }
+    }
+    engine.advance(i64::MAX, &mut out);
+    (engine, samples, out)
+}
+
+const SIZE: i64 = 7_000; // 7 ms, in µs: odd so windows do not line up with round numbers.
+const HOP: i64 = 3_000;
+
+fn tumbling_reference(samples: &[(i64, f64)]) -> Vec<Window> {
+    let mut groups: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
+    for &s in samples {
+        groups.entry(s.0.div_euclid(SIZE)).or_default().push(s);
+    }
+    groups
+        .into_iter()
+        .map(|(k, vs)| (k * SIZE, (k + 1) * SIZE, aggregates(&vs, SIZE as f64 / 1e6)))
+        .collect()
+}
+
+fn hopping_reference(samples: &[(i64, f64)]) -> Vec<Window> {
+    let (Some(lo), Some(hi)) = (samples.first(), samples.last()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut start = (lo.0 - SIZE).div_euclid(HOP) * HOP;
+    while start <= hi.0 {
+        let end = start + SIZE;
+        let vs: Vec<(i64, f64)> = samples
+            .iter()
+            .copied()
+            .filter(|s| start <= s.0 && s.0 < end)
+            .collect();
+        if !vs.is_empty() {
+            out.push((start, end, aggregates(&vs, SIZE as f64 / 1e6)));
+        }
+        start += HOP;
+    }
+    out
+}
+
+fn count_reference(samples: &[(i64, f64)], n: usize) -> Vec<Window> {
+    samples
+        .chunks_exact(n)
+        .map(|c| {
+            let start = c.iter().map(|s| s.0).min().unwrap_or(0);
+            let end = c.iter().map(|s| s.0).max().unwrap_or(0);
+            (start, end, aggregates(c, (end - start) as f64 / 1e6))
+        })
+        .collect()
+}
+
+fn stream() -> impl Strategy<Value = (i64, Vec<(i64, i32)>, usize)> {
+    (
+        -50_000i64..50_000,
+        prop::collection::vec((0i64..5_000, -1_000i32..1_000), 0..200),
+        1usize..50,
+    )
+}
+
 proptest! {
     #[test]
-    fn windows_match_the_reference_model(
-        start in -50_000i64..50_000,
-        steps in prop::collection::vec((0i64..5_000, -1_000i32..1_000), 0..200),
-        advance_every in 1usize..50,
-    ) {
-        let rules = RuleSet::parse_str(r#"
-rules:
-  - name: w
-    window: { tumbling: 7ms }
-    aggregates: [count, mean, min, max]
-"#, "p.yaml").unwrap();
-        let mut engine = Engine::new(rules);
-        let id = engine.series("d", "m").unwrap();
-        let mut out = Vec::new();
-        let mut ts = start;
-        let mut samples = Vec::new();
-        for (i, (gap, v)) in steps.iter().enumerate() {
-            ts += gap;
-            // Integers keep sums exact, so the comparison can be exact too.
-            let value = f64::from(*v);
-            samples.push((ts, value));
-            engine.push(Sample { series: id, ts, value }, &mut out);
-            // Advancing to the latest timestamp never closes a window a later in-order sample
-            // could still belong to.
-            if i % advance_every == 0 {
-                engine.advance(ts, &mut out);
-            }
-        }
-        engine.advance(i64::MAX, &mut out);
-        prop_assert_eq!(windows(&out), reference(&samples));
+    fn tumbling_windows_match_the_reference_model((start, steps, every) in stream()) {
+        let (engine, samples, out) = run(rules("{ tumbling: 7ms }"), start, &steps, every);
+        same(&windows(&out), &tumbling_reference(&samples))?;
         prop_assert_eq!(engine.stats().late_dropped, 0);
         prop_assert_eq!(engine.stats().windows_closed as usize, out.len());
+    }
+
+    #[test]
+    fn hopping_windows_match_the_reference_model((start, steps, every) in stream()) {
+        let rules = rules("{ hopping: { size: 7ms, hop: 3ms } }");
+        let (engine, samples, out) = run(rules, start, &steps, every);
+        same(&windows(&out), &hopping_reference(&samples))?;
+        prop_assert_eq!(engine.stats().late_dropped, 0);
+    }
+
+    #[test]
+    fn count_windows_match_the_reference_model(
+        (start, steps, every) in stream(),
+        n in 1usize..20,
+    ) {
+        let (_, samples, out) = run(rules(&format!("{{ count: {n} }}")), start, &steps, every);
+        same(&windows(&out), &count_reference(&samples, n))?;
+    }
+}
+
+proptest! {
+    /// Samples shuffled within their tumbling window are all accepted, and `first`/`last`
+    /// follow timestamps while `ewma` follows arrival order.
+    #[test]
+    fn tumbling_windows_are_order_independent_within_a_window(
+        (start, steps, _) in stream(),
+        keys in prop::collection::vec(any::<u32>(), 200),
+    ) {
+        let mut ts = start;
+        let mut samples: Vec<(i64, f64)> = steps
+            .iter()
+            .map(|(gap, v)| {
+                ts += gap;
+                (ts, f64::from(*v))
+            })
+            .collect();
+        let mut keyed: Vec<(i64, u32, (i64, f64))> = samples
+            .iter()
+            .zip(&keys)
+            .map(|(s, k)| (s.0.div_euclid(SIZE), *k, *s))
+            .collect();
+        keyed.sort_by_key(|k| (k.0, k.1));
+        samples = keyed.iter().map(|k| k.2).collect();
+        let mut engine = Engine::new(rules("{ tumbling: 7ms }"));
+        let id = engine.series("d", "m").unwrap();
+        let mut out = Vec::new();
+        for &(ts, value) in &samples {
+            engine.push(Sample { series: id, ts, value }, &mut out);
+            // The current window's start: safe to advance to whatever the order inside.
+            engine.advance(ts - ts.rem_euclid(SIZE), &mut out);
+        }
+        engine.advance(i64::MAX, &mut out);
+        same(&windows(&out), &tumbling_reference(&samples))?;
+        prop_assert_eq!(engine.stats().late_dropped, 0);
     }
 }
