@@ -359,3 +359,109 @@ fn extreme_timestamps_do_not_panic() {
     e.advance(i64::MAX, &mut out);
     assert!(!out.is_empty());
 }
+
+#[test]
+fn expressions_see_every_aggregate_and_the_previous_window() {
+    let mut e = engine(
+        r#"
+rules:
+  - name: jump
+    window: { tumbling: 10s }
+    alert: { when: "abs(mean - prev(mean)) > 5 and stddev < 1" }
+"#,
+    );
+    let id = e.series("d", "m").unwrap();
+    push(&mut e, id, 0, 1.0);
+    // No previous window yet: `prev(mean)` is NaN, so nothing is raised.
+    assert!(push(&mut e, id, 10 * S, 10.0).is_empty());
+    let out = push(&mut e, id, 20 * S, 10.5);
+    assert_eq!(alert(&out[0]), (AlertState::Raised, 9.0));
+    let out = push(&mut e, id, 30 * S, 0.0);
+    assert_eq!(alert(&out[0]), (AlertState::Cleared, 0.5));
+    assert!(e.state_bytes() > 0);
+}
+
+#[test]
+fn hopping_windows_overlap_and_late_samples_are_counted_once() {
+    let mut e = engine(
+        r#"
+rules:
+  - name: hop
+    window: { hopping: { size: 10s, hop: 5s } }
+    aggregates: [count, sum]
+"#,
+    );
+    let id = e.series("d", "m").unwrap();
+    // 7 s is in [0, 10) and [5, 15).
+    assert!(push(&mut e, id, 7 * S, 1.0).is_empty());
+    let out = push(&mut e, id, 12 * S, 2.0);
+    assert_eq!(
+        out.iter().map(window).collect::<Vec<_>>(),
+        [(
+            0,
+            10 * S,
+            vec![(Aggregate::Count, 1.0), (Aggregate::Sum, 1.0)]
+        )]
+    );
+    // 8 s: [0, 10) is closed but [5, 15) is open — accepted there, not late.
+    assert!(push(&mut e, id, 8 * S, 8.0).is_empty());
+    assert_eq!(e.stats().late_dropped, 0);
+    let mut out = push(&mut e, id, 16 * S, 4.0);
+    e.advance(25 * S, &mut out);
+    let got: Vec<_> = out.iter().map(window).collect();
+    assert_eq!(
+        got,
+        [
+            (
+                5 * S,
+                15 * S,
+                vec![(Aggregate::Count, 3.0), (Aggregate::Sum, 11.0)]
+            ),
+            (
+                10 * S,
+                20 * S,
+                vec![(Aggregate::Count, 2.0), (Aggregate::Sum, 6.0)]
+            ),
+            (
+                15 * S,
+                25 * S,
+                vec![(Aggregate::Count, 1.0), (Aggregate::Sum, 4.0)]
+            ),
+        ]
+    );
+    // Every window holding 3 s has closed: late, counted once.
+    push(&mut e, id, 3 * S, 1.0);
+    assert_eq!(e.stats().late_dropped, 1);
+}
+
+#[test]
+fn count_windows_close_on_the_nth_sample_whatever_the_time() {
+    let mut e = engine(
+        r#"
+rules:
+  - name: three
+    window: { count: 3 }
+    aggregates: [count, first, last, rate]
+"#,
+    );
+    let id = e.series("d", "m").unwrap();
+    push(&mut e, id, 5 * S, 1.0);
+    push(&mut e, id, S, 0.0);
+    let mut out = Vec::new();
+    e.advance(i64::MAX, &mut out);
+    assert!(out.is_empty(), "count windows ignore event time");
+    let out = push(&mut e, id, 3 * S, 2.0);
+    assert_eq!(
+        window(&out[0]),
+        (
+            S,
+            5 * S,
+            vec![
+                (Aggregate::Count, 3.0),
+                (Aggregate::First, 0.0),
+                (Aggregate::Last, 1.0),
+                (Aggregate::Rate, 0.25),
+            ]
+        )
+    );
+}

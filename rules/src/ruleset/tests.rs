@@ -352,3 +352,59 @@ fn diagnostic_display_omits_a_missing_rule() {
     let d = Diagnostic::new("f.yaml", 3, 7, Some("r".into()), "boom");
     assert_eq!(d.to_string(), "f.yaml:3:7: rule `r`: boom");
 }
+
+#[test]
+fn window_kinds_and_ewma_alpha_are_validated() {
+    let src = "\
+rules:
+  - name: none
+    window: {}
+    aggregates: [mean]
+  - name: two
+    window: { tumbling: 1s, count: 3 }
+    aggregates: [mean]
+  - name: hop
+    window: { hopping: { size: 1s, hop: 2s } }
+    aggregates: [mean]
+  - name: many
+    window: { hopping: { size: 1h, hop: 1s } }
+    aggregates: [mean]
+  - name: zero
+    window: { count: 0 }
+    aggregates: [mean]
+  - name: alpha
+    window: { count: 3 }
+    ewma_alpha: 1.5
+    aggregates: [ewma]
+  - name: good
+    window: { hopping: { size: 1m, hop: 10s } }
+    ewma_alpha: 1
+    aggregates: [ewma, stddev, peak_to_peak]
+    alert: { when: \"ewma > clamp(prev(ewma) * 1.1, 0, 100) or not rms < 3\" }
+";
+    let e = errors(src);
+    let got: Vec<_> = e.iter().map(|(l, c, _, _)| (*l, *c)).collect();
+    assert_eq!(
+        got,
+        [(3, 13), (6, 13), (9, 41), (12, 41), (15, 22), (19, 17)]
+    );
+    assert!(e[0].3.contains("needs one of"), "{}", e[0].3);
+    assert!(e[1].3.contains("exactly one"), "{}", e[1].3);
+    assert!(e[2].3.contains("must not exceed"), "{}", e[2].3);
+    assert!(e[3].3.contains("at most 64"), "{}", e[3].3);
+    assert!(e[4].3.contains("greater than zero"), "{}", e[4].3);
+    assert!(e[5].3.contains("(0, 1]"), "{}", e[5].3);
+}
+
+#[test]
+fn errors_inside_longer_expressions_point_at_the_column() {
+    let src = r#"rules:
+  - name: x
+    window: { tumbling: 10s }
+    alert: { when: "mean > 1 and sqrt(max, 2) < 3" }
+"#;
+    let e = errors(src);
+    // `sqrt` is at offset 13 of the quoted string whose quote is at column 20.
+    assert_eq!((e[0].0, e[0].1), (4, 34));
+    assert!(e[0].3.contains("`sqrt` takes 1 argument"), "{}", e[0].3);
+}
