@@ -89,6 +89,17 @@ fn main() {
             "aggregates: [mean]",
         ),
         ("count 100", "{ count: 100 }", "aggregates: [mean]"),
+        ("session 5s", "{ session: 5s }", "aggregates: [mean]"),
+        (
+            "sliding 10s (100 samples)",
+            "{ sliding: 10s, max_samples: 128 }",
+            "aggregates: [mean]",
+        ),
+        (
+            "sliding default cap",
+            "{ sliding: 10s }",
+            "aggregates: [mean]",
+        ),
         (
             "tumbling + prev()",
             "{ tumbling: 10s }",
@@ -111,6 +122,6 @@ fn main() {
             }
             out.clear();
         }
-        println!("  {kind:<18} {:>5} bytes", engine.state_bytes() / SERIES);
+        println!("  {kind:<26} {:>6} bytes", engine.state_bytes() / SERIES);
     }
 }

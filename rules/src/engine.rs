@@ -46,6 +46,8 @@ pub struct EngineStats {
     /// Samples dropped because their window had already closed; counted once per
     /// `(rule, series)` window that refused the sample.
     pub late_dropped: u64,
+    /// Samples a full sliding window dropped (its oldest) to make room, per `(rule, series)`.
+    pub window_overflow: u64,
     /// Samples whose value was NaN, dropped before reaching any window.
     pub nan_dropped: u64,
     /// Windows closed with at least one sample (empty windows are never opened).
@@ -180,6 +182,9 @@ impl Engine {
             if pushed.late {
                 self.stats.late_dropped += 1;
             }
+            if pushed.overflow {
+                self.stats.window_overflow += 1;
+            }
             deadline = deadline.min(pushed.deadline);
         }
         self.next_deadline = deadline;
@@ -262,7 +267,7 @@ fn close(
         out.push(Event {
             rule: rule.name.clone(),
             series,
-            ts: done.end,
+            ts: done.ts,
             kind: EventKind::Window {
                 start: done.start,
                 end: done.end,
@@ -291,7 +296,7 @@ fn close(
         out.push(Event {
             rule: rule.name.clone(),
             series,
-            ts: done.end,
+            ts: done.ts,
             kind: EventKind::Alert {
                 state,
                 severity: alert.severity,

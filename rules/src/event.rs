@@ -77,8 +77,8 @@ pub enum Aggregate {
     Last,
     /// `last - first`.
     Delta,
-    /// `delta` per second of window length (for count windows: of the span between the
-    /// first and last timestamps; NaN when that span is zero).
+    /// `delta` per second of window length (for count and session windows: of the span
+    /// between the first and last timestamps; NaN when that span is zero).
     Rate,
     /// Population variance (divides by n), computed with Welford's method.
     Variance,

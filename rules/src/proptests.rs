@@ -264,3 +264,92 @@ proptest! {
         prop_assert_eq!(engine.stats().late_dropped, 0);
     }
 }
+
+const CAP: usize = 8;
+
+fn sliding_reference(samples: &[(i64, f64)]) -> (Vec<Window>, u64) {
+    let mut overflow = 0;
+    let out = samples
+        .iter()
+        .enumerate()
+        .map(|(i, &(ts, _))| {
+            let inside: Vec<(i64, f64)> = samples[..i]
+                .iter()
+                .copied()
+                .filter(|s| s.0 > ts - SIZE)
+                .collect();
+            if inside.len() >= CAP {
+                overflow += 1;
+            }
+            let keep = inside.len().min(CAP - 1);
+            let mut window = inside[inside.len() - keep..].to_vec();
+            window.push(samples[i]);
+            (
+                ts - SIZE + 1,
+                ts + 1,
+                aggregates(&window, SIZE as f64 / 1e6),
+            )
+        })
+        .collect();
+    (out, overflow)
+}
+
+const GAP: i64 = 3_000;
+
+fn session_reference(samples: &[(i64, f64)]) -> Vec<Window> {
+    let mut sessions: Vec<Vec<(i64, f64)>> = Vec::new();
+    for &s in samples {
+        match sessions.last_mut() {
+            Some(cur) if cur.last().is_some_and(|l| s.0 - l.0 < GAP) => cur.push(s),
+            _ => sessions.push(vec![s]),
+        }
+    }
+    sessions
+        .iter()
+        .map(|c| {
+            let (first, last) = (c[0].0, c[c.len() - 1].0);
+            (
+                first,
+                last + GAP,
+                aggregates(c, (last - first) as f64 / 1e6),
+            )
+        })
+        .collect()
+}
+
+proptest! {
+    #[test]
+    fn sliding_windows_match_the_reference_model((start, steps, every) in stream()) {
+        // Short gaps so the 8-sample bound is hit often.
+        let steps: Vec<(i64, i32)> = steps.iter().map(|&(g, v)| (g / 4, v)).collect();
+        let rules = rules(&format!("{{ sliding: 7ms, max_samples: {CAP} }}"));
+        let (engine, samples, out) = run(rules, start, &steps, every);
+        let (want, overflow) = sliding_reference(&samples);
+        same(&windows_at_sample(&out, &samples), &want)?;
+        prop_assert_eq!(engine.stats().window_overflow, overflow);
+        prop_assert_eq!(engine.stats().late_dropped, 0);
+    }
+
+    #[test]
+    fn session_windows_match_the_reference_model((start, steps, every) in stream()) {
+        let (engine, samples, out) = run(rules("{ session: 3ms }"), start, &steps, every);
+        same(&windows(&out), &session_reference(&samples))?;
+        prop_assert_eq!(engine.stats().late_dropped, 0);
+    }
+}
+
+/// Sliding windows' events carry the sample's time, not the window's end.
+fn windows_at_sample(events: &[Event], samples: &[(i64, f64)]) -> Vec<Window> {
+    assert_eq!(events.len(), samples.len());
+    events
+        .iter()
+        .zip(samples)
+        .map(|(e, s)| match &e.kind {
+            EventKind::Window { start, end, values } => {
+                assert_eq!(e.ts, s.0);
+                (*start, *end, values.clone())
+            }
+            other => panic!("unexpected event {other:?}"),
+        })
+        .collect()
+}

@@ -17,7 +17,7 @@ use crate::event::{Aggregate, Severity};
 use crate::expr::Condition;
 use crate::schema::{Glob, RawRule, RawWindow, parse_duration};
 use crate::tree::{Loc, Node, NodeKind};
-use crate::window::{MAX_OVERLAP, WindowSpec, overlap};
+use crate::window::{DEFAULT_MAX_SAMPLES, MAX_OVERLAP, MAX_SAMPLES, WindowSpec, overlap};
 
 /// A validated set of rules, ready to give to [`crate::Engine::new`].
 #[derive(Debug, Clone, Default)]
@@ -342,50 +342,83 @@ impl Compiler<'_> {
     /// Exactly one window kind, validated.
     fn window(&mut self, node: &Node, rule: &str, raw: &RawWindow) -> Option<WindowSpec> {
         let at = node.locate(&["window"]);
-        match (&raw.tumbling, &raw.hopping, raw.count) {
-            (Some(t), None, None) => {
-                let size = self.duration(node, &["window", "tumbling"], rule, t)?;
-                Some(WindowSpec::Tumbling { size })
+        let kinds = [
+            raw.tumbling.is_some(),
+            raw.hopping.is_some(),
+            raw.count.is_some(),
+            raw.sliding.is_some(),
+            raw.session.is_some(),
+        ];
+        let one_of = "`tumbling`, `hopping`, `count`, `sliding` or `session`";
+        match kinds.iter().filter(|k| **k).count() {
+            0 => {
+                self.report(at, Some(rule), format!("`window` needs one of {one_of}"));
+                return None;
             }
-            (None, Some(h), None) => {
-                let size = self.duration(node, &["window", "hopping", "size"], rule, &h.size);
-                let hop = self.duration(node, &["window", "hopping", "hop"], rule, &h.hop);
-                let (size, hop) = (size?, hop?);
-                let at = node.locate(&["window", "hopping", "hop"]);
-                if hop > size {
-                    let msg = format!("`hop` ({}) must not exceed `size` ({})", h.hop, h.size);
-                    self.report(at, Some(rule), msg);
-                    return None;
-                }
-                if overlap(size, hop) > MAX_OVERLAP {
-                    let msg = format!(
-                        "`size / hop` must be at most {MAX_OVERLAP} (each sample is in that \
-                         many windows); use a longer hop"
-                    );
-                    self.report(at, Some(rule), msg);
-                    return None;
-                }
-                Some(WindowSpec::Hopping { size, hop })
-            }
-            (None, None, Some(n)) => {
-                if n == 0 {
-                    let at = node.locate(&["window", "count"]);
-                    self.report(at, Some(rule), "`count` must be greater than zero");
-                    return None;
-                }
-                Some(WindowSpec::Count { n })
-            }
-            (None, None, None) => {
-                let msg = "`window` needs one of `tumbling`, `hopping` or `count`";
-                self.report(at, Some(rule), msg);
-                None
-            }
+            1 => {}
             _ => {
-                let msg = "`window` takes exactly one of `tumbling`, `hopping` or `count`";
+                let msg = format!("`window` takes exactly one of {one_of}");
                 self.report(at, Some(rule), msg);
-                None
+                return None;
             }
         }
+        if raw.max_samples.is_some() && raw.sliding.is_none() {
+            let at = node.locate(&["window", "max_samples"]);
+            self.report(
+                at,
+                Some(rule),
+                "`max_samples` only applies to `sliding` windows",
+            );
+            return None;
+        }
+        if let Some(t) = &raw.tumbling {
+            let size = self.duration(node, &["window", "tumbling"], rule, t)?;
+            return Some(WindowSpec::Tumbling { size });
+        }
+        if let Some(t) = &raw.session {
+            let gap = self.duration(node, &["window", "session"], rule, t)?;
+            return Some(WindowSpec::Session { gap });
+        }
+        if let Some(t) = &raw.sliding {
+            let size = self.duration(node, &["window", "sliding"], rule, t)?;
+            let cap = raw.max_samples.unwrap_or(DEFAULT_MAX_SAMPLES);
+            if cap == 0 || cap > MAX_SAMPLES {
+                let at = node.locate(&["window", "max_samples"]);
+                let msg = format!("`max_samples` must be between 1 and {MAX_SAMPLES}");
+                self.report(at, Some(rule), msg);
+                return None;
+            }
+            // Checked just above: 1 ≤ cap ≤ MAX_SAMPLES fits in usize.
+            let cap = usize::try_from(cap).unwrap_or(1);
+            return Some(WindowSpec::Sliding { size, cap });
+        }
+        if let Some(n) = raw.count {
+            if n == 0 {
+                let at = node.locate(&["window", "count"]);
+                self.report(at, Some(rule), "`count` must be greater than zero");
+                return None;
+            }
+            return Some(WindowSpec::Count { n });
+        }
+        let h = raw.hopping.as_ref()?;
+        let size = self.duration(node, &["window", "hopping", "size"], rule, &h.size);
+        let hop = self.duration(node, &["window", "hopping", "hop"], rule, &h.hop);
+        let (size, hop) = (size?, hop?);
+        let at = node.locate(&["window", "hopping", "hop"]);
+        if hop > size {
+            let msg = format!("`hop` ({}) must not exceed `size` ({})", h.hop, h.size);
+            self.report(at, Some(rule), msg);
+            return None;
+        }
+        if overlap(size, hop) > MAX_OVERLAP {
+            let msg = format!(
+                "`size / hop` must be at most {MAX_OVERLAP} (each sample is in that many \
+                 windows); use a longer hop"
+            );
+            self.report(at, Some(rule), msg);
+            return None;
+        }
+        Some(WindowSpec::Hopping { size, hop })
     }
 
     fn glob(&mut self, node: &Node, path: &[&str], rule: &str, pattern: &str) -> Option<Glob> {

@@ -55,6 +55,13 @@ pub(crate) struct RawWindow {
     pub hopping: Option<RawHopping>,
     #[serde(default)]
     pub count: Option<u64>,
+    #[serde(default)]
+    pub sliding: Option<String>,
+    #[serde(default)]
+    pub session: Option<String>,
+    /// For `sliding`: the most samples kept within the window.
+    #[serde(default)]
+    pub max_samples: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -9,6 +9,8 @@
 //! | `tumbling: D` | `[k·D, (k+1)·D)`, aligned to the epoch | one inline [`Acc`] |
 //! | `hopping: { size: S, hop: H }` | `[k·H, k·H + S)`, so each sample is in about S/H windows | `ceil(S/H)` accumulators allocated once (S/H ≤ [`MAX_OVERLAP`]) |
 //! | `count: N` | every N samples of the series, in arrival order | one inline [`Acc`] |
+//! | `sliding: D` | on every sample at `t`, `(t - D, t]` | a ring of at most `max_samples` (default 1024) `(ts, value)` pairs, 16 bytes each, allocated once |
+//! | `session: G` | a run of samples with gaps `< G`, ending `G` after its last sample | one inline [`Acc`] |
 //!
 //! Time windows close when a sample at or after their end arrives, or when
 //! [`crate::Engine::advance`] passes their end. A window is only ever opened if it starts
@@ -17,6 +19,18 @@
 //! late, dropped and counted. Count windows ignore time: they take every sample and close on
 //! the N-th; a partial count window stays open (idle timeout is future work). Their `start`
 //! and `end` are the earliest and latest timestamps in the window, both inclusive.
+//!
+//! Sliding windows emit on every sample, with `start = t - D + 1` and `end = t + 1` (so the
+//! window is `[start, end)` like the others) and event time `t`. They need samples in order:
+//! one older than the newest seen is late. When more than `max_samples` fall within `D`, the
+//! oldest is dropped and counted in `EngineStats::window_overflow`, so memory stays bounded
+//! whatever a device sends. Their aggregates are recomputed from the ring on each sample —
+//! O(samples in window), exact for every aggregate.
+//!
+//! Session windows are formed in arrival order: a sample at or after `last + G` closes the
+//! open session; `advance` past `last + G` closes it too. A sample before the end of the
+//! previous session is late; an out-of-order one after it joins the open session. `rate` and
+//! the other aggregates treat a session's span `last - first` as its length.
 
 use std::collections::VecDeque;
 
@@ -25,6 +39,10 @@ use crate::agg::{Acc, Closed};
 /// Hopping windows may overlap at most this many times (`size / hop`), bounding the work
 /// per sample and the memory per series.
 pub(crate) const MAX_OVERLAP: i64 = 64;
+
+/// Samples a sliding window keeps unless the rule says otherwise, and the most it may ask.
+pub(crate) const DEFAULT_MAX_SAMPLES: u64 = 1_024;
+pub(crate) const MAX_SAMPLES: u64 = 65_536;
 
 /// How many hopping windows contain a sample: `ceil(size / hop)`, for `0 < hop ≤ size`.
 pub(crate) fn overlap(size: i64, hop: i64) -> i64 {
@@ -40,11 +58,18 @@ pub(crate) enum WindowSpec {
     Hopping { size: i64, hop: i64 },
     /// Samples per window; > 0.
     Count { n: u64 },
+    /// On every sample at `t`, the window `(t - size, t]`, holding at most `cap` samples.
+    Sliding { size: i64, cap: usize },
+    /// A run of samples with gaps shorter than `gap`; closes `gap` after its latest sample.
+    Session { gap: i64 },
 }
 
 /// A window that has just closed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Done {
+    /// The event time of the window's events: its end, or for sliding windows the sample
+    /// that moved it.
+    pub ts: i64,
     pub start: i64,
     pub end: i64,
     pub closed: Closed,
@@ -74,6 +99,21 @@ pub(crate) enum Win {
         n: u64,
         acc: Acc,
     },
+    Sliding {
+        size: i64,
+        cap: usize,
+        /// The newest timestamp seen; older samples are late.
+        newest: i64,
+        /// The window's samples `(ts, value)` in arrival order; capacity `cap`, allocated once.
+        buf: VecDeque<(i64, f64)>,
+    },
+    Session {
+        gap: i64,
+        /// Samples before this (the end of the last closed session) are late.
+        floor: i64,
+        open: bool,
+        acc: Acc,
+    },
 }
 
 /// What a sample did.
@@ -83,6 +123,18 @@ pub(crate) struct Pushed {
     pub late: bool,
     /// The earliest end of a time window now open (`i64::MAX` if none).
     pub deadline: i64,
+    /// A sliding window was full and dropped its oldest sample to take this one.
+    pub overflow: bool,
+}
+
+impl Pushed {
+    const fn new(late: bool, deadline: i64) -> Pushed {
+        Pushed {
+            late,
+            deadline,
+            overflow: false,
+        }
+    }
 }
 
 fn secs(us: i64) -> f64 {
@@ -110,6 +162,18 @@ impl Win {
                 }
             }
             WindowSpec::Count { n } => Win::Count { n, acc: Acc::EMPTY },
+            WindowSpec::Sliding { size, cap } => Win::Sliding {
+                size,
+                cap,
+                newest: i64::MIN,
+                buf: VecDeque::with_capacity(cap),
+            },
+            WindowSpec::Session { gap } => Win::Session {
+                gap,
+                floor: i64::MIN,
+                open: false,
+                acc: Acc::EMPTY,
+            },
         }
     }
 
@@ -117,6 +181,7 @@ impl Win {
     pub fn heap_bytes(&self) -> usize {
         match self {
             Win::Hopping { open, .. } => open.capacity() * size_of::<(i64, Acc)>(),
+            Win::Sliding { buf, .. } => buf.capacity() * size_of::<(i64, f64)>(),
             _ => 0,
         }
     }
@@ -132,18 +197,19 @@ impl Win {
                 acc,
             } => {
                 if ts < *floor {
-                    return Pushed {
-                        late: true,
-                        deadline: if *open {
+                    return Pushed::new(
+                        true,
+                        if *open {
                             start.saturating_add(*size)
                         } else {
                             i64::MAX
                         },
-                    };
+                    );
                 }
                 let end = start.saturating_add(*size);
                 if *open && ts >= end {
                     done(Done {
+                        ts: end,
                         start: *start,
                         end,
                         closed: Closed {
@@ -160,10 +226,7 @@ impl Win {
                     *open = true;
                 }
                 acc.add(ts, v, alpha);
-                Pushed {
-                    late: false,
-                    deadline: start.saturating_add(*size),
-                }
+                Pushed::new(false, start.saturating_add(*size))
             }
             Win::Hopping {
                 size,
@@ -199,18 +262,18 @@ impl Win {
                     added = true;
                     start += h;
                 }
-                Pushed {
-                    late: !added,
-                    deadline: open
-                        .front()
+                Pushed::new(
+                    !added,
+                    open.front()
                         .map_or(i64::MAX, |(s, _)| s.saturating_add(size)),
-                }
+                )
             }
             Win::Count { n, acc } => {
                 acc.add(ts, v, alpha);
                 if acc.count >= *n {
                     let acc = std::mem::replace(acc, Acc::EMPTY);
                     done(Done {
+                        ts: acc.last_ts,
                         start: acc.first_ts,
                         end: acc.last_ts,
                         closed: Closed {
@@ -219,10 +282,69 @@ impl Win {
                         },
                     });
                 }
+                Pushed::new(false, i64::MAX)
+            }
+            Win::Sliding {
+                size,
+                cap,
+                newest,
+                buf,
+            } => {
+                if ts < *newest {
+                    return Pushed::new(true, i64::MAX);
+                }
+                *newest = ts;
+                let from = ts.saturating_sub(*size);
+                while buf.front().is_some_and(|&(t, _)| t <= from) {
+                    buf.pop_front();
+                }
+                let overflow = buf.len() >= *cap;
+                if overflow {
+                    buf.pop_front();
+                }
+                buf.push_back((ts, v));
+                // Recomputed from the buffer: exact for every aggregate (min, max and the
+                // EWMA cannot be "un-added"), at O(samples in window) ≤ `cap` per sample.
+                let mut acc = Acc::EMPTY;
+                for &(t, x) in buf.iter() {
+                    acc.add(t, x, alpha);
+                }
+                done(Done {
+                    ts,
+                    start: from.saturating_add(1),
+                    end: ts.saturating_add(1),
+                    closed: Closed {
+                        acc,
+                        secs: secs(*size),
+                    },
+                });
                 Pushed {
                     late: false,
                     deadline: i64::MAX,
+                    overflow,
                 }
+            }
+            Win::Session {
+                gap,
+                floor,
+                open,
+                acc,
+            } => {
+                if ts < *floor {
+                    let deadline = if *open {
+                        acc.last_ts.saturating_add(*gap)
+                    } else {
+                        i64::MAX
+                    };
+                    return Pushed::new(true, deadline);
+                }
+                if *open && ts >= acc.last_ts.saturating_add(*gap) {
+                    *floor = close_session(acc, *gap, &mut done);
+                    *open = false;
+                }
+                *open = true;
+                acc.add(ts, v, alpha);
+                Pushed::new(false, acc.last_ts.saturating_add(*gap))
             }
         }
     }
@@ -246,6 +368,7 @@ impl Win {
                     return end;
                 }
                 done(Done {
+                    ts: end,
                     start: *start,
                     end,
                     closed: Closed {
@@ -263,9 +386,42 @@ impl Win {
                 open.front()
                     .map_or(i64::MAX, |(s, _)| s.saturating_add(size))
             }
-            Win::Count { .. } => i64::MAX,
+            Win::Session {
+                gap,
+                floor,
+                open,
+                acc,
+            } => {
+                if !*open {
+                    return i64::MAX;
+                }
+                let end = acc.last_ts.saturating_add(*gap);
+                if end > watermark {
+                    return end;
+                }
+                *floor = close_session(acc, *gap, &mut done);
+                *open = false;
+                i64::MAX
+            }
+            Win::Count { .. } | Win::Sliding { .. } => i64::MAX,
         }
     }
+}
+
+/// Emits the session in `acc`, resets it and returns its end (`gap` after its last sample).
+fn close_session(acc: &mut Acc, gap: i64, done: &mut impl FnMut(Done)) -> i64 {
+    let acc = std::mem::replace(acc, Acc::EMPTY);
+    let end = acc.last_ts.saturating_add(gap);
+    done(Done {
+        ts: end,
+        start: acc.first_ts,
+        end,
+        closed: Closed {
+            acc,
+            secs: secs(acc.last_ts.saturating_sub(acc.first_ts)),
+        },
+    });
+    end
 }
 
 fn close_hopping(
@@ -281,6 +437,7 @@ fn close_hopping(
         }
         open.pop_front();
         done(Done {
+            ts: end,
             start,
             end,
             closed: Closed {

@@ -465,3 +465,52 @@ rules:
         )
     );
 }
+
+#[test]
+fn sliding_windows_emit_per_sample_and_refuse_older_samples() {
+    let mut e = engine(
+        r#"
+rules:
+  - name: slide
+    window: { sliding: 10s, max_samples: 2 }
+    aggregates: [count, sum]
+"#,
+    );
+    let id = e.series("d", "m").unwrap();
+    push(&mut e, id, S, 1.0);
+    push(&mut e, id, 2 * S, 2.0);
+    // Three samples within 10 s but room for two: the oldest goes, counted.
+    let out = push(&mut e, id, 3 * S, 4.0);
+    assert_eq!(out[0].ts, 3 * S);
+    let sums = vec![(Aggregate::Count, 2.0), (Aggregate::Sum, 6.0)];
+    assert_eq!(window(&out[0]), (3 * S - 10 * S + 1, 3 * S + 1, sums));
+    assert_eq!(e.stats().window_overflow, 1);
+    assert!(push(&mut e, id, 2 * S, 9.0).is_empty());
+    assert_eq!(e.stats().late_dropped, 1);
+    let out = push(&mut e, id, 20 * S, 5.0);
+    assert_eq!(window(&out[0]).2[0], (Aggregate::Count, 1.0));
+}
+
+#[test]
+fn sessions_close_a_gap_after_their_last_sample() {
+    let mut e = engine(
+        r#"
+rules:
+  - name: run
+    window: { session: 5s }
+    aggregates: [count, rate]
+"#,
+    );
+    let id = e.series("d", "m").unwrap();
+    push(&mut e, id, 0, 0.0);
+    push(&mut e, id, 4 * S, 8.0);
+    let mut out = Vec::new();
+    e.advance(9 * S - 1, &mut out);
+    assert!(out.is_empty());
+    e.advance(9 * S, &mut out);
+    let rate = vec![(Aggregate::Count, 2.0), (Aggregate::Rate, 2.0)];
+    assert_eq!(window(&out[0]), (0, 9 * S, rate));
+    // Before the closed session's end: late.
+    assert!(push(&mut e, id, 8 * S, 1.0).is_empty());
+    assert_eq!(e.stats().late_dropped, 1);
+}

@@ -90,7 +90,7 @@ fn unknown_keys_at_every_level() {
     let src = "\
 rules:
   - name: a
-    window: { tumbling: 10s, sliding: 5s }
+    window: { tumbling: 10s, slidng: 5s }
     aggregates: [mean]
   - name: b
     selcet: { device: x }
@@ -112,7 +112,7 @@ version: 2
             (12, 1, None),
         ]
     );
-    assert!(e[0].3.contains("unknown field `sliding`"), "{}", e[0].3);
+    assert!(e[0].3.contains("unknown field `slidng`"), "{}", e[0].3);
     assert!(e[3].3.contains("unknown key `version`"), "{}", e[3].3);
 }
 
@@ -376,6 +376,12 @@ rules:
     window: { count: 3 }
     ewma_alpha: 1.5
     aggregates: [ewma]
+  - name: cap
+    window: { sliding: 1m, max_samples: 0 }
+    aggregates: [mean]
+  - name: capped
+    window: { session: 1m, max_samples: 10 }
+    aggregates: [mean]
   - name: good
     window: { hopping: { size: 1m, hop: 10s } }
     ewma_alpha: 1
@@ -386,7 +392,16 @@ rules:
     let got: Vec<_> = e.iter().map(|(l, c, _, _)| (*l, *c)).collect();
     assert_eq!(
         got,
-        [(3, 13), (6, 13), (9, 41), (12, 41), (15, 22), (19, 17)]
+        [
+            (3, 13),
+            (6, 13),
+            (9, 41),
+            (12, 41),
+            (15, 22),
+            (19, 17),
+            (22, 41),
+            (25, 41)
+        ]
     );
     assert!(e[0].3.contains("needs one of"), "{}", e[0].3);
     assert!(e[1].3.contains("exactly one"), "{}", e[1].3);
@@ -394,6 +409,8 @@ rules:
     assert!(e[3].3.contains("at most 64"), "{}", e[3].3);
     assert!(e[4].3.contains("greater than zero"), "{}", e[4].3);
     assert!(e[5].3.contains("(0, 1]"), "{}", e[5].3);
+    assert!(e[6].3.contains("between 1 and 65536"), "{}", e[6].3);
+    assert!(e[7].3.contains("only applies to `sliding`"), "{}", e[7].3);
 }
 
 #[test]
