@@ -1,13 +1,15 @@
 //! Online aggregates: one fixed-size accumulator per open window.
 //!
-//! Every aggregate the language knows is kept by one [`Acc`] of 12 machine words (96 bytes),
+//! Every aggregate the language knows is kept by one [`Acc`] of 16 machine words (128 bytes),
 //! whatever the window holds: a sample costs a handful of flops and one division (Welford's
 //! update), never an allocation. Keeping all of them, rather than only those a rule names,
 //! keeps the per-sample path branch-free; a rule referencing any aggregate in an expression
 //! then costs nothing extra.
 //!
 //! Variance uses Welford's method because the naive `Σv² - (Σv)²/n` loses all precision on
-//! the typical sensor signal (a large offset with a small ripple).
+//! the typical sensor signal (a large offset with a small ripple). The regression slope uses
+//! the same co-moment update, with time measured from the window's first arrival so that
+//! microsecond epochs (≈ 1.7e15) do not swamp the differences.
 
 use crate::event::Aggregate;
 
@@ -30,6 +32,13 @@ pub(crate) struct Acc {
     m2: f64,
     sumsq: f64,
     ewma: f64,
+    /// Time origin for the slope: the first arrival's timestamp.
+    base: i64,
+    /// Running mean of `t - base` (µs), its sum of squared deviations and the co-moment
+    /// of `t` and `v`.
+    mean_t: f64,
+    m2t: f64,
+    cxy: f64,
 }
 
 impl Acc {
@@ -46,6 +55,10 @@ impl Acc {
         m2: 0.0,
         sumsq: 0.0,
         ewma: f64::NAN,
+        base: 0,
+        mean_t: 0.0,
+        m2t: 0.0,
+        cxy: 0.0,
     };
 
     #[inline]
@@ -63,9 +76,18 @@ impl Acc {
             self.last_ts = ts;
             self.last = v;
         }
+        if self.count == 1 {
+            self.base = ts;
+        }
+        let n = self.count as f64;
+        let t = ts.saturating_sub(self.base) as f64;
+        let dt = t - self.mean_t;
+        self.mean_t += dt / n;
+        self.m2t += dt * (t - self.mean_t);
         let delta = v - self.mean;
-        self.mean += delta / self.count as f64;
+        self.mean += delta / n;
         self.m2 += delta * (v - self.mean);
+        self.cxy += dt * (v - self.mean);
         self.sumsq += v * v;
         self.ewma = if self.count == 1 {
             v
@@ -95,6 +117,9 @@ impl Acc {
             Aggregate::Rms => (self.sumsq / n).sqrt(),
             Aggregate::PeakToPeak => self.max - self.min,
             Aggregate::Ewma => self.ewma,
+            // Per second; undefined (NaN) unless the window spans more than one timestamp.
+            Aggregate::Slope if self.m2t > 0.0 => self.cxy / self.m2t * 1e6,
+            Aggregate::Slope => f64::NAN,
         }
     }
 }

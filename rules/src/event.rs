@@ -92,11 +92,14 @@ pub enum Aggregate {
     /// the first value to arrive: `e = alpha * v + (1 - alpha) * e`. `alpha` is the rule's
     /// `ewma_alpha` (default 0.2).
     Ewma,
+    /// Least-squares slope of value against time, per second (NaN when every sample has the
+    /// same timestamp). The trend a predictive-maintenance rule watches.
+    Slope,
 }
 
 impl Aggregate {
     /// Every aggregate, in declaration order.
-    pub const ALL: [Aggregate; 14] = [
+    pub const ALL: [Aggregate; 15] = [
         Aggregate::Count,
         Aggregate::Mean,
         Aggregate::Min,
@@ -111,6 +114,7 @@ impl Aggregate {
         Aggregate::Rms,
         Aggregate::PeakToPeak,
         Aggregate::Ewma,
+        Aggregate::Slope,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -129,6 +133,7 @@ impl Aggregate {
             Aggregate::Rms => "rms",
             Aggregate::PeakToPeak => "peak_to_peak",
             Aggregate::Ewma => "ewma",
+            Aggregate::Slope => "slope",
         }
     }
 

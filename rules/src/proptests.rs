@@ -26,6 +26,16 @@ fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
     let last = samples.iter().max_by_key(|s| s.0).map_or(f64::NAN, |s| s.1);
     let variance = vs.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
     let rms = (vs.iter().map(|v| v * v).sum::<f64>() / n).sqrt();
+    let base = samples[0].0;
+    let ts: Vec<f64> = samples.iter().map(|s| (s.0 - base) as f64).collect();
+    let mean_t = ts.iter().sum::<f64>() / n;
+    let m2t: f64 = ts.iter().map(|t| (t - mean_t) * (t - mean_t)).sum();
+    let cxy: f64 = ts
+        .iter()
+        .zip(&vs)
+        .map(|(t, v)| (t - mean_t) * (v - mean))
+        .sum();
+    let slope = if m2t > 0.0 { cxy / m2t * 1e6 } else { f64::NAN };
     let mut ewma = vs[0];
     for v in &vs[1..] {
         ewma = ALPHA * v + (1.0 - ALPHA) * ewma;
@@ -49,6 +59,7 @@ fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
                 Aggregate::Rms => rms,
                 Aggregate::PeakToPeak => max - min,
                 Aggregate::Ewma => ewma,
+                Aggregate::Slope => slope,
             };
             (a, v)
         })
@@ -78,13 +89,16 @@ fn same(got: &[Window], want: &[Window]) -> Result<(), TestCaseError> {
                     | Aggregate::Rms
                     | Aggregate::Rate
                     | Aggregate::Ewma
+                    | Aggregate::Slope
             );
+            // The slope divides two co-moments that may nearly cancel.
+            let tolerance = if ga == Aggregate::Slope { 1e-6 } else { 1e-9 };
             let ok = if gv.is_nan() || wv.is_nan() {
                 gv.is_nan() && wv.is_nan()
             } else if exact || gv == wv {
                 gv == wv
             } else {
-                (gv - wv).abs() <= 1e-9 * wv.abs().max(1.0)
+                (gv - wv).abs() <= tolerance * wv.abs().max(1.0)
             };
             prop_assert!(ok, "{:?}: engine {} vs reference {} in {:?}", ga, gv, wv, w);
         }

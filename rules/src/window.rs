@@ -9,7 +9,7 @@
 //! | `tumbling: D` | `[k·D, (k+1)·D)`, aligned to the epoch | one inline [`Acc`] |
 //! | `hopping: { size: S, hop: H }` | `[k·H, k·H + S)`, so each sample is in about S/H windows | `ceil(S/H)` accumulators allocated once (S/H ≤ [`MAX_OVERLAP`]) |
 //! | `count: N` | every N samples of the series, in arrival order | one inline [`Acc`] |
-//! | `sliding: D` | on every sample at `t`, `(t - D, t]` | a ring of at most `max_samples` (default 1024) `(ts, value)` pairs, 16 bytes each, allocated once |
+//! | `sliding: D` | on every sample at `t`, `(t - D, t]` | a ring of at most `max_samples` (default 1024) `(ts, value)` pairs, 16 bytes each, grown on demand |
 //! | `session: G` | a run of samples with gaps `< G`, ending `G` after its last sample | one inline [`Acc`] |
 //!
 //! Time windows close when a sample at or after their end arrives, or when
@@ -104,7 +104,7 @@ pub(crate) enum Win {
         cap: usize,
         /// The newest timestamp seen; older samples are late.
         newest: i64,
-        /// The window's samples `(ts, value)` in arrival order; capacity `cap`, allocated once.
+        /// The window's samples `(ts, value)` in arrival order; at most `cap` of them.
         buf: VecDeque<(i64, f64)>,
     },
     Session {
@@ -166,7 +166,9 @@ impl Win {
                 size,
                 cap,
                 newest: i64::MIN,
-                buf: VecDeque::with_capacity(cap),
+                // Grows with use, never past `cap`: a few reallocations per series while
+                // warming up, none in steady state.
+                buf: VecDeque::new(),
             },
             WindowSpec::Session { gap } => Win::Session {
                 gap,

@@ -66,6 +66,7 @@ fn arithmetic_precedence_and_functions() {
         ("variance == 1.25 and stddev == sqrt(1.25)", true),
         ("rms == sqrt(7.5)", true),
         ("ewma == 3.125", true),
+        ("slope == 1", true),
     ] {
         assert_eq!(holds(src), want, "{src}");
     }
