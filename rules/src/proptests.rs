@@ -367,3 +367,68 @@ fn windows_at_sample(events: &[Event], samples: &[(i64, f64)]) -> Vec<Window> {
         })
         .collect()
 }
+
+/// One step of an out-of-order run: a sample, or `advance` to a watermark.
+#[derive(Debug, Clone)]
+enum Step {
+    Push(i64, i32),
+    Advance(i64),
+}
+
+proptest! {
+    /// Arbitrary order with arbitrary watermarks. The specification, stated without the
+    /// engine's data structures: windows never reopen — a sample is accepted iff its window
+    /// is the newest window accepted so far (and has not been closed by a watermark at or
+    /// past its end) or a newer one; everything else is late and counted.
+    #[test]
+    fn tumbling_windows_never_reopen_under_any_order(
+        steps in prop::collection::vec(
+            prop_oneof![
+                4 => (0i64..40_000, -1_000i32..1_000).prop_map(|(t, v)| Step::Push(t, v)),
+                1 => (0i64..40_000).prop_map(Step::Advance),
+            ],
+            0..200,
+        ),
+    ) {
+        let mut engine = Engine::new(rules("{ tumbling: 7ms }"));
+        let id = engine.series("d", "m").unwrap();
+        let mut out = Vec::new();
+        let mut newest: Option<(i64, bool)> = None; // (window index, closed)
+        let mut accepted: BTreeMap<i64, Vec<(i64, f64)>> = BTreeMap::new();
+        let mut late = 0;
+        for step in &steps {
+            match *step {
+                Step::Push(ts, v) => {
+                    let value = f64::from(v);
+                    engine.push(Sample { series: id, ts, value }, &mut out);
+                    let k = ts.div_euclid(SIZE);
+                    let ok = match newest {
+                        None => true,
+                        Some((n, closed)) => k > n || (k == n && !closed),
+                    };
+                    if ok {
+                        if newest.is_none_or(|(n, _)| k > n) {
+                            newest = Some((k, false));
+                        }
+                        accepted.entry(k).or_default().push((ts, value));
+                    } else {
+                        late += 1;
+                    }
+                }
+                Step::Advance(w) => {
+                    engine.advance(w, &mut out);
+                    if let Some((n, closed)) = &mut newest {
+                        *closed |= (*n + 1) * SIZE <= w;
+                    }
+                }
+            }
+        }
+        engine.advance(i64::MAX, &mut out);
+        let want: Vec<Window> = accepted
+            .into_iter()
+            .map(|(k, vs)| (k * SIZE, (k + 1) * SIZE, aggregates(&vs, SIZE as f64 / 1e6)))
+            .collect();
+        same(&windows(&out), &want)?;
+        prop_assert_eq!(engine.stats().late_dropped, late);
+    }
+}
