@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::agg::DEFAULT_EWMA_ALPHA;
 use crate::error::{Diagnostic, RuleError};
 use crate::event::{Aggregate, Severity};
-use crate::expr::Condition;
+use crate::expr::{Condition, Scope, check_name};
 use crate::schema::{Glob, RawRule, RawWindow, parse_duration};
 use crate::tree::{Loc, Node, NodeKind};
 use crate::window::{DEFAULT_MAX_SAMPLES, MAX_OVERLAP, MAX_SAMPLES, WindowSpec, overlap};
@@ -279,8 +279,9 @@ impl Compiler<'_> {
             }
         };
         let aggregates = self.aggregates(node, name, raw.aggregates.as_deref().unwrap_or(&[]));
+        let scope = self.lets(node, name);
         let alert = raw.alert.as_ref().and_then(|a| {
-            let condition = match Condition::compile(&a.when) {
+            let condition = match Condition::compile_in(&a.when, &scope) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     let at = self.inside(node.locate(&["alert", "when"]), e.offset);
@@ -310,6 +311,10 @@ impl Compiler<'_> {
                 severity: severity?,
             })
         });
+        if raw.lets.is_some() && raw.alert.is_none() {
+            let msg = "`let` values are only used by `alert.when`, and this rule has no alert";
+            self.report(node.locate(&["let"]), Some(name), msg);
+        }
         if raw.aggregates.as_ref().is_none_or(Vec::is_empty) && raw.alert.is_none() {
             self.report(
                 name_loc,
@@ -331,6 +336,31 @@ impl Compiler<'_> {
             file: self.file.clone(),
             name_loc,
         })
+    }
+
+    /// Compiles `let:` in the order written; each value sees the ones before it.
+    fn lets(&mut self, node: &Node, rule: &str) -> Scope {
+        let mut scope = Scope::default();
+        let Some(NodeKind::Map(entries)) = node.get("let").map(|n| &n.kind) else {
+            return scope;
+        };
+        for (key, value) in entries {
+            // The raw struct checked that keys and values are strings.
+            let (Some(name), Some(src)) = (key.as_str(), value.as_str()) else {
+                continue;
+            };
+            if let Err(msg) = check_name(name) {
+                self.report(key.loc, Some(rule), msg);
+                continue;
+            }
+            if let Err(e) = scope.define(name, src) {
+                let at = self.inside(value.loc, e.offset);
+                self.report(at, Some(rule), format!("in `let.{name}`: {}", e.message));
+                // Keeps `when` from reporting the name as unknown on top of this.
+                scope.placeholder(name);
+            }
+        }
+        scope
     }
 
     fn duration(&mut self, node: &Node, path: &[&str], rule: &str, text: &str) -> Option<i64> {

@@ -19,6 +19,10 @@ pub(crate) struct RawRule {
     pub aggregates: Option<Vec<String>>,
     #[serde(default)]
     pub alert: Option<RawAlert>,
+    /// Named numeric expressions usable in `when`, in the order written (the order is
+    /// read from the located tree; this map only checks the shape).
+    #[serde(default, rename = "let")]
+    pub lets: Option<std::collections::BTreeMap<String, String>>,
     /// Smoothing factor of the `ewma` aggregate, in (0, 1].
     #[serde(default)]
     pub ewma_alpha: Option<f64>,

@@ -514,3 +514,24 @@ rules:
     assert!(push(&mut e, id, 8 * S, 1.0).is_empty());
     assert_eq!(e.stats().late_dropped, 1);
 }
+
+#[test]
+fn let_values_feed_the_condition_and_the_reported_value() {
+    let mut e = engine(
+        r#"
+rules:
+  - name: spread
+    window: { count: 2 }
+    let:
+      spread: "max - min"
+      rel: "spread / abs(prev(mean))"
+    alert: { when: "rel > 0.5" }
+"#,
+    );
+    let id = e.series("d", "m").unwrap();
+    push(&mut e, id, 0, 10.0);
+    push(&mut e, id, 1, 10.0);
+    push(&mut e, id, 2, 10.0);
+    let out = push(&mut e, id, 3, 16.0);
+    assert_eq!(alert(&out[0]), (AlertState::Raised, 0.6));
+}

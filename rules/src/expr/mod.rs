@@ -73,7 +73,13 @@ impl fmt::Debug for Condition {
 
 impl Condition {
     /// Parses, type-checks and compiles `src`, which must be a condition (true/false).
+    #[cfg(test)]
     pub fn compile(src: &str) -> Result<Condition, ExprError> {
+        Condition::compile_in(src, &Scope::default())
+    }
+
+    /// As [`Condition::compile`], with the rule's named values (`let:`) in scope.
+    pub fn compile_in(src: &str, sc: &Scope) -> Result<Condition, ExprError> {
         let expr = parse(src)?;
         if !is_bool(&expr) {
             return err(
@@ -81,15 +87,15 @@ impl Condition {
                 "expected a comparison operator (>, >=, <, <=, ==, !=) after the value",
             );
         }
-        let test = boolean(&expr)?;
+        let test = boolean(&expr, sc)?;
         let value = match decider(&expr) {
-            Some(lhs) => num(lhs)?,
+            Some(lhs) => num(lhs, sc)?,
             None => Arc::new(|_: &Env<'_>| f64::NAN),
         };
         Ok(Condition {
             test,
             value,
-            uses_prev: uses_prev(&expr),
+            uses_prev: uses_prev(&expr, sc),
         })
     }
 
@@ -97,6 +103,81 @@ impl Condition {
     pub fn eval(&self, env: &Env<'_>) -> (bool, f64) {
         ((self.test)(env), (self.value)(env))
     }
+}
+
+/// A rule's named values (`let:`), each compiled once; a reference inlines its closure.
+#[derive(Clone, Default)]
+pub(crate) struct Scope {
+    values: Vec<Value>,
+}
+
+#[derive(Clone)]
+struct Value {
+    name: String,
+    f: NumFn,
+    uses_prev: bool,
+}
+
+impl Scope {
+    fn get(&self, name: &str) -> Option<&Value> {
+        self.values.iter().find(|v| v.name == name)
+    }
+
+    /// Compiles `src` (a number) as `name`, visible to later values and to the condition.
+    /// On error, the offset is inside `src`.
+    pub fn define(&mut self, name: &str, src: &str) -> Result<(), ExprError> {
+        let expr = parse(src)?;
+        if is_bool(&expr) {
+            return err(
+                expr.span.start,
+                "a named value must be a number, found a condition (true/false)",
+            );
+        }
+        let f = num(&expr, self)?;
+        let uses_prev = uses_prev(&expr, self);
+        self.values.push(Value {
+            name: name.to_owned(),
+            f,
+            uses_prev,
+        });
+        Ok(())
+    }
+}
+
+impl Scope {
+    /// Defines `name` as NaN: stands in for a value that failed to compile, so references
+    /// to it are not reported a second time.
+    pub fn placeholder(&mut self, name: &str) {
+        self.values.push(Value {
+            name: name.to_owned(),
+            f: Arc::new(|_| f64::NAN),
+            uses_prev: false,
+        });
+    }
+}
+
+/// Whether `name` can name a value: an identifier that is not an aggregate, a function or a
+/// keyword (so a rule's meaning never depends on which of the two a name resolves to).
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let ident = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !ident {
+        return Err(format!(
+            "`{name}` is not a valid name (letters, digits and `_`, not starting with a digit)"
+        ));
+    }
+    let reserved = Aggregate::from_name(name).is_some()
+        || FUNCTIONS.split(", ").any(|f| f == name)
+        || matches!(name, "and" | "or" | "not");
+    if reserved {
+        return Err(format!(
+            "`{name}` is an aggregate, a function or a keyword; pick another name"
+        ));
+    }
+    Ok(())
 }
 
 fn is_bool(e: &Expr) -> bool {
@@ -115,15 +196,16 @@ fn decider(e: &Expr) -> Option<&Expr> {
     }
 }
 
-fn uses_prev(e: &Expr) -> bool {
+fn uses_prev(e: &Expr, sc: &Scope) -> bool {
     match &e.kind {
-        ExprKind::Number(_) | ExprKind::Ident(_) => false,
-        ExprKind::Call { name, args } => name == "prev" || args.iter().any(uses_prev),
-        ExprKind::Neg(a) | ExprKind::Not(a) => uses_prev(a),
+        ExprKind::Number(_) => false,
+        ExprKind::Ident(name) => sc.get(name).is_some_and(|v| v.uses_prev),
+        ExprKind::Call { name, args } => name == "prev" || args.iter().any(|a| uses_prev(a, sc)),
+        ExprKind::Neg(a) | ExprKind::Not(a) => uses_prev(a, sc),
         ExprKind::Arith(_, a, b)
         | ExprKind::Compare(_, a, b)
         | ExprKind::And(a, b)
-        | ExprKind::Or(a, b) => uses_prev(a) || uses_prev(b),
+        | ExprKind::Or(a, b) => uses_prev(a, sc) || uses_prev(b, sc),
     }
 }
 
@@ -140,22 +222,22 @@ fn aggregate(name: &str, at: usize) -> Result<Aggregate, ExprError> {
     })
 }
 
-fn boolean(e: &Expr) -> Result<BoolFn, ExprError> {
+fn boolean(e: &Expr, sc: &Scope) -> Result<BoolFn, ExprError> {
     Ok(match &e.kind {
         ExprKind::Compare(op, a, b) => {
-            let (op, a, b) = (*op, num(a)?, num(b)?);
+            let (op, a, b) = (*op, num(a, sc)?, num(b, sc)?);
             Arc::new(move |env| op.apply(a(env), b(env)))
         }
         ExprKind::And(a, b) => {
-            let (a, b) = (boolean(a)?, boolean(b)?);
+            let (a, b) = (boolean(a, sc)?, boolean(b, sc)?);
             Arc::new(move |env| a(env) && b(env))
         }
         ExprKind::Or(a, b) => {
-            let (a, b) = (boolean(a)?, boolean(b)?);
+            let (a, b) = (boolean(a, sc)?, boolean(b, sc)?);
             Arc::new(move |env| a(env) || b(env))
         }
         ExprKind::Not(a) => {
-            let a = boolean(a)?;
+            let a = boolean(a, sc)?;
             Arc::new(move |env| !a(env))
         }
         _ => {
@@ -167,22 +249,25 @@ fn boolean(e: &Expr) -> Result<BoolFn, ExprError> {
     })
 }
 
-fn num(e: &Expr) -> Result<NumFn, ExprError> {
+fn num(e: &Expr, sc: &Scope) -> Result<NumFn, ExprError> {
     Ok(match &e.kind {
         ExprKind::Number(n) => {
             let n = *n;
             Arc::new(move |_| n)
         }
         ExprKind::Ident(name) => {
+            if let Some(v) = sc.get(name) {
+                return Ok(v.f.clone());
+            }
             let a = aggregate(name, e.span.start)?;
             Arc::new(move |env| env.get(a))
         }
         ExprKind::Neg(a) => {
-            let a = num(a)?;
+            let a = num(a, sc)?;
             Arc::new(move |env| -a(env))
         }
         ExprKind::Arith(op, a, b) => {
-            let (a, b) = (num(a)?, num(b)?);
+            let (a, b) = (num(a, sc)?, num(b, sc)?);
             match op {
                 ArithOp::Add => Arc::new(move |env| a(env) + b(env)),
                 ArithOp::Sub => Arc::new(move |env| a(env) - b(env)),
@@ -190,7 +275,7 @@ fn num(e: &Expr) -> Result<NumFn, ExprError> {
                 ArithOp::Div => Arc::new(move |env| a(env) / b(env)),
             }
         }
-        ExprKind::Call { name, args } => call(e, name, args)?,
+        ExprKind::Call { name, args } => call(e, name, args, sc)?,
         ExprKind::Not(_) | ExprKind::Compare(..) | ExprKind::And(..) | ExprKind::Or(..) => {
             return err(
                 e.span.start,
@@ -214,11 +299,11 @@ fn arity(e: &Expr, name: &str, args: &[Expr], want: &str, ok: bool) -> Result<()
     )
 }
 
-fn call(e: &Expr, name: &str, args: &[Expr]) -> Result<NumFn, ExprError> {
+fn call(e: &Expr, name: &str, args: &[Expr], sc: &Scope) -> Result<NumFn, ExprError> {
     match name {
         "abs" | "sqrt" | "ln" => {
             arity(e, name, args, "1 argument", args.len() == 1)?;
-            let a = num(&args[0])?;
+            let a = num(&args[0], sc)?;
             Ok(match name {
                 "abs" => Arc::new(move |env| a(env).abs()),
                 "sqrt" => Arc::new(move |env| a(env).sqrt()),
@@ -227,7 +312,10 @@ fn call(e: &Expr, name: &str, args: &[Expr]) -> Result<NumFn, ExprError> {
         }
         "min" | "max" => {
             arity(e, name, args, "at least 2 arguments", args.len() >= 2)?;
-            let fs = args.iter().map(num).collect::<Result<Vec<_>, _>>()?;
+            let fs = args
+                .iter()
+                .map(|a| num(a, sc))
+                .collect::<Result<Vec<_>, _>>()?;
             // IEEE `min`/`max` ignore NaN; a rule author comparing against a missing value
             // should see NaN (condition false) instead, so NaN propagates here.
             let pick: fn(f64, f64) -> f64 = if name == "min" {
@@ -261,7 +349,7 @@ fn call(e: &Expr, name: &str, args: &[Expr]) -> Result<NumFn, ExprError> {
                 "3 arguments (value, low, high)",
                 args.len() == 3,
             )?;
-            let (x, lo, hi) = (num(&args[0])?, num(&args[1])?, num(&args[2])?);
+            let (x, lo, hi) = (num(&args[0], sc)?, num(&args[1], sc)?, num(&args[2], sc)?);
             // Not `f64::clamp`: it panics when low > high, and bounds may be computed.
             Ok(Arc::new(move |env| {
                 let (x, lo, hi) = (x(env), lo(env), hi(env));

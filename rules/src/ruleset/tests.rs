@@ -425,3 +425,36 @@ fn errors_inside_longer_expressions_point_at_the_column() {
     assert_eq!((e[0].0, e[0].1), (4, 34));
     assert!(e[0].3.contains("`sqrt` takes 1 argument"), "{}", e[0].3);
 }
+
+#[test]
+fn let_values_are_checked_in_order_and_located() {
+    let src = r#"rules:
+  - name: bad
+    window: { tumbling: 10s }
+    let:
+      mean: "max"
+      spread: "max - mni"
+      ratio: "spread / later"
+      later: "mean > 1"
+      2x: "1"
+    alert: { when: "ratio > 1 and spread > 0" }
+  - name: unused
+    window: { tumbling: 10s }
+    aggregates: [mean]
+    let: { x: "mean" }
+"#;
+    let e = errors(src);
+    let got: Vec<_> = e.iter().map(|(l, c, _, _)| (*l, *c)).collect();
+    assert_eq!(got, [(5, 7), (6, 22), (7, 24), (8, 15), (9, 7), (14, 10)]);
+    assert!(e[0].3.contains("`mean` is an aggregate"), "{}", e[0].3);
+    assert!(
+        e[1].3.contains("in `let.spread`: unknown aggregate `mni`"),
+        "{}",
+        e[1].3
+    );
+    // Values see only the ones before them.
+    assert!(e[2].3.contains("unknown aggregate `later`"), "{}", e[2].3);
+    assert!(e[3].3.contains("must be a number"), "{}", e[3].3);
+    assert!(e[4].3.contains("not a valid name"), "{}", e[4].3);
+    assert!(e[5].3.contains("no alert"), "{}", e[5].3);
+}
