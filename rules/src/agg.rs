@@ -79,13 +79,14 @@ impl Acc {
         if self.count == 1 {
             self.base = ts;
         }
-        let n = self.count as f64;
+        // One division shared by both running means.
+        let inv_n = 1.0 / self.count as f64;
         let t = ts.saturating_sub(self.base) as f64;
         let dt = t - self.mean_t;
-        self.mean_t += dt / n;
+        self.mean_t += dt * inv_n;
         self.m2t += dt * (t - self.mean_t);
         let delta = v - self.mean;
-        self.mean += delta / n;
+        self.mean += delta * inv_n;
         self.m2 += delta * (v - self.mean);
         self.cxy += dt * (v - self.mean);
         self.sumsq += v * v;

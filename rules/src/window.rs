@@ -246,23 +246,26 @@ impl Win {
                     }
                 }
                 // Windows containing `ts` start in (ts - size, ts], on multiples of `hop`;
-                // only those newer than every window opened so far may open. i128 keeps the
-                // arithmetic exact at the ends of the i64 range.
-                let (t, s, h) = (i128::from(ts), i128::from(size), i128::from(hop));
-                let highest = t - t.rem_euclid(h);
-                let mut first = (t - s).div_euclid(h) * h + h;
-                if let Some(n) = newest {
-                    first = first.max(i128::from(*n) + h);
-                }
-                let mut start = first;
-                while start <= highest {
-                    let Ok(s64) = i64::try_from(start) else { break };
-                    let mut acc = Acc::EMPTY;
-                    acc.add(ts, v, alpha);
-                    open.push_back((s64, acc));
-                    *newest = Some(s64);
-                    added = true;
-                    start += h;
+                // only those newer than every window opened so far may open. The common
+                // case — the newest window already holds `ts` — costs one remainder.
+                let highest = ts - ts.rem_euclid(hop); // Cannot overflow: 0 ≤ rem < hop.
+                if newest.is_none_or(|n| highest > n) {
+                    // i128: exact at the ends of the i64 range; runs once per hop, not per
+                    // sample.
+                    let (t, s, h) = (i128::from(ts), i128::from(size), i128::from(hop));
+                    let mut start = (t - s).div_euclid(h) * h + h;
+                    if let Some(n) = newest {
+                        start = start.max(i128::from(*n) + h);
+                    }
+                    while start <= i128::from(highest) {
+                        let Ok(s64) = i64::try_from(start) else { break };
+                        let mut acc = Acc::EMPTY;
+                        acc.add(ts, v, alpha);
+                        open.push_back((s64, acc));
+                        *newest = Some(s64);
+                        added = true;
+                        start += h;
+                    }
                 }
                 Pushed::new(
                     !added,
