@@ -1,4 +1,4 @@
-//! The streaming core: series interning, tumbling windows, aggregates and alert state.
+//! The streaming core: series interning, dispatch of samples to windows, alert state.
 //!
 //! Layout is chosen for the per-sample path, which a gateway runs millions of times a second:
 //! when a `(device, metric)` pair is first interned, the rules whose globs match it are found
@@ -12,9 +12,11 @@
 
 use std::collections::HashMap;
 
+use crate::agg::{Closed, Env};
 use crate::error::EngineError;
-use crate::event::{Aggregate, AlertState, Event, EventKind, Sample, SeriesId};
+use crate::event::{AlertState, Event, EventKind, Sample, SeriesId};
 use crate::ruleset::RuleSet;
+use crate::window::{Done, Win};
 
 /// Resource bounds for an [`Engine`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,8 @@ pub struct EngineStats {
     /// Samples dropped because their window had already closed; counted once per
     /// `(rule, series)` window that refused the sample.
     pub late_dropped: u64,
+    /// Samples a full sliding window dropped (its oldest) to make room, per `(rule, series)`.
+    pub window_overflow: u64,
     /// Samples whose value was NaN, dropped before reaching any window.
     pub nan_dropped: u64,
     /// Windows closed with at least one sample (empty windows are never opened).
@@ -52,57 +56,18 @@ pub struct EngineStats {
     pub alerts_cleared: u64,
 }
 
-/// The running totals of one open window.
-#[derive(Debug, Clone, Copy)]
-struct Acc {
-    count: u64,
-    sum: f64,
-    min: f64,
-    max: f64,
-}
-
-impl Acc {
-    const EMPTY: Acc = Acc {
-        count: 0,
-        sum: 0.0,
-        min: f64::INFINITY,
-        max: f64::NEG_INFINITY,
-    };
-
-    #[inline]
-    fn add(&mut self, v: f64) {
-        self.count += 1;
-        self.sum += v;
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
-    }
-
-    fn get(&self, a: Aggregate) -> f64 {
-        match a {
-            Aggregate::Count => self.count as f64,
-            Aggregate::Mean => self.sum / self.count as f64,
-            Aggregate::Min => self.min,
-            Aggregate::Max => self.max,
-        }
-    }
-}
-
 /// The state of one rule on one series.
 #[derive(Debug, Clone)]
 struct Slot {
     rule: u32,
-    /// Copied from the rule so the hot path does not touch the rule table.
-    size: i64,
-    /// Samples before this are late: the open window's start, or the end of the last
-    /// closed one when no window is open.
-    floor: i64,
-    start: i64,
-    end: i64,
-    open: bool,
     raised: bool,
-    acc: Acc,
+    /// Copied from the rule so the hot path does not touch the rule table.
+    alpha: f64,
+    win: Win,
+    /// The previous closed window, kept only for rules whose condition reads `prev(...)`;
+    /// allocated at the first close and overwritten in place after that.
+    prev: Option<Box<Closed>>,
 }
-
 #[derive(Debug)]
 struct Series {
     device: Box<str>,
@@ -159,13 +124,10 @@ impl Engine {
             if rule.device.matches(device) && rule.metric.matches(metric) {
                 self.slots.push(Slot {
                     rule: u32::try_from(i).map_err(|_| too_many.clone())?,
-                    size: rule.window,
-                    floor: i64::MIN,
-                    start: 0,
-                    end: 0,
-                    open: false,
                     raised: false,
-                    acc: Acc::EMPTY,
+                    alpha: rule.ewma_alpha,
+                    win: Win::new(rule.window),
+                    prev: None,
                 });
             }
         }
@@ -203,24 +165,29 @@ impl Engine {
             return;
         };
         let range = series.first as usize..(series.first + series.len) as usize;
+        let mut deadline = self.next_deadline;
         for slot in &mut self.slots[range] {
-            if s.ts < slot.floor {
+            let Slot {
+                rule,
+                raised,
+                alpha,
+                win,
+                prev,
+            } = slot;
+            let stats = &mut self.stats;
+            let rules = &self.rules;
+            let pushed = win.push(s.ts, s.value, *alpha, |done| {
+                close(rules, stats, *rule, raised, prev, s.series, done, out);
+            });
+            if pushed.late {
                 self.stats.late_dropped += 1;
-                continue;
             }
-            if slot.open && s.ts >= slot.end {
-                close(&self.rules, &mut self.stats, slot, s.series, out);
+            if pushed.overflow {
+                self.stats.window_overflow += 1;
             }
-            if !slot.open {
-                let start = s.ts.saturating_sub(s.ts.rem_euclid(slot.size));
-                slot.start = start;
-                slot.end = start.saturating_add(slot.size);
-                slot.floor = start;
-                slot.open = true;
-                self.next_deadline = self.next_deadline.min(slot.end);
-            }
-            slot.acc.add(s.value);
+            deadline = deadline.min(pushed.deadline);
         }
+        self.next_deadline = deadline;
     }
 
     /// Event time has reached `watermark`: close every window ending at or before it.
@@ -233,18 +200,34 @@ impl Engine {
         for (id, series) in self.series.iter().enumerate() {
             let range = series.first as usize..(series.first + series.len) as usize;
             for slot in &mut self.slots[range] {
-                if !slot.open {
-                    continue;
-                }
-                if slot.end <= watermark {
-                    // `id` fits in u32: it was checked when the series was interned.
-                    close(&self.rules, &mut self.stats, slot, SeriesId(id as u32), out);
-                } else {
-                    next = next.min(slot.end);
-                }
+                let Slot {
+                    rule,
+                    raised,
+                    win,
+                    prev,
+                    ..
+                } = slot;
+                let stats = &mut self.stats;
+                let rules = &self.rules;
+                // `id` fits in u32: it was checked when the series was interned.
+                let series = SeriesId(id as u32);
+                next = next.min(win.advance(watermark, |done| {
+                    close(rules, stats, *rule, raised, prev, series, done, out);
+                }));
             }
         }
         self.next_deadline = next;
+    }
+
+    /// Bytes of per-series window state: the slots (inline state) plus what they own on
+    /// the heap. Excludes the series index and names, which do not depend on the rules.
+    pub fn state_bytes(&self) -> usize {
+        self.slots.capacity() * size_of::<Slot>()
+            + self
+                .slots
+                .iter()
+                .map(|s| s.win.heap_bytes() + s.prev.as_ref().map_or(0, |_| size_of::<Closed>()))
+                .sum::<usize>()
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -257,42 +240,55 @@ impl Engine {
     }
 }
 
-/// Emits the window's events (Window first, then any alert transition) and resets the slot.
+/// Emits a closed window's events: Window first, then any alert transition.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "split borrows of the engine and the slot"
+)]
 fn close(
     rules: &RuleSet,
     stats: &mut EngineStats,
-    slot: &mut Slot,
+    rule: u32,
+    raised: &mut bool,
+    prev: &mut Option<Box<Closed>>,
     series: SeriesId,
+    done: Done,
     out: &mut Vec<Event>,
 ) {
-    slot.open = false;
-    slot.floor = slot.end;
-    let acc = std::mem::replace(&mut slot.acc, Acc::EMPTY);
     stats.windows_closed += 1;
-    let Some(rule) = rules.rules.get(slot.rule as usize) else {
+    let Some(rule) = rules.rules.get(rule as usize) else {
         return;
+    };
+    let env = Env {
+        cur: done.closed,
+        prev: prev.as_deref(),
     };
     if !rule.aggregates.is_empty() {
         out.push(Event {
             rule: rule.name.clone(),
             series,
-            ts: slot.end,
+            ts: done.ts,
             kind: EventKind::Window {
-                start: slot.start,
-                end: slot.end,
-                values: rule.aggregates.iter().map(|&a| (a, acc.get(a))).collect(),
+                start: done.start,
+                end: done.end,
+                values: rule.aggregates.iter().map(|&a| (a, env.get(a))).collect(),
             },
         });
     }
     if let Some(alert) = &rule.alert {
-        let value = acc.get(alert.condition.aggregate);
-        let holds = alert.condition.holds(value);
-        let state = match (holds, slot.raised) {
+        let (holds, value) = alert.condition.eval(&env);
+        if alert.condition.uses_prev {
+            match prev {
+                Some(p) => **p = done.closed,
+                None => *prev = Some(Box::new(done.closed)),
+            }
+        }
+        let state = match (holds, *raised) {
             (true, false) => AlertState::Raised,
             (false, true) => AlertState::Cleared,
             _ => return,
         };
-        slot.raised = holds;
+        *raised = holds;
         match state {
             AlertState::Raised => stats.alerts_raised += 1,
             AlertState::Cleared => stats.alerts_cleared += 1,
@@ -300,7 +296,7 @@ fn close(
         out.push(Event {
             rule: rule.name.clone(),
             series,
-            ts: slot.end,
+            ts: done.ts,
             kind: EventKind::Alert {
                 state,
                 severity: alert.severity,

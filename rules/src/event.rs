@@ -61,22 +61,85 @@ impl AlertState {
 }
 
 /// An aggregate function over a window's values.
+///
+/// Every aggregate is computed online in O(1) memory per open window (see `agg`).
+/// "First" and "last" are by event time (ties: arrival order); `ewma` is by arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Aggregate {
     Count,
     Mean,
     Min,
     Max,
+    Sum,
+    /// The value with the earliest timestamp.
+    First,
+    /// The value with the latest timestamp.
+    Last,
+    /// `last - first`.
+    Delta,
+    /// `delta` per second of window length (for count and session windows: of the span
+    /// between the first and last timestamps; NaN when that span is zero).
+    Rate,
+    /// Population variance (divides by n), computed with Welford's method.
+    Variance,
+    /// Square root of `variance`.
+    Stddev,
+    /// Root mean square: `sqrt(mean(v²))`.
+    Rms,
+    /// `max - min`.
+    PeakToPeak,
+    /// Exponentially weighted moving average over the window in arrival order, seeded with
+    /// the first value to arrive: `e = alpha * v + (1 - alpha) * e`. `alpha` is the rule's
+    /// `ewma_alpha` (default 0.2).
+    Ewma,
+    /// Least-squares slope of value against time, per second (NaN when every sample has the
+    /// same timestamp). The trend a predictive-maintenance rule watches.
+    Slope,
 }
 
 impl Aggregate {
+    /// Every aggregate, in declaration order.
+    pub const ALL: [Aggregate; 15] = [
+        Aggregate::Count,
+        Aggregate::Mean,
+        Aggregate::Min,
+        Aggregate::Max,
+        Aggregate::Sum,
+        Aggregate::First,
+        Aggregate::Last,
+        Aggregate::Delta,
+        Aggregate::Rate,
+        Aggregate::Variance,
+        Aggregate::Stddev,
+        Aggregate::Rms,
+        Aggregate::PeakToPeak,
+        Aggregate::Ewma,
+        Aggregate::Slope,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             Aggregate::Count => "count",
             Aggregate::Mean => "mean",
             Aggregate::Min => "min",
             Aggregate::Max => "max",
+            Aggregate::Sum => "sum",
+            Aggregate::First => "first",
+            Aggregate::Last => "last",
+            Aggregate::Delta => "delta",
+            Aggregate::Rate => "rate",
+            Aggregate::Variance => "variance",
+            Aggregate::Stddev => "stddev",
+            Aggregate::Rms => "rms",
+            Aggregate::PeakToPeak => "peak_to_peak",
+            Aggregate::Ewma => "ewma",
+            Aggregate::Slope => "slope",
         }
+    }
+
+    /// The aggregate spelled `name` in rule files.
+    pub fn from_name(name: &str) -> Option<Aggregate> {
+        Aggregate::ALL.into_iter().find(|a| a.as_str() == name)
     }
 }
 

@@ -5,6 +5,14 @@
 //! [`Sample`]s with [`Engine::push`] and is told how far event time has moved with
 //! [`Engine::advance`]; both append the [`Event`]s they cause to a caller-owned `Vec`.
 //!
+//! A rule selects series by glob (`select: { device, metric }`), groups them per series, and
+//! runs one window kind over each — `tumbling`, `hopping`, `count`, `sliding` or `session`
+//! (module `window`, with the memory each keeps per series) — feeding an online accumulator
+//! of every aggregate (module `agg`). When a window closes the rule emits the aggregates it
+//! lists and evaluates its `when` condition: a small typed expression language (module
+//! `expr`) with arithmetic, comparisons, `and`/`or`/`not`, functions and `prev(...)`,
+//! compiled once when the rules are loaded.
+//!
 //! The engine never reads the clock, never logs and never does I/O: the same samples in the
 //! same order give the same events, byte for byte. That is what makes `weir replay` exact and
 //! lets the engine be checked against a brute-force reference model.
@@ -29,6 +37,7 @@
 //! assert!(matches!(events[0].kind, EventKind::Alert { state: AlertState::Raised, .. }));
 //! ```
 
+mod agg;
 mod engine;
 mod error;
 mod event;
@@ -36,6 +45,7 @@ mod expr;
 mod ruleset;
 mod schema;
 mod tree;
+mod window;
 
 pub use engine::{Engine, EngineStats, Limits};
 pub use error::{Diagnostic, EngineError, RuleError};

@@ -11,11 +11,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::agg::DEFAULT_EWMA_ALPHA;
 use crate::error::{Diagnostic, RuleError};
 use crate::event::{Aggregate, Severity};
-use crate::expr::Condition;
-use crate::schema::{Glob, RawRule, parse_duration};
+use crate::expr::{Condition, Scope, check_name};
+use crate::schema::{Glob, RawRule, RawWindow, parse_duration};
 use crate::tree::{Loc, Node, NodeKind};
+use crate::window::{DEFAULT_MAX_SAMPLES, MAX_OVERLAP, MAX_SAMPLES, WindowSpec, overlap};
 
 /// A validated set of rules, ready to give to [`crate::Engine::new`].
 #[derive(Debug, Clone, Default)]
@@ -29,8 +31,9 @@ pub(crate) struct Rule {
     pub name: Arc<str>,
     pub device: Glob,
     pub metric: Glob,
-    /// Tumbling window length in µs; always > 0.
-    pub window: i64,
+    pub window: WindowSpec,
+    /// Smoothing factor of `ewma`, in (0, 1].
+    pub ewma_alpha: f64,
     /// Aggregates to emit per closed window, in the order written; may be empty.
     pub aggregates: Vec<Aggregate>,
     pub alert: Option<AlertRule>,
@@ -265,16 +268,20 @@ impl Compiler<'_> {
         }
         let device = self.glob(node, &["select", "device"], name, &raw.select.device);
         let metric = self.glob(node, &["select", "metric"], name, &raw.select.metric);
-        let window = match parse_duration(&raw.window.tumbling) {
-            Ok(us) => Some(us),
-            Err(msg) => {
-                self.report(node.locate(&["window", "tumbling"]), Some(name), msg);
+        let window = self.window(node, name, &raw.window);
+        let ewma_alpha = match raw.ewma_alpha {
+            None => Some(DEFAULT_EWMA_ALPHA),
+            Some(a) if a > 0.0 && a <= 1.0 => Some(a),
+            Some(a) => {
+                let msg = format!("`ewma_alpha` must be in (0, 1], found {a}");
+                self.report(node.locate(&["ewma_alpha"]), Some(name), msg);
                 None
             }
         };
         let aggregates = self.aggregates(node, name, raw.aggregates.as_deref().unwrap_or(&[]));
+        let scope = self.lets(node, name);
         let alert = raw.alert.as_ref().and_then(|a| {
-            let condition = match Condition::compile(&a.when) {
+            let condition = match Condition::compile_in(&a.when, &scope) {
                 Ok(c) => Some(c),
                 Err(e) => {
                     let at = self.inside(node.locate(&["alert", "when"]), e.offset);
@@ -304,6 +311,10 @@ impl Compiler<'_> {
                 severity: severity?,
             })
         });
+        if raw.lets.is_some() && raw.alert.is_none() {
+            let msg = "`let` values are only used by `alert.when`, and this rule has no alert";
+            self.report(node.locate(&["let"]), Some(name), msg);
+        }
         if raw.aggregates.as_ref().is_none_or(Vec::is_empty) && raw.alert.is_none() {
             self.report(
                 name_loc,
@@ -319,11 +330,125 @@ impl Compiler<'_> {
             device: device?,
             metric: metric?,
             window: window?,
+            ewma_alpha: ewma_alpha?,
             aggregates: aggregates?,
             alert,
             file: self.file.clone(),
             name_loc,
         })
+    }
+
+    /// Compiles `let:` in the order written; each value sees the ones before it.
+    fn lets(&mut self, node: &Node, rule: &str) -> Scope {
+        let mut scope = Scope::default();
+        let Some(NodeKind::Map(entries)) = node.get("let").map(|n| &n.kind) else {
+            return scope;
+        };
+        for (key, value) in entries {
+            // The raw struct checked that keys and values are strings.
+            let (Some(name), Some(src)) = (key.as_str(), value.as_str()) else {
+                continue;
+            };
+            if let Err(msg) = check_name(name) {
+                self.report(key.loc, Some(rule), msg);
+                continue;
+            }
+            if let Err(e) = scope.define(name, src) {
+                let at = self.inside(value.loc, e.offset);
+                self.report(at, Some(rule), format!("in `let.{name}`: {}", e.message));
+                // Keeps `when` from reporting the name as unknown on top of this.
+                scope.placeholder(name);
+            }
+        }
+        scope
+    }
+
+    fn duration(&mut self, node: &Node, path: &[&str], rule: &str, text: &str) -> Option<i64> {
+        parse_duration(text)
+            .map_err(|msg| self.report(node.locate(path), Some(rule), msg))
+            .ok()
+    }
+
+    /// Exactly one window kind, validated.
+    fn window(&mut self, node: &Node, rule: &str, raw: &RawWindow) -> Option<WindowSpec> {
+        let at = node.locate(&["window"]);
+        let kinds = [
+            raw.tumbling.is_some(),
+            raw.hopping.is_some(),
+            raw.count.is_some(),
+            raw.sliding.is_some(),
+            raw.session.is_some(),
+        ];
+        let one_of = "`tumbling`, `hopping`, `count`, `sliding` or `session`";
+        match kinds.iter().filter(|k| **k).count() {
+            0 => {
+                self.report(at, Some(rule), format!("`window` needs one of {one_of}"));
+                return None;
+            }
+            1 => {}
+            _ => {
+                let msg = format!("`window` takes exactly one of {one_of}");
+                self.report(at, Some(rule), msg);
+                return None;
+            }
+        }
+        if raw.max_samples.is_some() && raw.sliding.is_none() {
+            let at = node.locate(&["window", "max_samples"]);
+            self.report(
+                at,
+                Some(rule),
+                "`max_samples` only applies to `sliding` windows",
+            );
+            return None;
+        }
+        if let Some(t) = &raw.tumbling {
+            let size = self.duration(node, &["window", "tumbling"], rule, t)?;
+            return Some(WindowSpec::Tumbling { size });
+        }
+        if let Some(t) = &raw.session {
+            let gap = self.duration(node, &["window", "session"], rule, t)?;
+            return Some(WindowSpec::Session { gap });
+        }
+        if let Some(t) = &raw.sliding {
+            let size = self.duration(node, &["window", "sliding"], rule, t)?;
+            let cap = raw.max_samples.unwrap_or(DEFAULT_MAX_SAMPLES);
+            if cap == 0 || cap > MAX_SAMPLES {
+                let at = node.locate(&["window", "max_samples"]);
+                let msg = format!("`max_samples` must be between 1 and {MAX_SAMPLES}");
+                self.report(at, Some(rule), msg);
+                return None;
+            }
+            // Checked just above: 1 ≤ cap ≤ MAX_SAMPLES fits in usize.
+            let cap = usize::try_from(cap).unwrap_or(1);
+            return Some(WindowSpec::Sliding { size, cap });
+        }
+        if let Some(n) = raw.count {
+            if n == 0 {
+                let at = node.locate(&["window", "count"]);
+                self.report(at, Some(rule), "`count` must be greater than zero");
+                return None;
+            }
+            return Some(WindowSpec::Count { n });
+        }
+        let h = raw.hopping.as_ref()?;
+        let size = self.duration(node, &["window", "hopping", "size"], rule, &h.size);
+        let hop = self.duration(node, &["window", "hopping", "hop"], rule, &h.hop);
+        let (size, hop) = (size?, hop?);
+        let at = node.locate(&["window", "hopping", "hop"]);
+        if hop > size {
+            let msg = format!("`hop` ({}) must not exceed `size` ({})", h.hop, h.size);
+            self.report(at, Some(rule), msg);
+            return None;
+        }
+        if overlap(size, hop) > MAX_OVERLAP {
+            let msg = format!(
+                "`size / hop` must be at most {MAX_OVERLAP} (each sample is in that many \
+                 windows); use a longer hop"
+            );
+            self.report(at, Some(rule), msg);
+            return None;
+        }
+        Some(WindowSpec::Hopping { size, hop })
     }
 
     fn glob(&mut self, node: &Node, path: &[&str], rule: &str, pattern: &str) -> Option<Glob> {
@@ -344,14 +469,7 @@ impl Compiler<'_> {
         let mut ok = true;
         for (i, name) in names.iter().enumerate() {
             let loc = items.get(i).map_or(node.loc, |n| n.loc);
-            let found = [
-                Aggregate::Count,
-                Aggregate::Mean,
-                Aggregate::Min,
-                Aggregate::Max,
-            ]
-            .into_iter()
-            .find(|a| a.as_str() == name);
+            let found = Aggregate::from_name(name);
             match found {
                 Some(a) if out.contains(&a) => {
                     self.report(loc, Some(rule), format!("aggregate `{name}` listed twice"));
@@ -359,8 +477,11 @@ impl Compiler<'_> {
                 }
                 Some(a) => out.push(a),
                 None => {
-                    let msg =
-                        format!("unknown aggregate `{name}` (expected count, mean, min or max)");
+                    let known: Vec<&str> = Aggregate::ALL.iter().map(|a| a.as_str()).collect();
+                    let msg = format!(
+                        "unknown aggregate `{name}` (expected one of: {})",
+                        known.join(", ")
+                    );
                     self.report(loc, Some(rule), msg);
                     ok = false;
                 }

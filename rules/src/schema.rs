@@ -19,6 +19,13 @@ pub(crate) struct RawRule {
     pub aggregates: Option<Vec<String>>,
     #[serde(default)]
     pub alert: Option<RawAlert>,
+    /// Named numeric expressions usable in `when`, in the order written (the order is
+    /// read from the located tree; this map only checks the shape).
+    #[serde(default, rename = "let")]
+    pub lets: Option<std::collections::BTreeMap<String, String>>,
+    /// Smoothing factor of the `ewma` aggregate, in (0, 1].
+    #[serde(default)]
+    pub ewma_alpha: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,7 +53,26 @@ fn match_all() -> String {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawWindow {
-    pub tumbling: String,
+    #[serde(default)]
+    pub tumbling: Option<String>,
+    #[serde(default)]
+    pub hopping: Option<RawHopping>,
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub sliding: Option<String>,
+    #[serde(default)]
+    pub session: Option<String>,
+    /// For `sliding`: the most samples kept within the window.
+    #[serde(default)]
+    pub max_samples: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHopping {
+    pub size: String,
+    pub hop: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -46,14 +46,22 @@ rules:
         ["pump-overheat", "everything", "numeric-metric"]
     );
     let r = &set.rules[1];
-    assert_eq!(r.window, 500_000);
+    assert_eq!(
+        r.window,
+        crate::window::WindowSpec::Tumbling { size: 500_000 }
+    );
     assert!(r.device.matches("anything") && r.metric.matches("anything"));
     let alert = r.alert.as_ref().unwrap();
     assert_eq!(alert.severity, Severity::Warning);
     assert_eq!(&*alert.text, "count >= 3");
     assert_eq!(set.rules[0].aggregates, [Aggregate::Mean, Aggregate::Max]);
     assert!(set.rules[2].metric.matches("42"));
-    assert_eq!(set.rules[2].window, 86_400_000_000);
+    assert_eq!(
+        set.rules[2].window,
+        crate::window::WindowSpec::Tumbling {
+            size: 86_400_000_000
+        }
+    );
 }
 
 #[test]
@@ -82,7 +90,7 @@ fn unknown_keys_at_every_level() {
     let src = "\
 rules:
   - name: a
-    window: { tumbling: 10s, sliding: 5s }
+    window: { tumbling: 10s, slidng: 5s }
     aggregates: [mean]
   - name: b
     selcet: { device: x }
@@ -104,7 +112,7 @@ version: 2
             (12, 1, None),
         ]
     );
-    assert!(e[0].3.contains("unknown field `sliding`"), "{}", e[0].3);
+    assert!(e[0].3.contains("unknown field `slidng`"), "{}", e[0].3);
     assert!(e[3].3.contains("unknown key `version`"), "{}", e[3].3);
 }
 
@@ -343,4 +351,110 @@ fn diagnostic_display_omits_a_missing_rule() {
     assert_eq!(d.to_string(), "f.yaml:3:7: boom");
     let d = Diagnostic::new("f.yaml", 3, 7, Some("r".into()), "boom");
     assert_eq!(d.to_string(), "f.yaml:3:7: rule `r`: boom");
+}
+
+#[test]
+fn window_kinds_and_ewma_alpha_are_validated() {
+    let src = "\
+rules:
+  - name: none
+    window: {}
+    aggregates: [mean]
+  - name: two
+    window: { tumbling: 1s, count: 3 }
+    aggregates: [mean]
+  - name: hop
+    window: { hopping: { size: 1s, hop: 2s } }
+    aggregates: [mean]
+  - name: many
+    window: { hopping: { size: 1h, hop: 1s } }
+    aggregates: [mean]
+  - name: zero
+    window: { count: 0 }
+    aggregates: [mean]
+  - name: alpha
+    window: { count: 3 }
+    ewma_alpha: 1.5
+    aggregates: [ewma]
+  - name: cap
+    window: { sliding: 1m, max_samples: 0 }
+    aggregates: [mean]
+  - name: capped
+    window: { session: 1m, max_samples: 10 }
+    aggregates: [mean]
+  - name: good
+    window: { hopping: { size: 1m, hop: 10s } }
+    ewma_alpha: 1
+    aggregates: [ewma, stddev, peak_to_peak]
+    alert: { when: \"ewma > clamp(prev(ewma) * 1.1, 0, 100) or not rms < 3\" }
+";
+    let e = errors(src);
+    let got: Vec<_> = e.iter().map(|(l, c, _, _)| (*l, *c)).collect();
+    assert_eq!(
+        got,
+        [
+            (3, 13),
+            (6, 13),
+            (9, 41),
+            (12, 41),
+            (15, 22),
+            (19, 17),
+            (22, 41),
+            (25, 41)
+        ]
+    );
+    assert!(e[0].3.contains("needs one of"), "{}", e[0].3);
+    assert!(e[1].3.contains("exactly one"), "{}", e[1].3);
+    assert!(e[2].3.contains("must not exceed"), "{}", e[2].3);
+    assert!(e[3].3.contains("at most 64"), "{}", e[3].3);
+    assert!(e[4].3.contains("greater than zero"), "{}", e[4].3);
+    assert!(e[5].3.contains("(0, 1]"), "{}", e[5].3);
+    assert!(e[6].3.contains("between 1 and 65536"), "{}", e[6].3);
+    assert!(e[7].3.contains("only applies to `sliding`"), "{}", e[7].3);
+}
+
+#[test]
+fn errors_inside_longer_expressions_point_at_the_column() {
+    let src = r#"rules:
+  - name: x
+    window: { tumbling: 10s }
+    alert: { when: "mean > 1 and sqrt(max, 2) < 3" }
+"#;
+    let e = errors(src);
+    // `sqrt` is at offset 13 of the quoted string whose quote is at column 20.
+    assert_eq!((e[0].0, e[0].1), (4, 34));
+    assert!(e[0].3.contains("`sqrt` takes 1 argument"), "{}", e[0].3);
+}
+
+#[test]
+fn let_values_are_checked_in_order_and_located() {
+    let src = r#"rules:
+  - name: bad
+    window: { tumbling: 10s }
+    let:
+      mean: "max"
+      spread: "max - mni"
+      ratio: "spread / later"
+      later: "mean > 1"
+      2x: "1"
+    alert: { when: "ratio > 1 and spread > 0" }
+  - name: unused
+    window: { tumbling: 10s }
+    aggregates: [mean]
+    let: { x: "mean" }
+"#;
+    let e = errors(src);
+    let got: Vec<_> = e.iter().map(|(l, c, _, _)| (*l, *c)).collect();
+    assert_eq!(got, [(5, 7), (6, 22), (7, 24), (8, 15), (9, 7), (14, 10)]);
+    assert!(e[0].3.contains("`mean` is an aggregate"), "{}", e[0].3);
+    assert!(
+        e[1].3.contains("in `let.spread`: unknown aggregate `mni`"),
+        "{}",
+        e[1].3
+    );
+    // Values see only the ones before them.
+    assert!(e[2].3.contains("unknown aggregate `later`"), "{}", e[2].3);
+    assert!(e[3].3.contains("must be a number"), "{}", e[3].3);
+    assert!(e[4].3.contains("not a valid name"), "{}", e[4].3);
+    assert!(e[5].3.contains("no alert"), "{}", e[5].3);
 }

@@ -1,0 +1,147 @@
+//! Engine throughput and state size, printed as figures a reader can compare.
+//!
+//! `cargo bench -p weir-rules --bench throughput`
+//!
+//! Throughput: 10,000 series fed round-robin (one sample per series every 100 ms of event
+//! time, so each 10 s tumbling window holds 100 samples), `advance` after every round, as the
+//! agent does. With R rules, rule `2j` and `2j + 1` both select metric `m{j}`, so every sample
+//! matches two rules (one rule: every sample matches it). The engine is single-threaded, so
+//! samples/s is samples/s per core.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use weir_rules::{Engine, Limits, RuleSet, Sample, SeriesId};
+
+const SERIES: usize = 10_000;
+
+fn ruleset(rules: usize, window: &str, body: &str) -> RuleSet {
+    let mut yaml = String::from("rules:\n");
+    for i in 0..rules {
+        let metric = if rules == 1 {
+            "*".to_owned()
+        } else {
+            format!("m{}", i / 2)
+        };
+        yaml.push_str(&format!(
+            "  - name: r{i}\n    select: {{ metric: \"{metric}\" }}\n    window: {window}\n    {body}\n"
+        ));
+    }
+    match RuleSet::parse_str(&yaml, "bench.yaml") {
+        Ok(set) => set,
+        Err(e) => panic!("bench rules do not compile: {e}"),
+    }
+}
+
+fn engine(rules: usize, window: &str, body: &str) -> (Engine, Vec<SeriesId>) {
+    let metrics = (rules / 2).max(1);
+    let limits = Limits { max_series: SERIES };
+    let mut engine = Engine::with_limits(ruleset(rules, window, body), limits);
+    let ids = (0..SERIES)
+        .map(
+            |k| match engine.series(&format!("d{k}"), &format!("m{}", k % metrics)) {
+                Ok(id) => id,
+                Err(e) => panic!("{e}"),
+            },
+        )
+        .collect();
+    (engine, ids)
+}
+
+fn throughput(rules: usize, rounds: i64, window: &str) -> (f64, u64) {
+    let (mut engine, ids) = engine(rules, window, "alert: { when: \"mean > 80\" }");
+    let mut out = Vec::with_capacity(4 * SERIES);
+    let mut events = 0u64;
+    let start = Instant::now();
+    for round in 0..rounds {
+        let ts = round * 100_000;
+        for (k, &series) in ids.iter().enumerate() {
+            // Every third 10 s window of a series runs hot, so alerts are raised and cleared.
+            let hot = (round / 100 + k as i64) % 3 == 0;
+            let value = if hot { 90.0 } else { 20.0 } + (round % 7) as f64;
+            engine.push(Sample { series, ts, value }, &mut out);
+        }
+        engine.advance(ts, &mut out);
+        events += out.len() as u64;
+        out.clear();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    black_box(engine.stats());
+    ((rounds as f64 * SERIES as f64) / secs, events)
+}
+
+fn main() {
+    // `cargo test --all-targets` runs bench targets too, without `--bench`: skip the
+    // minutes of measuring there, as criterion does.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("throughput: skipped (run with `cargo bench -p weir-rules --bench throughput`)");
+        return;
+    }
+    println!("throughput: {SERIES} series, tumbling 10 s windowed mean, alert `mean > 80`");
+    for (rules, rounds) in [(1, 1_000), (100, 1_000), (1_000, 300)] {
+        let (rate, events) = throughput(rules, rounds, "{ tumbling: 10s }");
+        let matches = if rules == 1 { 1 } else { 2 };
+        println!(
+            "  {rules:>5} rules ({matches} match per sample): {:>6.2} M samples/s/core  ({events} events)",
+            rate / 1e6
+        );
+    }
+    println!("throughput by window kind: 100 rules, 2 match per sample, same stream");
+    for (kind, window) in [
+        ("hopping 1m/10s", "{ hopping: { size: 1m, hop: 10s } }"),
+        ("count 100", "{ count: 100 }"),
+        ("session 5s (stream never idles)", "{ session: 5s }"),
+        ("sliding 1s (10 samples)", "{ sliding: 1s }"),
+        ("sliding 10s (100 samples)", "{ sliding: 10s }"),
+    ] {
+        let (rate, events) = throughput(100, 200, window);
+        println!(
+            "  {kind:<32} {:>6.2} M samples/s/core  ({events} events)",
+            rate / 1e6
+        );
+    }
+    println!("state per series per rule (inline slot + heap, excluding interning):");
+    for (kind, window, body) in [
+        ("tumbling 10s", "{ tumbling: 10s }", "aggregates: [mean]"),
+        (
+            "hopping 1m/10s",
+            "{ hopping: { size: 1m, hop: 10s } }",
+            "aggregates: [mean]",
+        ),
+        ("count 100", "{ count: 100 }", "aggregates: [mean]"),
+        ("session 5s", "{ session: 5s }", "aggregates: [mean]"),
+        (
+            "sliding 10s (100 samples)",
+            "{ sliding: 10s, max_samples: 128 }",
+            "aggregates: [mean]",
+        ),
+        (
+            "sliding default cap",
+            "{ sliding: 10s }",
+            "aggregates: [mean]",
+        ),
+        (
+            "tumbling + prev()",
+            "{ tumbling: 10s }",
+            "alert: { when: \"mean > prev(mean)\" }",
+        ),
+    ] {
+        let (mut engine, ids) = engine(1, window, body);
+        let mut out = Vec::new();
+        // Two windows' worth, so `prev` state is allocated and hopping windows are all open.
+        for round in 0..1_000i64 {
+            for &series in &ids {
+                engine.push(
+                    Sample {
+                        series,
+                        ts: round * 100_000,
+                        value: 1.0,
+                    },
+                    &mut out,
+                );
+            }
+            out.clear();
+        }
+        println!("  {kind:<32} {:>6} bytes", engine.state_bytes() / SERIES);
+    }
+}

@@ -1,0 +1,454 @@
+//! Window kinds and their per-(rule, series) state.
+//!
+//! Every kind assigns samples to windows, feeds each window's [`Acc`] and hands closed windows
+//! back through a callback, in window-start order. Memory per (rule, series) is fixed when
+//! the series is interned and never grows with the data:
+//!
+//! | kind | windows | state |
+//! |---|---|---|
+//! | `tumbling: D` | `[k·D, (k+1)·D)`, aligned to the epoch | one inline [`Acc`] |
+//! | `hopping: { size: S, hop: H }` | `[k·H, k·H + S)`, so each sample is in about S/H windows | `ceil(S/H)` accumulators allocated once (S/H ≤ [`MAX_OVERLAP`]) |
+//! | `count: N` | every N samples of the series, in arrival order | one inline [`Acc`] |
+//! | `sliding: D` | on every sample at `t`, `(t - D, t]` | a ring of at most `max_samples` (default 1024) `(ts, value)` pairs, 16 bytes each, grown on demand |
+//! | `session: G` | a run of samples with gaps `< G`, ending `G` after its last sample | one inline [`Acc`] |
+//!
+//! Time windows close when a sample at or after their end arrives, or when
+//! [`crate::Engine::advance`] passes their end. A window is only ever opened if it starts
+//! after every window opened before it, so a window never reopens after closing: a sample
+//! that belongs to no still-open window and only to windows older than the newest one is
+//! late, dropped and counted. Count windows ignore time: they take every sample and close on
+//! the N-th; a partial count window stays open (idle timeout is future work). Their `start`
+//! and `end` are the earliest and latest timestamps in the window, both inclusive.
+//!
+//! Sliding windows emit on every sample, with `start = t - D + 1` and `end = t + 1` (so the
+//! window is `[start, end)` like the others) and event time `t`. They need samples in order:
+//! one older than the newest seen is late. When more than `max_samples` fall within `D`, the
+//! oldest is dropped and counted in `EngineStats::window_overflow`, so memory stays bounded
+//! whatever a device sends. Their aggregates are recomputed from the ring on each sample —
+//! O(samples in window), exact for every aggregate.
+//!
+//! Session windows are formed in arrival order: a sample at or after `last + G` closes the
+//! open session; `advance` past `last + G` closes it too. A sample before the end of the
+//! previous session is late; an out-of-order one after it joins the open session. `rate` and
+//! the other aggregates treat a session's span `last - first` as its length.
+
+use std::collections::VecDeque;
+
+use crate::agg::{Acc, Closed};
+
+/// Hopping windows may overlap at most this many times (`size / hop`), bounding the work
+/// per sample and the memory per series.
+pub(crate) const MAX_OVERLAP: i64 = 64;
+
+/// Samples a sliding window keeps unless the rule says otherwise, and the most it may ask.
+pub(crate) const DEFAULT_MAX_SAMPLES: u64 = 1_024;
+pub(crate) const MAX_SAMPLES: u64 = 65_536;
+
+/// How many hopping windows contain a sample: `ceil(size / hop)`, for `0 < hop ≤ size`.
+pub(crate) fn overlap(size: i64, hop: i64) -> i64 {
+    (size - 1) / hop.max(1) + 1
+}
+
+/// A window kind as written in a rule, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WindowSpec {
+    /// Window length in µs; > 0.
+    Tumbling { size: i64 },
+    /// 0 < hop ≤ size, size / hop ≤ [`MAX_OVERLAP`].
+    Hopping { size: i64, hop: i64 },
+    /// Samples per window; > 0.
+    Count { n: u64 },
+    /// On every sample at `t`, the window `(t - size, t]`, holding at most `cap` samples.
+    Sliding { size: i64, cap: usize },
+    /// A run of samples with gaps shorter than `gap`; closes `gap` after its latest sample.
+    Session { gap: i64 },
+}
+
+/// A window that has just closed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Done {
+    /// The event time of the window's events: its end, or for sliding windows the sample
+    /// that moved it.
+    pub ts: i64,
+    pub start: i64,
+    pub end: i64,
+    pub closed: Closed,
+}
+
+/// The open windows of one rule on one series.
+#[derive(Debug, Clone)]
+pub(crate) enum Win {
+    Tumbling {
+        size: i64,
+        /// Samples before this are late: the open window's start, or the end of the last
+        /// closed one when no window is open.
+        floor: i64,
+        start: i64,
+        open: bool,
+        acc: Acc,
+    },
+    Hopping {
+        size: i64,
+        hop: i64,
+        /// The start of the newest window ever opened.
+        newest: Option<i64>,
+        /// Open windows `(start, acc)`, oldest first.
+        open: VecDeque<(i64, Acc)>,
+    },
+    Count {
+        n: u64,
+        acc: Acc,
+    },
+    Sliding {
+        size: i64,
+        cap: usize,
+        /// The newest timestamp seen; older samples are late.
+        newest: i64,
+        /// The window's samples `(ts, value)` in arrival order; at most `cap` of them.
+        buf: VecDeque<(i64, f64)>,
+    },
+    Session {
+        gap: i64,
+        /// Samples before this (the end of the last closed session) are late.
+        floor: i64,
+        open: bool,
+        acc: Acc,
+    },
+}
+
+/// What a sample did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pushed {
+    /// It belonged to no window that could still take it.
+    pub late: bool,
+    /// The earliest end of a time window now open (`i64::MAX` if none).
+    pub deadline: i64,
+    /// A sliding window was full and dropped its oldest sample to take this one.
+    pub overflow: bool,
+}
+
+impl Pushed {
+    const fn new(late: bool, deadline: i64) -> Pushed {
+        Pushed {
+            late,
+            deadline,
+            overflow: false,
+        }
+    }
+}
+
+fn secs(us: i64) -> f64 {
+    us as f64 / 1e6
+}
+
+impl Win {
+    pub fn new(spec: WindowSpec) -> Win {
+        match spec {
+            WindowSpec::Tumbling { size } => Win::Tumbling {
+                size,
+                floor: i64::MIN,
+                start: 0,
+                open: false,
+                acc: Acc::EMPTY,
+            },
+            WindowSpec::Hopping { size, hop } => {
+                // Validated: 0 < hop ≤ size and size / hop ≤ MAX_OVERLAP.
+                let k = usize::try_from(overlap(size, hop)).unwrap_or(1);
+                Win::Hopping {
+                    size,
+                    hop,
+                    newest: None,
+                    open: VecDeque::with_capacity(k),
+                }
+            }
+            WindowSpec::Count { n } => Win::Count { n, acc: Acc::EMPTY },
+            WindowSpec::Sliding { size, cap } => Win::Sliding {
+                size,
+                cap,
+                newest: i64::MIN,
+                // Grows with use, never past `cap`: a few reallocations per series while
+                // warming up, none in steady state.
+                buf: VecDeque::new(),
+            },
+            WindowSpec::Session { gap } => Win::Session {
+                gap,
+                floor: i64::MIN,
+                open: false,
+                acc: Acc::EMPTY,
+            },
+        }
+    }
+
+    /// Bytes this state owns on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Win::Hopping { open, .. } => open.capacity() * size_of::<(i64, Acc)>(),
+            Win::Sliding { buf, .. } => buf.capacity() * size_of::<(i64, f64)>(),
+            _ => 0,
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, ts: i64, v: f64, alpha: f64, mut done: impl FnMut(Done)) -> Pushed {
+        match self {
+            Win::Tumbling {
+                size,
+                floor,
+                start,
+                open,
+                acc,
+            } => {
+                if ts < *floor {
+                    return Pushed::new(
+                        true,
+                        if *open {
+                            start.saturating_add(*size)
+                        } else {
+                            i64::MAX
+                        },
+                    );
+                }
+                let end = start.saturating_add(*size);
+                if *open && ts >= end {
+                    done(Done {
+                        ts: end,
+                        start: *start,
+                        end,
+                        closed: Closed {
+                            acc: std::mem::replace(acc, Acc::EMPTY),
+                            secs: secs(*size),
+                        },
+                    });
+                    *open = false;
+                    *floor = end;
+                }
+                if !*open {
+                    *start = ts.saturating_sub(ts.rem_euclid(*size));
+                    *floor = *start;
+                    *open = true;
+                }
+                acc.add(ts, v, alpha);
+                Pushed::new(false, start.saturating_add(*size))
+            }
+            Win::Hopping {
+                size,
+                hop,
+                newest,
+                open,
+            } => {
+                let (size, hop) = (*size, *hop);
+                close_hopping(open, size, ts, &mut done);
+                let mut added = false;
+                for (start, acc) in open.iter_mut() {
+                    if *start <= ts {
+                        acc.add(ts, v, alpha);
+                        added = true;
+                    }
+                }
+                // Windows containing `ts` start in (ts - size, ts], on multiples of `hop`;
+                // only those newer than every window opened so far may open. The common
+                // case — the newest window already holds `ts` — costs one remainder.
+                let highest = ts - ts.rem_euclid(hop); // Cannot overflow: 0 ≤ rem < hop.
+                if newest.is_none_or(|n| highest > n) {
+                    // i128: exact at the ends of the i64 range; runs once per hop, not per
+                    // sample.
+                    let (t, s, h) = (i128::from(ts), i128::from(size), i128::from(hop));
+                    let mut start = (t - s).div_euclid(h) * h + h;
+                    if let Some(n) = newest {
+                        start = start.max(i128::from(*n) + h);
+                    }
+                    while start <= i128::from(highest) {
+                        let Ok(s64) = i64::try_from(start) else { break };
+                        let mut acc = Acc::EMPTY;
+                        acc.add(ts, v, alpha);
+                        open.push_back((s64, acc));
+                        *newest = Some(s64);
+                        added = true;
+                        start += h;
+                    }
+                }
+                Pushed::new(
+                    !added,
+                    open.front()
+                        .map_or(i64::MAX, |(s, _)| s.saturating_add(size)),
+                )
+            }
+            Win::Count { n, acc } => {
+                acc.add(ts, v, alpha);
+                if acc.count >= *n {
+                    let acc = std::mem::replace(acc, Acc::EMPTY);
+                    done(Done {
+                        ts: acc.last_ts,
+                        start: acc.first_ts,
+                        end: acc.last_ts,
+                        closed: Closed {
+                            acc,
+                            secs: secs(acc.last_ts.saturating_sub(acc.first_ts)),
+                        },
+                    });
+                }
+                Pushed::new(false, i64::MAX)
+            }
+            Win::Sliding {
+                size,
+                cap,
+                newest,
+                buf,
+            } => {
+                if ts < *newest {
+                    return Pushed::new(true, i64::MAX);
+                }
+                *newest = ts;
+                let from = ts.saturating_sub(*size);
+                while buf.front().is_some_and(|&(t, _)| t <= from) {
+                    buf.pop_front();
+                }
+                let overflow = buf.len() >= *cap;
+                if overflow {
+                    buf.pop_front();
+                }
+                buf.push_back((ts, v));
+                // Recomputed from the buffer: exact for every aggregate (min, max and the
+                // EWMA cannot be "un-added"), at O(samples in window) ≤ `cap` per sample.
+                let mut acc = Acc::EMPTY;
+                for &(t, x) in buf.iter() {
+                    acc.add(t, x, alpha);
+                }
+                done(Done {
+                    ts,
+                    start: from.saturating_add(1),
+                    end: ts.saturating_add(1),
+                    closed: Closed {
+                        acc,
+                        secs: secs(*size),
+                    },
+                });
+                Pushed {
+                    late: false,
+                    deadline: i64::MAX,
+                    overflow,
+                }
+            }
+            Win::Session {
+                gap,
+                floor,
+                open,
+                acc,
+            } => {
+                if ts < *floor {
+                    let deadline = if *open {
+                        acc.last_ts.saturating_add(*gap)
+                    } else {
+                        i64::MAX
+                    };
+                    return Pushed::new(true, deadline);
+                }
+                if *open && ts >= acc.last_ts.saturating_add(*gap) {
+                    *floor = close_session(acc, *gap, &mut done);
+                    *open = false;
+                }
+                *open = true;
+                acc.add(ts, v, alpha);
+                Pushed::new(false, acc.last_ts.saturating_add(*gap))
+            }
+        }
+    }
+
+    /// Closes every time window ending at or before `watermark`; returns the earliest end
+    /// still open (`i64::MAX` if none).
+    pub fn advance(&mut self, watermark: i64, mut done: impl FnMut(Done)) -> i64 {
+        match self {
+            Win::Tumbling {
+                size,
+                floor,
+                start,
+                open,
+                acc,
+            } => {
+                if !*open {
+                    return i64::MAX;
+                }
+                let end = start.saturating_add(*size);
+                if end > watermark {
+                    return end;
+                }
+                done(Done {
+                    ts: end,
+                    start: *start,
+                    end,
+                    closed: Closed {
+                        acc: std::mem::replace(acc, Acc::EMPTY),
+                        secs: secs(*size),
+                    },
+                });
+                *open = false;
+                *floor = end;
+                i64::MAX
+            }
+            Win::Hopping { size, open, .. } => {
+                let size = *size;
+                close_hopping(open, size, watermark, &mut done);
+                open.front()
+                    .map_or(i64::MAX, |(s, _)| s.saturating_add(size))
+            }
+            Win::Session {
+                gap,
+                floor,
+                open,
+                acc,
+            } => {
+                if !*open {
+                    return i64::MAX;
+                }
+                let end = acc.last_ts.saturating_add(*gap);
+                if end > watermark {
+                    return end;
+                }
+                *floor = close_session(acc, *gap, &mut done);
+                *open = false;
+                i64::MAX
+            }
+            Win::Count { .. } | Win::Sliding { .. } => i64::MAX,
+        }
+    }
+}
+
+/// Emits the session in `acc`, resets it and returns its end (`gap` after its last sample).
+fn close_session(acc: &mut Acc, gap: i64, done: &mut impl FnMut(Done)) -> i64 {
+    let acc = std::mem::replace(acc, Acc::EMPTY);
+    let end = acc.last_ts.saturating_add(gap);
+    done(Done {
+        ts: end,
+        start: acc.first_ts,
+        end,
+        closed: Closed {
+            acc,
+            secs: secs(acc.last_ts.saturating_sub(acc.first_ts)),
+        },
+    });
+    end
+}
+
+fn close_hopping(
+    open: &mut VecDeque<(i64, Acc)>,
+    size: i64,
+    upto: i64,
+    done: &mut impl FnMut(Done),
+) {
+    while let Some(&(start, acc)) = open.front() {
+        let end = start.saturating_add(size);
+        if end > upto {
+            break;
+        }
+        open.pop_front();
+        done(Done {
+            ts: end,
+            start,
+            end,
+            closed: Closed {
+                acc,
+                secs: secs(size),
+            },
+        });
+    }
+}
