@@ -15,6 +15,7 @@
 //! structs the agent embeds in its own file; [`duration`] is the `"30s"` parser they share.
 
 pub mod duration;
+pub mod frame;
 pub mod mqtt;
 pub mod payload;
 pub mod simulator;
