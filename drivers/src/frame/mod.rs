@@ -17,6 +17,10 @@
 //!   16 bits is enough for frames under 512 bytes and cheap on an 8-bit MCU.
 //! - **A version byte** first, so a later layout is rejected cleanly rather than mis-read.
 //!
+//! A device that may have stopped mid-frame (a reset, a watchdog) sends a lone `0x00` before
+//! its first frame, so the stale half-frame on the line is rejected on its own instead of
+//! swallowing the first new frame.
+//!
 //! Everything in this module uses `core` only, with `heapless` for bounded strings and
 //! vectors, so firmware can include it as-is (with `postcard`, `heapless` with `serde`, `crc`
 //! and `thiserror` without default features); a unit test checks that no `std` or `alloc`
