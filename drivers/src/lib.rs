@@ -17,6 +17,7 @@
 
 pub mod duration;
 pub mod frame;
+pub mod modbus;
 pub mod mqtt;
 pub mod payload;
 pub mod serial;

@@ -1,0 +1,3 @@
+//! The Modbus source.
+
+pub mod map;
