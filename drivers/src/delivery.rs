@@ -91,6 +91,8 @@ pub struct SourceCounters {
     pub transport_errors: AtomicU64,
     /// Requests that got no answer in time (Modbus).
     pub timeouts: AtomicU64,
+    /// Requests a device answered with an exception (Modbus).
+    pub exceptions: AtomicU64,
     /// Whether the transport is up now (a port open, a connection established).
     pub connected: AtomicBool,
     /// Receive time of the last reading sent on, µs since the Unix epoch; 0 = none yet.
