@@ -14,7 +14,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use weir_drivers::{SourceCounters, mqtt, simulator};
+use weir_drivers::{SourceCounters, modbus, mqtt, serial, simulator};
 use weir_rules::{Engine, Limits};
 
 use crate::cli::ConfigArgs;
@@ -128,6 +128,8 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
                         simulator::run(cfg, tx, counters, shutdown).await
                     }
                     SourceConfig::Mqtt(cfg) => mqtt::run(cfg, tx, counters, shutdown).await,
+                    SourceConfig::Serial(cfg) => serial::run(cfg, tx, counters, shutdown).await,
+                    SourceConfig::Modbus(cfg) => modbus::run(cfg, tx, counters, shutdown).await,
                 };
                 if let Err(e) = result {
                     tracing::error!(source = %name, "source stopped: {e}");
