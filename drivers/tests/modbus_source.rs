@@ -33,8 +33,7 @@ impl Server {
             "/tests/fixtures/modbus_server.py"
         );
         let mut child = Command::new("python3")
-            .arg(script)
-            .arg(port.to_string())
+            .args([script, "tcp", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -79,7 +78,8 @@ fn slave(
 ) -> SlaveConfig {
     SlaveConfig {
         device: device.into(),
-        tcp: format!("127.0.0.1:{port}"),
+        tcp: Some(format!("127.0.0.1:{port}")),
+        rtu: None,
         unit,
         groups: vec![GroupConfig {
             interval,
@@ -281,4 +281,114 @@ async fn erroring_and_silent_slaves_are_counted_and_do_not_stall_a_healthy_one()
     assert!(connects >= 4, "connects: {connects}");
     src.stop().await;
     drop(silent);
+}
+
+/// socat's pty pair with pymodbus serving Modbus RTU on one end.
+struct RtuServer {
+    socat: Child,
+    server: Child,
+    _dir: weir_tests::TestDir,
+    device: std::path::PathBuf,
+}
+
+impl RtuServer {
+    fn start() -> RtuServer {
+        let dir = weir_tests::TestDir::new("modbus-rtu").unwrap();
+        let device = dir.path().join("ttyWEIR");
+        let slave_end = dir.path().join("ttySLAVE");
+        let socat = Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", device.display()))
+            .arg(format!("pty,raw,echo=0,link={}", slave_end.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat runs (scripts/test installs it)");
+        wait_until("socat's pty links", WAIT, || {
+            Ok((device.exists() && slave_end.exists()).then_some(()))
+        })
+        .unwrap();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/modbus_server.py"
+        );
+        let server = Command::new("python3")
+            .args([script, "rtu"])
+            .arg(&slave_end)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        RtuServer {
+            socat,
+            server,
+            _dir: dir,
+            device,
+        }
+    }
+}
+
+impl Drop for RtuServer {
+    fn drop(&mut self) {
+        for child in [&mut self.server, &mut self.socat] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtu_on_a_pty_decodes_and_counts_exceptions() {
+    let server = RtuServer::start();
+    let line = modbus::RtuConfig {
+        path: server.device.clone(),
+        baud: 19_200,
+        data_bits: 8,
+        // Linux pseudo-terminals refuse parity settings (tcsetattr: EINVAL).
+        parity: weir_drivers::serial::Parity::None,
+        stop_bits: 1,
+    };
+    let on_line = |device: &str, unit: u8, registers| SlaveConfig {
+        device: device.into(),
+        tcp: None,
+        rtu: Some(line.clone()),
+        unit,
+        groups: vec![GroupConfig {
+            interval: Duration::from_millis(200),
+            registers,
+        }],
+    };
+    let cfg = ModbusConfig {
+        name: "rtu".into(),
+        // The server may still be starting: polls time out and are retried until it answers.
+        timeout: Duration::from_millis(500),
+        retries: 1,
+        max_gap: 0,
+        slaves: vec![
+            on_line("plc-1", 1, every_type()),
+            on_line(
+                "plc-2",
+                2,
+                vec![reg("x", Table::Holding, 50, DataType::U16, Order::Big)],
+            ),
+        ],
+    };
+    let mut src = start(cfg);
+    let d = src.next().await;
+    assert!(d.readings.iter().all(|r| &*r.device == "plc-1"), "{d:?}");
+    let got: BTreeMap<String, f64> = d
+        .readings
+        .iter()
+        .map(|r| (r.metric.to_string(), r.value))
+        .collect();
+    assert_eq!(got.len(), every_type().len(), "{got:?}");
+    assert_eq!(got["f64_little"], 21.5);
+    assert_eq!(got["i32_little"], -2.0);
+    assert_eq!(got["coil1"], 0.0);
+    let c = src.counters.clone();
+    wait_until("an exception from unit 2", WAIT, move || {
+        Ok((SourceCounters::get(&c.exceptions) >= 1).then_some(()))
+    })
+    .unwrap();
+    src.stop().await;
 }

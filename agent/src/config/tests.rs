@@ -183,6 +183,13 @@ sources:
             - interval: 1m
               registers:
                 - { name: alarm, table: discrete_input, address: 3 }
+        - device: meter-7
+          rtu: { path: /dev/ttyUSB0, baud: 19200, parity: even, stop_bits: 1 }
+          unit: 7
+          groups:
+            - interval: 10s
+              registers:
+                - { name: energy, table: input, address: 0, type: u32, word_order: little, scale: 0.01 }
 ";
 
 #[test]
@@ -217,6 +224,12 @@ fn serial_and_modbus_sources_parse() {
     );
     assert_eq!(groups[0].registers[2].data_type(), DataType::Bool);
     assert_eq!(groups[0].registers[0].scale, 0.1);
+    let rtu = m.slaves[1].rtu.as_ref().expect("an RTU slave");
+    assert_eq!(
+        (rtu.baud, rtu.parity, m.slaves[1].unit),
+        (19_200, Parity::Even, 7)
+    );
+    assert_eq!(m.slaves[1].tcp, None);
 }
 
 #[test]

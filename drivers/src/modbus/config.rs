@@ -4,8 +4,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use std::path::PathBuf;
+
 use super::map::RegisterConfig;
 use crate::SourceError;
+use crate::serial::Parity;
 
 /// A set of Modbus slaves polled by one source.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -37,12 +40,64 @@ pub struct ModbusConfig {
 pub struct SlaveConfig {
     /// Device name of the readings.
     pub device: String,
-    /// Modbus TCP address, `host:port` (the standard port is 502).
-    pub tcp: String,
+    /// Modbus TCP address, `host:port` (the standard port is 502). Exactly one of `tcp` and
+    /// `rtu` is given.
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// Modbus RTU: the serial line the slave is on. Slaves on the same `path` share the line
+    /// (one request at a time) and must give the same line settings.
+    #[serde(default)]
+    pub rtu: Option<RtuConfig>,
     /// Unit id (slave address); gateways to RTU buses route by it.
     #[serde(default = "default_unit")]
     pub unit: u8,
     pub groups: Vec<GroupConfig>,
+}
+
+/// A Modbus RTU serial line.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtuConfig {
+    pub path: PathBuf,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+    #[serde(default = "default_data_bits")]
+    pub data_bits: u8,
+    /// The Modbus serial line specification's default is `even`.
+    #[serde(default = "default_parity")]
+    pub parity: Parity,
+    #[serde(default = "default_stop_bits")]
+    pub stop_bits: u8,
+}
+
+const fn default_baud() -> u32 {
+    19_200
+}
+const fn default_data_bits() -> u8 {
+    8
+}
+const fn default_parity() -> Parity {
+    Parity::Even
+}
+const fn default_stop_bits() -> u8 {
+    1
+}
+
+/// Where a slave is reached; slaves with equal transports share one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Transport {
+    Tcp(String),
+    Rtu(RtuConfig),
+}
+
+impl SlaveConfig {
+    pub(crate) fn transport(&self) -> Option<Transport> {
+        match (&self.tcp, &self.rtu) {
+            (Some(tcp), None) => Some(Transport::Tcp(tcp.clone())),
+            (None, Some(rtu)) => Some(Transport::Rtu(rtu.clone())),
+            _ => None,
+        }
+    }
 }
 
 /// Registers polled together at one interval; one poll is one delivery.
@@ -81,12 +136,40 @@ impl ModbusConfig {
             if slave.device.is_empty() {
                 return err(format!("slaves[{s}].device"), "must not be empty");
             }
-            if slave
-                .tcp
-                .rsplit_once(':')
-                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-            {
-                return err(format!("slaves[{s}].tcp"), "must be host:port");
+            match (&slave.tcp, &slave.rtu) {
+                (Some(tcp), None) => {
+                    let bad = |(h, p): (&str, &str)| h.is_empty() || p.parse::<u16>().is_err();
+                    if tcp.rsplit_once(':').is_none_or(bad) {
+                        return err(format!("slaves[{s}].tcp"), "must be host:port");
+                    }
+                }
+                (None, Some(rtu)) => {
+                    if rtu.baud == 0
+                        || !(5..=8).contains(&rtu.data_bits)
+                        || !(1..=2).contains(&rtu.stop_bits)
+                    {
+                        return err(
+                            format!("slaves[{s}].rtu"),
+                            "needs baud > 0, data_bits 5-8, stop_bits 1-2",
+                        );
+                    }
+                    let clash = self.slaves[..s]
+                        .iter()
+                        .filter_map(|o| o.rtu.as_ref())
+                        .any(|o| o.path == rtu.path && o != rtu);
+                    if clash {
+                        return err(
+                            format!("slaves[{s}].rtu"),
+                            "another slave on this path gives other line settings",
+                        );
+                    }
+                }
+                _ => {
+                    return err(
+                        format!("slaves[{s}]"),
+                        "give exactly one of `tcp` and `rtu`",
+                    );
+                }
             }
             if slave.groups.is_empty() {
                 return err(

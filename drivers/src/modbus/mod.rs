@@ -1,4 +1,5 @@
-//! The Modbus source: polls register maps from Modbus TCP slaves.
+//! The Modbus source: polls register maps from Modbus TCP slaves and from slaves on Modbus
+//! RTU serial lines.
 //!
 //! Why it is built this way:
 //!
@@ -8,8 +9,10 @@
 //! - **Few requests.** Values of one table that are adjacent (or within `max_gap`) are read in
 //!   one request, up to the protocol's limit (125 registers, 2000 bits); a value never
 //!   straddles two requests.
-//! - **One task and one connection per slave**, so a slave that stops answering delays only
-//!   its own polls; the others keep their schedule.
+//! - **One task and one connection per TCP slave**, so a slave that stops answering delays
+//!   only its own polls; the others keep their schedule. The slaves of one RTU line share a
+//!   task (the bus carries one request at a time), so there a silent slave costs its
+//!   neighbours `timeout × (retries + 1)` per poll.
 //! - **Failures are counted, never fatal.** A request without an answer within `timeout`
 //!   counts in `timeouts`, a failed connection or I/O in `transport_errors`; both are
 //!   retried `retries` times on a fresh connection (a late answer must not be taken for the
@@ -41,14 +44,21 @@
 //!             - interval: 1m
 //!               registers:
 //!                 - { name: alarm, table: discrete_input, address: 3 }
+//!         - device: meter-7
+//!           rtu: { path: /dev/ttyUSB0, baud: 19200, parity: even, stop_bits: 1 }
+//!           unit: 7
+//!           groups:
+//!             - interval: 10s
+//!               registers:
+//!                 - { name: energy, table: input, address: 0, type: u32, word_order: little, scale: 0.01 }
 //! ```
 //!
-//! Not yet: Modbus RTU over a serial port, data quality on readings (exceptions and timeouts
-//! are counters and log lines only).
+//! Not yet: data quality on readings (exceptions and timeouts are counters and log lines
+//! only).
 
 mod config;
 pub mod map;
 mod source;
 
-pub use config::{GroupConfig, ModbusConfig, SlaveConfig};
+pub use config::{GroupConfig, ModbusConfig, RtuConfig, SlaveConfig};
 pub use source::run;

@@ -1,5 +1,6 @@
-//! The Modbus source's async shell: one task per slave, each with its own connection, so a
-//! slave that stops answering costs only its own polls.
+//! The Modbus source's async shell: one task per connection. Each TCP slave gets its own
+//! connection, so a slave that stops answering costs only its own polls; the slaves of one
+//! RTU line share it (a serial bus carries one request at a time).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,11 +9,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_modbus::client::{Context, Reader, tcp};
-use tokio_modbus::slave::Slave;
+use tokio_modbus::client::{Context, Reader, rtu, tcp};
+use tokio_modbus::slave::{Slave, SlaveContext};
+use tokio_serial::SerialPortBuilderExt;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{ModbusConfig, SlaveConfig};
+use super::config::{ModbusConfig, RtuConfig, SlaveConfig, Transport};
 use super::map::{Batch, RegisterConfig, Table, plan};
 use crate::{Delivery, Reading, SourceCounters, SourceError};
 
@@ -28,17 +30,28 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), SourceError> {
     cfg.validate()?;
+    // TCP slaves each on their own; RTU slaves grouped by line.
+    let mut lines: Vec<(Transport, Vec<&SlaveConfig>)> = Vec::new();
+    for slave in &cfg.slaves {
+        let Some(transport) = slave.transport() else {
+            continue; // `validate` has reported it
+        };
+        match lines.iter_mut().find(|(t, _)| matches!((t, &transport), (Transport::Rtu(a), Transport::Rtu(b)) if a.path == b.path)) {
+            Some((_, slaves)) => slaves.push(slave),
+            None => lines.push((transport, vec![slave])),
+        }
+    }
     let up = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
-    for slave in &cfg.slaves {
+    let n_lines = lines.len();
+    for (transport, slaves) in lines {
         let poller = Poller {
             source: cfg.name.clone(),
-            device: Arc::from(slave.device.as_str()),
             timeout: cfg.timeout,
             retries: cfg.retries,
-            groups: groups(slave, cfg.max_gap),
-            slave: slave.clone(),
-            slaves: cfg.slaves.len(),
+            units: slaves.iter().map(|s| unit(s, cfg.max_gap)).collect(),
+            transport,
+            lines: n_lines,
             up: up.clone(),
             counters: counters.clone(),
         };
@@ -64,9 +77,16 @@ struct Group {
     due: Instant,
 }
 
-fn groups(slave: &SlaveConfig, max_gap: u16) -> Vec<Group> {
+/// One slave on a connection.
+struct Unit {
+    device: Arc<str>,
+    id: u8,
+    groups: Vec<Group>,
+}
+
+fn unit(slave: &SlaveConfig, max_gap: u16) -> Unit {
     let now = Instant::now();
-    slave
+    let groups = slave
         .groups
         .iter()
         .map(|g| Group {
@@ -80,17 +100,23 @@ fn groups(slave: &SlaveConfig, max_gap: u16) -> Vec<Group> {
             registers: g.registers.clone(),
             due: now,
         })
-        .collect()
+        .collect();
+    Unit {
+        device: Arc::from(slave.device.as_str()),
+        id: slave.unit,
+        groups,
+    }
 }
 
+/// Polls the units on one connection.
 struct Poller {
     source: String,
-    device: Arc<str>,
     timeout: Duration,
     retries: u32,
-    groups: Vec<Group>,
-    slave: SlaveConfig,
-    slaves: usize,
+    units: Vec<Unit>,
+    transport: Transport,
+    /// Connections of the whole source, for `connected`.
+    lines: usize,
     up: Arc<AtomicUsize>,
     counters: Arc<SourceCounters>,
 }
@@ -112,13 +138,18 @@ impl Poller {
     ) -> Result<(), ()> {
         let mut ctx: Option<Context> = None;
         loop {
-            let Some((gi, due)) = self
-                .groups
+            let next = self
+                .units
                 .iter()
                 .enumerate()
-                .map(|(i, g)| (i, g.due))
-                .min_by_key(|&(_, d)| d)
-            else {
+                .flat_map(|(u, unit)| {
+                    unit.groups
+                        .iter()
+                        .enumerate()
+                        .map(move |(g, group)| (u, g, group.due))
+                })
+                .min_by_key(|&(.., due)| due);
+            let Some((u, g, due)) = next else {
                 return Ok(());
             };
             tokio::select! {
@@ -127,7 +158,7 @@ impl Poller {
                 () = tokio::time::sleep_until(due) => {}
             }
             let now = Instant::now();
-            let group = &mut self.groups[gi];
+            let group = &mut self.units[u].groups[g];
             group.due += group.interval;
             if group.due <= now {
                 // Polls that took longer than the interval: skip the missed ones.
@@ -135,28 +166,31 @@ impl Poller {
             }
             let ts = crate::now_us();
             let mut readings = Vec::new();
-            for b in 0..self.groups[gi].batches.len() {
-                let words = match self.read(&mut ctx, gi, b, &shutdown).await {
+            for b in 0..self.units[u].groups[g].batches.len() {
+                let unit = &self.units[u];
+                let words = match self
+                    .read(&mut ctx, unit.id, &unit.groups[g].batches[b], &shutdown)
+                    .await
+                {
                     Ok(words) => words,
                     Err(ReadError::Exception(e)) => {
                         SourceCounters::add(&self.counters.exceptions, 1);
-                        tracing::warn!(source = %self.source, device = %self.device, unit = self.slave.unit, error = %e, "modbus exception");
+                        tracing::warn!(source = %self.source, device = %unit.device, unit = unit.id, error = %e, "modbus exception");
                         continue;
                     }
                     Err(ReadError::Failed(e)) => {
-                        tracing::warn!(source = %self.source, device = %self.device, error = %e, "modbus slave not answering");
+                        tracing::warn!(source = %self.source, device = %unit.device, unit = unit.id, error = %e, "modbus slave not answering");
                         break;
                     }
                 };
-                let group = &self.groups[gi];
-                let batch = &group.batches[b];
-                for &(i, off) in &batch.items {
+                let group = &unit.groups[g];
+                for &(i, off) in &group.batches[b].items {
                     let reg = &group.registers[i];
                     let at = usize::from(off);
                     let width = usize::from(reg.data_type().width());
                     match words.get(at..at + width).and_then(|w| reg.decode(w)) {
                         Some(value) if value.is_finite() => readings.push(Reading {
-                            device: Arc::clone(&self.device),
+                            device: Arc::clone(&unit.device),
                             metric: Arc::clone(&group.metrics[i]),
                             ts,
                             value,
@@ -193,19 +227,18 @@ impl Poller {
         } else {
             self.up.fetch_sub(1, Ordering::Relaxed) - 1
         };
-        self.counters.set_connected(n == self.slaves);
+        self.counters.set_connected(n == self.lines);
     }
 
-    /// Reads one batch, connecting first if needed; retries timeouts and transport errors on
-    /// a fresh connection.
+    /// Reads one batch from unit `id`, connecting first if needed; retries timeouts and
+    /// transport errors on a fresh connection.
     async fn read(
         &self,
         ctx: &mut Option<Context>,
-        gi: usize,
-        b: usize,
+        id: u8,
+        batch: &Batch,
         shutdown: &CancellationToken,
     ) -> Result<Vec<u16>, ReadError> {
-        let batch = &self.groups[gi].batches[b];
         let mut last = String::new();
         for attempt in 0..=self.retries {
             if attempt > 0 {
@@ -230,6 +263,7 @@ impl Poller {
                 }
             }
             let Some(c) = ctx.as_mut() else { continue };
+            c.set_slave(Slave(id));
             let answer = tokio::time::timeout(self.timeout, read_batch(c, batch)).await;
             match answer {
                 Ok(Ok(Ok(words))) => return Ok(words),
@@ -256,20 +290,46 @@ impl Poller {
     }
 
     async fn connect(&self) -> Result<Context, String> {
-        let connect = async {
-            let addr = tokio::net::lookup_host(&self.slave.tcp)
-                .await
-                .map_err(|e| e.to_string())?
-                .next()
-                .ok_or_else(|| format!("{} resolves to no address", self.slave.tcp))?;
-            tcp::connect_slave(addr, Slave(self.slave.unit))
-                .await
-                .map_err(|e| e.to_string())
-        };
-        tokio::time::timeout(self.timeout, connect)
-            .await
-            .map_err(|_| format!("connecting to {} timed out", self.slave.tcp))?
+        match &self.transport {
+            Transport::Tcp(address) => {
+                let connect = async {
+                    let addr = tokio::net::lookup_host(address)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .next()
+                        .ok_or_else(|| format!("{address} resolves to no address"))?;
+                    tcp::connect(addr).await.map_err(|e| e.to_string())
+                };
+                tokio::time::timeout(self.timeout, connect)
+                    .await
+                    .map_err(|_| format!("connecting to {address} timed out"))?
+            }
+            Transport::Rtu(line) => open_rtu(line)
+                .map(rtu::attach)
+                .map_err(|e| format!("opening {}: {e}", line.path.display())),
+        }
     }
+}
+
+fn open_rtu(line: &RtuConfig) -> tokio_serial::Result<tokio_serial::SerialStream> {
+    use tokio_serial::{DataBits, FlowControl, StopBits};
+    let data_bits = match line.data_bits {
+        5 => DataBits::Five,
+        6 => DataBits::Six,
+        7 => DataBits::Seven,
+        _ => DataBits::Eight,
+    };
+    let stop_bits = if line.stop_bits == 2 {
+        StopBits::Two
+    } else {
+        StopBits::One
+    };
+    tokio_serial::new(line.path.to_string_lossy(), line.baud)
+        .data_bits(data_bits)
+        .parity(line.parity.into())
+        .stop_bits(stop_bits)
+        .flow_control(FlowControl::None)
+        .open_native_async()
 }
 
 async fn read_batch(ctx: &mut Context, b: &Batch) -> tokio_modbus::Result<Vec<u16>> {

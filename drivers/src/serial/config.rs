@@ -71,6 +71,16 @@ pub enum Parity {
     Even,
 }
 
+impl From<Parity> for tokio_serial::Parity {
+    fn from(p: Parity) -> Self {
+        match p {
+            Parity::None => tokio_serial::Parity::None,
+            Parity::Odd => tokio_serial::Parity::Odd,
+            Parity::Even => tokio_serial::Parity::Even,
+        }
+    }
+}
+
 fn default_name() -> String {
     "serial".to_owned()
 }

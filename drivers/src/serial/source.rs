@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_serial::{SerialPortBuilderExt, SerialStream};
 use tokio_util::sync::CancellationToken;
 
-use super::config::{Parity, Protocol, SerialConfig};
+use super::config::{Protocol, SerialConfig};
 use super::lines::{LineAccumulator, LineDecoder, LineFeed};
 use crate::frame::{Accumulator, Feed, FrameError};
 use crate::{Delivery, Reading, SourceCounters, SourceError};
@@ -89,11 +89,6 @@ fn open(cfg: &SerialConfig) -> tokio_serial::Result<SerialStream> {
         7 => DataBits::Seven,
         _ => DataBits::Eight,
     };
-    let parity = match cfg.parity {
-        Parity::None => tokio_serial::Parity::None,
-        Parity::Odd => tokio_serial::Parity::Odd,
-        Parity::Even => tokio_serial::Parity::Even,
-    };
     let stop_bits = if cfg.stop_bits == 2 {
         StopBits::Two
     } else {
@@ -101,7 +96,7 @@ fn open(cfg: &SerialConfig) -> tokio_serial::Result<SerialStream> {
     };
     tokio_serial::new(cfg.path.to_string_lossy(), cfg.baud)
         .data_bits(data_bits)
-        .parity(parity)
+        .parity(cfg.parity.into())
         .stop_bits(stop_bits)
         .flow_control(FlowControl::None)
         .open_native_async()
