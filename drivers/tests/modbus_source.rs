@@ -28,6 +28,10 @@ struct Server(Child);
 impl Server {
     fn start() -> (Server, u16) {
         let port = free_port().unwrap();
+        (Server::start_on(port), port)
+    }
+
+    fn start_on(port: u16) -> Server {
         let script = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/modbus_server.py"
@@ -45,7 +49,7 @@ impl Server {
             Ok(TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
         })
         .unwrap();
-        (Server(child), port)
+        Server(child)
     }
 }
 
@@ -281,6 +285,38 @@ async fn erroring_and_silent_slaves_are_counted_and_do_not_stall_a_healthy_one()
     assert!(connects >= 4, "connects: {connects}");
     src.stop().await;
     drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_is_reconnected() {
+    let (server, port) = Server::start();
+    let cfg = ModbusConfig {
+        name: "mb".into(),
+        timeout: Duration::from_millis(300),
+        retries: 1,
+        max_gap: 0,
+        slaves: vec![slave(
+            "plc-1",
+            port,
+            1,
+            Duration::from_millis(100),
+            vec![reg("u16", Table::Holding, 0, DataType::U16, Order::Big)],
+        )],
+    };
+    let mut src = start(cfg);
+    assert_eq!(src.next().await.readings[0].value, 65534.0);
+    drop(server); // killed: the connection drops, new ones are refused
+    let c = src.counters.clone();
+    wait_until("the loss to be counted", WAIT, move || {
+        Ok((!c.is_connected() && SourceCounters::get(&c.transport_errors) >= 2).then_some(()))
+    })
+    .unwrap();
+    while src.rx.try_recv().is_ok() {}
+    let _server = Server::start_on(port);
+    assert_eq!(src.next().await.readings[0].value, 65534.0);
+    assert!(src.counters.is_connected());
+    assert!(SourceCounters::get(&src.counters.connects) >= 2);
+    src.stop().await;
 }
 
 /// socat's pty pair with pymodbus serving Modbus RTU on one end.

@@ -3,7 +3,7 @@
 //! RTU line share it (a serial bus carries one request at a time).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -74,6 +74,8 @@ struct Group {
     registers: Vec<RegisterConfig>,
     metrics: Vec<Arc<str>>,
     batches: Vec<Batch>,
+    /// Per batch: an exception was logged at WARN (a wrong map answers the same every poll).
+    exception_warned: Vec<AtomicBool>,
     due: Instant,
 }
 
@@ -81,6 +83,8 @@ struct Group {
 struct Unit {
     device: Arc<str>,
     id: u8,
+    /// Set while the unit is not answering, so that is logged at WARN once, not every poll.
+    failing: AtomicBool,
     groups: Vec<Group>,
 }
 
@@ -97,6 +101,10 @@ fn unit(slave: &SlaveConfig, max_gap: u16) -> Unit {
                 .map(|r| Arc::from(r.name.as_str()))
                 .collect(),
             batches: plan(&g.registers, max_gap),
+            exception_warned: plan(&g.registers, max_gap)
+                .iter()
+                .map(|_| AtomicBool::new(false))
+                .collect(),
             registers: g.registers.clone(),
             due: now,
         })
@@ -104,6 +112,7 @@ fn unit(slave: &SlaveConfig, max_gap: u16) -> Unit {
     Unit {
         device: Arc::from(slave.device.as_str()),
         id: slave.unit,
+        failing: AtomicBool::new(false),
         groups,
     }
 }
@@ -172,14 +181,27 @@ impl Poller {
                     .read(&mut ctx, unit.id, &unit.groups[g].batches[b], &shutdown)
                     .await
                 {
-                    Ok(words) => words,
+                    Ok(words) => {
+                        if unit.failing.swap(false, Ordering::Relaxed) {
+                            tracing::info!(source = %self.source, device = %unit.device, unit = unit.id, "modbus slave answering again");
+                        }
+                        words
+                    }
                     Err(ReadError::Exception(e)) => {
                         SourceCounters::add(&self.counters.exceptions, 1);
-                        tracing::warn!(source = %self.source, device = %unit.device, unit = unit.id, error = %e, "modbus exception");
+                        if unit.groups[g].exception_warned[b].swap(true, Ordering::Relaxed) {
+                            tracing::debug!(source = %self.source, device = %unit.device, unit = unit.id, error = %e, "modbus exception");
+                        } else {
+                            tracing::warn!(source = %self.source, device = %unit.device, unit = unit.id, error = %e, "modbus exception (logged once per request; counted in `exceptions`)");
+                        }
                         continue;
                     }
                     Err(ReadError::Failed(e)) => {
-                        tracing::warn!(source = %self.source, device = %unit.device, unit = unit.id, error = %e, "modbus slave not answering");
+                        if unit.failing.swap(true, Ordering::Relaxed) {
+                            tracing::debug!(source = %self.source, device = %unit.device, unit = unit.id, error = %e, "modbus slave still not answering");
+                        } else {
+                            tracing::warn!(source = %self.source, device = %unit.device, unit = unit.id, error = %e, "modbus slave not answering");
+                        }
                         break;
                     }
                 };
