@@ -222,10 +222,15 @@ async fn status_loop(
     loop {
         tick.tick().await;
         let received: u64 = sources.iter().map(|(_, c)| c.readings.load(Relaxed)).sum();
-        let bad: u64 = sources
-            .iter()
-            .map(|(_, c)| c.decode_errors.load(Relaxed))
-            .sum();
+        let sum = |f: fn(&SourceCounters) -> &std::sync::atomic::AtomicU64| -> u64 {
+            sources.iter().map(|(_, c)| f(c).load(Relaxed)).sum()
+        };
+        let bad = sum(|c| &c.decode_errors);
+        // Device health: a port or slave that is gone, a slave that does not answer in time
+        // or answers with an exception.
+        let transport_errors = sum(|c| &c.transport_errors);
+        let timeouts = sum(|c| &c.timeouts);
+        let exceptions = sum(|c| &c.exceptions);
         match outbox.stats().await {
             Ok(stats) => tracing::info!(
                 pending = stats.count,
@@ -235,6 +240,9 @@ async fn status_loop(
                 evicted = stats.evicted,
                 samples = received,
                 bad_payloads = bad,
+                transport_errors,
+                timeouts,
+                exceptions,
                 events = pipeline.events.load(Relaxed),
                 "outbox"
             ),
