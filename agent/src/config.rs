@@ -17,7 +17,9 @@ use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Deserializer};
 use serde_saphyr::Spanned;
+use weir_drivers::modbus::ModbusConfig;
 use weir_drivers::mqtt::MqttSourceConfig;
+use weir_drivers::serial::SerialConfig;
 use weir_drivers::simulator::SimulatorConfig;
 
 use crate::outbox::OutboxConfig;
@@ -64,6 +66,8 @@ pub struct Config {
 pub enum SourceConfig {
     Simulator(SimulatorConfig),
     Mqtt(MqttSourceConfig),
+    Serial(SerialConfig),
+    Modbus(ModbusConfig),
 }
 
 impl SourceConfig {
@@ -71,6 +75,8 @@ impl SourceConfig {
         match self {
             SourceConfig::Simulator(c) => &c.name,
             SourceConfig::Mqtt(c) => &c.name,
+            SourceConfig::Serial(c) => &c.name,
+            SourceConfig::Modbus(c) => &c.name,
         }
     }
 }
@@ -403,6 +409,8 @@ fn validate(config: &Config, file: &str) -> Vec<Problem> {
         let checked = match source {
             SourceConfig::Mqtt(c) => c.validate(),
             SourceConfig::Simulator(c) => c.validate(),
+            SourceConfig::Serial(c) => c.validate(),
+            SourceConfig::Modbus(c) => c.validate(),
         };
         if let Err(e) = checked {
             problem(at, format!("sources[{i}]: {e}"));

@@ -59,7 +59,7 @@ type LaneValue<'a> = dyn Fn(&crate::outbox::LaneStats) -> f64 + 'a;
 /// The values of one scrape.
 #[derive(Debug)]
 struct Snapshot {
-    sources: Vec<(String, [u64; 4])>,
+    sources: Vec<(String, [u64; 8])>,
     pipeline: [(&'static str, &'static str, u64); 9],
     outbox: OutboxStats,
     outbox_counters: [(&'static str, &'static str, u64); 8],
@@ -86,6 +86,10 @@ impl Sources {
                             s.readings.load(Relaxed),
                             s.decode_errors.load(Relaxed),
                             s.connects.load(Relaxed),
+                            s.crc_errors.load(Relaxed),
+                            s.transport_errors.load(Relaxed),
+                            s.timeouts.load(Relaxed),
+                            s.exceptions.load(Relaxed),
                         ],
                     )
                 })
@@ -201,6 +205,19 @@ impl Collector for Snapshot {
                 "Units that could not be decoded.",
             ),
             ("weir_source_connects", "Times the source (re)connected."),
+            (
+                "weir_source_crc_errors",
+                "Device frames rejected by their CRC.",
+            ),
+            (
+                "weir_source_transport_errors",
+                "Ports or connections lost or failing.",
+            ),
+            (
+                "weir_source_timeouts",
+                "Device requests that were not answered in time.",
+            ),
+            ("weir_source_exceptions", "Modbus exception replies."),
         ];
         for (i, (name, help)) in source_families.into_iter().enumerate() {
             let counter = ConstCounter::new(0u64);

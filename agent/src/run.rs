@@ -14,7 +14,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use weir_drivers::{SourceCounters, mqtt, simulator};
+use weir_drivers::{SourceCounters, modbus, mqtt, serial, simulator};
 use weir_rules::{Engine, Limits};
 
 use crate::cli::ConfigArgs;
@@ -128,6 +128,8 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
                         simulator::run(cfg, tx, counters, shutdown).await
                     }
                     SourceConfig::Mqtt(cfg) => mqtt::run(cfg, tx, counters, shutdown).await,
+                    SourceConfig::Serial(cfg) => serial::run(cfg, tx, counters, shutdown).await,
+                    SourceConfig::Modbus(cfg) => modbus::run(cfg, tx, counters, shutdown).await,
                 };
                 if let Err(e) = result {
                     tracing::error!(source = %name, "source stopped: {e}");
@@ -243,10 +245,15 @@ async fn status_loop(
     loop {
         tick.tick().await;
         let received: u64 = sources.iter().map(|(_, c)| c.readings.load(Relaxed)).sum();
-        let bad: u64 = sources
-            .iter()
-            .map(|(_, c)| c.decode_errors.load(Relaxed))
-            .sum();
+        let sum = |f: fn(&SourceCounters) -> &std::sync::atomic::AtomicU64| -> u64 {
+            sources.iter().map(|(_, c)| f(c).load(Relaxed)).sum()
+        };
+        let bad = sum(|c| &c.decode_errors);
+        // Device health: a port or slave that is gone, a slave that does not answer in time
+        // or answers with an exception.
+        let transport_errors = sum(|c| &c.transport_errors);
+        let timeouts = sum(|c| &c.timeouts);
+        let exceptions = sum(|c| &c.exceptions);
         match outbox.stats().await {
             Ok(stats) => {
                 tracing::info!(
@@ -257,6 +264,9 @@ async fn status_loop(
                     evicted = stats.evicted,
                     samples = received,
                     bad_payloads = bad,
+                    transport_errors,
+                    timeouts,
+                    exceptions,
                     events = pipeline.events.load(Relaxed),
                     "outbox"
                 );

@@ -1,7 +1,7 @@
 //! What a source hands to the agent.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 /// One decoded value. `device` and `metric` are shared strings so a source that sends the
 /// same names again (the simulator, a serial device) does not allocate per reading.
@@ -85,6 +85,18 @@ pub struct SourceCounters {
     pub decode_errors: AtomicU64,
     /// Times the source (re)connected to its transport.
     pub connects: AtomicU64,
+    /// Of `decode_errors`: binary frames whose CRC did not match (line noise, a bad cable).
+    pub crc_errors: AtomicU64,
+    /// Transport failures: a port that would not open, a read that failed, a lost device.
+    pub transport_errors: AtomicU64,
+    /// Requests that got no answer in time (Modbus).
+    pub timeouts: AtomicU64,
+    /// Requests a device answered with an exception (Modbus).
+    pub exceptions: AtomicU64,
+    /// Whether the transport is up now (a port open, a connection established).
+    pub connected: AtomicBool,
+    /// Receive time of the last reading sent on, µs since the Unix epoch; 0 = none yet.
+    pub last_reading_us: AtomicI64,
 }
 
 impl SourceCounters {
@@ -94,5 +106,20 @@ impl SourceCounters {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Records that the transport went up or down.
+    pub fn set_connected(&self, up: bool) {
+        self.connected.store(up, Ordering::Relaxed);
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Counts `n` readings sent on at `now_us`.
+    pub fn sent(&self, n: u64, now_us: i64) {
+        Self::add(&self.readings, n);
+        self.last_reading_us.store(now_us, Ordering::Relaxed);
     }
 }

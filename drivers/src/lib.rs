@@ -9,14 +9,19 @@
 //! Decoding is kept apart from I/O ([`payload`], [`topic`]) so it can be tested on bytes.
 //! Bad input never stops a source: it is counted in [`SourceCounters`], logged, and skipped.
 //!
-//! Sources: [`mqtt::run`] (a local broker, at-least-once with manual acks) and
+//! Sources: [`mqtt::run`] (a local broker, at-least-once with manual acks),
+//! [`serial::run`] (a UART: text lines or the binary [`frame`] format), [`modbus::run`]
+//! (register maps polled from Modbus TCP slaves) and
 //! [`simulator::run`] (seeded synthetic devices with scheduled faults, for demos and tests).
 //! Their configurations ([`mqtt::MqttSourceConfig`], [`simulator::SimulatorConfig`]) are serde
 //! structs the agent embeds in its own file; [`duration`] is the `"30s"` parser they share.
 
 pub mod duration;
+pub mod frame;
+pub mod modbus;
 pub mod mqtt;
 pub mod payload;
+pub mod serial;
 pub mod simulator;
 pub mod topic;
 

@@ -146,3 +146,108 @@ fn builtin_demo_config_and_rules_are_valid() {
         weir_rules::RuleSet::parse_str(&f.text, &f.name).unwrap();
     }
 }
+
+/// The README's examples for the serial and Modbus sources parse and validate.
+const SERIAL_AND_MODBUS: &str = "\
+gateway_id: gw-1
+sources:
+  - serial:
+      name: bench-uart
+      path: /dev/serial/by-id/usb-FTDI_FT232R-if00-port0
+      baud: 115200
+      parity: none
+      stop_bits: 1
+      protocol: frames
+      device: bench-1
+  - serial:
+      name: scale
+      path: /dev/ttyUSB1
+      baud: 9600
+      data_bits: 7
+      parity: even
+      protocol: csv
+  - modbus:
+      name: plant-modbus
+      timeout: 500ms
+      retries: 1
+      slaves:
+        - device: boiler-1
+          tcp: 192.168.1.20:502
+          unit: 1
+          groups:
+            - interval: 1s
+              registers:
+                - { name: temperature, table: holding, address: 0, type: i16, scale: 0.1 }
+                - { name: flow, table: input, address: 10, type: f32, word_order: little }
+                - { name: running, table: coil, address: 0 }
+            - interval: 1m
+              registers:
+                - { name: alarm, table: discrete_input, address: 3 }
+        - device: meter-7
+          rtu: { path: /dev/ttyUSB0, baud: 19200, parity: even, stop_bits: 1 }
+          unit: 7
+          groups:
+            - interval: 10s
+              registers:
+                - { name: energy, table: input, address: 0, type: u32, word_order: little, scale: 0.01 }
+";
+
+#[test]
+fn serial_and_modbus_sources_parse() {
+    use weir_drivers::modbus::map::{DataType, Order, Table};
+    use weir_drivers::serial::{Parity, Protocol};
+    let loaded = parse(SERIAL_AND_MODBUS).unwrap();
+    let sources: Vec<&SourceConfig> = loaded.config.sources.iter().map(|s| &s.value).collect();
+    let [
+        SourceConfig::Serial(a),
+        SourceConfig::Serial(b),
+        SourceConfig::Modbus(m),
+    ] = sources.as_slice()
+    else {
+        panic!("unexpected sources: {sources:?}");
+    };
+    assert_eq!(
+        (a.protocol, a.baud, a.device.as_deref()),
+        (Protocol::Frames, 115_200, Some("bench-1"))
+    );
+    assert_eq!(
+        (b.protocol, b.data_bits, b.parity, b.stop_bits),
+        (Protocol::Csv, 7, Parity::Even, 1)
+    );
+    assert_eq!(m.timeout, Duration::from_millis(500));
+    let groups = &m.slaves[0].groups;
+    assert_eq!(groups[1].interval, Duration::from_secs(60));
+    let flow = &groups[0].registers[1];
+    assert_eq!(
+        (flow.table, flow.data_type(), flow.word_order),
+        (Table::Input, DataType::F32, Order::Little)
+    );
+    assert_eq!(groups[0].registers[2].data_type(), DataType::Bool);
+    assert_eq!(groups[0].registers[0].scale, 0.1);
+    let rtu = m.slaves[1].rtu.as_ref().expect("an RTU slave");
+    assert_eq!(
+        (rtu.baud, rtu.parity, m.slaves[1].unit),
+        (19_200, Parity::Even, 7)
+    );
+    assert_eq!(m.slaves[1].tcp, None);
+}
+
+#[test]
+fn serial_and_modbus_problems_point_at_the_source() {
+    let p = only_problem(
+        "gateway_id: gw\nsources:\n  - serial: {path: /dev/ttyS0, protocol: frames, stop_bits: 3}\n",
+    );
+    assert_eq!(p.line, 3, "{p}");
+    assert!(p.message.contains("stop_bits"), "{p}");
+    let p =
+        only_problem("gateway_id: gw\nsources:\n  - serial: {path: /dev/ttyS0, protocol: morse}\n");
+    assert!(p.message.contains("morse"), "{p}");
+    let p = only_problem(
+        "gateway_id: gw\nsources:\n  - modbus:\n      slaves:\n        - {device: d, tcp: 'h:502', groups: [{interval: 1s, registers: [{name: x, table: coil, address: 0, type: f32}]}]}\n",
+    );
+    assert_eq!(p.line, 3, "{p}");
+    assert!(
+        p.message.contains("slaves[0].groups[0].registers[0].type"),
+        "{p}"
+    );
+}

@@ -1,0 +1,430 @@
+//! The Modbus source against a real Modbus TCP server: pymodbus (from PyPI, installed by
+//! `scripts/test`) running `fixtures/modbus_server.py`. Values of every type and order decode
+//! right; a slave that answers with exceptions and one that never answers are counted and do
+//! not stall a healthy slave.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test harness helpers: a failed setup step should panic the test"
+)]
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use weir_drivers::modbus::map::{DataType, Order, RegisterConfig, Table};
+use weir_drivers::modbus::{self, GroupConfig, ModbusConfig, SlaveConfig};
+use weir_drivers::{Delivery, SourceCounters};
+use weir_tests::{free_port, wait_until};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Server(Child);
+
+impl Server {
+    fn start() -> (Server, u16) {
+        let port = free_port().unwrap();
+        (Server::start_on(port), port)
+    }
+
+    fn start_on(port: u16) -> Server {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/modbus_server.py"
+        );
+        let mut child = Command::new("python3")
+            .args([script, "tcp", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs (scripts/test installs pymodbus)");
+        wait_until("pymodbus to listen", WAIT, || {
+            if let Some(status) = child.try_wait()? {
+                anyhow::bail!("the Modbus server exited: {status} (is pymodbus installed?)");
+            }
+            Ok(TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()))
+        })
+        .unwrap();
+        Server(child)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn reg(name: &str, table: Table, address: u16, ty: DataType, word_order: Order) -> RegisterConfig {
+    RegisterConfig {
+        name: name.into(),
+        table,
+        address,
+        data_type: Some(ty),
+        byte_order: Order::Big,
+        word_order,
+        scale: 1.0,
+        offset: 0.0,
+    }
+}
+
+fn slave(
+    device: &str,
+    port: u16,
+    unit: u8,
+    interval: Duration,
+    registers: Vec<RegisterConfig>,
+) -> SlaveConfig {
+    SlaveConfig {
+        device: device.into(),
+        tcp: Some(format!("127.0.0.1:{port}")),
+        rtu: None,
+        unit,
+        groups: vec![GroupConfig {
+            interval,
+            registers,
+        }],
+    }
+}
+
+fn every_type() -> Vec<RegisterConfig> {
+    use DataType::*;
+    use Order::{Big as B, Little as L};
+    use Table::*;
+    let mut byte_little = reg("u16_byte_little", Holding, 20, U16, B);
+    byte_little.byte_order = L;
+    let mut scaled = reg("i16_scaled", Holding, 21, I16, B);
+    scaled.scale = 0.1;
+    scaled.offset = -40.0;
+    vec![
+        reg("u16", Holding, 0, U16, B),
+        reg("i16", Holding, 1, I16, B),
+        reg("u32_big", Holding, 2, U32, B),
+        reg("u32_little", Holding, 4, U32, L),
+        reg("i32", Holding, 6, I32, B),
+        reg("f32_big", Holding, 8, F32, B),
+        reg("f32_little", Holding, 10, F32, L),
+        reg("f64_big", Holding, 12, F64, B),
+        reg("f64_little", Holding, 16, F64, L),
+        byte_little,
+        scaled,
+        reg("i32_little", Holding, 22, I32, L),
+        reg("input_f32", Input, 0, F32, B),
+        reg("coil0", Coil, 0, Bool, B),
+        reg("coil1", Coil, 1, Bool, B),
+        reg("coil2", Coil, 2, Bool, B),
+        reg("di0", DiscreteInput, 0, Bool, B),
+    ]
+}
+
+struct Running {
+    rx: mpsc::Receiver<Delivery>,
+    counters: Arc<SourceCounters>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), weir_drivers::SourceError>>,
+}
+
+fn start(cfg: ModbusConfig) -> Running {
+    let (tx, rx) = mpsc::channel(64);
+    let counters = Arc::new(SourceCounters::default());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(modbus::run(cfg, tx, counters.clone(), shutdown.clone()));
+    Running {
+        rx,
+        counters,
+        shutdown,
+        task,
+    }
+}
+
+impl Running {
+    async fn next(&mut self) -> Delivery {
+        tokio::time::timeout(WAIT, self.rx.recv())
+            .await
+            .expect("a delivery in time")
+            .expect("source running")
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_and_order_decodes_from_pymodbus() {
+    let (_server, port) = Server::start();
+    let cfg = ModbusConfig {
+        name: "mb".into(),
+        timeout: Duration::from_secs(2),
+        retries: 1,
+        max_gap: 0,
+        slaves: vec![slave(
+            "plc-1",
+            port,
+            1,
+            Duration::from_millis(100),
+            every_type(),
+        )],
+    };
+    let mut src = start(cfg);
+    let d = src.next().await;
+    let got: BTreeMap<String, f64> = d
+        .readings
+        .iter()
+        .map(|r| (r.metric.to_string(), r.value))
+        .collect();
+    assert!(d.readings.iter().all(|r| &*r.device == "plc-1"));
+    let want: BTreeMap<String, f64> = [
+        ("u16", 65534.0),
+        ("i16", -2.0),
+        ("u32_big", 65538.0),
+        ("u32_little", 65538.0),
+        ("i32", -2.0),
+        ("f32_big", 21.5),
+        ("f32_little", 21.5),
+        ("f64_big", 21.5),
+        ("f64_little", 21.5),
+        ("u16_byte_little", 65534.0),
+        ("i16_scaled", -41.0),
+        ("i32_little", -2.0),
+        ("input_f32", -1.5),
+        ("coil0", 1.0),
+        ("coil1", 0.0),
+        ("coil2", 1.0),
+        ("di0", 1.0),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    for (k, v) in &want {
+        assert!((got[k] - v).abs() < 1e-9, "{k}: got {}, want {v}", got[k]);
+    }
+    // A second poll comes on the group's interval; one connection served both.
+    src.next().await;
+    assert_eq!(SourceCounters::get(&src.counters.connects), 1);
+    assert_eq!(SourceCounters::get(&src.counters.exceptions), 0);
+    assert!(src.counters.is_connected());
+    src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erroring_and_silent_slaves_are_counted_and_do_not_stall_a_healthy_one() {
+    let (_server, port) = Server::start();
+    // A TCP peer that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let interval = Duration::from_millis(100);
+    let cfg = ModbusConfig {
+        name: "mb".into(),
+        timeout: Duration::from_millis(300),
+        retries: 1,
+        max_gap: 0,
+        slaves: vec![
+            slave(
+                "healthy",
+                port,
+                1,
+                interval,
+                vec![reg("u16", Table::Holding, 0, DataType::U16, Order::Big)],
+            ),
+            // Unit 2 has 10 holding registers: address 50 is an exception answer.
+            slave(
+                "erroring",
+                port,
+                2,
+                interval,
+                vec![reg("x", Table::Holding, 50, DataType::U16, Order::Big)],
+            ),
+            slave(
+                "silent",
+                silent_port,
+                1,
+                interval,
+                vec![reg("x", Table::Holding, 0, DataType::U16, Order::Big)],
+            ),
+        ],
+    };
+    let mut src = start(cfg);
+    // Over two seconds the silent slave burns its timeouts, yet the healthy one keeps its pace.
+    let started = Instant::now();
+    let mut healthy = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        let d = src.next().await;
+        assert!(d.readings.iter().all(|r| &*r.device == "healthy"), "{d:?}");
+        healthy += 1;
+    }
+    assert!(
+        healthy >= 12,
+        "only {healthy} healthy polls in 2 s at 100 ms"
+    );
+    let c = &src.counters;
+    assert!(
+        SourceCounters::get(&c.exceptions) >= 5,
+        "exceptions: {}",
+        SourceCounters::get(&c.exceptions)
+    );
+    assert!(
+        SourceCounters::get(&c.timeouts) >= 2,
+        "timeouts: {}",
+        SourceCounters::get(&c.timeouts)
+    );
+    // Healthy and erroring connect once; the silent one reconnects after every timeout (a
+    // late answer must not be taken for the next request's).
+    let connects = SourceCounters::get(&c.connects);
+    assert!(connects >= 4, "connects: {connects}");
+    src.stop().await;
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_is_reconnected() {
+    let (server, port) = Server::start();
+    let cfg = ModbusConfig {
+        name: "mb".into(),
+        timeout: Duration::from_millis(300),
+        retries: 1,
+        max_gap: 0,
+        slaves: vec![slave(
+            "plc-1",
+            port,
+            1,
+            Duration::from_millis(100),
+            vec![reg("u16", Table::Holding, 0, DataType::U16, Order::Big)],
+        )],
+    };
+    let mut src = start(cfg);
+    assert_eq!(src.next().await.readings[0].value, 65534.0);
+    drop(server); // killed: the connection drops, new ones are refused
+    let c = src.counters.clone();
+    wait_until("the loss to be counted", WAIT, move || {
+        Ok((!c.is_connected() && SourceCounters::get(&c.transport_errors) >= 2).then_some(()))
+    })
+    .unwrap();
+    while src.rx.try_recv().is_ok() {}
+    let _server = Server::start_on(port);
+    assert_eq!(src.next().await.readings[0].value, 65534.0);
+    assert!(src.counters.is_connected());
+    assert!(SourceCounters::get(&src.counters.connects) >= 2);
+    src.stop().await;
+}
+
+/// socat's pty pair with pymodbus serving Modbus RTU on one end.
+struct RtuServer {
+    socat: Child,
+    server: Child,
+    _dir: weir_tests::TestDir,
+    device: std::path::PathBuf,
+}
+
+impl RtuServer {
+    fn start() -> RtuServer {
+        let dir = weir_tests::TestDir::new("modbus-rtu").unwrap();
+        let device = dir.path().join("ttyWEIR");
+        let slave_end = dir.path().join("ttySLAVE");
+        let socat = Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", device.display()))
+            .arg(format!("pty,raw,echo=0,link={}", slave_end.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("socat runs (scripts/test installs it)");
+        wait_until("socat's pty links", WAIT, || {
+            Ok((device.exists() && slave_end.exists()).then_some(()))
+        })
+        .unwrap();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/modbus_server.py"
+        );
+        let server = Command::new("python3")
+            .args([script, "rtu"])
+            .arg(&slave_end)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        RtuServer {
+            socat,
+            server,
+            _dir: dir,
+            device,
+        }
+    }
+}
+
+impl Drop for RtuServer {
+    fn drop(&mut self) {
+        for child in [&mut self.server, &mut self.socat] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtu_on_a_pty_decodes_and_counts_exceptions() {
+    let server = RtuServer::start();
+    let line = modbus::RtuConfig {
+        path: server.device.clone(),
+        baud: 19_200,
+        data_bits: 8,
+        // Linux pseudo-terminals refuse parity settings (tcsetattr: EINVAL).
+        parity: weir_drivers::serial::Parity::None,
+        stop_bits: 1,
+    };
+    let on_line = |device: &str, unit: u8, registers| SlaveConfig {
+        device: device.into(),
+        tcp: None,
+        rtu: Some(line.clone()),
+        unit,
+        groups: vec![GroupConfig {
+            interval: Duration::from_millis(200),
+            registers,
+        }],
+    };
+    let cfg = ModbusConfig {
+        name: "rtu".into(),
+        // The server may still be starting: polls time out and are retried until it answers.
+        timeout: Duration::from_millis(500),
+        retries: 1,
+        max_gap: 0,
+        slaves: vec![
+            on_line("plc-1", 1, every_type()),
+            on_line(
+                "plc-2",
+                2,
+                vec![reg("x", Table::Holding, 50, DataType::U16, Order::Big)],
+            ),
+        ],
+    };
+    let mut src = start(cfg);
+    let d = src.next().await;
+    assert!(d.readings.iter().all(|r| &*r.device == "plc-1"), "{d:?}");
+    let got: BTreeMap<String, f64> = d
+        .readings
+        .iter()
+        .map(|r| (r.metric.to_string(), r.value))
+        .collect();
+    assert_eq!(got.len(), every_type().len(), "{got:?}");
+    assert_eq!(got["f64_little"], 21.5);
+    assert_eq!(got["i32_little"], -2.0);
+    assert_eq!(got["coil1"], 0.0);
+    let c = src.counters.clone();
+    wait_until("an exception from unit 2", WAIT, move || {
+        Ok((SourceCounters::get(&c.exceptions) >= 1).then_some(()))
+    })
+    .unwrap();
+    src.stop().await;
+}
