@@ -251,3 +251,18 @@ fn serial_and_modbus_problems_point_at_the_source() {
         "{p}"
     );
 }
+
+#[test]
+fn shipped_example_configs_and_rules_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for name in ["demo.yaml", "gateway.yaml"] {
+        let loaded = Loaded::from_path(&root.join(name)).unwrap();
+        let outcome = crate::rules::load(&loaded);
+        assert!(
+            outcome.rejected.is_empty(),
+            "{name}: {:?}",
+            outcome.rejected
+        );
+        assert!(outcome.rules.len() >= 3, "{name}");
+    }
+}

@@ -1,12 +1,13 @@
 //! Agent configs and device traffic shared by the tests.
 //!
 //! Windows close when a later sample passes the window end or when the agent advances event
-//! time on processing time (wall clock minus a small idle grace). The tests therefore publish
-//! without a `ts` field — event time is the agent's receive time — and keep publishing across
-//! more than one window, so every expected window closes in well under a second of slack.
+//! time on processing time (wall clock minus `engine.idle_close`). The tests publish samples
+//! stamped with their scheduled time (`{"value": v, "ts": ms}`), so the windows a sample lands
+//! in are fixed by the schedule, not by delivery delays on a loaded machine, and keep
+//! publishing across more than one window so every expected window closes.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use weir_tests::{Agent, Collector, Message, Mosquitto, Publisher, TestDir};
@@ -48,6 +49,7 @@ impl AgentConfig<'_> {
              sources:\n  - mqtt:\n      host: 127.0.0.1\n      port: {devices}\n      subscriptions:\n{subscriptions}\
              outbox:\n  path: {outbox:?}\n\
              {uplink}\
+             engine: {{ idle_close: 5s }}\n\
              log: {{ level: info }}\n\
              metrics: {{ listen: ~ }}\n",
             gw = self.gateway,
@@ -88,6 +90,7 @@ pub fn publish_series(
     value: impl Fn(Duration) -> f64,
 ) -> Result<usize> {
     let start = Instant::now();
+    let start_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
     let mut sent = 0;
     loop {
         let due = every * u32::try_from(sent)?;
@@ -97,7 +100,13 @@ pub fn publish_series(
         if let Some(wait) = due.checked_sub(start.elapsed()) {
             std::thread::sleep(wait);
         }
-        publisher.publish(topic, value(start.elapsed()).to_string())?;
+        // Stamped with its scheduled time, so which window a sample falls in does not depend
+        // on how late a loaded machine delivers it.
+        let ts = start_ms + due.as_millis();
+        publisher.publish(
+            topic,
+            format!("{{\"value\": {}, \"ts\": {ts}}}", value(due)),
+        )?;
         sent += 1;
     }
 }
