@@ -60,6 +60,8 @@ type LaneValue<'a> = dyn Fn(&crate::outbox::LaneStats) -> f64 + 'a;
 #[derive(Debug)]
 struct Snapshot {
     sources: Vec<(String, [u64; 8])>,
+    /// Per source: transport up, and the receive time of its last reading (µs; 0 = none).
+    source_health: Vec<(String, bool, i64)>,
     pipeline: [(&'static str, &'static str, u64); 9],
     outbox: OutboxStats,
     outbox_counters: [(&'static str, &'static str, u64); 8],
@@ -91,6 +93,17 @@ impl Sources {
                             s.timeouts.load(Relaxed),
                             s.exceptions.load(Relaxed),
                         ],
+                    )
+                })
+                .collect(),
+            source_health: self
+                .sources
+                .iter()
+                .map(|(name, s)| {
+                    (
+                        name.clone(),
+                        s.is_connected(),
+                        s.last_reading_us.load(Relaxed),
                     )
                 })
                 .collect(),
@@ -226,6 +239,33 @@ impl Collector for Snapshot {
                 let labels = [("source", source.as_str())];
                 ConstCounter::new(values[i]).encode(family.encode_family(&labels)?)?;
             }
+        }
+        let up = ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(
+            "weir_source_connected",
+            "1 while the source's transport is up (broker connection, open port, Modbus links); the simulator reports 0.",
+            None,
+            up.metric_type(),
+        )?;
+        for (source, connected, _) in &self.source_health {
+            let labels = [("source", source.as_str())];
+            ConstGauge::new(i64::from(*connected)).encode(family.encode_family(&labels)?)?;
+        }
+        let age = ConstGauge::new(0.0f64);
+        let mut family = encoder.encode_descriptor(
+            "weir_source_last_reading_age_seconds",
+            "Seconds since the source's last reading (-1 before the first).",
+            None,
+            age.metric_type(),
+        )?;
+        for (source, _, last) in &self.source_health {
+            let labels = [("source", source.as_str())];
+            let seconds = if *last == 0 {
+                -1.0
+            } else {
+                (self.now_us - last).max(0) as f64 / 1e6
+            };
+            ConstGauge::new(seconds).encode(family.encode_family(&labels)?)?;
         }
         for (name, help, value) in self.pipeline.iter().chain(&self.outbox_counters) {
             let prefix = if self.outbox_counters.iter().any(|(n, ..)| n == name) {

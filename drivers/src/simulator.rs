@@ -480,7 +480,7 @@ pub async fn run(
                 }
             }
         }
-        SourceCounters::add(&counters.readings, n);
+        counters.sent(n, crate::now_us());
     }
 }
 

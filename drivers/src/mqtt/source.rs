@@ -65,6 +65,7 @@ pub async fn run(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff.reset();
                 SourceCounters::add(&counters.connects, 1);
+                counters.set_connected(true);
                 link.connected(&src.name, &broker, &client_id, ack.session_present);
                 src.subscribe_pending = true;
             }
@@ -87,7 +88,7 @@ pub async fn run(
                         }
                     }
                 }
-                SourceCounters::add(&counters.readings, n);
+                counters.sent(n, crate::now_us());
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 if ack.return_codes.contains(&SubscribeReasonCode::Failure) {
@@ -99,6 +100,7 @@ pub async fn run(
             }
             Ok(_) => {}
             Err(e) => {
+                counters.set_connected(false);
                 link.failed(&src.name, &broker, &e);
                 let delay = backoff.next_delay();
                 tokio::select! {

@@ -90,6 +90,12 @@ fn metrics_pass_promtool_healthz_answers_and_weir_status_summarises() -> Result<
     let readings = sample(&metrics, "weir_source_readings_total{source=\"simulator\"}")
         .context("readings of the simulator")?;
     assert!(readings >= 3.0, "{metrics}");
+    let age = sample(
+        &metrics,
+        "weir_source_last_reading_age_seconds{source=\"simulator\"}",
+    )
+    .context("last reading age")?;
+    assert!((0.0..5.0).contains(&age), "a 100 ms simulator: {age} s\n{metrics}");
     assert!(
         sample(&metrics, "weir_outbox_records{lane=\"aggregates\"}").unwrap_or(0.0) > 0.0,
         "no uplink, so aggregates wait in the outbox:\n{metrics}"
