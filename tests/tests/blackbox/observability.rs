@@ -95,7 +95,10 @@ fn metrics_pass_promtool_healthz_answers_and_weir_status_summarises() -> Result<
         "weir_source_last_reading_age_seconds{source=\"simulator\"}",
     )
     .context("last reading age")?;
-    assert!((0.0..5.0).contains(&age), "a 100 ms simulator: {age} s\n{metrics}");
+    assert!(
+        (0.0..5.0).contains(&age),
+        "a 100 ms simulator: {age} s\n{metrics}"
+    );
     assert!(
         sample(&metrics, "weir_outbox_records{lane=\"aggregates\"}").unwrap_or(0.0) > 0.0,
         "no uplink, so aggregates wait in the outbox:\n{metrics}"
