@@ -51,10 +51,15 @@ pub struct PipelineCounters {
 pub struct Pipeline {
     pub engine: Engine,
     pub outbox: Outbox,
-    pub gateway_id: String,
-    pub topic_prefix: String,
+    /// The uplink topic of each lane, indexed by `Lane as usize` (built once, cloned per event).
+    pub topics: [String; 3],
     pub idle_close: Duration,
     pub counters: Arc<PipelineCounters>,
+}
+
+/// The uplink topic of every lane, in `Lane` order.
+pub fn lane_topics(prefix: &str, gateway_id: &str) -> [String; 3] {
+    crate::outbox::Lane::ALL.map(|lane| topic_for(prefix, gateway_id, lane))
 }
 
 impl Pipeline {
@@ -140,11 +145,7 @@ impl Pipeline {
         for event in events.drain(..) {
             let (device, metric) = self.engine.series_name(event.series).unwrap_or(("?", "?"));
             log_alert(&event, device, metric);
-            let topic = topic_for(
-                &self.topic_prefix,
-                &self.gateway_id,
-                encode::lane_of(&event),
-            );
+            let topic = self.topics[encode::lane_of(&event) as usize].clone();
             match encode::record(&event, device, metric, topic, created_at) {
                 Ok(r) => records.push(r),
                 Err(e) => {

@@ -106,8 +106,7 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
             },
         ),
         outbox: outbox.clone(),
-        gateway_id: gateway_id.clone(),
-        topic_prefix,
+        topics: crate::pipeline::lane_topics(&topic_prefix, &gateway_id),
         idle_close: config.engine.idle_close,
         counters: pipeline_counters.clone(),
     };

@@ -123,3 +123,36 @@ impl SourceCounters {
         self.last_reading_us.store(now_us, Ordering::Relaxed);
     }
 }
+
+/// How handing a delivery to the engine ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Handed {
+    Sent,
+    Shutdown,
+    /// The engine's input closed while the agent was not shutting down.
+    Closed,
+}
+
+/// Sends `delivery` to the engine, waiting while its channel is full (that wait is the
+/// back-pressure on the source), and counts its readings once sent — unless shutdown comes
+/// first, which drops the delivery (an MQTT message is then unacknowledged and redelivered).
+pub(crate) async fn hand_over(
+    tx: &tokio::sync::mpsc::Sender<Delivery>,
+    delivery: Delivery,
+    counters: &SourceCounters,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Handed {
+    let n = delivery.readings.len() as u64;
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => Handed::Shutdown,
+        sent = tx.send(delivery) => match sent {
+            Ok(()) => {
+                counters.sent(n, crate::now_us());
+                Handed::Sent
+            }
+            Err(_) if shutdown.is_cancelled() => Handed::Shutdown,
+            Err(_) => Handed::Closed,
+        },
+    }
+}

@@ -29,5 +29,6 @@ mod delivery;
 mod error;
 
 pub use delivery::{Ack, AckError, Delivery, Reading, SourceCounters};
+pub(crate) use delivery::{Handed, hand_over};
 pub use error::SourceError;
 pub(crate) use error::now_us;

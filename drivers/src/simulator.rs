@@ -35,6 +35,7 @@
 //!     - compressor: { stuck_at: 30, stuck_for: 20 }
 //! ```
 
+use crate::{Handed, hand_over};
 use std::f64::consts::TAU;
 use std::sync::Arc;
 use std::time::Duration;
@@ -461,26 +462,16 @@ pub async fn run(
             _ = ticker.tick() => {}
         }
         let readings = sim.tick(crate::now_us());
-        let n = readings.len() as u64;
         SourceCounters::add(&counters.received, 1);
         let delivery = Delivery {
             readings,
             ack: None,
         };
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return Ok(()),
-            sent = tx.send(delivery) => {
-                if sent.is_err() {
-                    return if shutdown.is_cancelled() {
-                        Ok(())
-                    } else {
-                        Err(SourceError::PipelineClosed { name: cfg.name })
-                    };
-                }
-            }
+        match hand_over(&tx, delivery, &counters, &shutdown).await {
+            Handed::Sent => {}
+            Handed::Shutdown => return Ok(()),
+            Handed::Closed => return Err(SourceError::PipelineClosed { name: cfg.name }),
         }
-        counters.sent(n, crate::now_us());
     }
 }
 

@@ -2,6 +2,7 @@
 //! connection, so a slave that stops answering costs only its own polls; the slaves of one
 //! RTU line share it (a serial bus carries one request at a time).
 
+use crate::{Handed, hand_over};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -224,18 +225,16 @@ impl Poller {
             if readings.is_empty() {
                 continue;
             }
-            let n = readings.len() as u64;
             SourceCounters::add(&self.counters.received, 1);
             let delivery = Delivery {
                 readings,
                 ack: None,
             };
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                sent = tx.send(delivery) => if sent.is_err() { return Err(()) },
+            match hand_over(&tx, delivery, &self.counters, &shutdown).await {
+                Handed::Sent => {}
+                Handed::Shutdown => break,
+                Handed::Closed => return Err(()),
             }
-            self.counters.sent(n, crate::now_us());
         }
         if ctx.is_some() {
             self.set_up(false);

@@ -1,5 +1,6 @@
 //! The MQTT source's event loop: connect, subscribe, decode, hand over, back off.
 
+use crate::{Handed, hand_over};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,22 +74,16 @@ pub async fn run(
                 let Some(delivery) = src.handle(publish) else {
                     continue;
                 };
-                let n = delivery.readings.len() as u64;
-                tokio::select! {
-                    biased;
-                    // Dropping the delivery leaves it unacknowledged: redelivered next start.
-                    () = shutdown.cancelled() => break Ok(()),
-                    sent = tx.send(delivery) => {
-                        if sent.is_err() {
-                            break if shutdown.is_cancelled() {
-                                Ok(())
-                            } else {
-                                Err(SourceError::PipelineClosed { name: src.name.clone() })
-                            };
-                        }
+                // On shutdown the delivery is dropped unacknowledged: redelivered next start.
+                match hand_over(&tx, delivery, &counters, &shutdown).await {
+                    Handed::Sent => {}
+                    Handed::Shutdown => break Ok(()),
+                    Handed::Closed => {
+                        break Err(SourceError::PipelineClosed {
+                            name: src.name.clone(),
+                        });
                     }
                 }
-                counters.sent(n, crate::now_us());
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
                 if ack.return_codes.contains(&SubscribeReasonCode::Failure) {

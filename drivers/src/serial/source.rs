@@ -1,6 +1,7 @@
 //! The serial source's async shell: open the port, move bytes into the decoder, send what
 //! it yields, and reopen with backoff when the port fails or the device disappears.
 
+use crate::{Handed, hand_over};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -129,7 +130,6 @@ async fn read_port(
         };
         decoder.push(&buf[..n], crate::now_us(), counters, &mut out);
         for readings in out.drain(..) {
-            let n = readings.len() as u64;
             SourceCounters::add(&counters.received, 1);
             let delivery = Delivery {
                 readings,
@@ -137,16 +137,11 @@ async fn read_port(
             };
             // Back-pressure: while the pipeline is full the port is not read; the kernel's
             // buffer then overflows and the decoder resynchronises on what follows.
-            tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return End::Shutdown,
-                sent = tx.send(delivery) => {
-                    if sent.is_err() {
-                        return if shutdown.is_cancelled() { End::Shutdown } else { End::PipelineClosed };
-                    }
-                }
+            match hand_over(tx, delivery, counters, shutdown).await {
+                Handed::Sent => {}
+                Handed::Shutdown => return End::Shutdown,
+                Handed::Closed => return End::PipelineClosed,
             }
-            counters.sent(n, crate::now_us());
         }
     }
 }
