@@ -88,6 +88,10 @@ pub struct ReplayArgs {
     /// Most series kept; samples of further series are counted and skipped.
     #[arg(long, default_value_t = 100_000)]
     pub max_series: usize,
+    /// Also draw the series, their windows' results and alerts as an SVG picture (the first
+    /// 12 series; memory stays bounded on long recordings).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

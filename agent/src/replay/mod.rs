@@ -7,6 +7,7 @@
 //! of the file event time is advanced past every open window, so the last windows report too.
 
 mod input;
+mod plot;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
@@ -18,6 +19,7 @@ use anyhow::Context;
 use weir_rules::{Engine, EventKind, Limits, RuleSet, Sample};
 
 use input::{CsvLayout, Row, json_row, looks_like_jsonl};
+pub use plot::Plot;
 
 use crate::cli::ReplayArgs;
 
@@ -53,7 +55,21 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             max_series: args.max_series,
         },
     );
-    let summary = run(engine, reader, BufWriter::new(out), &defaults, &args.data)?;
+    let mut plot = args.plot.as_ref().map(|_| Plot::default());
+    let summary = run(
+        engine,
+        reader,
+        BufWriter::new(out),
+        &defaults,
+        &args.data,
+        plot.as_mut(),
+    )?;
+    if let (Some(plot), Some(path)) = (plot, &args.plot) {
+        let file =
+            File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        plot.write_svg(BufWriter::new(file))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     eprintln!("{summary}");
     Ok(ExitCode::SUCCESS)
 }
@@ -93,13 +109,15 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Replays `reader` through `engine`, writing one JSON object per event to `out`.
+/// Replays `reader` through `engine`, writing one JSON object per event to `out` (and
+/// showing samples and events to `plot`, when there is one).
 pub fn run(
     mut engine: Engine,
     mut reader: impl BufRead,
     mut out: impl Write,
     defaults: &Defaults,
     name: &Path,
+    mut plot: Option<&mut Plot>,
 ) -> anyhow::Result<Summary> {
     let started = Instant::now();
     let jsonl = looks_like_jsonl(&mut reader).context("cannot read the data file")?;
@@ -138,7 +156,14 @@ pub fn run(
             }
         };
         match row {
-            Ok(row) => push(&mut engine, &row, defaults, &mut events, &mut summary),
+            Ok(row) => push(
+                &mut engine,
+                &row,
+                defaults,
+                &mut events,
+                &mut summary,
+                plot.as_deref_mut(),
+            ),
             Err(e) => {
                 summary.skipped += 1;
                 if summary.skipped <= REPORTED_SKIPS {
@@ -146,10 +171,16 @@ pub fn run(
                 }
             }
         }
-        write_events(&engine, &mut events, &mut out, &mut summary)?;
+        write_events(
+            &engine,
+            &mut events,
+            &mut out,
+            &mut summary,
+            plot.as_deref_mut(),
+        )?;
     }
     engine.advance(i64::MAX, &mut events);
-    write_events(&engine, &mut events, &mut out, &mut summary)?;
+    write_events(&engine, &mut events, &mut out, &mut summary, plot)?;
     out.flush().context("cannot write the events")?;
     summary.late_dropped = engine.stats().late_dropped;
     summary.seconds = started.elapsed().as_secs_f64();
@@ -162,12 +193,16 @@ fn push(
     defaults: &Defaults,
     events: &mut Vec<weir_rules::Event>,
     summary: &mut Summary,
+    plot: Option<&mut Plot>,
 ) {
     let device = row.device.as_deref().unwrap_or(&defaults.device);
     let metric = row.metric.as_deref().unwrap_or(&defaults.metric);
     match engine.series(device, metric) {
         Ok(series) => {
             summary.samples += 1;
+            if let Some(plot) = plot {
+                plot.sample(engine, series, row.ts, row.value);
+            }
             engine.push(
                 Sample {
                     series,
@@ -186,8 +221,12 @@ fn write_events(
     events: &mut Vec<weir_rules::Event>,
     out: &mut impl Write,
     summary: &mut Summary,
+    mut plot: Option<&mut Plot>,
 ) -> anyhow::Result<()> {
     for event in events.drain(..) {
+        if let Some(plot) = plot.as_deref_mut() {
+            plot.event(engine, &event);
+        }
         let (device, metric) = engine.series_name(event.series).unwrap_or(("?", "?"));
         crate::encode::write_json(&mut *out, &event, device, metric)
             .context("cannot write an event")?;

@@ -15,6 +15,7 @@ fn replay(data: &str) -> (Summary, Vec<serde_json::Value>) {
         &mut out,
         &defaults,
         Path::new("data.csv"),
+        None,
     )
     .unwrap();
     let events = String::from_utf8(out)
@@ -85,4 +86,61 @@ fn the_same_file_replays_to_the_same_bytes() {
     assert_eq!(events_a, events_b);
     assert_eq!((a.samples, a.events), (b.samples, b.events));
     assert!(a.events > 0);
+}
+
+#[test]
+fn the_plot_shows_every_series_its_windows_and_its_alerts() {
+    let data: String = (0..600)
+        .map(|i| {
+            let hot = (200..260).contains(&i);
+            let value = if hot { 80 } else { 20 + i % 5 };
+            format!(
+                "{},d{},m,{value}\n",
+                1_396_310_400_000_000i64 + i * 1_000_000,
+                i % 2
+            )
+        })
+        .collect();
+    let engine = Engine::new(RuleSet::parse_str(RULES, "rules.yaml").unwrap());
+    let mut plot = Plot::default();
+    let defaults = Defaults {
+        device: "dev".into(),
+        metric: "value".into(),
+    };
+    let summary = run(
+        engine,
+        data.as_bytes(),
+        std::io::sink(),
+        &defaults,
+        Path::new("data.csv"),
+        Some(&mut plot),
+    )
+    .unwrap();
+    let mut svg = Vec::new();
+    plot.write_svg(&mut svg).unwrap();
+    let svg = String::from_utf8(svg).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(
+        svg.contains("d0 / m") && svg.contains("d1 / m"),
+        "a panel per series"
+    );
+    assert_eq!(svg.matches("class=\"samples\"").count(), 2);
+    assert_eq!(
+        svg.matches("class=\"window\"").count(),
+        2,
+        "rule hot on each series"
+    );
+    // Both series cross 50 in the same 10 s windows: one raise and one clear each.
+    assert_eq!(summary.alerts, 4);
+    assert_eq!(svg.matches("class=\"raise\"").count(), 2);
+    assert_eq!(svg.matches("class=\"clear\"").count(), 2);
+    assert_eq!(
+        svg.matches("class=\"raised\"").count(),
+        2,
+        "shaded while raised"
+    );
+    assert!(
+        svg.contains("hot (count)"),
+        "the legend names rule and aggregate"
+    );
 }
