@@ -14,9 +14,11 @@ mod notify;
 mod outbox;
 mod outbox_cmd;
 mod pipeline;
+mod reload;
 mod replay;
 mod rules;
 mod run;
+mod signals;
 mod status;
 mod uplink;
 

@@ -1,4 +1,5 @@
-//! Talking to systemd: readiness, a status line, stopping, and a watchdog that proves progress.
+//! Talking to systemd: readiness, a status line, reloading, stopping, and a watchdog that
+//! proves progress.
 //!
 //! With `Type=notify` systemd considers the agent started only once it says `READY=1`, which it
 //! does after the outbox, the uplink and every source are up. The watchdog is the point of this
@@ -31,6 +32,19 @@ pub fn ready(status: &str) {
 
 pub fn status(status: &str) {
     send(&[NotifyState::Status(status)]);
+}
+
+/// Before a reload; [`ready`] ends it, whatever its outcome. `MONOTONIC_USEC` lets systemd
+/// (`Type=notify-reload`, v253+) tell this reload from an earlier one.
+pub fn reloading() {
+    let mut states = vec![
+        NotifyState::Reloading,
+        NotifyState::Status("reloading rules"),
+    ];
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    send(&states);
 }
 
 pub fn stopping() {

@@ -63,7 +63,13 @@ pub fn lane_topics(prefix: &str, gateway_id: &str) -> [String; 3] {
 }
 
 impl Pipeline {
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Delivery>) -> Result<(), OutboxError> {
+    /// Runs until every source has dropped its sender. `reloads` brings new rule sets
+    /// (SIGHUP); they are applied between two batches.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Delivery>,
+        mut reloads: mpsc::Receiver<crate::reload::Request>,
+    ) -> Result<(), OutboxError> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events = Vec::new();
@@ -80,6 +86,11 @@ impl Pipeline {
                             Err(_) => break,
                         }
                     }
+                }
+                Some(request) = reloads.recv() => {
+                    let report = self.engine.reload(request.rules);
+                    // The requester may have given up waiting; the swap stands regardless.
+                    let _ = request.done.send(report);
                 }
                 _ = tick.tick() => {
                     let watermark = now_us().saturating_sub(micros(self.idle_close));

@@ -1,11 +1,12 @@
-//! `weir run`: wires sources → engine → outbox → uplink and runs until SIGTERM or Ctrl-C.
+//! `weir run`: wires sources → engine → outbox → uplink and runs until SIGTERM or Ctrl-C,
+//! reloading its rules on SIGHUP.
 //!
 //! Start order follows the data backwards (outbox, uplink, engine, then sources) so nothing
 //! produces into a stage that is not there yet. Stop order follows it forwards: sources stop
 //! and drop their senders, the engine drains what is queued and commits it, the uplink gets
 //! a moment for outstanding acknowledgements, and the outbox writer commits and closes.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,8 @@ use crate::cli::ConfigArgs;
 use crate::config::{DEFAULT_CONFIG_PATH, Loaded, SourceConfig};
 use crate::outbox::{Lane, Outbox};
 use crate::pipeline::{Pipeline, PipelineCounters};
+use crate::reload::{Outcome, Reloader};
+use crate::signals::{Signal, Signals};
 use crate::uplink::{self, UplinkConfig};
 
 /// Reads the config named on the command line, else the installed one, else the demo.
@@ -46,11 +49,11 @@ pub fn main(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(loaded))?;
+    runtime.block_on(run(loaded, args.config))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(loaded: Loaded) -> anyhow::Result<()> {
+async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let rules = {
         let outcome = crate::rules::load(&loaded);
         for rejected in &outcome.rejected {
@@ -66,6 +69,7 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
         );
         outcome.rules
     };
+    let settings = crate::reload::settings_of(&loaded.config);
     let config = loaded.config;
     let gateway_id = config.gateway_id.as_str().to_owned();
 
@@ -110,7 +114,8 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
         idle_close: config.engine.idle_close,
         counters: pipeline_counters.clone(),
     };
-    let pipeline_task = tokio::spawn(pipeline.run(rx));
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let pipeline_task = tokio::spawn(pipeline.run(rx, reload_rx));
 
     let mut sources = Vec::new();
     for source in config.sources.into_iter().map(|s| s.value) {
@@ -169,7 +174,31 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
         config.log.status_interval,
     ));
 
-    wait_for_stop_signal().await;
+    let reloader = Reloader {
+        config_path,
+        settings,
+        engine: reload_tx,
+    };
+    let mut signals = Signals::install();
+    while signals.next().await == Signal::Reload {
+        crate::notify::reloading();
+        let status = match reloader.reload().await {
+            Outcome::Applied(r) => format!(
+                "running: {} sources; rules reloaded: {} kept, {} restarted, {} added, {} removed",
+                sources.len(),
+                r.kept.len(),
+                r.restarted.len(),
+                r.added.len(),
+                r.removed.len()
+            ),
+            Outcome::Rejected => format!(
+                "running: {} sources; reload rejected, the old rules keep running (see the log)",
+                sources.len()
+            ),
+        };
+        crate::notify::ready(&status);
+    }
+    drop(reloader);
     tracing::info!("stopping: draining sources into the outbox");
     crate::notify::stopping();
     shutdown.cancel();
@@ -198,36 +227,6 @@ async fn run(loaded: Loaded) -> anyhow::Result<()> {
     pipeline_result.context("the engine could not commit to the outbox")?;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn wait_for_stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM ({e}); only Ctrl-C stops the agent");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        // SIGHUP's default action would kill the agent; reloading arrives with hot reload.
-        let mut hup = signal(SignalKind::hangup()).ok();
-        loop {
-            tokio::select! {
-                _ = term.recv() => return,
-                _ = tokio::signal::ctrl_c() => return,
-                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                    tracing::warn!("SIGHUP received: reloading is not supported yet; ignored");
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// One line every `log.status_interval`: what an operator checks first.

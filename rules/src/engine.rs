@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use crate::agg::{Closed, Env};
 use crate::error::EngineError;
 use crate::event::{AlertState, Event, EventKind, Sample, SeriesId};
-use crate::ruleset::RuleSet;
+use crate::ruleset::{Rule, RuleSet};
 use crate::window::{Done, Win};
 
 /// Resource bounds for an [`Engine`].
@@ -68,6 +68,18 @@ struct Slot {
     /// allocated at the first close and overwritten in place after that.
     prev: Option<Box<Closed>>,
 }
+impl Slot {
+    fn new(rule_index: u32, rule: &Rule) -> Slot {
+        Slot {
+            rule: rule_index,
+            raised: false,
+            alpha: rule.ewma_alpha,
+            win: Win::new(rule.window),
+            prev: None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Series {
     device: Box<str>,
@@ -122,13 +134,8 @@ impl Engine {
         let first = u32::try_from(self.slots.len()).map_err(|_| too_many.clone())?;
         for (i, rule) in self.rules.rules.iter().enumerate() {
             if rule.device.matches(device) && rule.metric.matches(metric) {
-                self.slots.push(Slot {
-                    rule: u32::try_from(i).map_err(|_| too_many.clone())?,
-                    raised: false,
-                    alpha: rule.ewma_alpha,
-                    win: Win::new(rule.window),
-                    prev: None,
-                });
+                let i = u32::try_from(i).map_err(|_| too_many.clone())?;
+                self.slots.push(Slot::new(i, rule));
             }
         }
         let len = u32::try_from(self.slots.len()).map_err(|_| too_many.clone())? - first;
@@ -306,6 +313,9 @@ fn close(
         });
     }
 }
+
+mod reload;
+pub use reload::ReloadReport;
 
 #[cfg(test)]
 mod tests;

@@ -47,7 +47,7 @@ mod schema;
 mod tree;
 mod window;
 
-pub use engine::{Engine, EngineStats, Limits};
+pub use engine::{Engine, EngineStats, Limits, ReloadReport};
 pub use error::{Diagnostic, EngineError, RuleError};
 pub use event::{Aggregate, AlertState, Event, EventKind, Sample, SeriesId, Severity};
 pub use ruleset::RuleSet;

@@ -37,6 +37,9 @@ pub(crate) struct Rule {
     /// Aggregates to emit per closed window, in the order written; may be empty.
     pub aggregates: Vec<Aggregate>,
     pub alert: Option<AlertRule>,
+    /// The rule as written (every key of its YAML entry, not where it was written): a reload
+    /// keeps a rule's state only when this is unchanged.
+    pub definition: Box<str>,
     /// Where the rule's name was written, to report duplicates across files.
     file: Arc<str>,
     name_loc: Loc,
@@ -333,6 +336,7 @@ impl Compiler<'_> {
             ewma_alpha: ewma_alpha?,
             aggregates: aggregates?,
             alert,
+            definition: format!("{raw:?}").into(),
             file: self.file.clone(),
             name_loc,
         })

@@ -13,6 +13,7 @@ mod harness;
 mod kill_loop;
 mod observability;
 mod outbox_ops;
+mod reload;
 mod replay;
 mod systemd;
 mod uplink_outage;

@@ -46,7 +46,7 @@ fn count(seen: &[String], line: &str) -> usize {
 }
 
 #[test]
-fn notify_protocol_ready_status_watchdog_pings_and_stopping() -> Result<()> {
+fn notify_protocol_ready_status_watchdog_pings_reloading_and_stopping() -> Result<()> {
     let dir = TestDir::new("sd-notify")?;
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path)?;
@@ -80,6 +80,31 @@ fn notify_protocol_ready_status_watchdog_pings_and_stopping() -> Result<()> {
     .map_err(|e| agent.explain(e))?;
     assert!(
         seen.iter().any(|l| l.starts_with("STATUS=running")),
+        "{seen:#?}"
+    );
+
+    // `systemctl reload`: RELOADING=1 (with the monotonic time systemd v253+ requires), then
+    // READY=1 again once the new rules run.
+    let status = Command::new("kill")
+        .args(["-HUP", &agent.pid().to_string()])
+        .status()?;
+    assert!(status.success());
+    receive_until(&socket, &mut seen, Duration::from_secs(10), |s| {
+        count(s, "READY=1") >= 2
+    })
+    .map_err(|e| agent.explain(e))?;
+    let reloading = seen.iter().position(|l| l == "RELOADING=1");
+    let ready_again = seen.iter().rposition(|l| l == "READY=1");
+    assert!(
+        matches!((reloading, ready_again), (Some(a), Some(b)) if a < b),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter().any(|l| l.starts_with("MONOTONIC_USEC=")),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter().any(|l| l.contains("rules reloaded: 1 kept")),
         "{seen:#?}"
     );
 

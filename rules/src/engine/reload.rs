@@ -1,0 +1,267 @@
+//! Replacing the rule set of a running engine without forgetting what it has learnt.
+//!
+//! A field engineer who fixes one rule's threshold must not reset every other rule: a 1 h
+//! window would be empty for an hour after each edit, and an alert already raised would be
+//! raised a second time. So a rule keeps its per-series state across a reload when its name
+//! and its definition (everything written in its YAML entry, whichever file holds it) are
+//! unchanged. A rule whose definition changed restarts its windows but remembers whether its
+//! alert was raised, so its next evaluation clears that alert instead of raising it twice.
+//! New rules start empty; removed rules' state is dropped.
+//!
+//! Series keep their ids, so events already emitted and the agent's tables stay valid.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Engine, Slot};
+use crate::ruleset::RuleSet;
+
+/// What a [`Engine::reload`] did, by rule name, for the log line an operator reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReloadReport {
+    /// Unchanged rules: their windows and alert state carried over.
+    pub kept: Vec<Arc<str>>,
+    /// Changed rules: windows restarted, a raised alert stays raised until it clears.
+    pub restarted: Vec<Arc<str>>,
+    pub added: Vec<Arc<str>>,
+    pub removed: Vec<Arc<str>>,
+    /// Removed rules that had an alert raised on some series: nothing will clear it now.
+    pub removed_while_raised: Vec<Arc<str>>,
+}
+
+/// What became of one old rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Same definition, now at this index of the new set.
+    Kept(u32),
+    /// Same name, new definition, at this index.
+    Restarted(u32),
+    Removed,
+}
+
+impl Engine {
+    /// Replaces the rule set, keeping the state of unchanged rules (see the module docs).
+    ///
+    /// Every interned series is matched against the new rules at once, so the cost is one
+    /// pass over series × rules, paid per reload rather than per sample.
+    pub fn reload(&mut self, rules: RuleSet) -> ReloadReport {
+        let new_index: HashMap<&str, usize> = rules
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (&*r.name, i))
+            .collect();
+        let fates: Vec<Fate> = self
+            .rules
+            .rules
+            .iter()
+            .map(|old| match new_index.get(&*old.name) {
+                Some(&i) if rules.rules[i].definition == old.definition => Fate::Kept(index(i)),
+                Some(&i) => Fate::Restarted(index(i)),
+                None => Fate::Removed,
+            })
+            .collect();
+
+        let mut report = ReloadReport::default();
+        for (old, fate) in self.rules.rules.iter().zip(&fates) {
+            match fate {
+                Fate::Kept(_) => report.kept.push(old.name.clone()),
+                Fate::Restarted(_) => report.restarted.push(old.name.clone()),
+                Fate::Removed => report.removed.push(old.name.clone()),
+            }
+        }
+        let old_names: HashMap<&str, ()> =
+            self.rules.rules.iter().map(|r| (&*r.name, ())).collect();
+        report.added = rules
+            .rules
+            .iter()
+            .filter(|r| !old_names.contains_key(&*r.name))
+            .map(|r| r.name.clone())
+            .collect();
+
+        let mut old_slots: Vec<Option<Slot>> = std::mem::take(&mut self.slots)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut raised_removed = vec![false; fates.len()];
+        for series in &mut self.series {
+            let old_range = series.first as usize..(series.first + series.len) as usize;
+            let first = self.slots.len();
+            for (i, rule) in rules.rules.iter().enumerate() {
+                if !(rule.device.matches(&series.device) && rule.metric.matches(&series.metric)) {
+                    continue;
+                }
+                let i = index(i);
+                let old = old_slots[old_range.clone()].iter_mut().find(|s| {
+                    s.as_ref().is_some_and(|s| {
+                        matches!(fates[s.rule as usize], Fate::Kept(j) | Fate::Restarted(j) if j == i)
+                    })
+                });
+                let slot = match old.and_then(Option::take) {
+                    Some(old) if fates[old.rule as usize] == Fate::Kept(i) => {
+                        Slot { rule: i, ..old }
+                    }
+                    Some(old) => Slot {
+                        raised: old.raised,
+                        ..Slot::new(i, rule)
+                    },
+                    None => Slot::new(i, rule),
+                };
+                self.slots.push(slot);
+            }
+            for old in old_slots[old_range].iter().flatten() {
+                if old.raised && fates[old.rule as usize] == Fate::Removed {
+                    raised_removed[old.rule as usize] = true;
+                }
+            }
+            series.first = index(first);
+            series.len = index(self.slots.len() - first);
+        }
+        report.removed_while_raised = self
+            .rules
+            .rules
+            .iter()
+            .zip(raised_removed)
+            .filter(|(_, raised)| *raised)
+            .map(|(r, _)| r.name.clone())
+            .collect();
+        self.rules = rules;
+        // Restarted and added slots have no deadline yet: make the next `advance` look.
+        self.next_deadline = i64::MIN;
+        report
+    }
+}
+
+/// Rule and slot indices are u32 in the hot path. A rule set or slot table beyond 4 billion
+/// entries cannot be built within `max_series`, so saturating here never happens in practice.
+fn index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Aggregate, Event, EventKind, Sample, SeriesId};
+
+    const S: i64 = 1_000_000;
+
+    fn set(yaml: &str) -> RuleSet {
+        RuleSet::parse_str(yaml, "test.yaml").unwrap()
+    }
+
+    fn push(e: &mut Engine, series: SeriesId, ts: i64, value: f64) -> Vec<Event> {
+        let mut out = Vec::new();
+        e.push(Sample { series, ts, value }, &mut out);
+        out
+    }
+
+    fn count_of(events: &[Event], rule: &str) -> Option<f64> {
+        events.iter().find_map(|e| match &e.kind {
+            EventKind::Window { values, .. } if &*e.rule == rule => values
+                .iter()
+                .find(|(a, _)| *a == Aggregate::Count)
+                .map(|(_, v)| *v),
+            _ => None,
+        })
+    }
+
+    const TWO: &str = r#"
+rules:
+  - name: steady
+    window: { tumbling: 10s }
+    aggregates: [count]
+  - name: tuned
+    window: { tumbling: 10s }
+    aggregates: [count]
+    alert: { when: "max > 80" }
+"#;
+
+    #[test]
+    fn unchanged_rules_keep_their_windows_and_changed_ones_restart() {
+        let mut e = Engine::new(set(TWO));
+        let id = e.series("pump-1", "temp").unwrap();
+        for k in 0..5 {
+            assert!(push(&mut e, id, k * S, 1.0).is_empty());
+        }
+        let report = e.reload(set(&TWO.replace("max > 80", "max > 90").replace(
+            "rules:\n",
+            "rules:\n  - name: fresh\n    window: { tumbling: 10s }\n    aggregates: [count]\n",
+        )));
+        assert_eq!(report.kept, vec![Arc::from("steady")]);
+        assert_eq!(report.restarted, vec![Arc::from("tuned")]);
+        assert_eq!(report.added, vec![Arc::from("fresh")]);
+        assert!(report.removed.is_empty());
+        for k in 5..8 {
+            assert!(push(&mut e, id, k * S, 1.0).is_empty());
+        }
+        let out = push(&mut e, id, 10 * S, 1.0);
+        // `steady` saw all 8 samples; `tuned` and `fresh` only the 3 after the reload.
+        assert_eq!(count_of(&out, "steady"), Some(8.0));
+        assert_eq!(count_of(&out, "tuned"), Some(3.0));
+        assert_eq!(count_of(&out, "fresh"), Some(3.0));
+    }
+
+    #[test]
+    fn a_changed_rule_clears_its_raised_alert_once_instead_of_raising_it_again() {
+        let mut e = Engine::new(set(TWO));
+        let id = e.series("pump-1", "temp").unwrap();
+        push(&mut e, id, 0, 85.0);
+        let raised = push(&mut e, id, 10 * S, 85.0);
+        assert!(
+            raised
+                .iter()
+                .any(|ev| matches!(ev.kind, EventKind::Alert { .. }))
+        );
+        e.reload(set(&TWO.replace("max > 80", "max > 90")));
+        // The restarted window holds only what came after the reload.
+        assert!(push(&mut e, id, 15 * S, 85.0).is_empty());
+        let out = push(&mut e, id, 20 * S, 85.0);
+        let alerts: Vec<_> = out
+            .iter()
+            .filter_map(|ev| match &ev.kind {
+                EventKind::Alert { state, .. } => Some(*state),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(alerts, vec![crate::event::AlertState::Cleared]);
+    }
+
+    #[test]
+    fn removed_rules_are_reported_and_stop_emitting() {
+        let mut e = Engine::new(set(TWO));
+        let id = e.series("pump-1", "temp").unwrap();
+        push(&mut e, id, 0, 85.0);
+        push(&mut e, id, 10 * S, 85.0);
+        let only_steady =
+            "rules:\n  - name: steady\n    window: { tumbling: 10s }\n    aggregates: [count]\n";
+        let report = e.reload(set(only_steady));
+        assert_eq!(report.removed, vec![Arc::from("tuned")]);
+        assert_eq!(report.removed_while_raised, vec![Arc::from("tuned")]);
+        let out = push(&mut e, id, 20 * S, 1.0);
+        assert!(out.iter().all(|ev| &*ev.rule == "steady"), "{out:?}");
+        assert_eq!(count_of(&out, "steady"), Some(1.0));
+    }
+
+    #[test]
+    fn a_rule_moved_to_another_file_keeps_its_state() {
+        let mut e = Engine::new(set(TWO));
+        let id = e.series("pump-1", "temp").unwrap();
+        push(&mut e, id, 0, 1.0);
+        let report = e.reload(RuleSet::parse_str(TWO, "other.yaml").unwrap());
+        assert_eq!(report.kept.len(), 2);
+        let out = push(&mut e, id, 10 * S, 1.0);
+        assert_eq!(count_of(&out, "steady"), Some(1.0));
+    }
+
+    #[test]
+    fn idle_windows_of_kept_rules_still_close_on_advance() {
+        let mut e = Engine::new(set(TWO));
+        let id = e.series("pump-1", "temp").unwrap();
+        push(&mut e, id, 0, 1.0);
+        e.reload(set(TWO));
+        let mut out = Vec::new();
+        e.advance(10 * S, &mut out);
+        assert_eq!(count_of(&out, "steady"), Some(1.0));
+    }
+}
