@@ -98,6 +98,9 @@ pub struct EngineConfig {
     /// Capacity of the channel from the sources to the engine (back-pressure beyond it).
     #[serde(default = "default_channel")]
     pub channel: NonZeroUsize,
+    /// Device timestamps far off the gateway clock are restamped or dropped.
+    #[serde(default)]
+    pub clock_guard: crate::clock_guard::ClockGuard,
 }
 
 const fn default_max_series() -> NonZeroUsize {
@@ -116,6 +119,7 @@ impl Default for EngineConfig {
             max_series: default_max_series(),
             idle_close: default_idle_close(),
             channel: default_channel(),
+            clock_guard: crate::clock_guard::ClockGuard::default(),
         }
     }
 }

@@ -36,6 +36,9 @@ enum Detail<'a> {
         end: i64,
         values: serde_json::Map<String, serde_json::Value>,
     },
+    Late {
+        value: f64,
+    },
 }
 
 /// The lane an event travels in: alerts first, window aggregates last.
@@ -93,6 +96,7 @@ pub fn write_json(
                 .map(|(agg, v)| (agg.as_str().to_owned(), json_number(*v)))
                 .collect(),
         },
+        EventKind::Late { value } => Detail::Late { value: *value },
         // `EventKind` is non-exhaustive and grows with later rule features; a kind this
         // agent does not know yet is still shipped rather than dropped.
         other => Detail::Window {
@@ -108,6 +112,7 @@ pub fn write_json(
     let body = Body {
         kind: match event.kind {
             EventKind::Alert { .. } => "alert",
+            EventKind::Late { .. } => "late",
             _ => "window",
         },
         rule: &event.rule,
@@ -180,5 +185,21 @@ mod tests {
         assert_eq!(v["end"], 10);
         assert_eq!(v["values"]["mean"], 2.5);
         assert!(v["values"]["max"].is_null());
+    }
+
+    #[test]
+    fn a_late_sample_travels_with_the_aggregates_as_its_own_kind() {
+        let event = Event {
+            rule: Arc::from("avg"),
+            series: SeriesId(0),
+            ts: 5,
+            kind: EventKind::Late { value: 1.5 },
+        };
+        let r = record(&event, "d", "m", "t".into(), 0).unwrap();
+        assert_eq!(r.lane, Lane::Aggregates);
+        assert_eq!(
+            decode(&r),
+            serde_json::json!({"kind":"late","rule":"avg","device":"d","metric":"m","ts":5,"value":1.5})
+        );
     }
 }

@@ -6,6 +6,7 @@
 
 mod check;
 mod cli;
+mod clock_guard;
 mod config;
 mod encode;
 mod logging;

@@ -62,7 +62,7 @@ struct Snapshot {
     sources: Vec<(String, [u64; 8])>,
     /// Per source: transport up, and the receive time of its last reading (µs; 0 = none).
     source_health: Vec<(String, bool, i64)>,
-    pipeline: [(&'static str, &'static str, u64); 9],
+    pipeline: [(&'static str, &'static str, u64); 10],
     outbox: OutboxStats,
     outbox_counters: [(&'static str, &'static str, u64); 8],
     now_us: i64,
@@ -134,8 +134,13 @@ impl Sources {
                     p.encode_errors.load(Relaxed),
                 ),
                 (
+                    "clock_skewed",
+                    "Samples whose device timestamp was far off the gateway clock (restamped or dropped).",
+                    p.clock_skewed.load(Relaxed),
+                ),
+                (
                     "late_dropped",
-                    "Samples dropped as late (their window had closed).",
+                    "Samples refused as late (every window they belong to had closed, lateness included).",
                     p.late_dropped.load(Relaxed),
                 ),
                 (

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use weir_drivers::{Ack, Delivery};
 use weir_rules::{Engine, Event, EventKind, Sample};
 
+use crate::clock_guard::{ClockGuard, Verdict};
 use crate::encode;
 use crate::outbox::{NewRecord, Outbox, OutboxError};
 use crate::uplink::topic_for;
@@ -38,6 +39,8 @@ pub struct PipelineCounters {
     pub samples: AtomicU64,
     /// Samples of series beyond `engine.max_series`, dropped.
     pub series_rejected: AtomicU64,
+    /// Samples whose device timestamp was far off the gateway clock (restamped or dropped).
+    pub clock_skewed: AtomicU64,
     pub events: AtomicU64,
     pub alerts: AtomicU64,
     /// Events that could not be encoded (should stay 0; logged at ERROR).
@@ -54,6 +57,7 @@ pub struct Pipeline {
     /// The uplink topic of each lane, indexed by `Lane as usize` (built once, cloned per event).
     pub topics: [String; 3],
     pub idle_close: Duration,
+    pub clock_guard: ClockGuard,
     pub counters: Arc<PipelineCounters>,
 }
 
@@ -114,13 +118,25 @@ impl Pipeline {
     }
 
     fn ingest(&mut self, delivery: Delivery, events: &mut Vec<Event>, acks: &mut Vec<Ack>) {
+        let now = now_us();
         for r in &delivery.readings {
+            let ts = match self.clock_guard.check(r.ts, now) {
+                Verdict::Ok(ts) => ts,
+                Verdict::Restamp { now, skew } => {
+                    self.clock_skewed(&r.device, skew, "restamped with the arrival time");
+                    now
+                }
+                Verdict::Drop { skew } => {
+                    self.clock_skewed(&r.device, skew, "dropped");
+                    continue;
+                }
+            };
             match self.engine.series(&r.device, &r.metric) {
                 Ok(series) => {
                     self.engine.push(
                         Sample {
                             series,
-                            ts: r.ts,
+                            ts,
                             value: r.value,
                         },
                         events,
@@ -141,6 +157,20 @@ impl Pipeline {
             }
         }
         acks.extend(delivery.ack);
+    }
+
+    fn clock_skewed(&self, device: &str, skew_us: i64, what: &str) {
+        let n = self.counters.clock_skewed.fetch_add(1, Ordering::Relaxed) + 1;
+        // Logged on powers of two: a device with a dead clock battery cannot flood the log.
+        if n.is_power_of_two() {
+            let skew_s = skew_us / 1_000_000;
+            tracing::warn!(
+                device,
+                skew_s,
+                total = n,
+                "device clock far off the gateway's: sample {what}"
+            );
+        }
     }
 
     async fn flush(

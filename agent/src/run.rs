@@ -112,6 +112,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         outbox: outbox.clone(),
         topics: crate::pipeline::lane_topics(&topic_prefix, &gateway_id),
         idle_close: config.engine.idle_close,
+        clock_guard: config.engine.clock_guard.clone(),
         counters: pipeline_counters.clone(),
     };
     let (reload_tx, reload_rx) = mpsc::channel(1);

@@ -43,8 +43,9 @@ impl Default for Limits {
 pub struct EngineStats {
     /// Interned series.
     pub series: usize,
-    /// Samples dropped because their window had already closed; counted once per
-    /// `(rule, series)` window that refused the sample.
+    /// Samples refused because every window they belong to had already closed (beyond the
+    /// rule's allowed lateness); counted once per `(rule, series)` that refused the sample,
+    /// whether dropped or emitted as a `Late` event (`late: emit`).
     pub late_dropped: u64,
     /// Samples a full sliding window dropped (its oldest) to make room, per `(rule, series)`.
     pub window_overflow: u64,
@@ -63,6 +64,7 @@ struct Slot {
     raised: bool,
     /// Copied from the rule so the hot path does not touch the rule table.
     alpha: f64,
+    emit_late: bool,
     win: Win,
     /// The previous closed window, kept only for rules whose condition reads `prev(...)`;
     /// allocated at the first close and overwritten in place after that.
@@ -74,6 +76,7 @@ impl Slot {
             rule: rule_index,
             raised: false,
             alpha: rule.ewma_alpha,
+            emit_late: rule.emit_late,
             win: Win::new(rule.window),
             prev: None,
         }
@@ -178,6 +181,7 @@ impl Engine {
                 rule,
                 raised,
                 alpha,
+                emit_late,
                 win,
                 prev,
             } = slot;
@@ -188,6 +192,14 @@ impl Engine {
             });
             if pushed.late {
                 self.stats.late_dropped += 1;
+                if *emit_late && let Some(rule) = rules.rules.get(*rule as usize) {
+                    out.push(Event {
+                        rule: rule.name.clone(),
+                        series: s.series,
+                        ts: s.ts,
+                        kind: EventKind::Late { value: s.value },
+                    });
+                }
             }
             if pushed.overflow {
                 self.stats.window_overflow += 1;

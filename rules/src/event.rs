@@ -164,6 +164,8 @@ pub enum EventKind {
         end: i64,
         values: Vec<(Aggregate, f64)>,
     },
+    /// A sample too late for every window of a rule with `late: emit`; `ts` is the sample's.
+    Late { value: f64 },
 }
 
 /// An engine output. `ts` is the event time it refers to (for windows: the window's end).

@@ -8,6 +8,8 @@ use proptest::prelude::*;
 
 use crate::{Aggregate, Engine, Event, EventKind, RuleSet, Sample};
 
+mod lateness;
+
 /// `(start, end, values)` of one closed window.
 type Window = (i64, i64, Vec<(Aggregate, f64)>);
 

@@ -34,6 +34,8 @@ pub(crate) struct Rule {
     pub window: WindowSpec,
     /// Smoothing factor of `ewma`, in (0, 1].
     pub ewma_alpha: f64,
+    /// `late: emit`: samples too late for every window become `Late` events.
+    pub emit_late: bool,
     /// Aggregates to emit per closed window, in the order written; may be empty.
     pub aggregates: Vec<Aggregate>,
     pub alert: Option<AlertRule>,
@@ -272,6 +274,7 @@ impl Compiler<'_> {
         let device = self.glob(node, &["select", "device"], name, &raw.select.device);
         let metric = self.glob(node, &["select", "metric"], name, &raw.select.metric);
         let window = self.window(node, name, &raw.window);
+        let emit_late = self.late_policy(node, name, &raw.window);
         let ewma_alpha = match raw.ewma_alpha {
             None => Some(DEFAULT_EWMA_ALPHA),
             Some(a) if a > 0.0 && a <= 1.0 => Some(a),
@@ -334,6 +337,7 @@ impl Compiler<'_> {
             metric: metric?,
             window: window?,
             ewma_alpha: ewma_alpha?,
+            emit_late: emit_late?,
             aggregates: aggregates?,
             alert,
             definition: format!("{raw:?}").into(),
@@ -374,7 +378,7 @@ impl Compiler<'_> {
     }
 
     /// Exactly one window kind, validated.
-    fn window(&mut self, node: &Node, rule: &str, raw: &RawWindow) -> Option<WindowSpec> {
+    fn window_kind(&mut self, node: &Node, rule: &str, raw: &RawWindow) -> Option<WindowSpec> {
         let at = node.locate(&["window"]);
         let kinds = [
             raw.tumbling.is_some(),
@@ -452,7 +456,11 @@ impl Compiler<'_> {
             self.report(at, Some(rule), msg);
             return None;
         }
-        Some(WindowSpec::Hopping { size, hop })
+        Some(WindowSpec::Hopping {
+            size,
+            hop,
+            lateness: 0,
+        })
     }
 
     fn glob(&mut self, node: &Node, path: &[&str], rule: &str, pattern: &str) -> Option<Glob> {
@@ -555,6 +563,8 @@ pub(crate) fn column_inside(src: &str, loc: Loc, offset: usize) -> Loc {
         column: loc.column + raw_index as u64,
     }
 }
+
+mod time;
 
 #[cfg(test)]
 mod tests;

@@ -66,6 +66,12 @@ pub(crate) struct RawWindow {
     /// For `sliding`: the most samples kept within the window.
     #[serde(default)]
     pub max_samples: Option<u64>,
+    /// For `tumbling` and `hopping`: how long after its end a window still takes samples.
+    #[serde(default)]
+    pub lateness: Option<String>,
+    /// What becomes of a sample too late for every window: `drop` (counted) or `emit`.
+    #[serde(default)]
+    pub late: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

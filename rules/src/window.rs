@@ -7,16 +7,21 @@
 //! | kind | windows | state |
 //! |---|---|---|
 //! | `tumbling: D` | `[k·D, (k+1)·D)`, aligned to the epoch | one inline [`Acc`] |
-//! | `hopping: { size: S, hop: H }` | `[k·H, k·H + S)`, so each sample is in about S/H windows | `ceil(S/H)` accumulators allocated once (S/H ≤ [`MAX_OVERLAP`]) |
+//! | `hopping: { size: S, hop: H }` | `[k·H, k·H + S)`, so each sample is in about S/H windows | `ceil(S/H)` accumulators allocated once (S/H ≤ [`MAX_OVERLAP`]); `ceil((S + D)/H)` with lateness D |
 //! | `count: N` | every N samples of the series, in arrival order | one inline [`Acc`] |
 //! | `sliding: D` | on every sample at `t`, `(t - D, t]` | a ring of at most `max_samples` (default 1024) `(ts, value)` pairs, 16 bytes each, grown on demand |
 //! | `session: G` | a run of samples with gaps `< G`, ending `G` after its last sample | one inline [`Acc`] |
 //!
 //! Time windows close when a sample at or after their end arrives, or when
-//! [`crate::Engine::advance`] passes their end. A window is only ever opened if it starts
-//! after every window opened before it, so a window never reopens after closing: a sample
-//! that belongs to no still-open window and only to windows older than the newest one is
-//! late, dropped and counted. Count windows ignore time: they take every sample and close on
+//! [`crate::Engine::advance`] passes their end. A window never reopens after closing: a
+//! sample that belongs only to closed windows is late, dropped and counted (or emitted as a
+//! `Late` event with `late: emit`).
+//!
+//! Allowed lateness (`lateness: D`, tumbling and hopping only) moves the closing point: a
+//! window closes when a sample `D` past its end arrives, so several windows of a series are
+//! open at once and a sample up to `D` behind the newest joins every open window containing
+//! it. Such a window is kept as a hopping one (tumbling = hopping with `hop = size`), whose
+//! deque then holds up to `ceil((size + D) / hop)` windows ([`MAX_OPEN`] at most). Count windows ignore time: they take every sample and close on
 //! the N-th; a partial count window stays open (idle timeout is future work). Their `start`
 //! and `end` are the earliest and latest timestamps in the window, both inclusive.
 //!
@@ -40,6 +45,10 @@ use crate::agg::{Acc, Closed};
 /// per sample and the memory per series.
 pub(crate) const MAX_OVERLAP: i64 = 64;
 
+/// With allowed lateness, several windows of a series stay open at once: at most
+/// `ceil((size + lateness) / hop)`, bounded by this (256 × 144 B ≈ 36 KB per series at worst).
+pub(crate) const MAX_OPEN: i64 = 256;
+
 /// Samples a sliding window keeps unless the rule says otherwise, and the most it may ask.
 pub(crate) const DEFAULT_MAX_SAMPLES: u64 = 1_024;
 pub(crate) const MAX_SAMPLES: u64 = 65_536;
@@ -54,8 +63,9 @@ pub(crate) fn overlap(size: i64, hop: i64) -> i64 {
 pub(crate) enum WindowSpec {
     /// Window length in µs; > 0.
     Tumbling { size: i64 },
-    /// 0 < hop ≤ size, size / hop ≤ [`MAX_OVERLAP`].
-    Hopping { size: i64, hop: i64 },
+    /// 0 < hop ≤ size, size / hop ≤ [`MAX_OVERLAP`]; `(size + lateness) / hop` ≤
+    /// [`MAX_OPEN`] (rounded up). A tumbling window with allowed lateness is a hopping one with `hop = size`.
+    Hopping { size: i64, hop: i64, lateness: i64 },
     /// Samples per window; > 0.
     Count { n: u64 },
     /// On every sample at `t`, the window `(t - size, t]`, holding at most `cap` samples.
@@ -90,8 +100,10 @@ pub(crate) enum Win {
     Hopping {
         size: i64,
         hop: i64,
-        /// The start of the newest window ever opened.
-        newest: Option<i64>,
+        /// Allowed lateness: a window closes once a sample `lateness` past its end arrives.
+        lateness: i64,
+        /// Every window ending at or before this has closed and never reopens.
+        closed: i64,
         /// Open windows `(start, acc)`, oldest first.
         open: VecDeque<(i64, Acc)>,
     },
@@ -151,13 +163,19 @@ impl Win {
                 open: false,
                 acc: Acc::EMPTY,
             },
-            WindowSpec::Hopping { size, hop } => {
-                // Validated: 0 < hop ≤ size and size / hop ≤ MAX_OVERLAP.
+            WindowSpec::Hopping {
+                size,
+                hop,
+                lateness,
+            } => {
+                // Validated: 0 < hop ≤ size and size / hop ≤ MAX_OVERLAP. With lateness the
+                // deque grows on demand (up to MAX_OPEN), as most series are in order.
                 let k = usize::try_from(overlap(size, hop)).unwrap_or(1);
                 Win::Hopping {
                     size,
                     hop,
-                    newest: None,
+                    lateness,
+                    closed: i64::MIN,
                     open: VecDeque::with_capacity(k),
                 }
             }
@@ -233,40 +251,19 @@ impl Win {
             Win::Hopping {
                 size,
                 hop,
-                newest,
+                lateness,
+                closed,
                 open,
             } => {
                 let (size, hop) = (*size, *hop);
-                close_hopping(open, size, ts, &mut done);
-                let mut added = false;
-                for (start, acc) in open.iter_mut() {
-                    if *start <= ts {
-                        acc.add(ts, v, alpha);
-                        added = true;
-                    }
+                let upto = ts.saturating_sub(*lateness);
+                if upto > *closed {
+                    // The series' own watermark: windows ending by it are closed whether or
+                    // not anything opened them.
+                    close_hopping(open, size, upto, &mut done);
+                    *closed = upto;
                 }
-                // Windows containing `ts` start in (ts - size, ts], on multiples of `hop`;
-                // only those newer than every window opened so far may open. The common
-                // case — the newest window already holds `ts` — costs one remainder.
-                let highest = ts - ts.rem_euclid(hop); // Cannot overflow: 0 ≤ rem < hop.
-                if newest.is_none_or(|n| highest > n) {
-                    // i128: exact at the ends of the i64 range; runs once per hop, not per
-                    // sample.
-                    let (t, s, h) = (i128::from(ts), i128::from(size), i128::from(hop));
-                    let mut start = (t - s).div_euclid(h) * h + h;
-                    if let Some(n) = newest {
-                        start = start.max(i128::from(*n) + h);
-                    }
-                    while start <= i128::from(highest) {
-                        let Ok(s64) = i64::try_from(start) else { break };
-                        let mut acc = Acc::EMPTY;
-                        acc.add(ts, v, alpha);
-                        open.push_back((s64, acc));
-                        *newest = Some(s64);
-                        added = true;
-                        start += h;
-                    }
-                }
+                let added = add_hopping(open, size, hop, *closed, ts, v, alpha);
                 Pushed::new(
                     !added,
                     open.front()
@@ -385,9 +382,16 @@ impl Win {
                 *floor = end;
                 i64::MAX
             }
-            Win::Hopping { size, open, .. } => {
+            Win::Hopping {
+                size, open, closed, ..
+            } => {
                 let size = *size;
-                close_hopping(open, size, watermark, &mut done);
+                // Only the windows this closes are barred from reopening: a window nobody
+                // opened may still open for a sample within the lateness of the series' own
+                // newest sample, whatever processing time says.
+                if let Some(end) = close_hopping(open, size, watermark, &mut done) {
+                    *closed = (*closed).max(end);
+                }
                 open.front()
                     .map_or(i64::MAX, |(s, _)| s.saturating_add(size))
             }
@@ -429,18 +433,72 @@ fn close_session(acc: &mut Acc, gap: i64, done: &mut impl FnMut(Done)) -> i64 {
     end
 }
 
+/// Adds a sample at `ts` to every window that contains it and has not closed (ends after
+/// `closed`), opening those not open yet in start order; false if there is none (late).
+///
+/// Windows containing `ts` start in `(ts - size, ts]` on multiples of `hop`, at most
+/// `size / hop` of them. In order, they are the newest ones and already open: the common case
+/// is a short walk from the back of the deque. A late-but-allowed sample may open an older
+/// window between two open ones.
+fn add_hopping(
+    open: &mut VecDeque<(i64, Acc)>,
+    size: i64,
+    hop: i64,
+    closed: i64,
+    ts: i64,
+    v: f64,
+    alpha: f64,
+) -> bool {
+    // i128: exact at the ends of the i64 range.
+    let (t, s, h, c) = (
+        i128::from(ts),
+        i128::from(size),
+        i128::from(hop),
+        i128::from(closed),
+    );
+    let highest = t - t.rem_euclid(h);
+    // The lowest start whose window contains `ts` and ends after `closed`.
+    let lowest = ((t - s).div_euclid(h) * h + h).max((c - s).div_euclid(h) * h + h);
+    if lowest > highest {
+        return false;
+    }
+    let (Ok(lowest), Ok(highest)) = (i64::try_from(lowest), i64::try_from(highest)) else {
+        return false;
+    };
+    let mut i = open.partition_point(|(start, _)| *start < lowest);
+    let mut start = lowest;
+    loop {
+        match open.get_mut(i) {
+            Some((st, acc)) if *st == start => acc.add(ts, v, alpha),
+            _ => {
+                let mut acc = Acc::EMPTY;
+                acc.add(ts, v, alpha);
+                open.insert(i, (start, acc));
+            }
+        }
+        i += 1;
+        match start.checked_add(hop) {
+            Some(next) if next <= highest => start = next,
+            _ => return true,
+        }
+    }
+}
+
+/// Closes the open windows ending at or before `upto`; returns the end of the last one closed.
 fn close_hopping(
     open: &mut VecDeque<(i64, Acc)>,
     size: i64,
     upto: i64,
     done: &mut impl FnMut(Done),
-) {
+) -> Option<i64> {
+    let mut last = None;
     while let Some(&(start, acc)) = open.front() {
         let end = start.saturating_add(size);
         if end > upto {
             break;
         }
         open.pop_front();
+        last = Some(end);
         done(Done {
             ts: end,
             start,
@@ -451,4 +509,5 @@ fn close_hopping(
             },
         });
     }
+    last
 }

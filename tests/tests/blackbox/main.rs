@@ -5,6 +5,7 @@
 //! `weir-tests` library (`tests/src`); `common` holds what only these tests share.
 
 mod bad_input;
+mod clock;
 mod common;
 mod crash_recovery;
 mod devices;
