@@ -95,11 +95,21 @@ pub enum Aggregate {
     /// Least-squares slope of value against time, per second (NaN when every sample has the
     /// same timestamp). The trend a predictive-maintenance rule watches.
     Slope,
+    /// Population skewness `sqrt(n)·M3 / M2^1.5` from the central moment sums (NaN when
+    /// every value is the same).
+    Skewness,
+    /// Population (Pearson, not excess) kurtosis `n·M4 / M2²`: 3 for Gaussian noise, 1.5 for
+    /// a pure sine, larger for impulsive signals such as a bearing's spalling (NaN when every
+    /// value is the same).
+    Kurtosis,
+    /// `max(|min|, |max|) / rms`: √2 for a pure sine, larger when peaks stand out of the
+    /// signal (impacts); NaN for an all-zero window.
+    CrestFactor,
 }
 
 impl Aggregate {
     /// Every aggregate, in declaration order.
-    pub const ALL: [Aggregate; 15] = [
+    pub const ALL: [Aggregate; 18] = [
         Aggregate::Count,
         Aggregate::Mean,
         Aggregate::Min,
@@ -115,6 +125,9 @@ impl Aggregate {
         Aggregate::PeakToPeak,
         Aggregate::Ewma,
         Aggregate::Slope,
+        Aggregate::Skewness,
+        Aggregate::Kurtosis,
+        Aggregate::CrestFactor,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -134,6 +147,9 @@ impl Aggregate {
             Aggregate::PeakToPeak => "peak_to_peak",
             Aggregate::Ewma => "ewma",
             Aggregate::Slope => "slope",
+            Aggregate::Skewness => "skewness",
+            Aggregate::Kurtosis => "kurtosis",
+            Aggregate::CrestFactor => "crest_factor",
         }
     }
 

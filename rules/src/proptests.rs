@@ -26,6 +26,16 @@ fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
     let last = samples.iter().max_by_key(|s| s.0).map_or(f64::NAN, |s| s.1);
     let variance = vs.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
     let rms = (vs.iter().map(|v| v * v).sum::<f64>() / n).sqrt();
+    let moment = |k: i32| vs.iter().map(|v| (v - mean).powi(k)).sum::<f64>() / n;
+    let (skewness, kurtosis) = if variance > 0.0 {
+        (
+            moment(3) / variance.powf(1.5),
+            moment(4) / (variance * variance),
+        )
+    } else {
+        (f64::NAN, f64::NAN)
+    };
+    let crest = vs.iter().map(|v| v.abs()).fold(0.0, f64::max) / rms;
     let base = samples[0].0;
     let ts: Vec<f64> = samples.iter().map(|s| (s.0 - base) as f64).collect();
     let mean_t = ts.iter().sum::<f64>() / n;
@@ -60,6 +70,9 @@ fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
                 Aggregate::PeakToPeak => max - min,
                 Aggregate::Ewma => ewma,
                 Aggregate::Slope => slope,
+                Aggregate::Skewness => skewness,
+                Aggregate::Kurtosis => kurtosis,
+                Aggregate::CrestFactor => crest,
             };
             (a, v)
         })
@@ -90,6 +103,9 @@ fn same(got: &[Window], want: &[Window]) -> Result<(), TestCaseError> {
                     | Aggregate::Rate
                     | Aggregate::Ewma
                     | Aggregate::Slope
+                    | Aggregate::Skewness
+                    | Aggregate::Kurtosis
+                    | Aggregate::CrestFactor
             );
             // The slope divides two co-moments that may nearly cancel.
             let tolerance = if ga == Aggregate::Slope { 1e-6 } else { 1e-9 };
