@@ -15,12 +15,58 @@
 //! moments"): raw power sums `Σv³`, `Σv⁴` would cancel catastrophically on the same signals.
 
 use crate::event::Aggregate;
+use crate::sketch::{DEFAULT_K, Sketch};
 
 /// The default smoothing factor of the `ewma` aggregate.
 pub(crate) const DEFAULT_EWMA_ALPHA: f64 = 0.2;
 
+/// Which state beyond the fixed-size totals a rule's windows keep.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct AccSpec {
+    /// The rule names a percentile or the median (in `aggregates`, `let` or `when`).
+    pub sketch: bool,
+}
+
+impl AccSpec {
+    fn any(&self) -> bool {
+        self.sketch
+    }
+}
+
+/// State that only the rules asking for it pay for, boxed beside the totals so the common
+/// window stays one fixed-size [`Acc`] and the hot path one predictable branch longer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Extra {
+    sketch: Option<Sketch>,
+}
+
+impl Extra {
+    fn new(spec: &AccSpec) -> Extra {
+        Extra {
+            sketch: spec.sketch.then(|| Sketch::new(DEFAULT_K)),
+        }
+    }
+
+    fn fresh(&self) -> Extra {
+        Extra {
+            sketch: self.sketch.as_ref().map(Sketch::fresh),
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, v: f64) {
+        if let Some(s) = &mut self.sketch {
+            s.add(v);
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        size_of::<Extra>() + self.sketch.as_ref().map_or(0, Sketch::heap_bytes)
+    }
+}
+
 /// Running totals of one window.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Acc {
     pub count: u64,
     sum: f64,
@@ -45,6 +91,8 @@ pub(crate) struct Acc {
     mean_t: f64,
     m2t: f64,
     cxy: f64,
+    /// Percentile sketch and FFT frames, for the rules that use them.
+    extra: Option<Box<Extra>>,
 }
 
 impl Acc {
@@ -67,7 +115,35 @@ impl Acc {
         mean_t: 0.0,
         m2t: 0.0,
         cxy: 0.0,
+        extra: None,
     };
+
+    /// An empty accumulator keeping what `spec` asks for beyond the totals.
+    pub fn new(spec: &AccSpec) -> Acc {
+        Acc {
+            extra: spec.any().then(|| Box::new(Extra::new(spec))),
+            ..Acc::EMPTY
+        }
+    }
+
+    /// An empty accumulator of the same kind (allocates only if this one has extra state).
+    pub fn fresh(&self) -> Acc {
+        Acc {
+            extra: self.extra.as_ref().map(|e| Box::new(e.fresh())),
+            ..Acc::EMPTY
+        }
+    }
+
+    /// Returns the totals so far and starts over, empty.
+    pub fn take(&mut self) -> Acc {
+        let fresh = self.fresh();
+        std::mem::replace(self, fresh)
+    }
+
+    /// Bytes owned on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.extra.as_ref().map_or(0, |e| e.heap_bytes())
+    }
 
     #[inline]
     pub fn add(&mut self, ts: i64, v: f64, alpha: f64) {
@@ -112,6 +188,9 @@ impl Acc {
         } else {
             alpha * v + (1.0 - alpha) * self.ewma
         };
+        if let Some(extra) = &mut self.extra {
+            extra.add(v);
+        }
     }
 
     /// The value of `a` for this window; `secs` is the window's length in seconds (used by
@@ -143,12 +222,22 @@ impl Acc {
             // Per second; undefined (NaN) unless the window spans more than one timestamp.
             Aggregate::Slope if self.m2t > 0.0 => self.cxy / self.m2t * 1e6,
             Aggregate::Slope => f64::NAN,
+            Aggregate::Median => self.quantile(0.5),
+            Aggregate::Percentile(p) => self.quantile(f64::from(p) / 100.0),
+        }
+    }
+
+    /// NaN when the rule keeps no sketch (validation makes sure it does when it asks).
+    fn quantile(&self, q: f64) -> f64 {
+        match self.extra.as_ref().and_then(|e| e.sketch.as_ref()) {
+            Some(s) => s.quantile(q),
+            None => f64::NAN,
         }
     }
 }
 
 /// A closed window's accumulator with its length, kept for `prev(...)` in expressions.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Closed {
     pub acc: Acc,
     pub secs: f64,
@@ -157,7 +246,7 @@ pub(crate) struct Closed {
 /// What an expression can see when a window closes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Env<'a> {
-    pub cur: Closed,
+    pub cur: &'a Closed,
     /// The same rule's previous closed window on the same series, if any.
     pub prev: Option<&'a Closed>,
 }

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::agg::{Closed, Env};
+use crate::agg::{Acc, Closed, Env};
 use crate::error::EngineError;
 use crate::event::{AlertState, Event, EventKind, Sample, SeriesId};
 use crate::ruleset::RuleSet;
@@ -126,7 +126,7 @@ impl Engine {
                     rule: u32::try_from(i).map_err(|_| too_many.clone())?,
                     raised: false,
                     alpha: rule.ewma_alpha,
-                    win: Win::new(rule.window),
+                    win: Win::new(rule.window, Acc::new(&rule.acc)),
                     prev: None,
                 });
             }
@@ -260,7 +260,7 @@ fn close(
         return;
     };
     let env = Env {
-        cur: done.closed,
+        cur: &done.closed,
         prev: prev.as_deref(),
     };
     if !rule.aggregates.is_empty() {

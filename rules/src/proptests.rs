@@ -13,6 +13,20 @@ type Window = (i64, i64, Vec<(Aggregate, f64)>);
 
 const ALPHA: f64 = 0.3;
 
+/// Every fixed aggregate, and percentiles across the range (the sketch is exact below 256
+/// samples, and these windows hold at most 200).
+fn every_aggregate() -> Vec<Aggregate> {
+    let mut all = Aggregate::ALL.to_vec();
+    all.extend([
+        Aggregate::Median,
+        Aggregate::Percentile(1),
+        Aggregate::Percentile(25),
+        Aggregate::Percentile(95),
+        Aggregate::Percentile(99),
+    ]);
+    all
+}
+
 /// Every aggregate of `samples` (in arrival order) computed the slow, obvious way.
 fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
     let vs: Vec<f64> = samples.iter().map(|s| s.1).collect();
@@ -36,6 +50,13 @@ fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
         (f64::NAN, f64::NAN)
     };
     let crest = vs.iter().map(|v| v.abs()).fold(0.0, f64::max) / rms;
+    let mut sorted = vs.clone();
+    sorted.sort_by(f64::total_cmp);
+    // Nearest rank: the smallest value with at least ⌈q·n⌉ samples at or below it.
+    let quantile = |q: f64| {
+        let rank = ((q * n).ceil() as usize).clamp(1, sorted.len());
+        sorted[rank - 1]
+    };
     let base = samples[0].0;
     let ts: Vec<f64> = samples.iter().map(|s| (s.0 - base) as f64).collect();
     let mean_t = ts.iter().sum::<f64>() / n;
@@ -50,7 +71,7 @@ fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
     for v in &vs[1..] {
         ewma = ALPHA * v + (1.0 - ALPHA) * ewma;
     }
-    Aggregate::ALL
+    every_aggregate()
         .into_iter()
         .map(|a| {
             let v = match a {
@@ -73,6 +94,8 @@ fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
                 Aggregate::Skewness => skewness,
                 Aggregate::Kurtosis => kurtosis,
                 Aggregate::CrestFactor => crest,
+                Aggregate::Median => quantile(0.5),
+                Aggregate::Percentile(p) => quantile(f64::from(p) / 100.0),
             };
             (a, v)
         })
@@ -123,7 +146,7 @@ fn same(got: &[Window], want: &[Window]) -> Result<(), TestCaseError> {
 }
 
 fn rules(window: &str) -> RuleSet {
-    let names: Vec<&str> = Aggregate::ALL.iter().map(|a| a.as_str()).collect();
+    let names: Vec<&str> = every_aggregate().iter().map(|a| a.as_str()).collect();
     let yaml = format!(
         "rules:\n  - name: w\n    window: {window}\n    ewma_alpha: {ALPHA}\n    aggregates: [{}]\n",
         names.join(", ")

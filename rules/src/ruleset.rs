@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::agg::DEFAULT_EWMA_ALPHA;
+use crate::agg::{AccSpec, DEFAULT_EWMA_ALPHA};
 use crate::error::{Diagnostic, RuleError};
 use crate::event::{Aggregate, Severity};
 use crate::expr::{Condition, Scope, check_name};
@@ -37,6 +37,8 @@ pub(crate) struct Rule {
     /// Aggregates to emit per closed window, in the order written; may be empty.
     pub aggregates: Vec<Aggregate>,
     pub alert: Option<AlertRule>,
+    /// The state its windows keep beyond the fixed-size totals (percentile sketch).
+    pub acc: AccSpec,
     /// Where the rule's name was written, to report duplicates across files.
     file: Arc<str>,
     name_loc: Loc,
@@ -325,14 +327,20 @@ impl Compiler<'_> {
         if self.diagnostics.len() != before {
             return None;
         }
+        let aggregates = aggregates?;
+        let acc = AccSpec {
+            sketch: aggregates.iter().any(|a| a.needs_sketch())
+                || alert.as_ref().is_some_and(|a| a.condition.needs_sketch),
+        };
         Some(Rule {
             name: Arc::from(name),
             device: device?,
             metric: metric?,
             window: window?,
             ewma_alpha: ewma_alpha?,
-            aggregates: aggregates?,
+            aggregates,
             alert,
+            acc,
             file: self.file.clone(),
             name_loc,
         })
@@ -479,8 +487,9 @@ impl Compiler<'_> {
                 None => {
                     let known: Vec<&str> = Aggregate::ALL.iter().map(|a| a.as_str()).collect();
                     let msg = format!(
-                        "unknown aggregate `{name}` (expected one of: {})",
-                        known.join(", ")
+                        "unknown aggregate `{name}` (expected one of: {}, {})",
+                        known.join(", "),
+                        Aggregate::OTHER_NAMES
                     );
                     self.report(loc, Some(rule), msg);
                     ok = false;

@@ -65,7 +65,7 @@ pub(crate) enum WindowSpec {
 }
 
 /// A window that has just closed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Done {
     /// The event time of the window's events: its end, or for sliding windows the sample
     /// that moved it.
@@ -94,6 +94,8 @@ pub(crate) enum Win {
         newest: Option<i64>,
         /// Open windows `(start, acc)`, oldest first.
         open: VecDeque<(i64, Acc)>,
+        /// An empty accumulator of the rule's kind, copied for each new window.
+        proto: Acc,
     },
     Count {
         n: u64,
@@ -106,6 +108,8 @@ pub(crate) enum Win {
         newest: i64,
         /// The window's samples `(ts, value)` in arrival order; at most `cap` of them.
         buf: VecDeque<(i64, f64)>,
+        /// An empty accumulator of the rule's kind, filled from `buf` on each sample.
+        proto: Acc,
     },
     Session {
         gap: i64,
@@ -142,14 +146,15 @@ fn secs(us: i64) -> f64 {
 }
 
 impl Win {
-    pub fn new(spec: WindowSpec) -> Win {
+    /// `proto` is an empty accumulator of the kind the rule needs (see [`Acc::new`]).
+    pub fn new(spec: WindowSpec, proto: Acc) -> Win {
         match spec {
             WindowSpec::Tumbling { size } => Win::Tumbling {
                 size,
                 floor: i64::MIN,
                 start: 0,
                 open: false,
-                acc: Acc::EMPTY,
+                acc: proto,
             },
             WindowSpec::Hopping { size, hop } => {
                 // Validated: 0 < hop ≤ size and size / hop ≤ MAX_OVERLAP.
@@ -159,9 +164,10 @@ impl Win {
                     hop,
                     newest: None,
                     open: VecDeque::with_capacity(k),
+                    proto,
                 }
             }
-            WindowSpec::Count { n } => Win::Count { n, acc: Acc::EMPTY },
+            WindowSpec::Count { n } => Win::Count { n, acc: proto },
             WindowSpec::Sliding { size, cap } => Win::Sliding {
                 size,
                 cap,
@@ -169,12 +175,13 @@ impl Win {
                 // Grows with use, never past `cap`: a few reallocations per series while
                 // warming up, none in steady state.
                 buf: VecDeque::new(),
+                proto,
             },
             WindowSpec::Session { gap } => Win::Session {
                 gap,
                 floor: i64::MIN,
                 open: false,
-                acc: Acc::EMPTY,
+                acc: proto,
             },
         }
     }
@@ -182,9 +189,17 @@ impl Win {
     /// Bytes this state owns on the heap.
     pub fn heap_bytes(&self) -> usize {
         match self {
-            Win::Hopping { open, .. } => open.capacity() * size_of::<(i64, Acc)>(),
-            Win::Sliding { buf, .. } => buf.capacity() * size_of::<(i64, f64)>(),
-            _ => 0,
+            Win::Hopping { open, proto, .. } => {
+                open.capacity() * size_of::<(i64, Acc)>()
+                    + open.iter().map(|(_, a)| a.heap_bytes()).sum::<usize>()
+                    + proto.heap_bytes()
+            }
+            Win::Sliding { buf, proto, .. } => {
+                buf.capacity() * size_of::<(i64, f64)>() + proto.heap_bytes()
+            }
+            Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => {
+                acc.heap_bytes()
+            }
         }
     }
 
@@ -215,7 +230,7 @@ impl Win {
                         start: *start,
                         end,
                         closed: Closed {
-                            acc: std::mem::replace(acc, Acc::EMPTY),
+                            acc: acc.take(),
                             secs: secs(*size),
                         },
                     });
@@ -235,6 +250,7 @@ impl Win {
                 hop,
                 newest,
                 open,
+                proto,
             } => {
                 let (size, hop) = (*size, *hop);
                 close_hopping(open, size, ts, &mut done);
@@ -259,7 +275,7 @@ impl Win {
                     }
                     while start <= i128::from(highest) {
                         let Ok(s64) = i64::try_from(start) else { break };
-                        let mut acc = Acc::EMPTY;
+                        let mut acc = proto.fresh();
                         acc.add(ts, v, alpha);
                         open.push_back((s64, acc));
                         *newest = Some(s64);
@@ -276,14 +292,15 @@ impl Win {
             Win::Count { n, acc } => {
                 acc.add(ts, v, alpha);
                 if acc.count >= *n {
-                    let acc = std::mem::replace(acc, Acc::EMPTY);
+                    let acc = acc.take();
+                    let (first, last) = (acc.first_ts, acc.last_ts);
                     done(Done {
-                        ts: acc.last_ts,
-                        start: acc.first_ts,
-                        end: acc.last_ts,
+                        ts: last,
+                        start: first,
+                        end: last,
                         closed: Closed {
                             acc,
-                            secs: secs(acc.last_ts.saturating_sub(acc.first_ts)),
+                            secs: secs(last.saturating_sub(first)),
                         },
                     });
                 }
@@ -294,6 +311,7 @@ impl Win {
                 cap,
                 newest,
                 buf,
+                proto,
             } => {
                 if ts < *newest {
                     return Pushed::new(true, i64::MAX);
@@ -310,7 +328,7 @@ impl Win {
                 buf.push_back((ts, v));
                 // Recomputed from the buffer: exact for every aggregate (min, max and the
                 // EWMA cannot be "un-added"), at O(samples in window) ≤ `cap` per sample.
-                let mut acc = Acc::EMPTY;
+                let mut acc = proto.fresh();
                 for &(t, x) in buf.iter() {
                     acc.add(t, x, alpha);
                 }
@@ -377,7 +395,7 @@ impl Win {
                     start: *start,
                     end,
                     closed: Closed {
-                        acc: std::mem::replace(acc, Acc::EMPTY),
+                        acc: acc.take(),
                         secs: secs(*size),
                     },
                 });
@@ -415,15 +433,16 @@ impl Win {
 
 /// Emits the session in `acc`, resets it and returns its end (`gap` after its last sample).
 fn close_session(acc: &mut Acc, gap: i64, done: &mut impl FnMut(Done)) -> i64 {
-    let acc = std::mem::replace(acc, Acc::EMPTY);
-    let end = acc.last_ts.saturating_add(gap);
+    let acc = acc.take();
+    let (first, last) = (acc.first_ts, acc.last_ts);
+    let end = last.saturating_add(gap);
     done(Done {
         ts: end,
-        start: acc.first_ts,
+        start: first,
         end,
         closed: Closed {
             acc,
-            secs: secs(acc.last_ts.saturating_sub(acc.first_ts)),
+            secs: secs(last.saturating_sub(first)),
         },
     });
     end
@@ -435,12 +454,14 @@ fn close_hopping(
     upto: i64,
     done: &mut impl FnMut(Done),
 ) {
-    while let Some(&(start, acc)) = open.front() {
+    while let Some(&(start, _)) = open.front() {
         let end = start.saturating_add(size);
         if end > upto {
             break;
         }
-        open.pop_front();
+        let Some((_, acc)) = open.pop_front() else {
+            break;
+        };
         done(Done {
             ts: end,
             start,
