@@ -15,7 +15,10 @@
 //! moments"): raw power sums `Σv³`, `Σv⁴` would cancel catastrophically on the same signals.
 
 use crate::event::Aggregate;
+use std::sync::Arc;
+
 use crate::sketch::{DEFAULT_K, Sketch};
+use crate::spectrum::{FftPlan, Frames};
 
 /// The default smoothing factor of the `ewma` aggregate.
 pub(crate) const DEFAULT_EWMA_ALPHA: f64 = 0.2;
@@ -25,11 +28,13 @@ pub(crate) const DEFAULT_EWMA_ALPHA: f64 = 0.2;
 pub(crate) struct AccSpec {
     /// The rule names a percentile or the median (in `aggregates`, `let` or `when`).
     pub sketch: bool,
+    /// The rule has an `fft:` section.
+    pub fft: Option<Arc<FftPlan>>,
 }
 
 impl AccSpec {
     fn any(&self) -> bool {
-        self.sketch
+        self.sketch || self.fft.is_some()
     }
 }
 
@@ -38,18 +43,21 @@ impl AccSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Extra {
     sketch: Option<Sketch>,
+    frames: Option<Frames>,
 }
 
 impl Extra {
     fn new(spec: &AccSpec) -> Extra {
         Extra {
             sketch: spec.sketch.then(|| Sketch::new(DEFAULT_K)),
+            frames: spec.fft.as_ref().map(Frames::new),
         }
     }
 
     fn fresh(&self) -> Extra {
         Extra {
             sketch: self.sketch.as_ref().map(Sketch::fresh),
+            frames: self.frames.as_ref().map(Frames::fresh),
         }
     }
 
@@ -58,10 +66,15 @@ impl Extra {
         if let Some(s) = &mut self.sketch {
             s.add(v);
         }
+        if let Some(f) = &mut self.frames {
+            f.add(v);
+        }
     }
 
     fn heap_bytes(&self) -> usize {
-        size_of::<Extra>() + self.sketch.as_ref().map_or(0, Sketch::heap_bytes)
+        size_of::<Extra>()
+            + self.sketch.as_ref().map_or(0, Sketch::heap_bytes)
+            + self.frames.as_ref().map_or(0, Frames::heap_bytes)
     }
 }
 
@@ -224,6 +237,11 @@ impl Acc {
             Aggregate::Slope => f64::NAN,
             Aggregate::Median => self.quantile(0.5),
             Aggregate::Percentile(p) => self.quantile(f64::from(p) / 100.0),
+            Aggregate::BandEnergy { index, .. } => self
+                .extra
+                .as_ref()
+                .and_then(|e| e.frames.as_ref())
+                .map_or(f64::NAN, |f| f.energy(usize::from(index))),
         }
     }
 

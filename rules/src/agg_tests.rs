@@ -154,3 +154,104 @@ fn percentile_names_are_validated() {
         );
     }
 }
+
+const VIBRATION: &str = r#"
+rules:
+  - name: vib
+    window: { tumbling: 2s }
+    fft: { size: 256, sample_rate: 1000, bands: { imbalance: [20, 30], bearing: [80, 120] } }
+    aggregates: [band_energy.bearing, band_energy.imbalance, rms]
+    alert: { when: "band_energy.bearing > 1 and prev(band_energy.bearing) < 1" }
+"#;
+
+/// `amp · sin(2π f t)` summed, sampled at 1 kHz.
+fn sines(parts: &[(f64, f64)], n: usize) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / 1_000.0;
+            parts
+                .iter()
+                .map(|&(amp, f)| amp * (std::f64::consts::TAU * f * t).sin())
+                .sum()
+        })
+        .collect()
+}
+
+#[test]
+fn band_energy_lands_in_the_band_of_each_sine() {
+    let (mut e, id) = engine(VIBRATION);
+    // Window 1: only the 25 Hz imbalance tone (power 0.5). Window 2: a 100 Hz bearing tone
+    // of amplitude 2 (power 2) joins it. 2,000 samples = 7 complete frames per window.
+    let mut xs = sines(&[(1.0, 25.0)], 2_000);
+    xs.extend(sines(&[(1.0, 25.0), (2.0, 100.0)], 2_000));
+    let out = run(&mut e, id, 0, &xs);
+    let wins: Vec<Vec<(Aggregate, f64)>> = out
+        .iter()
+        .filter(|ev| matches!(ev.kind, EventKind::Window { .. }))
+        .map(values)
+        .collect();
+    assert_eq!(wins.len(), 2);
+    let near = |got: f64, want: f64, tol: f64| (got - want).abs() <= tol;
+    let (b1, i1) = (wins[0][0].1, wins[0][1].1);
+    let (b2, i2) = (wins[1][0].1, wins[1][1].1);
+    assert!(b1 < 1e-3, "no bearing tone yet: {b1}");
+    assert!(near(i1, 0.5, 0.03) && near(i2, 0.5, 0.03), "{i1} {i2}");
+    assert!(near(b2, 2.0, 0.1), "{b2}");
+    assert_eq!(wins[1][0].0.as_str(), "band_energy.bearing");
+    let alerts: Vec<&Event> = out
+        .iter()
+        .filter(|ev| matches!(ev.kind, EventKind::Alert { .. }))
+        .collect();
+    assert_eq!(alerts.len(), 1, "{out:?}");
+    assert_eq!(alerts[0].ts, 4 * 1_000_000);
+}
+
+#[test]
+fn fft_sections_are_validated() {
+    for (fft, want) in [
+        (
+            "{ size: 100, sample_rate: 1000, bands: { a: [1, 2] } }",
+            "power of two",
+        ),
+        (
+            "{ size: 256, sample_rate: 0, bands: { a: [1, 2] } }",
+            "positive",
+        ),
+        (
+            "{ size: 256, sample_rate: 1000, bands: { a: [10, 600] } }",
+            "Nyquist",
+        ),
+        (
+            "{ size: 256, sample_rate: 1000, bands: { a: [100.1, 101] } }",
+            "no FFT bin",
+        ),
+        (
+            "{ size: 256, sample_rate: 1000, bands: { a: [9, 2] } }",
+            "low ≤ high",
+        ),
+        (
+            "{ size: 256, sample_rate: 1000, bands: { 9a: [1, 20] } }",
+            "band name",
+        ),
+        (
+            "{ size: 256, sample_rate: 1000, bands: {} }",
+            "1 to 16 bands",
+        ),
+    ] {
+        let yaml = format!(
+            "rules:\n  - name: r\n    window: {{ count: 5 }}\n    fft: {fft}\n    aggregates: [rms]\n"
+        );
+        let e = RuleSet::parse_str(&yaml, "t.yaml").unwrap_err().to_string();
+        assert!(e.contains("t.yaml:4:") && e.contains(want), "{fft}: {e}");
+    }
+    // A band the rule does not define, in `when`: the column of the name.
+    let yaml = "rules:\n  - name: r\n    window: { count: 5 }\n    fft: { size: 8, sample_rate: 8, bands: { a: [1, 2] } }\n    alert: { when: \"band_energy.b > 1\" }\n";
+    let e = RuleSet::parse_str(yaml, "t.yaml").unwrap_err().to_string();
+    assert!(
+        e.contains("t.yaml:5:21:") && e.contains("`band_energy.b`"),
+        "{e}"
+    );
+    // Without an `fft` section there are no bands.
+    let yaml = "rules:\n  - name: r\n    window: { count: 5 }\n    aggregates: [band_energy.a]\n";
+    assert!(RuleSet::parse_str(yaml, "t.yaml").is_err());
+}

@@ -111,6 +111,13 @@ pub enum Aggregate {
     Median,
     /// `pN`, N in 1..=99: the nearest-rank N-th percentile, from the same sketch.
     Percentile(u8),
+    /// `band_energy.<name>`: the mean power (value²) per FFT frame in one of the rule's
+    /// `fft.bands` (module `spectrum`). `index` is the band's position in the rule; `name`
+    /// is the full interned name.
+    BandEnergy {
+        index: u8,
+        name: &'static str,
+    },
 }
 
 /// `p0` … `p99`, so [`Aggregate::as_str`] can stay `&'static str`.
@@ -170,6 +177,7 @@ impl Aggregate {
             Aggregate::CrestFactor => "crest_factor",
             Aggregate::Median => "median",
             Aggregate::Percentile(p) => PERCENTILE_NAMES[p as usize % 100],
+            Aggregate::BandEnergy { name, .. } => name,
         }
     }
 
@@ -195,7 +203,7 @@ impl Aggregate {
     }
 
     /// The names accepted besides [`Aggregate::ALL`]'s, for error messages.
-    pub(crate) const OTHER_NAMES: &str = "median, p1 … p99";
+    pub(crate) const OTHER_NAMES: &str = "median, p1 … p99, band_energy.<band>";
 }
 
 /// What happened.

@@ -45,6 +45,7 @@ mod expr;
 mod ruleset;
 mod schema;
 mod sketch;
+mod spectrum;
 mod tree;
 mod window;
 

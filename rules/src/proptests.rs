@@ -24,7 +24,53 @@ fn every_aggregate() -> Vec<Aggregate> {
         Aggregate::Percentile(95),
         Aggregate::Percentile(99),
     ]);
+    for (index, name) in BANDS.iter().enumerate() {
+        let name = crate::spectrum::band_name(name).unwrap();
+        all.push(Aggregate::BandEnergy {
+            index: index as u8,
+            name,
+        });
+    }
     all
+}
+
+/// Every rule here also runs an 8-point FFT at a notional 8 Hz, with bins 1 Hz apart.
+const FFT: &str = "{ size: 8, sample_rate: 8, bands: { low: [0, 1.5], mid: [2, 3], top: [4, 4] } }";
+const BANDS: [&str; 3] = ["low", "mid", "top"];
+const BAND_BINS: [(usize, usize); 3] = [(0, 1), (2, 3), (4, 4)];
+
+/// Band powers by the textbook DFT: frames of 8 values in arrival order, Hann window,
+/// one-sided `|X_k|²` normalised by `8·Σw²`, averaged over complete frames.
+fn band_energy(vs: &[f64], band: usize) -> f64 {
+    const N: usize = 8;
+    let tau = std::f64::consts::TAU;
+    let w: Vec<f64> = (0..N)
+        .map(|i| 0.5 - 0.5 * (tau * i as f64 / N as f64).cos())
+        .collect();
+    let sum_w2: f64 = w.iter().map(|w| w * w).sum();
+    let frames: Vec<&[f64]> = vs.chunks_exact(N).collect();
+    if frames.is_empty() {
+        return f64::NAN;
+    }
+    let (first, last) = BAND_BINS[band];
+    let total: f64 = frames
+        .iter()
+        .map(|frame| {
+            (first..=last)
+                .map(|k| {
+                    let (mut re, mut im) = (0.0, 0.0);
+                    for (i, x) in frame.iter().enumerate() {
+                        let a = -tau * (k * i) as f64 / N as f64;
+                        re += x * w[i] * a.cos();
+                        im += x * w[i] * a.sin();
+                    }
+                    let c = if k == 0 || k == N / 2 { 1.0 } else { 2.0 };
+                    c * (re * re + im * im) / (N as f64 * sum_w2)
+                })
+                .sum::<f64>()
+        })
+        .sum();
+    total / frames.len() as f64
 }
 
 /// Every aggregate of `samples` (in arrival order) computed the slow, obvious way.
@@ -96,6 +142,7 @@ fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
                 Aggregate::CrestFactor => crest,
                 Aggregate::Median => quantile(0.5),
                 Aggregate::Percentile(p) => quantile(f64::from(p) / 100.0),
+                Aggregate::BandEnergy { index, .. } => band_energy(&vs, usize::from(index)),
             };
             (a, v)
         })
@@ -129,6 +176,7 @@ fn same(got: &[Window], want: &[Window]) -> Result<(), TestCaseError> {
                     | Aggregate::Skewness
                     | Aggregate::Kurtosis
                     | Aggregate::CrestFactor
+                    | Aggregate::BandEnergy { .. }
             );
             // The slope divides two co-moments that may nearly cancel.
             let tolerance = if ga == Aggregate::Slope { 1e-6 } else { 1e-9 };
@@ -148,7 +196,7 @@ fn same(got: &[Window], want: &[Window]) -> Result<(), TestCaseError> {
 fn rules(window: &str) -> RuleSet {
     let names: Vec<&str> = every_aggregate().iter().map(|a| a.as_str()).collect();
     let yaml = format!(
-        "rules:\n  - name: w\n    window: {window}\n    ewma_alpha: {ALPHA}\n    aggregates: [{}]\n",
+        "rules:\n  - name: w\n    window: {window}\n    ewma_alpha: {ALPHA}\n    fft: {FFT}\n    aggregates: [{}]\n",
         names.join(", ")
     );
     RuleSet::parse_str(&yaml, "p.yaml").unwrap()

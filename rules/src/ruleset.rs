@@ -280,8 +280,14 @@ impl Compiler<'_> {
                 None
             }
         };
-        let aggregates = self.aggregates(node, name, raw.aggregates.as_deref().unwrap_or(&[]));
-        let scope = self.lets(node, name);
+        let fft = raw.fft.as_ref().map(|f| self.fft(node, name, f));
+        let bands = match &fft {
+            Some(Some((_, bands))) => bands.as_slice(),
+            _ => &[],
+        };
+        let aggregates =
+            self.aggregates(node, name, raw.aggregates.as_deref().unwrap_or(&[]), bands);
+        let scope = self.lets(node, name, bands);
         let alert = raw.alert.as_ref().and_then(|a| {
             let condition = match Condition::compile_in(&a.when, &scope) {
                 Ok(c) => Some(c),
@@ -331,6 +337,7 @@ impl Compiler<'_> {
         let acc = AccSpec {
             sketch: aggregates.iter().any(|a| a.needs_sketch())
                 || alert.as_ref().is_some_and(|a| a.condition.needs_sketch),
+            fft: fft.flatten().map(|(plan, _)| plan),
         };
         Some(Rule {
             name: Arc::from(name),
@@ -347,8 +354,9 @@ impl Compiler<'_> {
     }
 
     /// Compiles `let:` in the order written; each value sees the ones before it.
-    fn lets(&mut self, node: &Node, rule: &str) -> Scope {
+    fn lets(&mut self, node: &Node, rule: &str, bands: &[Aggregate]) -> Scope {
         let mut scope = Scope::default();
+        scope.bands = bands.to_vec();
         let Some(NodeKind::Map(entries)) = node.get("let").map(|n| &n.kind) else {
             return scope;
         };
@@ -468,7 +476,13 @@ impl Compiler<'_> {
             .ok()
     }
 
-    fn aggregates(&mut self, node: &Node, rule: &str, names: &[String]) -> Option<Vec<Aggregate>> {
+    fn aggregates(
+        &mut self,
+        node: &Node,
+        rule: &str,
+        names: &[String],
+        bands: &[Aggregate],
+    ) -> Option<Vec<Aggregate>> {
         let items = match node.get("aggregates").map(|n| &n.kind) {
             Some(NodeKind::Seq(items)) => items.as_slice(),
             _ => &[],
@@ -477,7 +491,8 @@ impl Compiler<'_> {
         let mut ok = true;
         for (i, name) in names.iter().enumerate() {
             let loc = items.get(i).map_or(node.loc, |n| n.loc);
-            let found = Aggregate::from_name(name);
+            let band = bands.iter().find(|b| b.as_str() == name).copied();
+            let found = band.or_else(|| Aggregate::from_name(name));
             match found {
                 Some(a) if out.contains(&a) => {
                     self.report(loc, Some(rule), format!("aggregate `{name}` listed twice"));
@@ -561,5 +576,6 @@ pub(crate) fn column_inside(src: &str, loc: Loc, offset: usize) -> Loc {
     }
 }
 
+mod fft;
 #[cfg(test)]
 mod tests;

@@ -112,6 +112,8 @@ impl Condition {
 #[derive(Clone, Default)]
 pub(crate) struct Scope {
     values: Vec<Value>,
+    /// The rule's `band_energy.<name>` aggregates (from its `fft.bands`).
+    pub bands: Vec<Aggregate>,
 }
 
 #[derive(Clone)]
@@ -233,8 +235,9 @@ fn needs_sketch(e: &Expr, sc: &Scope) -> bool {
     }
 }
 
-fn aggregate(name: &str, at: usize) -> Result<Aggregate, ExprError> {
-    Aggregate::from_name(name).ok_or_else(|| {
+fn aggregate(name: &str, at: usize, sc: &Scope) -> Result<Aggregate, ExprError> {
+    let band = sc.bands.iter().find(|b| b.as_str() == name).copied();
+    band.or_else(|| Aggregate::from_name(name)).ok_or_else(|| {
         let known: Vec<&str> = Aggregate::ALL.iter().map(|a| a.as_str()).collect();
         ExprError {
             offset: at,
@@ -284,7 +287,7 @@ fn num(e: &Expr, sc: &Scope) -> Result<NumFn, ExprError> {
             if let Some(v) = sc.get(name) {
                 return Ok(v.f.clone());
             }
-            let a = aggregate(name, e.span.start)?;
+            let a = aggregate(name, e.span.start, sc)?;
             Arc::new(move |env| env.get(a))
         }
         ExprKind::Neg(a) => {
@@ -393,7 +396,7 @@ fn call(e: &Expr, name: &str, args: &[Expr], sc: &Scope) -> Result<NumFn, ExprEr
                     "`prev` takes the name of an aggregate, e.g. `prev(mean)`",
                 );
             };
-            let a = aggregate(agg, args[0].span.start)?;
+            let a = aggregate(agg, args[0].span.start, sc)?;
             Ok(Arc::new(move |env| env.prev(a)))
         }
         _ => err(
