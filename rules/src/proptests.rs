@@ -519,3 +519,5 @@ proptest! {
         prop_assert_eq!(engine.stats().late_dropped, late);
     }
 }
+
+mod order;
