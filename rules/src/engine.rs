@@ -226,7 +226,12 @@ impl Engine {
             + self
                 .slots
                 .iter()
-                .map(|s| s.win.heap_bytes() + s.prev.as_ref().map_or(0, |_| size_of::<Closed>()))
+                .map(|s| {
+                    s.win.heap_bytes()
+                        + s.prev
+                            .as_ref()
+                            .map_or(0, |p| size_of::<Closed>() + p.acc.heap_bytes())
+                })
                 .sum::<usize>()
     }
 
