@@ -49,7 +49,11 @@ fn engine(rules: usize, window: &str, body: &str) -> (Engine, Vec<SeriesId>) {
 }
 
 fn throughput(rules: usize, rounds: i64, window: &str) -> (f64, u64) {
-    let (mut engine, ids) = engine(rules, window, "alert: { when: \"mean > 80\" }");
+    throughput_of(rules, rounds, window, "alert: { when: \"mean > 80\" }")
+}
+
+fn throughput_of(rules: usize, rounds: i64, window: &str, body: &str) -> (f64, u64) {
+    let (mut engine, ids) = engine(rules, window, body);
     let mut out = Vec::with_capacity(4 * SERIES);
     let mut events = 0u64;
     let start = Instant::now();
@@ -100,6 +104,55 @@ fn main() {
             rate / 1e6
         );
     }
+    println!("throughput with the state-keeping aggregates: 100 rules, tumbling 10 s, same stream");
+    for (kind, body) in [
+        (
+            "kurtosis, crest factor (in Acc)",
+            "alert: { when: \"kurtosis > 6 or crest_factor > 5\" }",
+        ),
+        ("p95 (sketch)", "alert: { when: \"p95 > 80\" }"),
+        (
+            "band energy (fft 64)",
+            &format!("{FFT}\n    alert: {{ when: \"band_energy.high > 1\" }}"),
+        ),
+    ] {
+        let (rate, events) = throughput_of(100, 200, "{ tumbling: 10s }", body);
+        println!(
+            "  {kind:<32} {:>6.2} M samples/s/core  ({events} events)",
+            rate / 1e6
+        );
+    }
+    println!(
+        "state per series per rule, by aggregates kept (inline slot + heap, excluding interning;"
+    );
+    println!("10 samples/s, so a 10 s window holds 100):");
+    println!(
+        "  {:<28} {:>10} {:>10} {:>10}",
+        "", "mean", "+ p95", "+ fft 64"
+    );
+    for (kind, window) in [
+        ("tumbling 10s", "{ tumbling: 10s }"),
+        ("hopping 1m/10s", "{ hopping: { size: 1m, hop: 10s } }"),
+        ("count 100", "{ count: 100 }"),
+        ("session 5s", "{ session: 5s }"),
+        (
+            "sliding 10s (100 samples)",
+            "{ sliding: 10s, max_samples: 128 }",
+        ),
+    ] {
+        let sizes: Vec<usize> = [
+            "aggregates: [mean]".to_owned(),
+            "aggregates: [mean, p95]".to_owned(),
+            format!("{FFT}\n    aggregates: [mean, p95, band_energy.low]"),
+        ]
+        .iter()
+        .map(|body| state_per_series(window, body))
+        .collect();
+        println!(
+            "  {kind:<28} {:>8} B {:>8} B {:>8} B",
+            sizes[0], sizes[1], sizes[2]
+        );
+    }
     println!("state per series per rule (inline slot + heap, excluding interning):");
     for (kind, window, body) in [
         ("tumbling 10s", "{ tumbling: 10s }", "aggregates: [mean]"),
@@ -126,22 +179,32 @@ fn main() {
             "alert: { when: \"mean > prev(mean)\" }",
         ),
     ] {
-        let (mut engine, ids) = engine(1, window, body);
-        let mut out = Vec::new();
-        // Two windows' worth, so `prev` state is allocated and hopping windows are all open.
-        for round in 0..1_000i64 {
-            for &series in &ids {
-                engine.push(
-                    Sample {
-                        series,
-                        ts: round * 100_000,
-                        value: 1.0,
-                    },
-                    &mut out,
-                );
-            }
-            out.clear();
-        }
-        println!("  {kind:<32} {:>6} bytes", engine.state_bytes() / SERIES);
+        println!("  {kind:<32} {:>6} bytes", state_per_series(window, body));
     }
+}
+
+/// An FFT over the bench stream (10 samples/s): 64-sample frames, two bands.
+const FFT: &str = "fft: { size: 64, sample_rate: 10, bands: { low: [0, 1], high: [2, 5] } }";
+
+/// Bytes of state per series for one rule, after 100 s of the stream (ten 10 s windows, so
+/// `prev` state is allocated and hopping windows are all open).
+fn state_per_series(window: &str, body: &str) -> usize {
+    let (mut engine, ids) = engine(1, window, body);
+    let mut out = Vec::new();
+    for round in 0..1_000i64 {
+        for (k, &series) in ids.iter().enumerate() {
+            // Varying values, so sketches hold distinct values as they would in the field.
+            let value = ((round * 7 + k as i64) % 13) as f64;
+            engine.push(
+                Sample {
+                    series,
+                    ts: round * 100_000,
+                    value,
+                },
+                &mut out,
+            );
+        }
+        out.clear();
+    }
+    engine.state_bytes() / SERIES
 }

@@ -1,6 +1,6 @@
 //! Online aggregates: one fixed-size accumulator per open window.
 //!
-//! Every aggregate the language knows is kept by one [`Acc`] of 16 machine words (128 bytes),
+//! Every aggregate the language knows is kept by one [`Acc`] of 18 machine words (144 bytes),
 //! whatever the window holds: a sample costs a handful of flops and one division (Welford's
 //! update), never an allocation. Keeping all of them, rather than only those a rule names,
 //! keeps the per-sample path branch-free; a rule referencing any aggregate in an expression
@@ -9,15 +9,77 @@
 //! Variance uses Welford's method because the naive `Σv² - (Σv)²/n` loses all precision on
 //! the typical sensor signal (a large offset with a small ripple). The regression slope uses
 //! the same co-moment update, with time measured from the window's first arrival so that
-//! microsecond epochs (≈ 1.7e15) do not swamp the differences.
+//! microsecond epochs (≈ 1.7e15) do not swamp the differences. Skewness and kurtosis extend
+//! Welford's update to the third and fourth central moment sums (Pébay 2008, "Formulas for
+//! robust, one-pass parallel computation of covariances and arbitrary-order statistical
+//! moments"): raw power sums `Σv³`, `Σv⁴` would cancel catastrophically on the same signals.
 
 use crate::event::Aggregate;
+use std::sync::Arc;
+
+use crate::sketch::{DEFAULT_K, Sketch};
+use crate::spectrum::{FftPlan, Frames};
 
 /// The default smoothing factor of the `ewma` aggregate.
 pub(crate) const DEFAULT_EWMA_ALPHA: f64 = 0.2;
 
+/// Which state beyond the fixed-size totals a rule's windows keep.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct AccSpec {
+    /// The rule names a percentile or the median (in `aggregates`, `let` or `when`).
+    pub sketch: bool,
+    /// The rule has an `fft:` section.
+    pub fft: Option<Arc<FftPlan>>,
+}
+
+impl AccSpec {
+    fn any(&self) -> bool {
+        self.sketch || self.fft.is_some()
+    }
+}
+
+/// State that only the rules asking for it pay for, boxed beside the totals so the common
+/// window stays one fixed-size [`Acc`] and the hot path one predictable branch longer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Extra {
+    sketch: Option<Sketch>,
+    frames: Option<Frames>,
+}
+
+impl Extra {
+    fn new(spec: &AccSpec) -> Extra {
+        Extra {
+            sketch: spec.sketch.then(|| Sketch::new(DEFAULT_K)),
+            frames: spec.fft.as_ref().map(Frames::new),
+        }
+    }
+
+    fn fresh(&self) -> Extra {
+        Extra {
+            sketch: self.sketch.as_ref().map(Sketch::fresh),
+            frames: self.frames.as_ref().map(Frames::fresh),
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, v: f64) {
+        if let Some(s) = &mut self.sketch {
+            s.add(v);
+        }
+        if let Some(f) = &mut self.frames {
+            f.add(v);
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        size_of::<Extra>()
+            + self.sketch.as_ref().map_or(0, Sketch::heap_bytes)
+            + self.frames.as_ref().map_or(0, Frames::heap_bytes)
+    }
+}
+
 /// Running totals of one window.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Acc {
     pub count: u64,
     sum: f64,
@@ -30,6 +92,9 @@ pub(crate) struct Acc {
     /// Welford's running mean and sum of squared deviations.
     mean: f64,
     m2: f64,
+    /// Third and fourth central moment sums (Pébay's update), for skewness and kurtosis.
+    m3: f64,
+    m4: f64,
     sumsq: f64,
     ewma: f64,
     /// Time origin for the slope: the first arrival's timestamp.
@@ -39,6 +104,8 @@ pub(crate) struct Acc {
     mean_t: f64,
     m2t: f64,
     cxy: f64,
+    /// Percentile sketch and FFT frames, for the rules that use them.
+    extra: Option<Box<Extra>>,
 }
 
 impl Acc {
@@ -53,13 +120,43 @@ impl Acc {
         last_ts: i64::MIN,
         mean: 0.0,
         m2: 0.0,
+        m3: 0.0,
+        m4: 0.0,
         sumsq: 0.0,
         ewma: f64::NAN,
         base: 0,
         mean_t: 0.0,
         m2t: 0.0,
         cxy: 0.0,
+        extra: None,
     };
+
+    /// An empty accumulator keeping what `spec` asks for beyond the totals.
+    pub fn new(spec: &AccSpec) -> Acc {
+        Acc {
+            extra: spec.any().then(|| Box::new(Extra::new(spec))),
+            ..Acc::EMPTY
+        }
+    }
+
+    /// An empty accumulator of the same kind (allocates only if this one has extra state).
+    pub fn fresh(&self) -> Acc {
+        Acc {
+            extra: self.extra.as_ref().map(|e| Box::new(e.fresh())),
+            ..Acc::EMPTY
+        }
+    }
+
+    /// Returns the totals so far and starts over, empty.
+    pub fn take(&mut self) -> Acc {
+        let fresh = self.fresh();
+        std::mem::replace(self, fresh)
+    }
+
+    /// Bytes owned on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        self.extra.as_ref().map_or(0, |e| e.heap_bytes())
+    }
 
     #[inline]
     pub fn add(&mut self, ts: i64, v: f64, alpha: f64) {
@@ -85,9 +182,18 @@ impl Acc {
         let dt = t - self.mean_t;
         self.mean_t += dt * inv_n;
         self.m2t += dt * (t - self.mean_t);
+        // Pébay's one-pass update of the central moment sums, highest order first since
+        // each uses the lower ones before this sample (Welford's update is its M2 line).
+        let n = self.count as f64;
         let delta = v - self.mean;
-        self.mean += delta * inv_n;
-        self.m2 += delta * (v - self.mean);
+        let delta_n = delta * inv_n;
+        let delta_n2 = delta_n * delta_n;
+        let term1 = delta * delta_n * (n - 1.0);
+        self.m4 += term1 * delta_n2 * (n * n - 3.0 * n + 3.0) + 6.0 * delta_n2 * self.m2
+            - 4.0 * delta_n * self.m3;
+        self.m3 += term1 * delta_n * (n - 2.0) - 3.0 * delta_n * self.m2;
+        self.m2 += term1;
+        self.mean += delta_n;
         self.cxy += dt * (v - self.mean);
         self.sumsq += v * v;
         self.ewma = if self.count == 1 {
@@ -95,6 +201,9 @@ impl Acc {
         } else {
             alpha * v + (1.0 - alpha) * self.ewma
         };
+        if let Some(extra) = &mut self.extra {
+            extra.add(v);
+        }
     }
 
     /// The value of `a` for this window; `secs` is the window's length in seconds (used by
@@ -117,16 +226,36 @@ impl Acc {
             Aggregate::Stddev => (self.m2.max(0.0) / n).sqrt(),
             Aggregate::Rms => (self.sumsq / n).sqrt(),
             Aggregate::PeakToPeak => self.max - self.min,
+            // Population (biased) moments; NaN when every value is the same.
+            Aggregate::Skewness if self.m2 > 0.0 => n.sqrt() * self.m3 / self.m2.powf(1.5),
+            Aggregate::Kurtosis if self.m2 > 0.0 => n * self.m4 / (self.m2 * self.m2),
+            Aggregate::Skewness | Aggregate::Kurtosis => f64::NAN,
+            Aggregate::CrestFactor => self.max.abs().max(self.min.abs()) / (self.sumsq / n).sqrt(),
             Aggregate::Ewma => self.ewma,
             // Per second; undefined (NaN) unless the window spans more than one timestamp.
             Aggregate::Slope if self.m2t > 0.0 => self.cxy / self.m2t * 1e6,
             Aggregate::Slope => f64::NAN,
+            Aggregate::Median => self.quantile(0.5),
+            Aggregate::Percentile(p) => self.quantile(f64::from(p) / 100.0),
+            Aggregate::BandEnergy { index, .. } => self
+                .extra
+                .as_ref()
+                .and_then(|e| e.frames.as_ref())
+                .map_or(f64::NAN, |f| f.energy(usize::from(index))),
+        }
+    }
+
+    /// NaN when the rule keeps no sketch (validation makes sure it does when it asks).
+    fn quantile(&self, q: f64) -> f64 {
+        match self.extra.as_ref().and_then(|e| e.sketch.as_ref()) {
+            Some(s) => s.quantile(q),
+            None => f64::NAN,
         }
     }
 }
 
 /// A closed window's accumulator with its length, kept for `prev(...)` in expressions.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Closed {
     pub acc: Acc,
     pub secs: f64,
@@ -135,7 +264,7 @@ pub(crate) struct Closed {
 /// What an expression can see when a window closes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Env<'a> {
-    pub cur: Closed,
+    pub cur: &'a Closed,
     /// The same rule's previous closed window on the same series, if any.
     pub prev: Option<&'a Closed>,
 }
@@ -150,5 +279,63 @@ impl Env<'_> {
     #[inline]
     pub fn prev(&self, a: Aggregate) -> f64 {
         self.prev.map_or(f64::NAN, |p| p.acc.get(a, p.secs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acc(values: impl IntoIterator<Item = f64>) -> Acc {
+        let mut acc = Acc::EMPTY;
+        for (i, v) in values.into_iter().enumerate() {
+            acc.add(i as i64 * 1_000, v, DEFAULT_EWMA_ALPHA);
+        }
+        acc
+    }
+
+    /// A sine's samples over whole periods: kurtosis 1.5, skewness 0, crest factor √2.
+    fn sine(offset: f64, n: usize) -> impl Iterator<Item = f64> {
+        (0..n).map(move |i| offset + (i as f64 * std::f64::consts::TAU / 40.0).sin())
+    }
+
+    #[test]
+    fn sine_moments_and_crest_factor() {
+        let a = acc(sine(0.0, 5_000));
+        assert!((a.get(Aggregate::Kurtosis, 1.0) - 1.5).abs() < 1e-9);
+        assert!(a.get(Aggregate::Skewness, 1.0).abs() < 1e-9);
+        let crest = a.get(Aggregate::CrestFactor, 1.0);
+        assert!((crest - std::f64::consts::SQRT_2).abs() < 1e-6, "{crest}");
+    }
+
+    /// The reason for the central-moment update: a small ripple on a large offset (a sensor
+    /// reading ≈ 1e9) keeps its shape, where power sums would lose every digit.
+    #[test]
+    fn moments_survive_a_large_offset() {
+        let a = acc(sine(1e9, 5_000));
+        assert!((a.get(Aggregate::Kurtosis, 1.0) - 1.5).abs() < 1e-6);
+        assert!(a.get(Aggregate::Skewness, 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn impulses_raise_kurtosis_and_crest_factor() {
+        // Gaussian-ish noise stand-in: a sine with one impact every 500 samples.
+        let spiky = sine(0.0, 5_000)
+            .enumerate()
+            .map(|(i, v)| if i % 500 == 7 { v + 8.0 } else { v });
+        let a = acc(spiky);
+        assert!(a.get(Aggregate::Kurtosis, 1.0) > 10.0);
+        assert!(a.get(Aggregate::Skewness, 1.0) > 1.0);
+        assert!(a.get(Aggregate::CrestFactor, 1.0) > 5.0);
+    }
+
+    #[test]
+    fn constant_and_empty_windows_have_no_shape() {
+        let a = acc([4.0; 10]);
+        assert!(a.get(Aggregate::Kurtosis, 1.0).is_nan());
+        assert!(a.get(Aggregate::Skewness, 1.0).is_nan());
+        assert_eq!(a.get(Aggregate::CrestFactor, 1.0), 1.0);
+        assert!(acc([0.0; 3]).get(Aggregate::CrestFactor, 1.0).is_nan());
+        assert!(Acc::EMPTY.get(Aggregate::Kurtosis, 1.0).is_nan());
     }
 }

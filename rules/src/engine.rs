@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use crate::agg::{Closed, Env};
+use crate::agg::{Acc, Closed, Env};
 use crate::error::EngineError;
 use crate::event::{AlertState, Event, EventKind, Sample, SeriesId};
 use crate::ruleset::{Rule, RuleSet};
@@ -77,7 +77,7 @@ impl Slot {
             raised: false,
             alpha: rule.ewma_alpha,
             emit_late: rule.emit_late,
-            win: Win::new(rule.window),
+            win: Win::new(rule.window, Acc::new(&rule.acc)),
             prev: None,
         }
     }
@@ -245,7 +245,12 @@ impl Engine {
             + self
                 .slots
                 .iter()
-                .map(|s| s.win.heap_bytes() + s.prev.as_ref().map_or(0, |_| size_of::<Closed>()))
+                .map(|s| {
+                    s.win.heap_bytes()
+                        + s.prev
+                            .as_ref()
+                            .map_or(0, |p| size_of::<Closed>() + p.acc.heap_bytes())
+                })
                 .sum::<usize>()
     }
 
@@ -279,7 +284,7 @@ fn close(
         return;
     };
     let env = Env {
-        cur: done.closed,
+        cur: &done.closed,
         prev: prev.as_deref(),
     };
     if !rule.aggregates.is_empty() {

@@ -95,11 +95,46 @@ pub enum Aggregate {
     /// Least-squares slope of value against time, per second (NaN when every sample has the
     /// same timestamp). The trend a predictive-maintenance rule watches.
     Slope,
+    /// Population skewness `sqrt(n)·M3 / M2^1.5` from the central moment sums (NaN when
+    /// every value is the same).
+    Skewness,
+    /// Population (Pearson, not excess) kurtosis `n·M4 / M2²`: 3 for Gaussian noise, 1.5 for
+    /// a pure sine, larger for impulsive signals such as a bearing's spalling (NaN when every
+    /// value is the same).
+    Kurtosis,
+    /// `max(|min|, |max|) / rms`: √2 for a pure sine, larger when peaks stand out of the
+    /// signal (impacts); NaN for an all-zero window.
+    CrestFactor,
+    /// The nearest-rank median (`p50`): the smallest value with at least half the window's
+    /// samples at or below it. From a bounded-memory sketch (module `sketch`): exact up to
+    /// 255 samples, rank error documented beyond.
+    Median,
+    /// `pN`, N in 1..=99: the nearest-rank N-th percentile, from the same sketch.
+    Percentile(u8),
+    /// `band_energy.<name>`: the mean power (value²) per FFT frame in one of the rule's
+    /// `fft.bands` (module `spectrum`). `index` is the band's position in the rule; `name`
+    /// is the full interned name.
+    BandEnergy {
+        index: u8,
+        name: &'static str,
+    },
 }
+
+/// `p0` … `p99`, so [`Aggregate::as_str`] can stay `&'static str`.
+const PERCENTILE_NAMES: [&str; 100] = [
+    "p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10", "p11", "p12", "p13", "p14",
+    "p15", "p16", "p17", "p18", "p19", "p20", "p21", "p22", "p23", "p24", "p25", "p26", "p27",
+    "p28", "p29", "p30", "p31", "p32", "p33", "p34", "p35", "p36", "p37", "p38", "p39", "p40",
+    "p41", "p42", "p43", "p44", "p45", "p46", "p47", "p48", "p49", "p50", "p51", "p52", "p53",
+    "p54", "p55", "p56", "p57", "p58", "p59", "p60", "p61", "p62", "p63", "p64", "p65", "p66",
+    "p67", "p68", "p69", "p70", "p71", "p72", "p73", "p74", "p75", "p76", "p77", "p78", "p79",
+    "p80", "p81", "p82", "p83", "p84", "p85", "p86", "p87", "p88", "p89", "p90", "p91", "p92",
+    "p93", "p94", "p95", "p96", "p97", "p98", "p99",
+];
 
 impl Aggregate {
     /// Every aggregate, in declaration order.
-    pub const ALL: [Aggregate; 15] = [
+    pub const ALL: [Aggregate; 18] = [
         Aggregate::Count,
         Aggregate::Mean,
         Aggregate::Min,
@@ -115,6 +150,9 @@ impl Aggregate {
         Aggregate::PeakToPeak,
         Aggregate::Ewma,
         Aggregate::Slope,
+        Aggregate::Skewness,
+        Aggregate::Kurtosis,
+        Aggregate::CrestFactor,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -134,13 +172,38 @@ impl Aggregate {
             Aggregate::PeakToPeak => "peak_to_peak",
             Aggregate::Ewma => "ewma",
             Aggregate::Slope => "slope",
+            Aggregate::Skewness => "skewness",
+            Aggregate::Kurtosis => "kurtosis",
+            Aggregate::CrestFactor => "crest_factor",
+            Aggregate::Median => "median",
+            Aggregate::Percentile(p) => PERCENTILE_NAMES[p as usize % 100],
+            Aggregate::BandEnergy { name, .. } => name,
         }
     }
 
-    /// The aggregate spelled `name` in rule files.
+    /// The aggregate spelled `name` in rule files: one of [`Aggregate::ALL`], `median`, or
+    /// `p1` … `p99`.
     pub fn from_name(name: &str) -> Option<Aggregate> {
+        if name == "median" {
+            return Some(Aggregate::Median);
+        }
+        if let Some(digits) = name.strip_prefix('p')
+            && !digits.starts_with('0')
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(p @ 1..=99) = digits.parse::<u8>()
+        {
+            return Some(Aggregate::Percentile(p));
+        }
         Aggregate::ALL.into_iter().find(|a| a.as_str() == name)
     }
+
+    /// Whether this aggregate needs the window's percentile sketch.
+    pub(crate) const fn needs_sketch(self) -> bool {
+        matches!(self, Aggregate::Median | Aggregate::Percentile(_))
+    }
+
+    /// The names accepted besides [`Aggregate::ALL`]'s, for error messages.
+    pub(crate) const OTHER_NAMES: &str = "median, p1 … p99, band_energy.<band>";
 }
 
 /// What happened.

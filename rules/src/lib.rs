@@ -44,6 +44,8 @@ mod event;
 mod expr;
 mod ruleset;
 mod schema;
+mod sketch;
+mod spectrum;
 mod tree;
 mod window;
 
@@ -52,5 +54,7 @@ pub use error::{Diagnostic, EngineError, RuleError};
 pub use event::{Aggregate, AlertState, Event, EventKind, Sample, SeriesId, Severity};
 pub use ruleset::RuleSet;
 
+#[cfg(test)]
+mod agg_tests;
 #[cfg(test)]
 mod proptests;

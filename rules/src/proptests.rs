@@ -15,6 +15,66 @@ type Window = (i64, i64, Vec<(Aggregate, f64)>);
 
 const ALPHA: f64 = 0.3;
 
+/// Every fixed aggregate, and percentiles across the range (the sketch is exact below 256
+/// samples, and these windows hold at most 200).
+fn every_aggregate() -> Vec<Aggregate> {
+    let mut all = Aggregate::ALL.to_vec();
+    all.extend([
+        Aggregate::Median,
+        Aggregate::Percentile(1),
+        Aggregate::Percentile(25),
+        Aggregate::Percentile(95),
+        Aggregate::Percentile(99),
+    ]);
+    for (index, name) in BANDS.iter().enumerate() {
+        let name = crate::spectrum::band_name(name).unwrap();
+        all.push(Aggregate::BandEnergy {
+            index: index as u8,
+            name,
+        });
+    }
+    all
+}
+
+/// Every rule here also runs an 8-point FFT at a notional 8 Hz, with bins 1 Hz apart.
+const FFT: &str = "{ size: 8, sample_rate: 8, bands: { low: [0, 1.5], mid: [2, 3], top: [4, 4] } }";
+const BANDS: [&str; 3] = ["low", "mid", "top"];
+const BAND_BINS: [(usize, usize); 3] = [(0, 1), (2, 3), (4, 4)];
+
+/// Band powers by the textbook DFT: frames of 8 values in arrival order, Hann window,
+/// one-sided `|X_k|²` normalised by `8·Σw²`, averaged over complete frames.
+fn band_energy(vs: &[f64], band: usize) -> f64 {
+    const N: usize = 8;
+    let tau = std::f64::consts::TAU;
+    let w: Vec<f64> = (0..N)
+        .map(|i| 0.5 - 0.5 * (tau * i as f64 / N as f64).cos())
+        .collect();
+    let sum_w2: f64 = w.iter().map(|w| w * w).sum();
+    let frames: Vec<&[f64]> = vs.chunks_exact(N).collect();
+    if frames.is_empty() {
+        return f64::NAN;
+    }
+    let (first, last) = BAND_BINS[band];
+    let total: f64 = frames
+        .iter()
+        .map(|frame| {
+            (first..=last)
+                .map(|k| {
+                    let (mut re, mut im) = (0.0, 0.0);
+                    for (i, x) in frame.iter().enumerate() {
+                        let a = -tau * (k * i) as f64 / N as f64;
+                        re += x * w[i] * a.cos();
+                        im += x * w[i] * a.sin();
+                    }
+                    let c = if k == 0 || k == N / 2 { 1.0 } else { 2.0 };
+                    c * (re * re + im * im) / (N as f64 * sum_w2)
+                })
+                .sum::<f64>()
+        })
+        .sum();
+    total / frames.len() as f64
+}
+
 /// Every aggregate of `samples` (in arrival order) computed the slow, obvious way.
 fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
     let vs: Vec<f64> = samples.iter().map(|s| s.1).collect();
@@ -28,6 +88,23 @@ fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
     let last = samples.iter().max_by_key(|s| s.0).map_or(f64::NAN, |s| s.1);
     let variance = vs.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
     let rms = (vs.iter().map(|v| v * v).sum::<f64>() / n).sqrt();
+    let moment = |k: i32| vs.iter().map(|v| (v - mean).powi(k)).sum::<f64>() / n;
+    let (skewness, kurtosis) = if variance > 0.0 {
+        (
+            moment(3) / variance.powf(1.5),
+            moment(4) / (variance * variance),
+        )
+    } else {
+        (f64::NAN, f64::NAN)
+    };
+    let crest = vs.iter().map(|v| v.abs()).fold(0.0, f64::max) / rms;
+    let mut sorted = vs.clone();
+    sorted.sort_by(f64::total_cmp);
+    // Nearest rank: the smallest value with at least ⌈q·n⌉ samples at or below it.
+    let quantile = |q: f64| {
+        let rank = ((q * n).ceil() as usize).clamp(1, sorted.len());
+        sorted[rank - 1]
+    };
     let base = samples[0].0;
     let ts: Vec<f64> = samples.iter().map(|s| (s.0 - base) as f64).collect();
     let mean_t = ts.iter().sum::<f64>() / n;
@@ -42,7 +119,7 @@ fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
     for v in &vs[1..] {
         ewma = ALPHA * v + (1.0 - ALPHA) * ewma;
     }
-    Aggregate::ALL
+    every_aggregate()
         .into_iter()
         .map(|a| {
             let v = match a {
@@ -62,6 +139,12 @@ fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
                 Aggregate::PeakToPeak => max - min,
                 Aggregate::Ewma => ewma,
                 Aggregate::Slope => slope,
+                Aggregate::Skewness => skewness,
+                Aggregate::Kurtosis => kurtosis,
+                Aggregate::CrestFactor => crest,
+                Aggregate::Median => quantile(0.5),
+                Aggregate::Percentile(p) => quantile(f64::from(p) / 100.0),
+                Aggregate::BandEnergy { index, .. } => band_energy(&vs, usize::from(index)),
             };
             (a, v)
         })
@@ -92,6 +175,10 @@ fn same(got: &[Window], want: &[Window]) -> Result<(), TestCaseError> {
                     | Aggregate::Rate
                     | Aggregate::Ewma
                     | Aggregate::Slope
+                    | Aggregate::Skewness
+                    | Aggregate::Kurtosis
+                    | Aggregate::CrestFactor
+                    | Aggregate::BandEnergy { .. }
             );
             // The slope divides two co-moments that may nearly cancel.
             let tolerance = if ga == Aggregate::Slope { 1e-6 } else { 1e-9 };
@@ -109,9 +196,9 @@ fn same(got: &[Window], want: &[Window]) -> Result<(), TestCaseError> {
 }
 
 fn rules(window: &str) -> RuleSet {
-    let names: Vec<&str> = Aggregate::ALL.iter().map(|a| a.as_str()).collect();
+    let names: Vec<&str> = every_aggregate().iter().map(|a| a.as_str()).collect();
     let yaml = format!(
-        "rules:\n  - name: w\n    window: {window}\n    ewma_alpha: {ALPHA}\n    aggregates: [{}]\n",
+        "rules:\n  - name: w\n    window: {window}\n    ewma_alpha: {ALPHA}\n    fft: {FFT}\n    aggregates: [{}]\n",
         names.join(", ")
     );
     RuleSet::parse_str(&yaml, "p.yaml").unwrap()
@@ -434,3 +521,5 @@ proptest! {
         prop_assert_eq!(engine.stats().late_dropped, late);
     }
 }
+
+mod order;

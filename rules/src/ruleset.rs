@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::agg::DEFAULT_EWMA_ALPHA;
+use crate::agg::{AccSpec, DEFAULT_EWMA_ALPHA};
 use crate::error::{Diagnostic, RuleError};
 use crate::event::{Aggregate, Severity};
 use crate::expr::{Condition, Scope, check_name};
@@ -39,6 +39,8 @@ pub(crate) struct Rule {
     /// Aggregates to emit per closed window, in the order written; may be empty.
     pub aggregates: Vec<Aggregate>,
     pub alert: Option<AlertRule>,
+    /// The state its windows keep beyond the fixed-size totals (percentile sketch).
+    pub acc: AccSpec,
     /// The rule as written (every key of its YAML entry, not where it was written): a reload
     /// keeps a rule's state only when this is unchanged.
     pub definition: Box<str>,
@@ -284,8 +286,14 @@ impl Compiler<'_> {
                 None
             }
         };
-        let aggregates = self.aggregates(node, name, raw.aggregates.as_deref().unwrap_or(&[]));
-        let scope = self.lets(node, name);
+        let fft = raw.fft.as_ref().map(|f| self.fft(node, name, f));
+        let bands = match &fft {
+            Some(Some((_, bands))) => bands.as_slice(),
+            _ => &[],
+        };
+        let aggregates =
+            self.aggregates(node, name, raw.aggregates.as_deref().unwrap_or(&[]), bands);
+        let scope = self.lets(node, name, bands);
         let alert = raw.alert.as_ref().and_then(|a| {
             let condition = match Condition::compile_in(&a.when, &scope) {
                 Ok(c) => Some(c),
@@ -331,6 +339,12 @@ impl Compiler<'_> {
         if self.diagnostics.len() != before {
             return None;
         }
+        let aggregates = aggregates?;
+        let acc = AccSpec {
+            sketch: aggregates.iter().any(|a| a.needs_sketch())
+                || alert.as_ref().is_some_and(|a| a.condition.needs_sketch),
+            fft: fft.flatten().map(|(plan, _)| plan),
+        };
         Some(Rule {
             name: Arc::from(name),
             device: device?,
@@ -338,8 +352,9 @@ impl Compiler<'_> {
             window: window?,
             ewma_alpha: ewma_alpha?,
             emit_late: emit_late?,
-            aggregates: aggregates?,
+            aggregates,
             alert,
+            acc,
             definition: format!("{raw:?}").into(),
             file: self.file.clone(),
             name_loc,
@@ -347,8 +362,9 @@ impl Compiler<'_> {
     }
 
     /// Compiles `let:` in the order written; each value sees the ones before it.
-    fn lets(&mut self, node: &Node, rule: &str) -> Scope {
+    fn lets(&mut self, node: &Node, rule: &str, bands: &[Aggregate]) -> Scope {
         let mut scope = Scope::default();
+        scope.bands = bands.to_vec();
         let Some(NodeKind::Map(entries)) = node.get("let").map(|n| &n.kind) else {
             return scope;
         };
@@ -472,7 +488,13 @@ impl Compiler<'_> {
             .ok()
     }
 
-    fn aggregates(&mut self, node: &Node, rule: &str, names: &[String]) -> Option<Vec<Aggregate>> {
+    fn aggregates(
+        &mut self,
+        node: &Node,
+        rule: &str,
+        names: &[String],
+        bands: &[Aggregate],
+    ) -> Option<Vec<Aggregate>> {
         let items = match node.get("aggregates").map(|n| &n.kind) {
             Some(NodeKind::Seq(items)) => items.as_slice(),
             _ => &[],
@@ -481,7 +503,8 @@ impl Compiler<'_> {
         let mut ok = true;
         for (i, name) in names.iter().enumerate() {
             let loc = items.get(i).map_or(node.loc, |n| n.loc);
-            let found = Aggregate::from_name(name);
+            let band = bands.iter().find(|b| b.as_str() == name).copied();
+            let found = band.or_else(|| Aggregate::from_name(name));
             match found {
                 Some(a) if out.contains(&a) => {
                     self.report(loc, Some(rule), format!("aggregate `{name}` listed twice"));
@@ -491,8 +514,9 @@ impl Compiler<'_> {
                 None => {
                     let known: Vec<&str> = Aggregate::ALL.iter().map(|a| a.as_str()).collect();
                     let msg = format!(
-                        "unknown aggregate `{name}` (expected one of: {})",
-                        known.join(", ")
+                        "unknown aggregate `{name}` (expected one of: {}, {})",
+                        known.join(", "),
+                        Aggregate::OTHER_NAMES
                     );
                     self.report(loc, Some(rule), msg);
                     ok = false;
@@ -564,6 +588,7 @@ pub(crate) fn column_inside(src: &str, loc: Loc, offset: usize) -> Loc {
     }
 }
 
+mod fft;
 mod time;
 
 #[cfg(test)]

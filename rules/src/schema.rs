@@ -26,6 +26,20 @@ pub(crate) struct RawRule {
     /// Smoothing factor of the `ewma` aggregate, in (0, 1].
     #[serde(default)]
     pub ewma_alpha: Option<f64>,
+    /// Spectrum of the window's samples, for `band_energy.<band>`.
+    #[serde(default)]
+    pub fft: Option<RawFft>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFft {
+    /// Samples per frame: a power of two.
+    pub size: u64,
+    /// Samples per second the device sends (spacing assumed even).
+    pub sample_rate: f64,
+    /// Band name → `[low_hz, high_hz]`, inclusive (the order is read from the located tree).
+    pub bands: std::collections::BTreeMap<String, Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

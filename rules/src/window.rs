@@ -75,7 +75,7 @@ pub(crate) enum WindowSpec {
 }
 
 /// A window that has just closed.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Done {
     /// The event time of the window's events: its end, or for sliding windows the sample
     /// that moved it.
@@ -106,6 +106,8 @@ pub(crate) enum Win {
         closed: i64,
         /// Open windows `(start, acc)`, oldest first.
         open: VecDeque<(i64, Acc)>,
+        /// An empty accumulator of the rule's kind, copied for each new window.
+        proto: Acc,
     },
     Count {
         n: u64,
@@ -118,6 +120,8 @@ pub(crate) enum Win {
         newest: i64,
         /// The window's samples `(ts, value)` in arrival order; at most `cap` of them.
         buf: VecDeque<(i64, f64)>,
+        /// An empty accumulator of the rule's kind, filled from `buf` on each sample.
+        proto: Acc,
     },
     Session {
         gap: i64,
@@ -154,14 +158,15 @@ fn secs(us: i64) -> f64 {
 }
 
 impl Win {
-    pub fn new(spec: WindowSpec) -> Win {
+    /// `proto` is an empty accumulator of the kind the rule needs (see [`Acc::new`]).
+    pub fn new(spec: WindowSpec, proto: Acc) -> Win {
         match spec {
             WindowSpec::Tumbling { size } => Win::Tumbling {
                 size,
                 floor: i64::MIN,
                 start: 0,
                 open: false,
-                acc: Acc::EMPTY,
+                acc: proto,
             },
             WindowSpec::Hopping {
                 size,
@@ -177,9 +182,10 @@ impl Win {
                     lateness,
                     closed: i64::MIN,
                     open: VecDeque::with_capacity(k),
+                    proto,
                 }
             }
-            WindowSpec::Count { n } => Win::Count { n, acc: Acc::EMPTY },
+            WindowSpec::Count { n } => Win::Count { n, acc: proto },
             WindowSpec::Sliding { size, cap } => Win::Sliding {
                 size,
                 cap,
@@ -187,12 +193,13 @@ impl Win {
                 // Grows with use, never past `cap`: a few reallocations per series while
                 // warming up, none in steady state.
                 buf: VecDeque::new(),
+                proto,
             },
             WindowSpec::Session { gap } => Win::Session {
                 gap,
                 floor: i64::MIN,
                 open: false,
-                acc: Acc::EMPTY,
+                acc: proto,
             },
         }
     }
@@ -200,9 +207,17 @@ impl Win {
     /// Bytes this state owns on the heap.
     pub fn heap_bytes(&self) -> usize {
         match self {
-            Win::Hopping { open, .. } => open.capacity() * size_of::<(i64, Acc)>(),
-            Win::Sliding { buf, .. } => buf.capacity() * size_of::<(i64, f64)>(),
-            _ => 0,
+            Win::Hopping { open, proto, .. } => {
+                open.capacity() * size_of::<(i64, Acc)>()
+                    + open.iter().map(|(_, a)| a.heap_bytes()).sum::<usize>()
+                    + proto.heap_bytes()
+            }
+            Win::Sliding { buf, proto, .. } => {
+                buf.capacity() * size_of::<(i64, f64)>() + proto.heap_bytes()
+            }
+            Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => {
+                acc.heap_bytes()
+            }
         }
     }
 
@@ -233,7 +248,7 @@ impl Win {
                         start: *start,
                         end,
                         closed: Closed {
-                            acc: std::mem::replace(acc, Acc::EMPTY),
+                            acc: acc.take(),
                             secs: secs(*size),
                         },
                     });
@@ -254,6 +269,7 @@ impl Win {
                 lateness,
                 closed,
                 open,
+                proto,
             } => {
                 let (size, hop) = (*size, *hop);
                 let upto = ts.saturating_sub(*lateness);
@@ -263,7 +279,7 @@ impl Win {
                     close_hopping(open, size, upto, &mut done);
                     *closed = upto;
                 }
-                let added = add_hopping(open, size, hop, *closed, ts, v, alpha);
+                let added = add_hopping(open, proto, size, hop, *closed, ts, v, alpha);
                 Pushed::new(
                     !added,
                     open.front()
@@ -273,14 +289,15 @@ impl Win {
             Win::Count { n, acc } => {
                 acc.add(ts, v, alpha);
                 if acc.count >= *n {
-                    let acc = std::mem::replace(acc, Acc::EMPTY);
+                    let acc = acc.take();
+                    let (first, last) = (acc.first_ts, acc.last_ts);
                     done(Done {
-                        ts: acc.last_ts,
-                        start: acc.first_ts,
-                        end: acc.last_ts,
+                        ts: last,
+                        start: first,
+                        end: last,
                         closed: Closed {
                             acc,
-                            secs: secs(acc.last_ts.saturating_sub(acc.first_ts)),
+                            secs: secs(last.saturating_sub(first)),
                         },
                     });
                 }
@@ -291,6 +308,7 @@ impl Win {
                 cap,
                 newest,
                 buf,
+                proto,
             } => {
                 if ts < *newest {
                     return Pushed::new(true, i64::MAX);
@@ -307,7 +325,7 @@ impl Win {
                 buf.push_back((ts, v));
                 // Recomputed from the buffer: exact for every aggregate (min, max and the
                 // EWMA cannot be "un-added"), at O(samples in window) ≤ `cap` per sample.
-                let mut acc = Acc::EMPTY;
+                let mut acc = proto.fresh();
                 for &(t, x) in buf.iter() {
                     acc.add(t, x, alpha);
                 }
@@ -374,7 +392,7 @@ impl Win {
                     start: *start,
                     end,
                     closed: Closed {
-                        acc: std::mem::replace(acc, Acc::EMPTY),
+                        acc: acc.take(),
                         secs: secs(*size),
                     },
                 });
@@ -419,15 +437,16 @@ impl Win {
 
 /// Emits the session in `acc`, resets it and returns its end (`gap` after its last sample).
 fn close_session(acc: &mut Acc, gap: i64, done: &mut impl FnMut(Done)) -> i64 {
-    let acc = std::mem::replace(acc, Acc::EMPTY);
-    let end = acc.last_ts.saturating_add(gap);
+    let acc = acc.take();
+    let (first, last) = (acc.first_ts, acc.last_ts);
+    let end = last.saturating_add(gap);
     done(Done {
         ts: end,
-        start: acc.first_ts,
+        start: first,
         end,
         closed: Closed {
             acc,
-            secs: secs(acc.last_ts.saturating_sub(acc.first_ts)),
+            secs: secs(last.saturating_sub(first)),
         },
     });
     end
@@ -440,8 +459,13 @@ fn close_session(acc: &mut Acc, gap: i64, done: &mut impl FnMut(Done)) -> i64 {
 /// `size / hop` of them. In order, they are the newest ones and already open: the common case
 /// is a short walk from the back of the deque. A late-but-allowed sample may open an older
 /// window between two open ones.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the window's fields and the sample"
+)]
 fn add_hopping(
     open: &mut VecDeque<(i64, Acc)>,
+    proto: &Acc,
     size: i64,
     hop: i64,
     closed: i64,
@@ -471,7 +495,7 @@ fn add_hopping(
         match open.get_mut(i) {
             Some((st, acc)) if *st == start => acc.add(ts, v, alpha),
             _ => {
-                let mut acc = Acc::EMPTY;
+                let mut acc = proto.fresh();
                 acc.add(ts, v, alpha);
                 open.insert(i, (start, acc));
             }
@@ -492,12 +516,14 @@ fn close_hopping(
     done: &mut impl FnMut(Done),
 ) -> Option<i64> {
     let mut last = None;
-    while let Some(&(start, acc)) = open.front() {
+    while let Some(&(start, _)) = open.front() {
         let end = start.saturating_add(size);
         if end > upto {
             break;
         }
-        open.pop_front();
+        let Some((_, acc)) = open.pop_front() else {
+            break;
+        };
         last = Some(end);
         done(Done {
             ts: end,

@@ -58,7 +58,15 @@ pub(crate) fn tokenize(chars: &[char]) -> Result<Vec<Token>, ExprError> {
             i += 1;
             continue;
         } else if c.is_ascii_alphabetic() || c == '_' {
-            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+            // `.` joins two identifiers (`band_energy.bearing`); before a digit it is not ours.
+            while i < chars.len()
+                && (chars[i].is_ascii_alphanumeric()
+                    || chars[i] == '_'
+                    || (chars[i] == '.'
+                        && chars
+                            .get(i + 1)
+                            .is_some_and(|c| c.is_ascii_alphabetic() || *c == '_')))
+            {
                 i += 1;
             }
             TokenKind::Ident

@@ -61,6 +61,8 @@ pub(crate) struct Condition {
     value: NumFn,
     /// Whether the condition reads `prev(...)`, so the engine keeps the previous window.
     pub uses_prev: bool,
+    /// Whether it reads a percentile, so the rule's windows keep a sketch.
+    pub needs_sketch: bool,
 }
 
 impl fmt::Debug for Condition {
@@ -96,6 +98,7 @@ impl Condition {
             test,
             value,
             uses_prev: uses_prev(&expr, sc),
+            needs_sketch: needs_sketch(&expr, sc),
         })
     }
 
@@ -109,6 +112,8 @@ impl Condition {
 #[derive(Clone, Default)]
 pub(crate) struct Scope {
     values: Vec<Value>,
+    /// The rule's `band_energy.<name>` aggregates (from its `fft.bands`).
+    pub bands: Vec<Aggregate>,
 }
 
 #[derive(Clone)]
@@ -116,6 +121,7 @@ struct Value {
     name: String,
     f: NumFn,
     uses_prev: bool,
+    needs_sketch: bool,
 }
 
 impl Scope {
@@ -135,10 +141,12 @@ impl Scope {
         }
         let f = num(&expr, self)?;
         let uses_prev = uses_prev(&expr, self);
+        let needs_sketch = needs_sketch(&expr, self);
         self.values.push(Value {
             name: name.to_owned(),
             f,
             uses_prev,
+            needs_sketch,
         });
         Ok(())
     }
@@ -152,6 +160,7 @@ impl Scope {
             name: name.to_owned(),
             f: Arc::new(|_| f64::NAN),
             uses_prev: false,
+            needs_sketch: false,
         });
     }
 }
@@ -209,14 +218,33 @@ fn uses_prev(e: &Expr, sc: &Scope) -> bool {
     }
 }
 
-fn aggregate(name: &str, at: usize) -> Result<Aggregate, ExprError> {
-    Aggregate::from_name(name).ok_or_else(|| {
+/// Whether `e` reads a percentile or the median, directly or through a `let` value.
+fn needs_sketch(e: &Expr, sc: &Scope) -> bool {
+    match &e.kind {
+        ExprKind::Number(_) => false,
+        ExprKind::Ident(name) => match sc.get(name) {
+            Some(v) => v.needs_sketch,
+            None => Aggregate::from_name(name).is_some_and(Aggregate::needs_sketch),
+        },
+        ExprKind::Call { args, .. } => args.iter().any(|a| needs_sketch(a, sc)),
+        ExprKind::Neg(a) | ExprKind::Not(a) => needs_sketch(a, sc),
+        ExprKind::Arith(_, a, b)
+        | ExprKind::Compare(_, a, b)
+        | ExprKind::And(a, b)
+        | ExprKind::Or(a, b) => needs_sketch(a, sc) || needs_sketch(b, sc),
+    }
+}
+
+fn aggregate(name: &str, at: usize, sc: &Scope) -> Result<Aggregate, ExprError> {
+    let band = sc.bands.iter().find(|b| b.as_str() == name).copied();
+    band.or_else(|| Aggregate::from_name(name)).ok_or_else(|| {
         let known: Vec<&str> = Aggregate::ALL.iter().map(|a| a.as_str()).collect();
         ExprError {
             offset: at,
             message: format!(
-                "unknown aggregate `{name}` (expected one of: {})",
-                known.join(", ")
+                "unknown aggregate `{name}` (expected one of: {}, {})",
+                known.join(", "),
+                Aggregate::OTHER_NAMES
             ),
         }
     })
@@ -259,7 +287,7 @@ fn num(e: &Expr, sc: &Scope) -> Result<NumFn, ExprError> {
             if let Some(v) = sc.get(name) {
                 return Ok(v.f.clone());
             }
-            let a = aggregate(name, e.span.start)?;
+            let a = aggregate(name, e.span.start, sc)?;
             Arc::new(move |env| env.get(a))
         }
         ExprKind::Neg(a) => {
@@ -368,7 +396,7 @@ fn call(e: &Expr, name: &str, args: &[Expr], sc: &Scope) -> Result<NumFn, ExprEr
                     "`prev` takes the name of an aggregate, e.g. `prev(mean)`",
                 );
             };
-            let a = aggregate(agg, args[0].span.start)?;
+            let a = aggregate(agg, args[0].span.start, sc)?;
             Ok(Arc::new(move |env| env.prev(a)))
         }
         _ => err(

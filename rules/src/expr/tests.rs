@@ -18,10 +18,8 @@ fn closed(values: &[f64]) -> Closed {
 
 fn eval_with(src: &str, prev: Option<&Closed>) -> (bool, f64) {
     let c = Condition::compile(src).unwrap_or_else(|e| panic!("{src}: {e:?}"));
-    let env = Env {
-        cur: closed(&[1.0, 2.0, 3.0, 4.0]),
-        prev,
-    };
+    let cur = closed(&[1.0, 2.0, 3.0, 4.0]);
+    let env = Env { cur: &cur, prev };
     c.eval(&env)
 }
 
