@@ -200,8 +200,10 @@ impl Engine {
         self.next_deadline = deadline;
     }
 
-    /// Event time has reached `watermark`: close every window ending at or before it.
-    /// Events come out ordered by series id, then by rule order.
+    /// Event time has reached `watermark`: close every window ending at or before it, and
+    /// raise `missing` alerts whose silence has lasted long enough. Events come out ordered
+    /// by series id, then by rule order. `i64::MAX` means the input has ended: every window
+    /// closes, but no silence is reported.
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Event>) {
         if watermark < self.next_deadline {
             return;

@@ -8,6 +8,8 @@
 //!   advances, or a gap `advance` did not see) raises it at `last + after` and clears it at
 //!   once — the gap shows up as a raise/clear pair.
 //!
+//! `advance(i64::MAX)`, the end of the input, raises nothing.
+//!
 //! Any sample clears the alert, NaN included (the device is talking, if nonsense: the
 //! `range` detector is for that). A series is watched from its first sample on: the engine
 //! cannot miss a series it has never heard of.
@@ -75,7 +77,9 @@ impl State {
 
     pub fn advance(&mut self, spec: &Spec, watermark: i64, emit: &mut impl FnMut(Verdict)) {
         let due = self.deadline(spec);
-        if watermark >= due {
+        // `advance(i64::MAX)` means the input ended (`weir replay` at the end of a file, to
+        // close the last windows): the end of a recording is not a device going quiet.
+        if watermark >= due && watermark != i64::MAX {
             self.active = true;
             emit(Verdict {
                 ts: due,

@@ -325,6 +325,8 @@ fn missing_fires_on_advance_and_clears_on_the_next_sample() {
     assert!(trs[0].2.is_nan());
     r.engine.advance(100 * S, &mut out); // already raised: nothing more
     assert!(out.is_empty());
+    r.engine.advance(i64::MAX, &mut out);
+    assert!(out.is_empty());
     r.push(120 * S, 2.0);
     let trs = r.take();
     assert_eq!(trs.len(), 1);
@@ -336,6 +338,10 @@ fn missing_gap_without_advance_is_a_raise_clear_pair_and_regular_data_is_quiet()
     let mut r = Rig::new("detect: { missing: 10s }");
     let mut trs = r.run(&[1.0; 50]);
     assert!(trs.is_empty());
+    // The end of the input (`weir replay` closing its last windows) is not silence.
+    let mut end = Vec::new();
+    r.engine.advance(i64::MAX, &mut end);
+    assert!(end.is_empty());
     r.push(49 * S + 25 * S, 1.0);
     trs = r.take();
     let got: Vec<(i64, bool)> = trs.iter().map(|t| (t.0 / S, t.1)).collect();

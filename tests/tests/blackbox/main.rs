@@ -7,6 +7,7 @@
 mod bad_input;
 mod common;
 mod crash_recovery;
+mod detectors;
 mod devices;
 mod end_to_end;
 mod harness;
