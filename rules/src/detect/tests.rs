@@ -525,3 +525,11 @@ fn detect_combined_with_when_window_or_nothing_is_explained() {
     );
     assert!(e[0].2.contains("need a `window`"), "{e:?}");
 }
+
+#[test]
+fn shipped_detector_examples_compile() {
+    let src = include_str!("../../../examples/rules/detectors.yaml");
+    let set = RuleSet::parse_str(src, "detectors.yaml").unwrap();
+    assert_eq!(set.len(), 10);
+    assert!(set.rules.iter().all(|r| r.detect.is_some()));
+}
