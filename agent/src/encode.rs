@@ -30,6 +30,9 @@ enum Detail<'a> {
         severity: &'static str,
         value: f64,
         condition: &'a str,
+        /// The detector's statistic; absent for `when` conditions.
+        #[serde(skip_serializing_if = "is_nan")]
+        score: f64,
     },
     Window {
         start: i64,
@@ -82,11 +85,13 @@ pub fn write_json(
             severity,
             value,
             condition,
+            score,
         } => Detail::Alert {
             state: state.as_str(),
             severity: severity.as_str(),
             value: *value,
             condition,
+            score: *score,
         },
         EventKind::Window { start, end, values } => Detail::Window {
             start: *start,
@@ -124,6 +129,10 @@ pub fn write_json(
     serde_json::to_writer(out, &body)
 }
 
+fn is_nan(v: &f64) -> bool {
+    v.is_nan()
+}
+
 /// JSON has no NaN or infinity; they are sent as `null` rather than failing the record.
 fn json_number(v: f64) -> serde_json::Value {
     serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
@@ -151,6 +160,7 @@ mod tests {
                 severity: Severity::Critical,
                 value: 85.5,
                 condition: Arc::from("mean > 80"),
+                score: f64::NAN,
             },
         };
         let r = record(&event, "pump-1", "temp", "weir/gw/alerts".into(), 7).unwrap();
@@ -163,6 +173,28 @@ mod tests {
                 "ts":1_700_000_000_000_000i64,"state":"raised","severity":"critical",
                 "value":85.5,"condition":"mean > 80"})
         );
+    }
+
+    #[test]
+    fn detector_alert_carries_its_score_and_a_missing_value_is_null() {
+        let event = Event {
+            rule: Arc::from("silent"),
+            series: SeriesId(0),
+            ts: 30_000_000,
+            kind: EventKind::Alert {
+                state: AlertState::Raised,
+                severity: Severity::Warning,
+                value: f64::NAN,
+                condition: Arc::from("missing(no sample for 30s)"),
+                score: 30.0,
+            },
+        };
+        let r = record(&event, "d", "m", "t".into(), 0).unwrap();
+        assert_eq!(r.lane, Lane::Alerts);
+        let v = decode(&r);
+        assert_eq!(v["score"], 30.0);
+        assert!(v["value"].is_null());
+        assert_eq!(v["condition"], "missing(no sample for 30s)");
     }
 
     #[test]

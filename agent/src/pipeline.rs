@@ -227,6 +227,7 @@ fn log_alert(event: &Event, device: &str, metric: &str) {
         severity,
         value,
         condition,
+        ..
     } = &event.kind
     {
         tracing::warn!(

@@ -13,8 +13,9 @@
 use std::collections::HashMap;
 
 use crate::agg::{Acc, Closed, Env};
+use crate::detect::{self, Detector};
 use crate::error::EngineError;
-use crate::event::{AlertState, Event, EventKind, Sample, SeriesId};
+use crate::event::{Aggregate, AlertState, Event, EventKind, Sample, SeriesId};
 use crate::ruleset::{Rule, RuleSet};
 use crate::window::{Done, Win};
 
@@ -69,6 +70,8 @@ struct Slot {
     /// The previous closed window, kept only for rules whose condition reads `prev(...)`;
     /// allocated at the first close and overwritten in place after that.
     prev: Option<Box<Closed>>,
+    /// The rule's detector state on this series (rules with `detect:` only).
+    det: Option<Box<Detector>>,
 }
 impl Slot {
     fn new(rule_index: u32, rule: &Rule) -> Slot {
@@ -79,6 +82,10 @@ impl Slot {
             emit_late: rule.emit_late,
             win: Win::new(rule.window, Acc::new(&rule.acc)),
             prev: None,
+            det: rule
+                .detect
+                .as_ref()
+                .map(|d| Box::new(Detector::new(&d.kind))),
         }
     }
 }
@@ -169,6 +176,7 @@ impl Engine {
     pub fn push(&mut self, s: Sample, out: &mut Vec<Event>) {
         if s.value.is_nan() {
             self.stats.nan_dropped += 1;
+            self.nan_to_detectors(s, out);
             return;
         }
         let Some(series) = self.series.get(s.series.0 as usize) else {
@@ -184,12 +192,14 @@ impl Engine {
                 emit_late,
                 win,
                 prev,
+                det,
             } = slot;
             let stats = &mut self.stats;
             let rules = &self.rules;
             let pushed = win.push(s.ts, s.value, *alpha, |done| {
-                close(rules, stats, *rule, raised, prev, s.series, done, out);
+                close(rules, stats, *rule, raised, prev, det, s.series, done, out);
             });
+            deadline = deadline.min(det_deadline(rules, *rule, det));
             if pushed.late {
                 self.stats.late_dropped += 1;
                 if *emit_late && let Some(rule) = rules.rules.get(*rule as usize) {
@@ -209,8 +219,10 @@ impl Engine {
         self.next_deadline = deadline;
     }
 
-    /// Event time has reached `watermark`: close every window ending at or before it.
-    /// Events come out ordered by series id, then by rule order.
+    /// Event time has reached `watermark`: close every window ending at or before it, and
+    /// raise `missing` alerts whose silence has lasted long enough. Events come out ordered
+    /// by series id, then by rule order. `i64::MAX` means the input has ended: every window
+    /// closes, but no silence is reported.
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Event>) {
         if watermark < self.next_deadline {
             return;
@@ -224,6 +236,7 @@ impl Engine {
                     raised,
                     win,
                     prev,
+                    det,
                     ..
                 } = slot;
                 let stats = &mut self.stats;
@@ -231,8 +244,16 @@ impl Engine {
                 // `id` fits in u32: it was checked when the series was interned.
                 let series = SeriesId(id as u32);
                 next = next.min(win.advance(watermark, |done| {
-                    close(rules, stats, *rule, raised, prev, series, done, out);
+                    close(rules, stats, *rule, raised, prev, det, series, done, out);
                 }));
+                if let (Some(d), Some(r)) = (det.as_deref_mut(), rules.rules.get(*rule as usize))
+                    && let (Some(spec), Some(alert)) = (&r.detect, &r.alert)
+                {
+                    d.advance(&spec.kind, watermark, &mut |v| {
+                        detect::transition(r, alert, raised, stats, series, v, out);
+                    });
+                }
+                next = next.min(det_deadline(rules, *rule, det));
             }
         }
         self.next_deadline = next;
@@ -250,8 +271,35 @@ impl Engine {
                         + s.prev
                             .as_ref()
                             .map_or(0, |p| size_of::<Closed>() + p.acc.heap_bytes())
+                        + s.det
+                            .as_ref()
+                            .map_or(0, |d| size_of::<Detector>() + d.heap_bytes())
                 })
                 .sum::<usize>()
+    }
+
+    /// NaN reaches no window, but a detector may care (`range` reports it, `missing` takes
+    /// it as a sign of life); the others skip it.
+    fn nan_to_detectors(&mut self, s: Sample, out: &mut Vec<Event>) {
+        let Some(series) = self.series.get(s.series.0 as usize) else {
+            return;
+        };
+        let range = series.first as usize..(series.first + series.len) as usize;
+        for slot in &mut self.slots[range] {
+            let (Some(d), Some(r)) = (
+                slot.det.as_deref_mut(),
+                self.rules.rules.get(slot.rule as usize),
+            ) else {
+                continue;
+            };
+            let (Some(spec), Some(alert)) = (&r.detect, &r.alert) else {
+                continue;
+            };
+            let (raised, stats) = (&mut slot.raised, &mut self.stats);
+            d.feed(&spec.kind, s.ts, s.value, &mut |v| {
+                detect::transition(r, alert, raised, stats, s.series, v, out);
+            });
+        }
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -261,6 +309,20 @@ impl Engine {
     /// The rules this engine runs.
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+}
+
+/// When a slot's detector next needs an `advance` (`i64::MAX`: never, so far).
+fn det_deadline(rules: &RuleSet, rule: u32, det: &Option<Box<Detector>>) -> i64 {
+    match (
+        det,
+        rules
+            .rules
+            .get(rule as usize)
+            .and_then(|r| r.detect.as_ref()),
+    ) {
+        (Some(d), Some(spec)) => d.deadline(&spec.kind),
+        _ => i64::MAX,
     }
 }
 
@@ -275,6 +337,7 @@ fn close(
     rule: u32,
     raised: &mut bool,
     prev: &mut Option<Box<Closed>>,
+    det: &mut Option<Box<Detector>>,
     series: SeriesId,
     done: Done,
     out: &mut Vec<Event>,
@@ -300,12 +363,28 @@ fn close(
         });
     }
     if let Some(alert) = &rule.alert {
-        let (holds, value) = alert.condition.eval(&env);
-        if alert.condition.uses_prev {
+        let (holds, value) = match (&alert.condition, &rule.detect, det.as_deref_mut()) {
+            (Some(c), _, _) => c.eval(&env),
+            (None, Some(spec), Some(d)) => {
+                let x = spec
+                    .value
+                    .as_ref()
+                    .map_or_else(|| env.get(Aggregate::Mean), |v| v.eval(&env));
+                d.feed(&spec.kind, done.ts, x, &mut |v| {
+                    detect::transition(rule, alert, raised, stats, series, v, out);
+                });
+                (*raised, f64::NAN)
+            }
+            _ => (false, f64::NAN),
+        };
+        if rule.uses_prev() {
             match prev {
                 Some(p) => **p = done.closed,
                 None => *prev = Some(Box::new(done.closed)),
             }
+        }
+        if alert.condition.is_none() {
+            return;
         }
         let state = match (holds, *raised) {
             (true, false) => AlertState::Raised,
@@ -326,6 +405,7 @@ fn close(
                 severity: alert.severity,
                 value,
                 condition: alert.text.clone(),
+                score: f64::NAN,
             },
         });
     }

@@ -216,8 +216,13 @@ pub enum EventKind {
         state: AlertState,
         severity: Severity,
         value: f64,
-        /// The condition as written in the rule, e.g. `mean > 80`.
+        /// The condition as written in the rule, e.g. `mean > 80`, or the rule's detector
+        /// described, e.g. `cusum(k 0.5, h 5)`.
         condition: Arc<str>,
+        /// The detector's statistic behind the transition (z-score, CUSUM sum, rate per
+        /// second, seconds flat or silent); NaN for `when` conditions and detectors that
+        /// have none.
+        score: f64,
     },
     /// A window closed; its aggregates, in the order the rule lists them.
     Window {

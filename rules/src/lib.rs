@@ -38,6 +38,7 @@
 //! ```
 
 mod agg;
+mod detect;
 mod engine;
 mod error;
 mod event;

@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::agg::{AccSpec, DEFAULT_EWMA_ALPHA};
+use crate::detect::DetectRule;
 use crate::error::{Diagnostic, RuleError};
 use crate::event::{Aggregate, Severity};
-use crate::expr::{Condition, Scope, check_name};
+use crate::expr::{Condition, Number, Scope, check_name};
 use crate::schema::{Glob, RawRule, RawWindow, parse_duration};
 use crate::tree::{Loc, Node, NodeKind};
 use crate::window::{DEFAULT_MAX_SAMPLES, MAX_OVERLAP, MAX_SAMPLES, WindowSpec, overlap};
@@ -41,6 +42,8 @@ pub(crate) struct Rule {
     pub alert: Option<AlertRule>,
     /// The state its windows keep beyond the fixed-size totals (percentile sketch).
     pub acc: AccSpec,
+    /// An anomaly detector deciding the alert instead of a `when` condition.
+    pub detect: Option<DetectRule>,
     /// The rule as written (every key of its YAML entry, not where it was written): a reload
     /// keeps a rule's state only when this is unchanged.
     pub definition: Box<str>,
@@ -49,10 +52,28 @@ pub(crate) struct Rule {
     name_loc: Loc,
 }
 
+impl Rule {
+    /// Whether the rule reads `prev(...)` anywhere, so the engine keeps the previous window.
+    pub fn uses_prev(&self) -> bool {
+        let when = self
+            .alert
+            .as_ref()
+            .and_then(|a| a.condition.as_ref())
+            .is_some_and(|c| c.uses_prev);
+        let value = self
+            .detect
+            .as_ref()
+            .and_then(|d| d.value.as_ref())
+            .is_some_and(|v| v.uses_prev);
+        when || value
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct AlertRule {
-    pub condition: Condition,
-    /// The condition as written, carried into alert events.
+    /// `None` when the rule's detector decides instead.
+    pub condition: Option<Condition>,
+    /// The condition as written (or the detector described), carried into alert events.
     pub text: Arc<str>,
     pub severity: Severity,
 }
@@ -275,8 +296,21 @@ impl Compiler<'_> {
         }
         let device = self.glob(node, &["select", "device"], name, &raw.select.device);
         let metric = self.glob(node, &["select", "metric"], name, &raw.select.metric);
-        let window = self.window(node, name, &raw.window);
-        let emit_late = self.late_policy(node, name, &raw.window);
+        let window = match &raw.window {
+            Some(w) => self.window(node, name, w),
+            // A detector without a window judges every sample: a one-sample count window
+            // hands each one over as it arrives, with no other engine path needed.
+            None if raw.detect.is_some() => Some(WindowSpec::Count { n: 1 }),
+            None => {
+                let msg = "missing field `window` (every rule needs one, unless it has `detect`)";
+                self.report(node.loc, Some(name), msg);
+                None
+            }
+        };
+        let emit_late = match &raw.window {
+            Some(w) => self.late_policy(node, name, w),
+            None => Some(false),
+        };
         let ewma_alpha = match raw.ewma_alpha {
             None => Some(DEFAULT_EWMA_ALPHA),
             Some(a) if a > 0.0 && a <= 1.0 => Some(a),
@@ -294,12 +328,30 @@ impl Compiler<'_> {
         let aggregates =
             self.aggregates(node, name, raw.aggregates.as_deref().unwrap_or(&[]), bands);
         let scope = self.lets(node, name, bands);
+        let detect = raw
+            .detect
+            .as_ref()
+            .and_then(|d| self.detect(node, name, d, raw.window.is_some(), &scope));
         let alert = raw.alert.as_ref().and_then(|a| {
-            let condition = match Condition::compile_in(&a.when, &scope) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    let at = self.inside(node.locate(&["alert", "when"]), e.offset);
-                    self.report(at, Some(name), format!("in `when`: {}", e.message));
+            let condition = match (&a.when, &raw.detect) {
+                (Some(when), None) => match Condition::compile_in(when, &scope) {
+                    Ok(c) => Some(Some(c)),
+                    Err(e) => {
+                        let at = self.inside(node.locate(&["alert", "when"]), e.offset);
+                        self.report(at, Some(name), format!("in `when`: {}", e.message));
+                        None
+                    }
+                },
+                (None, Some(_)) => Some(None),
+                (None, None) => {
+                    let msg = "`alert` needs `when` (or the rule a `detect` section)";
+                    self.report(node.locate(&["alert"]), Some(name), msg);
+                    None
+                }
+                (Some(_), Some(_)) => {
+                    let msg = "`alert.when` and `detect` cannot be combined: the detector decides \
+                               when the alert is raised and cleared";
+                    self.report(node.locate(&["alert", "when"]), Some(name), msg);
                     None
                 }
             };
@@ -319,17 +371,32 @@ impl Compiler<'_> {
                     }
                 },
             };
+            let text = match (&a.when, &detect) {
+                (Some(when), _) => Arc::from(when.trim()),
+                (None, Some(d)) => d.text.clone(),
+                (None, None) => Arc::from(""),
+            };
             Some(AlertRule {
                 condition: condition?,
-                text: Arc::from(a.when.trim()),
+                text,
                 severity: severity?,
             })
         });
+        if raw.detect.is_some() && raw.alert.is_none() {
+            let msg = "`detect` raises and clears the rule's alert: add `alert: { severity: ... }`";
+            self.report(node.locate(&["detect"]), Some(name), msg);
+        }
+        let has_aggregates = raw.aggregates.as_ref().is_some_and(|a| !a.is_empty());
+        if raw.window.is_none() && raw.detect.is_some() && has_aggregates {
+            let msg = "`aggregates` need a `window` to aggregate over";
+            self.report(node.locate(&["aggregates"]), Some(name), msg);
+        }
         if raw.lets.is_some() && raw.alert.is_none() {
             let msg = "`let` values are only used by `alert.when`, and this rule has no alert";
             self.report(node.locate(&["let"]), Some(name), msg);
         }
-        if raw.aggregates.as_ref().is_none_or(Vec::is_empty) && raw.alert.is_none() {
+        let silent = raw.aggregates.as_ref().is_none_or(Vec::is_empty) && raw.alert.is_none();
+        if silent && raw.detect.is_none() {
             self.report(
                 name_loc,
                 Some(name),
@@ -342,7 +409,14 @@ impl Compiler<'_> {
         let aggregates = aggregates?;
         let acc = AccSpec {
             sketch: aggregates.iter().any(|a| a.needs_sketch())
-                || alert.as_ref().is_some_and(|a| a.condition.needs_sketch),
+                || alert
+                    .as_ref()
+                    .and_then(|a| a.condition.as_ref())
+                    .is_some_and(|c| c.needs_sketch)
+                || detect
+                    .as_ref()
+                    .and_then(|d| d.value.as_ref())
+                    .is_some_and(|v| v.needs_sketch),
             fft: fft.flatten().map(|(plan, _)| plan),
         };
         Some(Rule {
@@ -355,9 +429,66 @@ impl Compiler<'_> {
             aggregates,
             alert,
             acc,
+            detect,
             definition: format!("{raw:?}").into(),
             file: self.file.clone(),
             name_loc,
+        })
+    }
+
+    /// Validates `detect:`; `windowed` tells whether the rule has a `window` (the detector
+    /// then judges each closed window's `value`, default `mean`).
+    fn detect(
+        &mut self,
+        node: &Node,
+        rule: &str,
+        raw: &crate::detect::spec::RawDetect,
+        windowed: bool,
+        scope: &Scope,
+    ) -> Option<DetectRule> {
+        let before = self.diagnostics.len();
+        let mut found = Vec::new();
+        let compiled = crate::detect::spec::compile(node, raw, &mut |loc, msg| {
+            found.push((loc, msg));
+        });
+        for (loc, msg) in found {
+            self.report(loc, Some(rule), msg);
+        }
+        let (kind, mut text) = compiled?;
+        if windowed && kind.per_sample_only() {
+            let msg = "this detector judges each sample (NaN and gaps included): remove `window`";
+            self.report(node.locate(&["window"]), Some(rule), msg);
+        }
+        let value = match (&raw.value, windowed) {
+            (None, _) => None,
+            (Some(_), false) => {
+                let msg = "`value` picks what a window gives the detector; without a `window` \
+                           the detector judges each sample";
+                self.report(node.locate(&["detect", "value"]), Some(rule), msg);
+                None
+            }
+            (Some(src), true) => match Number::compile_in(src, scope) {
+                Ok(n) => {
+                    text.push_str(&format!(" of {}", src.trim()));
+                    Some(n)
+                }
+                Err(e) => {
+                    let at = self.inside(node.locate(&["detect", "value"]), e.offset);
+                    self.report(at, Some(rule), format!("in `value`: {}", e.message));
+                    None
+                }
+            },
+        };
+        if windowed && raw.value.is_none() {
+            text.push_str(" of mean");
+        }
+        if self.diagnostics.len() != before {
+            return None;
+        }
+        Some(DetectRule {
+            kind,
+            value,
+            text: Arc::from(text),
         })
     }
 

@@ -14,7 +14,9 @@ pub(crate) struct RawRule {
     pub name: String,
     #[serde(default)]
     pub select: RawSelect,
-    pub window: RawWindow,
+    /// Required unless the rule has `detect` (a detector may judge every sample).
+    #[serde(default)]
+    pub window: Option<RawWindow>,
     #[serde(default)]
     pub aggregates: Option<Vec<String>>,
     #[serde(default)]
@@ -29,6 +31,9 @@ pub(crate) struct RawRule {
     /// Spectrum of the window's samples, for `band_energy.<band>`.
     #[serde(default)]
     pub fft: Option<RawFft>,
+    /// An anomaly detector that raises and clears the alert instead of `alert.when`.
+    #[serde(default)]
+    pub detect: Option<crate::detect::spec::RawDetect>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -98,7 +103,9 @@ pub(crate) struct RawHopping {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAlert {
-    pub when: String,
+    /// Required unless the rule has `detect`.
+    #[serde(default)]
+    pub when: Option<String>,
     #[serde(default)]
     pub severity: Option<String>,
 }

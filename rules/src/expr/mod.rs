@@ -108,6 +108,42 @@ impl Condition {
     }
 }
 
+/// A compiled number expression: the value a detector watches (`detect.value`).
+#[derive(Clone)]
+pub(crate) struct Number {
+    f: NumFn,
+    /// Whether the expression reads `prev(...)`, so the engine keeps the previous window.
+    pub uses_prev: bool,
+    /// Whether it reads a percentile, so the window keeps the sketch.
+    pub needs_sketch: bool,
+}
+
+impl fmt::Debug for Number {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Number")
+            .field("uses_prev", &self.uses_prev)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Number {
+    /// Parses, type-checks and compiles `src`, which must be a number, with the rule's
+    /// named values in scope.
+    pub fn compile_in(src: &str, sc: &Scope) -> Result<Number, ExprError> {
+        let expr = parse(src)?;
+        let f = num(&expr, sc)?;
+        Ok(Number {
+            f,
+            uses_prev: uses_prev(&expr, sc),
+            needs_sketch: needs_sketch(&expr, sc),
+        })
+    }
+
+    pub fn eval(&self, env: &Env<'_>) -> f64 {
+        (self.f)(env)
+    }
+}
+
 /// A rule's named values (`let:`), each compiled once; a reference inlines its closure.
 #[derive(Clone, Default)]
 pub(crate) struct Scope {

@@ -8,6 +8,7 @@ mod bad_input;
 mod clock;
 mod common;
 mod crash_recovery;
+mod detectors;
 mod devices;
 mod end_to_end;
 mod harness;

@@ -1,0 +1,199 @@
+//! Online anomaly detectors: the `detect:` section of a rule.
+//!
+//! A rule with `detect:` hands each input to one detector, and the detector's verdict raises
+//! and clears the rule's alert through the same path as a `when:` condition (one
+//! [`crate::EventKind::Alert`] per transition, now carrying the detector's score). The input
+//! is every sample when the rule has no `window` (the engine runs such a rule on a one-sample
+//! `count` window, so nothing else changes), or each closed window's `value` expression
+//! (default `mean`) when it has one.
+//!
+//! Every detector is online in the strict sense the engine needs: each input is seen once,
+//! in order; state is fixed-size (or bounded by a parameter, for `robust_zscore`) and
+//! allocated when the series is interned; no clock is read — time is the inputs' own
+//! timestamps and [`crate::Engine::advance`]. The families, one file each:
+//!
+//! | detector | file | state per (rule, series) |
+//! |---|---|---|
+//! | `threshold` (hysteresis, `for:` debounce) | `threshold` | 16 B |
+//! | `zscore` (EWMA baseline) | `zscore` | 24 B |
+//! | `robust_zscore` (median/MAD over a window) | `zscore` | 16 B per value of the window |
+//! | `ewma_chart`, `cusum` | `chart` | 40 B |
+//! | `rate`, `flatline`, `range` (NaN, out of range) | `signal` | ≤ 32 B |
+//! | `missing` (no sample for a duration) | `missing` | 16 B |
+//!
+//! plus the box holding them (the size of the largest, 56 B) and 8 B in the engine's slot.
+//! The statistical ones learn what is normal with a shared [`baseline::Baseline`], which can
+//! leave anomalous values out of what it learns.
+
+mod baseline;
+mod chart;
+mod missing;
+mod signal;
+pub(crate) mod spec;
+mod threshold;
+mod zscore;
+
+use std::sync::Arc;
+
+use crate::engine::EngineStats;
+use crate::event::{AlertState, Event, EventKind, SeriesId};
+use crate::expr::Number;
+use crate::ruleset::{AlertRule, Rule};
+
+/// What a detector concluded about one input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Verdict {
+    /// The event time of the verdict: the input's, or when a silence became an alarm.
+    pub ts: i64,
+    pub anomalous: bool,
+    /// The input judged (NaN for `missing`'s raise).
+    pub value: f64,
+    /// The detector's statistic (z, CUSUM sum, rate, seconds flat...); NaN when it has none.
+    pub score: f64,
+}
+
+/// A rule's `detect:` section, validated.
+#[derive(Debug, Clone)]
+pub(crate) struct DetectRule {
+    pub kind: DetectKind,
+    /// What a windowed rule feeds the detector; `None`: the window's mean (for rules without
+    /// a window, the sample itself).
+    pub value: Option<Number>,
+    /// A one-line description, carried in alert events as their `condition`.
+    pub text: Arc<str>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum DetectKind {
+    Threshold(threshold::Spec),
+    ZScore(zscore::ZSpec),
+    Robust(zscore::RobustSpec),
+    EwmaChart(chart::EwmaSpec),
+    Cusum(chart::CusumSpec),
+    Rate(signal::RateSpec),
+    Flatline(signal::FlatSpec),
+    Range(signal::RangeSpec),
+    Missing(missing::Spec),
+}
+
+impl DetectKind {
+    /// Whether the detector judges raw samples only (and so takes no `window`).
+    pub fn per_sample_only(&self) -> bool {
+        matches!(self, DetectKind::Range(_) | DetectKind::Missing(_))
+    }
+}
+
+/// A detector's state on one series.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Detector {
+    Threshold(threshold::State),
+    ZScore(zscore::ZState),
+    Robust(zscore::RobustState),
+    EwmaChart(chart::EwmaState),
+    Cusum(chart::CusumState),
+    Rate(signal::RateState),
+    Flatline(signal::FlatState),
+    Range,
+    Missing(missing::State),
+}
+
+impl Detector {
+    pub fn new(kind: &DetectKind) -> Detector {
+        match kind {
+            DetectKind::Threshold(_) => Detector::Threshold(Default::default()),
+            DetectKind::ZScore(_) => Detector::ZScore(Default::default()),
+            DetectKind::Robust(_) => Detector::Robust(Default::default()),
+            DetectKind::EwmaChart(_) => Detector::EwmaChart(Default::default()),
+            DetectKind::Cusum(_) => Detector::Cusum(Default::default()),
+            DetectKind::Rate(_) => Detector::Rate(Default::default()),
+            DetectKind::Flatline(_) => Detector::Flatline(Default::default()),
+            DetectKind::Range(_) => Detector::Range,
+            DetectKind::Missing(_) => Detector::Missing(Default::default()),
+        }
+    }
+
+    /// Bytes owned on the heap besides the box itself.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Detector::Robust(s) => s.heap_bytes(),
+            _ => 0,
+        }
+    }
+
+    /// The earliest watermark at which [`Detector::advance`] has something to do.
+    pub fn deadline(&self, kind: &DetectKind) -> i64 {
+        match (self, kind) {
+            (Detector::Missing(s), DetectKind::Missing(spec)) => s.deadline(spec),
+            _ => i64::MAX,
+        }
+    }
+
+    /// Judges one input (NaN included: each detector decides what NaN means to it).
+    pub fn feed(&mut self, kind: &DetectKind, ts: i64, x: f64, emit: &mut impl FnMut(Verdict)) {
+        let v = match (self, kind) {
+            (Detector::Threshold(s), DetectKind::Threshold(p)) => s.feed(p, ts, x),
+            (Detector::ZScore(s), DetectKind::ZScore(p)) => s.feed(p, ts, x),
+            (Detector::Robust(s), DetectKind::Robust(p)) => s.feed(p, ts, x),
+            (Detector::EwmaChart(s), DetectKind::EwmaChart(p)) => s.feed(p, ts, x),
+            (Detector::Cusum(s), DetectKind::Cusum(p)) => s.feed(p, ts, x),
+            (Detector::Rate(s), DetectKind::Rate(p)) => s.feed(p, ts, x),
+            (Detector::Flatline(s), DetectKind::Flatline(p)) => s.feed(p, ts, x),
+            (Detector::Range, DetectKind::Range(p)) => Some(p.feed(ts, x)),
+            (Detector::Missing(s), DetectKind::Missing(p)) => {
+                s.feed(p, ts, x, emit);
+                None
+            }
+            // A state always matches its rule's kind: both are built from the same spec.
+            _ => None,
+        };
+        if let Some(v) = v {
+            emit(v);
+        }
+    }
+
+    /// Event time reached `watermark`: silence-based detectors may fire.
+    pub fn advance(&mut self, kind: &DetectKind, watermark: i64, emit: &mut impl FnMut(Verdict)) {
+        if let (Detector::Missing(s), DetectKind::Missing(p)) = (self, kind) {
+            s.advance(p, watermark, emit);
+        }
+    }
+}
+
+/// Turns a verdict into an alert transition when it changes the rule's state on the series.
+pub(crate) fn transition(
+    rule: &Rule,
+    alert: &AlertRule,
+    raised: &mut bool,
+    stats: &mut EngineStats,
+    series: SeriesId,
+    v: Verdict,
+    out: &mut Vec<Event>,
+) {
+    let state = match (v.anomalous, *raised) {
+        (true, false) => AlertState::Raised,
+        (false, true) => AlertState::Cleared,
+        _ => return,
+    };
+    *raised = v.anomalous;
+    match state {
+        AlertState::Raised => stats.alerts_raised += 1,
+        AlertState::Cleared => stats.alerts_cleared += 1,
+    }
+    out.push(Event {
+        rule: rule.name.clone(),
+        series,
+        ts: v.ts,
+        kind: EventKind::Alert {
+            state,
+            severity: alert.severity,
+            value: v.value,
+            condition: alert.text.clone(),
+            score: v.score,
+        },
+    });
+}
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,186 @@
+//! Detectors checked against brute-force references on random signals.
+//!
+//! * `threshold` with `for:`: for each input, the run of consecutive inputs beyond `raise`
+//!   ending at it is found by scanning backwards, and the alert state follows from that run's
+//!   length in time and the `clear` level — no running state shared with the detector.
+//! * `cusum` with a frozen baseline: μ and σ two-pass over the warm-up values; the first
+//!   raise is where `max_j Σ_{i=j..t} (s_i − k)` (or its mirror) first exceeds `h` — Page's
+//!   closed form, independent of the recursion — and every later transition follows the
+//!   documented recursion with its cap and clear-at-zero rule.
+
+use proptest::prelude::*;
+
+use crate::{AlertState, Engine, EventKind, RuleSet, Sample};
+
+const S: i64 = 1_000_000;
+
+/// `(ts, raised)` of each alert transition the engine emits for `values` at `times`.
+fn engine_transitions(detect: &str, times: &[i64], values: &[f64]) -> Vec<(i64, bool)> {
+    let yaml = format!("rules:\n  - name: r\n    detect: {detect}\n    alert: {{}}\n");
+    let mut e = Engine::new(RuleSet::parse_str(&yaml, "p.yaml").unwrap());
+    let id = e.series("d", "m").unwrap();
+    let mut out = Vec::new();
+    for (&ts, &value) in times.iter().zip(values) {
+        e.push(
+            Sample {
+                series: id,
+                ts,
+                value,
+            },
+            &mut out,
+        );
+    }
+    out.iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alert { state, .. } => Some((ev.ts, state == AlertState::Raised)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Turns per-input states into transitions.
+fn transitions(times: &[i64], states: &[bool]) -> Vec<(i64, bool)> {
+    let mut out = Vec::new();
+    let mut cur = false;
+    for (&t, &s) in times.iter().zip(states) {
+        if s != cur {
+            out.push((t, s));
+            cur = s;
+        }
+    }
+    out
+}
+
+fn threshold_reference(times: &[i64], xs: &[f64], raise: f64, clear: f64, hold: i64) -> Vec<bool> {
+    let high = raise >= clear;
+    let beyond = |x: f64| if high { x > raise } else { x < raise };
+    let back = |x: f64| if high { x < clear } else { x > clear };
+    let mut states = Vec::with_capacity(xs.len());
+    let mut active = false;
+    for i in 0..xs.len() {
+        if beyond(xs[i]) {
+            let mut start = i;
+            while start > 0 && beyond(xs[start - 1]) {
+                start -= 1;
+            }
+            if times[i] - times[start] >= hold {
+                active = true;
+            }
+        } else if back(xs[i]) {
+            active = false;
+        }
+        states.push(active);
+    }
+    states
+}
+
+/// Increasing timestamps: gaps of 0.1 s to 3 s, on a 100 ms grid so that a run lasting
+/// exactly `for` happens often (the boundary an off-by-one would get wrong).
+fn series() -> impl Strategy<Value = (Vec<i64>, Vec<f64>)> {
+    prop::collection::vec((1i64..30, 0.0f64..100.0), 1..200).prop_map(|v| {
+        let mut t = 0;
+        let times = v
+            .iter()
+            .map(|(gap, _)| {
+                t += gap * 100_000;
+                t
+            })
+            .collect();
+        (times, v.into_iter().map(|(_, x)| x).collect())
+    })
+}
+
+proptest! {
+    #[test]
+    fn threshold_matches_the_backward_scan(
+        (times, xs) in series(),
+        raise in 20.0f64..80.0,
+        band in -15.0f64..15.0,
+        hold_tenths in 0i64..80,
+    ) {
+        let clear = raise - band;
+        let hold = hold_tenths * 100_000;
+        let detect = if hold == 0 {
+            format!("{{ threshold: {{ raise: {raise}, clear: {clear} }} }}")
+        } else {
+            format!("{{ threshold: {{ raise: {raise}, clear: {clear}, for: {}ms }} }}", hold / 1000)
+        };
+        let want = transitions(&times, &threshold_reference(&times, &xs, raise, clear, hold));
+        prop_assert_eq!(engine_transitions(&detect, &times, &xs), want);
+    }
+
+    #[test]
+    fn cusum_matches_pages_closed_form_and_the_recursion(
+        xs in prop::collection::vec(-3.0f64..3.0, 10..300),
+        shift in -3.0f64..3.0,
+        at in 0usize..300,
+        k in 0.0f64..1.5,
+        h in 1.0f64..10.0,
+    ) {
+        let warmup = 10usize;
+        // Add a level shift from `at` on, so alarms actually happen.
+        let xs: Vec<f64> = xs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| if i >= at { x + shift } else { *x })
+            .collect();
+        let times: Vec<i64> = (0..xs.len() as i64).map(|i| i * S).collect();
+        let w = &xs[..warmup];
+        let mu = w.iter().sum::<f64>() / warmup as f64;
+        let var = w.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / warmup as f64;
+        let sigma = var.sqrt().max(1e-9 * mu.abs().max(1.0));
+        let s: Vec<f64> = xs.iter().map(|x| (x - mu) / sigma).collect();
+
+        // Page's closed form for the first raise.
+        let mut first = None;
+        for (t, &ts) in times.iter().enumerate().skip(warmup) {
+            let (mut up, mut down) = (0.0f64, 0.0f64);
+            let (mut best_up, mut best_down) = (0.0f64, 0.0f64);
+            for j in (warmup..=t).rev() {
+                up += s[j] - k;
+                down += -s[j] - k;
+                best_up = best_up.max(up);
+                best_down = best_down.max(down);
+            }
+            if best_up > h || best_down > h {
+                first = Some(ts);
+                break;
+            }
+        }
+        // The documented recursion, with the cap at 2h and clear at zero.
+        let mut states = vec![false; warmup];
+        let (mut hi, mut lo, mut alarm) = (0.0f64, 0.0f64, false);
+        for &st in &s[warmup..] {
+            hi = (hi + st - k).clamp(0.0, 2.0 * h);
+            lo = (lo - st - k).clamp(0.0, 2.0 * h);
+            if hi > h || lo > h {
+                alarm = true;
+            } else if hi == 0.0 && lo == 0.0 {
+                alarm = false;
+            }
+            states.push(alarm);
+        }
+        let detect = format!("{{ cusum: {{ k: {k}, h: {h}, baseline: {warmup}, learn: frozen }} }}");
+        let got = engine_transitions(&detect, &times, &xs);
+        let got_first = got.iter().find(|t| t.1).map(|t| t.0);
+        // Sums within rounding of `h` may fall either way between the two computations.
+        let near = |t: i64| {
+            let i = (t / S) as usize;
+            let (mut hi, mut lo) = (0.0f64, 0.0f64);
+            let mut m = f64::INFINITY;
+            for &st in &s[warmup..=i] {
+                hi = (hi + st - k).clamp(0.0, 2.0 * h);
+                lo = (lo - st - k).clamp(0.0, 2.0 * h);
+                m = m.min((hi - h).abs()).min((lo - h).abs());
+            }
+            m < 1e-6
+        };
+        if got_first != first && !got_first.or(first).is_some_and(near) {
+            prop_assert_eq!(got_first, first);
+        }
+        let want = transitions(&times, &states);
+        if got != want {
+            prop_assert!(got.iter().chain(&want).any(|t| near(t.0)), "{:?} vs {:?}", got, want);
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The `detect:` section as written (serde structs) and its validation into [`DetectKind`].
+//!
+//! Like the rest of the rule schema, unknown keys are errors and every bad parameter is
+//! reported with the location of the value at fault, all at once.
+
+use serde::Deserialize;
+
+use super::baseline::{BaselineSpec, Learn};
+use super::{DetectKind, chart, missing, signal, threshold, zscore};
+use crate::schema::parse_duration;
+use crate::tree::{Loc, Node};
+
+/// `detect:`: exactly one detector, and optionally the `value` a windowed rule feeds it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDetect {
+    #[serde(default)]
+    threshold: Option<RawThreshold>,
+    #[serde(default)]
+    zscore: Option<RawZ>,
+    #[serde(default)]
+    robust_zscore: Option<RawRobust>,
+    #[serde(default)]
+    ewma_chart: Option<RawEwma>,
+    #[serde(default)]
+    cusum: Option<RawCusum>,
+    #[serde(default)]
+    rate: Option<RawRate>,
+    #[serde(default)]
+    flatline: Option<RawFlat>,
+    #[serde(default)]
+    range: Option<RawRange>,
+    /// `missing: 30s`.
+    #[serde(default)]
+    missing: Option<String>,
+    /// An expression over the window's aggregates (default `mean`); windowed rules only.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThreshold {
+    raise: f64,
+    #[serde(default)]
+    clear: Option<f64>,
+    #[serde(default, rename = "for")]
+    hold: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZ {
+    #[serde(default)]
+    z: Option<f64>,
+    #[serde(default)]
+    baseline: Option<u64>,
+    #[serde(default)]
+    learn: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRobust {
+    #[serde(default)]
+    z: Option<f64>,
+    #[serde(default)]
+    window: Option<u64>,
+    #[serde(default)]
+    learn: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEwma {
+    #[serde(default)]
+    lambda: Option<f64>,
+    #[serde(default)]
+    limit: Option<f64>,
+    #[serde(default)]
+    baseline: Option<u64>,
+    #[serde(default)]
+    learn: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCusum {
+    #[serde(default)]
+    k: Option<f64>,
+    #[serde(default)]
+    h: Option<f64>,
+    #[serde(default)]
+    baseline: Option<u64>,
+    #[serde(default)]
+    learn: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    max: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlat {
+    #[serde(rename = "for")]
+    hold: String,
+    #[serde(default)]
+    epsilon: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRange {
+    #[serde(default)]
+    min: Option<f64>,
+    #[serde(default)]
+    max: Option<f64>,
+}
+
+/// Defaults, documented in the README. The limits are wider than the textbook 3σ on purpose:
+/// a gateway judges each series every second, and at 3σ Gaussian noise alone raises an
+/// alert every few hundred values. These give 0–3 false raises per 100,000 values of
+/// Gaussian noise (`cargo bench -p weir-rules --bench detectors`).
+const DEFAULT_Z: f64 = 4.5;
+const DEFAULT_ROBUST_Z: f64 = 5.0;
+const DEFAULT_BASELINE: u64 = 30;
+const MAX_BASELINE: u64 = 1_000_000;
+const DEFAULT_ROBUST_WINDOW: u64 = 64;
+/// The robust window is copied and partially sorted on every value: O(window) per input.
+pub(crate) const MAX_ROBUST_WINDOW: u64 = 4_096;
+const DEFAULT_LAMBDA: f64 = 0.2;
+const DEFAULT_LIMIT: f64 = 4.0;
+const DEFAULT_K: f64 = 0.5;
+const DEFAULT_H: f64 = 8.0;
+
+const ONE_OF: &str = "`threshold`, `zscore`, `robust_zscore`, `ewma_chart`, `cusum`, `rate`, \
+                      `flatline`, `range` or `missing`";
+
+/// Validates `raw` (the `detect` value of the rule at `rule`); reports each problem through
+/// `report` and returns the detector and its one-line description when there is none.
+pub(crate) fn compile(
+    rule: &Node,
+    raw: &RawDetect,
+    report: &mut dyn FnMut(Loc, String),
+) -> Option<(DetectKind, String)> {
+    let mut cx = Cx {
+        rule,
+        report,
+        ok: true,
+    };
+    let given = [
+        raw.threshold.is_some(),
+        raw.zscore.is_some(),
+        raw.robust_zscore.is_some(),
+        raw.ewma_chart.is_some(),
+        raw.cusum.is_some(),
+        raw.rate.is_some(),
+        raw.flatline.is_some(),
+        raw.range.is_some(),
+        raw.missing.is_some(),
+    ];
+    match given.iter().filter(|g| **g).count() {
+        1 => {}
+        0 => {
+            cx.bad(&["detect"], format!("`detect` needs one of {ONE_OF}"));
+            return None;
+        }
+        _ => {
+            let msg = format!("`detect` takes exactly one of {ONE_OF} (one detector per rule)");
+            cx.bad(&["detect"], msg);
+            return None;
+        }
+    }
+    let out = if let Some(t) = &raw.threshold {
+        cx.threshold(t)
+    } else if let Some(z) = &raw.zscore {
+        cx.zscore(z)
+    } else if let Some(r) = &raw.robust_zscore {
+        cx.robust(r)
+    } else if let Some(e) = &raw.ewma_chart {
+        cx.ewma(e)
+    } else if let Some(c) = &raw.cusum {
+        cx.cusum(c)
+    } else if let Some(r) = &raw.rate {
+        let p = ["detect", "rate", "max"];
+        cx.check(
+            r.max > 0.0 && r.max.is_finite(),
+            &p,
+            "`max` must be a positive number",
+        );
+        let text = format!("rate > {}/s", r.max);
+        Some((DetectKind::Rate(signal::RateSpec { max: r.max }), text))
+    } else if let Some(f) = &raw.flatline {
+        let hold = cx.duration(&["detect", "flatline", "for"], &f.hold);
+        let epsilon = f.epsilon.unwrap_or(0.0);
+        let p = ["detect", "flatline", "epsilon"];
+        cx.check(
+            epsilon >= 0.0 && epsilon.is_finite(),
+            &p,
+            "`epsilon` must be ≥ 0",
+        );
+        let text = format!("flatline(within {epsilon} for {})", f.hold.trim());
+        hold.map(|hold| {
+            (
+                DetectKind::Flatline(signal::FlatSpec { epsilon, hold }),
+                text,
+            )
+        })
+    } else if let Some(r) = &raw.range {
+        let (min, max) = (
+            r.min.unwrap_or(f64::NEG_INFINITY),
+            r.max.unwrap_or(f64::INFINITY),
+        );
+        let p = ["detect", "range", "max"];
+        cx.check(min <= max, &p, "`max` must not be below `min`");
+        let text = match (r.min, r.max) {
+            (Some(a), Some(b)) => format!("range(NaN or outside [{a}, {b}])"),
+            (Some(a), None) => format!("range(NaN or below {a})"),
+            (None, Some(b)) => format!("range(NaN or above {b})"),
+            (None, None) => "range(NaN or infinite)".to_owned(),
+        };
+        Some((DetectKind::Range(signal::RangeSpec { min, max }), text))
+    } else {
+        let text = raw.missing.as_deref().unwrap_or_default();
+        let after = cx.duration(&["detect", "missing"], text);
+        let desc = format!("missing(no sample for {})", text.trim());
+        after.map(|after| (DetectKind::Missing(missing::Spec { after }), desc))
+    };
+    if cx.ok { out } else { None }
+}
+
+struct Cx<'a> {
+    rule: &'a Node,
+    report: &'a mut dyn FnMut(Loc, String),
+    ok: bool,
+}
+
+impl Cx<'_> {
+    fn bad(&mut self, path: &[&str], msg: impl Into<String>) {
+        self.ok = false;
+        (self.report)(self.rule.locate(path), msg.into());
+    }
+
+    fn check(&mut self, ok: bool, path: &[&str], msg: &str) {
+        if !ok {
+            self.bad(path, msg);
+        }
+    }
+
+    fn duration(&mut self, path: &[&str], text: &str) -> Option<i64> {
+        parse_duration(text).map_err(|m| self.bad(path, m)).ok()
+    }
+
+    fn baseline(&mut self, family: &str, n: Option<u64>, learn: Option<&str>) -> BaselineSpec {
+        let n = n.unwrap_or(DEFAULT_BASELINE);
+        let ok = (2..=MAX_BASELINE).contains(&n);
+        let msg = format!(
+            "`baseline` (values to learn before judging) must be between 2 and {MAX_BASELINE}"
+        );
+        self.check(ok, &["detect", family, "baseline"], &msg);
+        BaselineSpec {
+            warmup: u32::try_from(n).unwrap_or(2),
+            learn: self.learn(family, learn),
+        }
+    }
+
+    fn learn(&mut self, family: &str, learn: Option<&str>) -> Learn {
+        let Some(text) = learn else {
+            return Learn::ExcludeAnomalies;
+        };
+        match Learn::ALL.into_iter().find(|l| l.as_str() == text) {
+            Some(l) => l,
+            None => {
+                let msg = format!(
+                    "unknown `learn` mode `{text}` (expected all, exclude_anomalies or frozen)"
+                );
+                self.bad(&["detect", family, "learn"], msg);
+                Learn::ExcludeAnomalies
+            }
+        }
+    }
+
+    fn positive(&mut self, family: &str, key: &str, v: f64) {
+        let ok = v > 0.0 && v.is_finite();
+        self.check(
+            ok,
+            &["detect", family, key],
+            &format!("`{key}` must be a positive number"),
+        );
+    }
+
+    fn threshold(&mut self, t: &RawThreshold) -> Option<(DetectKind, String)> {
+        let clear = t.clear.unwrap_or(t.raise);
+        let p = ["detect", "threshold", "raise"];
+        self.check(t.raise.is_finite(), &p, "`raise` must be a finite number");
+        let p = ["detect", "threshold", "clear"];
+        self.check(clear.is_finite(), &p, "`clear` must be a finite number");
+        let hold = match &t.hold {
+            Some(h) => self.duration(&["detect", "threshold", "for"], h)?,
+            None => 0,
+        };
+        let op = if t.raise >= clear { ">" } else { "<" };
+        let mut text = format!("threshold({op} {}, clear at {clear}", t.raise);
+        if let Some(h) = &t.hold {
+            text.push_str(&format!(", for {}", h.trim()));
+        }
+        text.push(')');
+        let spec = threshold::Spec {
+            raise: t.raise,
+            clear,
+            hold,
+        };
+        Some((DetectKind::Threshold(spec), text))
+    }
+
+    fn zscore(&mut self, z: &RawZ) -> Option<(DetectKind, String)> {
+        let limit = z.z.unwrap_or(DEFAULT_Z);
+        self.positive("zscore", "z", limit);
+        let baseline = self.baseline("zscore", z.baseline, z.learn.as_deref());
+        let text = format!("zscore(|z| > {limit}, baseline {})", baseline.warmup);
+        Some((
+            DetectKind::ZScore(zscore::ZSpec { z: limit, baseline }),
+            text,
+        ))
+    }
+
+    fn robust(&mut self, r: &RawRobust) -> Option<(DetectKind, String)> {
+        let limit = r.z.unwrap_or(DEFAULT_ROBUST_Z);
+        self.positive("robust_zscore", "z", limit);
+        let window = r.window.unwrap_or(DEFAULT_ROBUST_WINDOW);
+        let ok = (5..=MAX_ROBUST_WINDOW).contains(&window);
+        let msg = format!("`window` (values kept) must be between 5 and {MAX_ROBUST_WINDOW}");
+        self.check(ok, &["detect", "robust_zscore", "window"], &msg);
+        let learn = self.learn("robust_zscore", r.learn.as_deref());
+        let text = format!("robust_zscore(|z| > {limit}, window {window})");
+        let spec = zscore::RobustSpec {
+            z: limit,
+            window: usize::try_from(window).unwrap_or(5),
+            learn,
+        };
+        Some((DetectKind::Robust(spec), text))
+    }
+
+    fn ewma(&mut self, e: &RawEwma) -> Option<(DetectKind, String)> {
+        let lambda = e.lambda.unwrap_or(DEFAULT_LAMBDA);
+        let p = ["detect", "ewma_chart", "lambda"];
+        self.check(
+            lambda > 0.0 && lambda <= 1.0,
+            &p,
+            "`lambda` must be in (0, 1]",
+        );
+        let limit = e.limit.unwrap_or(DEFAULT_LIMIT);
+        self.positive("ewma_chart", "limit", limit);
+        let baseline = self.baseline("ewma_chart", e.baseline, e.learn.as_deref());
+        let text = format!("ewma_chart(lambda {lambda}, limit {limit} sigma)");
+        let spec = chart::EwmaSpec {
+            lambda,
+            limit,
+            baseline,
+        };
+        Some((DetectKind::EwmaChart(spec), text))
+    }
+
+    fn cusum(&mut self, c: &RawCusum) -> Option<(DetectKind, String)> {
+        let k = c.k.unwrap_or(DEFAULT_K);
+        let p = ["detect", "cusum", "k"];
+        self.check(
+            k >= 0.0 && k.is_finite(),
+            &p,
+            "`k` must be ≥ 0 (in standard deviations)",
+        );
+        let h = c.h.unwrap_or(DEFAULT_H);
+        self.positive("cusum", "h", h);
+        let baseline = self.baseline("cusum", c.baseline, c.learn.as_deref());
+        let text = format!("cusum(k {k}, h {h})");
+        Some((DetectKind::Cusum(chart::CusumSpec { k, h, baseline }), text))
+    }
+}

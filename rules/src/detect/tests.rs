@@ -1,0 +1,537 @@
+//! Each detector on signals where the right answer is known: step, ramp, spike, stuck, gap,
+//! and noise without anomaly (no alert). Driven through the real [`Engine`] and YAML rules,
+//! so the wiring (windows, alert transitions, NaN and `advance`) is tested too.
+
+use crate::{AlertState, Engine, Event, EventKind, RuleSet, Sample, SeriesId};
+
+const S: i64 = 1_000_000;
+
+/// One alert transition: (event time, raised?, value, score).
+type Tr = (i64, bool, f64, f64);
+
+struct Rig {
+    engine: Engine,
+    id: SeriesId,
+    out: Vec<Event>,
+}
+
+impl Rig {
+    fn new(detect_and_window: &str) -> Rig {
+        let yaml = format!(
+            "rules:\n  - name: r\n    select: {{ metric: m }}\n    {detect_and_window}\n    alert: {{ severity: critical }}\n"
+        );
+        let mut engine = Engine::new(RuleSet::parse_str(&yaml, "t.yaml").unwrap());
+        let id = engine.series("d", "m").unwrap();
+        Rig {
+            engine,
+            id,
+            out: Vec::new(),
+        }
+    }
+
+    /// Feeds `values` one per second from t = 0.
+    fn run(&mut self, values: &[f64]) -> Vec<Tr> {
+        for (i, &v) in values.iter().enumerate() {
+            self.push(i as i64 * S, v);
+        }
+        self.take()
+    }
+
+    fn push(&mut self, ts: i64, value: f64) {
+        let s = Sample {
+            series: self.id,
+            ts,
+            value,
+        };
+        self.engine.push(s, &mut self.out);
+    }
+
+    fn take(&mut self) -> Vec<Tr> {
+        self.out
+            .drain(..)
+            .filter_map(|e| match e.kind {
+                EventKind::Alert {
+                    state,
+                    value,
+                    score,
+                    ..
+                } => Some((e.ts, state == AlertState::Raised, value, score)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Deterministic bounded noise in [-1, 1] (xorshift): realistic sensor ripple whose tails
+/// cannot produce a 3σ value by chance, so "no alert" is the right answer, not a likely one.
+fn noise(n: usize, seed: u64) -> Vec<f64> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn level(base: f64, n: usize, seed: u64) -> Vec<f64> {
+    noise(n, seed).into_iter().map(|e| base + e).collect()
+}
+
+fn raised_at(trs: &[Tr]) -> Vec<i64> {
+    trs.iter().filter(|t| t.1).map(|t| t.0 / S).collect()
+}
+
+// ---- threshold ----
+
+#[test]
+fn threshold_ramp_raises_after_for_and_clears_below_clear() {
+    let mut r = Rig::new("detect: { threshold: { raise: 80, clear: 75, for: 5s } }");
+    // Ramp 70 → 90 over 20 s, hold 10 s, ramp back down.
+    let mut v: Vec<f64> = (0..=20).map(|i| 70.0 + i as f64).collect();
+    v.extend([90.0; 10]);
+    v.extend((0..=20).map(|i| 90.0 - i as f64));
+    let trs = r.run(&v);
+    // 81 at t = 11 starts the run; raised 5 s later at t = 16 (value 86).
+    assert_eq!(trs.len(), 2, "{trs:?}");
+    assert_eq!((trs[0].0, trs[0].1, trs[0].2), (16 * S, true, 86.0));
+    // Back down: 90 - i at t = 31 + i; the first value below 75 is 74 at t = 47.
+    assert_eq!((trs[1].0, trs[1].1, trs[1].2), (47 * S, false, 74.0));
+}
+
+#[test]
+fn threshold_hysteresis_does_not_flap_and_short_spikes_are_debounced() {
+    let mut r = Rig::new("detect: { threshold: { raise: 80, clear: 75, for: 3s } }");
+    // Spikes above 80 lasting 2 s (< for) never raise.
+    let mut v = Vec::new();
+    for _ in 0..10 {
+        v.extend([70.0, 85.0, 85.0, 85.0, 70.0]);
+    }
+    assert!(r.run(&v).is_empty());
+    // Hovering between clear and raise after a raise keeps it raised: one transition.
+    let mut r = Rig::new("detect: { threshold: { raise: 80, clear: 75 } }");
+    let trs = r.run(&[70.0, 81.0, 79.0, 81.0, 76.0, 79.5, 81.0, 77.0]);
+    assert_eq!(raised_at(&trs), [1]);
+    assert_eq!(trs.len(), 1);
+}
+
+#[test]
+fn threshold_low_side_when_raise_is_below_clear() {
+    let mut r = Rig::new("detect: { threshold: { raise: 10, clear: 12 } }");
+    let trs = r.run(&[15.0, 11.0, 9.0, 11.0, 12.5, 9.5]);
+    let got: Vec<(i64, bool)> = trs.iter().map(|t| (t.0 / S, t.1)).collect();
+    assert_eq!(got, [(2, true), (4, false), (5, true)]);
+}
+
+// ---- z-scores ----
+
+#[test]
+fn zscore_flags_a_spike_not_the_noise() {
+    let mut r = Rig::new("detect: { zscore: { z: 4, baseline: 50 } }");
+    assert!(r.run(&level(20.0, 2_000, 7)).is_empty());
+    let mut v = level(20.0, 300, 8);
+    v[200] = 30.0;
+    let mut r = Rig::new("detect: { zscore: { z: 4, baseline: 50 } }");
+    let trs = r.run(&v);
+    assert_eq!(raised_at(&trs), [200]);
+    assert_eq!(
+        trs.len(),
+        2,
+        "raised at the spike, cleared at the next value: {trs:?}"
+    );
+    assert!(
+        trs[0].3 > 10.0,
+        "z-score of a 10-unit spike on σ≈0.58: {}",
+        trs[0].3
+    );
+    assert_eq!(trs[1].0, 201 * S);
+}
+
+#[test]
+fn zscore_learning_all_accepts_a_new_level_exclude_keeps_alerting() {
+    let mut v = level(20.0, 200, 9);
+    v.extend(level(26.0, 400, 10));
+    let mut all = Rig::new("detect: { zscore: { z: 4, baseline: 30, learn: all } }");
+    let trs = all.run(&v);
+    assert_eq!(raised_at(&trs), [200]);
+    assert!(
+        !trs.last().unwrap().1,
+        "cleared once the baseline learned the new level"
+    );
+    let mut excl = Rig::new("detect: { zscore: { z: 4, baseline: 30 } }");
+    let trs = excl.run(&v);
+    assert_eq!(trs.len(), 1, "never learns the anomalous level: {trs:?}");
+    assert!(trs[0].1);
+}
+
+#[test]
+fn robust_zscore_finds_each_spike_even_close_together() {
+    let mut v = level(50.0, 400, 11);
+    for i in [150, 152, 154, 300] {
+        v[i] = 58.0;
+    }
+    let mut r = Rig::new("detect: { robust_zscore: { z: 5, window: 64 } }");
+    let trs = r.run(&v);
+    assert_eq!(raised_at(&trs), [150, 152, 154, 300]);
+    let mut r = Rig::new("detect: { robust_zscore: { z: 5, window: 64 } }");
+    assert!(r.run(&level(50.0, 2_000, 12)).is_empty());
+}
+
+#[test]
+fn robust_zscore_on_a_constant_signal_flags_any_change() {
+    let mut r = Rig::new("detect: { robust_zscore: { window: 5 } }");
+    let trs = r.run(&[3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.1, 3.0]);
+    assert_eq!(raised_at(&trs), [6]);
+    assert_eq!(trs[0].3, f64::INFINITY);
+}
+
+// ---- control charts ----
+
+#[test]
+fn cusum_detects_a_one_sigma_step_that_zscore_misses() {
+    // σ of uniform [-1, 1] noise is 0.577: a step of 0.6 is about 1σ.
+    let mut v = level(10.0, 300, 13);
+    v.extend(level(10.6, 200, 14));
+    let mut c = Rig::new("detect: { cusum: { baseline: 100 } }");
+    let trs = c.run(&v);
+    let at = raised_at(&trs);
+    assert_eq!(at.len(), 1, "{trs:?}");
+    assert!(
+        (300..340).contains(&at[0]),
+        "detected within 40 values: {at:?}"
+    );
+    assert!(trs[0].3 > 8.0);
+    let mut z = Rig::new("detect: { zscore: { z: 4, baseline: 100 } }");
+    assert!(z.run(&v).is_empty());
+}
+
+#[test]
+fn cusum_detects_a_downward_step_with_a_negative_score_and_clears_after_return() {
+    let mut v = level(10.0, 300, 15);
+    v.extend(level(9.0, 100, 16));
+    v.extend(level(10.0, 200, 17));
+    let mut c = Rig::new("detect: { cusum: { baseline: 100 } }");
+    let trs = c.run(&v);
+    assert_eq!(trs.len(), 2, "{trs:?}");
+    assert!(trs[0].1 && trs[0].3 < -8.0);
+    assert!((300..320).contains(&(trs[0].0 / S)));
+    // Capped at 2h = 16: back to zero within about 2h / k = 32 values of the return.
+    assert!(!trs[1].1 && (400..440).contains(&(trs[1].0 / S)), "{trs:?}");
+}
+
+#[test]
+fn cusum_and_ewma_chart_stay_quiet_on_noise() {
+    let v = level(10.0, 3_000, 18);
+    assert!(
+        Rig::new("detect: { cusum: { baseline: 100 } }")
+            .run(&v)
+            .is_empty()
+    );
+    let v = level(10.0, 3_000, 19);
+    assert!(
+        Rig::new("detect: { ewma_chart: { baseline: 100 } }")
+            .run(&v)
+            .is_empty()
+    );
+}
+
+#[test]
+fn ewma_chart_detects_a_small_sustained_shift() {
+    let mut v = level(10.0, 300, 20);
+    v.extend(level(10.5, 200, 21));
+    let mut c = Rig::new("detect: { ewma_chart: { lambda: 0.1, limit: 3, baseline: 100 } }");
+    let at = raised_at(&c.run(&v));
+    assert_eq!(at.len(), 1);
+    assert!((300..340).contains(&at[0]), "{at:?}");
+}
+
+// ---- signal checks ----
+
+#[test]
+fn rate_flags_a_jump_but_not_a_ramp() {
+    let ramp: Vec<f64> = (0..100).map(|i| i as f64 * 0.5).collect();
+    assert!(
+        Rig::new("detect: { rate: { max: 1 } }")
+            .run(&ramp)
+            .is_empty()
+    );
+    let mut v = ramp;
+    v[50] = 60.0; // +35 in 1 s, then -35.5 back
+    let trs = Rig::new("detect: { rate: { max: 1 } }").run(&v);
+    let got: Vec<(i64, bool)> = trs.iter().map(|t| (t.0 / S, t.1)).collect();
+    assert_eq!(got, [(50, true), (52, false)]);
+    assert_eq!(trs[0].3, 35.5);
+}
+
+#[test]
+fn flatline_flags_a_stuck_sensor_after_for() {
+    let mut v = level(20.0, 100, 22);
+    v.extend([20.3; 60]);
+    v.extend(level(20.0, 20, 23));
+    let mut r = Rig::new("detect: { flatline: { for: 30s, epsilon: 0.001 } }");
+    let trs = r.run(&v);
+    let got: Vec<(i64, bool)> = trs.iter().map(|t| (t.0 / S, t.1)).collect();
+    // Stuck from t = 100 (or one value earlier, if the last noisy value was within ε).
+    assert_eq!(got[0], (130, true), "{trs:?}");
+    assert_eq!(got[1], (160, false));
+    assert_eq!(trs[0].3, 30.0);
+    assert!(
+        Rig::new("detect: { flatline: { for: 5s, epsilon: 0.001 } }")
+            .run(&level(20.0, 1_000, 24))
+            .is_empty()
+    );
+}
+
+#[test]
+fn range_flags_nan_infinity_and_out_of_range_values() {
+    let mut r = Rig::new("detect: { range: { min: 0, max: 100 } }");
+    let v = [50.0, f64::NAN, 50.0, 120.0, 99.0, f64::INFINITY, -1.0, 0.0];
+    let trs = r.run(&v);
+    let got: Vec<(i64, bool)> = trs.iter().map(|t| (t.0 / S, t.1)).collect();
+    assert_eq!(
+        got,
+        [
+            (1, true),
+            (2, false),
+            (3, true),
+            (4, false),
+            (5, true),
+            (7, false)
+        ]
+    );
+    assert!(trs[0].2.is_nan());
+    // NaN is still counted as dropped: it reached the detector, not any window.
+    assert_eq!(r.engine.stats().nan_dropped, 1);
+}
+
+// ---- missing data ----
+
+#[test]
+fn missing_fires_on_advance_and_clears_on_the_next_sample() {
+    let mut r = Rig::new("detect: { missing: 10s }");
+    for t in 0..5 {
+        r.push(t * S, 1.0);
+    }
+    let mut out = Vec::new();
+    r.engine.advance(13 * S, &mut out); // 9 s after the last sample: not yet
+    assert!(out.is_empty());
+    r.engine.advance(14 * S, &mut out);
+    r.out.append(&mut out);
+    let trs = r.take();
+    assert_eq!(trs.len(), 1);
+    assert_eq!((trs[0].0, trs[0].1, trs[0].3), (14 * S, true, 10.0));
+    assert!(trs[0].2.is_nan());
+    r.engine.advance(100 * S, &mut out); // already raised: nothing more
+    assert!(out.is_empty());
+    r.engine.advance(i64::MAX, &mut out);
+    assert!(out.is_empty());
+    r.push(120 * S, 2.0);
+    let trs = r.take();
+    assert_eq!(trs.len(), 1);
+    assert_eq!((trs[0].0, trs[0].1, trs[0].3), (120 * S, false, 116.0));
+}
+
+#[test]
+fn missing_gap_without_advance_is_a_raise_clear_pair_and_regular_data_is_quiet() {
+    let mut r = Rig::new("detect: { missing: 10s }");
+    let mut trs = r.run(&[1.0; 50]);
+    assert!(trs.is_empty());
+    // The end of the input (`weir replay` closing its last windows) is not silence.
+    let mut end = Vec::new();
+    r.engine.advance(i64::MAX, &mut end);
+    assert!(end.is_empty());
+    r.push(49 * S + 25 * S, 1.0);
+    trs = r.take();
+    let got: Vec<(i64, bool)> = trs.iter().map(|t| (t.0 / S, t.1)).collect();
+    assert_eq!(got, [(59, true), (74, false)]);
+    // NaN is a sign of life, not silence.
+    let mut r = Rig::new("detect: { missing: 10s }");
+    for t in 0..30 {
+        r.push(t * 5 * S, f64::NAN);
+    }
+    let mut out = Vec::new();
+    r.engine.advance(29 * 5 * S + 9 * S, &mut out);
+    assert!(out.is_empty() && r.take().is_empty());
+}
+
+#[test]
+fn missing_works_beside_windowed_rules_through_the_engine_deadline() {
+    let yaml = "rules:
+  - name: avg
+    window: { tumbling: 1h }
+    aggregates: [mean]
+  - name: silent
+    detect: { missing: 30s }
+    alert: { severity: warning }
+";
+    let mut e = Engine::new(RuleSet::parse_str(yaml, "t.yaml").unwrap());
+    let id = e.series("d", "m").unwrap();
+    let mut out = Vec::new();
+    e.push(
+        Sample {
+            series: id,
+            ts: 0,
+            value: 1.0,
+        },
+        &mut out,
+    );
+    e.advance(29 * S, &mut out);
+    assert!(out.is_empty());
+    e.advance(31 * S, &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&*out[0].rule, "silent");
+    assert_eq!(out[0].ts, 30 * S);
+}
+
+// ---- windowed input ----
+
+#[test]
+fn windowed_detector_judges_each_closed_window_value() {
+    // 10 s windows of 1 Hz data; the detector sees each window's max.
+    let mut r = Rig::new(
+        "window: { tumbling: 10s }\n    detect: { threshold: { raise: 50 }, value: \"max\" }",
+    );
+    let mut v = vec![10.0; 100];
+    v[35] = 60.0; // in window [30, 40)
+    let trs = r.run(&v);
+    let got: Vec<(i64, bool, f64)> = trs.iter().map(|t| (t.0 / S, t.1, t.2)).collect();
+    assert_eq!(got, [(40, true, 60.0), (50, false, 10.0)]);
+    match &r.engine.rules().rules[0].alert {
+        Some(a) => assert_eq!(&*a.text, "threshold(> 50, clear at 50) of max"),
+        None => panic!("alert expected"),
+    }
+}
+
+#[test]
+fn detector_state_bytes_are_bounded() {
+    let mut r = Rig::new("detect: { robust_zscore: { window: 64 } }");
+    r.run(&level(1.0, 10_000, 25));
+    // The slot (window accumulator included) plus two 64-value buffers, fixed whatever the
+    // signal.
+    let bytes = r.engine.state_bytes();
+    assert!(bytes < 2_500, "{bytes}");
+}
+
+// ---- YAML errors name file:line:col ----
+
+fn errors(src: &str) -> Vec<(u64, u64, String)> {
+    let e = RuleSet::parse_str(src, "d.yaml").unwrap_err();
+    e.diagnostics
+        .into_iter()
+        .map(|d| {
+            assert_eq!(d.file, "d.yaml");
+            assert_eq!(d.rule.as_deref(), Some("r"), "{d}");
+            (d.line, d.column, d.message)
+        })
+        .collect()
+}
+
+#[test]
+fn bad_detector_parameters_point_at_the_value() {
+    let src = "\
+rules:
+  - name: r
+    detect:
+      cusum: { k: -1, h: 0, baseline: 1, learn: sometimes }
+    alert: { severity: warning }
+";
+    let e = errors(src);
+    let at: Vec<(u64, u64)> = e.iter().map(|(l, c, _)| (*l, *c)).collect();
+    assert_eq!(at, [(4, 19), (4, 26), (4, 39), (4, 49)], "{e:?}");
+    assert!(e[0].2.contains("`k` must be ≥ 0"));
+    assert!(e[1].2.contains("`h` must be a positive number"));
+    assert!(e[2].2.contains("between 2 and"));
+    assert!(e[3].2.contains("unknown `learn` mode `sometimes`"));
+}
+
+#[test]
+fn each_detector_validates_its_parameters() {
+    let cases = [
+        (
+            "{ threshold: { raise: 80, for: 5 } }",
+            "invalid duration `5`",
+        ),
+        ("{ zscore: { z: 0 } }", "`z` must be a positive number"),
+        (
+            "{ robust_zscore: { window: 3 } }",
+            "`window` (values kept) must be between 5",
+        ),
+        (
+            "{ robust_zscore: { window: 100000 } }",
+            "must be between 5 and 4096",
+        ),
+        (
+            "{ ewma_chart: { lambda: 1.5 } }",
+            "`lambda` must be in (0, 1]",
+        ),
+        (
+            "{ ewma_chart: { limit: -3 } }",
+            "`limit` must be a positive number",
+        ),
+        ("{ rate: { max: 0 } }", "`max` must be a positive number"),
+        ("{ flatline: { for: 0s } }", "must be greater than zero"),
+        (
+            "{ flatline: { for: 10s, epsilon: -1 } }",
+            "`epsilon` must be ≥ 0",
+        ),
+        (
+            "{ range: { min: 5, max: 1 } }",
+            "`max` must not be below `min`",
+        ),
+        ("{ missing: soon }", "invalid duration `soon`"),
+        ("{ }", "`detect` needs one of"),
+        ("{ rate: { max: 1 }, missing: 10s }", "exactly one of"),
+        ("{ cusum: { kk: 1 } }", "unknown field `kk`"),
+        ("{ rate: { max: 1 }, value: max }", "without a `window`"),
+    ];
+    for (detect, want) in cases {
+        let src =
+            format!("rules:\n  - name: r\n    detect: {detect}\n    alert: {{ severity: info }}\n");
+        let e = errors(&src);
+        assert_eq!(e.len(), 1, "{detect}: {e:?}");
+        assert_eq!(e[0].0, 3, "{detect}: {e:?}");
+        assert!(
+            e[0].1 >= 13,
+            "{detect}: column inside the detect map: {e:?}"
+        );
+        assert!(e[0].2.contains(want), "{detect}: {e:?}");
+    }
+}
+
+#[test]
+fn detect_combined_with_when_window_or_nothing_is_explained() {
+    let e = errors(
+        "rules:\n  - name: r\n    detect: { rate: { max: 1 } }\n    alert: { when: \"mean > 1\" }\n",
+    );
+    assert_eq!((e[0].0, e[0].1), (4, 20));
+    assert!(e[0].2.contains("cannot be combined"), "{e:?}");
+    let e = errors("rules:\n  - name: r\n    detect: { rate: { max: 1 } }\n");
+    assert_eq!((e[0].0, e[0].1), (3, 13));
+    assert!(e[0].2.contains("add `alert"), "{e:?}");
+    let e = errors(
+        "rules:\n  - name: r\n    window: { tumbling: 1m }\n    detect: { missing: 1m }\n    alert: {}\n",
+    );
+    assert_eq!((e[0].0, e[0].1), (3, 13), "{e:?}");
+    assert!(e[0].2.contains("remove `window`"), "{e:?}");
+    let e = errors(
+        "rules:\n  - name: r\n    window: { tumbling: 1m }\n    detect: { zscore: {}, value: \"mean +\" }\n    alert: {}\n",
+    );
+    assert_eq!(e[0].0, 4);
+    assert!(e[0].2.starts_with("in `value`:"), "{e:?}");
+    let e = errors("rules:\n  - name: r\n    window: { tumbling: 1m }\n    alert: {}\n");
+    assert!(e[0].2.contains("`alert` needs `when`"), "{e:?}");
+    let e = errors(
+        "rules:\n  - name: r\n    detect: { missing: 1m }\n    aggregates: [mean]\n    alert: {}\n",
+    );
+    assert!(e[0].2.contains("need a `window`"), "{e:?}");
+}
+
+#[test]
+fn shipped_detector_examples_compile() {
+    let src = include_str!("../../../examples/rules/detectors.yaml");
+    let set = RuleSet::parse_str(src, "detectors.yaml").unwrap();
+    assert_eq!(set.len(), 10);
+    assert!(set.rules.iter().all(|r| r.detect.is_some()));
+}

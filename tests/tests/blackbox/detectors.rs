@@ -1,0 +1,169 @@
+//! Anomaly detectors through the real binary: a `missing` alert raised by the agent's
+//! processing-time advance once a device goes quiet (the engine reads no clock), and
+//! detector alerts with their scores in `weir replay` output.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use weir_tests::{Mosquitto, Publisher, TestDir, weir_command};
+
+use crate::common::{Running, distinct_alerts, publish_series, start_with_cloud};
+
+const RULES: &str = "rules:
+  - name: pressure-high
+    select: { device: \"pump-*\", metric: pressure }
+    detect: { threshold: { raise: 10, clear: 8, for: 1s } }
+    alert: { severity: critical }
+  - name: pump-silent
+    select: { device: \"pump-*\", metric: pressure }
+    detect: { missing: 2s }
+    alert: { severity: warning }
+";
+
+#[test]
+fn a_quiet_device_raises_missing_on_processing_time_and_its_return_clears_it() -> Result<()> {
+    let Running {
+        dir: _dir,
+        devices,
+        cloud: _cloud,
+        collector,
+        mut agent,
+    } = start_with_cloud("detectors", "gw-d", Mosquitto::start()?, "pumps", RULES)?;
+    let mut publisher = Publisher::connect(devices.port())?;
+    let topic = "plant/pump-1/pressure";
+    publish_series(
+        &mut publisher,
+        topic,
+        Duration::from_millis(100),
+        Duration::from_millis(2500),
+        |_| 12.0,
+    )?;
+    // Silence: the agent advances event time to `now - idle_close` (5 s in the test config)
+    // every 250 ms, so the alert comes about 2 s + 5 s after the last sample.
+    let messages = collector
+        .wait_for("a missing-data alert", Duration::from_secs(30), |m| {
+            distinct_alerts(m)
+                .iter()
+                .any(|a| a.str("rule") == Some("pump-silent"))
+        })
+        .map_err(|e| agent.explain(e))?;
+    let alerts = distinct_alerts(&messages);
+    let high: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.str("rule") == Some("pressure-high"))
+        .collect();
+    assert_eq!(
+        high.len(),
+        1,
+        "{:#?}",
+        alerts.iter().map(|a| a.summary()).collect::<Vec<_>>()
+    );
+    assert_eq!(high[0].str("state"), Some("raised"));
+    assert_eq!(
+        high[0].str("condition"),
+        Some("threshold(> 10, clear at 8, for 1s)")
+    );
+    assert_eq!(high[0].f64("value"), Some(12.0));
+    let silent = alerts
+        .iter()
+        .find(|a| a.str("rule") == Some("pump-silent"))
+        .expect("waited for it");
+    assert_eq!(silent.str("state"), Some("raised"), "{}", silent.summary());
+    assert_eq!(silent.str("severity"), Some("warning"));
+    assert_eq!(silent.str("device"), Some("pump-1"));
+    assert_eq!(silent.f64("score"), Some(2.0), "{}", silent.summary());
+    assert!(
+        silent.field("value").is_some_and(|v| v.is_null()),
+        "{}",
+        silent.summary()
+    );
+
+    // The device is back: the next sample clears it.
+    publish_series(
+        &mut publisher,
+        topic,
+        Duration::from_millis(100),
+        Duration::from_millis(300),
+        |_| 12.0,
+    )?;
+    collector
+        .wait_for("the missing alert cleared", Duration::from_secs(15), |m| {
+            distinct_alerts(m)
+                .iter()
+                .any(|a| a.str("rule") == Some("pump-silent") && a.str("state") == Some("cleared"))
+        })
+        .map_err(|e| agent.explain(e))?;
+    agent.assert_running()?;
+    Ok(())
+}
+
+#[test]
+fn replay_reports_detector_alerts_with_scores_and_no_silence_at_the_end_of_the_file() -> Result<()>
+{
+    let dir = TestDir::new("replay-detectors")?;
+    let rules = dir.write(
+        "rules.yaml",
+        "rules:
+  - name: stuck
+    detect: { flatline: { for: 20s } }
+    alert: { severity: warning }
+  - name: gap
+    detect: { missing: 30s }
+    alert: { severity: info }
+",
+    )?;
+    // 1 Hz for 60 s with a moving value, stuck at 5 for 30 s, a 100 s gap, 10 s more.
+    let mut csv = String::from("timestamp,value\n");
+    for t in 0..60 {
+        csv.push_str(&format!("{},{}\n", 1_700_000_000 + t, t % 7));
+    }
+    for t in 60..90 {
+        csv.push_str(&format!("{},5\n", 1_700_000_000 + t));
+    }
+    for t in 190..200 {
+        csv.push_str(&format!("{},{}\n", 1_700_000_000 + t, t % 7));
+    }
+    let data = dir.write("pump-3.csv", &csv)?;
+    let out = weir_command()?
+        .arg("replay")
+        .arg("--rules")
+        .arg(&rules)
+        .arg(&data)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let got: Vec<(String, String, i64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["rule"].as_str().unwrap_or_default().to_owned(),
+                e["state"].as_str().unwrap_or_default().to_owned(),
+                e["ts"].as_i64().unwrap_or_default() / 1_000_000 - 1_700_000_000,
+            )
+        })
+        .collect();
+    // Within one sample, events come in rule order: the sample at 190 clears `stuck`, then
+    // shows `gap` the 100 s hole (raised at 89 + 30 s, cleared at once).
+    let want = [
+        ("stuck", "raised", 80), // flat at 5 from 60 on: 20 s later
+        ("stuck", "cleared", 190),
+        ("gap", "raised", 119),
+        ("gap", "cleared", 190),
+    ];
+    let want: Vec<(String, String, i64)> = want
+        .iter()
+        .map(|(r, s, t)| ((*r).to_owned(), (*s).to_owned(), *t))
+        .collect();
+    assert_eq!(got, want, "{events:#?}");
+    assert_eq!(events[0]["score"], 20.0);
+    assert_eq!(events[0]["condition"], "flatline(within 0 for 20s)");
+    assert_eq!(
+        events[3]["score"], 101.0,
+        "seconds since the previous sample"
+    );
+    Ok(())
+}
