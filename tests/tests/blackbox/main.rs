@@ -9,6 +9,7 @@ mod common;
 mod crash_recovery;
 mod devices;
 mod end_to_end;
+mod eval;
 mod harness;
 mod kill_loop;
 mod observability;
