@@ -63,6 +63,7 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
         &evaluation,
         anomalies.as_ref(),
         throughput.as_ref(),
+        throughput.map(|_| 1.0),
     )
     .context("cannot write the report")?;
     out.flush().context("cannot write the report")?;

@@ -56,12 +56,16 @@ pub fn events(
     out
 }
 
+/// Writes the report. The breakdown and the event figures are at `detail` when given (for
+/// rules: every raised alert, which is what a user will see on the gateway), else at the
+/// standard profile's corpus-wide threshold (NAB's view, which may switch a poor detector off).
 pub fn write(
     out: &mut impl Write,
     series: &[Series],
     evaluation: &Evaluation,
     anomalies: Option<&BTreeMap<String, Vec<i64>>>,
     throughput: Option<&Throughput>,
+    detail: Option<f64>,
 ) -> std::io::Result<()> {
     let rows: usize = series.iter().map(|s| s.timestamps.len()).sum();
     writeln!(
@@ -90,22 +94,38 @@ pub fn write(
     let Some(standard) = evaluation.profiles.first() else {
         return Ok(());
     };
+    let (files, at) = match detail {
+        Some(threshold) => (
+            series
+                .iter()
+                .map(|s| super::nab::score(s, standard.profile.costs, threshold))
+                .collect(),
+            "every raised alert",
+        ),
+        None => (standard.files.clone(), "the standard threshold"),
+    };
     writeln!(out)?;
-    writeln!(out, "per category (standard profile, at its threshold):")?;
+    writeln!(out, "per category (standard profile, {at}):")?;
     writeln!(
         out,
         "  {:<24} {:>5} {:>7} {:>8} {:>12} {:>9} {:>10}",
         "category", "files", "windows", "detected", "false alarms", "raw score", "normalised"
     )?;
     let mut categories: BTreeMap<&str, (usize, Tally, f64)> = BTreeMap::new();
-    for (s, tally) in series.iter().zip(&standard.files) {
+    for (s, tally) in series.iter().zip(&files) {
         let category = s.name.rsplit_once('/').map_or("", |(c, _)| c);
         let entry = categories.entry(category).or_default();
         entry.0 += 1;
         entry.1.add(tally);
         entry.2 += s.windows.len() as f64;
     }
-    for (category, (files, tally, windows)) in &categories {
+    let mut all = (0, Tally::default(), 0.0);
+    for (files, tally, windows) in categories.values() {
+        all.0 += files;
+        all.1.add(tally);
+        all.2 += windows;
+    }
+    for (category, (files, tally, windows)) in categories.iter().chain([(&"all", &all)]) {
         let costs = standard.profile.costs;
         let null = -(tally.windows as f64) * costs.fn_;
         let normalised = super::nab::normalise(tally.score, null, windows * costs.tp);
@@ -125,11 +145,11 @@ pub fn write(
             }
         )?;
     }
-    let events = events(series, &standard.files, anomalies);
+    let events = events(series, &files, anomalies);
     writeln!(out)?;
     writeln!(
         out,
-        "events (standard threshold, after probation): {} of {} windows detected, {} false alarms (detections outside every window)",
+        "events ({at}, after probation): {} of {} windows detected, {} false alarms (detections outside every window)",
         events.detected, events.windows, events.false_alarms
     )?;
     if let Some(lead) = events.median_lead() {
