@@ -21,6 +21,8 @@ pub enum Command {
     Check(ConfigArgs),
     /// Run rule files over a recorded CSV or JSON-lines file; print the events as JSON lines.
     Replay(ReplayArgs),
+    /// Score a rule file's alerts on a labelled corpus (NAB's scoring rules and layout).
+    Eval(EvalArgs),
     /// Ask a running agent how it is doing (reads its metrics endpoint).
     Status(StatusArgs),
     /// Inspect or trim the outbox named by the config (safe while the agent runs).
@@ -92,6 +94,27 @@ pub struct ReplayArgs {
     /// 12 series; memory stays bounded on long recordings).
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A rule file (repeat for several); each raised alert is a detection.
+    #[arg(short, long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// The corpus: `<category>/<file>.csv` files (`timestamp,value`), as in NAB's `data/`.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The labelled windows, NAB's `combined_windows.json` (`combined_labels.json` beside it,
+    /// when present, gives the anomaly times the detection lead is measured from).
+    #[arg(long, value_name = "FILE")]
+    pub labels: PathBuf,
+    /// Instead of rules: a detector's published NAB output,
+    /// `DIR/<category>/<detector>_<file>.csv` with an `anomaly_score` column.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["rules", "data"])]
+    pub results: Option<PathBuf>,
+    /// Most series kept per file; samples of further series are counted and skipped.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_series: usize,
 }
 
 #[derive(Debug, Args)]

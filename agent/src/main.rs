@@ -9,6 +9,7 @@ mod cli;
 mod clock_guard;
 mod config;
 mod encode;
+mod eval;
 mod logging;
 mod metrics;
 mod notify;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         cli::Command::Run(args) => run::main(args),
         cli::Command::Check(args) => check::main(args),
         cli::Command::Replay(args) => replay::main(args),
+        cli::Command::Eval(args) => eval::main(args),
         cli::Command::Status(args) => status::main(args),
         cli::Command::Outbox(args) => outbox_cmd::main(args),
     };

@@ -6,7 +6,7 @@
 //! Each value is read once, in file order, with bounded memory, like on the gateway. At the end
 //! of the file event time is advanced past every open window, so the last windows report too.
 
-mod input;
+pub(crate) mod input;
 mod plot;
 
 use std::fs::File;

@@ -11,6 +11,7 @@ mod crash_recovery;
 mod detectors;
 mod devices;
 mod end_to_end;
+mod eval;
 mod harness;
 mod kill_loop;
 mod observability;

@@ -1,0 +1,298 @@
+//! `weir eval`: how good are a rule file's alerts? Scored on a labelled corpus the way the
+//! Numenta Anomaly Benchmark scores published detectors, so the figure stands beside theirs.
+//!
+//! Each data file goes through `weir replay`'s own path (the same reader, a fresh engine, each
+//! value once, in order, with the engine's bounded state) and every *raised* alert is a
+//! detection at the first row at or after the alert's time. The scorer then reads the file's
+//! timestamps separately: the rules never learn a file's length, minimum or maximum.
+//!
+//! `--results DIR` scores a detector's published NAB output instead of running rules, which
+//! is how the scorer is checked against NAB's own numbers.
+
+mod corpus;
+mod nab;
+mod report;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use weir_rules::{Engine, Limits, RuleSet};
+
+use crate::cli::EvalArgs;
+use crate::replay::{self, Defaults};
+#[cfg(test)]
+use nab::Costs;
+pub use nab::{Best, PROFILES, Profile, Series, Tally};
+
+pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    let labels = corpus::read_windows(&args.labels)?;
+    // NAB keeps the raw anomaly times beside the windows; the lead is measured from them.
+    let anomalies = match args.labels.parent().map(|d| d.join("combined_labels.json")) {
+        Some(path) if path.is_file() => Some(corpus::read_anomalies(&path)?),
+        _ => None,
+    };
+    let (series, throughput) = match (&args.rules, &args.results) {
+        (rules, Some(results)) if rules.is_empty() => (load_results(results, &labels)?, None),
+        (rules, None) if !rules.is_empty() => {
+            let rules = match RuleSet::load_all(rules) {
+                Ok(rules) => rules,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let data = args
+                .data
+                .as_deref()
+                .context("--data DIR is needed with --rules")?;
+            let (series, throughput) = run_rules(&rules, data, &labels, args.max_series)?;
+            (series, Some(throughput))
+        }
+        _ => anyhow::bail!("give either --rules FILE (with --data DIR) or --results DIR"),
+    };
+    let total_windows = series.iter().map(|s| s.windows.len()).sum();
+    let evaluation = evaluate(&series, total_windows);
+    let mut out = std::io::stdout().lock();
+    report::write(
+        &mut out,
+        &series,
+        &evaluation,
+        anomalies.as_ref(),
+        throughput.as_ref(),
+        throughput.map(|_| 1.0),
+    )
+    .context("cannot write the report")?;
+    out.flush().context("cannot write the report")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The rules' speed over the corpus: every value read, pushed through the engine, and every
+/// event encoded, as `weir replay` does.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Throughput {
+    pub values: u64,
+    pub seconds: f64,
+    /// Lines the replay reader skipped, late samples dropped, alerts after the last row.
+    pub skipped: u64,
+    pub late: u64,
+    pub after_end: u64,
+}
+
+/// One profile's outcome over the corpus.
+#[derive(Debug, Clone)]
+pub struct ProfileScore {
+    pub profile: Profile,
+    pub best: Best,
+    pub null: f64,
+    pub perfect: f64,
+    pub normalised: f64,
+    /// Each file's tally at the chosen threshold, in corpus order.
+    pub files: Vec<Tally>,
+}
+
+/// All three profiles, each at its own corpus-wide threshold.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    pub profiles: Vec<ProfileScore>,
+    pub total_windows: usize,
+}
+
+/// Scores a corpus under NAB's three profiles. `total_windows` is the number of labelled
+/// windows (the perfect detector finds every one of them).
+pub fn evaluate(series: &[Series], total_windows: usize) -> Evaluation {
+    let profiles = PROFILES
+        .iter()
+        .map(|profile| {
+            let best = nab::optimise(series, profile.costs);
+            let null = nab::null_score(series, profile.costs);
+            let perfect = nab::perfect_score(total_windows, profile.costs);
+            let files = series
+                .iter()
+                .map(|s| nab::score(s, profile.costs, best.threshold))
+                .collect();
+            ProfileScore {
+                profile: *profile,
+                best,
+                null,
+                perfect,
+                normalised: nab::normalise(best.score, null, perfect),
+                files,
+            }
+        })
+        .collect();
+    Evaluation {
+        profiles,
+        total_windows,
+    }
+}
+
+/// Runs the rules over every labelled CSV file under `data`.
+fn run_rules(
+    rules: &RuleSet,
+    data: &Path,
+    labels: &corpus::Labels,
+    max_series: usize,
+) -> anyhow::Result<(Vec<Series>, Throughput)> {
+    let mut series = Vec::new();
+    let mut throughput = Throughput::default();
+    for (key, path) in corpus::list_csv(data)? {
+        let Some(windows) = labels.get(&key) else {
+            eprintln!("{}: not in the labels, skipped", path.display());
+            continue;
+        };
+        let timestamps = corpus::read_timestamps(&path)?;
+        let (scores, stats) = detect(rules, &path, &timestamps, max_series)?;
+        throughput.values += stats.values;
+        throughput.seconds += stats.seconds;
+        throughput.skipped += stats.skipped;
+        throughput.late += stats.late;
+        throughput.after_end += stats.after_end;
+        series.push(Series::new(key, timestamps, windows, scores)?);
+    }
+    warn_unmatched(labels, &series);
+    Ok((series, throughput))
+}
+
+/// One file through `weir replay`'s path: a score of 1 on each row where an alert was raised.
+pub fn detect(
+    rules: &RuleSet,
+    path: &Path,
+    timestamps: &[i64],
+    max_series: usize,
+) -> anyhow::Result<(Vec<f64>, Throughput)> {
+    let engine = Engine::with_limits(rules.clone(), Limits { max_series });
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let defaults = Defaults {
+        device: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "series".to_owned()),
+        metric: "value".to_owned(),
+    };
+    let mut sink = AlertSink::default();
+    let summary = replay::run(
+        engine,
+        BufReader::with_capacity(1 << 16, file),
+        &mut sink,
+        &defaults,
+        path,
+        None,
+    )?;
+    sink.flush()?;
+    let mut scores = vec![0.0; timestamps.len()];
+    let mut after_end = 0;
+    // The first row at or after each alert. Every row before the previous alert's row is
+    // earlier than that alert, so while alerts come in time order the scan goes on from there.
+    let (mut row, mut previous) = (0, i64::MIN);
+    for ts in sink.raised {
+        if ts < previous {
+            row = 0;
+        }
+        previous = ts;
+        row = row.min(timestamps.len());
+        row += nab::first_at_or_after(&timestamps[row..], ts);
+        match scores.get_mut(row) {
+            Some(score) => *score = 1.0,
+            None => after_end += 1,
+        }
+    }
+    Ok((
+        scores,
+        Throughput {
+            values: summary.samples,
+            seconds: summary.seconds,
+            skipped: summary.skipped,
+            late: summary.late_dropped,
+            after_end,
+        },
+    ))
+}
+
+/// Scores published NAB results: `DIR/<category>/<detector>_<file>.csv`.
+fn load_results(dir: &Path, labels: &corpus::Labels) -> anyhow::Result<Vec<Series>> {
+    let detector = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut series = Vec::new();
+    for (relative, path) in corpus::list_csv(dir)? {
+        if !relative.contains('/') {
+            continue; // the detector's own score tables sit at the top
+        }
+        let key = corpus::results_key(&relative, &detector);
+        let Some(windows) = labels.get(&key) else {
+            eprintln!("{}: not in the labels, skipped", path.display());
+            continue;
+        };
+        let (timestamps, scores) = corpus::read_results(&path)?;
+        series.push(Series::new(key, timestamps, windows, scores)?);
+    }
+    warn_unmatched(labels, &series);
+    Ok(series)
+}
+
+fn warn_unmatched(labels: &corpus::Labels, series: &[Series]) {
+    let seen: BTreeMap<&str, ()> = series.iter().map(|s| (s.name.as_str(), ())).collect();
+    for key in labels.keys().filter(|k| !seen.contains_key(k.as_str())) {
+        eprintln!("{key}: labelled but no data file found; its windows are not scored");
+    }
+}
+
+/// Keeps the time of each raised alert from `weir replay`'s JSON lines; window records pass
+/// through with a substring test.
+#[derive(Debug, Default)]
+struct AlertSink {
+    line: Vec<u8>,
+    raised: Vec<i64>,
+}
+
+impl AlertSink {
+    fn take_line(&mut self) -> std::io::Result<()> {
+        let line = std::mem::take(&mut self.line);
+        if contains(&line, br#""kind":"alert""#) {
+            let event: serde_json::Value = serde_json::from_slice(&line)?;
+            if event["state"] == "raised" {
+                let ts = event["ts"].as_i64().ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "alert without ts")
+                })?;
+                self.raised.push(ts);
+            }
+        }
+        self.line = line;
+        self.line.clear();
+        Ok(())
+    }
+}
+
+impl Write for AlertSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for part in buf.split_inclusive(|&b| b == b'\n') {
+            match part.strip_suffix(b"\n") {
+                Some(rest) => {
+                    self.line.extend_from_slice(rest);
+                    self.take_line()?;
+                }
+                None => self.line.extend_from_slice(part),
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.line.is_empty() {
+            self.take_line()?;
+        }
+        Ok(())
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,112 @@
+//! `weir eval` as a user runs it: a rule file, a small labelled corpus in NAB's layout, and
+//! the report on stdout, with figures worked out by hand from NAB's scoring rules.
+
+use anyhow::Result;
+use weir_tests::{TestDir, weir_command};
+
+/// One alert per sample above 5 (a count window of one sample: the alert follows the value).
+const RULES: &str = "rules:\n  - name: spike\n    select: { metric: \"*\" }\n    window: { count: 1 }\n    alert: { when: \"max > 5\" }\n";
+
+/// 100 rows, one a minute from 2014-04-01 00:00, 0 except `high` rows at 10.
+fn series(high: &[usize]) -> String {
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..100 {
+        let value = if high.contains(&i) { 10 } else { 0 };
+        csv.push_str(&format!(
+            "2014-04-01 {:02}:{:02}:00,{value}\n",
+            i / 60,
+            i % 60
+        ));
+    }
+    csv
+}
+
+#[test]
+fn eval_scores_alerts_against_labelled_windows_as_nab_does() -> Result<()> {
+    let dir = TestDir::new("eval")?;
+    let rules = dir.write("rules.yaml", RULES)?;
+    // a: the anomaly is labelled at 01:02 inside the window 00:56–01:04 (rows 56..=64); the
+    // values jump on rows 60–62, so the alert is raised on row 60. b: no anomaly, one spike
+    // on row 30: a false alarm, after the 15 probation rows, with no window before it.
+    dir.write("data/cat/a.csv", &series(&[60, 61, 62]))?;
+    dir.write("data/cat/b.csv", &series(&[30]))?;
+    let labels = dir.write(
+        "labels/combined_windows.json",
+        r#"{"cat/a.csv": [["2014-04-01 00:56:00.000000", "2014-04-01 01:04:00.000000"]], "cat/b.csv": []}"#,
+    )?;
+    dir.write(
+        "labels/combined_labels.json",
+        r#"{"cat/a.csv": ["2014-04-01 01:02:00"], "cat/b.csv": []}"#,
+    )?;
+    let out = weir_command()?
+        .arg("eval")
+        .arg("--rules")
+        .arg(&rules)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--labels")
+        .arg(&labels)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Row 60 of the 9-row window: y = -(64 - 60 + 1)/9, credit σ(y)/σ(-1) = 0.894905;
+    // the false alarm costs fpWeight. standard: 0.784905 → 100 (0.784905 + 1) / 2 = 89.2;
+    // low FP: 0.894905 - 0.22 → 83.7; low FN: 0.784905 against null -2 → 92.8.
+    let profile = |name: &str| -> Vec<String> {
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} line in\n{stdout}"));
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    assert_eq!(
+        profile("standard")[1..],
+        ["1", "0.785", "-1.0", "1.0", "89.2"]
+    );
+    assert_eq!(
+        profile("reward_low_FP_rate")[1..],
+        ["1", "0.675", "-1.0", "1.0", "83.7"]
+    );
+    assert_eq!(
+        profile("reward_low_FN_rate")[1..],
+        ["1", "0.785", "-2.0", "1.0", "92.8"]
+    );
+    assert_eq!(profile("cat")[1..], ["2", "1", "1", "1", "0.785", "89.2"]);
+    assert!(
+        stdout.contains("1 of 1 windows detected, 1 false alarms"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("median lead: 2m before"), "{stdout}");
+    assert!(stdout.contains("throughput: 200 values"), "{stdout}");
+    Ok(())
+}
+
+#[test]
+fn eval_with_a_broken_rule_file_exits_2() -> Result<()> {
+    let dir = TestDir::new("eval-bad-rules")?;
+    let rules = dir.write(
+        "rules.yaml",
+        "rules:\n  - name: x\n    window: { count: 1 }\n    alert: { when: \"max >\" }\n",
+    )?;
+    dir.write("data/cat/a.csv", &series(&[]))?;
+    let labels = dir.write("combined_windows.json", r#"{"cat/a.csv": []}"#)?;
+    let out = weir_command()?
+        .args(["eval", "--rules"])
+        .arg(&rules)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--labels")
+        .arg(&labels)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:4:", rules.display())),
+        "{stderr}"
+    );
+    Ok(())
+}
