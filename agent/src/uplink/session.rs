@@ -16,16 +16,23 @@ use rumqttc::{Event, EventLoop, MqttState, Outgoing, Packet};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// What a publish carried: a record (deleted once acknowledged) or a status message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sent {
+    Record(u64),
+    Status,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct State {
     /// Up since the last CONNACK.
     pub connected: bool,
     /// Bumped on every CONNACK: the feeder restarts from the oldest record.
     pub generation: u64,
-    /// Record ids queued with `try_publish`, not yet seen as `Outgoing::Publish`, in order.
-    pub issued: VecDeque<u64>,
-    /// Packet id -> record id, awaiting PUBACK.
-    pub inflight: HashMap<u16, u64>,
+    /// Publishes queued with `try_publish`, not yet seen as `Outgoing::Publish`, in order.
+    pub issued: VecDeque<Sent>,
+    /// Packet id -> what was published, awaiting PUBACK.
+    pub inflight: HashMap<u16, Sent>,
     /// Acknowledged by the broker, to be deleted from the outbox.
     pub acked: Vec<u64>,
 }
@@ -104,7 +111,7 @@ pub(super) async fn poll(
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
                 {
                     let mut s = shared.lock();
-                    if let Some(id) = s.inflight.remove(&ack.pkid) {
+                    if let Some(Sent::Record(id)) = s.inflight.remove(&ack.pkid) {
                         s.acked.push(id);
                     }
                 }
@@ -113,8 +120,8 @@ pub(super) async fn poll(
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 let mut s = shared.lock();
                 match s.issued.pop_front() {
-                    Some(id) => {
-                        s.inflight.insert(pkid, id);
+                    Some(sent) => {
+                        s.inflight.insert(pkid, sent);
                     }
                     None => tracing::debug!(pkid, "publish not issued by the feeder"),
                 }

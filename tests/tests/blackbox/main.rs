@@ -16,3 +16,4 @@ mod outbox_ops;
 mod replay;
 mod systemd;
 mod uplink_outage;
+mod uplink_status;
