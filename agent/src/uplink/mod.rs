@@ -15,8 +15,10 @@
 //! lock, clears that mapping and everything rumqttc still holds (including requests queued
 //! meanwhile), so a stale publish can never be matched to the wrong record.
 
+mod counters;
 mod session;
 mod status;
+mod tls;
 mod wire;
 
 #[cfg(test)]
@@ -32,7 +34,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{Lane, LaneCursor, Outbox, OutboxError};
+pub use counters::UplinkCounters;
 use session::{Sent, Shared};
+pub use tls::{TlsConfig, TlsError, client_config as tls_client_config};
 
 /// How long shutdown waits for outstanding PUBACKs before disconnecting.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -72,6 +76,9 @@ pub struct UplinkConfig {
     /// `{topic_prefix}/{gateway_id}/status` (see [`status`]).
     #[serde(default = "default_status")]
     pub status: bool,
+    /// Absent: plain TCP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 const fn default_status() -> bool {
@@ -114,6 +121,7 @@ impl Default for UplinkConfig {
             inflight: default_inflight(),
             keep_alive: default_keep_alive(),
             status: default_status(),
+            tls: None,
         }
     }
 }
@@ -130,6 +138,8 @@ pub enum UplinkError {
     TaskEnded,
     #[error("uplink lost its outbox: {source}")]
     Outbox { source: OutboxError },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The topic a record of `lane` is published to.
@@ -163,6 +173,12 @@ fn mqtt_options(cfg: &UplinkConfig, gateway_id: &str) -> Result<MqttOptions, Upl
     if cfg.status {
         opts.set_last_will(status::Status::new(&cfg.topic_prefix, gateway_id).will());
     }
+    if let Some(tls) = &cfg.tls {
+        let client = tls::client_config(tls)?;
+        opts.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(Arc::new(client)),
+        ));
+    }
     Ok(opts)
 }
 
@@ -174,6 +190,7 @@ pub async fn run(
     cfg: UplinkConfig,
     gateway_id: String,
     outbox: Outbox,
+    counters: Arc<UplinkCounters>,
     shutdown: CancellationToken,
 ) -> Result<(), UplinkError> {
     let opts = mqtt_options(&cfg, &gateway_id)?;
@@ -190,6 +207,7 @@ pub async fn run(
         Arc::clone(&shared),
         Arc::clone(&wake),
         stop.clone(),
+        counters,
     ));
     let mut feeder = Feeder {
         client,

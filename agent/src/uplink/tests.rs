@@ -217,6 +217,7 @@ async fn delivers_every_record_in_lane_order_with_ids_then_empties_the_outbox() 
         uplink_cfg(broker.port(), 8),
         "gw-1".into(),
         outbox.clone(),
+        Arc::default(),
         shutdown.clone(),
     ));
     let mut got = Vec::new();
@@ -283,6 +284,7 @@ async fn broker_restart_mid_stream_loses_nothing() {
         uplink_cfg(broker.port(), 4),
         "gw-1".into(),
         outbox.clone(),
+        Arc::default(),
         shutdown.clone(),
     ));
     let mut seen = BTreeSet::new();
@@ -386,10 +388,12 @@ async fn births_online_before_records_and_says_offline_on_a_clean_stop() {
     let recs = (0..20).map(|n| rec(Lane::Alerts, n)).collect();
     outbox.append(recs, vec![]).await.unwrap();
     let shutdown = CancellationToken::new();
+    let counters = Arc::new(UplinkCounters::default());
     let task = tokio::spawn(run(
         uplink_cfg(broker.port(), 1),
         "gw-1".into(),
         outbox.clone(),
+        Arc::clone(&counters),
         shutdown.clone(),
     ));
     let (online, _) = tokio::time::timeout(Duration::from_secs(10), status_rx.recv())
@@ -403,6 +407,11 @@ async fn births_online_before_records_and_says_offline_on_a_clean_stop() {
     }
     wait_empty(&outbox).await;
     assert_eq!(OutboxCounters::get(&outbox.counters().deleted), 20);
+    // Records only: the status message is not counted as a record.
+    assert_eq!(counters.acked.load(Ordering::Relaxed), 20);
+    assert_eq!(counters.published.load(Ordering::Relaxed), 20);
+    assert_eq!(counters.connects.load(Ordering::Relaxed), 1);
+    assert!(counters.connected.load(Ordering::Relaxed));
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(5), task)

@@ -17,3 +17,4 @@ mod replay;
 mod systemd;
 mod uplink_outage;
 mod uplink_status;
+mod uplink_tls;
