@@ -147,6 +147,7 @@ fn a_broker_certificate_from_another_ca_is_refused_and_records_stay_in_the_outbo
         line.contains("certificate was rejected") && line.contains("uplink.tls.ca_file"),
         "{line}"
     );
+    eprintln!("{line}");
     let metrics = metrics_when(&agent, metrics_port, "records waiting, TLS errors", |m| {
         sample(m, "weir_uplink_tls_errors_total").unwrap_or(0.0) >= 1.0
             && sample(m, "weir_outbox_records{lane=\"aggregates\"}").unwrap_or(0.0) >= 3.0
