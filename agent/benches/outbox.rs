@@ -179,6 +179,7 @@ async fn run_one(records: u64, sync: Synchronous, broker_port: u16) -> Result<Fi
         uplink_cfg,
         "gw-bench".into(),
         outbox.clone(),
+        std::sync::Arc::default(),
         shutdown.clone(),
     ));
     let deadline = Instant::now() + Duration::from_secs(600);

@@ -310,6 +310,23 @@ impl Loaded {
         }
         if let Origin::File { base, .. } = &origin {
             config.outbox.path = resolve(base, &config.outbox.path);
+            if let Some(tls) = config.uplink.as_mut().and_then(|u| u.tls.as_mut()) {
+                tls.resolve_paths(|p| resolve(base, p));
+            }
+        }
+        // Certificate and key files are read now, so a missing or bad one is a config error
+        // that names it (in `weir check` too), not an uplink that never connects.
+        if let Some(tls) = config.uplink.as_ref().and_then(|u| u.tls.as_ref())
+            && let Err(e) = crate::uplink::tls_client_config(tls)
+        {
+            return Err(ConfigError {
+                problems: vec![Problem {
+                    file,
+                    line: 0,
+                    column: 0,
+                    message: e.to_string(),
+                }],
+            });
         }
         Ok(Loaded { config, origin })
     }

@@ -23,6 +23,7 @@ use weir_drivers::SourceCounters;
 
 use crate::outbox::{Lane, Outbox, OutboxCounters, OutboxStats};
 use crate::pipeline::{PipelineCounters, now_us};
+use crate::uplink::UplinkCounters;
 
 /// `metrics:` in the agent config.
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +52,8 @@ pub struct Sources {
     pub outbox: Outbox,
     pub pipeline: Arc<PipelineCounters>,
     pub sources: Vec<(String, Arc<SourceCounters>)>,
+    /// `None` when no uplink is configured (its families are then left out).
+    pub uplink: Option<Arc<UplinkCounters>>,
 }
 
 /// How a per-lane gauge is read from a lane's stats.
@@ -65,6 +68,7 @@ struct Snapshot {
     pipeline: [(&'static str, &'static str, u64); 10],
     outbox: OutboxStats,
     outbox_counters: [(&'static str, &'static str, u64); 8],
+    uplink: Option<Arc<UplinkCounters>>,
     now_us: i64,
 }
 
@@ -202,6 +206,7 @@ impl Sources {
                     c.write_errors.load(Relaxed),
                 ),
             ],
+            uplink: self.uplink.clone(),
             now_us: now_us(),
         })
     }
@@ -321,8 +326,64 @@ impl Collector for Snapshot {
             limit.metric_type(),
         )?;
         limit.encode(family)?;
+        if let Some(uplink) = &self.uplink {
+            encode_uplink(uplink, &mut encoder)?;
+        }
         Ok(())
     }
+}
+
+fn encode_uplink(
+    u: &UplinkCounters,
+    encoder: &mut DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    let up = ConstGauge::new(i64::from(u.connected.load(Relaxed)));
+    let family = encoder.encode_descriptor(
+        "weir_uplink_connected",
+        "1 while the uplink is connected to the cloud broker.",
+        None,
+        up.metric_type(),
+    )?;
+    up.encode(family)?;
+    let counters = [
+        (
+            "weir_uplink_connects",
+            "Connections established (CONNACK): the first and every reconnect.",
+            &u.connects,
+        ),
+        (
+            "weir_uplink_connection_errors",
+            "Connection attempts that failed and connections that were lost.",
+            &u.connection_errors,
+        ),
+        (
+            "weir_uplink_tls_errors",
+            "TLS handshakes that failed (untrusted broker certificate, refused client certificate).",
+            &u.tls_errors,
+        ),
+        (
+            "weir_uplink_published",
+            "Record publishes sent (a resend after a reconnect counts again).",
+            &u.published,
+        ),
+        (
+            "weir_uplink_acked",
+            "Record publishes the broker acknowledged.",
+            &u.acked,
+        ),
+    ];
+    for (name, help, value) in counters {
+        let counter = ConstCounter::new(value.load(Relaxed));
+        let family = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+        counter.encode(family)?;
+    }
+    let family = encoder.encode_descriptor(
+        "weir_uplink_publish_latency_seconds",
+        "Time from sending a record to its PUBACK.",
+        None,
+        u.latency.metric_type(),
+    )?;
+    u.latency.encode(family)
 }
 
 /// The exposition text of one scrape.

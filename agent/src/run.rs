@@ -86,12 +86,17 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         || UplinkConfig::default().topic_prefix,
         |u| u.topic_prefix.clone(),
     );
+    let uplink_counters = config
+        .uplink
+        .as_ref()
+        .map(|_| Arc::new(uplink::UplinkCounters::default()));
     let uplink_task: Option<JoinHandle<()>> = config.uplink.map(|cfg| {
         let outbox = outbox.clone();
+        let counters = uplink_counters.clone().unwrap_or_default();
         let gateway_id = gateway_id.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = uplink::run(cfg, gateway_id, outbox, shutdown).await {
+            if let Err(e) = uplink::run(cfg, gateway_id, outbox, counters, shutdown).await {
                 tracing::error!("uplink stopped: {e}");
             }
         })
@@ -164,6 +169,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
                 outbox: outbox.clone(),
                 pipeline: pipeline_counters.clone(),
                 sources: source_counters.clone(),
+                uplink: uplink_counters.clone(),
             },
             shutdown.clone(),
         ))

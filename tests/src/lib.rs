@@ -19,6 +19,7 @@
 mod agent;
 mod mosquitto;
 mod mqtt;
+mod pki;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -28,8 +29,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub use agent::{Agent, weir_bin, weir_command};
-pub use mosquitto::{Mosquitto, MosquittoBuilder};
+pub use mosquitto::{Mosquitto, MosquittoBuilder, TlsListener};
 pub use mqtt::{Collector, Message, Publisher, distinct_records};
+pub use pki::Pki;
 
 /// A per-test scratch directory, removed when dropped.
 pub struct TestDir {

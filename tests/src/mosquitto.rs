@@ -29,6 +29,18 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct MosquittoBuilder {
     port: Option<u16>,
     persistent: bool,
+    tls: Option<TlsListener>,
+}
+
+/// A second, TLS listener beside the plain one (which the tests' own clients keep using).
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    /// CA that client certificates must chain to (with `require_certificate`).
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Refuse clients without a certificate signed by `ca` (mutual TLS).
+    pub require_certificate: bool,
 }
 
 impl MosquittoBuilder {
@@ -41,6 +53,12 @@ impl MosquittoBuilder {
     /// Keep sessions and queued messages across [`Mosquitto::restart`].
     pub fn persistent(mut self, persistent: bool) -> Self {
         self.persistent = persistent;
+        self
+    }
+
+    /// Also listen with TLS on a free port ([`Mosquitto::tls_port`]).
+    pub fn tls(mut self, tls: TlsListener) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -65,12 +83,28 @@ impl MosquittoBuilder {
         };
         let conf = dir.path().join("mosquitto.conf");
         let log = dir.path().join("mosquitto.log");
-        std::fs::write(&conf, config_text(port, self.persistent, dir.path(), &log))
-            .with_context(|| format!("writing {}", conf.display()))?;
+        let mut text = config_text(port, self.persistent, dir.path(), &log);
+        let tls_port = match &self.tls {
+            Some(tls) => {
+                let tls_port = free_port()?;
+                text.push_str(&format!(
+                    "listener {tls_port} 127.0.0.1\n\
+                     cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate {}\n",
+                    tls.ca.display(),
+                    tls.cert.display(),
+                    tls.key.display(),
+                    tls.require_certificate
+                ));
+                Some(tls_port)
+            }
+            None => None,
+        };
+        std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
         let mut broker = Mosquitto {
             binary,
             dir,
             port,
+            tls_port,
             conf,
             log,
             child: None,
@@ -124,6 +158,8 @@ pub struct Mosquitto {
     /// Holds config, log and persistence file; kept for the broker's whole life.
     dir: tempfile::TempDir,
     port: u16,
+    /// The TLS listener's port, if [`MosquittoBuilder::tls`] asked for one.
+    tls_port: Option<u16>,
     conf: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -141,6 +177,11 @@ impl Mosquitto {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The TLS listener's port; `None` unless built with [`MosquittoBuilder::tls`].
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_port
     }
 
     pub fn dir(&self) -> &Path {

@@ -15,7 +15,10 @@
 //! lock, clears that mapping and everything rumqttc still holds (including requests queued
 //! meanwhile), so a stale publish can never be matched to the wrong record.
 
+mod counters;
 mod session;
+mod status;
+mod tls;
 mod wire;
 
 #[cfg(test)]
@@ -31,7 +34,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{Lane, LaneCursor, Outbox, OutboxError};
-use session::Shared;
+pub use counters::UplinkCounters;
+use session::{Sent, Shared};
+pub use tls::{TlsConfig, TlsError, client_config as tls_client_config};
 
 /// How long shutdown waits for outstanding PUBACKs before disconnecting.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -67,6 +72,17 @@ pub struct UplinkConfig {
         deserialize_with = "weir_drivers::duration::deserialize"
     )]
     pub keep_alive: Duration,
+    /// A retained `online` status on connect and a retained `offline` last will on
+    /// `{topic_prefix}/{gateway_id}/status` (see [`status`]).
+    #[serde(default = "default_status")]
+    pub status: bool,
+    /// Absent: plain TCP.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+const fn default_status() -> bool {
+    true
 }
 
 fn default_host() -> String {
@@ -104,6 +120,8 @@ impl Default for UplinkConfig {
             topic_prefix: default_topic_prefix(),
             inflight: default_inflight(),
             keep_alive: default_keep_alive(),
+            status: default_status(),
+            tls: None,
         }
     }
 }
@@ -120,6 +138,8 @@ pub enum UplinkError {
     TaskEnded,
     #[error("uplink lost its outbox: {source}")]
     Outbox { source: OutboxError },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The topic a record of `lane` is published to.
@@ -150,6 +170,15 @@ fn mqtt_options(cfg: &UplinkConfig, gateway_id: &str) -> Result<MqttOptions, Upl
         .set_inflight(inflight)
         // rumqttc's 10 KiB default would turn a large record into a reconnect loop.
         .set_max_packet_size(1 << 20, wire::MAX_PACKET);
+    if cfg.status {
+        opts.set_last_will(status::Status::new(&cfg.topic_prefix, gateway_id).will());
+    }
+    if let Some(tls) = &cfg.tls {
+        let client = tls::client_config(tls)?;
+        opts.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(Arc::new(client)),
+        ));
+    }
     Ok(opts)
 }
 
@@ -161,6 +190,7 @@ pub async fn run(
     cfg: UplinkConfig,
     gateway_id: String,
     outbox: Outbox,
+    counters: Arc<UplinkCounters>,
     shutdown: CancellationToken,
 ) -> Result<(), UplinkError> {
     let opts = mqtt_options(&cfg, &gateway_id)?;
@@ -177,12 +207,16 @@ pub async fn run(
         Arc::clone(&shared),
         Arc::clone(&wake),
         stop.clone(),
+        counters,
     ));
     let mut feeder = Feeder {
         client,
         outbox,
         shared,
         encoder: wire::Encoder::new(&gateway_id),
+        status: cfg
+            .status
+            .then(|| status::Status::new(&cfg.topic_prefix, &gateway_id)),
         inflight,
         cursor: LaneCursor::START,
         generation: 0,
@@ -203,6 +237,8 @@ struct Feeder {
     outbox: Outbox,
     shared: Arc<Shared>,
     encoder: wire::Encoder,
+    /// `Some` when `uplink.status` is on.
+    status: Option<status::Status>,
     inflight: usize,
     cursor: LaneCursor,
     /// Connection generation the cursor belongs to.
@@ -278,6 +314,14 @@ impl Feeder {
                 // New connection: nothing is in flight, resend everything not deleted.
                 self.generation = generation;
                 self.cursor = LaneCursor::START;
+                // The birth goes first, before any record of this connection.
+                if let Some(status) = &self.status {
+                    let payload = status.online();
+                    if !self.publish_status(generation, payload) {
+                        return Ok(());
+                    }
+                    continue;
+                }
             }
             changes.borrow_and_update();
             let batch = match self
@@ -320,7 +364,7 @@ impl Feeder {
                         payload,
                     ) {
                         Ok(()) => {
-                            s.issued.push_back(record.id);
+                            s.issued.push_back(Sent::Record(record.id));
                             self.cursor.advance(record);
                         }
                         Err(e) => {
@@ -349,7 +393,33 @@ impl Feeder {
         }
     }
 
-    /// Waits (bounded) for outstanding PUBACKs, deletes what they confirm, disconnects.
+    /// Queues a retained status message on connection `generation`, tracked like a record so
+    /// packet ids stay matched. False if the connection is gone or the queue refused it.
+    fn publish_status(&self, generation: u64, payload: Vec<u8>) -> bool {
+        let Some(status) = &self.status else {
+            return true;
+        };
+        let mut s = self.shared.lock();
+        if !s.connected || s.generation != generation {
+            return false;
+        }
+        match self
+            .client
+            .try_publish(status.topic.as_str(), QoS::AtLeastOnce, true, payload)
+        {
+            Ok(()) => {
+                s.issued.push_back(Sent::Status);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "uplink could not queue its status message");
+                false
+            }
+        }
+    }
+
+    /// Waits (bounded) for outstanding PUBACKs, deletes what they confirm, publishes the
+    /// `offline` status (waiting briefly for its PUBACK) and disconnects.
     async fn drain(&mut self, wake: &Notify) {
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         loop {
@@ -369,6 +439,21 @@ impl Feeder {
             }
         }
         let _ = self.delete_acked().await;
+        let (connected, generation, _) = self.shared.status();
+        if connected
+            && let Some(status) = &self.status
+            && self.publish_status(generation, status.shutdown())
+        {
+            // The DISCONNECT would follow the PUBLISH on the wire anyway; waiting for the PUBACK
+            // makes sure the broker has stored the retained `offline` before the socket closes.
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+            while self.shared.status().2 > 0 {
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
         if self.shared.status().0 && self.client.try_disconnect().is_ok() {
             // Let the poll task write the DISCONNECT; it returns once it has.
             let _ = tokio::time::timeout(Duration::from_millis(500), self.shared.closed()).await;

@@ -9,6 +9,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,16 +17,25 @@ use rumqttc::{Event, EventLoop, MqttState, Outgoing, Packet};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::counters::UplinkCounters;
+
+/// What a publish carried: a record (deleted once acknowledged) or a status message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sent {
+    Record(u64),
+    Status,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct State {
     /// Up since the last CONNACK.
     pub connected: bool,
     /// Bumped on every CONNACK: the feeder restarts from the oldest record.
     pub generation: u64,
-    /// Record ids queued with `try_publish`, not yet seen as `Outgoing::Publish`, in order.
-    pub issued: VecDeque<u64>,
-    /// Packet id -> record id, awaiting PUBACK.
-    pub inflight: HashMap<u16, u64>,
+    /// Publishes queued with `try_publish`, not yet seen as `Outgoing::Publish`, in order.
+    pub issued: VecDeque<Sent>,
+    /// Packet id -> what was published and when, awaiting PUBACK.
+    pub inflight: HashMap<u16, (Sent, Instant)>,
     /// Acknowledged by the broker, to be deleted from the outbox.
     pub acked: Vec<u64>,
 }
@@ -69,6 +79,7 @@ pub(super) async fn poll(
     shared: Arc<Shared>,
     wake: Arc<Notify>,
     stop: CancellationToken,
+    counters: Arc<UplinkCounters>,
 ) {
     let _done = shared.done.clone().drop_guard();
     let max_inflight = eventloop.mqtt_options.inflight();
@@ -76,6 +87,8 @@ pub(super) async fn poll(
     let mut ever_connected = false;
     // Some while an outage is under way (and has been logged).
     let mut down_since: Option<Instant> = None;
+    // The last TLS failure logged at ERROR: a changed reason is logged again, a repeat is not.
+    let mut tls_reason: Option<String> = None;
     loop {
         let event = tokio::select! {
             _ = stop.cancelled() => return,
@@ -90,6 +103,9 @@ pub(super) async fn poll(
                     s.issued.clear();
                     s.inflight.clear();
                 }
+                counters.connected.store(true, Ordering::Relaxed);
+                UplinkCounters::bump(&counters.connects);
+                tls_reason = None;
                 backoff.reset();
                 ever_connected = true;
                 match down_since.take() {
@@ -104,8 +120,9 @@ pub(super) async fn poll(
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
                 {
                     let mut s = shared.lock();
-                    if let Some(id) = s.inflight.remove(&ack.pkid) {
+                    if let Some((Sent::Record(id), sent_at)) = s.inflight.remove(&ack.pkid) {
                         s.acked.push(id);
+                        counters.observe_ack(sent_at.elapsed());
                     }
                 }
                 wake.notify_one();
@@ -113,14 +130,18 @@ pub(super) async fn poll(
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 let mut s = shared.lock();
                 match s.issued.pop_front() {
-                    Some(id) => {
-                        s.inflight.insert(pkid, id);
+                    Some(sent) => {
+                        if matches!(sent, Sent::Record(_)) {
+                            UplinkCounters::bump(&counters.published);
+                        }
+                        s.inflight.insert(pkid, (sent, Instant::now()));
                     }
                     None => tracing::debug!(pkid, "publish not issued by the feeder"),
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
                 shared.lock().connected = false;
+                counters.connected.store(false, Ordering::Relaxed);
                 return;
             }
             Ok(_) => {}
@@ -135,8 +156,18 @@ pub(super) async fn poll(
                     eventloop.pending.clear();
                     eventloop.state = MqttState::new(max_inflight, false);
                 }
+                counters.connected.store(false, Ordering::Relaxed);
+                UplinkCounters::bump(&counters.connection_errors);
                 wake.notify_one();
                 let delay = backoff.next_delay();
+                if let Some(reason) = super::tls::describe(&e) {
+                    UplinkCounters::bump(&counters.tls_errors);
+                    if tls_reason.as_ref() != Some(&reason) {
+                        // ERROR: nothing gets through until an operator fixes certificates.
+                        tracing::error!("uplink TLS failed, records stay in the outbox: {reason}");
+                        tls_reason = Some(reason);
+                    }
+                }
                 if down_since.is_none() {
                     down_since = Some(Instant::now());
                     let what = if ever_connected {

@@ -128,6 +128,8 @@ async fn subscribe(port: u16) -> mpsc::UnboundedReceiver<(String, serde_json::Va
         let _keep = keep;
         loop {
             match eventloop.poll().await {
+                // Status messages are checked by their own test.
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic.ends_with("/status") => {}
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let v = serde_json::from_slice(&p.payload).unwrap();
                     if tx.send((p.topic, v)).is_err() {
@@ -215,6 +217,7 @@ async fn delivers_every_record_in_lane_order_with_ids_then_empties_the_outbox() 
         uplink_cfg(broker.port(), 8),
         "gw-1".into(),
         outbox.clone(),
+        Arc::default(),
         shutdown.clone(),
     ));
     let mut got = Vec::new();
@@ -281,6 +284,7 @@ async fn broker_restart_mid_stream_loses_nothing() {
         uplink_cfg(broker.port(), 4),
         "gw-1".into(),
         outbox.clone(),
+        Arc::default(),
         shutdown.clone(),
     ));
     let mut seen = BTreeSet::new();
@@ -308,4 +312,127 @@ async fn broker_restart_mid_stream_loses_nothing() {
         .unwrap()
         .unwrap();
     eprintln!("received {received} messages for {N} records (duplicates allowed)");
+}
+
+#[test]
+fn status_messages_name_the_gateway_and_the_will_is_retained() {
+    let status = status::Status::new("weir", "gw-1");
+    assert_eq!(status.topic, "weir/gw-1/status");
+    let online: serde_json::Value = serde_json::from_slice(&status.online()).unwrap();
+    assert_eq!(online["status"], "online");
+    assert_eq!(online["gateway"], "gw-1");
+    assert_eq!(online["version"], env!("CARGO_PKG_VERSION"));
+    assert!(online["ts"].as_i64().unwrap() > 1_600_000_000_000_000);
+    let down: serde_json::Value = serde_json::from_slice(&status.shutdown()).unwrap();
+    assert_eq!(down["status"], "offline");
+    assert_eq!(down["reason"], "shutdown");
+    let will = status.will();
+    assert_eq!(will.topic, "weir/gw-1/status");
+    assert!(will.retain);
+    assert_eq!(will.qos, QoS::AtLeastOnce);
+    let will: serde_json::Value = serde_json::from_slice(&will.message).unwrap();
+    assert_eq!(will["status"], "offline");
+    assert_eq!(will["reason"], "connection lost");
+    assert!(
+        will.get("ts").is_none(),
+        "the will is written at connect time"
+    );
+}
+
+/// A subscriber to `weir/+/status` that collects (payload, retain flag) pairs.
+async fn subscribe_status(
+    port: u16,
+    client_id: &str,
+) -> mpsc::UnboundedReceiver<(serde_json::Value, bool)> {
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (subbed_tx, mut subbed) = mpsc::unbounded_channel();
+    let keep = client.clone();
+    tokio::spawn(async move {
+        let _keep = keep;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let v = serde_json::from_slice(&p.payload).unwrap();
+                    if tx.send((v, p.retain)).is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => drop(subbed_tx.send(())),
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    client
+        .subscribe("weir/+/status", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), subbed.recv())
+        .await
+        .expect("SUBACK in time");
+    rx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn births_online_before_records_and_says_offline_on_a_clean_stop() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = persistent_broker();
+    let mut status_rx = subscribe_status(broker.port(), "weir-test-status").await;
+    let mut rx = subscribe(broker.port()).await;
+    let (outbox, thread) = open_outbox(dir.path()).await;
+    // A window of 1: the birth's PUBACK must not be taken for a record's.
+    let recs = (0..20).map(|n| rec(Lane::Alerts, n)).collect();
+    outbox.append(recs, vec![]).await.unwrap();
+    let shutdown = CancellationToken::new();
+    let counters = Arc::new(UplinkCounters::default());
+    let task = tokio::spawn(run(
+        uplink_cfg(broker.port(), 1),
+        "gw-1".into(),
+        outbox.clone(),
+        Arc::clone(&counters),
+        shutdown.clone(),
+    ));
+    let (online, _) = tokio::time::timeout(Duration::from_secs(10), status_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(online["status"], "online");
+    for n in 0..20u64 {
+        let (_, v) = recv(&mut rx).await;
+        assert_eq!(v["n"], n);
+    }
+    wait_empty(&outbox).await;
+    assert_eq!(OutboxCounters::get(&outbox.counters().deleted), 20);
+    // Records only: the status message is not counted as a record.
+    assert_eq!(counters.acked.load(Ordering::Relaxed), 20);
+    assert_eq!(counters.published.load(Ordering::Relaxed), 20);
+    assert_eq!(counters.connects.load(Ordering::Relaxed), 1);
+    assert!(counters.connected.load(Ordering::Relaxed));
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let (offline, _) = tokio::time::timeout(Duration::from_secs(10), status_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(offline["status"], "offline");
+    assert_eq!(offline["reason"], "shutdown");
+    // Retained: a subscriber that comes later still sees it.
+    let mut late = subscribe_status(broker.port(), "weir-test-late").await;
+    let (last, retained) = tokio::time::timeout(Duration::from_secs(10), late.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(retained);
+    assert_eq!(last["reason"], "shutdown");
+    drop(outbox);
+    thread.join().unwrap();
 }

@@ -20,3 +20,5 @@ mod reload;
 mod replay;
 mod systemd;
 mod uplink_outage;
+mod uplink_status;
+mod uplink_tls;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use weir_tests::{Agent, TestDir, free_port, wait_until, weir_command};
 
-fn get(port: u16, path: &str) -> Result<(u16, String)> {
+pub(crate) fn get(port: u16, path: &str) -> Result<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
@@ -27,7 +27,7 @@ fn get(port: u16, path: &str) -> Result<(u16, String)> {
     Ok((code, body.to_owned()))
 }
 
-fn promtool_check(metrics: &str) -> Result<()> {
+pub(crate) fn promtool_check(metrics: &str) -> Result<()> {
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -51,7 +51,7 @@ fn promtool_check(metrics: &str) -> Result<()> {
     Ok(())
 }
 
-fn sample(metrics: &str, series: &str) -> Option<f64> {
+pub(crate) fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
