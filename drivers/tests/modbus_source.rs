@@ -1,7 +1,7 @@
 //! The Modbus source against a real Modbus TCP server: pymodbus (from PyPI, installed by
 //! `scripts/test`) running `fixtures/modbus_server.py`. Values of every type and order decode
-//! right; a slave that answers with exceptions and one that never answers are counted and do
-//! not stall a healthy slave.
+//! right; a slave that answers with exceptions and one that never answers are counted, reported
+//! as data quality on their values (`<metric>.quality`), and do not stall a healthy slave.
 
 #![expect(
     clippy::unwrap_used,
@@ -142,6 +142,23 @@ fn start(cfg: ModbusConfig) -> Running {
     }
 }
 
+/// A delivery's values by metric, without the quality samples.
+fn values(d: &Delivery) -> BTreeMap<String, f64> {
+    d.readings
+        .iter()
+        .filter(|r| !r.metric.ends_with(".quality"))
+        .map(|r| (r.metric.to_string(), r.value))
+        .collect()
+}
+
+/// A delivery's quality samples, by the metric they qualify.
+fn qualities(d: &Delivery) -> BTreeMap<String, f64> {
+    d.readings
+        .iter()
+        .filter_map(|r| Some((r.metric.strip_suffix(".quality")?.to_owned(), r.value)))
+        .collect()
+}
+
 impl Running {
     async fn next(&mut self) -> Delivery {
         tokio::time::timeout(WAIT, self.rx.recv())
@@ -168,6 +185,7 @@ async fn every_type_and_order_decodes_from_pymodbus() {
         timeout: Duration::from_secs(2),
         retries: 1,
         max_gap: 0,
+        quality: true,
         slaves: vec![slave(
             "plc-1",
             port,
@@ -178,11 +196,7 @@ async fn every_type_and_order_decodes_from_pymodbus() {
     };
     let mut src = start(cfg);
     let d = src.next().await;
-    let got: BTreeMap<String, f64> = d
-        .readings
-        .iter()
-        .map(|r| (r.metric.to_string(), r.value))
-        .collect();
+    let got = values(&d);
     assert!(d.readings.iter().all(|r| &*r.device == "plc-1"));
     let want: BTreeMap<String, f64> = [
         ("u16", 65534.0),
@@ -210,6 +224,13 @@ async fn every_type_and_order_decodes_from_pymodbus() {
     for (k, v) in &want {
         assert!((got[k] - v).abs() < 1e-9, "{k}: got {}, want {v}", got[k]);
     }
+    // Every value read comes with a good quality sample.
+    let quality = qualities(&d);
+    assert_eq!(
+        quality.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
+    assert!(quality.values().all(|&q| q == 0.0), "{quality:?}");
     // A second poll comes on the group's interval; one connection served both.
     src.next().await;
     assert_eq!(SourceCounters::get(&src.counters.connects), 1);
@@ -219,7 +240,8 @@ async fn every_type_and_order_decodes_from_pymodbus() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn erroring_and_silent_slaves_are_counted_and_do_not_stall_a_healthy_one() {
+async fn erroring_and_silent_slaves_are_counted_and_reported_as_quality_and_do_not_stall_a_healthy_one()
+ {
     let (_server, port) = Server::start();
     // A TCP peer that accepts and never answers.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -230,6 +252,7 @@ async fn erroring_and_silent_slaves_are_counted_and_do_not_stall_a_healthy_one()
         timeout: Duration::from_millis(300),
         retries: 1,
         max_gap: 0,
+        quality: true,
         slaves: vec![
             slave(
                 "healthy",
@@ -257,17 +280,44 @@ async fn erroring_and_silent_slaves_are_counted_and_do_not_stall_a_healthy_one()
     };
     let mut src = start(cfg);
     // Over two seconds the silent slave burns its timeouts, yet the healthy one keeps its pace.
+    // Each poll is one delivery of one device; the failing slaves' deliveries carry only the
+    // quality of their value: exception code 2 (illegal data address) and 256 (timeout).
     let started = Instant::now();
-    let mut healthy = 0;
+    let (mut healthy, mut erroring, mut silent_polls) = (0, 0, 0);
     while started.elapsed() < Duration::from_secs(2) {
         let d = src.next().await;
-        assert!(d.readings.iter().all(|r| &*r.device == "healthy"), "{d:?}");
-        healthy += 1;
+        let device = d.readings[0].device.to_string();
+        assert!(d.readings.iter().all(|r| *r.device == *device), "{d:?}");
+        let (values, quality) = (values(&d), qualities(&d));
+        match device.as_str() {
+            "healthy" => {
+                assert_eq!(values["u16"], 65534.0, "{d:?}");
+                assert_eq!(quality["u16"], 0.0, "{d:?}");
+                healthy += 1;
+            }
+            "erroring" => {
+                assert!(values.is_empty(), "{d:?}");
+                assert_eq!(quality["x"], 2.0, "{d:?}");
+                erroring += 1;
+            }
+            "silent" => {
+                assert!(values.is_empty(), "{d:?}");
+                assert_eq!(quality["x"], 256.0, "{d:?}");
+                silent_polls += 1;
+            }
+            other => panic!("unexpected device {other}"),
+        }
     }
     assert!(
         healthy >= 12,
         "only {healthy} healthy polls in 2 s at 100 ms"
     );
+    assert!(
+        erroring >= 5,
+        "{erroring} quality reports from the erroring slave"
+    );
+    // Each silent poll costs 2 × 300 ms timeouts plus a 100 ms backoff.
+    assert!(silent_polls >= 1, "no quality report from the silent slave");
     let c = &src.counters;
     assert!(
         SourceCounters::get(&c.exceptions) >= 5,
@@ -295,6 +345,7 @@ async fn a_restarted_server_is_reconnected() {
         timeout: Duration::from_millis(300),
         retries: 1,
         max_gap: 0,
+        quality: true,
         slaves: vec![slave(
             "plc-1",
             port,
@@ -312,8 +363,19 @@ async fn a_restarted_server_is_reconnected() {
     })
     .unwrap();
     while src.rx.try_recv().is_ok() {}
+    // While it is down, its value's quality says why: 257, no connection.
+    let d = src.next().await;
+    assert!(values(&d).is_empty(), "{d:?}");
+    assert_eq!(qualities(&d)["u16"], 257.0, "{d:?}");
     let _server = Server::start_on(port);
-    assert_eq!(src.next().await.readings[0].value, 65534.0);
+    loop {
+        let d = src.next().await;
+        if let Some(&v) = values(&d).get("u16") {
+            assert_eq!(v, 65534.0);
+            assert_eq!(qualities(&d)["u16"], 0.0);
+            break;
+        }
+    }
     assert!(src.counters.is_connected());
     assert!(SourceCounters::get(&src.counters.connects) >= 2);
     src.stop().await;
@@ -400,6 +462,7 @@ async fn rtu_on_a_pty_decodes_and_counts_exceptions() {
         timeout: Duration::from_millis(500),
         retries: 1,
         max_gap: 0,
+        quality: true,
         slaves: vec![
             on_line("plc-1", 1, every_type()),
             on_line(
@@ -410,13 +473,14 @@ async fn rtu_on_a_pty_decodes_and_counts_exceptions() {
         ],
     };
     let mut src = start(cfg);
-    let d = src.next().await;
-    assert!(d.readings.iter().all(|r| &*r.device == "plc-1"), "{d:?}");
-    let got: BTreeMap<String, f64> = d
-        .readings
-        .iter()
-        .map(|r| (r.metric.to_string(), r.value))
-        .collect();
+    // The first polls may time out while pymodbus starts; they report quality 256.
+    let got = loop {
+        let d = src.next().await;
+        let got = values(&d);
+        if &*d.readings[0].device == "plc-1" && !got.is_empty() {
+            break got;
+        }
+    };
     assert_eq!(got.len(), every_type().len(), "{got:?}");
     assert_eq!(got["f64_little"], 21.5);
     assert_eq!(got["i32_little"], -2.0);

@@ -31,6 +31,10 @@ pub struct ModbusConfig {
     /// only mapped addresses.
     #[serde(default)]
     pub max_gap: u16,
+    /// Send a `<metric>.quality` sample beside every value on every poll (see
+    /// [`super::quality`]); `false` sends values only.
+    #[serde(default = "default_quality")]
+    pub quality: bool,
     pub slaves: Vec<SlaveConfig>,
 }
 
@@ -117,6 +121,9 @@ const fn default_timeout() -> Duration {
 }
 const fn default_retries() -> u32 {
     1
+}
+const fn default_quality() -> bool {
+    true
 }
 const fn default_unit() -> u8 {
     1

@@ -19,6 +19,9 @@
 //!   next request's), then that poll of the group is given up. An exception answer counts in
 //!   `exceptions` and drops only that request's values. `connected` is true while every
 //!   slave has a connection.
+//! - **Quality on the readings.** Besides the counters, every poll sends a
+//!   `<metric>.quality` sample per value: 0 when read, else why not ([`quality`]), so rules
+//!   and the cloud see which value is missing and since when.
 //! - **Groups poll on their own intervals**; a poll slower than its interval skips the missed
 //!   polls instead of bursting. One poll of a group is one delivery, stamped with the time the
 //!   poll started.
@@ -30,6 +33,7 @@
 //!       timeout: 500ms        # per request; default 1s
 //!       retries: 1            # default
 //!       max_gap: 0            # default: read only mapped addresses
+//!       quality: true         # default: a `<metric>.quality` sample per value and poll
 //!       slaves:
 //!         - device: boiler-1
 //!           tcp: 192.168.1.20:502
@@ -52,12 +56,10 @@
 //!               registers:
 //!                 - { name: energy, table: input, address: 0, type: u32, word_order: little, scale: 0.01 }
 //! ```
-//!
-//! Not yet: data quality on readings (exceptions and timeouts are counters and log lines
-//! only).
 
 mod config;
 pub mod map;
+pub mod quality;
 mod source;
 
 pub use config::{GroupConfig, ModbusConfig, RtuConfig, SlaveConfig};

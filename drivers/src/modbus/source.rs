@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{ModbusConfig, RtuConfig, SlaveConfig, Transport};
 use super::map::{Batch, RegisterConfig, Table, plan};
+use super::quality::{self, Quality};
 use crate::{Delivery, Reading, SourceCounters, SourceError};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -50,7 +51,10 @@ pub async fn run(
             source: cfg.name.clone(),
             timeout: cfg.timeout,
             retries: cfg.retries,
-            units: slaves.iter().map(|s| unit(s, cfg.max_gap)).collect(),
+            units: slaves
+                .iter()
+                .map(|s| unit(s, cfg.max_gap, cfg.quality))
+                .collect(),
             transport,
             lines: n_lines,
             up: up.clone(),
@@ -74,6 +78,8 @@ struct Group {
     interval: Duration,
     registers: Vec<RegisterConfig>,
     metrics: Vec<Arc<str>>,
+    /// Per register, its `<metric>.quality` series; empty with `quality: false`.
+    quality: Vec<Arc<str>>,
     batches: Vec<Batch>,
     /// Per batch: an exception was logged at WARN (a wrong map answers the same every poll).
     exception_warned: Vec<AtomicBool>,
@@ -89,7 +95,7 @@ struct Unit {
     groups: Vec<Group>,
 }
 
-fn unit(slave: &SlaveConfig, max_gap: u16) -> Unit {
+fn unit(slave: &SlaveConfig, max_gap: u16, with_quality: bool) -> Unit {
     let now = Instant::now();
     let groups = slave
         .groups
@@ -100,6 +106,12 @@ fn unit(slave: &SlaveConfig, max_gap: u16) -> Unit {
                 .registers
                 .iter()
                 .map(|r| Arc::from(r.name.as_str()))
+                .collect(),
+            quality: g
+                .registers
+                .iter()
+                .filter(|_| with_quality)
+                .map(|r| Arc::from(quality::metric(&r.name)))
                 .collect(),
             batches: plan(&g.registers, max_gap),
             exception_warned: plan(&g.registers, max_gap)
@@ -115,6 +127,27 @@ fn unit(slave: &SlaveConfig, max_gap: u16) -> Unit {
         id: slave.unit,
         failing: AtomicBool::new(false),
         groups,
+    }
+}
+
+impl Unit {
+    fn quality_reading(&self, metric: &Arc<str>, ts: i64, q: Quality) -> Reading {
+        Reading {
+            device: Arc::clone(&self.device),
+            metric: Arc::clone(metric),
+            ts,
+            value: q.code(),
+        }
+    }
+
+    /// Sends quality `q` for every value of batch `b` of group `g` (none were read).
+    fn mark(&self, g: usize, b: usize, q: Quality, ts: i64, readings: &mut Vec<Reading>) {
+        let group = &self.groups[g];
+        for &(i, _) in &group.batches[b].items {
+            if let Some(metric) = group.quality.get(i) {
+                readings.push(self.quality_reading(metric, ts, q));
+            }
+        }
     }
 }
 
@@ -134,9 +167,10 @@ struct Poller {
 /// Why a read produced no words.
 enum ReadError {
     /// The slave answered with an exception: it is there, the request is wrong for it.
-    Exception(String),
-    /// No usable answer after every attempt; the connection is dropped.
-    Failed(String),
+    Exception { code: u8, message: String },
+    /// No usable answer after every attempt (`Timeout` or `Transport`, from the last
+    /// attempt); the connection is dropped.
+    Failed { quality: Quality, message: String },
 }
 
 impl Poller {
@@ -176,7 +210,8 @@ impl Poller {
             }
             let ts = crate::now_us();
             let mut readings = Vec::new();
-            for b in 0..self.units[u].groups[g].batches.len() {
+            let n_batches = self.units[u].groups[g].batches.len();
+            for b in 0..n_batches {
                 let unit = &self.units[u];
                 let words = match self
                     .read(&mut ctx, unit.id, &unit.groups[g].batches[b], &shutdown)
@@ -188,8 +223,9 @@ impl Poller {
                         }
                         words
                     }
-                    Err(ReadError::Exception(e)) => {
+                    Err(ReadError::Exception { code, message: e }) => {
                         SourceCounters::add(&self.counters.exceptions, 1);
+                        unit.mark(g, b, Quality::Exception(code), ts, &mut readings);
                         if unit.groups[g].exception_warned[b].swap(true, Ordering::Relaxed) {
                             tracing::debug!(source = %self.source, device = %unit.device, unit = unit.id, error = %e, "modbus exception");
                         } else {
@@ -197,7 +233,14 @@ impl Poller {
                         }
                         continue;
                     }
-                    Err(ReadError::Failed(e)) => {
+                    Err(ReadError::Failed {
+                        quality,
+                        message: e,
+                    }) => {
+                        // This request and the group's later ones were not made.
+                        for rest in b..n_batches {
+                            unit.mark(g, rest, quality, ts, &mut readings);
+                        }
                         if unit.failing.swap(true, Ordering::Relaxed) {
                             tracing::debug!(source = %self.source, device = %unit.device, unit = unit.id, error = %e, "modbus slave still not answering");
                         } else {
@@ -211,14 +254,23 @@ impl Poller {
                     let reg = &group.registers[i];
                     let at = usize::from(off);
                     let width = usize::from(reg.data_type().width());
-                    match words.get(at..at + width).and_then(|w| reg.decode(w)) {
-                        Some(value) if value.is_finite() => readings.push(Reading {
-                            device: Arc::clone(&unit.device),
-                            metric: Arc::clone(&group.metrics[i]),
-                            ts,
-                            value,
-                        }),
-                        _ => SourceCounters::add(&self.counters.decode_errors, 1),
+                    let q = match words.get(at..at + width).and_then(|w| reg.decode(w)) {
+                        Some(value) if value.is_finite() => {
+                            readings.push(Reading {
+                                device: Arc::clone(&unit.device),
+                                metric: Arc::clone(&group.metrics[i]),
+                                ts,
+                                value,
+                            });
+                            Quality::Good
+                        }
+                        _ => {
+                            SourceCounters::add(&self.counters.decode_errors, 1);
+                            Quality::Invalid
+                        }
+                    };
+                    if let Some(metric) = group.quality.get(i) {
+                        readings.push(unit.quality_reading(metric, ts, q));
                     }
                 }
             }
@@ -260,12 +312,12 @@ impl Poller {
         batch: &Batch,
         shutdown: &CancellationToken,
     ) -> Result<Vec<u16>, ReadError> {
-        let mut last = String::new();
+        let mut last = (Quality::Transport, String::new());
         for attempt in 0..=self.retries {
             if attempt > 0 {
                 let delay = (BACKOFF_MIN * 2u32.saturating_pow(attempt - 1)).min(BACKOFF_MAX);
                 tokio::select! {
-                    () = shutdown.cancelled() => return Err(ReadError::Failed("shutting down".into())),
+                    () = shutdown.cancelled() => return Err(ReadError::Failed { quality: Quality::Transport, message: "shutting down".into() }),
                     () = tokio::time::sleep(delay) => {}
                 }
             }
@@ -278,7 +330,7 @@ impl Poller {
                     }
                     Err(e) => {
                         SourceCounters::add(&self.counters.transport_errors, 1);
-                        last = e;
+                        last = (Quality::Transport, e);
                         continue;
                     }
                 }
@@ -289,25 +341,34 @@ impl Poller {
             match answer {
                 Ok(Ok(Ok(words))) => return Ok(words),
                 Ok(Ok(Err(code))) => {
-                    return Err(ReadError::Exception(format!(
-                        "{code} reading {:?} {}+{}",
-                        batch.table, batch.start, batch.count
-                    )));
+                    return Err(ReadError::Exception {
+                        code: u8::from(code),
+                        message: format!(
+                            "{code} reading {:?} {}+{}",
+                            batch.table, batch.start, batch.count
+                        ),
+                    });
                 }
                 Ok(Err(e)) => {
                     SourceCounters::add(&self.counters.transport_errors, 1);
-                    last = e.to_string();
+                    last = (Quality::Transport, e.to_string());
                 }
                 Err(_) => {
                     SourceCounters::add(&self.counters.timeouts, 1);
-                    last = format!("no answer within {:?}", self.timeout);
+                    last = (
+                        Quality::Timeout,
+                        format!("no answer within {:?}", self.timeout),
+                    );
                 }
             }
             // A late answer would be taken for the next request's: start afresh.
             *ctx = None;
             self.set_up(false);
         }
-        Err(ReadError::Failed(last))
+        Err(ReadError::Failed {
+            quality: last.0,
+            message: last.1,
+        })
     }
 
     async fn connect(&self) -> Result<Context, String> {

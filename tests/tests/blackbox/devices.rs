@@ -1,6 +1,7 @@
 //! Hardware sources through the real `weir` binary: a serial device on a pseudo-terminal
 //! (socat) and a Modbus TCP slave (pymodbus), each driving a rule to an alert at the cloud
-//! broker, with bad serial input counted and skipped on the way.
+//! broker, with bad serial input counted and skipped on the way; a Modbus slave that answers
+//! with exceptions and one that never answers raise a rule on their values' quality series.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -74,15 +75,39 @@ fn serial_and_modbus_devices_raise_alerts() -> Result<()> {
         "rules/plc.yaml",
         &mean_above_rule("plc-high", "plc-*", "raw", 1000.0, "warning"),
     )?;
+    // Any bad poll of a value in a second: its `.quality` series is above 0.
+    dir.write(
+        "rules/quality.yaml",
+        "rules:\n\
+         \x20 - name: modbus-quality\n\
+         \x20   select: { device: \"plc-*\", metric: \"*.quality\" }\n\
+         \x20   window: { tumbling: 1s }\n\
+         \x20   alert: { when: \"max > 0\", severity: warning }\n",
+    )?;
+    // A TCP peer that accepts and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let silent_port = silent.local_addr()?.port();
     let config = format!(
         "gateway_id: {GW}\n\
-         rules: [rules/tank.yaml, rules/plc.yaml]\n\
+         rules: [rules/tank.yaml, rules/plc.yaml, rules/quality.yaml]\n\
          sources:\n\
          \x20 - serial: {{ name: uart, path: {tty:?}, protocol: kv_lines }}\n\
          \x20 - modbus:\n\
+         \x20     timeout: 300ms\n\
          \x20     slaves:\n\
          \x20       - device: plc-1\n\
          \x20         tcp: 127.0.0.1:{modbus_port}\n\
+         \x20         groups:\n\
+         \x20           - interval: 200ms\n\
+         \x20             registers: [{{ name: raw, table: holding, address: 0 }}]\n\
+         \x20       - device: plc-2\n\
+         \x20         tcp: 127.0.0.1:{modbus_port}\n\
+         \x20         unit: 2\n\
+         \x20         groups:\n\
+         \x20           - interval: 200ms\n\
+         \x20             registers: [{{ name: raw, table: holding, address: 50 }}]\n\
+         \x20       - device: plc-3\n\
+         \x20         tcp: 127.0.0.1:{silent_port}\n\
          \x20         groups:\n\
          \x20           - interval: 200ms\n\
          \x20             registers: [{{ name: raw, table: holding, address: 0 }}]\n\
@@ -112,24 +137,36 @@ fn serial_and_modbus_devices_raise_alerts() -> Result<()> {
 
     let messages = collector
         .wait_for(
-            "alerts for tank-1 and plc-1",
+            "alerts for tank-1, plc-1, plc-2 and plc-3",
             Duration::from_secs(15),
             |m| {
                 let alerts = distinct_alerts(m);
-                ["tank-1", "plc-1"]
+                ["tank-1", "plc-1", "plc-2", "plc-3"]
                     .iter()
                     .all(|d| alerts.iter().any(|a| a.str("device") == Some(d)))
             },
         )
         .map_err(|e| agent.explain(e))?;
     for alert in distinct_alerts(&messages) {
+        // plc-1 answers, so its quality stays 0; plc-2 answers exception 2 (illegal data
+        // address), plc-3 never answers (256, timeout).
         let (rule, value) = match alert.str("device") {
             Some("tank-1") => ("tank-high", 80.5),
             Some("plc-1") => ("plc-high", 65534.0),
+            Some("plc-2") => ("modbus-quality", 2.0),
+            Some("plc-3") => ("modbus-quality", 256.0),
             _ => continue,
         };
         assert_eq!(alert.str("rule"), Some(rule), "{}", alert.summary());
         assert_eq!(alert.f64("value"), Some(value), "{}", alert.summary());
+        if rule == "modbus-quality" {
+            assert_eq!(
+                alert.str("metric"),
+                Some("raw.quality"),
+                "{}",
+                alert.summary()
+            );
+        }
     }
     assert!(
         agent.log_contents().contains("bad serial input"),
@@ -142,5 +179,6 @@ fn serial_and_modbus_devices_raise_alerts() -> Result<()> {
         "exit on SIGTERM: {status}\n{}",
         agent.log_tail()
     );
+    drop(silent);
     Ok(())
 }
