@@ -267,6 +267,9 @@ pub(crate) struct Env<'a> {
     pub cur: &'a Closed,
     /// The same rule's previous closed window on the same series, if any.
     pub prev: Option<&'a Closed>,
+    /// The latest values of the other metrics the rule reads (`metric.<name>`), in the
+    /// order of the rule's `others`.
+    pub others: &'a [f64],
 }
 
 impl Env<'_> {

@@ -97,6 +97,26 @@ struct Series {
     /// This series' slots are `slots[first..first + len]`.
     first: u32,
     len: u32,
+    /// The latest value received, for other series' `metric.<name>` references.
+    last: f64,
+}
+
+/// The other metrics of one device, for `metric.<name>` in expressions.
+struct Peers<'a> {
+    index: &'a HashMap<Box<str>, HashMap<Box<str>, SeriesId>>,
+    series: &'a [Series],
+    device: &'a str,
+}
+
+impl Peers<'_> {
+    /// The latest value of `metric` on the same device; NaN before its first sample.
+    fn last(&self, metric: &str) -> f64 {
+        self.index
+            .get(self.device)
+            .and_then(|m| m.get(metric))
+            .and_then(|id| self.series.get(id.0 as usize))
+            .map_or(f64::NAN, |s| s.last)
+    }
 }
 
 /// Runs a [`RuleSet`] over samples. See the crate docs for the model.
@@ -154,6 +174,7 @@ impl Engine {
             metric: metric.into(),
             first,
             len,
+            last: f64::NAN,
         });
         self.index
             .entry(device.into())
@@ -179,10 +200,16 @@ impl Engine {
             self.nan_to_detectors(s, out);
             return;
         }
-        let Some(series) = self.series.get(s.series.0 as usize) else {
+        let Some(series) = self.series.get_mut(s.series.0 as usize) else {
             return;
         };
+        series.last = s.value;
         let range = series.first as usize..(series.first + series.len) as usize;
+        let peers = Peers {
+            index: &self.index,
+            series: &self.series,
+            device: &self.series[s.series.0 as usize].device,
+        };
         let mut deadline = self.next_deadline;
         for slot in &mut self.slots[range] {
             let Slot {
@@ -197,7 +224,13 @@ impl Engine {
             let stats = &mut self.stats;
             let rules = &self.rules;
             let pushed = win.push(s.ts, s.value, *alpha, |done| {
-                close(rules, stats, *rule, raised, prev, det, s.series, done, out);
+                let slot = SlotMut {
+                    rule: *rule,
+                    raised,
+                    prev,
+                    det,
+                };
+                close(rules, stats, slot, &peers, s.series, done, out);
             });
             deadline = deadline.min(det_deadline(rules, *rule, det));
             if pushed.late {
@@ -230,6 +263,11 @@ impl Engine {
         let mut next = i64::MAX;
         for (id, series) in self.series.iter().enumerate() {
             let range = series.first as usize..(series.first + series.len) as usize;
+            let peers = Peers {
+                index: &self.index,
+                series: &self.series,
+                device: &series.device,
+            };
             for slot in &mut self.slots[range] {
                 let Slot {
                     rule,
@@ -244,7 +282,13 @@ impl Engine {
                 // `id` fits in u32: it was checked when the series was interned.
                 let series = SeriesId(id as u32);
                 next = next.min(win.advance(watermark, |done| {
-                    close(rules, stats, *rule, raised, prev, det, series, done, out);
+                    let slot = SlotMut {
+                        rule: *rule,
+                        raised,
+                        prev,
+                        det,
+                    };
+                    close(rules, stats, slot, &peers, series, done, out);
                 }));
                 if let (Some(d), Some(r)) = (det.as_deref_mut(), rules.rules.get(*rule as usize))
                     && let (Some(spec), Some(alert)) = (&r.detect, &r.alert)
@@ -327,28 +371,39 @@ fn det_deadline(rules: &RuleSet, rule: u32, det: &Option<Box<Detector>>) -> i64 
 }
 
 /// Emits a closed window's events: Window first, then any alert transition.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "split borrows of the engine and the slot"
-)]
+/// The parts of a [`Slot`] a closing window updates, borrowed apart from its window.
+struct SlotMut<'a> {
+    rule: u32,
+    raised: &'a mut bool,
+    prev: &'a mut Option<Box<Closed>>,
+    det: &'a mut Option<Box<Detector>>,
+}
+
 fn close(
     rules: &RuleSet,
     stats: &mut EngineStats,
-    rule: u32,
-    raised: &mut bool,
-    prev: &mut Option<Box<Closed>>,
-    det: &mut Option<Box<Detector>>,
+    slot: SlotMut<'_>,
+    peers: &Peers<'_>,
     series: SeriesId,
     done: Done,
     out: &mut Vec<Event>,
 ) {
+    let SlotMut {
+        rule,
+        raised,
+        prev,
+        det,
+    } = slot;
     stats.windows_closed += 1;
     let Some(rule) = rules.rules.get(rule as usize) else {
         return;
     };
+    // Empty (no allocation) unless the rule reads other metrics of the device.
+    let others: Vec<f64> = rule.others.iter().map(|m| peers.last(m)).collect();
     let env = Env {
         cur: &done.closed,
         prev: prev.as_deref(),
+        others: &others,
     };
     if !rule.aggregates.is_empty() {
         out.push(Event {
@@ -414,5 +469,7 @@ fn close(
 mod reload;
 pub use reload::ReloadReport;
 
+#[cfg(test)]
+mod peers_tests;
 #[cfg(test)]
 mod tests;

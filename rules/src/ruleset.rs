@@ -44,6 +44,8 @@ pub(crate) struct Rule {
     pub acc: AccSpec,
     /// An anomaly detector deciding the alert instead of a `when` condition.
     pub detect: Option<DetectRule>,
+    /// Other metrics of the same device its expressions read (`metric.<name>`).
+    pub others: Vec<Box<str>>,
     /// The rule as written (every key of its YAML entry, not where it was written): a reload
     /// keeps a rule's state only when this is unchanged.
     pub definition: Box<str>,
@@ -430,6 +432,7 @@ impl Compiler<'_> {
             alert,
             acc,
             detect,
+            others: scope.others(),
             definition: format!("{raw:?}").into(),
             file: self.file.clone(),
             name_loc,

@@ -150,6 +150,9 @@ pub(crate) struct Scope {
     values: Vec<Value>,
     /// The rule's `band_energy.<name>` aggregates (from its `fft.bands`).
     pub bands: Vec<Aggregate>,
+    /// Other metrics of the device the rule's expressions read (`metric.<name>`), in order
+    /// of first use: `Env::others` follows this order. Filled while compiling, hence a cell.
+    others: std::cell::RefCell<Vec<Box<str>>>,
 }
 
 #[derive(Clone)]
@@ -163,6 +166,23 @@ struct Value {
 impl Scope {
     fn get(&self, name: &str) -> Option<&Value> {
         self.values.iter().find(|v| v.name == name)
+    }
+
+    /// The index of `metric` among the other metrics read, adding it on first use.
+    fn other(&self, metric: &str) -> usize {
+        let mut others = self.others.borrow_mut();
+        match others.iter().position(|m| &**m == metric) {
+            Some(i) => i,
+            None => {
+                others.push(metric.into());
+                others.len() - 1
+            }
+        }
+    }
+
+    /// The other metrics read, in `Env::others` order.
+    pub fn others(&self) -> Vec<Box<str>> {
+        self.others.borrow().clone()
     }
 
     /// Compiles `src` (a number) as `name`, visible to later values and to the condition.
@@ -322,6 +342,13 @@ fn num(e: &Expr, sc: &Scope) -> Result<NumFn, ExprError> {
         ExprKind::Ident(name) => {
             if let Some(v) = sc.get(name) {
                 return Ok(v.f.clone());
+            }
+            // The lexer only joins `metric.` to a name, so `metric` is never empty here.
+            if let Some(metric) = name.strip_prefix("metric.") {
+                let i = sc.other(metric);
+                return Ok(Arc::new(move |env| {
+                    env.others.get(i).copied().unwrap_or(f64::NAN)
+                }));
             }
             let a = aggregate(name, e.span.start, sc)?;
             Arc::new(move |env| env.get(a))

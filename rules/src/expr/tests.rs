@@ -19,7 +19,11 @@ fn closed(values: &[f64]) -> Closed {
 fn eval_with(src: &str, prev: Option<&Closed>) -> (bool, f64) {
     let c = Condition::compile(src).unwrap_or_else(|e| panic!("{src}: {e:?}"));
     let cur = closed(&[1.0, 2.0, 3.0, 4.0]);
-    let env = Env { cur: &cur, prev };
+    let env = Env {
+        cur: &cur,
+        prev,
+        others: &[],
+    };
     c.eval(&env)
 }
 

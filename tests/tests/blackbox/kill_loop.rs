@@ -67,7 +67,13 @@ fn kill_9_loop_loses_no_acknowledged_event() -> Result<()> {
         outbox: &outbox,
         extra_topics: &[],
     }
-    .yaml();
+    .yaml()
+    // The feeder stamps one second per message, running hours ahead of the wall clock: a
+    // synthetic timeline, so the clock guard must not restamp it.
+    .replace(
+        "engine: { idle_close: 5s }",
+        "engine: { idle_close: 5s, clock_guard: { max_ahead: 3650d } }",
+    );
     // Event time: whole seconds from now on, one second per message.
     let base_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64 / 1000 * 1000;
 
