@@ -20,6 +20,7 @@ mod reload;
 mod replay;
 mod rules;
 mod run;
+mod runtime_store;
 mod signals;
 mod status;
 mod uplink;

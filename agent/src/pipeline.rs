@@ -23,12 +23,15 @@ use weir_rules::{Engine, Event, EventKind, Sample};
 use crate::clock_guard::{ClockGuard, Verdict};
 use crate::encode;
 use crate::outbox::{NewRecord, Outbox, OutboxError};
+use crate::runtime_store::RuntimeStore;
 use crate::uplink::topic_for;
 
 /// How many queued deliveries are folded into one outbox append.
 const MAX_BATCH: usize = 512;
 /// How often event time is advanced on wall time.
 const TICK: Duration = Duration::from_millis(250);
+/// Run-hour counters are written at most this often (and at shutdown): flash wears.
+const SAVE_RUNTIME_EVERY: Duration = Duration::from_secs(60);
 
 /// Counters for the status line and, later, metrics.
 #[derive(Debug, Default)]
@@ -58,6 +61,8 @@ pub struct Pipeline {
     pub topics: [String; 3],
     pub idle_close: Duration,
     pub clock_guard: ClockGuard,
+    /// Where run-hour counters are persisted.
+    pub runtime: RuntimeStore,
     pub counters: Arc<PipelineCounters>,
 }
 
@@ -78,6 +83,8 @@ impl Pipeline {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events = Vec::new();
         let mut acks = Vec::new();
+        let mut saved = self.engine.runtime_counters();
+        let mut last_save = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 delivery = rx.recv() => {
@@ -99,6 +106,10 @@ impl Pipeline {
                 _ = tick.tick() => {
                     let watermark = now_us().saturating_sub(micros(self.idle_close));
                     self.engine.advance(watermark, &mut events);
+                    if last_save.elapsed() >= SAVE_RUNTIME_EVERY {
+                        last_save = tokio::time::Instant::now();
+                        self.save_runtime(&mut saved).await;
+                    }
                 }
             }
             self.flush(&mut events, &mut acks).await?;
@@ -114,7 +125,27 @@ impl Pipeline {
                 .store(stats.windows_closed, Ordering::Relaxed);
             self.counters.turns.fetch_add(1, Ordering::Relaxed);
         }
+        self.save_runtime(&mut saved).await;
         Ok(())
+    }
+
+    /// Writes the run-hour counters if they changed since `saved`, off the async threads.
+    async fn save_runtime(&self, saved: &mut Vec<weir_rules::RuntimeCounter>) {
+        let now = self.engine.runtime_counters();
+        if now == *saved {
+            return;
+        }
+        let path = self.runtime.path().to_path_buf();
+        let counters = now.clone();
+        let written =
+            tokio::task::spawn_blocking(move || RuntimeStore::at(path).save(&counters)).await;
+        match written {
+            Ok(Ok(())) => *saved = now,
+            Ok(Err(e)) => {
+                tracing::error!(path = %self.runtime.path().display(), "cannot save run-time counters: {e}")
+            }
+            Err(e) => tracing::error!("run-time counter writer failed: {e}"),
+        }
     }
 
     fn ingest(&mut self, delivery: Delivery, events: &mut Vec<Event>, acks: &mut Vec<Ack>) {

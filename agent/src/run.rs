@@ -23,6 +23,7 @@ use crate::config::{DEFAULT_CONFIG_PATH, Loaded, SourceConfig};
 use crate::outbox::{Lane, Outbox};
 use crate::pipeline::{Pipeline, PipelineCounters};
 use crate::reload::{Outcome, Reloader};
+use crate::runtime_store::RuntimeStore;
 use crate::signals::{Signal, Signals};
 use crate::uplink::{self, UplinkConfig};
 
@@ -107,13 +108,21 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
 
     let (tx, rx) = mpsc::channel(config.engine.channel.get());
     let pipeline_counters = Arc::new(PipelineCounters::default());
+    let mut engine = Engine::with_limits(
+        rules,
+        Limits {
+            max_series: config.engine.max_series.get(),
+        },
+    );
+    let runtime = RuntimeStore::beside(&config.outbox.path);
+    let saved = runtime.load();
+    if !saved.is_empty() {
+        let restored = engine.restore_runtime(&saved);
+        tracing::info!(path = %runtime.path().display(), restored, saved = saved.len(), "run-time counters restored");
+    }
     let pipeline = Pipeline {
-        engine: Engine::with_limits(
-            rules,
-            Limits {
-                max_series: config.engine.max_series.get(),
-            },
-        ),
+        engine,
+        runtime,
         outbox: outbox.clone(),
         topics: crate::pipeline::lane_topics(&topic_prefix, &gateway_id),
         idle_close: config.engine.idle_close,

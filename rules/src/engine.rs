@@ -467,7 +467,9 @@ fn close(
 }
 
 mod reload;
+mod runtime;
 pub use reload::ReloadReport;
+pub use runtime::RuntimeCounter;
 
 #[cfg(test)]
 mod peers_tests;

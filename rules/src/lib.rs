@@ -50,7 +50,7 @@ mod spectrum;
 mod tree;
 mod window;
 
-pub use engine::{Engine, EngineStats, Limits, ReloadReport};
+pub use engine::{Engine, EngineStats, Limits, ReloadReport, RuntimeCounter};
 pub use error::{Diagnostic, EngineError, RuleError};
 pub use event::{Aggregate, AlertState, Event, EventKind, Sample, SeriesId, Severity};
 pub use ruleset::RuleSet;

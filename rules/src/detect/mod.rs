@@ -20,6 +20,7 @@
 //! | `ewma_chart`, `cusum` | `chart` | 40 B |
 //! | `rate`, `flatline`, `range` (NaN, out of range) | `signal` | ≤ 32 B |
 //! | `missing` (no sample for a duration) | `missing` | 16 B |
+//! | `runtime` (run hours, starts; persisted by the agent) | `runtime` | 32 B |
 //!
 //! plus the box holding them (the size of the largest, 56 B) and 8 B in the engine's slot.
 //! The statistical ones learn what is normal with a shared [`baseline::Baseline`], which can
@@ -28,6 +29,7 @@
 mod baseline;
 mod chart;
 mod missing;
+pub(crate) mod runtime;
 mod signal;
 pub(crate) mod spec;
 mod threshold;
@@ -74,12 +76,16 @@ pub(crate) enum DetectKind {
     Flatline(signal::FlatSpec),
     Range(signal::RangeSpec),
     Missing(missing::Spec),
+    Runtime(runtime::Spec),
 }
 
 impl DetectKind {
     /// Whether the detector judges raw samples only (and so takes no `window`).
     pub fn per_sample_only(&self) -> bool {
-        matches!(self, DetectKind::Range(_) | DetectKind::Missing(_))
+        matches!(
+            self,
+            DetectKind::Range(_) | DetectKind::Missing(_) | DetectKind::Runtime(_)
+        )
     }
 }
 
@@ -95,6 +101,7 @@ pub(crate) enum Detector {
     Flatline(signal::FlatState),
     Range,
     Missing(missing::State),
+    Runtime(runtime::State),
 }
 
 impl Detector {
@@ -109,6 +116,7 @@ impl Detector {
             DetectKind::Flatline(_) => Detector::Flatline(Default::default()),
             DetectKind::Range(_) => Detector::Range,
             DetectKind::Missing(_) => Detector::Missing(Default::default()),
+            DetectKind::Runtime(_) => Detector::Runtime(Default::default()),
         }
     }
 
@@ -139,6 +147,7 @@ impl Detector {
             (Detector::Rate(s), DetectKind::Rate(p)) => s.feed(p, ts, x),
             (Detector::Flatline(s), DetectKind::Flatline(p)) => s.feed(p, ts, x),
             (Detector::Range, DetectKind::Range(p)) => Some(p.feed(ts, x)),
+            (Detector::Runtime(s), DetectKind::Runtime(p)) => s.feed(p, ts, x),
             (Detector::Missing(s), DetectKind::Missing(p)) => {
                 s.feed(p, ts, x, emit);
                 None

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::baseline::{BaselineSpec, Learn};
-use super::{DetectKind, chart, missing, signal, threshold, zscore};
+use super::{DetectKind, chart, missing, runtime, signal, threshold, zscore};
 use crate::schema::parse_duration;
 use crate::tree::{Loc, Node};
 
@@ -33,9 +33,23 @@ pub(crate) struct RawDetect {
     /// `missing: 30s`.
     #[serde(default)]
     missing: Option<String>,
+    #[serde(default)]
+    runtime: Option<RawRuntime>,
     /// An expression over the window's aggregates (default `mean`); windowed rules only.
     #[serde(default)]
     pub value: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    running_above: f64,
+    #[serde(default)]
+    max_gap: Option<String>,
+    #[serde(default)]
+    hours: Option<f64>,
+    #[serde(default)]
+    starts: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,7 +151,7 @@ const DEFAULT_K: f64 = 0.5;
 const DEFAULT_H: f64 = 8.0;
 
 const ONE_OF: &str = "`threshold`, `zscore`, `robust_zscore`, `ewma_chart`, `cusum`, `rate`, \
-                      `flatline`, `range` or `missing`";
+                      `flatline`, `range`, `missing` or `runtime`";
 
 /// Validates `raw` (the `detect` value of the rule at `rule`); reports each problem through
 /// `report` and returns the detector and its one-line description when there is none.
@@ -161,6 +175,7 @@ pub(crate) fn compile(
         raw.flatline.is_some(),
         raw.range.is_some(),
         raw.missing.is_some(),
+        raw.runtime.is_some(),
     ];
     match given.iter().filter(|g| **g).count() {
         1 => {}
@@ -223,6 +238,8 @@ pub(crate) fn compile(
             (None, None) => "range(NaN or infinite)".to_owned(),
         };
         Some((DetectKind::Range(signal::RangeSpec { min, max }), text))
+    } else if let Some(r) = &raw.runtime {
+        cx.runtime(r)
     } else {
         let text = raw.missing.as_deref().unwrap_or_default();
         let after = cx.duration(&["detect", "missing"], text);
@@ -239,6 +256,40 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
+    fn runtime(&mut self, r: &RawRuntime) -> Option<(DetectKind, String)> {
+        let at = |key: &'static str| ["detect", "runtime", key];
+        self.check(
+            r.running_above.is_finite(),
+            &at("running_above"),
+            "`running_above` must be a number",
+        );
+        let max_gap = match &r.max_gap {
+            Some(t) => self.duration(&at("max_gap"), t)?,
+            None => 5 * 60 * 1_000_000,
+        };
+        if let Some(h) = r.hours {
+            self.positive("runtime", "hours", h);
+        }
+        if r.starts == Some(0) {
+            self.bad(&at("starts"), "`starts` must be at least 1");
+        }
+        let due_run = r.hours.map(|h| (h * 3.6e9).min(i64::MAX as f64) as i64);
+        let mut text = format!("runtime(running above {})", r.running_above);
+        match (r.hours, r.starts) {
+            (Some(h), Some(n)) => text.push_str(&format!(": due at {h} h or {n} starts")),
+            (Some(h), None) => text.push_str(&format!(": due at {h} h")),
+            (None, Some(n)) => text.push_str(&format!(": due at {n} starts")),
+            (None, None) => {}
+        }
+        let spec = runtime::Spec {
+            running_above: r.running_above,
+            max_gap,
+            due_run,
+            due_starts: r.starts,
+        };
+        Some((DetectKind::Runtime(spec), text))
+    }
+
     fn bad(&mut self, path: &[&str], msg: impl Into<String>) {
         self.ok = false;
         (self.report)(self.rule.locate(path), msg.into());

@@ -6,6 +6,7 @@
 //! and its definition (everything written in its YAML entry, whichever file holds it) are
 //! unchanged. A rule whose definition changed restarts its windows but remembers whether its
 //! alert was raised, so its next evaluation clears that alert instead of raising it twice.
+//! Run-time counters (`runtime`) carry over even then: they count the machine, not the rule.
 //! New rules start empty; removed rules' state is dropped.
 //!
 //! Series keep their ids, so events already emitted and the agent's tables stay valid.
@@ -46,6 +47,9 @@ impl Engine {
     /// Every interned series is matched against the new rules at once, so the cost is one
     /// pass over series × rules, paid per reload rather than per sample.
     pub fn reload(&mut self, rules: RuleSet) -> ReloadReport {
+        // Run hours and starts are the machine's, not the rule's: they carry over even when
+        // the rule changes (a new maintenance threshold must not reset the count).
+        let counters = self.runtime_counters();
         let new_index: HashMap<&str, usize> = rules
             .rules
             .iter()
@@ -127,6 +131,7 @@ impl Engine {
             .map(|(r, _)| r.name.clone())
             .collect();
         self.rules = rules;
+        self.restore_runtime(&counters);
         // Restarted and added slots have no deadline yet: make the next `advance` look.
         self.next_deadline = i64::MIN;
         report

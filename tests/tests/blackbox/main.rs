@@ -18,6 +18,7 @@ mod observability;
 mod outbox_ops;
 mod reload;
 mod replay;
+mod runtime;
 mod systemd;
 mod uplink_outage;
 mod uplink_status;
