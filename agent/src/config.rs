@@ -43,6 +43,9 @@ pub struct Config {
     /// Rule files, relative to the config file's directory.
     #[serde(default)]
     pub rules: Vec<PathBuf>,
+    /// Labels of devices by name pattern, for rules' `select.labels`; later entries win.
+    #[serde(default)]
+    pub labels: Vec<LabelEntry>,
     /// Each with its location, so a problem found after parsing can still point at it.
     #[serde(default)]
     pub sources: Vec<Spanned<SourceConfig>>,
@@ -58,6 +61,25 @@ pub struct Config {
     pub metrics: crate::metrics::MetricsConfig,
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// `- { devices: "pump-*", set: { site: north } }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelEntry {
+    pub devices: String,
+    pub set: std::collections::BTreeMap<String, String>,
+}
+
+impl Config {
+    /// The `labels:` table for the engine.
+    pub fn device_labels(&self) -> Result<weir_rules::DeviceLabels, weir_rules::LabelError> {
+        weir_rules::DeviceLabels::new(
+            self.labels
+                .iter()
+                .map(|e| (e.devices.clone(), e.set.clone())),
+        )
+    }
 }
 
 /// One source. Externally tagged (`- mqtt: {...}`) so YAML errors inside keep exact locations.
@@ -414,6 +436,9 @@ fn validate(config: &Config, file: &str) -> Vec<Problem> {
             message,
         })
     };
+    if let Err(e) = config.device_labels() {
+        problem(None, format!("labels: {e}"));
+    }
     let mut names = std::collections::HashSet::new();
     for (i, source) in config.sources.iter().enumerate() {
         let at = Some(&source.referenced);

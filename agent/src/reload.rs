@@ -42,8 +42,14 @@ pub struct Reloader {
 pub fn settings_of(config: &Config) -> String {
     let sources: Vec<_> = config.sources.iter().map(|s| &s.value).collect();
     format!(
-        "{:?} {sources:?} {:?} {:?} {:?} {:?} {:?}",
-        config.gateway_id, config.outbox, config.uplink, config.engine, config.metrics, config.log
+        "{:?} {:?} {sources:?} {:?} {:?} {:?} {:?} {:?}",
+        config.gateway_id,
+        config.labels,
+        config.outbox,
+        config.uplink,
+        config.engine,
+        config.metrics,
+        config.log
     )
 }
 

@@ -71,6 +71,8 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         outcome.rules
     };
     let settings = crate::reload::settings_of(&loaded.config);
+    // Validated with the config: an error here cannot happen, and would only mean no labels.
+    let device_labels = loaded.config.device_labels().unwrap_or_default();
     let config = loaded.config;
     let gateway_id = config.gateway_id.as_str().to_owned();
 
@@ -114,6 +116,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
             max_series: config.engine.max_series.get(),
         },
     );
+    engine.set_labels(device_labels);
     let runtime = RuntimeStore::beside(&config.outbox.path);
     let saved = runtime.load();
     if !saved.is_empty() {

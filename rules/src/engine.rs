@@ -16,6 +16,7 @@ use crate::agg::{Acc, Closed, Env};
 use crate::detect::{self, Detector};
 use crate::error::EngineError;
 use crate::event::{Aggregate, AlertState, Event, EventKind, Sample, SeriesId};
+use crate::labels::DeviceLabels;
 use crate::ruleset::{Rule, RuleSet};
 use crate::window::{Done, Win};
 
@@ -129,6 +130,7 @@ pub struct Engine {
     slots: Vec<Slot>,
     /// No open window ends before this, so `advance` below it has nothing to do.
     next_deadline: i64,
+    labels: DeviceLabels,
     stats: EngineStats,
 }
 
@@ -145,6 +147,7 @@ impl Engine {
             series: Vec::new(),
             slots: Vec::new(),
             next_deadline: i64::MAX,
+            labels: DeviceLabels::default(),
             stats: EngineStats::default(),
         }
     }
@@ -162,8 +165,9 @@ impl Engine {
         }
         let id = SeriesId(u32::try_from(self.series.len()).map_err(|_| too_many.clone())?);
         let first = u32::try_from(self.slots.len()).map_err(|_| too_many.clone())?;
+        let labels = self.labels.of(device);
         for (i, rule) in self.rules.rules.iter().enumerate() {
-            if rule.device.matches(device) && rule.metric.matches(metric) {
+            if rule.selects(device, metric, &labels) {
                 let i = u32::try_from(i).map_err(|_| too_many.clone())?;
                 self.slots.push(Slot::new(i, rule));
             }
@@ -182,6 +186,12 @@ impl Engine {
             .insert(metric.into(), id);
         self.stats.series = self.series.len();
         Ok(id)
+    }
+
+    /// Sets the device labels rules select on (`select.labels`). Call before the first
+    /// sample: series already interned keep their rules until the next [`Engine::reload`].
+    pub fn set_labels(&mut self, labels: DeviceLabels) {
+        self.labels = labels;
     }
 
     /// The `(device, metric)` pair behind an id, if this engine issued it.

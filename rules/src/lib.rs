@@ -43,6 +43,7 @@ mod engine;
 mod error;
 mod event;
 mod expr;
+mod labels;
 mod ruleset;
 mod schema;
 mod sketch;
@@ -53,6 +54,7 @@ mod window;
 pub use engine::{Engine, EngineStats, Limits, ReloadReport, RuntimeCounter};
 pub use error::{Diagnostic, EngineError, RuleError};
 pub use event::{Aggregate, AlertState, Event, EventKind, Sample, SeriesId, Severity};
+pub use labels::{DeviceLabels, LabelError};
 pub use ruleset::RuleSet;
 
 #[cfg(test)]

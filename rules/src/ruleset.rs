@@ -32,6 +32,8 @@ pub(crate) struct Rule {
     pub name: Arc<str>,
     pub device: Glob,
     pub metric: Glob,
+    /// Label name → value pattern, all required (`select.labels`).
+    pub labels: Vec<(Box<str>, Glob)>,
     pub window: WindowSpec,
     /// Smoothing factor of `ewma`, in (0, 1].
     pub ewma_alpha: f64,
@@ -55,6 +57,17 @@ pub(crate) struct Rule {
 }
 
 impl Rule {
+    /// Whether the rule runs on the series `(device, metric)` of a device with `labels`.
+    pub fn selects(&self, device: &str, metric: &str, labels: &[(&str, &str)]) -> bool {
+        self.device.matches(device)
+            && self.metric.matches(metric)
+            && self.labels.iter().all(|(k, glob)| {
+                labels
+                    .iter()
+                    .any(|(name, value)| *name == &**k && glob.matches(value))
+            })
+    }
+
     /// Whether the rule reads `prev(...)` anywhere, so the engine keeps the previous window.
     pub fn uses_prev(&self) -> bool {
         let when = self
@@ -298,6 +311,17 @@ impl Compiler<'_> {
         }
         let device = self.glob(node, &["select", "device"], name, &raw.select.device);
         let metric = self.glob(node, &["select", "metric"], name, &raw.select.metric);
+        let labels: Option<Vec<(Box<str>, Glob)>> = raw
+            .select
+            .labels
+            .iter()
+            .map(|(k, v)| {
+                let glob = self.glob(node, &["select", "labels", k], name, v);
+                glob.map(|g| (k.as_str().into(), g))
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect();
         let window = match &raw.window {
             Some(w) => self.window(node, name, w),
             // A detector without a window judges every sample: a one-sample count window
@@ -425,6 +449,7 @@ impl Compiler<'_> {
             name: Arc::from(name),
             device: device?,
             metric: metric?,
+            labels: labels?,
             window: window?,
             ewma_alpha: ewma_alpha?,
             emit_late: emit_late?,

@@ -54,6 +54,9 @@ pub(crate) struct RawSelect {
     pub device: String,
     #[serde(default = "match_all")]
     pub metric: String,
+    /// Label name → value pattern; every one must match the device's labels.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for RawSelect {
@@ -61,6 +64,7 @@ impl Default for RawSelect {
         Self {
             device: match_all(),
             metric: match_all(),
+            labels: Default::default(),
         }
     }
 }

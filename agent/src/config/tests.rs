@@ -266,3 +266,17 @@ fn shipped_example_configs_and_rules_are_valid() {
         assert!(outcome.rules.len() >= 3, "{name}");
     }
 }
+
+#[test]
+fn device_labels_are_read_and_a_bad_pattern_is_a_config_error() {
+    let ok = parse(
+        "gateway_id: gw\nsources: [{simulator: {}}]\nlabels:\n  - { devices: \"pump-*\", set: { site: north, kind: pump } }\n",
+    )
+    .unwrap();
+    let labels = ok.config.device_labels().unwrap();
+    assert_eq!(labels.of("pump-2"), [("kind", "pump"), ("site", "north")]);
+    let p = only_problem(
+        "gateway_id: gw\nsources: [{simulator: {}}]\nlabels:\n  - { devices: \"pump-[\", set: {} }\n",
+    );
+    assert!(p.message.contains("labels: device pattern `pump-[`"), "{p}");
+}

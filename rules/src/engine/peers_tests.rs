@@ -60,3 +60,42 @@ rules:
     let others: Vec<&str> = set.rules[0].others.iter().map(|m| &**m).collect();
     assert_eq!(others, ["current", "rated"]);
 }
+
+#[test]
+fn rules_select_devices_by_their_labels() {
+    let src = r#"
+rules:
+  - name: north-pumps
+    select: { labels: { site: north, kind: "pump*" } }
+    window: { tumbling: 10s }
+    aggregates: [count]
+"#;
+    let mut e = Engine::new(RuleSet::parse_str(src, "r.yaml").unwrap());
+    let to_pairs = |l: &[(&str, &str)]| -> Vec<(String, String)> {
+        l.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    };
+    e.set_labels(
+        crate::DeviceLabels::new([
+            ("*".to_owned(), to_pairs(&[("site", "north")])),
+            ("p-*".to_owned(), to_pairs(&[("kind", "pump-centrifugal")])),
+            ("p-9".to_owned(), to_pairs(&[("site", "south")])),
+        ])
+        .unwrap(),
+    );
+    let mut selected = Vec::new();
+    for device in ["p-1", "p-9", "fan-1"] {
+        push(&mut e, device, "temp", 0, 1.0);
+        if !push(&mut e, device, "temp", 10 * S, 1.0).is_empty() {
+            selected.push(device);
+        }
+    }
+    assert_eq!(selected, ["p-1"]);
+}
+
+#[test]
+fn a_bad_label_pattern_points_inside_it() {
+    let src = "rules:\n  - name: r\n    select: { labels: { site: \"n[\" } }\n    window: { tumbling: 1s }\n    aggregates: [count]\n";
+    let e = RuleSet::parse_str(src, "r.yaml").unwrap_err();
+    let d = &e.diagnostics[0];
+    assert_eq!((d.line, d.column), (3, 33), "{d}");
+}

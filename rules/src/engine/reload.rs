@@ -89,11 +89,13 @@ impl Engine {
             .map(Some)
             .collect();
         let mut raised_removed = vec![false; fates.len()];
+        let labels = &self.labels;
         for series in &mut self.series {
+            let device_labels = labels.of(&series.device);
             let old_range = series.first as usize..(series.first + series.len) as usize;
             let first = self.slots.len();
             for (i, rule) in rules.rules.iter().enumerate() {
-                if !(rule.device.matches(&series.device) && rule.metric.matches(&series.metric)) {
+                if !rule.selects(&series.device, &series.metric, &device_labels) {
                     continue;
                 }
                 let i = index(i);
