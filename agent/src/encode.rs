@@ -33,6 +33,9 @@ enum Detail<'a> {
         /// The detector's statistic; absent for `when` conditions.
         #[serde(skip_serializing_if = "is_nan")]
         score: f64,
+        /// The rule's message template filled in; absent when the rule has none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<&'a str>,
     },
     Window {
         start: i64,
@@ -83,12 +86,14 @@ pub fn write_json(
             value,
             condition,
             score,
+            message,
         } => Detail::Alert {
             state: state.as_str(),
             severity: severity.as_str(),
             value: *value,
             condition,
             score: *score,
+            message: message.as_deref(),
         },
         EventKind::Window { start, end, values } => Detail::Window {
             start: *start,
@@ -156,6 +161,7 @@ mod tests {
                 value: 85.5,
                 condition: Arc::from("mean > 80"),
                 score: f64::NAN,
+                message: None,
             },
         };
         let r = record(&event, "pump-1", "temp", "weir/gw/alerts".into(), 7).unwrap();
@@ -182,6 +188,7 @@ mod tests {
                 value: f64::NAN,
                 condition: Arc::from("missing(no sample for 30s)"),
                 score: 30.0,
+                message: Some(Arc::from("pump d silent for 30 s")),
             },
         };
         let r = record(&event, "d", "m", "t".into(), 0).unwrap();
@@ -190,6 +197,7 @@ mod tests {
         assert_eq!(v["score"], 30.0);
         assert!(v["value"].is_null());
         assert_eq!(v["condition"], "missing(no sample for 30s)");
+        assert_eq!(v["message"], "pump d silent for 30 s");
     }
 
     #[test]

@@ -186,6 +186,7 @@ fn log_alert(event: &Event, device: &str, metric: &str) {
         severity,
         value,
         condition,
+        message,
         ..
     } = &event.kind
     {
@@ -196,7 +197,9 @@ fn log_alert(event: &Event, device: &str, metric: &str) {
             severity = %severity,
             value = %format_args!("{value:.3}"),
             condition = %condition,
-            "ALERT {}", state.as_str()
+            "ALERT {}{}{}", state.as_str(),
+            if message.is_some() { ": " } else { "" },
+            message.as_deref().unwrap_or("")
         );
     }
 }

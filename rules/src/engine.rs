@@ -13,9 +13,10 @@
 use std::collections::HashMap;
 
 use crate::agg::{Closed, Env};
-use crate::detect::{self, Detector};
+use crate::alert::{self, Lifecycle, Target};
+use crate::detect::{Detector, Verdict};
 use crate::error::EngineError;
-use crate::event::{Aggregate, AlertState, Event, EventKind, Sample, SeriesId};
+use crate::event::{Aggregate, Event, EventKind, Sample, SeriesId};
 use crate::ruleset::RuleSet;
 use crate::window::{Done, Win};
 
@@ -55,6 +56,8 @@ pub struct EngineStats {
     pub windows_closed: u64,
     pub alerts_raised: u64,
     pub alerts_cleared: u64,
+    /// Raises swallowed by an alert's `suppress` or `cooldown` (their clears are too).
+    pub alerts_suppressed: u64,
 }
 
 /// The state of one rule on one series.
@@ -70,6 +73,8 @@ struct Slot {
     prev: Option<Box<Closed>>,
     /// The rule's detector state on this series (rules with `detect:` only).
     det: Option<Box<Detector>>,
+    /// Storm-control state (rules whose alert has `suppress` or `cooldown` only).
+    life: Option<Box<Lifecycle>>,
 }
 #[derive(Debug)]
 struct Series {
@@ -135,6 +140,11 @@ impl Engine {
                         .detect
                         .as_ref()
                         .map(|d| Box::new(Detector::new(&d.kind))),
+                    life: rule
+                        .alert
+                        .as_ref()
+                        .filter(|a| alert::needs_lifecycle(a))
+                        .map(|_| Box::default()),
                 });
             }
         }
@@ -173,6 +183,11 @@ impl Engine {
             return;
         };
         let range = series.first as usize..(series.first + series.len) as usize;
+        let target = Target {
+            id: s.series,
+            device: &series.device,
+            metric: &series.metric,
+        };
         let mut deadline = self.next_deadline;
         for slot in &mut self.slots[range] {
             let Slot {
@@ -182,11 +197,13 @@ impl Engine {
                 win,
                 prev,
                 det,
+                life,
             } = slot;
             let stats = &mut self.stats;
             let rules = &self.rules;
             let pushed = win.push(s.ts, s.value, *alpha, |done| {
-                close(rules, stats, *rule, raised, prev, det, s.series, done, out);
+                let state = (&mut *raised, &mut *prev, &mut *det, &mut *life);
+                close(rules, stats, *rule, state, target, done, out);
             });
             deadline = deadline.min(det_deadline(rules, *rule, det));
             if pushed.late {
@@ -218,20 +235,26 @@ impl Engine {
                     win,
                     prev,
                     det,
+                    life,
                     ..
                 } = slot;
                 let stats = &mut self.stats;
                 let rules = &self.rules;
-                // `id` fits in u32: it was checked when the series was interned.
-                let series = SeriesId(id as u32);
+                let target = Target {
+                    // `id` fits in u32: it was checked when the series was interned.
+                    id: SeriesId(id as u32),
+                    device: &series.device,
+                    metric: &series.metric,
+                };
                 next = next.min(win.advance(watermark, |done| {
-                    close(rules, stats, *rule, raised, prev, det, series, done, out);
+                    let state = (&mut *raised, &mut *prev, &mut *det, &mut *life);
+                    close(rules, stats, *rule, state, target, done, out);
                 }));
                 if let (Some(d), Some(r)) = (det.as_deref_mut(), rules.rules.get(*rule as usize))
-                    && let (Some(spec), Some(alert)) = (&r.detect, &r.alert)
+                    && let (Some(spec), Some(a)) = (&r.detect, &r.alert)
                 {
                     d.advance(&spec.kind, watermark, &mut |v| {
-                        detect::transition(r, alert, raised, stats, series, v, out);
+                        alert::transition(r, a, raised, life, stats, target, v, None, out);
                     });
                 }
                 next = next.min(det_deadline(rules, *rule, det));
@@ -274,9 +297,14 @@ impl Engine {
             let (Some(spec), Some(alert)) = (&r.detect, &r.alert) else {
                 continue;
             };
-            let (raised, stats) = (&mut slot.raised, &mut self.stats);
+            let (raised, life, stats) = (&mut slot.raised, &mut slot.life, &mut self.stats);
+            let target = Target {
+                id: s.series,
+                device: &series.device,
+                metric: &series.metric,
+            };
             d.feed(&spec.kind, s.ts, s.value, &mut |v| {
-                detect::transition(r, alert, raised, stats, s.series, v, out);
+                alert::transition(r, alert, raised, life, stats, target, v, None, out);
             });
         }
     }
@@ -290,6 +318,14 @@ impl Engine {
         &self.rules
     }
 }
+
+/// Split borrows of a slot's alert state: `raised`, `prev`, `det`, `life`.
+type SlotState<'a> = (
+    &'a mut bool,
+    &'a mut Option<Box<Closed>>,
+    &'a mut Option<Box<Detector>>,
+    &'a mut Option<Box<Lifecycle>>,
+);
 
 /// When a slot's detector next needs an `advance` (`i64::MAX`: never, so far).
 fn det_deadline(rules: &RuleSet, rule: u32, det: &Option<Box<Detector>>) -> i64 {
@@ -306,21 +342,17 @@ fn det_deadline(rules: &RuleSet, rule: u32, det: &Option<Box<Detector>>) -> i64 
 }
 
 /// Emits a closed window's events: Window first, then any alert transition.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "split borrows of the engine and the slot"
-)]
 fn close(
     rules: &RuleSet,
     stats: &mut EngineStats,
     rule: u32,
-    raised: &mut bool,
-    prev: &mut Option<Box<Closed>>,
-    det: &mut Option<Box<Detector>>,
-    series: SeriesId,
+    state: SlotState<'_>,
+    target: Target<'_>,
     done: Done,
     out: &mut Vec<Event>,
 ) {
+    let (raised, prev, det, life) = state;
+    let series = target.id;
     stats.windows_closed += 1;
     let Some(rule) = rules.rules.get(rule as usize) else {
         return;
@@ -341,52 +373,35 @@ fn close(
             },
         });
     }
-    if let Some(alert) = &rule.alert {
-        let (holds, value) = match (&alert.condition, &rule.detect, det.as_deref_mut()) {
-            (Some(c), _, _) => c.eval(&env),
+    if let Some(a) = &rule.alert {
+        match (&a.condition, &rule.detect, det.as_deref_mut()) {
+            (Some(c), _, _) => {
+                let (anomalous, value) = c.eval(&env);
+                let v = Verdict {
+                    ts: done.ts,
+                    anomalous,
+                    value,
+                    score: f64::NAN,
+                };
+                alert::transition(rule, a, raised, life, stats, target, v, Some(&env), out);
+            }
             (None, Some(spec), Some(d)) => {
                 let x = spec
                     .value
                     .as_ref()
                     .map_or_else(|| env.get(Aggregate::Mean), |v| v.eval(&env));
                 d.feed(&spec.kind, done.ts, x, &mut |v| {
-                    detect::transition(rule, alert, raised, stats, series, v, out);
+                    alert::transition(rule, a, raised, life, stats, target, v, Some(&env), out);
                 });
-                (*raised, f64::NAN)
             }
-            _ => (false, f64::NAN),
-        };
+            _ => {}
+        }
         if rule.uses_prev() {
             match prev {
                 Some(p) => **p = done.closed,
                 None => *prev = Some(Box::new(done.closed)),
             }
         }
-        if alert.condition.is_none() {
-            return;
-        }
-        let state = match (holds, *raised) {
-            (true, false) => AlertState::Raised,
-            (false, true) => AlertState::Cleared,
-            _ => return,
-        };
-        *raised = holds;
-        match state {
-            AlertState::Raised => stats.alerts_raised += 1,
-            AlertState::Cleared => stats.alerts_cleared += 1,
-        }
-        out.push(Event {
-            rule: rule.name.clone(),
-            series,
-            ts: done.ts,
-            kind: EventKind::Alert {
-                state,
-                severity: alert.severity,
-                value,
-                condition: alert.text.clone(),
-                score: f64::NAN,
-            },
-        });
     }
 }
 

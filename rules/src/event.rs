@@ -160,6 +160,8 @@ pub enum EventKind {
         /// second, seconds flat or silent); NaN for `when` conditions and detectors that
         /// have none.
         score: f64,
+        /// The rule's `message:` template filled in for this transition, if it has one.
+        message: Option<Arc<str>>,
     },
     /// A window closed; its aggregates, in the order the rule lists them.
     Window {

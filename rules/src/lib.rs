@@ -38,6 +38,7 @@
 //! ```
 
 mod agg;
+mod alert;
 mod detect;
 mod engine;
 mod error;

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::agg::DEFAULT_EWMA_ALPHA;
+use crate::alert::Template;
 use crate::detect::DetectRule;
 use crate::error::{Diagnostic, RuleError};
 use crate::event::{Aggregate, Severity};
@@ -69,6 +70,10 @@ pub(crate) struct AlertRule {
     /// The condition as written (or the detector described), carried into alert events.
     pub text: Arc<str>,
     pub severity: Severity,
+    /// Storm control in µs (0: off): see `alert`.
+    pub suppress: i64,
+    pub cooldown: i64,
+    pub message: Option<Template>,
 }
 
 impl RuleSet {
@@ -354,6 +359,27 @@ impl Compiler<'_> {
                     }
                 },
             };
+            let mut quiet = |key: &str, d: &Option<String>| match d {
+                Some(t) => self.duration(node, &["alert", key], name, t),
+                None => Some(0),
+            };
+            let suppress = quiet("suppress", &a.suppress);
+            let cooldown = quiet("cooldown", &a.cooldown);
+            let message = match &a.message {
+                None => Some(None),
+                Some(src) => {
+                    let kind = detect.as_ref().map(|d| &d.kind);
+                    let param = |n: &str| kind.and_then(|k| k.param(n));
+                    match Template::compile(src, &scope, &param) {
+                        Ok(t) => Some(Some(t)),
+                        Err(e) => {
+                            let at = self.inside(node.locate(&["alert", "message"]), e.offset);
+                            self.report(at, Some(name), format!("in `message`: {}", e.message));
+                            None
+                        }
+                    }
+                }
+            };
             let text = match (&a.when, &detect) {
                 (Some(when), _) => Arc::from(when.trim()),
                 (None, Some(d)) => d.text.clone(),
@@ -363,6 +389,9 @@ impl Compiler<'_> {
                 condition: condition?,
                 text,
                 severity: severity?,
+                suppress: suppress?,
+                cooldown: cooldown?,
+                message: message?,
             })
         });
         if raw.detect.is_some() && raw.alert.is_none() {

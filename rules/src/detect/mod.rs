@@ -35,10 +35,7 @@ mod zscore;
 
 use std::sync::Arc;
 
-use crate::engine::EngineStats;
-use crate::event::{AlertState, Event, EventKind, SeriesId};
 use crate::expr::Number;
-use crate::ruleset::{AlertRule, Rule};
 
 /// What a detector concluded about one input.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,6 +77,33 @@ impl DetectKind {
     /// Whether the detector judges raw samples only (and so takes no `window`).
     pub fn per_sample_only(&self) -> bool {
         matches!(self, DetectKind::Range(_) | DetectKind::Missing(_))
+    }
+
+    /// A parameter by its YAML name, for `{name}` in alert messages (durations in seconds).
+    pub fn param(&self, name: &str) -> Option<f64> {
+        let secs = |us: i64| us as f64 / 1e6;
+        Some(match (self, name) {
+            (DetectKind::Threshold(p), "raise") => p.raise,
+            (DetectKind::Threshold(p), "clear") => p.clear,
+            (DetectKind::Threshold(p), "for") => secs(p.hold),
+            (DetectKind::ZScore(p), "z") => p.z,
+            (DetectKind::ZScore(p), "baseline") => f64::from(p.baseline.warmup),
+            (DetectKind::Robust(p), "z") => p.z,
+            (DetectKind::Robust(p), "window") => p.window as f64,
+            (DetectKind::EwmaChart(p), "lambda") => p.lambda,
+            (DetectKind::EwmaChart(p), "limit") => p.limit,
+            (DetectKind::EwmaChart(p), "baseline") => f64::from(p.baseline.warmup),
+            (DetectKind::Cusum(p), "k") => p.k,
+            (DetectKind::Cusum(p), "h") => p.h,
+            (DetectKind::Cusum(p), "baseline") => f64::from(p.baseline.warmup),
+            (DetectKind::Rate(p), "max") => p.max,
+            (DetectKind::Flatline(p), "epsilon") => p.epsilon,
+            (DetectKind::Flatline(p), "for") => secs(p.hold),
+            (DetectKind::Range(p), "min") => p.min,
+            (DetectKind::Range(p), "max") => p.max,
+            (DetectKind::Missing(p), "missing") => secs(p.after),
+            _ => return None,
+        })
     }
 }
 
@@ -159,41 +183,5 @@ impl Detector {
     }
 }
 
-/// Turns a verdict into an alert transition when it changes the rule's state on the series.
-pub(crate) fn transition(
-    rule: &Rule,
-    alert: &AlertRule,
-    raised: &mut bool,
-    stats: &mut EngineStats,
-    series: SeriesId,
-    v: Verdict,
-    out: &mut Vec<Event>,
-) {
-    let state = match (v.anomalous, *raised) {
-        (true, false) => AlertState::Raised,
-        (false, true) => AlertState::Cleared,
-        _ => return,
-    };
-    *raised = v.anomalous;
-    match state {
-        AlertState::Raised => stats.alerts_raised += 1,
-        AlertState::Cleared => stats.alerts_cleared += 1,
-    }
-    out.push(Event {
-        rule: rule.name.clone(),
-        series,
-        ts: v.ts,
-        kind: EventKind::Alert {
-            state,
-            severity: alert.severity,
-            value: v.value,
-            condition: alert.text.clone(),
-            score: v.score,
-        },
-    });
-}
-
-#[cfg(test)]
-mod proptests;
 #[cfg(test)]
 mod tests;
