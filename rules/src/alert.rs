@@ -179,10 +179,12 @@ struct Fill<'a, 'e> {
 impl Template {
     /// Compiles `src`; `param` resolves a detector parameter by name. Errors carry the
     /// character offset inside `src`.
+    /// `windowed`: whether the rule has a window for expressions to read.
     pub fn compile(
         src: &str,
         scope: &Scope,
         param: &dyn Fn(&str) -> Option<f64>,
+        windowed: bool,
     ) -> Result<Template, ExprError> {
         let chars: Vec<char> = src.chars().collect();
         let mut parts = Vec::new();
@@ -203,7 +205,25 @@ impl Template {
                     if !text.is_empty() {
                         parts.push(Part::Text(std::mem::take(&mut text)));
                     }
-                    parts.push(field(&inner, i + 1, scope, param)?);
+                    let part = field(&inner, i + 1, scope, param)?;
+                    if !windowed
+                        && matches!(
+                            part,
+                            Part::Field {
+                                field: Field::Expr(_),
+                                ..
+                            }
+                        )
+                    {
+                        return crate::expr::err(
+                            i + 1,
+                            format!(
+                                "`{{{inner}}}` reads a window, and this rule judges each sample \
+                                 (use `{{value}}`, `{{score}}` or a detector parameter)"
+                            ),
+                        );
+                    }
+                    parts.push(part);
                     i += len + 2;
                 }
                 (c, _) => {

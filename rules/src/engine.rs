@@ -65,6 +65,9 @@ pub struct EngineStats {
 struct Slot {
     rule: u32,
     raised: bool,
+    /// A detector rule without a window: samples go straight to the detector (no window,
+    /// no accumulator), the cheapest path a sample can take.
+    direct: bool,
     /// Copied from the rule so the hot path does not touch the rule table.
     alpha: f64,
     win: Win,
@@ -133,6 +136,7 @@ impl Engine {
                 self.slots.push(Slot {
                     rule: u32::try_from(i).map_err(|_| too_many.clone())?,
                     raised: false,
+                    direct: rule.detect.is_some() && !rule.windowed,
                     alpha: rule.ewma_alpha,
                     win: Win::new(rule.window),
                     prev: None,
@@ -193,6 +197,7 @@ impl Engine {
             let Slot {
                 rule,
                 raised,
+                direct,
                 alpha,
                 win,
                 prev,
@@ -201,11 +206,16 @@ impl Engine {
             } = slot;
             let stats = &mut self.stats;
             let rules = &self.rules;
+            if *direct {
+                let state = (raised, det, life);
+                let due = feed_direct(rules, stats, *rule, state, target, s, out);
+                deadline = deadline.min(due);
+                continue;
+            }
             let pushed = win.push(s.ts, s.value, *alpha, |done| {
                 let state = (&mut *raised, &mut *prev, &mut *det, &mut *life);
                 close(rules, stats, *rule, state, target, done, out);
             });
-            deadline = deadline.min(det_deadline(rules, *rule, det));
             if pushed.late {
                 self.stats.late_dropped += 1;
             }
@@ -280,33 +290,33 @@ impl Engine {
                 .sum::<usize>()
     }
 
-    /// NaN reaches no window, but a detector may care (`range` reports it, `missing` takes
-    /// it as a sign of life); the others skip it.
+    /// NaN reaches no window, but a per-sample detector may care (`range` reports it,
+    /// `missing` takes it as a sign of life; the others skip it).
     fn nan_to_detectors(&mut self, s: Sample, out: &mut Vec<Event>) {
         let Some(series) = self.series.get(s.series.0 as usize) else {
             return;
         };
         let range = series.first as usize..(series.first + series.len) as usize;
-        for slot in &mut self.slots[range] {
-            let (Some(d), Some(r)) = (
-                slot.det.as_deref_mut(),
-                self.rules.rules.get(slot.rule as usize),
-            ) else {
-                continue;
-            };
-            let (Some(spec), Some(alert)) = (&r.detect, &r.alert) else {
-                continue;
-            };
-            let (raised, life, stats) = (&mut slot.raised, &mut slot.life, &mut self.stats);
-            let target = Target {
-                id: s.series,
-                device: &series.device,
-                metric: &series.metric,
-            };
-            d.feed(&spec.kind, s.ts, s.value, &mut |v| {
-                alert::transition(r, alert, raised, life, stats, target, v, None, out);
-            });
+        let target = Target {
+            id: s.series,
+            device: &series.device,
+            metric: &series.metric,
+        };
+        let mut deadline = self.next_deadline;
+        for slot in self.slots[range].iter_mut().filter(|slot| slot.direct) {
+            let state = (&mut slot.raised, &mut slot.det, &mut slot.life);
+            let due = feed_direct(
+                &self.rules,
+                &mut self.stats,
+                slot.rule,
+                state,
+                target,
+                s,
+                out,
+            );
+            deadline = deadline.min(due);
         }
+        self.next_deadline = deadline;
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -326,6 +336,33 @@ type SlotState<'a> = (
     &'a mut Option<Box<Detector>>,
     &'a mut Option<Box<Lifecycle>>,
 );
+
+/// Feeds a sample straight to a windowless rule's detector; returns when the detector next
+/// needs an `advance`.
+fn feed_direct(
+    rules: &RuleSet,
+    stats: &mut EngineStats,
+    rule: u32,
+    (raised, det, life): (
+        &mut bool,
+        &mut Option<Box<Detector>>,
+        &mut Option<Box<Lifecycle>>,
+    ),
+    target: Target<'_>,
+    s: Sample,
+    out: &mut Vec<Event>,
+) -> i64 {
+    let Some(r) = rules.rules.get(rule as usize) else {
+        return i64::MAX;
+    };
+    let (Some(d), Some(spec), Some(a)) = (det.as_deref_mut(), &r.detect, &r.alert) else {
+        return i64::MAX;
+    };
+    d.feed(&spec.kind, s.ts, s.value, &mut |v| {
+        alert::transition(r, a, raised, life, stats, target, v, None, out);
+    });
+    d.deadline(&spec.kind)
+}
 
 /// When a slot's detector next needs an `advance` (`i64::MAX`: never, so far).
 fn det_deadline(rules: &RuleSet, rule: u32, det: &Option<Box<Detector>>) -> i64 {

@@ -41,6 +41,8 @@ pub(crate) struct Rule {
     pub alert: Option<AlertRule>,
     /// An anomaly detector deciding the alert instead of a `when` condition.
     pub detect: Option<DetectRule>,
+    /// Whether the rule has a `window` (a detector without one judges each sample).
+    pub windowed: bool,
     /// Where the rule's name was written, to report duplicates across files.
     file: Arc<str>,
     name_loc: Loc,
@@ -370,7 +372,7 @@ impl Compiler<'_> {
                 Some(src) => {
                     let kind = detect.as_ref().map(|d| &d.kind);
                     let param = |n: &str| kind.and_then(|k| k.param(n));
-                    match Template::compile(src, &scope, &param) {
+                    match Template::compile(src, &scope, &param, raw.window.is_some()) {
                         Ok(t) => Some(Some(t)),
                         Err(e) => {
                             let at = self.inside(node.locate(&["alert", "message"]), e.offset);
@@ -427,6 +429,7 @@ impl Compiler<'_> {
             aggregates: aggregates?,
             alert,
             detect,
+            windowed: raw.window.is_some(),
             file: self.file.clone(),
             name_loc,
         })

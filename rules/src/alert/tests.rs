@@ -189,3 +189,13 @@ fn bad_templates_and_durations_point_inside_the_value() {
     let (_, _, m) = bad("cooldown: 0s");
     assert!(m.contains("must be greater than zero"), "{m}");
 }
+
+#[test]
+fn expressions_in_a_per_sample_rules_message_are_refused() {
+    let yaml = "rules:\n  - name: r\n    detect: { rate: { max: 1 } }\n    alert: { message: \"{mean}\" }\n";
+    let e = RuleSet::parse_str(yaml, "a.yaml").unwrap_err();
+    assert!(e.to_string().contains("reads a window"), "{e}");
+    let ok = "rules:\n  - name: r\n    detect: { rate: { max: 1 } }\n    alert: { message: \"{value} {max}/s\" }\n";
+    let (out, _) = run(ok, &[0.0, 5.0]);
+    assert_eq!(messages(&out), ["5 1/s"]);
+}

@@ -122,17 +122,20 @@ struct RawRange {
 
 /// Defaults, documented in the README. The limits are wider than the textbook 3σ on purpose:
 /// a gateway judges each series every second, and at 3σ Gaussian noise alone raises an
-/// alert every few hundred values. These give 0–3 false raises per 100,000 values of
-/// Gaussian noise (`cargo bench -p weir-rules --bench detectors`).
+/// alert every few hundred values. Measured false raises and step delays are printed by
+/// `cargo bench -p weir-rules --bench detectors` and quoted in the README.
 const DEFAULT_Z: f64 = 4.5;
 const DEFAULT_ROBUST_Z: f64 = 5.0;
 const DEFAULT_BASELINE: u64 = 30;
+/// The shift detectors learn slowly: a fast baseline absorbs the very shift they are there
+/// to find (with 30, CUSUM missed most 1σ steps in our measurement).
+const DEFAULT_CHART_BASELINE: u64 = 200;
 const MAX_BASELINE: u64 = 1_000_000;
 const DEFAULT_ROBUST_WINDOW: u64 = 64;
 /// The robust window is copied and partially sorted on every value: O(window) per input.
 pub(crate) const MAX_ROBUST_WINDOW: u64 = 4_096;
-const DEFAULT_LAMBDA: f64 = 0.2;
-const DEFAULT_LIMIT: f64 = 4.0;
+const DEFAULT_LAMBDA: f64 = 0.1;
+const DEFAULT_LIMIT: f64 = 3.5;
 const DEFAULT_K: f64 = 0.5;
 const DEFAULT_H: f64 = 8.0;
 
@@ -254,8 +257,14 @@ impl Cx<'_> {
         parse_duration(text).map_err(|m| self.bad(path, m)).ok()
     }
 
-    fn baseline(&mut self, family: &str, n: Option<u64>, learn: Option<&str>) -> BaselineSpec {
-        let n = n.unwrap_or(DEFAULT_BASELINE);
+    fn baseline(
+        &mut self,
+        family: &str,
+        n: Option<u64>,
+        default: u64,
+        learn: Option<&str>,
+    ) -> BaselineSpec {
+        let n = n.unwrap_or(default);
         let ok = (2..=MAX_BASELINE).contains(&n);
         let msg = format!(
             "`baseline` (values to learn before judging) must be between 2 and {MAX_BASELINE}"
@@ -319,7 +328,7 @@ impl Cx<'_> {
     fn zscore(&mut self, z: &RawZ) -> Option<(DetectKind, String)> {
         let limit = z.z.unwrap_or(DEFAULT_Z);
         self.positive("zscore", "z", limit);
-        let baseline = self.baseline("zscore", z.baseline, z.learn.as_deref());
+        let baseline = self.baseline("zscore", z.baseline, DEFAULT_BASELINE, z.learn.as_deref());
         let text = format!("zscore(|z| > {limit}, baseline {})", baseline.warmup);
         Some((
             DetectKind::ZScore(zscore::ZSpec { z: limit, baseline }),
@@ -354,7 +363,12 @@ impl Cx<'_> {
         );
         let limit = e.limit.unwrap_or(DEFAULT_LIMIT);
         self.positive("ewma_chart", "limit", limit);
-        let baseline = self.baseline("ewma_chart", e.baseline, e.learn.as_deref());
+        let baseline = self.baseline(
+            "ewma_chart",
+            e.baseline,
+            DEFAULT_CHART_BASELINE,
+            e.learn.as_deref(),
+        );
         let text = format!("ewma_chart(lambda {lambda}, limit {limit} sigma)");
         let spec = chart::EwmaSpec {
             lambda,
@@ -374,7 +388,12 @@ impl Cx<'_> {
         );
         let h = c.h.unwrap_or(DEFAULT_H);
         self.positive("cusum", "h", h);
-        let baseline = self.baseline("cusum", c.baseline, c.learn.as_deref());
+        let baseline = self.baseline(
+            "cusum",
+            c.baseline,
+            DEFAULT_CHART_BASELINE,
+            c.learn.as_deref(),
+        );
         let text = format!("cusum(k {k}, h {h})");
         Some((DetectKind::Cusum(chart::CusumSpec { k, h, baseline }), text))
     }
