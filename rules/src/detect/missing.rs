@@ -22,7 +22,7 @@ pub(crate) struct Spec {
     pub after: i64,
 }
 
-/// 24 bytes.
+/// 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct State {
     /// The newest sample's timestamp; `i64::MIN` before the first.

@@ -532,4 +532,25 @@ fn shipped_detector_examples_compile() {
     let set = RuleSet::parse_str(src, "detectors.yaml").unwrap();
     assert_eq!(set.len(), 10);
     assert!(set.rules.iter().all(|r| r.detect.is_some()));
+    let mut e = Engine::new(set);
+    let id = e.series("pump-1", "pressure").unwrap();
+    let mut out = Vec::new();
+    for t in 0..40 {
+        e.push(
+            Sample {
+                series: id,
+                ts: t * S,
+                value: 7.04,
+            },
+            &mut out,
+        );
+    }
+    let msg: Vec<String> = out
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Alert { message, .. } => message.as_deref().map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(msg, ["pump-1: pressure 7.0 bar above 6.5 bar for 30 s"]);
 }
