@@ -42,12 +42,21 @@ enum Detail<'a> {
         end: i64,
         values: serde_json::Map<String, serde_json::Value>,
     },
+    Prediction {
+        threshold: f64,
+        /// `null` when the trend never reaches the threshold (infinity).
+        seconds_to_threshold: serde_json::Value,
+        slope: f64,
+        r2: f64,
+        points: u32,
+    },
 }
 
 /// The lane an event travels in: alerts first, window aggregates last.
 pub fn lane_of(event: &Event) -> Lane {
     match event.kind {
         EventKind::Alert { .. } => Lane::Alerts,
+        EventKind::Prediction { .. } => Lane::Predictions,
         _ => Lane::Aggregates,
     }
 }
@@ -103,6 +112,19 @@ pub fn write_json(
                 .map(|(agg, v)| (agg.as_str().to_owned(), json_number(*v)))
                 .collect(),
         },
+        EventKind::Prediction {
+            threshold,
+            seconds_to_threshold,
+            slope,
+            r2,
+            points,
+        } => Detail::Prediction {
+            threshold: *threshold,
+            seconds_to_threshold: json_number(*seconds_to_threshold),
+            slope: *slope,
+            r2: *r2,
+            points: *points,
+        },
         // `EventKind` is non-exhaustive and grows with later rule features; a kind this
         // agent does not know yet is still shipped rather than dropped.
         other => Detail::Window {
@@ -118,6 +140,7 @@ pub fn write_json(
     let body = Body {
         kind: match event.kind {
             EventKind::Alert { .. } => "alert",
+            EventKind::Prediction { .. } => "prediction",
             _ => "window",
         },
         rule: &event.rule,
@@ -198,6 +221,32 @@ mod tests {
         assert!(v["value"].is_null());
         assert_eq!(v["condition"], "missing(no sample for 30s)");
         assert_eq!(v["message"], "pump d silent for 30 s");
+    }
+
+    #[test]
+    fn prediction_goes_to_the_prediction_lane_and_never_is_null() {
+        let event = |secs: f64| Event {
+            rule: Arc::from("bearing-trend"),
+            series: SeriesId(1),
+            ts: 5,
+            kind: EventKind::Prediction {
+                threshold: 90.0,
+                seconds_to_threshold: secs,
+                slope: 0.001,
+                r2: 0.93,
+                points: 60,
+            },
+        };
+        let r = record(&event(3600.0), "pump-1", "temp", "t".into(), 0).unwrap();
+        assert_eq!(r.lane, Lane::Predictions);
+        assert_eq!(
+            decode(&r),
+            serde_json::json!({"kind":"prediction","rule":"bearing-trend","device":"pump-1",
+                "metric":"temp","ts":5,"threshold":90.0,"seconds_to_threshold":3600.0,
+                "slope":0.001,"r2":0.93,"points":60})
+        );
+        let r = record(&event(f64::INFINITY), "pump-1", "temp", "t".into(), 0).unwrap();
+        assert!(decode(&r)["seconds_to_threshold"].is_null());
     }
 
     #[test]

@@ -60,8 +60,8 @@ impl Default for Lifecycle {
     }
 }
 
-/// Applies a verdict to the alert of `rule` on `target`: emits a transition when it changes
-/// the state and the lifecycle lets it through. `env` is the closed window the verdict came
+/// Applies a verdict to the alert of `rule` on `target`: emits its prediction, if it carries
+/// one, then a transition when it changes the state and the lifecycle lets it through. `env` is the closed window the verdict came
 /// from (for expressions in the message), when there is one.
 #[expect(
     clippy::too_many_arguments,
@@ -78,6 +78,20 @@ pub(crate) fn transition(
     env: Option<&Env<'_>>,
     out: &mut Vec<Event>,
 ) {
+    if let Some(f) = v.forecast {
+        out.push(Event {
+            rule: rule.name.clone(),
+            series: target.id,
+            ts: v.ts,
+            kind: EventKind::Prediction {
+                threshold: f.threshold,
+                seconds_to_threshold: f.seconds,
+                slope: f.slope,
+                r2: f.r2,
+                points: f.points,
+            },
+        });
+    }
     let state = match (v.anomalous, *raised) {
         (true, false) => AlertState::Raised,
         (false, true) => AlertState::Cleared,

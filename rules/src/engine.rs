@@ -419,6 +419,7 @@ fn close(
                     anomalous,
                     value,
                     score: f64::NAN,
+                    forecast: None,
                 };
                 alert::transition(rule, a, raised, life, stats, target, v, Some(&env), out);
             }

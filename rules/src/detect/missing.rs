@@ -57,6 +57,7 @@ impl State {
                 anomalous: true,
                 value: f64::NAN,
                 score: spec.after as f64 / 1e6,
+                forecast: None,
             });
             self.active = true;
         }
@@ -72,6 +73,7 @@ impl State {
             anomalous: false,
             value: x,
             score: gap,
+            forecast: None,
         });
     }
 
@@ -86,6 +88,7 @@ impl State {
                 anomalous: true,
                 value: f64::NAN,
                 score: spec.after as f64 / 1e6,
+                forecast: None,
             });
         }
     }

@@ -20,6 +20,7 @@
 //! | `ewma_chart`, `cusum` | `chart` | 40 B |
 //! | `rate`, `flatline`, `range` (NaN, out of range) | `signal` | ≤ 32 B |
 //! | `missing` (no sample for a duration) | `missing` | 16 B |
+//! | `trend` (time to a limit, least squares) | `trend` | 16 B per point of the fit |
 //!
 //! inside a box the size of the largest (56 B), pointed to from the engine's slot. Measured
 //! with `cargo bench -p weir-rules --bench detectors`: 56 B per (rule, series) for every
@@ -33,6 +34,7 @@ mod missing;
 mod signal;
 pub(crate) mod spec;
 mod threshold;
+pub(crate) mod trend;
 mod zscore;
 
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub(crate) struct Verdict {
     pub value: f64,
     /// The detector's statistic (z, CUSUM sum, rate, seconds flat...); NaN when it has none.
     pub score: f64,
+    /// `trend`'s prediction, sent as its own event with every input.
+    pub forecast: Option<trend::Forecast>,
 }
 
 /// A rule's `detect:` section, validated.
@@ -73,6 +77,7 @@ pub(crate) enum DetectKind {
     Flatline(signal::FlatSpec),
     Range(signal::RangeSpec),
     Missing(missing::Spec),
+    Trend(trend::Spec),
 }
 
 impl DetectKind {
@@ -104,6 +109,10 @@ impl DetectKind {
             (DetectKind::Range(p), "min") => p.min,
             (DetectKind::Range(p), "max") => p.max,
             (DetectKind::Missing(p), "missing") => secs(p.after),
+            (DetectKind::Trend(p), "above" | "below") => p.threshold,
+            (DetectKind::Trend(p), "over") => secs(p.over),
+            (DetectKind::Trend(p), "horizon") => secs(p.horizon),
+            (DetectKind::Trend(p), "min_r2") => p.min_r2,
             _ => return None,
         })
     }
@@ -121,6 +130,7 @@ pub(crate) enum Detector {
     Flatline(signal::FlatState),
     Range,
     Missing(missing::State),
+    Trend(trend::State),
 }
 
 impl Detector {
@@ -135,6 +145,7 @@ impl Detector {
             DetectKind::Flatline(_) => Detector::Flatline(Default::default()),
             DetectKind::Range(_) => Detector::Range,
             DetectKind::Missing(_) => Detector::Missing(Default::default()),
+            DetectKind::Trend(_) => Detector::Trend(Default::default()),
         }
     }
 
@@ -142,6 +153,7 @@ impl Detector {
     pub fn heap_bytes(&self) -> usize {
         match self {
             Detector::Robust(s) => s.heap_bytes(),
+            Detector::Trend(s) => s.heap_bytes(),
             _ => 0,
         }
     }
@@ -165,6 +177,7 @@ impl Detector {
             (Detector::Rate(s), DetectKind::Rate(p)) => s.feed(p, ts, x),
             (Detector::Flatline(s), DetectKind::Flatline(p)) => s.feed(p, ts, x),
             (Detector::Range, DetectKind::Range(p)) => Some(p.feed(ts, x)),
+            (Detector::Trend(s), DetectKind::Trend(p)) => s.feed(p, ts, x),
             (Detector::Missing(s), DetectKind::Missing(p)) => {
                 s.feed(p, ts, x, emit);
                 None

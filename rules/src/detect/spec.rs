@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::baseline::{BaselineSpec, Learn};
-use super::{DetectKind, chart, missing, signal, threshold, zscore};
+use super::{DetectKind, chart, missing, signal, threshold, trend, zscore};
 use crate::schema::parse_duration;
 use crate::tree::{Loc, Node};
 
@@ -33,6 +33,8 @@ pub(crate) struct RawDetect {
     /// `missing: 30s`.
     #[serde(default)]
     missing: Option<String>,
+    #[serde(default)]
+    trend: Option<RawTrend>,
     /// An expression over the window's aggregates (default `mean`); windowed rules only.
     #[serde(default)]
     pub value: Option<String>,
@@ -113,6 +115,21 @@ struct RawFlat {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawTrend {
+    #[serde(default)]
+    above: Option<f64>,
+    #[serde(default)]
+    below: Option<f64>,
+    over: String,
+    horizon: String,
+    #[serde(default)]
+    points: Option<u64>,
+    #[serde(default)]
+    min_r2: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRange {
     #[serde(default)]
     min: Option<f64>,
@@ -140,7 +157,10 @@ const DEFAULT_K: f64 = 0.5;
 const DEFAULT_H: f64 = 8.0;
 
 const ONE_OF: &str = "`threshold`, `zscore`, `robust_zscore`, `ewma_chart`, `cusum`, `rate`, \
-                      `flatline`, `range` or `missing`";
+                      `flatline`, `range`, `missing` or `trend`";
+const DEFAULT_TREND_POINTS: u64 = 256;
+const MAX_TREND_POINTS: u64 = 4_096;
+const DEFAULT_MIN_R2: f64 = 0.5;
 
 /// Validates `raw` (the `detect` value of the rule at `rule`); reports each problem through
 /// `report` and returns the detector and its one-line description when there is none.
@@ -164,6 +184,7 @@ pub(crate) fn compile(
         raw.flatline.is_some(),
         raw.range.is_some(),
         raw.missing.is_some(),
+        raw.trend.is_some(),
     ];
     match given.iter().filter(|g| **g).count() {
         1 => {}
@@ -212,6 +233,8 @@ pub(crate) fn compile(
                 text,
             )
         })
+    } else if let Some(t) = &raw.trend {
+        cx.trend(t)
     } else if let Some(r) = &raw.range {
         let (min, max) = (
             r.min.unwrap_or(f64::NEG_INFINITY),
@@ -323,6 +346,55 @@ impl Cx<'_> {
             hold,
         };
         Some((DetectKind::Threshold(spec), text))
+    }
+
+    fn trend(&mut self, t: &RawTrend) -> Option<(DetectKind, String)> {
+        let (threshold, rising) = match (t.above, t.below) {
+            (Some(a), None) => (a, true),
+            (None, Some(b)) => (b, false),
+            _ => {
+                let msg = "`trend` takes one limit: `above: X` (must stay under X) or `below: X`";
+                self.bad(&["detect", "trend"], msg);
+                return None;
+            }
+        };
+        let key = if rising { "above" } else { "below" };
+        let p = ["detect", "trend", key];
+        self.check(
+            threshold.is_finite(),
+            &p,
+            &format!("`{key}` must be a finite number"),
+        );
+        let over = self.duration(&["detect", "trend", "over"], &t.over);
+        let horizon = self.duration(&["detect", "trend", "horizon"], &t.horizon);
+        let points = t.points.unwrap_or(DEFAULT_TREND_POINTS);
+        let ok = (trend::MIN_POINTS as u64..=MAX_TREND_POINTS).contains(&points);
+        let msg = format!(
+            "`points` must be between {} and {MAX_TREND_POINTS}",
+            trend::MIN_POINTS
+        );
+        self.check(ok, &["detect", "trend", "points"], &msg);
+        let min_r2 = t.min_r2.unwrap_or(DEFAULT_MIN_R2);
+        let p = ["detect", "trend", "min_r2"];
+        self.check(
+            (0.0..=1.0).contains(&min_r2),
+            &p,
+            "`min_r2` must be between 0 and 1",
+        );
+        let text = format!(
+            "trend({key} {threshold} within {}, fit over {})",
+            t.horizon.trim(),
+            t.over.trim()
+        );
+        let spec = trend::Spec {
+            threshold,
+            rising,
+            over: over?,
+            points: usize::try_from(points).unwrap_or(trend::MIN_POINTS),
+            horizon: horizon?,
+            min_r2,
+        };
+        Some((DetectKind::Trend(spec), text))
     }
 
     fn zscore(&mut self, z: &RawZ) -> Option<(DetectKind, String)> {

@@ -554,3 +554,111 @@ fn shipped_detector_examples_compile() {
         .collect();
     assert_eq!(msg, ["pump-1: pressure 7.0 bar above 6.5 bar for 30 s"]);
 }
+
+// ---- trend (predictive) ----
+
+/// `(second, seconds_to_threshold, r2)` of each prediction event.
+fn predictions(events: &[Event]) -> Vec<(i64, f64, f64)> {
+    events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Prediction {
+                seconds_to_threshold,
+                r2,
+                ..
+            } => Some((e.ts / S, seconds_to_threshold, r2)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn trend_predicts_time_to_threshold_on_a_ramp_and_alerts_under_the_horizon() {
+    let mut r = Rig::new("detect: { trend: { above: 90, over: 10m, horizon: 30m } }");
+    // 60 °C rising 0.01 °C/s: reaches 90 at t = 3000 s.
+    for t in 0..1300 {
+        r.push(t * S, 60.0 + 0.01 * t as f64);
+    }
+    let events: Vec<Event> = r.out.drain(..).collect();
+    let p = predictions(&events);
+    assert_eq!(
+        p.len(),
+        1300 - 4,
+        "one prediction per input from the 5th on"
+    );
+    for &(t, secs, r2) in &p {
+        assert!((secs - (3000 - t) as f64).abs() < 1e-6, "t={t}: {secs}");
+        assert!(r2 > 0.999_999);
+    }
+    let raised: Vec<i64> = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Alert { .. }))
+        .map(|e| e.ts / S)
+        .collect();
+    assert_eq!(raised.len(), 1);
+    assert!((1199..=1201).contains(&raised[0]), "{raised:?}");
+}
+
+#[test]
+fn trend_on_noise_predicts_with_a_poor_fit_and_does_not_alert() {
+    let mut r = Rig::new("detect: { trend: { above: 21, over: 5m, horizon: 1d } }");
+    assert!(r.run(&level(20.0, 3_000, 31)).is_empty());
+    // `run` kept only the alerts: none.
+    assert!(r.out.is_empty());
+}
+
+#[test]
+fn trend_below_a_limit_on_window_means() {
+    // Pressure falling 0.1 bar/min, judged on 1-minute means: 6 bar reaches 2 bar in 40 min.
+    let mut r = Rig::new(
+        "window: { tumbling: 1m }\n    detect: { trend: { below: 2, over: 30m, horizon: 20m, min_r2: 0.9 } }",
+    );
+    for t in 0..(30 * 60) {
+        r.push(t * S, 6.0 - 0.1 * t as f64 / 60.0);
+    }
+    let events: Vec<Event> = r.out.drain(..).collect();
+    let p = predictions(&events);
+    // Windows close at 60, 120, ...; the 5th window (ending at 300 s) gives the first.
+    assert_eq!(p[0].0, 300);
+    let last = p.last().unwrap();
+    // A window mean (samples at 0..59 s of it) lags its end by 30.5 s.
+    let expect = (6.0 - 0.1 * (last.0 as f64 - 30.5) / 60.0 - 2.0) / (0.1 / 60.0);
+    assert!((last.1 - expect).abs() < 1e-6, "{last:?} vs {expect}");
+    let raised: Vec<i64> = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Alert { .. }))
+        .map(|e| e.ts / S)
+        .collect();
+    // Under 20 min (1200 s) to go once the fitted value is below 4 bar: after t ≈ 1230 s.
+    assert_eq!(raised, [1260]);
+}
+
+#[test]
+fn trend_parameters_are_checked() {
+    let cases = [
+        ("{ trend: { over: 1h, horizon: 1d } }", "one limit"),
+        (
+            "{ trend: { above: 1, below: 0, over: 1h, horizon: 1d } }",
+            "one limit",
+        ),
+        (
+            "{ trend: { above: 1, over: 1, horizon: 1d } }",
+            "invalid duration `1`",
+        ),
+        (
+            "{ trend: { above: 1, over: 1h, horizon: 1d, points: 2 } }",
+            "`points` must be between 5",
+        ),
+        (
+            "{ trend: { above: 1, over: 1h, horizon: 1d, min_r2: 2 } }",
+            "`min_r2` must be between 0 and 1",
+        ),
+    ];
+    for (detect, want) in cases {
+        let src =
+            format!("rules:\n  - name: r\n    detect: {detect}\n    alert: {{ severity: info }}\n");
+        let e = errors(&src);
+        assert_eq!(e.len(), 1, "{detect}: {e:?}");
+        assert!(e[0].2.contains(want), "{detect}: {e:?}");
+    }
+}

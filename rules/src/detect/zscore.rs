@@ -44,6 +44,7 @@ impl ZState {
             anomalous,
             value: x,
             score,
+            forecast: None,
         })
     }
 }
@@ -95,6 +96,7 @@ impl RobustState {
             anomalous,
             value: x,
             score,
+            forecast: None,
         })
     }
 
