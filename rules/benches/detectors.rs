@@ -20,7 +20,7 @@ use weir_rules::{Engine, EventKind, Limits, RuleSet, Sample, SeriesId};
 const SERIES: usize = 10_000;
 
 /// One detector per kind, as a rule body (everything after `select`).
-const KINDS: [(&str, &str); 10] = [
+const KINDS: [(&str, &str); 11] = [
     (
         "threshold + for",
         "detect: { threshold: { raise: 25, clear: 22, for: 2s } }",
@@ -45,6 +45,10 @@ const KINDS: [(&str, &str); 10] = [
     (
         "zscore of 10 s window means",
         "window: { tumbling: 10s }\n    detect: { zscore: {} }",
+    ),
+    (
+        "trend of 10 s means (1 h, 256 pts)",
+        "window: { tumbling: 10s }\n    detect: { trend: { above: 30, over: 1h, horizon: 1h } }",
     ),
 ];
 
@@ -210,7 +214,7 @@ fn main() {
     let (base, _) = throughput(&["window: { tumbling: 10s }"], rounds);
     let (rate, alerts) = throughput(&bodies, rounds);
     println!(
-        "detectors: {SERIES} series, 100 rules cycling through 10 detector kinds, 2 match per sample"
+        "detectors: {SERIES} series, 100 rules cycling through 11 detector kinds, 2 match per sample"
     );
     println!(
         "  mixed detectors:         {:>6.2} M samples/s/core  ({alerts} alerts)",

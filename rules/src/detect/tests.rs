@@ -530,7 +530,7 @@ fn detect_combined_with_when_window_or_nothing_is_explained() {
 fn shipped_detector_examples_compile() {
     let src = include_str!("../../../examples/rules/detectors.yaml");
     let set = RuleSet::parse_str(src, "detectors.yaml").unwrap();
-    assert_eq!(set.len(), 10);
+    assert_eq!(set.len(), 11);
     assert!(set.rules.iter().all(|r| r.detect.is_some()));
     let mut e = Engine::new(set);
     let id = e.series("pump-1", "pressure").unwrap();

@@ -167,3 +167,59 @@ fn replay_reports_detector_alerts_with_scores_and_no_silence_at_the_end_of_the_f
     );
     Ok(())
 }
+
+#[test]
+fn replay_emits_trend_predictions_and_the_alert_when_the_limit_is_near() -> Result<()> {
+    let dir = TestDir::new("replay-trend")?;
+    let rules = dir.write(
+        "rules.yaml",
+        "rules:
+  - name: bearing-trend
+    window: { tumbling: 1m }
+    detect: { trend: { above: 90, over: 1h, horizon: 30m } }
+    alert: { severity: warning, message: \"{above} in {score:.0} s\" }
+",
+    )?;
+    // 60 °C rising 0.01 °C/s for 25 minutes: 90 °C is reached 3000 s after the start.
+    let mut csv = String::from("timestamp,value\n");
+    for t in 0..1500 {
+        csv.push_str(&format!(
+            "{},{}\n",
+            1_700_000_040 + t,
+            60.0 + 0.01 * t as f64
+        ));
+    }
+    let data = dir.write("pump-9.csv", &csv)?;
+    let out = weir_command()?
+        .arg("replay")
+        .arg("--rules")
+        .arg(&rules)
+        .arg(&data)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let predictions: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "prediction")
+        .collect();
+    // 25 one-minute windows; predictions from the 5th on.
+    assert_eq!(predictions.len(), 21, "{events:#?}");
+    let last = predictions[predictions.len() - 1];
+    assert_eq!(last["threshold"], 90.0);
+    assert_eq!(last["points"], 25, "every window is within the hour");
+    let r2 = last["r2"].as_f64().unwrap_or_default();
+    assert!(r2 > 0.9999, "{last}");
+    // The last window ends 1500 s in; its mean lags that by 30.5 s: 1530.5 s to go.
+    let secs = last["seconds_to_threshold"].as_f64().unwrap_or_default();
+    assert!((secs - 1530.5).abs() < 0.01, "{last}");
+    let alerts: Vec<&serde_json::Value> = events.iter().filter(|e| e["kind"] == "alert").collect();
+    assert_eq!(alerts.len(), 1, "{events:#?}");
+    assert_eq!(alerts[0]["state"], "raised");
+    let message = alerts[0]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("90 in 17"), "{message}");
+    Ok(())
+}
