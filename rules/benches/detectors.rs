@@ -207,6 +207,20 @@ fn main() {
         println!("detectors: skipped (run with `cargo bench -p weir-rules --bench detectors`)");
         return;
     }
+    // `WEIR_BENCH_KIND=<index>`: only that kind's throughput, longer (for profiling).
+    if let Some(k) = std::env::var("WEIR_BENCH_KIND")
+        .ok()
+        .and_then(|k| k.parse::<usize>().ok())
+        .and_then(|k| KINDS.get(k))
+    {
+        let (rate, alerts) = throughput(&[k.1], 1_000);
+        println!(
+            "  {:<30} {:>6.2} M samples/s/core  ({alerts} alerts)",
+            k.0,
+            rate / 1e6
+        );
+        return;
+    }
     let bodies: Vec<&str> = KINDS.iter().map(|k| k.1).collect();
     let rounds = 300;
     // The windowed baseline first, then the mix, in one process: their ratio is the figure

@@ -74,11 +74,15 @@ struct Slot {
     /// The previous closed window, kept only for rules whose condition reads `prev(...)`;
     /// allocated at the first close and overwritten in place after that.
     prev: Option<Box<Closed>>,
-    /// The rule's detector state on this series (rules with `detect:` only).
-    det: Option<Box<Detector>>,
+    /// Index of the rule's detector state on this series in `Engine::dets` ([`NO_DET`] for
+    /// rules without `detect:`).
+    det: u32,
     /// Storm-control state (rules whose alert has `suppress` or `cooldown` only).
     life: Option<Box<Lifecycle>>,
 }
+/// `Slot::det` of a rule without a detector.
+const NO_DET: u32 = u32::MAX;
+
 #[derive(Debug)]
 struct Series {
     device: Box<str>,
@@ -96,6 +100,10 @@ pub struct Engine {
     index: HashMap<Box<str>, HashMap<Box<str>, SeriesId>>,
     series: Vec<Series>,
     slots: Vec<Slot>,
+    /// Detector states, in slot order. Beside the slots rather than boxed per slot: a
+    /// per-sample detector is then read sequentially like the slots, where a box per slot
+    /// cost a cache miss per sample (measured: 90% of the per-sample time).
+    dets: Vec<Detector>,
     /// No open window ends before this, so `advance` below it has nothing to do.
     next_deadline: i64,
     stats: EngineStats,
@@ -113,6 +121,7 @@ impl Engine {
             index: HashMap::new(),
             series: Vec::new(),
             slots: Vec::new(),
+            dets: Vec::new(),
             next_deadline: i64::MAX,
             stats: EngineStats::default(),
         }
@@ -140,10 +149,15 @@ impl Engine {
                     alpha: rule.ewma_alpha,
                     win: Win::new(rule.window),
                     prev: None,
-                    det: rule
-                        .detect
-                        .as_ref()
-                        .map(|d| Box::new(Detector::new(&d.kind))),
+                    det: match &rule.detect {
+                        Some(d) => {
+                            let at =
+                                u32::try_from(self.dets.len()).map_err(|_| too_many.clone())?;
+                            self.dets.push(Detector::new(&d.kind));
+                            at
+                        }
+                        None => NO_DET,
+                    },
                     life: rule
                         .alert
                         .as_ref()
@@ -206,6 +220,7 @@ impl Engine {
             } = slot;
             let stats = &mut self.stats;
             let rules = &self.rules;
+            let mut det = self.dets.get_mut(*det as usize);
             if *direct {
                 let state = (raised, det, life);
                 let due = feed_direct(rules, stats, *rule, state, target, s, out);
@@ -213,7 +228,7 @@ impl Engine {
                 continue;
             }
             let pushed = win.push(s.ts, s.value, *alpha, |done| {
-                let state = (&mut *raised, &mut *prev, &mut *det, &mut *life);
+                let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
                 close(rules, stats, *rule, state, target, done, out);
             });
             if pushed.late {
@@ -250,6 +265,7 @@ impl Engine {
                 } = slot;
                 let stats = &mut self.stats;
                 let rules = &self.rules;
+                let mut det = self.dets.get_mut(*det as usize);
                 let target = Target {
                     // `id` fits in u32: it was checked when the series was interned.
                     id: SeriesId(id as u32),
@@ -257,7 +273,7 @@ impl Engine {
                     metric: &series.metric,
                 };
                 next = next.min(win.advance(watermark, |done| {
-                    let state = (&mut *raised, &mut *prev, &mut *det, &mut *life);
+                    let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
                     close(rules, stats, *rule, state, target, done, out);
                 }));
                 if let (Some(d), Some(r)) = (det.as_deref_mut(), rules.rules.get(*rule as usize))
@@ -267,7 +283,7 @@ impl Engine {
                         alert::transition(r, a, raised, life, stats, target, v, None, out);
                     });
                 }
-                next = next.min(det_deadline(rules, *rule, det));
+                next = next.min(det_deadline(rules, *rule, det.as_deref()));
             }
         }
         self.next_deadline = next;
@@ -277,15 +293,17 @@ impl Engine {
     /// the heap. Excludes the series index and names, which do not depend on the rules.
     pub fn state_bytes(&self) -> usize {
         self.slots.capacity() * size_of::<Slot>()
+            + self.dets.capacity() * size_of::<Detector>()
             + self
                 .slots
                 .iter()
                 .map(|s| {
                     s.win.heap_bytes()
                         + s.prev.as_ref().map_or(0, |_| size_of::<Closed>())
-                        + s.det
-                            .as_ref()
-                            .map_or(0, |d| size_of::<Detector>() + d.heap_bytes())
+                        + self
+                            .dets
+                            .get(s.det as usize)
+                            .map_or(0, Detector::heap_bytes)
                 })
                 .sum::<usize>()
     }
@@ -304,7 +322,8 @@ impl Engine {
         };
         let mut deadline = self.next_deadline;
         for slot in self.slots[range].iter_mut().filter(|slot| slot.direct) {
-            let state = (&mut slot.raised, &mut slot.det, &mut slot.life);
+            let det = self.dets.get_mut(slot.det as usize);
+            let state = (&mut slot.raised, det, &mut slot.life);
             let due = feed_direct(
                 &self.rules,
                 &mut self.stats,
@@ -333,7 +352,7 @@ impl Engine {
 type SlotState<'a> = (
     &'a mut bool,
     &'a mut Option<Box<Closed>>,
-    &'a mut Option<Box<Detector>>,
+    Option<&'a mut Detector>,
     &'a mut Option<Box<Lifecycle>>,
 );
 
@@ -345,7 +364,7 @@ fn feed_direct(
     rule: u32,
     (raised, det, life): (
         &mut bool,
-        &mut Option<Box<Detector>>,
+        Option<&mut Detector>,
         &mut Option<Box<Lifecycle>>,
     ),
     target: Target<'_>,
@@ -355,7 +374,7 @@ fn feed_direct(
     let Some(r) = rules.rules.get(rule as usize) else {
         return i64::MAX;
     };
-    let (Some(d), Some(spec), Some(a)) = (det.as_deref_mut(), &r.detect, &r.alert) else {
+    let (Some(d), Some(spec), Some(a)) = (det, &r.detect, &r.alert) else {
         return i64::MAX;
     };
     d.feed(&spec.kind, s.ts, s.value, &mut |v| {
@@ -365,7 +384,7 @@ fn feed_direct(
 }
 
 /// When a slot's detector next needs an `advance` (`i64::MAX`: never, so far).
-fn det_deadline(rules: &RuleSet, rule: u32, det: &Option<Box<Detector>>) -> i64 {
+fn det_deadline(rules: &RuleSet, rule: u32, det: Option<&Detector>) -> i64 {
     match (
         det,
         rules
@@ -411,7 +430,7 @@ fn close(
         });
     }
     if let Some(a) = &rule.alert {
-        match (&a.condition, &rule.detect, det.as_deref_mut()) {
+        match (&a.condition, &rule.detect, det) {
             (Some(c), _, _) => {
                 let (anomalous, value) = c.eval(&env);
                 let v = Verdict {

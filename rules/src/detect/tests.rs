@@ -406,10 +406,24 @@ fn windowed_detector_judges_each_closed_window_value() {
 
 #[test]
 fn detector_state_bytes_are_bounded() {
-    let mut r = Rig::new("detect: { robust_zscore: { window: 64 } }");
-    r.run(&level(1.0, 10_000, 25));
-    let bytes = r.engine.state_bytes();
-    assert!(bytes < 2_000, "{bytes}");
+    for detect in [
+        "detect: { robust_zscore: { window: 64 } }",
+        "detect: { trend: { above: 5, over: 1d, horizon: 1h, points: 64 } }",
+    ] {
+        let mut r = Rig::new(detect);
+        r.run(&level(1.0, 1_000, 25));
+        let warm = r.engine.state_bytes();
+        for t in 1_000..10_000 {
+            r.push(t * S, 1.0 + (t % 5) as f64);
+        }
+        assert_eq!(
+            r.engine.state_bytes(),
+            warm,
+            "{detect}: grows with the data"
+        );
+        // Two 64-value buffers of 16 bytes at most, on top of the engine's own vectors.
+        assert!(warm < 4_000, "{detect}: {warm}");
+    }
 }
 
 // ---- YAML errors name file:line:col ----
