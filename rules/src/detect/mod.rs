@@ -22,9 +22,8 @@
 //! | `missing` (no sample for a duration) | `missing` | 16 B |
 //! | `trend` (time to a limit, least squares) | `trend` | 16 B per point of the fit |
 //!
-//! inside a box the size of the largest (56 B), pointed to from the engine's slot. Measured
-//! with `cargo bench -p weir-rules --bench detectors`: 56 B per (rule, series) for every
-//! kind, 1,080 B for `robust_zscore` with its default window of 64.
+//! each held in an enum the size of the largest (56 B), kept in one vector beside the
+//! engine's slots. Measured with `cargo bench -p weir-rules --bench detectors`.
 //! The statistical ones learn what is normal with a shared [`baseline::Baseline`], which can
 //! leave anomalous values out of what it learns.
 
