@@ -62,7 +62,7 @@ struct Snapshot {
     sources: Vec<(String, [u64; 8])>,
     /// Per source: transport up, and the receive time of its last reading (µs; 0 = none).
     source_health: Vec<(String, bool, i64)>,
-    pipeline: [(&'static str, &'static str, u64); 9],
+    pipeline: [(&'static str, &'static str, u64); 10],
     outbox: OutboxStats,
     outbox_counters: [(&'static str, &'static str, u64); 8],
     now_us: i64,
@@ -147,6 +147,11 @@ impl Sources {
                     "windows_closed",
                     "Windows closed and evaluated.",
                     p.windows_closed.load(Relaxed),
+                ),
+                (
+                    "alerts_suppressed",
+                    "Alert raises swallowed by a rule's suppress or cooldown (with their clears).",
+                    p.alerts_suppressed.load(Relaxed),
                 ),
                 (
                     "turns",

@@ -46,6 +46,8 @@ pub struct PipelineCounters {
     pub late_dropped: AtomicU64,
     pub nan_dropped: AtomicU64,
     pub windows_closed: AtomicU64,
+    /// Raises an alert's `suppress` or `cooldown` swallowed.
+    pub alerts_suppressed: AtomicU64,
 }
 
 pub struct Pipeline {
@@ -97,6 +99,9 @@ impl Pipeline {
             self.counters
                 .windows_closed
                 .store(stats.windows_closed, Ordering::Relaxed);
+            self.counters
+                .alerts_suppressed
+                .store(stats.alerts_suppressed, Ordering::Relaxed);
             self.counters.turns.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())

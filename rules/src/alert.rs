@@ -12,7 +12,7 @@
 //!
 //! Both measure from transitions that were *sent*, so a condition that keeps flapping still
 //! gets through once per period instead of being hidden for as long as it flaps. Swallowed
-//! raises are counted (`EngineStats::alerts_suppressed`). The state for this (two timestamps
+//! raises are counted (`EngineStats::alerts_suppressed`, `weir_engine_alerts_suppressed_total`). The state for this (two timestamps
 //! and a flag) is boxed per (rule, series) only for rules that use either key.
 //!
 //! **`message:`** is a template rendered into each transition: `{name}` or `{name:.N}` (N
