@@ -17,7 +17,7 @@ const RULES: &str = "rules:
   - name: pump-silent
     select: { device: \"pump-*\", metric: pressure }
     detect: { missing: 2s }
-    alert: { severity: warning }
+    alert: { severity: warning, message: \"{device} silent for {missing:.0} s\" }
 ";
 
 #[test]
@@ -74,6 +74,12 @@ fn a_quiet_device_raises_missing_on_processing_time_and_its_return_clears_it() -
     assert_eq!(silent.f64("score"), Some(2.0), "{}", silent.summary());
     assert!(
         silent.field("value").is_some_and(|v| v.is_null()),
+        "{}",
+        silent.summary()
+    );
+    assert_eq!(
+        silent.str("message"),
+        Some("pump-1 silent for 2 s"),
         "{}",
         silent.summary()
     );
