@@ -198,4 +198,6 @@ impl Detector {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
