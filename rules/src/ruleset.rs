@@ -16,7 +16,7 @@ use crate::alert::Template;
 use crate::detect::DetectRule;
 use crate::error::{Diagnostic, RuleError};
 use crate::event::{Aggregate, Severity};
-use crate::expr::{Condition, Number, Scope, check_name};
+use crate::expr::{Condition, Scope, check_name};
 use crate::schema::{Glob, RawRule, RawWindow, parse_duration};
 use crate::tree::{Loc, Node, NodeKind};
 use crate::window::{DEFAULT_MAX_SAMPLES, MAX_OVERLAP, MAX_SAMPLES, WindowSpec, overlap};
@@ -361,27 +361,8 @@ impl Compiler<'_> {
                     }
                 },
             };
-            let mut quiet = |key: &str, d: &Option<String>| match d {
-                Some(t) => self.duration(node, &["alert", key], name, t),
-                None => Some(0),
-            };
-            let suppress = quiet("suppress", &a.suppress);
-            let cooldown = quiet("cooldown", &a.cooldown);
-            let message = match &a.message {
-                None => Some(None),
-                Some(src) => {
-                    let kind = detect.as_ref().map(|d| &d.kind);
-                    let param = |n: &str| kind.and_then(|k| k.param(n));
-                    match Template::compile(src, &scope, &param, raw.window.is_some()) {
-                        Ok(t) => Some(Some(t)),
-                        Err(e) => {
-                            let at = self.inside(node.locate(&["alert", "message"]), e.offset);
-                            self.report(at, Some(name), format!("in `message`: {}", e.message));
-                            None
-                        }
-                    }
-                }
-            };
+            let (suppress, cooldown, message) =
+                self.lifecycle(node, name, a, detect.as_ref(), &scope, raw.window.is_some());
             let text = match (&a.when, &detect) {
                 (Some(when), _) => Arc::from(when.trim()),
                 (None, Some(d)) => d.text.clone(),
@@ -432,62 +413,6 @@ impl Compiler<'_> {
             windowed: raw.window.is_some(),
             file: self.file.clone(),
             name_loc,
-        })
-    }
-
-    /// Validates `detect:`; `windowed` tells whether the rule has a `window` (the detector
-    /// then judges each closed window's `value`, default `mean`).
-    fn detect(
-        &mut self,
-        node: &Node,
-        rule: &str,
-        raw: &crate::detect::spec::RawDetect,
-        windowed: bool,
-        scope: &Scope,
-    ) -> Option<DetectRule> {
-        let before = self.diagnostics.len();
-        let mut found = Vec::new();
-        let compiled = crate::detect::spec::compile(node, raw, &mut |loc, msg| {
-            found.push((loc, msg));
-        });
-        for (loc, msg) in found {
-            self.report(loc, Some(rule), msg);
-        }
-        let (kind, mut text) = compiled?;
-        if windowed && kind.per_sample_only() {
-            let msg = "this detector judges each sample (NaN and gaps included): remove `window`";
-            self.report(node.locate(&["window"]), Some(rule), msg);
-        }
-        let value = match (&raw.value, windowed) {
-            (None, _) => None,
-            (Some(_), false) => {
-                let msg = "`value` picks what a window gives the detector; without a `window` \
-                           the detector judges each sample";
-                self.report(node.locate(&["detect", "value"]), Some(rule), msg);
-                None
-            }
-            (Some(src), true) => match Number::compile_in(src, scope) {
-                Ok(n) => {
-                    text.push_str(&format!(" of {}", src.trim()));
-                    Some(n)
-                }
-                Err(e) => {
-                    let at = self.inside(node.locate(&["detect", "value"]), e.offset);
-                    self.report(at, Some(rule), format!("in `value`: {}", e.message));
-                    None
-                }
-            },
-        };
-        if windowed && raw.value.is_none() {
-            text.push_str(" of mean");
-        }
-        if self.diagnostics.len() != before {
-            return None;
-        }
-        Some(DetectRule {
-            kind,
-            value,
-            text: Arc::from(text),
         })
     }
 
@@ -704,6 +629,8 @@ pub(crate) fn column_inside(src: &str, loc: Loc, offset: usize) -> Loc {
         column: loc.column + raw_index as u64,
     }
 }
+
+mod detect;
 
 #[cfg(test)]
 mod tests;
