@@ -201,3 +201,5 @@ impl Detector {
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod yaml_tests;
