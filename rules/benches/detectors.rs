@@ -248,7 +248,7 @@ fn main() {
         );
     }
     println!(
-        "state per series per rule (engine slot + detector box + heap, excluding interning), \
+        "state per series per rule (engine slot + detector + heap, excluding interning), \
          and the detector's share over a plain windowed rule:"
     );
     let plain = state("window: { tumbling: 10s }");
