@@ -33,6 +33,9 @@ enum Detail<'a> {
         /// The detector's statistic; absent for `when` conditions.
         #[serde(skip_serializing_if = "is_nan")]
         score: f64,
+        /// The rule's message template filled in; absent when the rule has none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<&'a str>,
     },
     Window {
         start: i64,
@@ -42,12 +45,21 @@ enum Detail<'a> {
     Late {
         value: f64,
     },
+    Prediction {
+        threshold: f64,
+        /// `null` when the trend never reaches the threshold (infinity).
+        seconds_to_threshold: serde_json::Value,
+        slope: f64,
+        r2: f64,
+        points: u32,
+    },
 }
 
 /// The lane an event travels in: alerts first, window aggregates last.
 pub fn lane_of(event: &Event) -> Lane {
     match event.kind {
         EventKind::Alert { .. } => Lane::Alerts,
+        EventKind::Prediction { .. } => Lane::Predictions,
         _ => Lane::Aggregates,
     }
 }
@@ -86,12 +98,14 @@ pub fn write_json(
             value,
             condition,
             score,
+            message,
         } => Detail::Alert {
             state: state.as_str(),
             severity: severity.as_str(),
             value: *value,
             condition,
             score: *score,
+            message: message.as_deref(),
         },
         EventKind::Window { start, end, values } => Detail::Window {
             start: *start,
@@ -102,6 +116,19 @@ pub fn write_json(
                 .collect(),
         },
         EventKind::Late { value } => Detail::Late { value: *value },
+        EventKind::Prediction {
+            threshold,
+            seconds_to_threshold,
+            slope,
+            r2,
+            points,
+        } => Detail::Prediction {
+            threshold: *threshold,
+            seconds_to_threshold: json_number(*seconds_to_threshold),
+            slope: *slope,
+            r2: *r2,
+            points: *points,
+        },
         // `EventKind` is non-exhaustive and grows with later rule features; a kind this
         // agent does not know yet is still shipped rather than dropped.
         other => Detail::Window {
@@ -118,6 +145,7 @@ pub fn write_json(
         kind: match event.kind {
             EventKind::Alert { .. } => "alert",
             EventKind::Late { .. } => "late",
+            EventKind::Prediction { .. } => "prediction",
             _ => "window",
         },
         rule: &event.rule,
@@ -161,6 +189,7 @@ mod tests {
                 value: 85.5,
                 condition: Arc::from("mean > 80"),
                 score: f64::NAN,
+                message: None,
             },
         };
         let r = record(&event, "pump-1", "temp", "weir/gw/alerts".into(), 7).unwrap();
@@ -187,6 +216,7 @@ mod tests {
                 value: f64::NAN,
                 condition: Arc::from("missing(no sample for 30s)"),
                 score: 30.0,
+                message: Some(Arc::from("pump d silent for 30 s")),
             },
         };
         let r = record(&event, "d", "m", "t".into(), 0).unwrap();
@@ -195,6 +225,33 @@ mod tests {
         assert_eq!(v["score"], 30.0);
         assert!(v["value"].is_null());
         assert_eq!(v["condition"], "missing(no sample for 30s)");
+        assert_eq!(v["message"], "pump d silent for 30 s");
+    }
+
+    #[test]
+    fn prediction_goes_to_the_prediction_lane_and_never_is_null() {
+        let event = |secs: f64| Event {
+            rule: Arc::from("bearing-trend"),
+            series: SeriesId(1),
+            ts: 5,
+            kind: EventKind::Prediction {
+                threshold: 90.0,
+                seconds_to_threshold: secs,
+                slope: 0.001,
+                r2: 0.93,
+                points: 60,
+            },
+        };
+        let r = record(&event(3600.0), "pump-1", "temp", "t".into(), 0).unwrap();
+        assert_eq!(r.lane, Lane::Predictions);
+        assert_eq!(
+            decode(&r),
+            serde_json::json!({"kind":"prediction","rule":"bearing-trend","device":"pump-1",
+                "metric":"temp","ts":5,"threshold":90.0,"seconds_to_threshold":3600.0,
+                "slope":0.001,"r2":0.93,"points":60})
+        );
+        let r = record(&event(f64::INFINITY), "pump-1", "temp", "t".into(), 0).unwrap();
+        assert!(decode(&r)["seconds_to_threshold"].is_null());
     }
 
     #[test]

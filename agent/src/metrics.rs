@@ -65,7 +65,7 @@ struct Snapshot {
     sources: Vec<(String, [u64; 8])>,
     /// Per source: transport up, and the receive time of its last reading (µs; 0 = none).
     source_health: Vec<(String, bool, i64)>,
-    pipeline: [(&'static str, &'static str, u64); 10],
+    pipeline: [(&'static str, &'static str, u64); 11],
     outbox: OutboxStats,
     outbox_counters: [(&'static str, &'static str, u64); 8],
     uplink: Option<Arc<UplinkCounters>>,
@@ -156,6 +156,11 @@ impl Sources {
                     "windows_closed",
                     "Windows closed and evaluated.",
                     p.windows_closed.load(Relaxed),
+                ),
+                (
+                    "alerts_suppressed",
+                    "Alert raises swallowed by a rule's suppress or cooldown (with their clears).",
+                    p.alerts_suppressed.load(Relaxed),
                 ),
                 (
                     "turns",

@@ -52,6 +52,8 @@ pub struct PipelineCounters {
     pub late_dropped: AtomicU64,
     pub nan_dropped: AtomicU64,
     pub windows_closed: AtomicU64,
+    /// Raises an alert's `suppress` or `cooldown` swallowed.
+    pub alerts_suppressed: AtomicU64,
 }
 
 pub struct Pipeline {
@@ -123,6 +125,9 @@ impl Pipeline {
             self.counters
                 .windows_closed
                 .store(stats.windows_closed, Ordering::Relaxed);
+            self.counters
+                .alerts_suppressed
+                .store(stats.alerts_suppressed, Ordering::Relaxed);
             self.counters.turns.fetch_add(1, Ordering::Relaxed);
         }
         self.save_runtime(&mut saved).await;
@@ -258,6 +263,7 @@ fn log_alert(event: &Event, device: &str, metric: &str) {
         severity,
         value,
         condition,
+        message,
         ..
     } = &event.kind
     {
@@ -268,7 +274,9 @@ fn log_alert(event: &Event, device: &str, metric: &str) {
             severity = %severity,
             value = %format_args!("{value:.3}"),
             condition = %condition,
-            "ALERT {}", state.as_str()
+            "ALERT {}{}{}", state.as_str(),
+            if message.is_some() { ": " } else { "" },
+            message.as_deref().unwrap_or("")
         );
     }
 }

@@ -223,6 +223,22 @@ pub enum EventKind {
         /// second, seconds flat or silent); NaN for `when` conditions and detectors that
         /// have none.
         score: f64,
+        /// The rule's `message:` template filled in for this transition, if it has one.
+        message: Option<Arc<str>>,
+    },
+    /// A `trend` detector's forecast, updated with every input it judges.
+    Prediction {
+        /// The limit the trend is extrapolated to.
+        threshold: f64,
+        /// Seconds from `ts` until the fitted line reaches it: 0 when already past it,
+        /// infinity when the line is flat or heading away.
+        seconds_to_threshold: f64,
+        /// Slope of the fitted line, per second.
+        slope: f64,
+        /// Fit quality: R² of the least-squares line, 0 to 1.
+        r2: f64,
+        /// Inputs in the fit.
+        points: u32,
     },
     /// A window closed; its aggregates, in the order the rule lists them.
     Window {

@@ -13,6 +13,12 @@
 //! `expr`) with arithmetic, comparisons, `and`/`or`/`not`, functions and `prev(...)`,
 //! compiled once when the rules are loaded.
 //!
+//! Instead of a `when` condition a rule may name an online anomaly detector (`detect:`,
+//! module `detect`: thresholds with hysteresis, z-scores, control charts, CUSUM, rate,
+//! flatline, range/NaN, missing data, and `trend`, which predicts the time to a limit). Every
+//! alert transition then goes through one lifecycle (module `alert`): deduplication,
+//! `suppress`/`cooldown` storm control and a `message` template.
+//!
 //! The engine never reads the clock, never logs and never does I/O: the same samples in the
 //! same order give the same events, byte for byte. That is what makes `weir replay` exact and
 //! lets the engine be checked against a brute-force reference model.
@@ -38,6 +44,7 @@
 //! ```
 
 mod agg;
+mod alert;
 mod detect;
 mod engine;
 mod error;

@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::agg::{AccSpec, DEFAULT_EWMA_ALPHA};
+use crate::alert::Template;
 use crate::detect::DetectRule;
 use crate::error::{Diagnostic, RuleError};
 use crate::event::{Aggregate, Severity};
-use crate::expr::{Condition, Number, Scope, check_name};
+use crate::expr::{Condition, Scope, check_name};
 use crate::schema::{Glob, RawRule, RawWindow, parse_duration};
 use crate::tree::{Loc, Node, NodeKind};
 use crate::window::{DEFAULT_MAX_SAMPLES, MAX_OVERLAP, MAX_SAMPLES, WindowSpec, overlap};
@@ -51,6 +52,8 @@ pub(crate) struct Rule {
     /// The rule as written (every key of its YAML entry, not where it was written): a reload
     /// keeps a rule's state only when this is unchanged.
     pub definition: Box<str>,
+    /// Whether the rule has a `window` (a detector without one judges each sample).
+    pub windowed: bool,
     /// Where the rule's name was written, to report duplicates across files.
     file: Arc<str>,
     name_loc: Loc,
@@ -91,6 +94,10 @@ pub(crate) struct AlertRule {
     /// The condition as written (or the detector described), carried into alert events.
     pub text: Arc<str>,
     pub severity: Severity,
+    /// Storm control in µs (0: off): see `alert`.
+    pub suppress: i64,
+    pub cooldown: i64,
+    pub message: Option<Template>,
 }
 
 impl RuleSet {
@@ -397,6 +404,8 @@ impl Compiler<'_> {
                     }
                 },
             };
+            let (suppress, cooldown, message) =
+                self.lifecycle(node, name, a, detect.as_ref(), &scope, raw.window.is_some());
             let text = match (&a.when, &detect) {
                 (Some(when), _) => Arc::from(when.trim()),
                 (None, Some(d)) => d.text.clone(),
@@ -406,6 +415,9 @@ impl Compiler<'_> {
                 condition: condition?,
                 text,
                 severity: severity?,
+                suppress: suppress?,
+                cooldown: cooldown?,
+                message: message?,
             })
         });
         if raw.detect.is_some() && raw.alert.is_none() {
@@ -459,64 +471,9 @@ impl Compiler<'_> {
             detect,
             others: scope.others(),
             definition: format!("{raw:?}").into(),
+            windowed: raw.window.is_some(),
             file: self.file.clone(),
             name_loc,
-        })
-    }
-
-    /// Validates `detect:`; `windowed` tells whether the rule has a `window` (the detector
-    /// then judges each closed window's `value`, default `mean`).
-    fn detect(
-        &mut self,
-        node: &Node,
-        rule: &str,
-        raw: &crate::detect::spec::RawDetect,
-        windowed: bool,
-        scope: &Scope,
-    ) -> Option<DetectRule> {
-        let before = self.diagnostics.len();
-        let mut found = Vec::new();
-        let compiled = crate::detect::spec::compile(node, raw, &mut |loc, msg| {
-            found.push((loc, msg));
-        });
-        for (loc, msg) in found {
-            self.report(loc, Some(rule), msg);
-        }
-        let (kind, mut text) = compiled?;
-        if windowed && kind.per_sample_only() {
-            let msg = "this detector judges each sample (NaN and gaps included): remove `window`";
-            self.report(node.locate(&["window"]), Some(rule), msg);
-        }
-        let value = match (&raw.value, windowed) {
-            (None, _) => None,
-            (Some(_), false) => {
-                let msg = "`value` picks what a window gives the detector; without a `window` \
-                           the detector judges each sample";
-                self.report(node.locate(&["detect", "value"]), Some(rule), msg);
-                None
-            }
-            (Some(src), true) => match Number::compile_in(src, scope) {
-                Ok(n) => {
-                    text.push_str(&format!(" of {}", src.trim()));
-                    Some(n)
-                }
-                Err(e) => {
-                    let at = self.inside(node.locate(&["detect", "value"]), e.offset);
-                    self.report(at, Some(rule), format!("in `value`: {}", e.message));
-                    None
-                }
-            },
-        };
-        if windowed && raw.value.is_none() {
-            text.push_str(" of mean");
-        }
-        if self.diagnostics.len() != before {
-            return None;
-        }
-        Some(DetectRule {
-            kind,
-            value,
-            text: Arc::from(text),
         })
     }
 
@@ -747,6 +704,7 @@ pub(crate) fn column_inside(src: &str, loc: Loc, offset: usize) -> Loc {
     }
 }
 
+mod detect;
 mod fft;
 mod time;
 

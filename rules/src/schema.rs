@@ -112,6 +112,15 @@ pub(crate) struct RawAlert {
     pub when: Option<String>,
     #[serde(default)]
     pub severity: Option<String>,
+    /// At most one raise per this duration on a series.
+    #[serde(default)]
+    pub suppress: Option<String>,
+    /// No raise for this long after a clear on a series.
+    #[serde(default)]
+    pub cooldown: Option<String>,
+    /// A template filled into each transition, e.g. `"pressure {value:.1} bar"`.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 /// Parses `"500ms"`, `"10s"`, `"5m"`, `"1h"`, `"1d"` into microseconds. Zero is refused: a

@@ -63,6 +63,7 @@ impl EwmaState {
             anomalous,
             value: x,
             score,
+            forecast: None,
         })
     }
 }
@@ -118,6 +119,7 @@ impl CusumState {
             anomalous,
             value: x,
             score,
+            forecast: None,
         })
     }
 }

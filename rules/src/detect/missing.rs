@@ -22,7 +22,7 @@ pub(crate) struct Spec {
     pub after: i64,
 }
 
-/// 24 bytes.
+/// 16 bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct State {
     /// The newest sample's timestamp; `i64::MIN` before the first.
@@ -57,6 +57,7 @@ impl State {
                 anomalous: true,
                 value: f64::NAN,
                 score: spec.after as f64 / 1e6,
+                forecast: None,
             });
             self.active = true;
         }
@@ -72,6 +73,7 @@ impl State {
             anomalous: false,
             value: x,
             score: gap,
+            forecast: None,
         });
     }
 
@@ -86,6 +88,7 @@ impl State {
                 anomalous: true,
                 value: f64::NAN,
                 score: spec.after as f64 / 1e6,
+                forecast: None,
             });
         }
     }

@@ -184,3 +184,88 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// `trend` against the textbook closed form (raw sums, no centring) over the same
+    /// points: the last `points` inputs within `over`.
+    #[test]
+    fn trend_matches_the_closed_form_least_squares(
+        steps in prop::collection::vec((1i64..5, -50.0f64..50.0), 5..80),
+        cap in 5usize..40,
+        over_s in 10i64..200,
+        limit in -100.0f64..100.0,
+        rising in any::<bool>(),
+    ) {
+        let mut t = 0;
+        let mut samples = Vec::new();
+        for (gap, x) in &steps {
+            t += gap * S;
+            samples.push((t, *x));
+        }
+        let key = if rising { "above" } else { "below" };
+        let yaml = format!(
+            "rules:\n  - name: r\n    detect: {{ trend: {{ {key}: {limit}, over: {over_s}s, horizon: 1d, points: {cap} }} }}\n    alert: {{}}\n"
+        );
+        let mut e = Engine::new(RuleSet::parse_str(&yaml, "p.yaml").unwrap());
+        let id = e.series("d", "m").unwrap();
+        let mut out = Vec::new();
+        for &(ts, value) in &samples {
+            e.push(Sample { series: id, ts, value }, &mut out);
+        }
+        let got: Vec<(i64, f64, f64, f64, u32)> = out
+            .iter()
+            .filter_map(|ev| match ev.kind {
+                EventKind::Prediction { seconds_to_threshold, slope, r2, points, .. } => {
+                    Some((ev.ts, seconds_to_threshold, slope, r2, points))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut want = Vec::new();
+        for i in 0..samples.len() {
+            let now = samples[i].0;
+            let window: Vec<(f64, f64)> = samples[..=i]
+                .iter()
+                .filter(|(ts, _)| *ts > now - over_s * S)
+                .rev()
+                .take(cap)
+                .map(|&(ts, x)| ((ts - now) as f64 / 1e6, x))
+                .collect();
+            if window.len() < 5 {
+                continue;
+            }
+            let n = window.len() as f64;
+            let st: f64 = window.iter().map(|p| p.0).sum();
+            let sx: f64 = window.iter().map(|p| p.1).sum();
+            let stt: f64 = window.iter().map(|p| p.0 * p.0).sum();
+            let stx: f64 = window.iter().map(|p| p.0 * p.1).sum();
+            let sxx: f64 = window.iter().map(|p| p.1 * p.1).sum();
+            let slope = (n * stx - st * sx) / (n * stt - st * st);
+            let at_now = (sx - slope * st) / n;
+            let r = (n * stx - st * sx) / ((n * stt - st * st) * (n * sxx - sx * sx)).sqrt();
+            let secs = if (rising && at_now >= limit) || (!rising && at_now <= limit) {
+                0.0
+            } else if (rising && slope > 0.0) || (!rising && slope < 0.0) {
+                (limit - at_now) / slope
+            } else {
+                f64::INFINITY
+            };
+            want.push((now, secs, slope, r * r, window.len() as u32));
+        }
+        prop_assert_eq!(got.len(), want.len());
+        let close = |a: f64, b: f64| {
+            (a.is_infinite() && b.is_infinite()) || (a - b).abs() <= 1e-6 * (1.0 + a.abs().max(b.abs()))
+        };
+        for (g, w) in got.iter().zip(&want) {
+            prop_assert_eq!(g.0, w.0);
+            prop_assert_eq!(g.4, w.4);
+            prop_assert!(close(g.2, w.2), "slope {:?} vs {:?}", g, w);
+            prop_assert!(close(g.3, w.3), "r2 {:?} vs {:?}", g, w);
+            // Near a zero slope the time to threshold is ill-conditioned: compare it only
+            // where the line clearly moves.
+            if w.2.abs() > 1e-3 {
+                prop_assert!(close(g.1, w.1) || (g.1 - w.1).abs() < 1e-3, "seconds {:?} vs {:?}", g, w);
+            }
+        }
+    }
+}

@@ -69,6 +69,7 @@ impl State {
             anomalous: due,
             value: self.starts as f64,
             score: self.hours(),
+            forecast: None,
         })
     }
 

@@ -52,6 +52,7 @@ impl RateState {
             anomalous: rate.abs() > spec.max,
             value: x,
             score: rate,
+            forecast: None,
         })
     }
 }
@@ -103,6 +104,7 @@ impl FlatState {
             anomalous: flat_for >= spec.hold,
             value: x,
             score: flat_for as f64 / 1e6,
+            forecast: None,
         })
     }
 }
@@ -121,6 +123,7 @@ impl RangeSpec {
             anomalous: !x.is_finite() || x < self.min || x > self.max,
             value: x,
             score: f64::NAN,
+            forecast: None,
         }
     }
 }

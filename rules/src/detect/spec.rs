@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::baseline::{BaselineSpec, Learn};
-use super::{DetectKind, chart, missing, runtime, signal, threshold, zscore};
+use super::{DetectKind, chart, missing, runtime, signal, threshold, trend, zscore};
 use crate::schema::parse_duration;
 use crate::tree::{Loc, Node};
 
@@ -35,6 +35,7 @@ pub(crate) struct RawDetect {
     missing: Option<String>,
     #[serde(default)]
     runtime: Option<RawRuntime>,
+    trend: Option<RawTrend>,
     /// An expression over the window's aggregates (default `mean`); windowed rules only.
     #[serde(default)]
     pub value: Option<String>,
@@ -127,6 +128,21 @@ struct RawFlat {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawTrend {
+    #[serde(default)]
+    above: Option<f64>,
+    #[serde(default)]
+    below: Option<f64>,
+    over: String,
+    horizon: String,
+    #[serde(default)]
+    points: Option<u64>,
+    #[serde(default)]
+    min_r2: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRange {
     #[serde(default)]
     min: Option<f64>,
@@ -136,22 +152,28 @@ struct RawRange {
 
 /// Defaults, documented in the README. The limits are wider than the textbook 3σ on purpose:
 /// a gateway judges each series every second, and at 3σ Gaussian noise alone raises an
-/// alert every few hundred values. These give 0–3 false raises per 100,000 values of
-/// Gaussian noise (`cargo bench -p weir-rules --bench detectors`).
+/// alert every few hundred values. Measured false raises and step delays are printed by
+/// `cargo bench -p weir-rules --bench detectors` and quoted in the README.
 const DEFAULT_Z: f64 = 4.5;
 const DEFAULT_ROBUST_Z: f64 = 5.0;
 const DEFAULT_BASELINE: u64 = 30;
+/// The shift detectors learn slowly: a fast baseline absorbs the very shift they are there
+/// to find (with 30, CUSUM missed most 1σ steps in our measurement).
+const DEFAULT_CHART_BASELINE: u64 = 200;
 const MAX_BASELINE: u64 = 1_000_000;
 const DEFAULT_ROBUST_WINDOW: u64 = 64;
 /// The robust window is copied and partially sorted on every value: O(window) per input.
 pub(crate) const MAX_ROBUST_WINDOW: u64 = 4_096;
-const DEFAULT_LAMBDA: f64 = 0.2;
-const DEFAULT_LIMIT: f64 = 4.0;
+const DEFAULT_LAMBDA: f64 = 0.1;
+const DEFAULT_LIMIT: f64 = 3.5;
 const DEFAULT_K: f64 = 0.5;
 const DEFAULT_H: f64 = 8.0;
 
 const ONE_OF: &str = "`threshold`, `zscore`, `robust_zscore`, `ewma_chart`, `cusum`, `rate`, \
-                      `flatline`, `range`, `missing` or `runtime`";
+                      `flatline`, `range`, `missing`, `trend` or `runtime`";
+const DEFAULT_TREND_POINTS: u64 = 256;
+const MAX_TREND_POINTS: u64 = 4_096;
+const DEFAULT_MIN_R2: f64 = 0.5;
 
 /// Validates `raw` (the `detect` value of the rule at `rule`); reports each problem through
 /// `report` and returns the detector and its one-line description when there is none.
@@ -176,6 +198,7 @@ pub(crate) fn compile(
         raw.range.is_some(),
         raw.missing.is_some(),
         raw.runtime.is_some(),
+        raw.trend.is_some(),
     ];
     match given.iter().filter(|g| **g).count() {
         1 => {}
@@ -224,6 +247,8 @@ pub(crate) fn compile(
                 text,
             )
         })
+    } else if let Some(t) = &raw.trend {
+        cx.trend(t)
     } else if let Some(r) = &raw.range {
         let (min, max) = (
             r.min.unwrap_or(f64::NEG_INFINITY),
@@ -305,8 +330,14 @@ impl Cx<'_> {
         parse_duration(text).map_err(|m| self.bad(path, m)).ok()
     }
 
-    fn baseline(&mut self, family: &str, n: Option<u64>, learn: Option<&str>) -> BaselineSpec {
-        let n = n.unwrap_or(DEFAULT_BASELINE);
+    fn baseline(
+        &mut self,
+        family: &str,
+        n: Option<u64>,
+        default: u64,
+        learn: Option<&str>,
+    ) -> BaselineSpec {
+        let n = n.unwrap_or(default);
         let ok = (2..=MAX_BASELINE).contains(&n);
         let msg = format!(
             "`baseline` (values to learn before judging) must be between 2 and {MAX_BASELINE}"
@@ -367,10 +398,59 @@ impl Cx<'_> {
         Some((DetectKind::Threshold(spec), text))
     }
 
+    fn trend(&mut self, t: &RawTrend) -> Option<(DetectKind, String)> {
+        let (threshold, rising) = match (t.above, t.below) {
+            (Some(a), None) => (a, true),
+            (None, Some(b)) => (b, false),
+            _ => {
+                let msg = "`trend` takes one limit: `above: X` (must stay under X) or `below: X`";
+                self.bad(&["detect", "trend"], msg);
+                return None;
+            }
+        };
+        let key = if rising { "above" } else { "below" };
+        let p = ["detect", "trend", key];
+        self.check(
+            threshold.is_finite(),
+            &p,
+            &format!("`{key}` must be a finite number"),
+        );
+        let over = self.duration(&["detect", "trend", "over"], &t.over);
+        let horizon = self.duration(&["detect", "trend", "horizon"], &t.horizon);
+        let points = t.points.unwrap_or(DEFAULT_TREND_POINTS);
+        let ok = (trend::MIN_POINTS as u64..=MAX_TREND_POINTS).contains(&points);
+        let msg = format!(
+            "`points` must be between {} and {MAX_TREND_POINTS}",
+            trend::MIN_POINTS
+        );
+        self.check(ok, &["detect", "trend", "points"], &msg);
+        let min_r2 = t.min_r2.unwrap_or(DEFAULT_MIN_R2);
+        let p = ["detect", "trend", "min_r2"];
+        self.check(
+            (0.0..=1.0).contains(&min_r2),
+            &p,
+            "`min_r2` must be between 0 and 1",
+        );
+        let text = format!(
+            "trend({key} {threshold} within {}, fit over {})",
+            t.horizon.trim(),
+            t.over.trim()
+        );
+        let spec = trend::Spec {
+            threshold,
+            rising,
+            over: over?,
+            points: usize::try_from(points).unwrap_or(trend::MIN_POINTS),
+            horizon: horizon?,
+            min_r2,
+        };
+        Some((DetectKind::Trend(spec), text))
+    }
+
     fn zscore(&mut self, z: &RawZ) -> Option<(DetectKind, String)> {
         let limit = z.z.unwrap_or(DEFAULT_Z);
         self.positive("zscore", "z", limit);
-        let baseline = self.baseline("zscore", z.baseline, z.learn.as_deref());
+        let baseline = self.baseline("zscore", z.baseline, DEFAULT_BASELINE, z.learn.as_deref());
         let text = format!("zscore(|z| > {limit}, baseline {})", baseline.warmup);
         Some((
             DetectKind::ZScore(zscore::ZSpec { z: limit, baseline }),
@@ -405,7 +485,12 @@ impl Cx<'_> {
         );
         let limit = e.limit.unwrap_or(DEFAULT_LIMIT);
         self.positive("ewma_chart", "limit", limit);
-        let baseline = self.baseline("ewma_chart", e.baseline, e.learn.as_deref());
+        let baseline = self.baseline(
+            "ewma_chart",
+            e.baseline,
+            DEFAULT_CHART_BASELINE,
+            e.learn.as_deref(),
+        );
         let text = format!("ewma_chart(lambda {lambda}, limit {limit} sigma)");
         let spec = chart::EwmaSpec {
             lambda,
@@ -425,7 +510,12 @@ impl Cx<'_> {
         );
         let h = c.h.unwrap_or(DEFAULT_H);
         self.positive("cusum", "h", h);
-        let baseline = self.baseline("cusum", c.baseline, c.learn.as_deref());
+        let baseline = self.baseline(
+            "cusum",
+            c.baseline,
+            DEFAULT_CHART_BASELINE,
+            c.learn.as_deref(),
+        );
         let text = format!("cusum(k {k}, h {h})");
         Some((DetectKind::Cusum(chart::CusumSpec { k, h, baseline }), text))
     }

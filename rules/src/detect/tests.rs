@@ -406,132 +406,129 @@ fn windowed_detector_judges_each_closed_window_value() {
 
 #[test]
 fn detector_state_bytes_are_bounded() {
-    let mut r = Rig::new("detect: { robust_zscore: { window: 64 } }");
-    r.run(&level(1.0, 10_000, 25));
-    // The slot (window accumulator included) plus two 64-value buffers, fixed whatever the
-    // signal.
-    let bytes = r.engine.state_bytes();
-    assert!(bytes < 2_500, "{bytes}");
-}
-
-// ---- YAML errors name file:line:col ----
-
-fn errors(src: &str) -> Vec<(u64, u64, String)> {
-    let e = RuleSet::parse_str(src, "d.yaml").unwrap_err();
-    e.diagnostics
-        .into_iter()
-        .map(|d| {
-            assert_eq!(d.file, "d.yaml");
-            assert_eq!(d.rule.as_deref(), Some("r"), "{d}");
-            (d.line, d.column, d.message)
-        })
-        .collect()
-}
-
-#[test]
-fn bad_detector_parameters_point_at_the_value() {
-    let src = "\
-rules:
-  - name: r
-    detect:
-      cusum: { k: -1, h: 0, baseline: 1, learn: sometimes }
-    alert: { severity: warning }
-";
-    let e = errors(src);
-    let at: Vec<(u64, u64)> = e.iter().map(|(l, c, _)| (*l, *c)).collect();
-    assert_eq!(at, [(4, 19), (4, 26), (4, 39), (4, 49)], "{e:?}");
-    assert!(e[0].2.contains("`k` must be ≥ 0"));
-    assert!(e[1].2.contains("`h` must be a positive number"));
-    assert!(e[2].2.contains("between 2 and"));
-    assert!(e[3].2.contains("unknown `learn` mode `sometimes`"));
-}
-
-#[test]
-fn each_detector_validates_its_parameters() {
-    let cases = [
-        (
-            "{ threshold: { raise: 80, for: 5 } }",
-            "invalid duration `5`",
-        ),
-        ("{ zscore: { z: 0 } }", "`z` must be a positive number"),
-        (
-            "{ robust_zscore: { window: 3 } }",
-            "`window` (values kept) must be between 5",
-        ),
-        (
-            "{ robust_zscore: { window: 100000 } }",
-            "must be between 5 and 4096",
-        ),
-        (
-            "{ ewma_chart: { lambda: 1.5 } }",
-            "`lambda` must be in (0, 1]",
-        ),
-        (
-            "{ ewma_chart: { limit: -3 } }",
-            "`limit` must be a positive number",
-        ),
-        ("{ rate: { max: 0 } }", "`max` must be a positive number"),
-        ("{ flatline: { for: 0s } }", "must be greater than zero"),
-        (
-            "{ flatline: { for: 10s, epsilon: -1 } }",
-            "`epsilon` must be ≥ 0",
-        ),
-        (
-            "{ range: { min: 5, max: 1 } }",
-            "`max` must not be below `min`",
-        ),
-        ("{ missing: soon }", "invalid duration `soon`"),
-        ("{ }", "`detect` needs one of"),
-        ("{ rate: { max: 1 }, missing: 10s }", "exactly one of"),
-        ("{ cusum: { kk: 1 } }", "unknown field `kk`"),
-        ("{ rate: { max: 1 }, value: max }", "without a `window`"),
-    ];
-    for (detect, want) in cases {
-        let src =
-            format!("rules:\n  - name: r\n    detect: {detect}\n    alert: {{ severity: info }}\n");
-        let e = errors(&src);
-        assert_eq!(e.len(), 1, "{detect}: {e:?}");
-        assert_eq!(e[0].0, 3, "{detect}: {e:?}");
-        assert!(
-            e[0].1 >= 13,
-            "{detect}: column inside the detect map: {e:?}"
+    for detect in [
+        "detect: { robust_zscore: { window: 64 } }",
+        "detect: { trend: { above: 5, over: 1d, horizon: 1h, points: 64 } }",
+    ] {
+        let mut r = Rig::new(detect);
+        r.run(&level(1.0, 1_000, 25));
+        let warm = r.engine.state_bytes();
+        for t in 1_000..10_000 {
+            r.push(t * S, 1.0 + (t % 5) as f64);
+        }
+        assert_eq!(
+            r.engine.state_bytes(),
+            warm,
+            "{detect}: grows with the data"
         );
-        assert!(e[0].2.contains(want), "{detect}: {e:?}");
+        // Two 64-value buffers of 16 bytes at most, on top of the engine's own vectors.
+        assert!(warm < 4_000, "{detect}: {warm}");
     }
-}
-
-#[test]
-fn detect_combined_with_when_window_or_nothing_is_explained() {
-    let e = errors(
-        "rules:\n  - name: r\n    detect: { rate: { max: 1 } }\n    alert: { when: \"mean > 1\" }\n",
-    );
-    assert_eq!((e[0].0, e[0].1), (4, 20));
-    assert!(e[0].2.contains("cannot be combined"), "{e:?}");
-    let e = errors("rules:\n  - name: r\n    detect: { rate: { max: 1 } }\n");
-    assert_eq!((e[0].0, e[0].1), (3, 13));
-    assert!(e[0].2.contains("add `alert"), "{e:?}");
-    let e = errors(
-        "rules:\n  - name: r\n    window: { tumbling: 1m }\n    detect: { missing: 1m }\n    alert: {}\n",
-    );
-    assert_eq!((e[0].0, e[0].1), (3, 13), "{e:?}");
-    assert!(e[0].2.contains("remove `window`"), "{e:?}");
-    let e = errors(
-        "rules:\n  - name: r\n    window: { tumbling: 1m }\n    detect: { zscore: {}, value: \"mean +\" }\n    alert: {}\n",
-    );
-    assert_eq!(e[0].0, 4);
-    assert!(e[0].2.starts_with("in `value`:"), "{e:?}");
-    let e = errors("rules:\n  - name: r\n    window: { tumbling: 1m }\n    alert: {}\n");
-    assert!(e[0].2.contains("`alert` needs `when`"), "{e:?}");
-    let e = errors(
-        "rules:\n  - name: r\n    detect: { missing: 1m }\n    aggregates: [mean]\n    alert: {}\n",
-    );
-    assert!(e[0].2.contains("need a `window`"), "{e:?}");
 }
 
 #[test]
 fn shipped_detector_examples_compile() {
     let src = include_str!("../../../examples/rules/detectors.yaml");
     let set = RuleSet::parse_str(src, "detectors.yaml").unwrap();
-    assert_eq!(set.len(), 10);
+    assert_eq!(set.len(), 11);
     assert!(set.rules.iter().all(|r| r.detect.is_some()));
+    let mut e = Engine::new(set);
+    let id = e.series("pump-1", "pressure").unwrap();
+    let mut out = Vec::new();
+    for t in 0..40 {
+        e.push(
+            Sample {
+                series: id,
+                ts: t * S,
+                value: 7.04,
+            },
+            &mut out,
+        );
+    }
+    let msg: Vec<String> = out
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Alert { message, .. } => message.as_deref().map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(msg, ["pump-1: pressure 7.0 bar above 6.5 bar for 30 s"]);
+}
+
+// ---- trend (predictive) ----
+
+/// `(second, seconds_to_threshold, r2)` of each prediction event.
+fn predictions(events: &[Event]) -> Vec<(i64, f64, f64)> {
+    events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Prediction {
+                seconds_to_threshold,
+                r2,
+                ..
+            } => Some((e.ts / S, seconds_to_threshold, r2)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn trend_predicts_time_to_threshold_on_a_ramp_and_alerts_under_the_horizon() {
+    let mut r = Rig::new("detect: { trend: { above: 90, over: 10m, horizon: 30m } }");
+    // 60 °C rising 0.01 °C/s: reaches 90 at t = 3000 s.
+    for t in 0..1300 {
+        r.push(t * S, 60.0 + 0.01 * t as f64);
+    }
+    let events: Vec<Event> = r.out.drain(..).collect();
+    let p = predictions(&events);
+    assert_eq!(
+        p.len(),
+        1300 - 4,
+        "one prediction per input from the 5th on"
+    );
+    for &(t, secs, r2) in &p {
+        assert!((secs - (3000 - t) as f64).abs() < 1e-6, "t={t}: {secs}");
+        assert!(r2 > 0.999_999);
+    }
+    let raised: Vec<i64> = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Alert { .. }))
+        .map(|e| e.ts / S)
+        .collect();
+    assert_eq!(raised.len(), 1);
+    assert!((1199..=1201).contains(&raised[0]), "{raised:?}");
+}
+
+#[test]
+fn trend_on_noise_predicts_with_a_poor_fit_and_does_not_alert() {
+    let mut r = Rig::new("detect: { trend: { above: 21, over: 5m, horizon: 1d } }");
+    assert!(r.run(&level(20.0, 3_000, 31)).is_empty());
+    // `run` kept only the alerts: none.
+    assert!(r.out.is_empty());
+}
+
+#[test]
+fn trend_below_a_limit_on_window_means() {
+    // Pressure falling 0.1 bar/min, judged on 1-minute means: 6 bar reaches 2 bar in 40 min.
+    let mut r = Rig::new(
+        "window: { tumbling: 1m }\n    detect: { trend: { below: 2, over: 30m, horizon: 20m, min_r2: 0.9 } }",
+    );
+    for t in 0..(30 * 60) {
+        r.push(t * S, 6.0 - 0.1 * t as f64 / 60.0);
+    }
+    let events: Vec<Event> = r.out.drain(..).collect();
+    let p = predictions(&events);
+    // Windows close at 60, 120, ...; the 5th window (ending at 300 s) gives the first.
+    assert_eq!(p[0].0, 300);
+    let last = p.last().unwrap();
+    // A window mean (samples at 0..59 s of it) lags its end by 30.5 s.
+    let expect = (6.0 - 0.1 * (last.0 as f64 - 30.5) / 60.0 - 2.0) / (0.1 / 60.0);
+    assert!((last.1 - expect).abs() < 1e-6, "{last:?} vs {expect}");
+    let raised: Vec<i64> = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Alert { .. }))
+        .map(|e| e.ts / S)
+        .collect();
+    // Under 20 min (1200 s) to go once the fitted value is below 4 bar: after t ≈ 1230 s.
+    assert_eq!(raised, [1260]);
 }

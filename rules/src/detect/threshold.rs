@@ -83,6 +83,7 @@ impl State {
             anomalous: self.active,
             value: x,
             score: f64::NAN,
+            forecast: None,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! same device.
 
 use super::*;
+use crate::event::AlertState;
 
 const S: i64 = 1_000_000;
 

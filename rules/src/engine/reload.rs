@@ -14,7 +14,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Engine, Slot};
+use super::{Engine, NO_DET, Slot};
+use crate::detect::Detector;
 use crate::ruleset::RuleSet;
 
 /// What a [`Engine::reload`] did, by rule name, for the log line an operator reads.
@@ -88,6 +89,10 @@ impl Engine {
             .into_iter()
             .map(Some)
             .collect();
+        let mut old_dets: Vec<Option<Detector>> = std::mem::take(&mut self.dets)
+            .into_iter()
+            .map(Some)
+            .collect();
         let mut raised_removed = vec![false; fates.len()];
         let labels = &self.labels;
         for series in &mut self.series {
@@ -106,15 +111,30 @@ impl Engine {
                 });
                 let slot = match old.and_then(Option::take) {
                     Some(old) if fates[old.rule as usize] == Fate::Kept(i) => {
-                        Slot { rule: i, ..old }
+                        // Its detector state moves with it into the new detector table.
+                        let det = match old_dets.get_mut(old.det as usize).and_then(Option::take) {
+                            Some(d) => {
+                                self.dets.push(d);
+                                index(self.dets.len() - 1)
+                            }
+                            None => NO_DET,
+                        };
+                        Some(Slot {
+                            rule: i,
+                            det,
+                            ..old
+                        })
                     }
-                    Some(old) => Slot {
+                    Some(old) => Slot::new(i, rule, &mut self.dets).map(|fresh| Slot {
                         raised: old.raised,
-                        ..Slot::new(i, rule)
-                    },
-                    None => Slot::new(i, rule),
+                        ..fresh
+                    }),
+                    None => Slot::new(i, rule, &mut self.dets),
                 };
-                self.slots.push(slot);
+                // `None` only past u32 indices, which `max_series` rules out.
+                if let Some(slot) = slot {
+                    self.slots.push(slot);
+                }
             }
             for old in old_slots[old_range].iter().flatten() {
                 if old.raised && fates[old.rule as usize] == Fate::Removed {

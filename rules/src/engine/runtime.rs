@@ -29,11 +29,13 @@ impl Engine {
         for series in &self.series {
             let range = series.first as usize..(series.first + series.len) as usize;
             for slot in &self.slots[range] {
-                let (Some(det), Some(rule)) = (&slot.det, self.rules.rules.get(slot.rule as usize))
-                else {
+                let (Some(det), Some(rule)) = (
+                    self.dets.get(slot.det as usize),
+                    self.rules.rules.get(slot.rule as usize),
+                ) else {
                     continue;
                 };
-                if let Detector::Runtime(state) = &**det {
+                if let Detector::Runtime(state) = det {
                     out.push(RuntimeCounter {
                         rule: rule.name.to_string(),
                         device: series.device.to_string(),
@@ -66,10 +68,9 @@ impl Engine {
             };
             let series = &self.series[id.0 as usize];
             let range = series.first as usize..(series.first + series.len) as usize;
-            for slot in &mut self.slots[range] {
+            for slot in &self.slots[range] {
                 if slot.rule as usize == rule
-                    && let Some(det) = slot.det.as_deref_mut()
-                    && let Detector::Runtime(state) = det
+                    && let Some(Detector::Runtime(state)) = self.dets.get_mut(slot.det as usize)
                 {
                     state.restore(c.run_us, c.starts);
                     restored += 1;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::event::{Aggregate, Severity};
+use crate::event::{Aggregate, AlertState, Severity};
 
 const S: i64 = 1_000_000;
 

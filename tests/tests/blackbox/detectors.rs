@@ -17,7 +17,7 @@ const RULES: &str = "rules:
   - name: pump-silent
     select: { device: \"pump-*\", metric: pressure }
     detect: { missing: 2s }
-    alert: { severity: warning }
+    alert: { severity: warning, message: \"{device} silent for {missing:.0} s\" }
 ";
 
 #[test]
@@ -74,6 +74,12 @@ fn a_quiet_device_raises_missing_on_processing_time_and_its_return_clears_it() -
     assert_eq!(silent.f64("score"), Some(2.0), "{}", silent.summary());
     assert!(
         silent.field("value").is_some_and(|v| v.is_null()),
+        "{}",
+        silent.summary()
+    );
+    assert_eq!(
+        silent.str("message"),
+        Some("pump-1 silent for 2 s"),
         "{}",
         silent.summary()
     );
@@ -165,5 +171,61 @@ fn replay_reports_detector_alerts_with_scores_and_no_silence_at_the_end_of_the_f
         events[3]["score"], 101.0,
         "seconds since the previous sample"
     );
+    Ok(())
+}
+
+#[test]
+fn replay_emits_trend_predictions_and_the_alert_when_the_limit_is_near() -> Result<()> {
+    let dir = TestDir::new("replay-trend")?;
+    let rules = dir.write(
+        "rules.yaml",
+        "rules:
+  - name: bearing-trend
+    window: { tumbling: 1m }
+    detect: { trend: { above: 90, over: 1h, horizon: 30m } }
+    alert: { severity: warning, message: \"{above} in {score:.0} s\" }
+",
+    )?;
+    // 60 °C rising 0.01 °C/s for 25 minutes: 90 °C is reached 3000 s after the start.
+    let mut csv = String::from("timestamp,value\n");
+    for t in 0..1500 {
+        csv.push_str(&format!(
+            "{},{}\n",
+            1_700_000_040 + t,
+            60.0 + 0.01 * t as f64
+        ));
+    }
+    let data = dir.write("pump-9.csv", &csv)?;
+    let out = weir_command()?
+        .arg("replay")
+        .arg("--rules")
+        .arg(&rules)
+        .arg(&data)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let predictions: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "prediction")
+        .collect();
+    // 25 one-minute windows; predictions from the 5th on.
+    assert_eq!(predictions.len(), 21, "{events:#?}");
+    let last = predictions[predictions.len() - 1];
+    assert_eq!(last["threshold"], 90.0);
+    assert_eq!(last["points"], 25, "every window is within the hour");
+    let r2 = last["r2"].as_f64().unwrap_or_default();
+    assert!(r2 > 0.9999, "{last}");
+    // The last window ends 1500 s in; its mean lags that by 30.5 s: 1530.5 s to go.
+    let secs = last["seconds_to_threshold"].as_f64().unwrap_or_default();
+    assert!((secs - 1530.5).abs() < 0.01, "{last}");
+    let alerts: Vec<&serde_json::Value> = events.iter().filter(|e| e["kind"] == "alert").collect();
+    assert_eq!(alerts.len(), 1, "{events:#?}");
+    assert_eq!(alerts[0]["state"], "raised");
+    let message = alerts[0]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("90 in 17"), "{message}");
     Ok(())
 }
