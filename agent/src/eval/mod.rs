@@ -64,6 +64,7 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
         anomalies.as_ref(),
         throughput.as_ref(),
         throughput.map(|_| 1.0),
+        args.per_file,
     )
     .context("cannot write the report")?;
     out.flush().context("cannot write the report")?;

@@ -66,6 +66,7 @@ pub fn write(
     anomalies: Option<&BTreeMap<String, Vec<i64>>>,
     throughput: Option<&Throughput>,
     detail: Option<f64>,
+    per_file: bool,
 ) -> std::io::Result<()> {
     let rows: usize = series.iter().map(|s| s.timestamps.len()).sum();
     writeln!(
@@ -144,6 +145,17 @@ pub fn write(
                 "-".to_owned()
             }
         )?;
+    }
+    if per_file {
+        writeln!(out)?;
+        writeln!(out, "per file (standard profile, {at}):")?;
+        for (s, tally) in series.iter().zip(&files) {
+            writeln!(
+                out,
+                "  {:<60} windows {:>2} detected {:>2} false alarms {:>4} raw score {:>8.3}",
+                s.name, tally.windows, tally.detected, tally.fp, tally.score
+            )?;
+        }
     }
     let events = events(series, &files, anomalies);
     writeln!(out)?;
