@@ -90,12 +90,13 @@ pub fn list_csv(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 }
 
 /// The timestamps of a data file's rows, in file order (the scorer's view of the file; the
-/// rules see it separately, through `weir replay`'s reader).
+/// rules see it separately, through `weir replay`'s reader). Lines that reader skips (it
+/// reports and counts them) are no rows here either.
 pub fn read_timestamps(path: &Path) -> anyhow::Result<Vec<i64>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut layout: Option<CsvLayout> = None;
     let mut out = Vec::new();
-    for (number, line) in BufReader::new(file).lines().enumerate() {
+    for line in BufReader::new(file).lines() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;
         let text = line.trim();
         if text.is_empty() || text.starts_with('#') {
@@ -103,18 +104,20 @@ pub fn read_timestamps(path: &Path) -> anyhow::Result<Vec<i64>> {
         }
         let row = match &layout {
             Some(layout) => layout.row(text),
-            None => {
-                let (detected, header) = CsvLayout::detect(text)
-                    .with_context(|| format!("{}:{}", path.display(), number + 1))?;
-                layout = Some(detected);
-                if header {
-                    continue;
+            None => match CsvLayout::detect(text) {
+                Ok((detected, header)) => {
+                    layout = Some(detected);
+                    if header {
+                        continue;
+                    }
+                    detected.row(text)
                 }
-                detected.row(text)
-            }
+                Err(e) => Err(e),
+            },
         };
-        let row = row.with_context(|| format!("{}:{}", path.display(), number + 1))?;
-        out.push(row.ts);
+        if let Ok(row) = row {
+            out.push(row.ts);
+        }
     }
     Ok(out)
 }
