@@ -77,6 +77,9 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
 pub struct Throughput {
     pub values: u64,
     pub seconds: f64,
+    /// CPU time of the replays (Linux: the thread's schedstat), when the system tells it: on
+    /// a shared machine the honest speed figure, since wall time counts the other processes.
+    pub cpu_seconds: Option<f64>,
     /// Lines the replay reader skipped, late samples dropped, alerts after the last row.
     pub skipped: u64,
     pub late: u64,
@@ -140,13 +143,19 @@ fn run_rules(
 ) -> anyhow::Result<(Vec<Series>, Throughput)> {
     let mut series = Vec::new();
     let mut throughput = Throughput::default();
+    let mut cpu = Some(0.0);
     for (key, path) in corpus::list_csv(data)? {
         let Some(windows) = labels.get(&key) else {
             eprintln!("{}: not in the labels, skipped", path.display());
             continue;
         };
         let timestamps = corpus::read_timestamps(&path)?;
+        let cpu_before = thread_cpu_seconds();
         let (scores, stats) = detect(rules, &path, &timestamps, max_series)?;
+        cpu = match (cpu, cpu_before, thread_cpu_seconds()) {
+            (Some(sum), Some(before), Some(after)) => Some(sum + (after - before)),
+            _ => None,
+        };
         throughput.values += stats.values;
         throughput.seconds += stats.seconds;
         throughput.skipped += stats.skipped;
@@ -154,8 +163,16 @@ fn run_rules(
         throughput.after_end += stats.after_end;
         series.push(Series::new(key, timestamps, windows, scores)?);
     }
+    throughput.cpu_seconds = cpu;
     warn_unmatched(labels, &series);
     Ok((series, throughput))
+}
+
+/// CPU time this thread has used (Linux `/proc/thread-self/schedstat`, nanoseconds).
+fn thread_cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
 }
 
 /// One file through `weir replay`'s path: a score of 1 on each row where an alert was raised.
@@ -209,6 +226,7 @@ pub fn detect(
             skipped: summary.skipped,
             late: summary.late_dropped,
             after_end,
+            cpu_seconds: None,
         },
     ))
 }

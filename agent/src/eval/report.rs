@@ -172,9 +172,15 @@ pub fn write(
         )?;
     }
     if let Some(t) = throughput {
+        let cpu = t.cpu_seconds.map_or(String::new(), |cpu| {
+            format!(
+                ", {:.0} values per CPU-second",
+                t.values as f64 / cpu.max(1e-9)
+            )
+        });
         writeln!(
             out,
-            "throughput: {} values in {:.2} s: {:.0} values/s (read, rules, events; one core); {} lines skipped, {} late, {} alerts after the last row",
+            "throughput: {} values in {:.2} s: {:.0} values/s{cpu} (read, rules, events; one thread); {} lines skipped, {} late, {} alerts after the last row",
             t.values,
             t.seconds,
             t.values as f64 / t.seconds.max(1e-9),
