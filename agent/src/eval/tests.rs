@@ -192,5 +192,30 @@ fn alert_sink_keeps_raised_alert_times_across_split_writes() {
         sink.write_all(chunk).unwrap();
     }
     sink.flush().unwrap();
-    assert_eq!(sink.raised, [7, 12]);
+    assert_eq!(sink.raised, [(0, 7), (0, 12)]);
+}
+
+#[test]
+fn raised_alerts_land_on_the_row_that_raised_them_even_after_a_step_back_in_time() {
+    // Rows at 0, 60, 120, 180, then a step back to 90, then 240, 300 (no final newline).
+    // Above 5 at 120, 90 and 300, with a clear in between each: three raises, each on its
+    // own row; the one at 90 must not be credited to the earlier row at 120.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.csv");
+    std::fs::write(
+        &path,
+        "timestamp,value\n0,0\n60,0\n120,9\n180,0\n90,9\n\n240,0\n300,9",
+    )
+    .unwrap();
+    let rules = RuleSet::parse_str(
+        "rules:\n  - name: r\n    window: { count: 1 }\n    alert: { when: \"max > 5\" }\n",
+        "r.yaml",
+    )
+    .unwrap();
+    let rows = corpus::read_rows(&path).unwrap();
+    assert_eq!(rows.timestamps.len(), 7);
+    assert_eq!(rows.lines, [2, 3, 4, 5, 6, 8, 9]);
+    let (scores, stats) = detect(&rules, &path, &rows, 10).unwrap();
+    assert_eq!(scores, [0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
+    assert_eq!((stats.values, stats.after_end), (7, 0));
 }
