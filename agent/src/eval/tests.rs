@@ -219,3 +219,25 @@ fn raised_alerts_land_on_the_row_that_raised_them_even_after_a_step_back_in_time
     assert_eq!(scores, [0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
     assert_eq!((stats.values, stats.after_end), (7, 0));
 }
+
+#[test]
+fn the_shipped_nab_rule_file_raises_once_on_a_spike() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules/nab.yaml");
+    let rules = RuleSet::load_all(&[path]).unwrap();
+    // 400 samples alternating 5 and 6, one of 20 on row 350: both rules raise there (a new
+    // extreme; a departure of the EWMA by more than 4 sigma), and nowhere else.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spike.csv");
+    let csv: String = (0..400)
+        .map(|i| {
+            let v = if i == 350 { 20 } else { 5 + i % 2 };
+            format!("{},{v}\n", i * 300)
+        })
+        .collect();
+    std::fs::write(&data, format!("timestamp,value\n{csv}")).unwrap();
+    let rows = corpus::read_rows(&data).unwrap();
+    let (scores, stats) = detect(&rules, &data, &rows, 10).unwrap();
+    assert_eq!(stats.values, 400);
+    let raised: Vec<usize> = (0..400).filter(|&i| scores[i] == 1.0).collect();
+    assert_eq!(raised, [350]);
+}
