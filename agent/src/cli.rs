@@ -115,6 +115,9 @@ pub struct EvalArgs {
     /// Most series kept per file; samples of further series are counted and skipped.
     #[arg(long, default_value_t = 100_000)]
     pub max_series: usize,
+    /// Also print each file's windows, detections, false alarms and raw score.
+    #[arg(long)]
+    pub per_file: bool,
 }
 
 #[derive(Debug, Args)]

@@ -89,12 +89,20 @@ pub fn list_csv(dir: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
-/// The timestamps of a data file's rows, in file order (the scorer's view of the file; the
-/// rules see it separately, through `weir replay`'s reader).
-pub fn read_timestamps(path: &Path) -> anyhow::Result<Vec<i64>> {
+/// A data file's rows as the scorer sees them (the rules see the file separately, through
+/// `weir replay`'s reader): each row's timestamp and its 1-based line number, in file order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rows {
+    pub timestamps: Vec<i64>,
+    pub lines: Vec<u64>,
+}
+
+/// Reads a data file's rows. Lines `weir replay`'s reader skips (it reports and counts them)
+/// are no rows here either.
+pub fn read_rows(path: &Path) -> anyhow::Result<Rows> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut layout: Option<CsvLayout> = None;
-    let mut out = Vec::new();
+    let mut out = Rows::default();
     for (number, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;
         let text = line.trim();
@@ -103,18 +111,21 @@ pub fn read_timestamps(path: &Path) -> anyhow::Result<Vec<i64>> {
         }
         let row = match &layout {
             Some(layout) => layout.row(text),
-            None => {
-                let (detected, header) = CsvLayout::detect(text)
-                    .with_context(|| format!("{}:{}", path.display(), number + 1))?;
-                layout = Some(detected);
-                if header {
-                    continue;
+            None => match CsvLayout::detect(text) {
+                Ok((detected, header)) => {
+                    layout = Some(detected);
+                    if header {
+                        continue;
+                    }
+                    detected.row(text)
                 }
-                detected.row(text)
-            }
+                Err(e) => Err(e),
+            },
         };
-        let row = row.with_context(|| format!("{}:{}", path.display(), number + 1))?;
-        out.push(row.ts);
+        if let Ok(row) = row {
+            out.timestamps.push(row.ts);
+            out.lines.push(number as u64 + 1);
+        }
     }
     Ok(out)
 }

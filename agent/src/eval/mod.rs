@@ -3,8 +3,8 @@
 //!
 //! Each data file goes through `weir replay`'s own path (the same reader, a fresh engine, each
 //! value once, in order, with the engine's bounded state) and every *raised* alert is a
-//! detection at the first row at or after the alert's time. The scorer then reads the file's
-//! timestamps separately: the rules never learn a file's length, minimum or maximum.
+//! detection on the row whose reading produced it. The scorer reads the file's timestamps
+//! separately: the rules never learn a file's length, minimum or maximum.
 //!
 //! `--results DIR` scores a detector's published NAB output instead of running rules, which
 //! is how the scorer is checked against NAB's own numbers.
@@ -13,11 +13,13 @@ mod corpus;
 mod nab;
 mod report;
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use anyhow::Context;
 use weir_rules::{Engine, Limits, RuleSet};
@@ -64,6 +66,7 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
         anomalies.as_ref(),
         throughput.as_ref(),
         throughput.map(|_| 1.0),
+        args.per_file,
     )
     .context("cannot write the report")?;
     out.flush().context("cannot write the report")?;
@@ -76,6 +79,9 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
 pub struct Throughput {
     pub values: u64,
     pub seconds: f64,
+    /// CPU time of the replays (Linux: the thread's schedstat), when the system tells it: on
+    /// a shared machine the honest speed figure, since wall time counts the other processes.
+    pub cpu_seconds: Option<f64>,
     /// Lines the replay reader skipped, late samples dropped, alerts after the last row.
     pub skipped: u64,
     pub late: u64,
@@ -139,29 +145,46 @@ fn run_rules(
 ) -> anyhow::Result<(Vec<Series>, Throughput)> {
     let mut series = Vec::new();
     let mut throughput = Throughput::default();
+    let mut cpu = Some(0.0);
     for (key, path) in corpus::list_csv(data)? {
         let Some(windows) = labels.get(&key) else {
             eprintln!("{}: not in the labels, skipped", path.display());
             continue;
         };
-        let timestamps = corpus::read_timestamps(&path)?;
-        let (scores, stats) = detect(rules, &path, &timestamps, max_series)?;
+        let rows = corpus::read_rows(&path)?;
+        let cpu_before = thread_cpu_seconds();
+        let (scores, stats) = detect(rules, &path, &rows, max_series)?;
+        cpu = match (cpu, cpu_before, thread_cpu_seconds()) {
+            (Some(sum), Some(before), Some(after)) => Some(sum + (after - before)),
+            _ => None,
+        };
         throughput.values += stats.values;
         throughput.seconds += stats.seconds;
         throughput.skipped += stats.skipped;
         throughput.late += stats.late;
         throughput.after_end += stats.after_end;
-        series.push(Series::new(key, timestamps, windows, scores)?);
+        series.push(Series::new(key, rows.timestamps, windows, scores)?);
     }
+    throughput.cpu_seconds = cpu;
     warn_unmatched(labels, &series);
     Ok((series, throughput))
 }
 
+/// CPU time this thread has used (Linux `/proc/thread-self/schedstat`, nanoseconds).
+fn thread_cpu_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns as f64 / 1e9)
+}
+
 /// One file through `weir replay`'s path: a score of 1 on each row where an alert was raised.
+/// The row is the one whose line the replay had just read when the alert came out (the reader
+/// hands replay one line at a time and counts them), so a detection is never credited to an
+/// earlier row, whatever the timestamps do.
 pub fn detect(
     rules: &RuleSet,
     path: &Path,
-    timestamps: &[i64],
+    rows: &corpus::Rows,
     max_series: usize,
 ) -> anyhow::Result<(Vec<f64>, Throughput)> {
     let engine = Engine::with_limits(rules.clone(), Limits { max_series });
@@ -173,31 +196,30 @@ pub fn detect(
             .unwrap_or_else(|| "series".to_owned()),
         metric: "value".to_owned(),
     };
-    let mut sink = AlertSink::default();
-    let summary = replay::run(
-        engine,
-        BufReader::with_capacity(1 << 16, file),
-        &mut sink,
-        &defaults,
-        path,
-        None,
-    )?;
+    let lines = Rc::new(Cell::new(0));
+    let mut sink = AlertSink {
+        lines: Rc::clone(&lines),
+        ..AlertSink::default()
+    };
+    let reader = LineByLine {
+        inner: BufReader::with_capacity(1 << 16, file),
+        lines,
+        offered: 0,
+        whole_line: false,
+        at_line_start: true,
+    };
+    let summary = replay::run(engine, reader, &mut sink, &defaults, path, None)?;
     sink.flush()?;
-    let mut scores = vec![0.0; timestamps.len()];
+    let mut scores = vec![0.0; rows.timestamps.len()];
+    let last_ts = rows.timestamps.iter().copied().max().unwrap_or(i64::MIN);
     let mut after_end = 0;
-    // The first row at or after each alert. Every row before the previous alert's row is
-    // earlier than that alert, so while alerts come in time order the scan goes on from there.
-    let (mut row, mut previous) = (0, i64::MIN);
-    for ts in sink.raised {
-        if ts < previous {
-            row = 0;
-        }
-        previous = ts;
-        row = row.min(timestamps.len());
-        row += nab::first_at_or_after(&timestamps[row..], ts);
-        match scores.get_mut(row) {
-            Some(score) => *score = 1.0,
-            None => after_end += 1,
+    for (line, ts) in sink.raised {
+        // Raised when the file was over (the windows the end of the file closed), or
+        // before the first row (cannot happen with CSV): no row to credit.
+        let row = rows.lines.partition_point(|&l| l <= line).checked_sub(1);
+        match row.and_then(|r| scores.get_mut(r)) {
+            Some(score) if ts <= last_ts => *score = 1.0,
+            _ => after_end += 1,
         }
     }
     Ok((
@@ -208,8 +230,57 @@ pub fn detect(
             skipped: summary.skipped,
             late: summary.late_dropped,
             after_end,
+            cpu_seconds: None,
         },
     ))
+}
+
+/// Hands its reader's bytes out one line at a time and counts the lines begun, so that
+/// whoever sees replay's output knows which line produced it (the last line counts even
+/// without a final newline).
+struct LineByLine<R> {
+    inner: R,
+    lines: Rc<Cell<u64>>,
+    /// Length of the slice `fill_buf` last returned, and whether it ends a line.
+    offered: usize,
+    whole_line: bool,
+    /// The next byte consumed begins a line.
+    at_line_start: bool,
+}
+
+impl<R: BufRead> Read for LineByLine<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for LineByLine<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        let buf = self.inner.fill_buf()?;
+        let end = buf
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(buf.len(), |p| p + 1);
+        self.offered = end;
+        self.whole_line = end > 0 && buf[end - 1] == b'\n';
+        Ok(&buf[..end])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        if amount == 0 {
+            return;
+        }
+        if self.at_line_start {
+            self.lines.set(self.lines.get() + 1);
+        }
+        self.at_line_start = amount == self.offered && self.whole_line;
+        self.offered = self.offered.saturating_sub(amount);
+        self.inner.consume(amount);
+    }
 }
 
 /// Scores published NAB results: `DIR/<category>/<detector>_<file>.csv`.
@@ -247,7 +318,10 @@ fn warn_unmatched(labels: &corpus::Labels, series: &[Series]) {
 #[derive(Debug, Default)]
 struct AlertSink {
     line: Vec<u8>,
-    raised: Vec<i64>,
+    /// Lines the replay has read so far (shared with its reader).
+    lines: Rc<Cell<u64>>,
+    /// (line being read when the alert came out, alert time)
+    raised: Vec<(u64, i64)>,
 }
 
 impl AlertSink {
@@ -259,7 +333,7 @@ impl AlertSink {
                 let ts = event["ts"].as_i64().ok_or_else(|| {
                     std::io::Error::new(std::io::ErrorKind::InvalidData, "alert without ts")
                 })?;
-                self.raised.push(ts);
+                self.raised.push((self.lines.get(), ts));
             }
         }
         self.line = line;

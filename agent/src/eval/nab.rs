@@ -191,7 +191,7 @@ impl Series {
 /// The first row (in file order) at or after `ts`; `timestamps.len()` when there is none.
 /// Recordings are not always in order (NAB's own have a few steps back), so this is not a
 /// binary search on the raw timestamps.
-pub fn first_at_or_after(timestamps: &[i64], ts: i64) -> usize {
+fn first_at_or_after(timestamps: &[i64], ts: i64) -> usize {
     timestamps
         .iter()
         .position(|&t| t >= ts)

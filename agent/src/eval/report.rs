@@ -66,6 +66,7 @@ pub fn write(
     anomalies: Option<&BTreeMap<String, Vec<i64>>>,
     throughput: Option<&Throughput>,
     detail: Option<f64>,
+    per_file: bool,
 ) -> std::io::Result<()> {
     let rows: usize = series.iter().map(|s| s.timestamps.len()).sum();
     writeln!(
@@ -145,6 +146,17 @@ pub fn write(
             }
         )?;
     }
+    if per_file {
+        writeln!(out)?;
+        writeln!(out, "per file (standard profile, {at}):")?;
+        for (s, tally) in series.iter().zip(&files) {
+            writeln!(
+                out,
+                "  {:<60} windows {:>2} detected {:>2} false alarms {:>4} raw score {:>8.3}",
+                s.name, tally.windows, tally.detected, tally.fp, tally.score
+            )?;
+        }
+    }
     let events = events(series, &files, anomalies);
     writeln!(out)?;
     writeln!(
@@ -160,9 +172,15 @@ pub fn write(
         )?;
     }
     if let Some(t) = throughput {
+        let cpu = t.cpu_seconds.map_or(String::new(), |cpu| {
+            format!(
+                ", {:.0} values per CPU-second",
+                t.values as f64 / cpu.max(1e-9)
+            )
+        });
         writeln!(
             out,
-            "throughput: {} values in {:.2} s: {:.0} values/s (read, rules, events; one core); {} lines skipped, {} late, {} alerts after the last row",
+            "throughput: {} values in {:.2} s: {:.0} values/s{cpu} (read, rules, events; one thread); {} lines skipped, {} late, {} alerts after the last row",
             t.values,
             t.seconds,
             t.values as f64 / t.seconds.max(1e-9),

@@ -192,5 +192,52 @@ fn alert_sink_keeps_raised_alert_times_across_split_writes() {
         sink.write_all(chunk).unwrap();
     }
     sink.flush().unwrap();
-    assert_eq!(sink.raised, [7, 12]);
+    assert_eq!(sink.raised, [(0, 7), (0, 12)]);
+}
+
+#[test]
+fn raised_alerts_land_on_the_row_that_raised_them_even_after_a_step_back_in_time() {
+    // Rows at 0, 60, 120, 180, then a step back to 90, then 240, 300 (no final newline).
+    // Above 5 at 120, 90 and 300, with a clear in between each: three raises, each on its
+    // own row; the one at 90 must not be credited to the earlier row at 120.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.csv");
+    std::fs::write(
+        &path,
+        "timestamp,value\n0,0\n60,0\n120,9\n180,0\n90,9\n\n240,0\n300,9",
+    )
+    .unwrap();
+    let rules = RuleSet::parse_str(
+        "rules:\n  - name: r\n    window: { count: 1 }\n    alert: { when: \"max > 5\" }\n",
+        "r.yaml",
+    )
+    .unwrap();
+    let rows = corpus::read_rows(&path).unwrap();
+    assert_eq!(rows.timestamps.len(), 7);
+    assert_eq!(rows.lines, [2, 3, 4, 5, 6, 8, 9]);
+    let (scores, stats) = detect(&rules, &path, &rows, 10).unwrap();
+    assert_eq!(scores, [0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
+    assert_eq!((stats.values, stats.after_end), (7, 0));
+}
+
+#[test]
+fn the_shipped_nab_rule_file_raises_once_on_a_spike() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules/nab.yaml");
+    let rules = RuleSet::load_all(&[path]).unwrap();
+    // 400 samples alternating 5 and 6, one of 20 on row 350: both rules raise there (a new
+    // extreme; a departure of the EWMA by more than 4 sigma), and nowhere else.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("spike.csv");
+    let csv: String = (0..400)
+        .map(|i| {
+            let v = if i == 350 { 20 } else { 5 + i % 2 };
+            format!("{},{v}\n", i * 300)
+        })
+        .collect();
+    std::fs::write(&data, format!("timestamp,value\n{csv}")).unwrap();
+    let rows = corpus::read_rows(&data).unwrap();
+    let (scores, stats) = detect(&rules, &data, &rows, 10).unwrap();
+    assert_eq!(stats.values, 400);
+    let raised: Vec<usize> = (0..400).filter(|&i| scores[i] == 1.0).collect();
+    assert_eq!(raised, [350]);
 }

@@ -29,7 +29,8 @@ fn eval_scores_alerts_against_labelled_windows_as_nab_does() -> Result<()> {
     // values jump on rows 60–62, so the alert is raised on row 60. b: no anomaly, one spike
     // on row 30: a false alarm, after the 15 probation rows, with no window before it.
     dir.write("data/cat/a.csv", &series(&[60, 61, 62]))?;
-    dir.write("data/cat/b.csv", &series(&[30]))?;
+    // A line neither reader can use is skipped by both, and counted.
+    dir.write("data/cat/b.csv", &(series(&[30]) + "not,a,row\n"))?;
     let labels = dir.write(
         "labels/combined_windows.json",
         r#"{"cat/a.csv": [["2014-04-01 00:56:00.000000", "2014-04-01 01:04:00.000000"]], "cat/b.csv": []}"#,
@@ -82,6 +83,7 @@ fn eval_scores_alerts_against_labelled_windows_as_nab_does() -> Result<()> {
     );
     assert!(stdout.contains("median lead: 2m before"), "{stdout}");
     assert!(stdout.contains("throughput: 200 values"), "{stdout}");
+    assert!(stdout.contains("1 lines skipped"), "{stdout}");
     Ok(())
 }
 
