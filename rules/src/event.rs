@@ -62,7 +62,9 @@ impl AlertState {
 
 /// An aggregate function over a window's values.
 ///
-/// Every aggregate is computed online in O(1) memory per open window (see `agg`).
+/// Every aggregate is computed online, most in O(1) memory per open window (see `agg`);
+/// percentiles keep a sketch of O(log n) memory (`sketch`) and band energies one FFT frame
+/// (`spectrum`), and only in the windows of rules that name them.
 /// "First" and "last" are by event time (ties: arrival order); `ewma` is by arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Aggregate {

@@ -12,6 +12,10 @@
 //! | `sliding: D` | on every sample at `t`, `(t - D, t]` | a ring of at most `max_samples` (default 1024) `(ts, value)` pairs, 16 bytes each, grown on demand |
 //! | `session: G` | a run of samples with gaps `< G`, ending `G` after its last sample | one inline [`Acc`] |
 //!
+//! Rules naming a percentile or with an `fft:` section also keep, per open window, a quantile
+//! sketch (module `sketch`, 2 KB per level) and an FFT frame buffer (module `spectrum`, 16 bytes
+//! per frame sample), boxed beside the [`Acc`]; other rules pay one null pointer.
+//!
 //! Time windows close when a sample at or after their end arrives, or when
 //! [`crate::Engine::advance`] passes their end. A window is only ever opened if it starts
 //! after every window opened before it, so a window never reopens after closing: a sample
