@@ -98,8 +98,9 @@ pub(crate) enum Win {
         newest: Option<i64>,
         /// Open windows `(start, acc)`, oldest first.
         open: VecDeque<(i64, Acc)>,
-        /// An empty accumulator of the rule's kind, copied for each new window.
-        proto: Acc,
+        /// An empty accumulator of the rule's kind, copied for each new window; boxed so
+        /// this variant does not make every window state bigger.
+        proto: Box<Acc>,
     },
     Count {
         n: u64,
@@ -113,7 +114,7 @@ pub(crate) enum Win {
         /// The window's samples `(ts, value)` in arrival order; at most `cap` of them.
         buf: VecDeque<(i64, f64)>,
         /// An empty accumulator of the rule's kind, filled from `buf` on each sample.
-        proto: Acc,
+        proto: Box<Acc>,
     },
     Session {
         gap: i64,
@@ -168,7 +169,7 @@ impl Win {
                     hop,
                     newest: None,
                     open: VecDeque::with_capacity(k),
-                    proto,
+                    proto: Box::new(proto),
                 }
             }
             WindowSpec::Count { n } => Win::Count { n, acc: proto },
@@ -179,7 +180,7 @@ impl Win {
                 // Grows with use, never past `cap`: a few reallocations per series while
                 // warming up, none in steady state.
                 buf: VecDeque::new(),
-                proto,
+                proto: Box::new(proto),
             },
             WindowSpec::Session { gap } => Win::Session {
                 gap,
@@ -196,10 +197,11 @@ impl Win {
             Win::Hopping { open, proto, .. } => {
                 open.capacity() * size_of::<(i64, Acc)>()
                     + open.iter().map(|(_, a)| a.heap_bytes()).sum::<usize>()
+                    + size_of::<Acc>()
                     + proto.heap_bytes()
             }
             Win::Sliding { buf, proto, .. } => {
-                buf.capacity() * size_of::<(i64, f64)>() + proto.heap_bytes()
+                buf.capacity() * size_of::<(i64, f64)>() + size_of::<Acc>() + proto.heap_bytes()
             }
             Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => {
                 acc.heap_bytes()
