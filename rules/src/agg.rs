@@ -1,10 +1,13 @@
 //! Online aggregates: one fixed-size accumulator per open window.
 //!
-//! Every aggregate the language knows is kept by one [`Acc`] of 18 machine words (144 bytes),
+//! Every aggregate the language knows is kept by one [`Acc`] of 20 machine words (160 bytes),
 //! whatever the window holds: a sample costs a handful of flops and one division (Welford's
 //! update), never an allocation. Keeping all of them, rather than only those a rule names,
-//! keeps the per-sample path branch-free; a rule referencing any aggregate in an expression
-//! then costs nothing extra.
+//! keeps the per-sample path nearly branch-free; a rule referencing any aggregate in an
+//! expression then costs nothing extra. Two exceptions, each one predictable branch for the
+//! rules that do not use them: the third and fourth moment sums (skewness, kurtosis), which
+//! cost as many flops again as everything else, and the boxed [`Extra`] state (percentile
+//! sketch, FFT frames), which costs memory per window.
 //!
 //! Variance uses Welford's method because the naive `Σv² - (Σv)²/n` loses all precision on
 //! the typical sensor signal (a large offset with a small ripple). The regression slope uses
@@ -28,6 +31,9 @@ pub(crate) const DEFAULT_EWMA_ALPHA: f64 = 0.2;
 pub(crate) struct AccSpec {
     /// The rule names a percentile or the median (in `aggregates`, `let` or `when`).
     pub sketch: bool,
+    /// The rule names skewness or kurtosis: the third and fourth moment sums are updated
+    /// (about as many flops again as everything else in [`Acc::add`]).
+    pub moments: bool,
     /// The rule has an `fft:` section.
     pub fft: Option<Arc<FftPlan>>,
 }
@@ -106,6 +112,8 @@ pub(crate) struct Acc {
     cxy: f64,
     /// Percentile sketch and FFT frames, for the rules that use them.
     extra: Option<Box<Extra>>,
+    /// Whether `m3` and `m4` are kept (see [`AccSpec::moments`]).
+    moments: bool,
 }
 
 impl Acc {
@@ -129,12 +137,14 @@ impl Acc {
         m2t: 0.0,
         cxy: 0.0,
         extra: None,
+        moments: false,
     };
 
     /// An empty accumulator keeping what `spec` asks for beyond the totals.
     pub fn new(spec: &AccSpec) -> Acc {
         Acc {
             extra: spec.any().then(|| Box::new(Extra::new(spec))),
+            moments: spec.moments,
             ..Acc::EMPTY
         }
     }
@@ -143,6 +153,7 @@ impl Acc {
     pub fn fresh(&self) -> Acc {
         Acc {
             extra: self.extra.as_ref().map(|e| Box::new(e.fresh())),
+            moments: self.moments,
             ..Acc::EMPTY
         }
     }
@@ -182,18 +193,21 @@ impl Acc {
         let dt = t - self.mean_t;
         self.mean_t += dt * inv_n;
         self.m2t += dt * (t - self.mean_t);
-        // Pébay's one-pass update of the central moment sums, highest order first since
-        // each uses the lower ones before this sample (Welford's update is its M2 line).
-        let n = self.count as f64;
         let delta = v - self.mean;
         let delta_n = delta * inv_n;
-        let delta_n2 = delta_n * delta_n;
-        let term1 = delta * delta_n * (n - 1.0);
-        self.m4 += term1 * delta_n2 * (n * n - 3.0 * n + 3.0) + 6.0 * delta_n2 * self.m2
-            - 4.0 * delta_n * self.m3;
-        self.m3 += term1 * delta_n * (n - 2.0) - 3.0 * delta_n * self.m2;
-        self.m2 += term1;
+        if self.moments {
+            // Pébay's one-pass update of the third and fourth central moment sums, highest
+            // order first since each uses the lower ones from before this sample (Welford's
+            // M2 line below is the same update's second order).
+            let n = self.count as f64;
+            let delta_n2 = delta_n * delta_n;
+            let term1 = delta * delta_n * (n - 1.0);
+            self.m4 += term1 * delta_n2 * (n * n - 3.0 * n + 3.0) + 6.0 * delta_n2 * self.m2
+                - 4.0 * delta_n * self.m3;
+            self.m3 += term1 * delta_n * (n - 2.0) - 3.0 * delta_n * self.m2;
+        }
         self.mean += delta_n;
+        self.m2 += delta * (v - self.mean);
         self.cxy += dt * (v - self.mean);
         self.sumsq += v * v;
         self.ewma = if self.count == 1 {
@@ -227,8 +241,12 @@ impl Acc {
             Aggregate::Rms => (self.sumsq / n).sqrt(),
             Aggregate::PeakToPeak => self.max - self.min,
             // Population (biased) moments; NaN when every value is the same.
-            Aggregate::Skewness if self.m2 > 0.0 => n.sqrt() * self.m3 / self.m2.powf(1.5),
-            Aggregate::Kurtosis if self.m2 > 0.0 => n * self.m4 / (self.m2 * self.m2),
+            Aggregate::Skewness if self.moments && self.m2 > 0.0 => {
+                n.sqrt() * self.m3 / self.m2.powf(1.5)
+            }
+            Aggregate::Kurtosis if self.moments && self.m2 > 0.0 => {
+                n * self.m4 / (self.m2 * self.m2)
+            }
             Aggregate::Skewness | Aggregate::Kurtosis => f64::NAN,
             Aggregate::CrestFactor => self.max.abs().max(self.min.abs()) / (self.sumsq / n).sqrt(),
             Aggregate::Ewma => self.ewma,
@@ -287,7 +305,10 @@ mod tests {
     use super::*;
 
     fn acc(values: impl IntoIterator<Item = f64>) -> Acc {
-        let mut acc = Acc::EMPTY;
+        let mut acc = Acc::new(&AccSpec {
+            moments: true,
+            ..AccSpec::default()
+        });
         for (i, v) in values.into_iter().enumerate() {
             acc.add(i as i64 * 1_000, v, DEFAULT_EWMA_ALPHA);
         }
@@ -337,5 +358,19 @@ mod tests {
         assert_eq!(a.get(Aggregate::CrestFactor, 1.0), 1.0);
         assert!(acc([0.0; 3]).get(Aggregate::CrestFactor, 1.0).is_nan());
         assert!(Acc::EMPTY.get(Aggregate::Kurtosis, 1.0).is_nan());
+    }
+
+    /// Rules that do not name skewness or kurtosis skip their update, and read NaN (which
+    /// validation makes impossible: naming one turns the update on).
+    #[test]
+    fn moments_are_kept_only_when_asked() {
+        let mut plain = Acc::EMPTY;
+        for v in [1.0, 2.0, 7.0] {
+            plain.add(0, v, 0.5);
+        }
+        assert_eq!(plain.m3, 0.0);
+        assert_eq!(plain.m4, 0.0);
+        assert!(plain.get(Aggregate::Variance, 1.0) > 0.0);
+        assert!(acc([1.0, 2.0, 7.0]).m4 > 0.0);
     }
 }

@@ -266,3 +266,38 @@ fn fft_sections_are_validated() {
     let yaml = "rules:\n  - name: r\n    window: { count: 5 }\n    aggregates: [band_energy.a]\n";
     assert!(RuleSet::parse_str(yaml, "t.yaml").is_err());
 }
+
+/// Kurtosis read only through a `let` value in `when` still turns the moment update on.
+#[test]
+fn kurtosis_in_when_alone_keeps_the_moments() {
+    let (mut e, id) = engine(
+        r#"
+rules:
+  - name: knock
+    window: { tumbling: 10s }
+    let: { peaky: "kurtosis * crest_factor" }
+    alert: { when: "peaky > 20" }
+"#,
+    );
+    // A sine (kurtosis 1.5, crest √2) with one big impact every 100 samples.
+    let xs: Vec<f64> = (0..1_000)
+        .map(|i| {
+            let v = (i as f64 * std::f64::consts::TAU / 40.0).sin();
+            if i % 100 == 0 { v + 10.0 } else { v }
+        })
+        .collect();
+    let out = run(&mut e, id, 0, &xs);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [Event {
+                kind: EventKind::Alert {
+                    state: AlertState::Raised,
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+}

@@ -204,6 +204,11 @@ impl Aggregate {
         matches!(self, Aggregate::Median | Aggregate::Percentile(_))
     }
 
+    /// Whether this aggregate needs the third and fourth central moments.
+    pub(crate) const fn needs_moments(self) -> bool {
+        matches!(self, Aggregate::Skewness | Aggregate::Kurtosis)
+    }
+
     /// The names accepted besides [`Aggregate::ALL`]'s, for error messages.
     pub(crate) const OTHER_NAMES: &str = "median, p1 … p99, band_energy.<band>";
 }

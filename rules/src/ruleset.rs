@@ -334,9 +334,15 @@ impl Compiler<'_> {
             return None;
         }
         let aggregates = aggregates?;
+        let read = |f: fn(Aggregate) -> bool| {
+            aggregates.iter().copied().any(f)
+                || alert
+                    .as_ref()
+                    .is_some_and(|a| a.condition.reads.iter().copied().any(f))
+        };
         let acc = AccSpec {
-            sketch: aggregates.iter().any(|a| a.needs_sketch())
-                || alert.as_ref().is_some_and(|a| a.condition.needs_sketch),
+            sketch: read(Aggregate::needs_sketch),
+            moments: read(Aggregate::needs_moments),
             fft: fft.flatten().map(|(plan, _)| plan),
         };
         Some(Rule {
