@@ -1,13 +1,13 @@
 //! Online aggregates: one fixed-size accumulator per open window.
 //!
-//! Every aggregate the language knows is kept by one [`Acc`] of 20 machine words (160 bytes),
+//! Every aggregate the language knows is kept by one [`Acc`] of 17 machine words (136 bytes),
 //! whatever the window holds: a sample costs a handful of flops and one division (Welford's
 //! update), never an allocation. Keeping all of them, rather than only those a rule names,
 //! keeps the per-sample path nearly branch-free; a rule referencing any aggregate in an
-//! expression then costs nothing extra. Two exceptions, each one predictable branch for the
-//! rules that do not use them: the third and fourth moment sums (skewness, kurtosis), which
-//! cost as many flops again as everything else, and the boxed [`Extra`] state (percentile
-//! sketch, FFT frames), which costs memory per window.
+//! expression then costs nothing extra. The exception is the boxed [`Extra`] state, kept only
+//! by the rules naming what needs it, at the cost of one predictable branch for the others:
+//! the third and fourth moment sums (skewness, kurtosis: as many flops again as everything
+//! else), the percentile sketch and the FFT frames (memory per window).
 //!
 //! Variance uses Welford's method because the naive `Σv² - (Σv)²/n` loses all precision on
 //! the typical sensor signal (a large offset with a small ripple). The regression slope uses
@@ -31,7 +31,7 @@ pub(crate) const DEFAULT_EWMA_ALPHA: f64 = 0.2;
 pub(crate) struct AccSpec {
     /// The rule names a percentile or the median (in `aggregates`, `let` or `when`).
     pub sketch: bool,
-    /// The rule names skewness or kurtosis: the third and fourth moment sums are updated
+    /// The rule names skewness or kurtosis: the third and fourth moment sums are kept
     /// (about as many flops again as everything else in [`Acc::add`]).
     pub moments: bool,
     /// The rule has an `fft:` section.
@@ -40,7 +40,7 @@ pub(crate) struct AccSpec {
 
 impl AccSpec {
     fn any(&self) -> bool {
-        self.sketch || self.fft.is_some()
+        self.sketch || self.moments || self.fft.is_some()
     }
 }
 
@@ -48,6 +48,8 @@ impl AccSpec {
 /// window stays one fixed-size [`Acc`] and the hot path one predictable branch longer.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Extra {
+    /// Third and fourth central moment sums (Pébay's update).
+    moments: Option<(f64, f64)>,
     sketch: Option<Sketch>,
     frames: Option<Frames>,
 }
@@ -55,6 +57,7 @@ pub(crate) struct Extra {
 impl Extra {
     fn new(spec: &AccSpec) -> Extra {
         Extra {
+            moments: spec.moments.then_some((0.0, 0.0)),
             sketch: spec.sketch.then(|| Sketch::new(DEFAULT_K)),
             frames: spec.fft.as_ref().map(Frames::new),
         }
@@ -62,13 +65,26 @@ impl Extra {
 
     fn fresh(&self) -> Extra {
         Extra {
+            moments: self.moments.map(|_| (0.0, 0.0)),
             sketch: self.sketch.as_ref().map(Sketch::fresh),
             frames: self.frames.as_ref().map(Frames::fresh),
         }
     }
 
-    #[inline]
-    fn add(&mut self, v: f64) {
+    /// `delta = v - mean` and `delta_n = delta / n` for `n` samples including this one,
+    /// `m2` before this sample. Out of line: the hot path of rules without extras stays small.
+    #[inline(never)]
+    fn add(&mut self, v: f64, n: u64, delta: f64, delta_n: f64, m2: f64) {
+        if let Some((m3, m4)) = &mut self.moments {
+            // Pébay's one-pass update, highest order first since each uses the lower ones
+            // from before this sample (Welford's M2 line in `Acc::add` is its second order).
+            let n = n as f64;
+            let delta_n2 = delta_n * delta_n;
+            let term1 = delta * delta_n * (n - 1.0);
+            *m4 += term1 * delta_n2 * (n * n - 3.0 * n + 3.0) + 6.0 * delta_n2 * m2
+                - 4.0 * delta_n * *m3;
+            *m3 += term1 * delta_n * (n - 2.0) - 3.0 * delta_n * m2;
+        }
         if let Some(s) = &mut self.sketch {
             s.add(v);
         }
@@ -99,8 +115,6 @@ pub(crate) struct Acc {
     mean: f64,
     m2: f64,
     /// Third and fourth central moment sums (Pébay's update), for skewness and kurtosis.
-    m3: f64,
-    m4: f64,
     sumsq: f64,
     ewma: f64,
     /// Time origin for the slope: the first arrival's timestamp.
@@ -112,8 +126,6 @@ pub(crate) struct Acc {
     cxy: f64,
     /// Percentile sketch and FFT frames, for the rules that use them.
     extra: Option<Box<Extra>>,
-    /// Whether `m3` and `m4` are kept (see [`AccSpec::moments`]).
-    moments: bool,
 }
 
 impl Acc {
@@ -128,8 +140,6 @@ impl Acc {
         last_ts: i64::MIN,
         mean: 0.0,
         m2: 0.0,
-        m3: 0.0,
-        m4: 0.0,
         sumsq: 0.0,
         ewma: f64::NAN,
         base: 0,
@@ -137,14 +147,12 @@ impl Acc {
         m2t: 0.0,
         cxy: 0.0,
         extra: None,
-        moments: false,
     };
 
     /// An empty accumulator keeping what `spec` asks for beyond the totals.
     pub fn new(spec: &AccSpec) -> Acc {
         Acc {
             extra: spec.any().then(|| Box::new(Extra::new(spec))),
-            moments: spec.moments,
             ..Acc::EMPTY
         }
     }
@@ -153,7 +161,6 @@ impl Acc {
     pub fn fresh(&self) -> Acc {
         Acc {
             extra: self.extra.as_ref().map(|e| Box::new(e.fresh())),
-            moments: self.moments,
             ..Acc::EMPTY
         }
     }
@@ -195,16 +202,8 @@ impl Acc {
         self.m2t += dt * (t - self.mean_t);
         let delta = v - self.mean;
         let delta_n = delta * inv_n;
-        if self.moments {
-            // Pébay's one-pass update of the third and fourth central moment sums, highest
-            // order first since each uses the lower ones from before this sample (Welford's
-            // M2 line below is the same update's second order).
-            let n = self.count as f64;
-            let delta_n2 = delta_n * delta_n;
-            let term1 = delta * delta_n * (n - 1.0);
-            self.m4 += term1 * delta_n2 * (n * n - 3.0 * n + 3.0) + 6.0 * delta_n2 * self.m2
-                - 4.0 * delta_n * self.m3;
-            self.m3 += term1 * delta_n * (n - 2.0) - 3.0 * delta_n * self.m2;
+        if let Some(extra) = &mut self.extra {
+            extra.add(v, self.count, delta, delta_n, self.m2);
         }
         self.mean += delta_n;
         self.m2 += delta * (v - self.mean);
@@ -215,9 +214,6 @@ impl Acc {
         } else {
             alpha * v + (1.0 - alpha) * self.ewma
         };
-        if let Some(extra) = &mut self.extra {
-            extra.add(v);
-        }
     }
 
     /// The value of `a` for this window; `secs` is the window's length in seconds (used by
@@ -241,11 +237,17 @@ impl Acc {
             Aggregate::Rms => (self.sumsq / n).sqrt(),
             Aggregate::PeakToPeak => self.max - self.min,
             // Population (biased) moments; NaN when every value is the same.
-            Aggregate::Skewness if self.moments && self.m2 > 0.0 => {
-                n.sqrt() * self.m3 / self.m2.powf(1.5)
+            Aggregate::Skewness
+                if self.m2 > 0.0
+                    && let Some((m3, _)) = self.moments() =>
+            {
+                n.sqrt() * m3 / self.m2.powf(1.5)
             }
-            Aggregate::Kurtosis if self.moments && self.m2 > 0.0 => {
-                n * self.m4 / (self.m2 * self.m2)
+            Aggregate::Kurtosis
+                if self.m2 > 0.0
+                    && let Some((_, m4)) = self.moments() =>
+            {
+                n * m4 / (self.m2 * self.m2)
             }
             Aggregate::Skewness | Aggregate::Kurtosis => f64::NAN,
             Aggregate::CrestFactor => self.max.abs().max(self.min.abs()) / (self.sumsq / n).sqrt(),
@@ -261,6 +263,10 @@ impl Acc {
                 .and_then(|e| e.frames.as_ref())
                 .map_or(f64::NAN, |f| f.energy(usize::from(index))),
         }
+    }
+
+    fn moments(&self) -> Option<(f64, f64)> {
+        self.extra.as_ref().and_then(|e| e.moments)
     }
 
     /// NaN when the rule keeps no sketch (validation makes sure it does when it asks).
@@ -368,9 +374,9 @@ mod tests {
         for v in [1.0, 2.0, 7.0] {
             plain.add(0, v, 0.5);
         }
-        assert_eq!(plain.m3, 0.0);
-        assert_eq!(plain.m4, 0.0);
+        assert!(plain.moments().is_none());
+        assert!(plain.get(Aggregate::Kurtosis, 1.0).is_nan());
         assert!(plain.get(Aggregate::Variance, 1.0) > 0.0);
-        assert!(acc([1.0, 2.0, 7.0]).m4 > 0.0);
+        assert!(acc([1.0, 2.0, 7.0]).moments().is_some_and(|m| m.1 > 0.0));
     }
 }
