@@ -1,10 +1,13 @@
 //! Online aggregates: one fixed-size accumulator per open window.
 //!
-//! Every aggregate the language knows is kept by one [`Acc`] of 18 machine words (144 bytes),
+//! Every aggregate the language knows is kept by one [`Acc`] of 17 machine words (136 bytes),
 //! whatever the window holds: a sample costs a handful of flops and one division (Welford's
 //! update), never an allocation. Keeping all of them, rather than only those a rule names,
-//! keeps the per-sample path branch-free; a rule referencing any aggregate in an expression
-//! then costs nothing extra.
+//! keeps the per-sample path nearly branch-free; a rule referencing any aggregate in an
+//! expression then costs nothing extra. The exception is the boxed [`Extra`] state, kept only
+//! by the rules naming what needs it, at the cost of one predictable branch for the others:
+//! the third and fourth moment sums (skewness, kurtosis: as many flops again as everything
+//! else), the percentile sketch and the FFT frames (memory per window).
 //!
 //! Variance uses Welford's method because the naive `Σv² - (Σv)²/n` loses all precision on
 //! the typical sensor signal (a large offset with a small ripple). The regression slope uses
@@ -28,13 +31,16 @@ pub(crate) const DEFAULT_EWMA_ALPHA: f64 = 0.2;
 pub(crate) struct AccSpec {
     /// The rule names a percentile or the median (in `aggregates`, `let` or `when`).
     pub sketch: bool,
+    /// The rule names skewness or kurtosis: the third and fourth moment sums are kept
+    /// (about as many flops again as everything else in [`Acc::add`]).
+    pub moments: bool,
     /// The rule has an `fft:` section.
     pub fft: Option<Arc<FftPlan>>,
 }
 
 impl AccSpec {
     fn any(&self) -> bool {
-        self.sketch || self.fft.is_some()
+        self.sketch || self.moments || self.fft.is_some()
     }
 }
 
@@ -42,6 +48,8 @@ impl AccSpec {
 /// window stays one fixed-size [`Acc`] and the hot path one predictable branch longer.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Extra {
+    /// Third and fourth central moment sums (Pébay's update).
+    moments: Option<(f64, f64)>,
     sketch: Option<Sketch>,
     frames: Option<Frames>,
 }
@@ -49,6 +57,7 @@ pub(crate) struct Extra {
 impl Extra {
     fn new(spec: &AccSpec) -> Extra {
         Extra {
+            moments: spec.moments.then_some((0.0, 0.0)),
             sketch: spec.sketch.then(|| Sketch::new(DEFAULT_K)),
             frames: spec.fft.as_ref().map(Frames::new),
         }
@@ -56,13 +65,26 @@ impl Extra {
 
     fn fresh(&self) -> Extra {
         Extra {
+            moments: self.moments.map(|_| (0.0, 0.0)),
             sketch: self.sketch.as_ref().map(Sketch::fresh),
             frames: self.frames.as_ref().map(Frames::fresh),
         }
     }
 
-    #[inline]
-    fn add(&mut self, v: f64) {
+    /// `delta = v - mean` and `delta_n = delta / n` for `n` samples including this one,
+    /// `m2` before this sample. Out of line: the hot path of rules without extras stays small.
+    #[cold]
+    fn add(&mut self, v: f64, n: u64, delta: f64, delta_n: f64, m2: f64) {
+        if let Some((m3, m4)) = &mut self.moments {
+            // Pébay's one-pass update, highest order first since each uses the lower ones
+            // from before this sample (Welford's M2 line in `Acc::add` is its second order).
+            let n = n as f64;
+            let delta_n2 = delta_n * delta_n;
+            let term1 = delta * delta_n * (n - 1.0);
+            *m4 += term1 * delta_n2 * (n * n - 3.0 * n + 3.0) + 6.0 * delta_n2 * m2
+                - 4.0 * delta_n * *m3;
+            *m3 += term1 * delta_n * (n - 2.0) - 3.0 * delta_n * m2;
+        }
         if let Some(s) = &mut self.sketch {
             s.add(v);
         }
@@ -93,8 +115,6 @@ pub(crate) struct Acc {
     mean: f64,
     m2: f64,
     /// Third and fourth central moment sums (Pébay's update), for skewness and kurtosis.
-    m3: f64,
-    m4: f64,
     sumsq: f64,
     ewma: f64,
     /// Time origin for the slope: the first arrival's timestamp.
@@ -120,8 +140,6 @@ impl Acc {
         last_ts: i64::MIN,
         mean: 0.0,
         m2: 0.0,
-        m3: 0.0,
-        m4: 0.0,
         sumsq: 0.0,
         ewma: f64::NAN,
         base: 0,
@@ -158,7 +176,9 @@ impl Acc {
         self.extra.as_ref().map_or(0, |e| e.heap_bytes())
     }
 
-    #[inline]
+    /// Always inlined: hopping and sliding windows call it in loops, where a call per sample
+    /// (LLVM stops inlining once the extra-state branch makes it bigger) cost them ~25 %.
+    #[inline(always)]
     pub fn add(&mut self, ts: i64, v: f64, alpha: f64) {
         self.count += 1;
         self.sum += v;
@@ -182,18 +202,11 @@ impl Acc {
         let dt = t - self.mean_t;
         self.mean_t += dt * inv_n;
         self.m2t += dt * (t - self.mean_t);
-        // Pébay's one-pass update of the central moment sums, highest order first since
-        // each uses the lower ones before this sample (Welford's update is its M2 line).
-        let n = self.count as f64;
         let delta = v - self.mean;
         let delta_n = delta * inv_n;
-        let delta_n2 = delta_n * delta_n;
-        let term1 = delta * delta_n * (n - 1.0);
-        self.m4 += term1 * delta_n2 * (n * n - 3.0 * n + 3.0) + 6.0 * delta_n2 * self.m2
-            - 4.0 * delta_n * self.m3;
-        self.m3 += term1 * delta_n * (n - 2.0) - 3.0 * delta_n * self.m2;
-        self.m2 += term1;
+        let m2 = self.m2;
         self.mean += delta_n;
+        self.m2 += delta * (v - self.mean);
         self.cxy += dt * (v - self.mean);
         self.sumsq += v * v;
         self.ewma = if self.count == 1 {
@@ -201,8 +214,10 @@ impl Acc {
         } else {
             alpha * v + (1.0 - alpha) * self.ewma
         };
+        // Last, so the straight-line code above stays as the compiler likes it (a branch in
+        // its middle measurably slowed hopping and sliding windows).
         if let Some(extra) = &mut self.extra {
-            extra.add(v);
+            extra.add(v, self.count, delta, delta_n, m2);
         }
     }
 
@@ -227,8 +242,18 @@ impl Acc {
             Aggregate::Rms => (self.sumsq / n).sqrt(),
             Aggregate::PeakToPeak => self.max - self.min,
             // Population (biased) moments; NaN when every value is the same.
-            Aggregate::Skewness if self.m2 > 0.0 => n.sqrt() * self.m3 / self.m2.powf(1.5),
-            Aggregate::Kurtosis if self.m2 > 0.0 => n * self.m4 / (self.m2 * self.m2),
+            Aggregate::Skewness
+                if self.m2 > 0.0
+                    && let Some((m3, _)) = self.moments() =>
+            {
+                n.sqrt() * m3 / self.m2.powf(1.5)
+            }
+            Aggregate::Kurtosis
+                if self.m2 > 0.0
+                    && let Some((_, m4)) = self.moments() =>
+            {
+                n * m4 / (self.m2 * self.m2)
+            }
             Aggregate::Skewness | Aggregate::Kurtosis => f64::NAN,
             Aggregate::CrestFactor => self.max.abs().max(self.min.abs()) / (self.sumsq / n).sqrt(),
             Aggregate::Ewma => self.ewma,
@@ -243,6 +268,10 @@ impl Acc {
                 .and_then(|e| e.frames.as_ref())
                 .map_or(f64::NAN, |f| f.energy(usize::from(index))),
         }
+    }
+
+    fn moments(&self) -> Option<(f64, f64)> {
+        self.extra.as_ref().and_then(|e| e.moments)
     }
 
     /// NaN when the rule keeps no sketch (validation makes sure it does when it asks).
@@ -290,7 +319,10 @@ mod tests {
     use super::*;
 
     fn acc(values: impl IntoIterator<Item = f64>) -> Acc {
-        let mut acc = Acc::EMPTY;
+        let mut acc = Acc::new(&AccSpec {
+            moments: true,
+            ..AccSpec::default()
+        });
         for (i, v) in values.into_iter().enumerate() {
             acc.add(i as i64 * 1_000, v, DEFAULT_EWMA_ALPHA);
         }
@@ -340,5 +372,19 @@ mod tests {
         assert_eq!(a.get(Aggregate::CrestFactor, 1.0), 1.0);
         assert!(acc([0.0; 3]).get(Aggregate::CrestFactor, 1.0).is_nan());
         assert!(Acc::EMPTY.get(Aggregate::Kurtosis, 1.0).is_nan());
+    }
+
+    /// Rules that do not name skewness or kurtosis skip their update, and read NaN (which
+    /// validation makes impossible: naming one turns the update on).
+    #[test]
+    fn moments_are_kept_only_when_asked() {
+        let mut plain = Acc::EMPTY;
+        for v in [1.0, 2.0, 7.0] {
+            plain.add(0, v, 0.5);
+        }
+        assert!(plain.moments().is_none());
+        assert!(plain.get(Aggregate::Kurtosis, 1.0).is_nan());
+        assert!(plain.get(Aggregate::Variance, 1.0) > 0.0);
+        assert!(acc([1.0, 2.0, 7.0]).moments().is_some_and(|m| m.1 > 0.0));
     }
 }

@@ -106,18 +106,29 @@ fn only_rules_naming_a_percentile_pay_for_the_sketch() {
     let (mut a, id) = engine(plain);
     let before = a.state_bytes();
     run(&mut a, id, 0, &xs[..10]);
-    let (mut b, id) = engine(with);
-    b.push(
-        Sample {
-            series: id,
-            ts: 0,
-            value: 1.0,
-        },
-        &mut Vec::new(),
-    );
     assert_eq!(a.state_bytes(), before, "no heap for the fixed-size totals");
-    // One level of 256 values (2 KB) once the first sample arrived.
-    assert!(b.state_bytes() >= before + 256 * 8, "{}", b.state_bytes());
+    let (mut b, id) = engine(with);
+    let mut sizes = Vec::new();
+    for (minute, n) in [1, 100, 255].into_iter().enumerate() {
+        let mut out = Vec::new();
+        for (i, &value) in xs[..n].iter().enumerate() {
+            let ts = minute as i64 * 60_000_000 + i as i64;
+            b.push(
+                Sample {
+                    series: id,
+                    ts,
+                    value,
+                },
+                &mut out,
+            );
+        }
+        sizes.push(b.state_bytes() - before);
+        b.advance(i64::MAX, &mut out);
+    }
+    // The sketch's first level grows by doubling: 8 values, then 128, then the full 256.
+    assert!(sizes[0] >= 8 * 8 && sizes[0] < 128 * 8, "{sizes:?}");
+    assert!(sizes[1] >= 128 * 8 && sizes[1] < 256 * 8, "{sizes:?}");
+    assert!(sizes[2] >= 256 * 8 && sizes[2] < 300 * 8, "{sizes:?}");
 }
 
 #[test]
@@ -254,4 +265,39 @@ fn fft_sections_are_validated() {
     // Without an `fft` section there are no bands.
     let yaml = "rules:\n  - name: r\n    window: { count: 5 }\n    aggregates: [band_energy.a]\n";
     assert!(RuleSet::parse_str(yaml, "t.yaml").is_err());
+}
+
+/// Kurtosis read only through a `let` value in `when` still turns the moment update on.
+#[test]
+fn kurtosis_in_when_alone_keeps_the_moments() {
+    let (mut e, id) = engine(
+        r#"
+rules:
+  - name: knock
+    window: { tumbling: 10s }
+    let: { peaky: "kurtosis * crest_factor" }
+    alert: { when: "peaky > 20" }
+"#,
+    );
+    // A sine (kurtosis 1.5, crest √2) with one big impact every 100 samples.
+    let xs: Vec<f64> = (0..1_000)
+        .map(|i| {
+            let v = (i as f64 * std::f64::consts::TAU / 40.0).sin();
+            if i % 100 == 0 { v + 10.0 } else { v }
+        })
+        .collect();
+    let out = run(&mut e, id, 0, &xs);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [Event {
+                kind: EventKind::Alert {
+                    state: AlertState::Raised,
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
 }

@@ -62,7 +62,9 @@ impl AlertState {
 
 /// An aggregate function over a window's values.
 ///
-/// Every aggregate is computed online in O(1) memory per open window (see `agg`).
+/// Every aggregate is computed online, most in O(1) memory per open window (see `agg`);
+/// percentiles keep a sketch of O(log n) memory (`sketch`) and band energies one FFT frame
+/// (`spectrum`), and only in the windows of rules that name them.
 /// "First" and "last" are by event time (ties: arrival order); `ewma` is by arrival order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Aggregate {
@@ -200,6 +202,11 @@ impl Aggregate {
     /// Whether this aggregate needs the window's percentile sketch.
     pub(crate) const fn needs_sketch(self) -> bool {
         matches!(self, Aggregate::Median | Aggregate::Percentile(_))
+    }
+
+    /// Whether this aggregate needs the third and fourth central moments.
+    pub(crate) const fn needs_moments(self) -> bool {
+        matches!(self, Aggregate::Skewness | Aggregate::Kurtosis)
     }
 
     /// The names accepted besides [`Aggregate::ALL`]'s, for error messages.

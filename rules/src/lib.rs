@@ -9,7 +9,8 @@
 //! runs one window kind over each — `tumbling`, `hopping`, `count`, `sliding` or `session`
 //! (module `window`, with the memory each keeps per series) — feeding an online accumulator
 //! of every aggregate (module `agg`). When a window closes the rule emits the aggregates it
-//! lists and evaluates its `when` condition: a small typed expression language (module
+//! lists (percentiles from a bounded sketch, module `sketch`; FFT band energies, module
+//! `spectrum`) and evaluates its `when` condition: a small typed expression language (module
 //! `expr`) with arithmetic, comparisons, `and`/`or`/`not`, functions and `prev(...)`,
 //! compiled once when the rules are loaded.
 //!

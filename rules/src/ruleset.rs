@@ -445,16 +445,20 @@ impl Compiler<'_> {
             return None;
         }
         let aggregates = aggregates?;
-        let acc = AccSpec {
-            sketch: aggregates.iter().any(|a| a.needs_sketch())
+        let read = |f: fn(Aggregate) -> bool| {
+            aggregates.iter().copied().any(f)
                 || alert
                     .as_ref()
                     .and_then(|a| a.condition.as_ref())
-                    .is_some_and(|c| c.needs_sketch)
+                    .is_some_and(|c| c.reads.iter().copied().any(f))
                 || detect
                     .as_ref()
                     .and_then(|d| d.value.as_ref())
-                    .is_some_and(|v| v.needs_sketch),
+                    .is_some_and(|v| v.reads.iter().copied().any(f))
+        };
+        let acc = AccSpec {
+            sketch: read(Aggregate::needs_sketch),
+            moments: read(Aggregate::needs_moments),
             fft: fft.flatten().map(|(plan, _)| plan),
         };
         Some(Rule {

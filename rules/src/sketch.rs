@@ -10,9 +10,10 @@
 //! for the same input, and the guarantee below holds for every input, not with a probability.
 //!
 //! **Memory.** `k` values (8 bytes each) per level, and a window of `n` samples uses
-//! `⌊log2(n / k)⌋ + 2` levels (one below `k`): with the default `k = 256`, 2 KB up to 255
-//! samples (where the answer is exact), 14 KB for 10,000 samples, 26 KB for a million. Levels are allocated as
-//! the window fills, never before.
+//! `⌊log2(n / k)⌋ + 2` levels (one below `k`): with the default `k = 256`, at most 2 KB up to
+//! 255 samples (where the answer is exact; the first level grows by doubling, so 100 samples
+//! take 1 KB), 14 KB for 10,000 samples, 26 KB for a million. Levels are allocated as the
+//! window fills, never before.
 //!
 //! **Rank error.** Compacting a level of weight `w` moves the rank of any value by at most `w`,
 //! and level `h` compacts at most `n / (k·2^h)` times, so with `H = ⌊log2(n / k)⌋ + 1`
@@ -63,10 +64,17 @@ impl Sketch {
     pub fn add(&mut self, v: f64) {
         self.n += 1;
         if self.levels.is_empty() {
-            self.levels.push(Vec::with_capacity(self.k));
+            self.levels.push(Vec::new());
         }
-        self.levels[0].push(v);
-        if self.levels[0].len() >= self.k {
+        // Level 0 grows by doubling up to `k`, so a short window holds a short buffer (and
+        // the many sketches of a gateway stay small enough to keep in cache).
+        let level = &mut self.levels[0];
+        if level.len() == level.capacity() {
+            let cap = level.capacity();
+            level.reserve_exact(cap.max(8).min(self.k - cap));
+        }
+        level.push(v);
+        if level.len() >= self.k {
             self.compact(0);
         }
     }

@@ -12,6 +12,10 @@
 //! | `sliding: D` | on every sample at `t`, `(t - D, t]` | a ring of at most `max_samples` (default 1024) `(ts, value)` pairs, 16 bytes each, grown on demand |
 //! | `session: G` | a run of samples with gaps `< G`, ending `G` after its last sample | one inline [`Acc`] |
 //!
+//! Rules naming a percentile or with an `fft:` section also keep, per open window, a quantile
+//! sketch (module `sketch`, 2 KB per level) and an FFT frame buffer (module `spectrum`, 16 bytes
+//! per frame sample), boxed beside the [`Acc`]; other rules pay one null pointer.
+//!
 //! Time windows close when a sample at or after their end arrives, or when
 //! [`crate::Engine::advance`] passes their end. A window never reopens after closing: a
 //! sample that belongs only to closed windows is late, dropped and counted (or emitted as a
@@ -106,8 +110,9 @@ pub(crate) enum Win {
         closed: i64,
         /// Open windows `(start, acc)`, oldest first.
         open: VecDeque<(i64, Acc)>,
-        /// An empty accumulator of the rule's kind, copied for each new window.
-        proto: Acc,
+        /// An empty accumulator of the rule's kind, copied for each new window; boxed so
+        /// this variant does not make every window state bigger.
+        proto: Box<Acc>,
     },
     Count {
         n: u64,
@@ -121,7 +126,7 @@ pub(crate) enum Win {
         /// The window's samples `(ts, value)` in arrival order; at most `cap` of them.
         buf: VecDeque<(i64, f64)>,
         /// An empty accumulator of the rule's kind, filled from `buf` on each sample.
-        proto: Acc,
+        proto: Box<Acc>,
     },
     Session {
         gap: i64,
@@ -182,7 +187,7 @@ impl Win {
                     lateness,
                     closed: i64::MIN,
                     open: VecDeque::with_capacity(k),
-                    proto,
+                    proto: Box::new(proto),
                 }
             }
             WindowSpec::Count { n } => Win::Count { n, acc: proto },
@@ -193,7 +198,7 @@ impl Win {
                 // Grows with use, never past `cap`: a few reallocations per series while
                 // warming up, none in steady state.
                 buf: VecDeque::new(),
-                proto,
+                proto: Box::new(proto),
             },
             WindowSpec::Session { gap } => Win::Session {
                 gap,
@@ -210,10 +215,11 @@ impl Win {
             Win::Hopping { open, proto, .. } => {
                 open.capacity() * size_of::<(i64, Acc)>()
                     + open.iter().map(|(_, a)| a.heap_bytes()).sum::<usize>()
+                    + size_of::<Acc>()
                     + proto.heap_bytes()
             }
             Win::Sliding { buf, proto, .. } => {
-                buf.capacity() * size_of::<(i64, f64)>() + proto.heap_bytes()
+                buf.capacity() * size_of::<(i64, f64)>() + size_of::<Acc>() + proto.heap_bytes()
             }
             Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => {
                 acc.heap_bytes()

@@ -61,8 +61,9 @@ pub(crate) struct Condition {
     value: NumFn,
     /// Whether the condition reads `prev(...)`, so the engine keeps the previous window.
     pub uses_prev: bool,
-    /// Whether it reads a percentile, so the rule's windows keep a sketch.
-    pub needs_sketch: bool,
+    /// The aggregates it reads (directly, through `let` values or `prev`), so the rule's
+    /// windows keep what those need (a percentile sketch, the higher moments).
+    pub reads: Vec<Aggregate>,
 }
 
 impl fmt::Debug for Condition {
@@ -98,7 +99,7 @@ impl Condition {
             test,
             value,
             uses_prev: uses_prev(&expr, sc),
-            needs_sketch: needs_sketch(&expr, sc),
+            reads: reads(&expr, sc),
         })
     }
 
@@ -114,8 +115,8 @@ pub(crate) struct Number {
     f: NumFn,
     /// Whether the expression reads `prev(...)`, so the engine keeps the previous window.
     pub uses_prev: bool,
-    /// Whether it reads a percentile, so the window keeps the sketch.
-    pub needs_sketch: bool,
+    /// The aggregates it reads, so the rule's windows keep what they need.
+    pub reads: Vec<Aggregate>,
 }
 
 impl fmt::Debug for Number {
@@ -135,7 +136,7 @@ impl Number {
         Ok(Number {
             f,
             uses_prev: uses_prev(&expr, sc),
-            needs_sketch: needs_sketch(&expr, sc),
+            reads: reads(&expr, sc),
         })
     }
 
@@ -160,7 +161,7 @@ struct Value {
     name: String,
     f: NumFn,
     uses_prev: bool,
-    needs_sketch: bool,
+    reads: Vec<Aggregate>,
 }
 
 impl Scope {
@@ -197,12 +198,12 @@ impl Scope {
         }
         let f = num(&expr, self)?;
         let uses_prev = uses_prev(&expr, self);
-        let needs_sketch = needs_sketch(&expr, self);
+        let reads = reads(&expr, self);
         self.values.push(Value {
             name: name.to_owned(),
             f,
             uses_prev,
-            needs_sketch,
+            reads,
         });
         Ok(())
     }
@@ -216,7 +217,7 @@ impl Scope {
             name: name.to_owned(),
             f: Arc::new(|_| f64::NAN),
             uses_prev: false,
-            needs_sketch: false,
+            reads: Vec::new(),
         });
     }
 }
@@ -274,21 +275,32 @@ fn uses_prev(e: &Expr, sc: &Scope) -> bool {
     }
 }
 
-/// Whether `e` reads a percentile or the median, directly or through a `let` value.
-fn needs_sketch(e: &Expr, sc: &Scope) -> bool {
-    match &e.kind {
-        ExprKind::Number(_) => false,
-        ExprKind::Ident(name) => match sc.get(name) {
-            Some(v) => v.needs_sketch,
-            None => Aggregate::from_name(name).is_some_and(Aggregate::needs_sketch),
-        },
-        ExprKind::Call { args, .. } => args.iter().any(|a| needs_sketch(a, sc)),
-        ExprKind::Neg(a) | ExprKind::Not(a) => needs_sketch(a, sc),
-        ExprKind::Arith(_, a, b)
-        | ExprKind::Compare(_, a, b)
-        | ExprKind::And(a, b)
-        | ExprKind::Or(a, b) => needs_sketch(a, sc) || needs_sketch(b, sc),
+/// The aggregates `e` reads, directly or through `let` values (unknown names are left to
+/// the type check to report).
+fn reads(e: &Expr, sc: &Scope) -> Vec<Aggregate> {
+    fn walk(e: &Expr, sc: &Scope, out: &mut Vec<Aggregate>) {
+        match &e.kind {
+            ExprKind::Number(_) => {}
+            ExprKind::Ident(name) => match sc.get(name) {
+                Some(v) => out.extend(&v.reads),
+                None => out.extend(aggregate(name, 0, sc).ok()),
+            },
+            ExprKind::Call { args, .. } => args.iter().for_each(|a| walk(a, sc, out)),
+            ExprKind::Neg(a) | ExprKind::Not(a) => walk(a, sc, out),
+            ExprKind::Arith(_, a, b)
+            | ExprKind::Compare(_, a, b)
+            | ExprKind::And(a, b)
+            | ExprKind::Or(a, b) => {
+                walk(a, sc, out);
+                walk(b, sc, out);
+            }
+        }
     }
+    let mut out = Vec::new();
+    walk(e, sc, &mut out);
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 fn aggregate(name: &str, at: usize, sc: &Scope) -> Result<Aggregate, ExprError> {
