@@ -245,7 +245,10 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 /// The messages (topic, payload) `records` (in fetch order) become under `cfg`, grouped as
 /// the uplink's feeder groups them. For measurements and tests; unpublishable records are
 /// left out.
-#[allow(dead_code, reason = "used by the wire bench and the tests, not the agent")]
+#[allow(
+    dead_code,
+    reason = "used by the wire bench and the tests, not the agent"
+)]
 pub fn messages(
     cfg: &super::UplinkConfig,
     gateway: &str,

@@ -38,7 +38,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::outbox::{Lane, LaneCursor, Outbox, OutboxError, Record};
 pub use batch::{BatchConfig, Format};
-#[allow(unused_imports, reason = "for the wire bench, which compiles this module by path")]
+#[allow(
+    unused_imports,
+    reason = "for the wire bench, which compiles this module by path"
+)]
 pub use batch::{Compression, messages as wire_messages};
 pub use counters::UplinkCounters;
 use session::{Sent, Shared};

@@ -8,6 +8,7 @@ mod bad_input;
 mod common;
 mod crash_recovery;
 mod devices;
+mod disk_full;
 mod end_to_end;
 mod harness;
 mod kill_loop;
