@@ -14,6 +14,12 @@
 //! packet id is mapped back to a record id. On a connection error the poll task, holding the
 //! lock, clears that mapping and everything rumqttc still holds (including requests queued
 //! meanwhile), so a stale publish can never be matched to the wrong record.
+//!
+//! Around that core: [`status`] (a retained online/offline status and last will), [`tls`]
+//! (rustls with `ring`, server verification and optional client certificates, every file
+//! checked when the config loads), [`batch`] (several records of one lane per message, JSON
+//! or binary, optionally DEFLATE-compressed, acknowledged and deleted as a unit) and
+//! [`counters`] (what `/metrics` shows of the uplink).
 
 mod batch;
 mod counters;
