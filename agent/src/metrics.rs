@@ -67,7 +67,7 @@ struct Snapshot {
     source_health: Vec<(String, bool, i64)>,
     pipeline: [(&'static str, &'static str, u64); 11],
     outbox: OutboxStats,
-    outbox_counters: [(&'static str, &'static str, u64); 8],
+    outbox_counters: [(&'static str, &'static str, u64); 9],
     uplink: Option<Arc<UplinkCounters>>,
     now_us: i64,
 }
@@ -209,6 +209,11 @@ impl Sources {
                     "write_errors",
                     "Outbox commits that failed.",
                     c.write_errors.load(Relaxed),
+                ),
+                (
+                    "disk_full",
+                    "Appends that found the disk full (the outbox is then held at its size).",
+                    c.disk_full.load(Relaxed),
                 ),
             ],
             uplink: self.uplink.clone(),

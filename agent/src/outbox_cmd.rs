@@ -99,6 +99,12 @@ fn stats(path: &Path) -> anyhow::Result<ExitCode> {
 fn export(path: &Path) -> anyhow::Result<ExitCode> {
     let mut conn = open(path, false)?;
     let tx = conn.transaction()?;
+    let total: i64 = tx.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))?;
+    let total = u64::try_from(total).unwrap_or(0);
+    let mut progress = crate::replay::Progress::records(
+        total,
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     let mut stmt =
         tx.prepare("SELECT id, lane, topic, created_at, payload FROM records ORDER BY lane, id")?;
     let mut rows = stmt.query([])?;
@@ -130,11 +136,13 @@ fn export(path: &Path) -> anyhow::Result<ExitCode> {
         }
         out.write_all(b"}\n")?;
         n += 1;
-        if n.is_multiple_of(100_000) {
+        progress.update(n);
+        if !progress.enabled() && n.is_multiple_of(100_000) {
             eprintln!("weir outbox export: {n} records");
         }
     }
     out.flush()?;
+    progress.finish();
     eprintln!("weir outbox export: {n} records from {}", path.display());
     Ok(ExitCode::SUCCESS)
 }

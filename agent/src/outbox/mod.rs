@@ -57,6 +57,7 @@
 //! and a fresh outbox is started: the agent never refuses to start because of its buffer.
 
 pub mod config;
+mod disk;
 mod store;
 mod writer;
 
@@ -228,6 +229,8 @@ pub struct OutboxCounters {
     pub discarded: AtomicU64,
     /// Append transactions that failed to commit (data loss unless the source redelivers).
     pub write_errors: AtomicU64,
+    /// Appends that found the disk full (the outbox is then held at its size, see writer).
+    pub disk_full: AtomicU64,
 }
 
 impl OutboxCounters {
@@ -371,6 +374,7 @@ impl Outbox {
             max_age: cfg.max_age,
             room: room.clone(),
             room_cap,
+            disk: disk::DiskGuard::new(&cfg.path),
         };
         let handle = std::thread::Builder::new()
             .name("weir-outbox".into())

@@ -61,6 +61,8 @@ pub(crate) struct Store {
     conn: Connection,
     totals: [Totals; 3],
     max_bytes: u64,
+    /// A lower bound while the disk is full (see [`Store::set_disk_bound`]).
+    disk_bound: Option<u64>,
     /// `PRAGMA data_version` when the totals were last known right: it changes when another
     /// connection (`weir outbox purge`) commits, and then the totals are read again.
     data_version: i64,
@@ -207,6 +209,7 @@ impl Store {
             conn,
             totals,
             max_bytes,
+            disk_bound: None,
             data_version,
         };
         if unclean && existed {
@@ -272,6 +275,35 @@ impl Store {
         self.max_bytes
     }
 
+    /// The bound appends enforce: `max_bytes`, or less while the disk is full.
+    fn bound(&self) -> u64 {
+        self.disk_bound
+            .map_or(self.max_bytes, |b| b.min(self.max_bytes))
+    }
+
+    /// While the disk is full the outbox cannot grow: `Some(bytes)` makes appends evict (or
+    /// refuse) as if `max_bytes` were `bytes`; `None` lifts that again.
+    pub(crate) fn set_disk_bound(&mut self, bytes: Option<u64>) {
+        self.disk_bound = bytes;
+    }
+
+    /// Gives space back on a full disk: the WAL is checkpointed into the database and
+    /// truncated (it holds many versions of the same pages, so this frees more than the
+    /// database grows), and from then on (until a restart) the WAL is reset after 64 pages
+    /// instead of 1,000, so it stays small on a disk that has proved small. Best effort:
+    /// errors are the next append's to report.
+    pub(crate) fn relieve_disk(&mut self) {
+        let _ = self.conn.pragma_update(None, "wal_autocheckpoint", 64);
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
+
+    /// Bytes stored (topic + payload), as the bound counts them.
+    pub(crate) fn stored_bytes(&self) -> u64 {
+        self.totals.iter().map(|t| t.bytes).sum()
+    }
+
     pub(crate) fn totals(&self) -> [Totals; 3] {
         self.totals
     }
@@ -312,6 +344,7 @@ impl Store {
     ) -> Result<AppendOutcome, rusqlite::Error> {
         let mut totals = self.totals;
         let mut outcome = AppendOutcome::default();
+        let bound = self.bound();
         let tx = self.conn.transaction()?;
         {
             let mut insert = tx.prepare_cached(
@@ -319,7 +352,7 @@ impl Store {
             )?;
             let mut total: u64 = totals.iter().map(|t| t.bytes).sum();
             for r in records {
-                if !make_room && total + r.size() > self.max_bytes {
+                if !make_room && total + r.size() > bound {
                     outcome.refused[r.lane as usize] += 1;
                     outcome.refused_bytes += r.size();
                     continue;
@@ -334,10 +367,10 @@ impl Store {
         // Lowest priority first: aggregates, then predictions, alerts last.
         for lane in Lane::ALL.iter().rev() {
             let total: u64 = totals.iter().map(|t| t.bytes).sum();
-            if total <= self.max_bytes {
+            if total <= bound {
                 break;
             }
-            let excess = total - self.max_bytes;
+            let excess = total - bound;
             let (last_id, count, freed) = {
                 let mut scan = tx.prepare_cached(&format!(
                     "SELECT id, {ROW_BYTES} FROM records WHERE lane = ?1 ORDER BY id"

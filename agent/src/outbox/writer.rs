@@ -61,6 +61,8 @@ pub(crate) struct Writer {
     pub room: Option<Arc<Semaphore>>,
     /// The most permits `room` may hold: `max_bytes`, capped to what a semaphore can count.
     pub room_cap: usize,
+    /// Disk-full handling (see [`super::disk`]).
+    pub disk: super::disk::DiskGuard,
 }
 
 impl Writer {
@@ -176,12 +178,31 @@ impl Writer {
     }
 
     fn commit(&mut self, records: Vec<NewRecord>, hooks: Vec<AfterCommit>) {
+        self.commit_inner(records, hooks, false);
+    }
+
+    /// [`Self::commit`]; `retried_full` after a disk-full failure of the same records.
+    fn commit_inner(
+        &mut self,
+        records: Vec<NewRecord>,
+        hooks: Vec<AfterCommit>,
+        retried_full: bool,
+    ) {
         if records.is_empty() {
             // Nothing to write: everything queued before was committed already.
             hooks.into_iter().for_each(|h| h());
             return;
         }
         self.refresh();
+        if !retried_full && self.disk.space_returned() {
+            self.store.set_disk_bound(None);
+            if let Some(since) = self.disk.full_since.take() {
+                tracing::info!(
+                    full_for_s = since.elapsed().as_secs(),
+                    "outbox: the disk has room again; bound back to max_bytes"
+                );
+            }
+        }
         let make_room = self.overflow != Overflow::DropNewest;
         match self.store.append(records.iter(), make_room) {
             Ok(outcome) => {
@@ -219,6 +240,32 @@ impl Writer {
                 }
                 self.changes.send_modify(|n| *n = n.wrapping_add(1));
                 hooks.into_iter().for_each(|h| h());
+            }
+            Err(e) if is_disk_full(&e) && make_room && !retried_full => {
+                // The file cannot grow: free the reserve, hold the outbox at what it stores
+                // now so the policy evicts the oldest records (lowest lane first) into pages
+                // SQLite already has, and try once more (see `super::disk`).
+                let stored = self.store.stored_bytes();
+                let new: u64 = records.iter().map(NewRecord::size).sum();
+                let bound = match self.disk.full_since {
+                    // Holding steady was not enough: shrink.
+                    Some(_) => stored.saturating_sub(new) / 4 * 3,
+                    None => stored.saturating_sub(new),
+                };
+                self.counters.disk_full.fetch_add(1, Ordering::Relaxed);
+                self.disk.release();
+                if self.disk.full_since.is_none() {
+                    self.disk.full_since = Some(Instant::now());
+                    tracing::error!(
+                        error = %e,
+                        stored_bytes = stored,
+                        bound_bytes = bound,
+                        "outbox: disk full; holding the outbox at its current size, the overflow policy evicts to make room"
+                    );
+                }
+                self.store.set_disk_bound(Some(bound));
+                self.store.relieve_disk();
+                self.commit_inner(records, hooks, true);
             }
             Err(e) => {
                 self.give_room(records.iter().map(NewRecord::size).sum());
@@ -280,4 +327,9 @@ impl Writer {
             }
         }
     }
+}
+
+/// SQLite's "database or disk is full" (`SQLITE_FULL`), also when the WAL cannot grow.
+fn is_disk_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
 }

@@ -245,11 +245,14 @@ fn stem(path: &Path) -> String {
         .unwrap_or_else(|| "replay".to_owned())
 }
 
-/// A progress line on stderr (only on a terminal, only for files over 8 MiB).
-struct Progress {
+/// A progress line on stderr, only on a terminal: replay's (bytes of files over 8 MiB) and
+/// `weir outbox export`'s (records).
+pub(crate) struct Progress {
     size: u64,
     enabled: bool,
     last: Instant,
+    /// Counting records rather than bytes.
+    records: bool,
 }
 
 impl Progress {
@@ -258,25 +261,49 @@ impl Progress {
             size,
             enabled: terminal && size > 8 << 20,
             last: Instant::now(),
+            records: false,
         }
     }
 
-    fn update(&mut self, read: u64) {
+    /// Progress over `total` records.
+    pub(crate) fn records(total: u64, terminal: bool) -> Progress {
+        Progress {
+            size: total,
+            enabled: terminal && total > 0,
+            last: Instant::now(),
+            records: true,
+        }
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub(crate) fn update(&mut self, done: u64) {
         if self.enabled && self.last.elapsed().as_millis() >= 250 {
             self.last = Instant::now();
-            let pct = read as f64 * 100.0 / self.size.max(1) as f64;
-            let width = 30usize;
-            let filled = ((pct / 100.0) * width as f64) as usize;
-            eprint!(
-                "\r[{}{}] {pct:5.1}% of {} MiB",
-                "#".repeat(filled.min(width)),
-                " ".repeat(width - filled.min(width)),
-                self.size >> 20
-            );
+            eprint!("\r{}", self.line(done));
         }
     }
 
-    fn finish(&mut self) {
+    /// `[#####     ] 50.0% of 12 MiB` (or `of 1000 records`).
+    fn line(&self, done: u64) -> String {
+        let pct = done as f64 * 100.0 / self.size.max(1) as f64;
+        let width = 30usize;
+        let filled = ((pct / 100.0) * width as f64) as usize;
+        let total = if self.records {
+            format!("{} records", self.size)
+        } else {
+            format!("{} MiB", self.size >> 20)
+        };
+        format!(
+            "[{}{}] {pct:5.1}% of {total}",
+            "#".repeat(filled.min(width)),
+            " ".repeat(width - filled.min(width)),
+        )
+    }
+
+    pub(crate) fn finish(&mut self) {
         if self.enabled {
             eprintln!();
             self.enabled = false;
@@ -316,3 +343,29 @@ impl<R: Read> Read for Counting<R> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[test]
+fn progress_lines_show_the_share_done_of_bytes_or_records() {
+    let bytes = Progress::new(16 << 20, true);
+    assert_eq!(
+        bytes.line(4 << 20),
+        format!("[{}{}]  25.0% of 16 MiB", "#".repeat(7), " ".repeat(23))
+    );
+    let mut records = Progress::records(1000, true);
+    assert!(records.enabled());
+    assert_eq!(
+        records.line(1000),
+        format!("[{}] 100.0% of 1000 records", "#".repeat(30))
+    );
+    records.finish();
+    assert!(!records.enabled());
+    assert!(
+        !Progress::records(1000, false).enabled(),
+        "only on a terminal"
+    );
+    assert!(
+        !Progress::new(1 << 20, true).enabled(),
+        "small files need none"
+    );
+}

@@ -24,11 +24,11 @@ pub struct UplinkCounters {
     /// Of those, TLS handshakes that failed (an untrusted broker certificate, a refused
     /// client certificate).
     pub tls_errors: AtomicU64,
-    /// Record publishes handed to the connection (a resend after a reconnect counts again).
+    /// Records handed to the connection (a resend after a reconnect counts again).
     pub published: AtomicU64,
-    /// Record publishes the broker acknowledged.
+    /// Records the broker acknowledged.
     pub acked: AtomicU64,
-    /// Publish → PUBACK time of acknowledged records, seconds.
+    /// Publish → PUBACK time of acknowledged messages (a batch counts once), seconds.
     pub latency: Histogram,
 }
 
@@ -51,8 +51,9 @@ impl UplinkCounters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn observe_ack(&self, latency: Duration) {
-        Self::bump(&self.acked);
+    /// A PUBACK for a message of `records` records, `latency` after it was sent.
+    pub(super) fn observe_ack(&self, records: u64, latency: Duration) {
+        self.acked.fetch_add(records, Ordering::Relaxed);
         self.latency.observe(latency.as_secs_f64());
     }
 }

@@ -14,13 +14,22 @@
 //! packet id is mapped back to a record id. On a connection error the poll task, holding the
 //! lock, clears that mapping and everything rumqttc still holds (including requests queued
 //! meanwhile), so a stale publish can never be matched to the wrong record.
+//!
+//! Around that core: [`status`] (a retained online/offline status and last will), [`tls`]
+//! (rustls with `ring`, server verification and optional client certificates, every file
+//! checked when the config loads), [`batch`] (several records of one lane per message, JSON
+//! or binary, optionally DEFLATE-compressed, acknowledged and deleted as a unit) and
+//! [`counters`] (what `/metrics` shows of the uplink).
 
+mod batch;
 mod counters;
 mod session;
 mod status;
 mod tls;
 mod wire;
 
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod tests;
 
@@ -33,7 +42,13 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{Lane, LaneCursor, Outbox, OutboxError};
+use crate::outbox::{Lane, LaneCursor, Outbox, OutboxError, Record};
+pub use batch::{BatchConfig, Format};
+#[allow(
+    unused_imports,
+    reason = "for the wire bench, which compiles this module by path"
+)]
+pub use batch::{Compression, messages as wire_messages};
 pub use counters::UplinkCounters;
 use session::{Sent, Shared};
 pub use tls::{TlsConfig, TlsError, client_config as tls_client_config};
@@ -79,6 +94,12 @@ pub struct UplinkConfig {
     /// Absent: plain TCP.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// `json` (default) or `binary` (see [`batch`]).
+    #[serde(default)]
+    pub format: Format,
+    /// Absent: one record per message.
+    #[serde(default)]
+    pub batch: Option<BatchConfig>,
 }
 
 const fn default_status() -> bool {
@@ -122,6 +143,8 @@ impl Default for UplinkConfig {
             keep_alive: default_keep_alive(),
             status: default_status(),
             tls: None,
+            format: Format::Json,
+            batch: None,
         }
     }
 }
@@ -214,6 +237,7 @@ pub async fn run(
         outbox,
         shared,
         encoder: wire::Encoder::new(&gateway_id),
+        batcher: batch::Batcher::new(cfg.format, cfg.batch.clone(), &gateway_id),
         status: cfg
             .status
             .then(|| status::Status::new(&cfg.topic_prefix, &gateway_id)),
@@ -232,11 +256,60 @@ pub async fn run(
     result
 }
 
+/// Records gathered for one batch message: one lane, in order.
+#[derive(Default)]
+struct Group<'a> {
+    fragments: Vec<Vec<u8>>,
+    ids: Vec<u64>,
+    bytes: usize,
+    last: Option<&'a Record>,
+}
+
+impl<'a> Group<'a> {
+    fn push(&mut self, record: &'a Record, fragment: Vec<u8>) {
+        self.bytes += fragment.len();
+        self.fragments.push(fragment);
+        self.ids.push(record.id);
+        self.last = Some(record);
+    }
+
+    /// Queues the batch (under the session lock `s`) and moves the cursor past it; empties
+    /// the group. False if the request queue refused it (the records are fetched again).
+    fn publish(
+        &mut self,
+        batcher: &batch::Batcher,
+        client: &AsyncClient,
+        s: &mut session::State,
+        cursor: &mut LaneCursor,
+    ) -> bool {
+        let Some(last) = self.last.take() else {
+            return true;
+        };
+        let message = batcher.finish(&self.fragments);
+        self.fragments.clear();
+        self.bytes = 0;
+        let ids = std::mem::take(&mut self.ids);
+        match client.try_publish(last.topic.as_str(), QoS::AtLeastOnce, false, message) {
+            Ok(()) => {
+                s.issued.push_back(Sent::Batch(ids));
+                cursor.advance(last);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "uplink could not queue a batch");
+                false
+            }
+        }
+    }
+}
+
 struct Feeder {
     client: AsyncClient,
     outbox: Outbox,
     shared: Arc<Shared>,
     encoder: wire::Encoder,
+    /// `Some` when records are batched or binary (`uplink.batch`, `uplink.format`).
+    batcher: Option<batch::Batcher>,
     /// `Some` when `uplink.status` is on.
     status: Option<status::Status>,
     inflight: usize,
@@ -324,9 +397,13 @@ impl Feeder {
                 }
             }
             changes.borrow_and_update();
+            let per_message = self.batcher.as_ref().map_or(1, |b| b.cfg.max_records.get());
             let batch = match self
                 .outbox
-                .fetch(self.inflight.saturating_sub(outstanding), self.cursor)
+                .fetch(
+                    self.inflight.saturating_sub(outstanding) * per_message,
+                    self.cursor,
+                )
                 .await
             {
                 Ok(batch) => batch,
@@ -342,8 +419,16 @@ impl Feeder {
                 if !s.connected || s.generation != self.generation {
                     continue;
                 }
+                let mut group = Group::default();
                 for record in &batch {
-                    let payload = match self.encoder.encode(record) {
+                    let encoded =
+                        self.encoder
+                            .encode(record)
+                            .and_then(|json| match &self.batcher {
+                                Some(b) => b.fragment(record, json),
+                                None => Ok(json),
+                            });
+                    let payload = match encoded {
                         Ok(p) => p,
                         Err(reason) => {
                             tracing::error!(
@@ -353,10 +438,26 @@ impl Feeder {
                                 "uplink dropped an unpublishable record (data lost)"
                             );
                             bad.push(record.id);
-                            self.cursor.advance(record);
+                            // Inside a pending batch the batch's publish moves the cursor;
+                            // either way the record is deleted before the next fetch.
+                            if group.ids.is_empty() {
+                                self.cursor.advance(record);
+                            }
                             continue;
                         }
                     };
+                    if let Some(batcher) = &self.batcher {
+                        let full = group.last.is_some_and(|last: &Record| {
+                            last.lane != record.lane
+                                || !batcher.fits(group.ids.len(), group.bytes, payload.len())
+                        });
+                        if full && !group.publish(batcher, &self.client, &mut s, &mut self.cursor) {
+                            stalled = true;
+                            break;
+                        }
+                        group.push(record, payload);
+                        continue;
+                    }
                     match self.client.try_publish(
                         record.topic.as_str(),
                         QoS::AtLeastOnce,
@@ -375,6 +476,13 @@ impl Feeder {
                             break;
                         }
                     }
+                }
+                if let Some(batcher) = &self.batcher
+                    && !stalled
+                    && group.last.is_some()
+                    && !group.publish(batcher, &self.client, &mut s, &mut self.cursor)
+                {
+                    stalled = true;
                 }
             }
             if !bad.is_empty() {

@@ -19,11 +19,24 @@ use tokio_util::sync::CancellationToken;
 
 use super::counters::UplinkCounters;
 
-/// What a publish carried: a record (deleted once acknowledged) or a status message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a publish carried: a record or a batch of records (deleted once acknowledged), or a
+/// status message.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Sent {
     Record(u64),
+    Batch(Vec<u64>),
     Status,
+}
+
+impl Sent {
+    /// Records carried.
+    fn records(&self) -> u64 {
+        match self {
+            Sent::Record(_) => 1,
+            Sent::Batch(ids) => ids.len() as u64,
+            Sent::Status => 0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -120,9 +133,16 @@ pub(super) async fn poll(
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
                 {
                     let mut s = shared.lock();
-                    if let Some((Sent::Record(id), sent_at)) = s.inflight.remove(&ack.pkid) {
-                        s.acked.push(id);
-                        counters.observe_ack(sent_at.elapsed());
+                    if let Some((sent, sent_at)) = s.inflight.remove(&ack.pkid) {
+                        let n = sent.records();
+                        match sent {
+                            Sent::Record(id) => s.acked.push(id),
+                            Sent::Batch(ids) => s.acked.extend(ids),
+                            Sent::Status => {}
+                        }
+                        if n > 0 {
+                            counters.observe_ack(n, sent_at.elapsed());
+                        }
                     }
                 }
                 wake.notify_one();
@@ -131,9 +151,9 @@ pub(super) async fn poll(
                 let mut s = shared.lock();
                 match s.issued.pop_front() {
                     Some(sent) => {
-                        if matches!(sent, Sent::Record(_)) {
-                            UplinkCounters::bump(&counters.published);
-                        }
+                        counters
+                            .published
+                            .fetch_add(sent.records(), Ordering::Relaxed);
                         s.inflight.insert(pkid, (sent, Instant::now()));
                     }
                     None => tracing::debug!(pkid, "publish not issued by the feeder"),

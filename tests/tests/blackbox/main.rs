@@ -10,6 +10,7 @@ mod common;
 mod crash_recovery;
 mod detectors;
 mod devices;
+mod disk_full;
 mod end_to_end;
 mod eval;
 mod harness;

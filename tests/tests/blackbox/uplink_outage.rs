@@ -108,3 +108,180 @@ fn alerts_raised_while_the_uplink_broker_is_down_all_arrive_in_order() -> Result
     );
     Ok(())
 }
+
+/// A long outage with a small bound: the outbox overflows while the cloud broker is down.
+/// The bound holds at every scrape, `drop_oldest` evicts aggregates and keeps every alert,
+/// committed = stored + evicted at every consistent scrape, each eviction is logged at
+/// ERROR, and once the broker is back exactly what was stored arrives: alerts first, then
+/// aggregates, each lane in seq order.
+#[test]
+fn an_overflowing_outage_keeps_the_bound_evicts_aggregates_first_and_drains_in_lane_order()
+-> Result<()> {
+    use std::collections::BTreeSet;
+    use weir_tests::{Agent, Collector, TestDir, distinct_records, free_port, wait_until};
+
+    use crate::observability::{get, sample};
+
+    const GW: &str = "gw-overflow";
+    const MAX_BYTES: f64 = 65536.0;
+    let dir = TestDir::new("outage-overflow")?;
+    let mut cloud = Mosquitto::builder().persistent(true).start()?;
+    let collector = Collector::start(cloud.port(), "weir/#")?;
+    cloud.stop()?;
+    let devices = Mosquitto::start()?;
+    // A flood of aggregates (count windows of 2 samples, 3 series, 10 ms ticks: ~150
+    // records/s, ~35 KB/s) and a few alerts (pump-1's 200 ms windows, rising or not).
+    dir.write(
+        "rules.yaml",
+        "rules:\n\
+         \x20 - name: flood\n\
+         \x20   window: { count: 2 }\n\
+         \x20   aggregates: [mean, max]\n\
+         \x20 - name: rising\n\
+         \x20   select: { device: pump-1, metric: temperature }\n\
+         \x20   window: { count: 20 }\n\
+         \x20   alert: { when: \"last > first\", severity: info }\n",
+    )?;
+    let metrics_port = free_port()?;
+    let outbox = dir.path().join("outbox.db");
+    let yaml = |sources: &str, metrics: u16| {
+        format!(
+            "gateway_id: {GW}\nrules: [rules.yaml]\nsources: [{sources}]\n\
+             outbox: {{path: {:?}, max_bytes: 64KiB, overflow: drop_oldest}}\n\
+             uplink: {{host: 127.0.0.1, port: {}, keep_alive: 5s}}\n\
+             metrics: {{listen: \"127.0.0.1:{metrics}\"}}\n",
+            outbox.display().to_string(),
+            cloud.port()
+        )
+    };
+    let mut agent = Agent::start(&dir, &yaml("{simulator: {interval: 10ms}}", metrics_port))?;
+    agent.wait_for_log("pipeline ready", Duration::from_secs(20))?;
+
+    // Overflowing: the bound holds at every scrape until well past it.
+    let scrape = |port: u16| -> Result<String> {
+        let (code, body) = get(port, "/metrics")?;
+        anyhow::ensure!(code == 200, "/metrics answered {code}");
+        Ok(body)
+    };
+    let lanes = ["alerts", "predictions", "aggregates"];
+    let total = |m: &str, family: &str| -> f64 {
+        lanes
+            .iter()
+            .filter_map(|l| sample(m, &format!("{family}{{lane=\"{l}\"}}")))
+            .sum()
+    };
+    wait_until(
+        "600 evicted records and stored alerts",
+        Duration::from_secs(60),
+        || {
+            let m = scrape(metrics_port)?;
+            let bytes = total(&m, "weir_outbox_bytes");
+            anyhow::ensure!(
+                bytes <= MAX_BYTES,
+                "bound broken: {bytes} bytes stored\n{m}"
+            );
+            let evicted = sample(&m, "weir_outbox_evicted_full_total").unwrap_or(0.0);
+            let alerts = sample(&m, "weir_outbox_records{lane=\"alerts\"}").unwrap_or(0.0);
+            Ok((evicted >= 600.0 && alerts >= 3.0).then_some(()))
+        },
+    )
+    .map_err(|e| agent.explain(e))?;
+    // Conservation: nothing delivered yet, so committed = stored + evicted (retried until a
+    // scrape falls between two commits).
+    let m = wait_until("a consistent scrape", Duration::from_secs(20), || {
+        let m = scrape(metrics_port)?;
+        let committed = sample(&m, "weir_outbox_committed_total").unwrap_or(-1.0);
+        let evicted = sample(&m, "weir_outbox_evicted_total").unwrap_or(-1.0);
+        let stored = total(&m, "weir_outbox_records");
+        Ok((committed == stored + evicted).then_some(m))
+    })
+    .map_err(|e| agent.explain(e))?;
+    assert_eq!(
+        sample(&m, "weir_outbox_evicted_full_total"),
+        sample(&m, "weir_outbox_evicted_total"),
+        "every eviction is by the overflow policy\n{m}"
+    );
+    assert_eq!(sample(&m, "weir_outbox_deleted_total"), Some(0.0), "{m}");
+    agent.wait_for_line("an ERROR for the evictions", Duration::from_secs(5), |l| {
+        l.contains("ERROR") && l.contains("evicted oldest") && l.contains("aggregates")
+    })?;
+    assert!(
+        !agent
+            .log_contents()
+            .lines()
+            .any(|l| l.contains("evicted oldest") && l.contains("alerts")),
+        "no alert evicted while aggregates remain\n{}",
+        agent.log_tail()
+    );
+    let status = agent.terminate(Duration::from_secs(20))?;
+    assert!(status.success(), "{status}\n{}", agent.log_tail());
+
+    // The same outbox under an agent that produces nothing (its source is a quiet broker):
+    // what it holds now is exactly what must arrive.
+    let quiet = format!(
+        "{{mqtt: {{host: 127.0.0.1, port: {}, subscriptions: [{{topic: \"q/{{device}}/{{metric}}\"}}]}}}}",
+        devices.port()
+    );
+    let metrics_port = free_port()?;
+    let mut agent = Agent::start(&dir, &yaml(&quiet, metrics_port))?;
+    agent.wait_for_log("pipeline ready", Duration::from_secs(20))?;
+    let m = wait_until("metrics", Duration::from_secs(10), || {
+        Ok(get(metrics_port, "/metrics").ok().map(|(_, b)| b))
+    })?;
+    let stored_alerts = sample(&m, "weir_outbox_records{lane=\"alerts\"}").unwrap_or(0.0) as usize;
+    let stored = total(&m, "weir_outbox_records") as usize;
+    assert!(total(&m, "weir_outbox_bytes") <= MAX_BYTES, "{m}");
+
+    cloud.start_again()?;
+    let messages = collector
+        .wait_for(
+            &format!("{stored} distinct records"),
+            Duration::from_secs(60),
+            |m| distinct_records(m).len() >= stored,
+        )
+        .map_err(|e| agent.explain(e))?;
+    let records = distinct_records(&messages);
+    assert_eq!(records.len(), stored, "exactly what was stored arrives");
+    // Lane order: every alert before the first aggregate, seq increasing within each lane.
+    let kinds: Vec<&str> = records.iter().filter_map(|r| r.str("kind")).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "alert").count(),
+        stored_alerts,
+        "every stored alert arrives"
+    );
+    assert!(
+        kinds.iter().take(stored_alerts).all(|k| *k == "alert"),
+        "alerts drain first: {kinds:?}"
+    );
+    for lane in ["alerts", "aggregates"] {
+        let seqs: Vec<u64> = records
+            .iter()
+            .filter(|r| r.topic.ends_with(lane))
+            .filter_map(|r| r.u64("seq"))
+            .collect();
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "{lane} out of order: {seqs:?}"
+        );
+    }
+    // Oldest aggregates went first: some alert is older than every aggregate that survived.
+    let min_alert = records
+        .iter()
+        .filter(|r| r.topic.ends_with("alerts"))
+        .filter_map(|r| r.u64("seq"))
+        .min();
+    let min_aggregate = records
+        .iter()
+        .filter(|r| r.topic.ends_with("aggregates"))
+        .filter_map(|r| r.u64("seq"))
+        .min();
+    assert!(
+        min_alert < min_aggregate,
+        "alerts {min_alert:?}, aggregates {min_aggregate:?}"
+    );
+    let distinct: BTreeSet<&str> = records.iter().filter_map(|r| r.id()).collect();
+    assert_eq!(distinct.len(), stored);
+    let status = agent.terminate(Duration::from_secs(20))?;
+    assert!(status.success(), "{status}\n{}", agent.log_tail());
+    Ok(())
+}
