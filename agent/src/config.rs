@@ -54,6 +54,9 @@ pub struct Config {
     /// Absent: the agent buffers everything in the outbox and uplinks nothing.
     #[serde(default)]
     pub uplink: Option<UplinkConfig>,
+    /// The local broker alerts with `alert.local_topic` are published on.
+    #[serde(default)]
+    pub actions: Option<crate::actions::ActionsConfig>,
     #[serde(default)]
     pub engine: EngineConfig,
     /// The Prometheus endpoint (`/metrics`, `/healthz`); localhost:9464 by default.

@@ -4,6 +4,7 @@
 //! 0 success, 1 runtime failure, 2 invalid config or rules (so a deploy script or systemd's
 //! `ExecStartPre=weir check` can tell a typo from a crash). The whole error chain is printed.
 
+mod actions;
 mod check;
 mod cli;
 mod clock_guard;

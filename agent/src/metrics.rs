@@ -65,7 +65,7 @@ struct Snapshot {
     sources: Vec<(String, [u64; 8])>,
     /// Per source: transport up, and the receive time of its last reading (µs; 0 = none).
     source_health: Vec<(String, bool, i64)>,
-    pipeline: [(&'static str, &'static str, u64); 11],
+    pipeline: [(&'static str, &'static str, u64); 13],
     outbox: OutboxStats,
     outbox_counters: [(&'static str, &'static str, u64); 9],
     uplink: Option<Arc<UplinkCounters>>,
@@ -136,6 +136,16 @@ impl Sources {
                     "encode_errors",
                     "Events lost because they could not be encoded.",
                     p.encode_errors.load(Relaxed),
+                ),
+                (
+                    "actions_published",
+                    "Alert transitions the local actions broker acknowledged (alert.local_topic).",
+                    p.actions_published.load(Relaxed),
+                ),
+                (
+                    "actions_dropped",
+                    "Alert transitions not sent to the local actions broker (none configured, queue full, broker down).",
+                    p.actions_dropped.load(Relaxed),
                 ),
                 (
                     "clock_skewed",

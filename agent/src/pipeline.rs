@@ -48,6 +48,9 @@ pub struct PipelineCounters {
     pub alerts: AtomicU64,
     /// Events that could not be encoded (should stay 0; logged at ERROR).
     pub encode_errors: AtomicU64,
+    /// Alert transitions published on the local actions broker / not sent there.
+    pub actions_published: AtomicU64,
+    pub actions_dropped: AtomicU64,
     /// Copies of the engine's own statistics, refreshed every loop turn.
     pub late_dropped: AtomicU64,
     pub nan_dropped: AtomicU64,
@@ -65,6 +68,8 @@ pub struct Pipeline {
     pub clock_guard: ClockGuard,
     /// Where run-hour counters are persisted.
     pub runtime: RuntimeStore,
+    /// Local publication of alerts with `alert.local_topic`.
+    pub actions: crate::actions::Actions,
     pub counters: Arc<PipelineCounters>,
 }
 
@@ -128,6 +133,13 @@ impl Pipeline {
             self.counters
                 .alerts_suppressed
                 .store(stats.alerts_suppressed, Ordering::Relaxed);
+            let actions = &self.actions.counters;
+            self.counters
+                .actions_published
+                .store(actions.published.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.counters
+                .actions_dropped
+                .store(actions.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
             self.counters.turns.fetch_add(1, Ordering::Relaxed);
         }
         self.save_runtime(&mut saved).await;
@@ -224,7 +236,16 @@ impl Pipeline {
             log_alert(&event, device, metric);
             let topic = self.topics[encode::lane_of(&event) as usize].clone();
             match encode::record(&event, device, metric, topic, created_at) {
-                Ok(r) => records.push(r),
+                Ok(r) => {
+                    if matches!(event.kind, EventKind::Alert { .. })
+                        && let Some(t) = self.engine.rules().local_topic(&event.rule)
+                    {
+                        let topic = crate::actions::topic(t, &event.rule, device, metric);
+                        // The JSON body, without the outbox's format byte.
+                        self.actions.send(topic, r.payload[1..].to_vec());
+                    }
+                    records.push(r);
+                }
                 Err(e) => {
                     self.counters.encode_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(rule = %event.rule, "event lost: cannot encode it: {e}");

@@ -42,11 +42,12 @@ pub struct Reloader {
 pub fn settings_of(config: &Config) -> String {
     let sources: Vec<_> = config.sources.iter().map(|s| &s.value).collect();
     format!(
-        "{:?} {:?} {sources:?} {:?} {:?} {:?} {:?} {:?}",
+        "{:?} {:?} {sources:?} {:?} {:?} {:?} {:?} {:?} {:?}",
         config.gateway_id,
         config.labels,
         config.outbox,
         config.uplink,
+        config.actions,
         config.engine,
         config.metrics,
         config.log

@@ -123,9 +123,14 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         let restored = engine.restore_runtime(&saved);
         tracing::info!(path = %runtime.path().display(), restored, saved = saved.len(), "run-time counters restored");
     }
+    let actions = match &config.actions {
+        Some(cfg) => crate::actions::start(cfg, &gateway_id, shutdown.clone()),
+        None => crate::actions::Actions::disabled(),
+    };
     let pipeline = Pipeline {
         engine,
         runtime,
+        actions,
         outbox: outbox.clone(),
         topics: crate::pipeline::lane_topics(&topic_prefix, &gateway_id),
         idle_close: config.engine.idle_close,

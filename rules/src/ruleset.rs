@@ -98,6 +98,8 @@ pub(crate) struct AlertRule {
     pub suppress: i64,
     pub cooldown: i64,
     pub message: Option<Template>,
+    /// Where the agent also publishes transitions locally (`alert.local_topic`).
+    pub local_topic: Option<Arc<str>>,
 }
 
 impl RuleSet {
@@ -176,6 +178,18 @@ impl RuleSet {
 
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// The local topic a rule's alert transitions are also published on (`alert.local_topic`,
+    /// placeholders unfilled), if it has one.
+    pub fn local_topic(&self, rule: &str) -> Option<&str> {
+        self.rules
+            .iter()
+            .find(|r| &*r.name == rule)?
+            .alert
+            .as_ref()?
+            .local_topic
+            .as_deref()
     }
 
     /// Rule names in definition order.
@@ -411,6 +425,17 @@ impl Compiler<'_> {
                 (None, Some(d)) => d.text.clone(),
                 (None, None) => Arc::from(""),
             };
+            let local_topic = match a.local_topic.as_deref() {
+                None => Some(None),
+                Some(t) if !t.is_empty() && !t.contains(['+', '#', '\0']) => Some(Some(Arc::from(t))),
+                Some(t) => {
+                    let msg = format!(
+                        "`local_topic` `{t}` must be a non-empty MQTT topic without wildcards (+, #)"
+                    );
+                    self.report(node.locate(&["alert", "local_topic"]), Some(name), msg);
+                    None
+                }
+            };
             Some(AlertRule {
                 condition: condition?,
                 text,
@@ -418,6 +443,7 @@ impl Compiler<'_> {
                 suppress: suppress?,
                 cooldown: cooldown?,
                 message: message?,
+                local_topic: local_topic?,
             })
         });
         if raw.detect.is_some() && raw.alert.is_none() {

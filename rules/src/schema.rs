@@ -121,6 +121,10 @@ pub(crate) struct RawAlert {
     /// A template filled into each transition, e.g. `"pressure {value:.1} bar"`.
     #[serde(default)]
     pub message: Option<String>,
+    /// Also publish each transition on the gateway's local broker, on this topic
+    /// (`{device}`, `{metric}` and `{rule}` are filled in).
+    #[serde(default)]
+    pub local_topic: Option<String>,
 }
 
 /// Parses `"500ms"`, `"10s"`, `"5m"`, `"1h"`, `"1d"` into microseconds. Zero is refused: a

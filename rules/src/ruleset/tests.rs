@@ -458,3 +458,13 @@ fn let_values_are_checked_in_order_and_located() {
     assert!(e[4].3.contains("not a valid name"), "{}", e[4].3);
     assert!(e[5].3.contains("no alert"), "{}", e[5].3);
 }
+
+#[test]
+fn local_topic_is_kept_and_a_wildcard_is_refused() {
+    let ok = "rules:\n  - name: hot\n    window: { tumbling: 1s }\n    alert: { when: \"max > 1\", local_topic: \"actions/{device}\" }\n";
+    let set = RuleSet::parse_str(ok, "r.yaml").unwrap();
+    assert_eq!(set.local_topic("hot"), Some("actions/{device}"));
+    assert_eq!(set.local_topic("other"), None);
+    let bad = ok.replace("actions/{device}", "actions/#");
+    assert_eq!(positions(&bad), [(4, 44)]);
+}

@@ -4,6 +4,7 @@
 //! Each test owns its temp dir and brokers, so tests run in parallel. The harness lives in the
 //! `weir-tests` library (`tests/src`); `common` holds what only these tests share.
 
+mod actions;
 mod bad_input;
 mod clock;
 mod common;

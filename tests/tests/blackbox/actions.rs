@@ -1,0 +1,60 @@
+//! `alert.local_topic`: an alert also reaches the gateway's own broker, for local actions.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use weir_tests::{Agent, Collector, Mosquitto, Publisher, TestDir};
+
+use crate::common::{AgentConfig, PLANT_FILTER, STARTUP, publish_series};
+
+const RULE: &str = r#"rules:
+  - name: hot
+    select: { device: "pump-*", metric: temp }
+    window: { tumbling: 1s }
+    alert:
+      when: "max > 80"
+      severity: critical
+      local_topic: "actions/{device}/{rule}"
+"#;
+
+#[test]
+fn alerts_with_a_local_topic_are_published_on_the_local_broker() -> Result<()> {
+    let dir = TestDir::new("actions")?;
+    let devices = Mosquitto::start()?;
+    let local = Collector::start(devices.port(), "actions/#")?;
+    dir.write("rules/hot.yaml", RULE)?;
+    let outbox = dir.path().join("outbox.db");
+    let config = AgentConfig {
+        gateway: "gw-act",
+        devices_port: devices.port(),
+        cloud_port: None,
+        rules: &["rules/hot.yaml"],
+        outbox: &outbox,
+        extra_topics: &[],
+    }
+    .yaml()
+        + &format!("actions: {{ host: 127.0.0.1, port: {} }}\n", devices.port());
+    let mut agent = Agent::start(&dir, &config)?;
+    agent.wait_for_log("actions broker connected", STARTUP)?;
+    devices
+        .wait_for_subscription(PLANT_FILTER, STARTUP)
+        .map_err(|e| agent.explain(e))?;
+    let mut publisher = Publisher::connect(devices.port())?;
+    publish_series(
+        &mut publisher,
+        "plant/pump-1/temp",
+        Duration::from_millis(100),
+        Duration::from_secs(3),
+        |_| 95.0,
+    )?;
+    let got = local
+        .wait_for("the alert on the local broker", STARTUP, |m| !m.is_empty())
+        .map_err(|e| agent.explain(e))?;
+    let alert = got.first().context("a message")?;
+    assert_eq!(alert.topic, "actions/pump-1/hot", "{}", alert.summary());
+    assert_eq!(alert.str("kind"), Some("alert"));
+    assert_eq!(alert.str("state"), Some("raised"));
+    assert_eq!(alert.str("severity"), Some("critical"));
+    agent.assert_running()?;
+    Ok(())
+}
