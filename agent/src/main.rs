@@ -9,6 +9,8 @@ mod cli;
 mod config;
 mod encode;
 mod logging;
+#[cfg(test)]
+mod manpage;
 mod metrics;
 mod notify;
 mod outbox;
