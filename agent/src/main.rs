@@ -12,6 +12,8 @@ mod config;
 mod encode;
 mod eval;
 mod logging;
+#[cfg(test)]
+mod manpage;
 mod metrics;
 mod notify;
 mod outbox;

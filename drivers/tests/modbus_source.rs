@@ -368,7 +368,9 @@ async fn a_restarted_server_is_reconnected() {
     assert!(values(&d).is_empty(), "{d:?}");
     assert_eq!(qualities(&d)["u16"], 257.0, "{d:?}");
     let _server = Server::start_on(port);
+    let started = Instant::now();
     loop {
+        assert!(started.elapsed() < WAIT, "no value after the restart");
         let d = src.next().await;
         if let Some(&v) = values(&d).get("u16") {
             assert_eq!(v, 65534.0);
@@ -387,10 +389,16 @@ struct RtuServer {
     server: Child,
     _dir: weir_tests::TestDir,
     device: std::path::PathBuf,
+    slave_end: std::path::PathBuf,
 }
 
 impl RtuServer {
     fn start() -> RtuServer {
+        RtuServer::start_with("N", 1)
+    }
+
+    /// pymodbus with `parity` (`N`, `E` or `O`) and `stop_bits` on its end of the pair.
+    fn start_with(parity: &str, stop_bits: u8) -> RtuServer {
         let dir = weir_tests::TestDir::new("modbus-rtu").unwrap();
         let device = dir.path().join("ttyWEIR");
         let slave_end = dir.path().join("ttySLAVE");
@@ -413,6 +421,7 @@ impl RtuServer {
         let server = Command::new("python3")
             .args([script, "rtu"])
             .arg(&slave_end)
+            .args([parity, &stop_bits.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -422,6 +431,7 @@ impl RtuServer {
             server,
             _dir: dir,
             device,
+            slave_end,
         }
     }
 }
@@ -442,7 +452,6 @@ async fn rtu_on_a_pty_decodes_and_counts_exceptions() {
         path: server.device.clone(),
         baud: 19_200,
         data_bits: 8,
-        // Linux pseudo-terminals refuse parity settings (tcsetattr: EINVAL).
         parity: weir_drivers::serial::Parity::None,
         stop_bits: 1,
     };
@@ -474,12 +483,14 @@ async fn rtu_on_a_pty_decodes_and_counts_exceptions() {
     };
     let mut src = start(cfg);
     // The first polls may time out while pymodbus starts; they report quality 256.
+    let started = Instant::now();
     let got = loop {
         let d = src.next().await;
         let got = values(&d);
         if &*d.readings[0].device == "plc-1" && !got.is_empty() {
             break got;
         }
+        assert!(started.elapsed() < WAIT, "pymodbus never answered");
     };
     assert_eq!(got.len(), every_type().len(), "{got:?}");
     assert_eq!(got["f64_little"], 21.5);
@@ -490,5 +501,93 @@ async fn rtu_on_a_pty_decodes_and_counts_exceptions() {
         Ok((SourceCounters::get(&c.exceptions) >= 1).then_some(()))
     })
     .unwrap();
+    src.stop().await;
+}
+
+/// The line settings as the kernel holds them for a tty (`stty -a`).
+fn stty(path: &std::path::Path) -> String {
+    let out = Command::new("stty")
+        .arg("-F")
+        .arg(path)
+        .arg("-a")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "stty: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Modbus RTU's default line, 8E1 in the standard, here with even parity and two stop bits
+/// configured on both ends (the weir source and pymodbus/pyserial).
+///
+/// What a pseudo-terminal can and cannot check: a pty moves bytes, not bits on a wire, so it
+/// neither adds parity bits nor checks them, and the Linux pty driver silently clears PARENB
+/// on `tcsetattr` (`stty` shows `-parenb` on both ends whatever was asked). A wrong parity on
+/// one end would therefore still talk here; only a real UART pair (or a USB adapter loop)
+/// can catch that (and the fixture has to retry pyserial's second `tcsetattr` without PARENB,
+/// which a pty refuses once it has dropped it). Nor does a pty keep the baud rate. What the
+/// test does check: the source opens the port with even parity and two stop bits without an
+/// error, the settings a pty keeps reach the tty (`stty`: `cstopb`, `cs8`, parity checking on
+/// input), pymodbus on the other end runs with its equal setting, and every value decodes
+/// right over that line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtu_with_even_parity_and_two_stop_bits_on_a_pty_decodes() {
+    let server = RtuServer::start_with("E", 2);
+    let line = modbus::RtuConfig {
+        path: server.device.clone(),
+        baud: 19_200,
+        data_bits: 8,
+        parity: weir_drivers::serial::Parity::Even,
+        stop_bits: 2,
+    };
+    let cfg = ModbusConfig {
+        name: "rtu-8e2".into(),
+        timeout: Duration::from_millis(500),
+        retries: 1,
+        max_gap: 0,
+        quality: true,
+        slaves: vec![SlaveConfig {
+            device: "meter-1".into(),
+            tcp: None,
+            rtu: Some(line),
+            unit: 1,
+            groups: vec![GroupConfig {
+                interval: Duration::from_millis(200),
+                registers: every_type(),
+            }],
+        }],
+    };
+    let mut src = start(cfg);
+    // The first polls may time out while pymodbus starts (quality 256); no other failure.
+    let started = Instant::now();
+    let (got, quality) = loop {
+        let d = src.next().await;
+        let (got, quality) = (values(&d), qualities(&d));
+        if !got.is_empty() {
+            break (got, quality);
+        }
+        assert!(quality.values().all(|&q| q == 256.0), "{d:?}");
+        assert!(started.elapsed() < WAIT, "pymodbus never answered");
+    };
+    assert_eq!(got.len(), every_type().len(), "{got:?}");
+    assert_eq!(got["u32_little"], 65538.0);
+    assert_eq!(got["f32_big"], 21.5);
+    assert_eq!(got["f64_little"], 21.5);
+    assert_eq!(got["i16_scaled"], -41.0);
+    assert_eq!(got["coil2"], 1.0);
+    assert!(quality.values().all(|&q| q == 0.0), "{quality:?}");
+    assert_eq!(SourceCounters::get(&src.counters.exceptions), 0);
+    // The settings the port holds while the source has it open. Of the parity request the
+    // pty keeps the input side (`inpck`: check parity, `-ignpar`: do not ignore errors; with
+    // `parity: none` the source sets the opposite) but not PARENB, and it keeps no baud rate.
+    let ours = stty(&server.device);
+    let words: Vec<&str> = ours.split_whitespace().collect();
+    for want in ["cstopb", "cs8", "inpck", "-ignpar", "-crtscts"] {
+        assert!(words.contains(&want), "{want} on the source's end: {ours}");
+    }
+    let theirs = stty(&server.slave_end);
+    assert!(
+        theirs.split_whitespace().any(|w| w == "cstopb"),
+        "two stop bits on pymodbus' end: {theirs}"
+    );
     src.stop().await;
 }
