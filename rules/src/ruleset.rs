@@ -332,7 +332,8 @@ impl Compiler<'_> {
         }
         let device = self.glob(node, &["select", "device"], name, &raw.select.device);
         let metric = self.glob(node, &["select", "metric"], name, &raw.select.metric);
-        let labels: Option<Vec<(Box<str>, Glob)>> = raw
+        // Every pattern is checked (and reported) before any failure makes `labels` None.
+        let checked: Vec<Option<(Box<str>, Glob)>> = raw
             .select
             .labels
             .iter()
@@ -340,9 +341,8 @@ impl Compiler<'_> {
                 let glob = self.glob(node, &["select", "labels", k], name, v);
                 glob.map(|g| (k.as_str().into(), g))
             })
-            .collect::<Vec<_>>()
-            .into_iter()
             .collect();
+        let labels: Option<Vec<(Box<str>, Glob)>> = checked.into_iter().collect();
         let window = match &raw.window {
             Some(w) => self.window(node, name, w),
             // A detector without a window judges every sample: a one-sample count window
@@ -379,72 +379,17 @@ impl Compiler<'_> {
             .detect
             .as_ref()
             .and_then(|d| self.detect(node, name, d, raw.window.is_some(), &scope));
+        let windowed = raw.window.is_some();
         let alert = raw.alert.as_ref().and_then(|a| {
-            let condition = match (&a.when, &raw.detect) {
-                (Some(when), None) => match Condition::compile_in(when, &scope) {
-                    Ok(c) => Some(Some(c)),
-                    Err(e) => {
-                        let at = self.inside(node.locate(&["alert", "when"]), e.offset);
-                        self.report(at, Some(name), format!("in `when`: {}", e.message));
-                        None
-                    }
-                },
-                (None, Some(_)) => Some(None),
-                (None, None) => {
-                    let msg = "`alert` needs `when` (or the rule a `detect` section)";
-                    self.report(node.locate(&["alert"]), Some(name), msg);
-                    None
-                }
-                (Some(_), Some(_)) => {
-                    let msg = "`alert.when` and `detect` cannot be combined: the detector decides \
-                               when the alert is raised and cleared";
-                    self.report(node.locate(&["alert", "when"]), Some(name), msg);
-                    None
-                }
-            };
-            let severity = match a.severity.as_deref() {
-                None => Some(Severity::Warning),
-                Some(s) => match [Severity::Info, Severity::Warning, Severity::Critical]
-                    .into_iter()
-                    .find(|v| v.as_str() == s)
-                {
-                    Some(v) => Some(v),
-                    None => {
-                        let at = node.locate(&["alert", "severity"]);
-                        let msg =
-                            format!("unknown severity `{s}` (expected info, warning or critical)");
-                        self.report(at, Some(name), msg);
-                        None
-                    }
-                },
-            };
-            let (suppress, cooldown, message) =
-                self.lifecycle(node, name, a, detect.as_ref(), &scope, raw.window.is_some());
-            let text = match (&a.when, &detect) {
-                (Some(when), _) => Arc::from(when.trim()),
-                (None, Some(d)) => d.text.clone(),
-                (None, None) => Arc::from(""),
-            };
-            let local_topic = match a.local_topic.as_deref() {
-                None => Some(None),
-                Some(t) if !t.is_empty() && !t.contains(['+', '#', '\0']) => Some(Some(Arc::from(t))),
-                Some(t) => {
-                    let msg = format!(
-                        "`local_topic` `{t}` must be a non-empty MQTT topic without wildcards (+, #)"
-                    );
-                    self.report(node.locate(&["alert", "local_topic"]), Some(name), msg);
-                    None
-                }
-            };
-            Some(AlertRule {
-                condition: condition?,
-                text,
-                severity: severity?,
-                suppress: suppress?,
-                cooldown: cooldown?,
-                message: message?,
-                local_topic: local_topic?,
-            })
+            self.alert(
+                node,
+                name,
+                a,
+                raw.detect.is_some(),
+                detect.as_ref(),
+                &scope,
+                windowed,
+            )
         });
         if raw.detect.is_some() && raw.alert.is_none() {
             let msg = "`detect` raises and clears the rule's alert: add `alert: { severity: ... }`";
@@ -734,6 +679,7 @@ pub(crate) fn column_inside(src: &str, loc: Loc, offset: usize) -> Loc {
     }
 }
 
+mod alert;
 mod detect;
 mod fft;
 mod time;
