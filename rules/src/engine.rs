@@ -7,6 +7,13 @@
 //! hashing, no string work, no allocation. Allocation happens only when a window closes and
 //! an event is built.
 //!
+//! Grouped rules (`group_by`) keep one slot per group instead: the group is interned like a
+//! series (a *group series*, named after the group, never matched by rules or read by
+//! `metric.<name>`) that holds the rule's only slot for that group, and each real series in
+//! the group gets a forwarding entry to it in `Engine::fwd`. A sample then walks its own slots
+//! and then its forwarding entries — still an index walk, no hashing — and the group's events
+//! carry the group series' id, so the agent names them like any other series.
+//!
 //! Determinism: nothing here iterates a `HashMap`. `advance` walks series in id order and
 //! each series' slots in rule order, so the same inputs always give the same event order.
 
@@ -24,7 +31,8 @@ use crate::window::{Done, Win};
 /// Resource bounds for an [`Engine`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// How many distinct `(device, metric)` pairs may be interned.
+    /// How many distinct `(device, metric)` pairs may be interned. Each group of a grouped
+    /// rule takes one entry too (it is interned like a series).
     pub max_series: usize,
 }
 
@@ -44,8 +52,13 @@ impl Default for Limits {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EngineStats {
-    /// Interned series.
+    /// Interned series (groups not included).
     pub series: usize,
+    /// Groups of grouped rules (`group_by`), each holding one window.
+    pub groups: usize,
+    /// Times a series could not join a new group of a grouped rule because `max_series` was
+    /// reached (the series itself was interned; that rule does not see it).
+    pub groups_refused: u64,
     /// Samples dropped because their window had already closed; counted once per
     /// `(rule, series)` window that refused the sample.
     pub late_dropped: u64,
@@ -124,9 +137,25 @@ struct Series {
     len: u32,
     /// The latest value received, for other series' `metric.<name>` references.
     last: f64,
+    /// The groups this series feeds are `fwd[fwd_first..fwd_first + fwd_len]`.
+    fwd_first: u32,
+    fwd_len: u32,
+    /// A group series: `device` names the group, `metric` the rule's metric pattern.
+    group: bool,
+}
+
+impl Series {
+    fn slots(&self) -> std::ops::Range<usize> {
+        self.first as usize..(self.first + self.len) as usize
+    }
+
+    fn fwd(&self) -> std::ops::Range<usize> {
+        self.fwd_first as usize..(self.fwd_first + self.fwd_len) as usize
+    }
 }
 
 /// The other metrics of one device, for `metric.<name>` in expressions.
+#[derive(Clone, Copy)]
 struct Peers<'a> {
     index: &'a HashMap<Box<str>, HashMap<Box<str>, SeriesId>>,
     series: &'a [Series],
@@ -152,6 +181,10 @@ pub struct Engine {
     index: HashMap<Box<str>, HashMap<Box<str>, SeriesId>>,
     series: Vec<Series>,
     slots: Vec<Slot>,
+    /// Group series ids, a run per real series (see `Series::fwd`).
+    fwd: Vec<u32>,
+    /// `(rule index, group name)` → its group series. Read only when interning.
+    groups: HashMap<(u32, Box<str>), SeriesId>,
     /// Detector states, in slot order. Beside the slots rather than boxed per slot: a
     /// per-sample detector is then read sequentially like the slots, where a box per slot
     /// cost a cache miss per sample (measured: 90% of the per-sample time).
@@ -174,6 +207,8 @@ impl Engine {
             index: HashMap::new(),
             series: Vec::new(),
             slots: Vec::new(),
+            fwd: Vec::new(),
+            groups: HashMap::new(),
             dets: Vec::new(),
             next_deadline: i64::MAX,
             labels: DeviceLabels::default(),
@@ -195,27 +230,77 @@ impl Engine {
         let id = SeriesId(u32::try_from(self.series.len()).map_err(|_| too_many.clone())?);
         let first = u32::try_from(self.slots.len()).map_err(|_| too_many.clone())?;
         let labels = self.labels.of(device);
+        let mut grouped = Vec::new();
         for (i, rule) in self.rules.rules.iter().enumerate() {
             if rule.selects(device, metric, &labels) {
                 let i = u32::try_from(i).map_err(|_| too_many.clone())?;
+                if let Some(g) = &rule.group {
+                    grouped.extend(g.key(device, &labels).map(|key| (i, key)));
+                    continue;
+                }
                 let slot = Slot::new(i, rule, &mut self.dets).ok_or_else(|| too_many.clone())?;
                 self.slots.push(slot);
             }
         }
         let len = u32::try_from(self.slots.len()).map_err(|_| too_many.clone())? - first;
+        let fwd_first = u32::try_from(self.fwd.len()).map_err(|_| too_many.clone())?;
         self.series.push(Series {
             device: device.into(),
             metric: metric.into(),
             first,
             len,
             last: f64::NAN,
+            fwd_first,
+            fwd_len: 0,
+            group: false,
         });
         self.index
             .entry(device.into())
             .or_default()
             .insert(metric.into(), id);
-        self.stats.series = self.series.len();
+        // After the series' own slots, so its range stays contiguous.
+        for (rule, key) in grouped {
+            match self.join_group(rule, key) {
+                Some(g) => {
+                    self.fwd.push(g.0);
+                    self.series[id.0 as usize].fwd_len += 1;
+                }
+                None => self.stats.groups_refused += 1,
+            }
+        }
+        self.stats.series = self.series.len() - self.groups.len();
+        self.stats.groups = self.groups.len();
         Ok(id)
+    }
+
+    /// The group series of `rule` named `key`, interned (with its slot appended) if new;
+    /// `None` when `max_series` is reached.
+    fn join_group(&mut self, rule: u32, key: String) -> Option<SeriesId> {
+        let key: Box<str> = key.into();
+        if let Some(id) = self.groups.get(&(rule, key.clone())) {
+            return Some(*id);
+        }
+        let r = self.rules.rules.get(rule as usize)?;
+        let g = r.group.as_ref()?;
+        if self.series.len() >= self.limits.max_series {
+            return None;
+        }
+        let id = SeriesId(u32::try_from(self.series.len()).ok()?);
+        let first = u32::try_from(self.slots.len()).ok()?;
+        let slot = Slot::new(rule, r, &mut self.dets)?;
+        self.slots.push(slot);
+        self.series.push(Series {
+            device: key.clone(),
+            metric: g.metric.clone(),
+            first,
+            len: 1,
+            last: f64::NAN,
+            fwd_first: 0,
+            fwd_len: 0,
+            group: true,
+        });
+        self.groups.insert((rule, key), id);
+        Some(id)
     }
 
     /// Sets the device labels rules select on (`select.labels`). Call before the first
@@ -245,7 +330,6 @@ impl Engine {
         };
         series.last = s.value;
         let series = &self.series[s.series.0 as usize];
-        let range = series.first as usize..(series.first + series.len) as usize;
         let target = Target {
             id: s.series,
             device: &series.device,
@@ -257,46 +341,28 @@ impl Engine {
             device: &series.device,
         };
         let mut deadline = self.next_deadline;
-        for slot in &mut self.slots[range] {
-            let Slot {
-                rule,
-                raised,
-                direct,
-                alpha,
-                emit_late,
-                win,
-                prev,
-                det,
-                life,
-            } = slot;
-            let stats = &mut self.stats;
-            let rules = &self.rules;
-            let mut det = self.dets.get_mut(*det as usize);
-            if *direct {
-                let state = (raised, det, life);
-                let due = feed_direct(rules, stats, *rule, state, target, s, out);
-                deadline = deadline.min(due);
+        for slot in &mut self.slots[series.slots()] {
+            let cx = (&self.rules, &mut self.stats, &mut self.dets[..]);
+            deadline = deadline.min(feed(cx, slot, target, &peers, s, out));
+        }
+        for &g in &self.fwd[series.fwd()] {
+            // Group series ids were issued by this engine and hold exactly one slot.
+            let Some(group) = self.series.get(g as usize) else {
                 continue;
+            };
+            let target = Target {
+                id: SeriesId(g),
+                device: &group.device,
+                metric: &group.metric,
+            };
+            let peers = Peers {
+                device: &group.device,
+                ..peers
+            };
+            for slot in &mut self.slots[group.slots()] {
+                let cx = (&self.rules, &mut self.stats, &mut self.dets[..]);
+                deadline = deadline.min(feed(cx, slot, target, &peers, s, out));
             }
-            let pushed = win.push(s.ts, s.value, *alpha, |done| {
-                let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
-                close(rules, stats, *rule, state, target, &peers, done, out);
-            });
-            if pushed.late {
-                self.stats.late_dropped += 1;
-                if *emit_late && let Some(rule) = rules.rules.get(*rule as usize) {
-                    out.push(Event {
-                        rule: rule.name.clone(),
-                        series: s.series,
-                        ts: s.ts,
-                        kind: EventKind::Late { value: s.value },
-                    });
-                }
-            }
-            if pushed.overflow {
-                self.stats.window_overflow += 1;
-            }
-            deadline = deadline.min(pushed.deadline);
         }
         self.next_deadline = deadline;
     }
@@ -357,6 +423,7 @@ impl Engine {
     /// the heap. Excludes the series index and names, which do not depend on the rules.
     pub fn state_bytes(&self) -> usize {
         self.slots.capacity() * size_of::<Slot>()
+            + self.fwd.capacity() * size_of::<u32>()
             + self.dets.capacity() * size_of::<Detector>()
             + self
                 .slots
@@ -412,6 +479,54 @@ impl Engine {
     pub fn rules(&self) -> &RuleSet {
         &self.rules
     }
+}
+
+/// Feeds a sample to one slot (the series' own or its group's); returns the slot's next
+/// deadline. Late samples are counted, and with `late: emit` reported on the sample's own
+/// series.
+fn feed(
+    (rules, stats, dets): (&RuleSet, &mut EngineStats, &mut [Detector]),
+    slot: &mut Slot,
+    target: Target<'_>,
+    peers: &Peers<'_>,
+    s: Sample,
+    out: &mut Vec<Event>,
+) -> i64 {
+    let Slot {
+        rule,
+        raised,
+        direct,
+        alpha,
+        emit_late,
+        win,
+        prev,
+        det,
+        life,
+    } = slot;
+    let mut det = dets.get_mut(*det as usize);
+    if *direct {
+        let state = (raised, det, life);
+        return feed_direct(rules, stats, *rule, state, target, s, out);
+    }
+    let pushed = win.push(s.ts, s.value, *alpha, |done| {
+        let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
+        close(rules, stats, *rule, state, target, peers, done, out);
+    });
+    if pushed.late {
+        stats.late_dropped += 1;
+        if *emit_late && let Some(rule) = rules.rules.get(*rule as usize) {
+            out.push(Event {
+                rule: rule.name.clone(),
+                series: s.series,
+                ts: s.ts,
+                kind: EventKind::Late { value: s.value },
+            });
+        }
+    }
+    if pushed.overflow {
+        stats.window_overflow += 1;
+    }
+    pushed.deadline
 }
 
 /// Split borrows of a slot's alert state: `raised`, `prev`, `det`, `life`.
@@ -541,6 +656,8 @@ mod runtime;
 pub use reload::ReloadReport;
 pub use runtime::RuntimeCounter;
 
+#[cfg(test)]
+mod group_tests;
 #[cfg(test)]
 mod peers_tests;
 #[cfg(test)]

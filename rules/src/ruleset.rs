@@ -54,6 +54,8 @@ pub(crate) struct Rule {
     pub definition: Box<str>,
     /// Whether the rule has a `window` (a detector without one judges each sample).
     pub windowed: bool,
+    /// `group_by`: one window per group of the series it selects, not per series.
+    pub group: Option<Group>,
     /// Where the rule's name was written, to report duplicates across files.
     file: Arc<str>,
     name_loc: Loc,
@@ -395,6 +397,12 @@ impl Compiler<'_> {
             let msg = "`detect` raises and clears the rule's alert: add `alert: { severity: ... }`";
             self.report(node.locate(&["detect"]), Some(name), msg);
         }
+        let others = scope.others();
+        let group = raw.group_by.as_ref().map(|g| {
+            let per_sample = raw.detect.is_some() && !windowed;
+            let metric = &raw.select.metric;
+            self.group_by(node, name, g, metric, per_sample, !others.is_empty())
+        });
         let has_aggregates = raw.aggregates.as_ref().is_some_and(|a| !a.is_empty());
         if raw.window.is_none() && raw.detect.is_some() && has_aggregates {
             let msg = "`aggregates` need a `window` to aggregate over";
@@ -444,9 +452,10 @@ impl Compiler<'_> {
             alert,
             acc,
             detect,
-            others: scope.others(),
+            others,
             definition: format!("{raw:?}").into(),
             windowed: raw.window.is_some(),
+            group: group.flatten(),
             file: self.file.clone(),
             name_loc,
         })
@@ -682,7 +691,12 @@ pub(crate) fn column_inside(src: &str, loc: Loc, offset: usize) -> Loc {
 mod alert;
 mod detect;
 mod fft;
+mod group;
 mod time;
+
+pub(crate) use group::Group;
+#[cfg(test)]
+pub(crate) use group::GroupBy;
 
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,9 @@ pub(crate) struct RawRule {
     pub name: String,
     #[serde(default)]
     pub select: RawSelect,
+    /// `device`, `label.<name>` or `all`: one window per group instead of per series.
+    #[serde(default)]
+    pub group_by: Option<String>,
     /// Required unless the rule has `detect` (a detector may judge every sample).
     #[serde(default)]
     pub window: Option<RawWindow>,

@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use super::{Engine, NO_DET, Slot};
 use crate::detect::Detector;
-use crate::ruleset::RuleSet;
+use crate::event::SeriesId;
+use crate::ruleset::{Rule, RuleSet};
 
 /// What a [`Engine::reload`] did, by rule name, for the log line an operator reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -85,6 +86,7 @@ impl Engine {
             .map(|r| r.name.clone())
             .collect();
 
+        let old_rules = std::mem::replace(&mut self.rules, rules);
         let mut old_slots: Vec<Option<Slot>> = std::mem::take(&mut self.slots)
             .into_iter()
             .map(Some)
@@ -94,69 +96,152 @@ impl Engine {
             .map(Some)
             .collect();
         let mut raised_removed = vec![false; fates.len()];
-        let labels = &self.labels;
-        for series in &mut self.series {
-            let device_labels = labels.of(&series.device);
-            let old_range = series.first as usize..(series.first + series.len) as usize;
-            let first = self.slots.len();
-            for (i, rule) in rules.rules.iter().enumerate() {
-                if !rule.selects(&series.device, &series.metric, &device_labels) {
-                    continue;
-                }
-                let i = index(i);
-                let old = old_slots[old_range.clone()].iter_mut().find(|s| {
-                    s.as_ref().is_some_and(|s| {
-                        matches!(fates[s.rule as usize], Fate::Kept(j) | Fate::Restarted(j) if j == i)
-                    })
-                });
-                let slot = match old.and_then(Option::take) {
-                    Some(old) if fates[old.rule as usize] == Fate::Kept(i) => {
-                        // Its detector state moves with it into the new detector table.
-                        let det = match old_dets.get_mut(old.det as usize).and_then(Option::take) {
-                            Some(d) => {
-                                self.dets.push(d);
-                                index(self.dets.len() - 1)
-                            }
-                            None => NO_DET,
-                        };
-                        Some(Slot {
-                            rule: i,
-                            det,
-                            ..old
-                        })
+
+        // Groups first, so every series finds its kept group whatever the ids' order. A
+        // group survives when its rule does with the same grouping; one whose rule changed
+        // its `group_by` or `select.metric` is left without a slot (its id stays taken).
+        self.groups.clear();
+        let mut group_slots = Vec::new();
+        for (id, series) in self.series.iter().enumerate().filter(|(_, s)| s.group) {
+            let Some(old) = old_slots
+                .get_mut(series.slots())
+                .and_then(|s| s.first_mut())
+            else {
+                continue;
+            };
+            let Some(old) = old.take() else { continue };
+            let old_rule = old.rule as usize;
+            let old_group = old_rules.rules.get(old_rule).and_then(|r| r.group.as_ref());
+            match fates.get(old_rule) {
+                Some(&(Fate::Kept(j) | Fate::Restarted(j))) => {
+                    let Some(rule) = self.rules.rules.get(j as usize) else {
+                        continue;
+                    };
+                    if rule.group.as_ref() != old_group {
+                        continue;
                     }
-                    Some(old) => Slot::new(i, rule, &mut self.dets).map(|fresh| Slot {
-                        raised: old.raised,
-                        ..fresh
-                    }),
-                    None => Slot::new(i, rule, &mut self.dets),
-                };
-                // `None` only past u32 indices, which `max_series` rules out.
-                if let Some(slot) = slot {
-                    self.slots.push(slot);
+                    let slot = carry(Some(old), j, rule, &fates, &mut old_dets, &mut self.dets);
+                    if let Some(slot) = slot {
+                        group_slots.push((id, slot));
+                        self.groups
+                            .insert((j, series.device.clone()), SeriesId(index(id)));
+                    }
                 }
+                Some(Fate::Removed) if old.raised => raised_removed[old_rule] = true,
+                _ => {}
             }
-            for old in old_slots[old_range].iter().flatten() {
-                if old.raised && fates[old.rule as usize] == Fate::Removed {
-                    raised_removed[old.rule as usize] = true;
+        }
+
+        let mut group_slots = group_slots.into_iter().peekable();
+        self.fwd.clear();
+        // Groups interned below are appended and already placed: only the old ids are walked.
+        for id in 0..self.series.len() {
+            let first = self.slots.len();
+            let mut grouped = Vec::new();
+            let Engine {
+                series,
+                rules,
+                slots,
+                dets,
+                labels,
+                fwd,
+                ..
+            } = &mut *self;
+            let series = &mut series[id];
+            if series.group {
+                if let Some((_, slot)) = group_slots.next_if(|(g, _)| *g == id) {
+                    slots.push(slot);
+                }
+            } else {
+                let device_labels = labels.of(&series.device);
+                let old_range = series.slots();
+                for (i, rule) in rules.rules.iter().enumerate() {
+                    if !rule.selects(&series.device, &series.metric, &device_labels) {
+                        continue;
+                    }
+                    let i = index(i);
+                    if let Some(g) = &rule.group {
+                        grouped.extend(g.key(&series.device, &device_labels).map(|k| (i, k)));
+                        continue;
+                    }
+                    let old = old_slots[old_range.clone()].iter_mut().find(|s| {
+                        s.as_ref().is_some_and(|s| {
+                            matches!(fates[s.rule as usize], Fate::Kept(j) | Fate::Restarted(j) if j == i)
+                        })
+                    });
+                    let old = old.and_then(Option::take);
+                    // `None` only past u32 indices, which `max_series` rules out.
+                    if let Some(slot) = carry(old, i, rule, &fates, &mut old_dets, dets) {
+                        slots.push(slot);
+                    }
+                }
+                for old in old_slots[old_range].iter().flatten() {
+                    if old.raised && fates[old.rule as usize] == Fate::Removed {
+                        raised_removed[old.rule as usize] = true;
+                    }
                 }
             }
             series.first = index(first);
-            series.len = index(self.slots.len() - first);
+            series.len = index(slots.len() - first);
+            series.fwd_first = index(fwd.len());
+            series.fwd_len = 0;
+            for (rule, key) in grouped {
+                match self.join_group(rule, key) {
+                    Some(g) => {
+                        self.fwd.push(g.0);
+                        self.series[id].fwd_len += 1;
+                    }
+                    None => self.stats.groups_refused += 1,
+                }
+            }
         }
-        report.removed_while_raised = self
-            .rules
+        report.removed_while_raised = old_rules
             .rules
             .iter()
             .zip(raised_removed)
             .filter(|(_, raised)| *raised)
             .map(|(r, _)| r.name.clone())
             .collect();
-        self.rules = rules;
+        self.stats.groups = self.groups.len();
         self.restore_runtime(&counters);
         // Restarted and added slots have no deadline yet: make the next `advance` look.
         self.next_deadline = i64::MIN;
         report
+    }
+}
+
+/// The new slot of rule `i` on a series whose old slot for it (same name) was `old`: the old
+/// one itself when the rule is unchanged, a fresh one remembering a raised alert when it
+/// changed, a fresh one when it is new. `None` only past u32 detector indices.
+fn carry(
+    old: Option<Slot>,
+    i: u32,
+    rule: &Rule,
+    fates: &[Fate],
+    old_dets: &mut [Option<Detector>],
+    dets: &mut Vec<Detector>,
+) -> Option<Slot> {
+    match old {
+        Some(old) if fates.get(old.rule as usize) == Some(&Fate::Kept(i)) => {
+            // Its detector state moves with it into the new detector table.
+            let det = match old_dets.get_mut(old.det as usize).and_then(Option::take) {
+                Some(d) => {
+                    dets.push(d);
+                    index(dets.len() - 1)
+                }
+                None => NO_DET,
+            };
+            Some(Slot {
+                rule: i,
+                det,
+                ..old
+            })
+        }
+        Some(old) => Slot::new(i, rule, dets).map(|fresh| Slot {
+            raised: old.raised,
+            ..fresh
+        }),
+        None => Slot::new(i, rule, dets),
     }
 }
 
@@ -169,7 +254,7 @@ fn index(i: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Aggregate, Event, EventKind, Sample, SeriesId};
+    use crate::event::{Aggregate, Event, EventKind, Sample};
 
     const S: i64 = 1_000_000;
 
