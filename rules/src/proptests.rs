@@ -8,6 +8,7 @@ use proptest::prelude::*;
 
 use crate::{Aggregate, Engine, Event, EventKind, RuleSet, Sample};
 
+mod group;
 mod lateness;
 
 /// `(start, end, values)` of one closed window.

@@ -17,7 +17,7 @@ const HOP: i64 = 3_000;
 const LATENESS: i64 = 5_000;
 
 /// The windows the model emits, in order, and how many samples were late.
-fn model(steps: &[Step], hop: i64) -> (Vec<Window>, u64) {
+pub(super) fn model(steps: &[Step], hop: i64) -> (Vec<Window>, u64) {
     let mut watermark = i64::MIN;
     // The end of the newest window an `advance` closed.
     let mut advanced = i64::MIN;
