@@ -15,6 +15,9 @@ use super::{FFT, SIZE, Step, Window, aggregates, every_aggregate, same};
 use crate::{DeviceLabels, Engine, EventKind, RuleSet, Sample};
 
 const LATENESS: i64 = 5_000;
+
+/// `(rule, group name)`.
+type Group = (String, String);
 const DEVICES: usize = 4;
 const METRICS: usize = 3;
 
@@ -51,7 +54,7 @@ enum GStep {
 
 /// The engine's windows by `(rule, group name)`, each group's in emission order, and the
 /// late count.
-fn engine_run(steps: &[GStep]) -> (BTreeMap<(String, String), Vec<Window>>, u64) {
+fn engine_run(steps: &[GStep]) -> (BTreeMap<Group, Vec<Window>>, u64) {
     let mut engine = Engine::new(grouped_rules());
     let pairs = |v: &str| vec![("site".to_owned(), v.to_owned())];
     let labels = DeviceLabels::new([
@@ -79,7 +82,7 @@ fn engine_run(steps: &[GStep]) -> (BTreeMap<(String, String), Vec<Window>>, u64)
         }
     }
     engine.advance(i64::MAX, &mut out);
-    let mut got: BTreeMap<(String, String), Vec<Window>> = BTreeMap::new();
+    let mut got: BTreeMap<Group, Vec<Window>> = BTreeMap::new();
     for e in &out {
         let EventKind::Window { start, end, values } = &e.kind else {
             panic!("unexpected event {e:?}");
@@ -93,9 +96,9 @@ fn engine_run(steps: &[GStep]) -> (BTreeMap<(String, String), Vec<Window>>, u64)
 }
 
 /// Each group's part of the stream (advances go to every group), in arrival order.
-fn split(steps: &[GStep]) -> BTreeMap<(String, String), Vec<Step>> {
-    let mut parts: BTreeMap<(String, String), Vec<Step>> = BTreeMap::new();
-    let keys: Vec<(String, String)> = (0..DEVICES)
+fn split(steps: &[GStep]) -> BTreeMap<Group, Vec<Step>> {
+    let mut parts: BTreeMap<Group, Vec<Step>> = BTreeMap::new();
+    let keys: Vec<Group> = (0..DEVICES)
         .map(|d| ("by-device".to_owned(), format!("d{d}")))
         .chain(["site=a", "site=b"].map(|s| ("by-site".to_owned(), s.to_owned())))
         .collect();
@@ -120,8 +123,8 @@ fn split(steps: &[GStep]) -> BTreeMap<(String, String), Vec<Step>> {
 }
 
 fn compare(
-    got: &BTreeMap<(String, String), Vec<Window>>,
-    want: &BTreeMap<(String, String), Vec<Window>>,
+    got: &BTreeMap<Group, Vec<Window>>,
+    want: &BTreeMap<Group, Vec<Window>>,
 ) -> Result<(), TestCaseError> {
     let got_keys: Vec<_> = got.keys().collect();
     let want_keys: Vec<_> = want.keys().collect();
@@ -171,7 +174,7 @@ proptest! {
     fn group_windows_hold_every_sample_of_their_group(steps in jittered()) {
         let (got, late) = engine_run(&steps);
         prop_assert_eq!(late, 0);
-        let mut by_window: BTreeMap<((String, String), i64), Vec<(i64, f64)>> = BTreeMap::new();
+        let mut by_window: BTreeMap<(Group, i64), Vec<(i64, f64)>> = BTreeMap::new();
         for step in &steps {
             let GStep::Push(d, _, ts, v) = *step else { continue };
             let k = ts.div_euclid(SIZE);
@@ -183,7 +186,7 @@ proptest! {
                 by_window.entry((group, k)).or_default().push(sample);
             }
         }
-        let mut want: BTreeMap<(String, String), Vec<Window>> = BTreeMap::new();
+        let mut want: BTreeMap<Group, Vec<Window>> = BTreeMap::new();
         for ((group, k), vs) in by_window {
             let w = (k * SIZE, (k + 1) * SIZE, aggregates(&vs, SIZE as f64 / 1e6));
             want.entry(group).or_default().push(w);
