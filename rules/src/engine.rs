@@ -273,36 +273,6 @@ impl Engine {
         Ok(id)
     }
 
-    /// The group series of `rule` named `key`, interned (with its slot appended) if new;
-    /// `None` when `max_series` is reached.
-    fn join_group(&mut self, rule: u32, key: String) -> Option<SeriesId> {
-        let key: Box<str> = key.into();
-        if let Some(id) = self.groups.get(&(rule, key.clone())) {
-            return Some(*id);
-        }
-        let r = self.rules.rules.get(rule as usize)?;
-        let g = r.group.as_ref()?;
-        if self.series.len() >= self.limits.max_series {
-            return None;
-        }
-        let id = SeriesId(u32::try_from(self.series.len()).ok()?);
-        let first = u32::try_from(self.slots.len()).ok()?;
-        let slot = Slot::new(rule, r, &mut self.dets)?;
-        self.slots.push(slot);
-        self.series.push(Series {
-            device: key.clone(),
-            metric: g.metric.clone(),
-            first,
-            len: 1,
-            last: f64::NAN,
-            fwd_first: 0,
-            fwd_len: 0,
-            group: true,
-        });
-        self.groups.insert((rule, key), id);
-        Some(id)
-    }
-
     /// Sets the device labels rules select on (`select.labels`). Call before the first
     /// sample: series already interned keep their rules until the next [`Engine::reload`].
     pub fn set_labels(&mut self, labels: DeviceLabels) {
@@ -651,6 +621,7 @@ fn close(
     }
 }
 
+mod group;
 mod reload;
 mod runtime;
 pub use reload::ReloadReport;

@@ -1,0 +1,42 @@
+//! Interning the groups of grouped rules (`group_by`).
+//!
+//! A group is interned like a series — an entry of `Engine::series` named after the group,
+//! holding the rule's one slot for it — so `advance`, `series_name` and the agent's event
+//! naming need nothing new. It is never put in the `(device, metric)` index: rules never
+//! select it and `metric.<name>` never reads it, whatever its name. It takes one entry of
+//! `max_series`, which is what bounds the number of groups.
+
+use super::{Engine, Series, Slot};
+use crate::event::SeriesId;
+
+impl Engine {
+    /// The group series of `rule` named `key`, interned (with its slot appended) if new;
+    /// `None` when `max_series` is reached.
+    pub(super) fn join_group(&mut self, rule: u32, key: String) -> Option<SeriesId> {
+        let key: Box<str> = key.into();
+        if let Some(id) = self.groups.get(&(rule, key.clone())) {
+            return Some(*id);
+        }
+        let r = self.rules.rules.get(rule as usize)?;
+        let g = r.group.as_ref()?;
+        if self.series.len() >= self.limits.max_series {
+            return None;
+        }
+        let id = SeriesId(u32::try_from(self.series.len()).ok()?);
+        let first = u32::try_from(self.slots.len()).ok()?;
+        let slot = Slot::new(rule, r, &mut self.dets)?;
+        self.slots.push(slot);
+        self.series.push(Series {
+            device: key.clone(),
+            metric: g.metric.clone(),
+            first,
+            len: 1,
+            last: f64::NAN,
+            fwd_first: 0,
+            fwd_len: 0,
+            group: true,
+        });
+        self.groups.insert((rule, key), id);
+        Some(id)
+    }
+}
