@@ -354,3 +354,26 @@ fn a_rule_that_becomes_grouped_stops_its_per_series_windows() {
     assert_eq!(w[0].1, "bearing_temp_*");
     assert_eq!(w[0].3, [(Aggregate::Max, 71.0), (Aggregate::Count, 1.0)]);
 }
+
+#[test]
+fn the_pump_example_groups_bearings_by_pump() {
+    let set = RuleSet::parse_str(
+        include_str!("../../../examples/rules/pump.yaml"),
+        "pump.yaml",
+    );
+    let mut e = Engine::new(set.unwrap());
+    let de = e.series("pump-1", "bearing_temp_de").unwrap();
+    let nde = e.series("pump-1", "bearing_temp_nde").unwrap();
+    push(&mut e, de, S, 80.0);
+    push(&mut e, nde, 2 * S, 90.0);
+    let mut out = Vec::new();
+    e.advance(i64::MAX, &mut out);
+    let alert = out
+        .iter()
+        .find_map(|ev| match &ev.kind {
+            EventKind::Alert { message, .. } if &*ev.rule == "pump-bearing-max" => message.clone(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(&*alert, "pump-1: hottest bearing at 90.0 °C");
+}
