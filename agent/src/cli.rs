@@ -46,9 +46,10 @@ pub enum OutboxCommand {
     Export,
     /// Delete records for good: of one lane, and/or created before now minus a duration.
     Purge {
+        /// Only this lane's records
         #[arg(long, value_enum)]
         lane: Option<crate::outbox_cmd::LaneArg>,
-        /// e.g. 30m, 2h, 7d
+        /// Only records created longer ago than this, e.g. 30m, 2h, 7d
         #[arg(long, value_name = "DURATION", value_parser = crate::outbox_cmd::parse_duration)]
         older_than: Option<std::time::Duration>,
     },

@@ -49,8 +49,18 @@ fn render() -> std::io::Result<Vec<u8>> {
     // (clap_mangen's command list would point at weir-run(1) and the like, which do not exist).
     out.extend_from_slice(b".SH COMMANDS\n");
     entries(&mut out, "weir", &cmd);
+    sections(&mut out, "weir", &cmd)?;
+    out.extend_from_slice(EXTRA.as_bytes());
+    man.render_version_section(&mut out)?;
+    Ok(out)
+}
+
+/// A section per command under `cmd`, named `<prefix> <command>`, with its synopsis, options
+/// and own commands; then the same for those, at any depth (`weir outbox purge` has options
+/// of its own).
+fn sections(out: &mut Vec<u8>, prefix: &str, cmd: &clap::Command) -> std::io::Result<()> {
     for sub in cmd.get_subcommands() {
-        let name = format!("weir {}", sub.get_name());
+        let name = format!("{prefix} {}", sub.get_name());
         let page = clap_mangen::Man::new(sub.clone().bin_name(name.clone()));
         let mut section = Vec::new();
         page.render_synopsis_section(&mut section)?;
@@ -60,11 +70,10 @@ fn render() -> std::io::Result<Vec<u8>> {
             .replace(".SH SYNOPSIS", &heading)
             .replace(".SH OPTIONS\n", "");
         out.extend_from_slice(text.as_bytes());
-        entries(&mut out, &name, sub);
+        entries(out, &name, sub);
+        sections(out, &name, sub)?;
     }
-    out.extend_from_slice(EXTRA.as_bytes());
-    man.render_version_section(&mut out)?;
-    Ok(out)
+    Ok(())
 }
 
 /// `.TP` entries for the commands under `cmd`, named `<prefix> <command>`.
@@ -90,5 +99,38 @@ fn man_page_is_current() {
         "{} is stale (the CLI changed): run `WEIR_BLESS=1 cargo test -p weir-agent man_page` \
          and commit it",
         path.display()
+    );
+}
+
+/// Every command at every depth has its own section listing each of its long options, so a
+/// nested command's options (`weir outbox purge --older-than`) cannot go missing again.
+#[test]
+fn every_command_has_a_section_with_its_options() {
+    fn check(page: &str, prefix: &str, cmd: &clap::Command) {
+        for sub in cmd.get_subcommands() {
+            let name = format!("{prefix} {}", sub.get_name());
+            let heading = format!(".SH \"{}\"\n", name.to_uppercase());
+            let start = page
+                .find(&heading)
+                .unwrap_or_else(|| panic!("no section for {name}"));
+            let body = &page[start + heading.len()..];
+            let body = &body[..body.find(".SH ").unwrap_or(body.len())];
+            for arg in sub.get_arguments() {
+                if let Some(long) = arg.get_long() {
+                    let flag = format!("\\fB\\-\\-{}\\fR", long.replace('-', "\\-"));
+                    assert!(
+                        body.contains(&flag),
+                        "{name}: {flag} missing from its section"
+                    );
+                }
+            }
+            check(page, &name, sub);
+        }
+    }
+    let page = String::from_utf8(render().unwrap()).unwrap();
+    check(&page, "weir", &crate::cli::Cli::command());
+    assert!(
+        page.contains(".SH \"WEIR OUTBOX PURGE\""),
+        "the nested command is reached"
     );
 }
