@@ -327,6 +327,8 @@ fn a_reload_that_changes_the_grouping_starts_new_groups() {
     let report = e.reload(RuleSet::parse_str(&all, "t.yaml").unwrap());
     assert_eq!(report.restarted.len(), 1);
     assert_eq!(e.stats().groups, 1);
+    // The two per-device groups are out of use; the series count does not include them.
+    assert_eq!(e.stats().series, 2);
     push(&mut e, a, 2 * S, 71.0);
     push(&mut e, b, 3 * S, 72.0);
     let mut out = Vec::new();
