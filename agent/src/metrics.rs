@@ -65,7 +65,7 @@ struct Snapshot {
     sources: Vec<(String, [u64; 8])>,
     /// Per source: transport up, and the receive time of its last reading (µs; 0 = none).
     source_health: Vec<(String, bool, i64)>,
-    pipeline: [(&'static str, &'static str, u64); 13],
+    pipeline: [(&'static str, &'static str, u64); 14],
     outbox: OutboxStats,
     outbox_counters: [(&'static str, &'static str, u64); 9],
     uplink: Option<Arc<UplinkCounters>>,
@@ -171,6 +171,11 @@ impl Sources {
                     "alerts_suppressed",
                     "Alert raises swallowed by a rule's suppress or cooldown (with their clears).",
                     p.alerts_suppressed.load(Relaxed),
+                ),
+                (
+                    "groups_refused",
+                    "Series that could not join a new group_by group: engine.max_series reached.",
+                    p.groups_refused.load(Relaxed),
                 ),
                 (
                     "turns",

@@ -57,6 +57,8 @@ pub struct PipelineCounters {
     pub windows_closed: AtomicU64,
     /// Raises an alert's `suppress` or `cooldown` swallowed.
     pub alerts_suppressed: AtomicU64,
+    /// Series that could not join a new `group_by` group (`engine.max_series` reached).
+    pub groups_refused: AtomicU64,
 }
 
 pub struct Pipeline {
@@ -133,6 +135,9 @@ impl Pipeline {
             self.counters
                 .alerts_suppressed
                 .store(stats.alerts_suppressed, Ordering::Relaxed);
+            self.counters
+                .groups_refused
+                .store(stats.groups_refused, Ordering::Relaxed);
             let actions = &self.actions.counters;
             self.counters
                 .actions_published

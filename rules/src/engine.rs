@@ -268,7 +268,9 @@ impl Engine {
                 None => self.stats.groups_refused += 1,
             }
         }
-        self.stats.series = self.series.len() - self.groups.len();
+        // Counted, not derived from the table: it also holds groups, and after a reload
+        // that regrouped a rule, groups no rule uses any more.
+        self.stats.series += 1;
         self.stats.groups = self.groups.len();
         Ok(id)
     }

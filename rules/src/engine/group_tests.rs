@@ -327,6 +327,8 @@ fn a_reload_that_changes_the_grouping_starts_new_groups() {
     let report = e.reload(RuleSet::parse_str(&all, "t.yaml").unwrap());
     assert_eq!(report.restarted.len(), 1);
     assert_eq!(e.stats().groups, 1);
+    // The two per-device groups are out of use; the series count does not include them.
+    assert_eq!(e.stats().series, 2);
     push(&mut e, a, 2 * S, 71.0);
     push(&mut e, b, 3 * S, 72.0);
     let mut out = Vec::new();
@@ -376,4 +378,49 @@ fn the_pump_example_groups_bearings_by_pump() {
         })
         .unwrap();
     assert_eq!(&*alert, "pump-1: hottest bearing at 90.0 °C");
+}
+
+#[test]
+fn a_windowed_detector_judges_each_group_window() {
+    let yaml = r#"
+rules:
+  - name: hottest-bearing
+    select: { metric: "bearing_temp_*" }
+    group_by: device
+    window: { tumbling: 10s }
+    detect: { threshold: { raise: 80, clear: 75 }, value: max }
+    alert: { severity: warning }
+"#;
+    let mut e = engine(yaml);
+    let de = e.series("pump-1", "bearing_temp_de").unwrap();
+    let nde = e.series("pump-1", "bearing_temp_nde").unwrap();
+    let mut out = Vec::new();
+    // Neither bearing alone decides: the detector sees the max of both, per window.
+    for (k, (a, b)) in [(70.0, 85.0), (70.0, 78.0), (70.0, 74.0)]
+        .into_iter()
+        .enumerate()
+    {
+        let t = k as i64 * 10 * S;
+        out.extend(push(&mut e, de, t + S, a));
+        out.extend(push(&mut e, nde, t + 2 * S, b));
+    }
+    e.advance(i64::MAX, &mut out);
+    let alerts: Vec<(AlertState, f64, i64)> = out
+        .iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alert { state, value, .. } => Some((state, value, ev.ts)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            (AlertState::Raised, 85.0, 10 * S),
+            (AlertState::Cleared, 74.0, 30 * S)
+        ]
+    );
+    assert!(
+        out.iter()
+            .all(|ev| e.series_name(ev.series) == Some(("pump-1", "bearing_temp_*")))
+    );
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use super::lateness::model;
-use super::{FFT, SIZE, Step, Window, aggregates, every_aggregate, same};
+use super::{FFT, HOP, SIZE, Step, Window, aggregates, every_aggregate, same};
 use crate::{DeviceLabels, Engine, EventKind, RuleSet, Sample};
 
 const LATENESS: i64 = 5_000;
@@ -21,20 +21,56 @@ type Group = (String, String);
 const DEVICES: usize = 4;
 const METRICS: usize = 3;
 
-/// Two grouped rules over every series: by device, and by the `site` label (which `d3`
-/// lacks, so its samples reach only the first rule).
+/// The grouped rules, all over every series: `(name, group_by, window, hop)`. `d3` has no
+/// `site` label, so its samples reach only the rules by device and `all`.
+const RULES: [(&str, &str, &str, i64); 4] = [
+    (
+        "by-device",
+        "device",
+        "{ tumbling: 7ms, lateness: 5ms }",
+        SIZE,
+    ),
+    (
+        "by-site",
+        "label.site",
+        "{ tumbling: 7ms, lateness: 5ms }",
+        SIZE,
+    ),
+    (
+        "hop-by-site",
+        "label.site",
+        "{ hopping: { size: 7ms, hop: 3ms }, lateness: 5ms }",
+        HOP,
+    ),
+    (
+        "hop-all",
+        "all",
+        "{ hopping: { size: 7ms, hop: 3ms }, lateness: 5ms }",
+        HOP,
+    ),
+];
+
 fn grouped_rules() -> RuleSet {
     let names: Vec<&str> = every_aggregate().iter().map(|a| a.as_str()).collect();
     let mut yaml = String::from("rules:\n");
-    for (name, by) in [("by-device", "device"), ("by-site", "label.site")] {
+    for (name, by, window, _) in RULES {
         yaml.push_str(&format!(
-            "  - name: {name}\n    group_by: {by}\n    window: {{ tumbling: 7ms, lateness: 5ms }}\n    \
+            "  - name: {name}\n    group_by: {by}\n    window: {window}\n    \
              ewma_alpha: {}\n    fft: {FFT}\n    aggregates: [{}]\n",
             super::ALPHA,
             names.join(", ")
         ));
     }
     RuleSet::parse_str(&yaml, "g.yaml").unwrap()
+}
+
+/// The group of device `d` under `group_by: by`, named as the engine names it.
+fn group_of(by: &str, d: usize) -> Option<String> {
+    match by {
+        "device" => Some(format!("d{d}")),
+        "all" => Some("*".to_owned()),
+        _ => site(d).map(str::to_owned),
+    }
 }
 
 fn site(device: usize) -> Option<&'static str> {
@@ -53,8 +89,8 @@ enum GStep {
 }
 
 /// The engine's windows by `(rule, group name)`, each group's in emission order, and the
-/// late count.
-fn engine_run(steps: &[GStep]) -> (BTreeMap<Group, Vec<Window>>, u64) {
+/// late count. Before each step whose index is in `reloads`, the same rules are reloaded.
+fn engine_run(steps: &[GStep], reloads: &[usize]) -> (BTreeMap<Group, Vec<Window>>, u64) {
     let mut engine = Engine::new(grouped_rules());
     let pairs = |v: &str| vec![("site".to_owned(), v.to_owned())];
     let labels = DeviceLabels::new([
@@ -71,7 +107,10 @@ fn engine_run(steps: &[GStep]) -> (BTreeMap<Group, Vec<Window>>, u64) {
         }
     }
     let mut out = Vec::new();
-    for step in steps {
+    for (i, step) in steps.iter().enumerate() {
+        if reloads.contains(&i) {
+            engine.reload(grouped_rules());
+        }
         match *step {
             GStep::Push(d, m, ts, v) => {
                 let series = ids[d * METRICS + m];
@@ -98,24 +137,25 @@ fn engine_run(steps: &[GStep]) -> (BTreeMap<Group, Vec<Window>>, u64) {
 /// Each group's part of the stream (advances go to every group), in arrival order.
 fn split(steps: &[GStep]) -> BTreeMap<Group, Vec<Step>> {
     let mut parts: BTreeMap<Group, Vec<Step>> = BTreeMap::new();
-    let keys: Vec<Group> = (0..DEVICES)
-        .map(|d| ("by-device".to_owned(), format!("d{d}")))
-        .chain(["site=a", "site=b"].map(|s| ("by-site".to_owned(), s.to_owned())))
-        .collect();
     for step in steps {
-        match *step {
-            GStep::Push(d, _, ts, v) => {
-                let by_device = ("by-device".to_owned(), format!("d{d}"));
-                parts.entry(by_device).or_default().push(Step::Push(ts, v));
-                if let Some(s) = site(d) {
-                    let by_site = ("by-site".to_owned(), s.to_owned());
-                    parts.entry(by_site).or_default().push(Step::Push(ts, v));
+        for (rule, by, _, _) in RULES {
+            let groups: Vec<String> = match *step {
+                GStep::Push(d, ..) => group_of(by, d).into_iter().collect(),
+                GStep::Advance(_) => (0..DEVICES).filter_map(|d| group_of(by, d)).collect(),
+            };
+            let step = match *step {
+                GStep::Push(_, _, ts, v) => Step::Push(ts, v),
+                GStep::Advance(w) => Step::Advance(w),
+            };
+            for g in groups {
+                let part = parts.entry((rule.to_owned(), g)).or_default();
+                // Several devices name the same group: one advance per group is enough.
+                if let (Step::Advance(w), Some(Step::Advance(last))) = (&step, part.last())
+                    && w == last
+                {
+                    continue;
                 }
-            }
-            GStep::Advance(w) => {
-                for k in &keys {
-                    parts.entry(k.clone()).or_default().push(Step::Advance(w));
-                }
+                part.push(step.clone());
             }
         }
     }
@@ -167,28 +207,42 @@ fn any_order() -> impl Strategy<Value = Vec<GStep>> {
     )
 }
 
+/// The windows `[s, s + SIZE)`, `s` a multiple of `hop`, that contain `ts`.
+fn starts(ts: i64, hop: i64) -> impl Iterator<Item = i64> {
+    let first = (ts - SIZE).div_euclid(hop) * hop;
+    (0..)
+        .map(move |k| first + k * hop)
+        .skip_while(move |s| s + SIZE <= ts)
+        .take_while(move |s| *s <= ts)
+}
+
+/// Random points of a run at which to reload the same rules.
+fn reloads() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(0usize..200, 0..4)
+}
+
 proptest! {
     /// Within the lateness nothing is lost, whichever series of the group is ahead: every
     /// group window holds exactly the group's samples whose timestamps fall in it.
     #[test]
     fn group_windows_hold_every_sample_of_their_group(steps in jittered()) {
-        let (got, late) = engine_run(&steps);
+        let (got, late) = engine_run(&steps, &[]);
         prop_assert_eq!(late, 0);
         let mut by_window: BTreeMap<(Group, i64), Vec<(i64, f64)>> = BTreeMap::new();
         for step in &steps {
             let GStep::Push(d, _, ts, v) = *step else { continue };
-            let k = ts.div_euclid(SIZE);
             let sample = (ts, f64::from(v));
-            let device = ("by-device".to_owned(), format!("d{d}"));
-            by_window.entry((device, k)).or_default().push(sample);
-            if let Some(s) = site(d) {
-                let group = ("by-site".to_owned(), s.to_owned());
-                by_window.entry((group, k)).or_default().push(sample);
+            for (rule, by, _, hop) in RULES {
+                let Some(g) = group_of(by, d) else { continue };
+                for start in starts(ts, hop) {
+                    let key = ((rule.to_owned(), g.clone()), start);
+                    by_window.entry(key).or_default().push(sample);
+                }
             }
         }
         let mut want: BTreeMap<Group, Vec<Window>> = BTreeMap::new();
-        for ((group, k), vs) in by_window {
-            let w = (k * SIZE, (k + 1) * SIZE, aggregates(&vs, SIZE as f64 / 1e6));
+        for ((group, start), vs) in by_window {
+            let w = (start, start + SIZE, aggregates(&vs, SIZE as f64 / 1e6));
             want.entry(group).or_default().push(w);
         }
         compare(&got, &want)?;
@@ -196,13 +250,18 @@ proptest! {
 
     /// Any order, with watermarks: each group agrees with the one-series lateness model fed
     /// the group's samples, and late samples are counted once per group that refused them.
+    /// Reloading the unchanged rules anywhere in the run changes nothing.
     #[test]
-    fn each_group_matches_the_one_series_model_under_any_order(steps in any_order()) {
-        let (got, late) = engine_run(&steps);
+    fn each_group_matches_the_one_series_model_under_any_order(
+        steps in any_order(),
+        reloads in reloads(),
+    ) {
+        let (got, late) = engine_run(&steps, &reloads);
         let mut want = BTreeMap::new();
         let mut want_late = 0;
         for (group, part) in split(&steps) {
-            let (windows, late) = model(&part, SIZE);
+            let hop = RULES.iter().find(|r| r.0 == group.0).map_or(SIZE, |r| r.3);
+            let (windows, late) = model(&part, hop);
             want_late += late;
             if !windows.is_empty() {
                 want.insert(group, windows);

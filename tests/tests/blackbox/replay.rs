@@ -1,6 +1,7 @@
 //! `weir replay` as a user runs it: a rule file and a recording in, JSON lines out, on the
 //! real binary. The engine's own behaviour is unit- and property-tested in `weir-rules`; this
-//! checks the command's contract: exit codes, where output and diagnostics go.
+//! checks the command's contract: exit codes, where output and diagnostics go, and how a
+//! grouped rule's events are named.
 
 use anyhow::Result;
 use weir_tests::{TestDir, weir_command};
@@ -61,5 +62,60 @@ fn replay_with_a_broken_rule_file_exits_2_and_names_file_line_col() -> Result<()
     let expected = format!("{}:4:", rules.display());
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(out.stdout.is_empty());
+    Ok(())
+}
+
+#[test]
+fn replay_runs_a_grouped_rule_with_one_window_per_device_over_its_series() -> Result<()> {
+    let dir = TestDir::new("replay-group-by")?;
+    let rules = dir.write(
+        "rules.yaml",
+        "rules:\n  - name: bearing-max\n    select: { device: \"pump-*\", metric: \"bearing_temp_*\" }\n    group_by: device\n    window: { tumbling: 1h }\n    aggregates: [max, count]\n    alert: { when: \"max > 85\", message: \"{device} {metric} {value:.1}\" }\n",
+    )?;
+    // Two pumps' bearings interleaved, plus a flow reading the rule does not select.
+    let data = dir.write(
+        "pumps.csv",
+        "timestamp,device,metric,value\n\
+         2014-04-01 00:00:00,pump-1,bearing_temp_de,70\n\
+         2014-04-01 00:01:00,pump-2,bearing_temp_de,60\n\
+         2014-04-01 00:02:00,pump-1,bearing_temp_nde,91\n\
+         2014-04-01 00:03:00,pump-1,flow,500\n\
+         2014-04-01 00:04:00,pump-2,bearing_temp_nde,61\n\
+         2014-04-01 00:05:00,pump-1,bearing_temp_de,72\n",
+    )?;
+    let out = weir_command()?
+        .arg("replay")
+        .arg("--rules")
+        .arg(&rules)
+        .arg(&data)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    // One window per pump (closed at the end of the file), and pump-1's alert.
+    assert_eq!(events.len(), 3, "{events:#?}");
+    let window = |device: &str| {
+        events
+            .iter()
+            .find(|e| e["device"] == device && e["kind"] == "window")
+            .cloned()
+    };
+    let one = window("pump-1").expect("a window for pump-1");
+    assert_eq!(one["metric"], "bearing_temp_*");
+    assert_eq!(one["rule"], "bearing-max");
+    assert_eq!(one["values"]["max"], 91.0);
+    assert_eq!(one["values"]["count"], 3.0);
+    let two = window("pump-2").expect("a window for pump-2");
+    assert_eq!(two["values"]["max"], 61.0);
+    assert_eq!(two["values"]["count"], 2.0);
+    let alert = events
+        .iter()
+        .find(|e| e["state"] == "raised")
+        .expect("pump-1's alert");
+    assert_eq!(alert["device"], "pump-1");
+    assert_eq!(alert["message"], "pump-1 bearing_temp_* 91.0");
     Ok(())
 }
