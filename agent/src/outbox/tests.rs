@@ -118,6 +118,36 @@ async fn fetch_is_lane_priority_then_fifo_and_delete_removes() {
 }
 
 #[tokio::test]
+async fn delete_removes_exactly_the_given_ids_runs_and_strays_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outbox, thread) = Outbox::open(&cfg(dir.path())).unwrap();
+    let recs = (0..12)
+        .map(|n| rec(Lane::ALL[(n % 3) as usize], n))
+        .collect();
+    outbox.append(recs, vec![]).await.unwrap();
+    flush(&outbox).await;
+    // Runs (3..=5, 7..=8) are deleted by range; 6 sits between them and must stay. Unsorted,
+    // duplicated and unknown ids are fine.
+    outbox
+        .delete(vec![8, 3, 4, 5, 7, 1, 4, 12, 99, u64::MAX])
+        .await
+        .unwrap();
+    let mut left: Vec<u64> = all(&outbox).await.iter().map(|r| r.id).collect();
+    left.sort_unstable();
+    assert_eq!(left, [2, 6, 9, 10, 11]);
+    assert_eq!(OutboxCounters::get(&outbox.counters().deleted), 7);
+    let stats = outbox.stats().await.unwrap();
+    let left_bytes: u64 = all(&outbox)
+        .await
+        .iter()
+        .map(|r| (r.topic.len() + r.payload.len()) as u64)
+        .sum();
+    assert_eq!((stats.count, stats.bytes), (5, left_bytes));
+    drop(outbox);
+    thread.join().unwrap();
+}
+
+#[tokio::test]
 async fn cursor_skips_in_flight_but_new_alerts_jump_the_queue() {
     let dir = tempfile::tempdir().unwrap();
     let (outbox, _thread) = Outbox::open(&cfg(dir.path())).unwrap();

@@ -20,7 +20,11 @@
 //! `max_bytes` before compression (a larger single record goes alone), and is acknowledged,
 //! and then deleted, as a unit. Nothing lingers to fill a batch: it holds what is waiting.
 
+use std::cell::RefCell;
 use std::num::NonZeroUsize;
+
+use miniz_oxide::DataFormat;
+use miniz_oxide::deflate::core::{CompressorOxide, TDEFLFlush, TDEFLStatus, compress_to_output};
 
 use serde::Deserialize;
 
@@ -73,6 +77,24 @@ pub struct BatchConfig {
     pub max_bytes: u64,
     #[serde(default)]
     pub compression: Compression,
+    /// DEFLATE level, 1 (fastest) to 9 (smallest). The default, 1, encodes several times
+    /// faster than 6 for a few percent more bytes on the wire (`cargo bench --bench wire`).
+    #[serde(default = "default_level", deserialize_with = "de_level")]
+    pub level: u8,
+}
+
+const fn default_level() -> u8 {
+    1
+}
+
+fn de_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let level = u8::deserialize(d)?;
+    if !(1..=9).contains(&level) {
+        return Err(serde::de::Error::custom(format!(
+            "level {level}: must be between 1 (fastest) and 9 (smallest)"
+        )));
+    }
+    Ok(level)
 }
 
 fn default_max_records() -> NonZeroUsize {
@@ -88,6 +110,7 @@ impl Default for BatchConfig {
             max_records: default_max_records(),
             max_bytes: default_max_bytes(),
             compression: Compression::None,
+            level: default_level(),
         }
     }
 }
@@ -177,14 +200,40 @@ impl Batcher {
                 out
             }
             Compression::Deflate => {
-                let packed = miniz_oxide::deflate::compress_to_vec(&body, 6);
-                let mut out = Vec::with_capacity(packed.len() + 2);
+                let mut out = Vec::with_capacity(body.len() / 4 + 64);
                 out.extend_from_slice(&[version, 1]);
-                out.extend_from_slice(&packed);
+                deflate(&body, self.cfg.level, &mut out);
                 out
             }
         }
     }
+}
+
+thread_local! {
+    /// A compressor per thread, reused across batches: a fresh one allocates and zeroes
+    /// about 300 KB, which costs more than compressing a small batch at level 1.
+    static DEFLATE: RefCell<Option<Box<CompressorOxide>>> = const { RefCell::new(None) };
+}
+
+/// Appends `body` as raw DEFLATE (RFC 1951) at `level` to `out`.
+fn deflate(body: &[u8], level: u8, out: &mut Vec<u8>) {
+    DEFLATE.with_borrow_mut(|slot| {
+        let c = slot.get_or_insert_with(|| Box::new(CompressorOxide::new(0)));
+        c.reset();
+        c.set_format_and_level(DataFormat::Raw, level);
+        let start = out.len();
+        // With `Finish` and an output callback that always accepts, one call does it all.
+        let (status, _) = compress_to_output(c, body, TDEFLFlush::Finish, |chunk| {
+            out.extend_from_slice(chunk);
+            true
+        });
+        if status != TDEFLStatus::Done {
+            // Not expected; the one-shot API starts from a fresh compressor.
+            *slot = None;
+            out.truncate(start);
+            out.extend_from_slice(&miniz_oxide::deflate::compress_to_vec(body, level));
+        }
+    });
 }
 
 /// Unsigned LEB128: 7 bits per byte, low first, high bit set on all but the last byte.

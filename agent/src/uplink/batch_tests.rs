@@ -144,9 +144,14 @@ fn batches_decode_to_the_single_messages_in_every_form() {
         .map(|r| serde_json::from_slice(&json.encode(r).unwrap()).unwrap())
         .collect();
     for format in [Format::Json, Format::Binary] {
-        for compression in [Compression::None, Compression::Deflate] {
+        // Every level, each batch twice: the reused compressor must start clean each time.
+        let forms = [(Compression::None, 1)]
+            .into_iter()
+            .chain([1, 3, 6, 9].map(|level| (Compression::Deflate, level)));
+        for (compression, level) in forms {
             let cfg = BatchConfig {
                 compression,
+                level,
                 ..BatchConfig::default()
             };
             let b = Batcher::new(format, Some(cfg), "gw-1").unwrap();
@@ -156,7 +161,13 @@ fn batches_decode_to_the_single_messages_in_every_form() {
                 .collect();
             let message = b.finish(&fragments);
             assert_eq!(message[1], compression as u8, "{format:?}");
-            assert_eq!(decode(&message), singles, "{format:?} {compression:?}");
+            assert_eq!(
+                decode(&message),
+                singles,
+                "{format:?} {compression:?} {level}"
+            );
+            assert_eq!(b.finish(&fragments), message, "same input, same message");
+            assert_eq!(decode(&b.finish(&fragments[..1])), singles[..1]);
         }
     }
     assert!(
@@ -174,6 +185,7 @@ fn batches_decode_to_the_single_messages_in_every_form() {
         max_records: NonZeroUsize::new(3).unwrap(),
         max_bytes: 100,
         compression: Compression::None,
+        level: 1,
     };
     let b = Batcher::new(Format::Json, Some(cfg), "gw").unwrap();
     assert!(b.fits(0, 0, 1000));
@@ -202,6 +214,15 @@ fn batch_config_parses() {
     assert!(serde_saphyr::from_str::<UplinkConfig>("format: xml\n").is_err());
     assert!(serde_saphyr::from_str::<UplinkConfig>("batch: {max_records: 0}\n").is_err());
     assert!(serde_saphyr::from_str::<UplinkConfig>("batch: {compression: zstd}\n").is_err());
+    let cfg: UplinkConfig = serde_saphyr::from_str("batch: {compression: deflate}\n").unwrap();
+    assert_eq!(cfg.batch.unwrap().level, 1, "the fast level by default");
+    let cfg: UplinkConfig = serde_saphyr::from_str("batch: {level: 9}\n").unwrap();
+    assert_eq!(cfg.batch.unwrap().level, 9);
+    for bad in ["0", "10"] {
+        let err = serde_saphyr::from_str::<UplinkConfig>(&format!("batch: {{level: {bad}}}\n"))
+            .unwrap_err();
+        assert!(err.to_string().contains("between 1"), "{err}");
+    }
 }
 
 /// Every non-status message on `weir/#`, raw.
@@ -273,6 +294,7 @@ async fn batches_go_through_the_broker_in_lane_order_and_are_deleted_as_units() 
                 max_records: NonZeroUsize::new(40).unwrap(),
                 max_bytes: 64 * 1024,
                 compression,
+                level: 1,
             }),
             ..UplinkConfig::default()
         };

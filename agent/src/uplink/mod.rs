@@ -33,6 +33,7 @@ mod batch_tests;
 #[cfg(test)]
 mod tests;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -63,6 +64,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 const DELETE_DELAY: Duration = Duration::from_millis(20);
 /// See [`DELETE_DELAY`]. The acknowledged ids wait in memory (8 bytes each).
 const DELETE_BATCH: usize = 512;
+
+/// Records the feeder fetches at once at least (see [`Feeder::fill`]). They wait in memory
+/// until the window has room; a commit of new records discards them (and they are fetched
+/// again) so a new alert never waits behind them.
+const READ_AHEAD: usize = 512;
 
 /// `uplink:` in the agent config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -243,6 +249,8 @@ pub async fn run(
             .then(|| status::Status::new(&cfg.topic_prefix, &gateway_id)),
         inflight,
         cursor: LaneCursor::START,
+        ahead: VecDeque::new(),
+        fetched: LaneCursor::START,
         generation: 0,
     };
     let result = feeder.feed(&wake, &shutdown).await;
@@ -313,8 +321,13 @@ struct Feeder {
     /// `Some` when `uplink.status` is on.
     status: Option<status::Status>,
     inflight: usize,
+    /// Where the next publish resumes: past what this connection has published.
     cursor: LaneCursor,
-    /// Connection generation the cursor belongs to.
+    /// Records fetched ahead of the window, not yet published (see [`Feeder::fill`]).
+    ahead: VecDeque<Record>,
+    /// Past everything in `ahead`: where the next fetch resumes.
+    fetched: LaneCursor,
+    /// Connection generation the cursors belong to.
     generation: u64,
 }
 
@@ -387,6 +400,7 @@ impl Feeder {
                 // New connection: nothing is in flight, resend everything not deleted.
                 self.generation = generation;
                 self.cursor = LaneCursor::START;
+                self.rewind();
                 // The birth goes first, before any record of this connection.
                 if let Some(status) = &self.status {
                     let payload = status.online();
@@ -396,27 +410,39 @@ impl Feeder {
                     continue;
                 }
             }
+            if changes.has_changed().unwrap_or(false) && !self.ahead.is_empty() {
+                // New records may belong to a higher lane: fetch again from what was sent,
+                // so they jump the queue as they would without read-ahead.
+                self.rewind();
+            }
             changes.borrow_and_update();
             let per_message = self.batcher.as_ref().map_or(1, |b| b.cfg.max_records.get());
-            let batch = match self
-                .outbox
-                .fetch(
-                    self.inflight.saturating_sub(outstanding) * per_message,
-                    self.cursor,
-                )
-                .await
-            {
-                Ok(batch) => batch,
-                Err(e) => return Err(UplinkError::Outbox { source: e }),
-            };
-            if batch.is_empty() {
+            let wanted = self.inflight.saturating_sub(outstanding) * per_message;
+            if self.ahead.len() < wanted {
+                // One fetch fills the whole window and then some: a PUBACK frees one slot
+                // at a time, and a round trip to the writer thread per slot would cap the rate.
+                let limit = wanted.max(self.inflight * per_message).max(READ_AHEAD);
+                let more = match self.outbox.fetch(limit, self.fetched).await {
+                    Ok(more) => more,
+                    Err(e) => return Err(UplinkError::Outbox { source: e }),
+                };
+                for record in &more {
+                    self.fetched.advance(record);
+                }
+                self.ahead.extend(more);
+            }
+            if self.ahead.is_empty() {
                 return Ok(());
             }
+            let take = wanted.min(self.ahead.len());
+            let batch: Vec<Record> = self.ahead.drain(..take).collect();
             let mut bad = Vec::new();
             let mut stalled = false;
             {
                 let mut s = self.shared.lock();
                 if !s.connected || s.generation != self.generation {
+                    drop(s);
+                    self.rewind();
                     continue;
                 }
                 let mut group = Group::default();
@@ -495,10 +521,18 @@ impl Feeder {
                 }
             }
             if stalled {
-                // Retry on the next wake-up rather than spin.
+                // Retry on the next wake-up rather than spin; what was not queued is
+                // fetched again.
+                self.rewind();
                 return Ok(());
             }
         }
+    }
+
+    /// Forgets the records read ahead: the next fetch resumes past what was published.
+    fn rewind(&mut self) {
+        self.ahead.clear();
+        self.fetched = self.cursor;
     }
 
     /// Queues a retained status message on connection `generation`, tracked like a record so
