@@ -23,7 +23,8 @@ use crate::outbox::{Lane, PAYLOAD_V1, now_us};
 use crate::run::load_config;
 
 /// The schema these commands understand (`outbox::store::SCHEMA_VERSION`).
-const SCHEMA_VERSION: i64 = 1;
+/// Version 1 (before the agent migrates it) has the same columns, so it is read too.
+const SCHEMA_VERSION: i64 = 2;
 
 pub fn main(args: OutboxArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_config(args.config.as_deref())?;
@@ -50,7 +51,7 @@ fn open(path: &Path, write: bool) -> anyhow::Result<Connection> {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .with_context(|| format!("{} is not a readable outbox", path.display()))?;
-    if version != SCHEMA_VERSION {
+    if !(1..=SCHEMA_VERSION).contains(&version) {
         bail!(
             "{}: outbox schema version {version}, this weir reads {SCHEMA_VERSION}",
             path.display()

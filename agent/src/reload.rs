@@ -79,6 +79,13 @@ impl Reloader {
                         "removed rules had alerts raised; no clear will follow for them"
                     );
                 }
+                if !report.orphaned_while_raised.is_empty() {
+                    tracing::warn!(
+                        rules = %names(&report.orphaned_while_raised),
+                        "changed rules had alerts raised on series or groups they no longer \
+                         watch (new select or group_by); no clear will follow for them"
+                    );
+                }
                 Outcome::Applied(report)
             }
             Err(problems) => {

@@ -16,6 +16,12 @@
 //! Welford's update to the third and fourth central moment sums (Pébay 2008, "Formulas for
 //! robust, one-pass parallel computation of covariances and arbitrary-order statistical
 //! moments"): raw power sums `Σv³`, `Σv⁴` would cancel catastrophically on the same signals.
+//!
+//! A *lean* rule (one reading only count, sum, mean, min, max, first, last and what derives
+//! from them, percentiles or band energies) skips Welford's update, the slope's co-moments,
+//! `Σv²` and the EWMA: most of the flops and the division. Hopping windows add each sample to
+//! several accumulators and sliding windows re-add their whole buffer per sample, so there the
+//! skipped work is most of the cost. The fields it skips hold garbage, never read.
 
 use crate::event::Aggregate;
 use std::sync::Arc;
@@ -36,6 +42,26 @@ pub(crate) struct AccSpec {
     pub moments: bool,
     /// The rule has an `fft:` section.
     pub fft: Option<Arc<FftPlan>>,
+    /// The rule reads only aggregates [`Aggregate::is_lean`] (see the module docs).
+    pub lean: bool,
+}
+
+/// How a rule's windows update an accumulator: copied from its rule beside each window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Update {
+    /// The `ewma` aggregate's smoothing factor.
+    pub alpha: f64,
+    /// [`AccSpec::lean`].
+    pub lean: bool,
+}
+
+impl Update {
+    /// Every total kept, with the default EWMA factor.
+    #[cfg(test)]
+    pub const FULL: Update = Update {
+        alpha: DEFAULT_EWMA_ALPHA,
+        lean: false,
+    };
 }
 
 impl AccSpec {
@@ -179,7 +205,7 @@ impl Acc {
     /// Always inlined: hopping and sliding windows call it in loops, where a call per sample
     /// (LLVM stops inlining once the extra-state branch makes it bigger) cost them ~25 %.
     #[inline(always)]
-    pub fn add(&mut self, ts: i64, v: f64, alpha: f64) {
+    pub fn add(&mut self, ts: i64, v: f64, up: Update) {
         self.count += 1;
         self.sum += v;
         self.min = self.min.min(v);
@@ -192,6 +218,13 @@ impl Acc {
         if ts >= self.last_ts {
             self.last_ts = ts;
             self.last = v;
+        }
+        if up.lean {
+            // Only sketch and frames can be set: moments make a rule full.
+            if let Some(extra) = &mut self.extra {
+                extra.add(v, self.count, 0.0, 0.0, 0.0);
+            }
+            return;
         }
         if self.count == 1 {
             self.base = ts;
@@ -212,7 +245,7 @@ impl Acc {
         self.ewma = if self.count == 1 {
             v
         } else {
-            alpha * v + (1.0 - alpha) * self.ewma
+            up.alpha * v + (1.0 - up.alpha) * self.ewma
         };
         // Last, so the straight-line code above stays as the compiler likes it (a branch in
         // its middle measurably slowed hopping and sliding windows).
@@ -324,7 +357,7 @@ mod tests {
             ..AccSpec::default()
         });
         for (i, v) in values.into_iter().enumerate() {
-            acc.add(i as i64 * 1_000, v, DEFAULT_EWMA_ALPHA);
+            acc.add(i as i64 * 1_000, v, Update::FULL);
         }
         acc
     }
@@ -380,7 +413,7 @@ mod tests {
     fn moments_are_kept_only_when_asked() {
         let mut plain = Acc::EMPTY;
         for v in [1.0, 2.0, 7.0] {
-            plain.add(0, v, 0.5);
+            plain.add(0, v, Update::FULL);
         }
         assert!(plain.moments().is_none());
         assert!(plain.get(Aggregate::Kurtosis, 1.0).is_nan());

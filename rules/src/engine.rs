@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 
-use crate::agg::{Acc, Closed, Env};
+use crate::agg::{Acc, Closed, Env, Update};
 use crate::alert::{self, Lifecycle, Target};
 use crate::detect::{Detector, Verdict};
 use crate::error::EngineError;
@@ -84,6 +84,8 @@ struct Slot {
     direct: bool,
     /// Copied from the rule so the hot path does not touch the rule table.
     alpha: f64,
+    /// [`crate::agg::AccSpec::lean`], copied likewise (it fits the padding after `rule`).
+    lean: bool,
     emit_late: bool,
     win: Win,
     /// The previous closed window, kept only for rules whose condition reads `prev(...)`;
@@ -115,6 +117,7 @@ impl Slot {
             raised: false,
             direct: rule.detect.is_some() && !rule.windowed,
             alpha: rule.ewma_alpha,
+            lean: rule.acc.lean,
             emit_late: rule.emit_late,
             win: Win::new(rule.window, Acc::new(&rule.acc)),
             prev: None,
@@ -469,6 +472,7 @@ fn feed(
         raised,
         direct,
         alpha,
+        lean,
         emit_late,
         win,
         prev,
@@ -480,7 +484,11 @@ fn feed(
         let state = (raised, det, life);
         return feed_direct(rules, stats, *rule, state, target, s, out);
     }
-    let pushed = win.push(s.ts, s.value, *alpha, |done| {
+    let up = Update {
+        alpha: *alpha,
+        lean: *lean,
+    };
+    let pushed = win.push(s.ts, s.value, up, |done| {
         let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
         close(rules, stats, *rule, state, target, peers, done, out);
     });

@@ -204,6 +204,28 @@ impl Aggregate {
         matches!(self, Aggregate::Median | Aggregate::Percentile(_))
     }
 
+    /// Whether a lean accumulator (count, sum, min, max, first and last only, plus the
+    /// sketch and FFT frames when kept) gives this aggregate. A new aggregate is not lean
+    /// until listed here, so forgetting it costs speed, not correctness.
+    pub(crate) const fn is_lean(self) -> bool {
+        matches!(
+            self,
+            Aggregate::Count
+                | Aggregate::Mean
+                | Aggregate::Min
+                | Aggregate::Max
+                | Aggregate::Sum
+                | Aggregate::First
+                | Aggregate::Last
+                | Aggregate::Delta
+                | Aggregate::Rate
+                | Aggregate::PeakToPeak
+                | Aggregate::Median
+                | Aggregate::Percentile(_)
+                | Aggregate::BandEnergy { .. }
+        )
+    }
+
     /// Whether this aggregate needs the third and fourth central moments.
     pub(crate) const fn needs_moments(self) -> bool {
         matches!(self, Aggregate::Skewness | Aggregate::Kurtosis)

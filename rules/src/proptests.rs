@@ -10,6 +10,7 @@ use crate::{Aggregate, Engine, Event, EventKind, RuleSet, Sample};
 
 mod group;
 mod lateness;
+mod lean;
 
 /// `(start, end, values)` of one closed window.
 type Window = (i64, i64, Vec<(Aggregate, f64)>);

@@ -439,6 +439,7 @@ impl Compiler<'_> {
             sketch: read(Aggregate::needs_sketch),
             moments: read(Aggregate::needs_moments),
             fft: fft.flatten().map(|(plan, _)| plan),
+            lean: !read(|a| !a.is_lean()),
         };
         Some(Rule {
             name: Arc::from(name),

@@ -43,7 +43,7 @@
 
 use std::collections::VecDeque;
 
-use crate::agg::{Acc, Closed};
+use crate::agg::{Acc, Closed, Update};
 
 /// Hopping windows may overlap at most this many times (`size / hop`), bounding the work
 /// per sample and the memory per series.
@@ -228,7 +228,7 @@ impl Win {
     }
 
     #[inline]
-    pub fn push(&mut self, ts: i64, v: f64, alpha: f64, mut done: impl FnMut(Done)) -> Pushed {
+    pub fn push(&mut self, ts: i64, v: f64, up: Update, mut done: impl FnMut(Done)) -> Pushed {
         match self {
             Win::Tumbling {
                 size,
@@ -266,7 +266,7 @@ impl Win {
                     *floor = *start;
                     *open = true;
                 }
-                acc.add(ts, v, alpha);
+                acc.add(ts, v, up);
                 Pushed::new(false, start.saturating_add(*size))
             }
             Win::Hopping {
@@ -285,7 +285,7 @@ impl Win {
                     close_hopping(open, size, upto, &mut done);
                     *closed = upto;
                 }
-                let added = add_hopping(open, proto, size, hop, *closed, ts, v, alpha);
+                let added = add_hopping(open, proto, size, hop, *closed, ts, v, up);
                 Pushed::new(
                     !added,
                     open.front()
@@ -293,7 +293,7 @@ impl Win {
                 )
             }
             Win::Count { n, acc } => {
-                acc.add(ts, v, alpha);
+                acc.add(ts, v, up);
                 if acc.count >= *n {
                     let acc = acc.take();
                     let (first, last) = (acc.first_ts, acc.last_ts);
@@ -333,7 +333,7 @@ impl Win {
                 // EWMA cannot be "un-added"), at O(samples in window) ≤ `cap` per sample.
                 let mut acc = proto.fresh();
                 for &(t, x) in buf.iter() {
-                    acc.add(t, x, alpha);
+                    acc.add(t, x, up);
                 }
                 done(Done {
                     ts,
@@ -369,7 +369,7 @@ impl Win {
                     *open = false;
                 }
                 *open = true;
-                acc.add(ts, v, alpha);
+                acc.add(ts, v, up);
                 Pushed::new(false, acc.last_ts.saturating_add(*gap))
             }
         }
@@ -477,7 +477,7 @@ fn add_hopping(
     closed: i64,
     ts: i64,
     v: f64,
-    alpha: f64,
+    up: Update,
 ) -> bool {
     // i128: exact at the ends of the i64 range.
     let (t, s, h, c) = (
@@ -499,10 +499,10 @@ fn add_hopping(
     let mut start = lowest;
     loop {
         match open.get_mut(i) {
-            Some((st, acc)) if *st == start => acc.add(ts, v, alpha),
+            Some((st, acc)) if *st == start => acc.add(ts, v, up),
             _ => {
                 let mut acc = proto.fresh();
-                acc.add(ts, v, alpha);
+                acc.add(ts, v, up);
                 open.insert(i, (start, acc));
             }
         }

@@ -2,8 +2,9 @@
 //! else happens to it, and stays until the uplink's broker has acknowledged it.
 //!
 //! # Invariants
-//! - A record's `id` comes from `INTEGER PRIMARY KEY AUTOINCREMENT`: strictly increasing, never
-//!   reused, also across restarts and after the newest rows were deleted. It is the record's
+//! - A record's `id` is one more than the last handed out (kept in the `sequence` table, in
+//!   the append's transaction): strictly increasing, never reused, also across restarts and
+//!   after the newest rows were deleted. It is the record's
 //!   `seq` on the wire, so `"{gateway}:{seq}"` identifies it for consumers that deduplicate.
 //!   After an unclean shutdown ids jump by `store::ID_GAP_AFTER_UNCLEAN_SHUTDOWN`, and after a
 //!   quarantine they restart above the current time in µs, so an id that may have reached a
@@ -33,17 +34,20 @@
 //!   rejects anything else, so the uplink can always splice in its id fields. The body is not
 //!   parsed on append (a full JSON parse per record is avoidable work on the ingest path).
 //!
-//! # Schema (`PRAGMA user_version = 1`)
+//! # Schema (`PRAGMA user_version = 2`)
 //! ```sql
 //! CREATE TABLE records (
-//!     id         INTEGER PRIMARY KEY AUTOINCREMENT,  -- the record's seq
 //!     lane       INTEGER NOT NULL CHECK (lane IN (0, 1, 2)),
+//!     id         INTEGER NOT NULL,                   -- the record's seq
 //!     topic      TEXT    NOT NULL,
 //!     created_at INTEGER NOT NULL,                   -- µs since the Unix epoch
-//!     payload    BLOB    NOT NULL                    -- byte 0 = format version
-//! );
-//! CREATE INDEX records_lane_id ON records (lane, id);  -- fetch: per lane, oldest first
+//!     payload    BLOB    NOT NULL,                   -- byte 0 = format version
+//!     PRIMARY KEY (lane, id)                         -- fetch: per lane, oldest first
+//! ) WITHOUT ROWID;
+//! CREATE TABLE sequence (last_id INTEGER NOT NULL);  -- one row: the last id handed out
 //! ```
+//! Clustered by lane so that delivering a lane frees whole pages (see `store::SCHEMA`).
+//! Version 1 (a rowid table with AUTOINCREMENT ids, lanes interleaved) is migrated on open.
 //!
 //! # Crashes and power loss
 //! The database runs in WAL mode. `kill -9` at any instant loses nothing committed: a commit

@@ -401,6 +401,63 @@ async fn a_database_from_a_newer_schema_is_quarantined() {
 }
 
 #[tokio::test]
+async fn a_version_1_outbox_is_migrated_with_its_records_and_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path());
+    std::fs::create_dir_all(c.path.parent().unwrap()).unwrap();
+    let conn = rusqlite::Connection::open(&c.path).unwrap();
+    // Schema 1 as weir wrote it: a rowid table in id order, ids from AUTOINCREMENT. The
+    // newest ids (6, 7) were delivered and deleted: they must not be handed out again.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         CREATE TABLE records (
+             id INTEGER PRIMARY KEY AUTOINCREMENT,
+             lane INTEGER NOT NULL CHECK (lane IN (0, 1, 2)),
+             topic TEXT NOT NULL, created_at INTEGER NOT NULL, payload BLOB NOT NULL);
+         CREATE INDEX records_lane_id ON records (lane, id);
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    for n in 0..7u64 {
+        let r = rec(Lane::ALL[(n % 3) as usize], n);
+        conn.execute(
+            "INSERT INTO records (lane, topic, created_at, payload) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![r.lane as i64, r.topic, r.created_at, r.payload],
+        )
+        .unwrap();
+    }
+    conn.execute("DELETE FROM records WHERE id >= 6", [])
+        .unwrap();
+    drop(conn);
+
+    let (outbox, thread) = Outbox::open(&c).unwrap();
+    assert!(quarantined(dir.path()).is_empty());
+    let got: Vec<(u64, u64)> = all(&outbox).await.iter().map(|r| (r.id, n_of(r))).collect();
+    // Lane order, oldest first: alerts 0 and 3, predictions 1 and 4, aggregates 2.
+    assert_eq!(got, [(1, 0), (4, 3), (2, 1), (5, 4), (3, 2)]);
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!(stats.count, 5);
+    outbox
+        .append(vec![rec(Lane::Alerts, 9)], vec![])
+        .await
+        .unwrap();
+    flush(&outbox).await;
+    let newest = all(&outbox)
+        .await
+        .into_iter()
+        .find(|r| n_of(r) == 9)
+        .unwrap();
+    assert_eq!(newest.id, 8, "ids continue past the deleted 6 and 7");
+    drop(outbox);
+    thread.join().unwrap();
+    let conn = rusqlite::Connection::open(&c.path).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, store::SCHEMA_VERSION);
+}
+
+#[tokio::test]
 async fn dropping_without_join_keeps_what_was_committed() {
     let dir = tempfile::tempdir().unwrap();
     let c = cfg(dir.path());

@@ -424,3 +424,74 @@ rules:
             .all(|ev| e.series_name(ev.series) == Some(("pump-1", "bearing_temp_*")))
     );
 }
+
+/// Raises `hot` (grouped by device, as `yaml` has it) on pump-1's bearing group.
+fn raised_hot(yaml: &str) -> (Engine, SeriesId) {
+    let mut e = engine(yaml);
+    let a = e.series("pump-1", "bearing_temp_de").unwrap();
+    push(&mut e, a, S, 90.0);
+    let out = push(&mut e, a, 11 * S, 10.0);
+    assert!(
+        out.iter().any(|ev| matches!(
+            ev.kind,
+            EventKind::Alert {
+                state: AlertState::Raised,
+                ..
+            }
+        )),
+        "{out:?}"
+    );
+    (e, a)
+}
+
+const HOT: &str = r#"
+rules:
+  - name: hot
+    select: { metric: "bearing_temp_*" }
+    group_by: device
+    window: { tumbling: 10s }
+    alert: { when: "max > 80" }
+"#;
+
+#[test]
+fn regrouping_a_rule_reports_an_alert_raised_on_an_old_group() {
+    let changes = [
+        HOT.replace("group_by: device", "group_by: all"),
+        HOT.replace("bearing_temp_*", "bearing_temp_d*"),
+        HOT.replace("    group_by: device\n", ""),
+    ];
+    for changed in changes {
+        let (mut e, a) = raised_hot(HOT);
+        let report = e.reload(RuleSet::parse_str(&changed, "t.yaml").unwrap());
+        assert_eq!(report.restarted, [std::sync::Arc::from("hot")], "{changed}");
+        assert_eq!(report.orphaned_while_raised, [std::sync::Arc::from("hot")]);
+        assert!(report.removed_while_raised.is_empty());
+        // The new window never raised, so it neither clears nor re-raises the old alert.
+        push(&mut e, a, 21 * S, 10.0);
+        let mut out = Vec::new();
+        e.advance(i64::MAX, &mut out);
+        assert!(
+            out.iter()
+                .all(|ev| !matches!(ev.kind, EventKind::Alert { .. })),
+            "{changed}: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn a_rule_that_becomes_grouped_reports_an_alert_raised_on_a_series() {
+    let plain = HOT.replace("    group_by: device\n", "");
+    let (mut e, _) = raised_hot(&plain);
+    let report = e.reload(RuleSet::parse_str(HOT, "t.yaml").unwrap());
+    assert_eq!(report.orphaned_while_raised, [std::sync::Arc::from("hot")]);
+}
+
+#[test]
+fn a_changed_rule_keeping_its_grouping_reports_nothing_orphaned() {
+    let (mut e, _) = raised_hot(HOT);
+    let report = e.reload(RuleSet::parse_str(&HOT.replace("80", "85"), "t.yaml").unwrap());
+    assert!(report.orphaned_while_raised.is_empty());
+    let report = e.reload(RuleSet::parse_str("rules: []\n", "t.yaml").unwrap());
+    assert_eq!(report.removed_while_raised, [std::sync::Arc::from("hot")]);
+    assert!(report.orphaned_while_raised.is_empty());
+}

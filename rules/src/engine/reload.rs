@@ -9,6 +9,13 @@
 //! Run-time counters (`runtime`) carry over even then: they count the machine, not the rule.
 //! New rules start empty; removed rules' state is dropped.
 //!
+//! A rule whose grouping changed (`group_by`, `select.metric`) gets new groups; its old
+//! groups lose their slot but keep their series id and so their `max_series` entry until the
+//! agent restarts. Reusing those ids would be cheap here but wrong: ids are never reused,
+//! because events already emitted and the agent's tables name series by id. An alert raised
+//! on an old group (or, for a rule that became grouped or ungrouped, on an old series) is
+//! reported, like one of a removed rule, since nothing will clear it.
+//!
 //! Series keep their ids, so events already emitted and the agent's tables stay valid.
 
 use std::collections::HashMap;
@@ -31,6 +38,10 @@ pub struct ReloadReport {
     pub removed: Vec<Arc<str>>,
     /// Removed rules that had an alert raised on some series: nothing will clear it now.
     pub removed_while_raised: Vec<Arc<str>>,
+    /// Rules still in the set that had an alert raised on a series or group they no longer
+    /// hold a window for (a changed `group_by`, `select.metric` or `select`; a rule that
+    /// became grouped or ungrouped): nothing will clear it now.
+    pub orphaned_while_raised: Vec<Arc<str>>,
 }
 
 /// What became of one old rule.
@@ -109,26 +120,24 @@ impl Engine {
             else {
                 continue;
             };
-            let Some(old) = old.take() else { continue };
-            let old_rule = old.rule as usize;
+            let Some(old_rule) = old.as_ref().map(|s| s.rule as usize) else {
+                continue;
+            };
             let old_group = old_rules.rules.get(old_rule).and_then(|r| r.group.as_ref());
-            match fates.get(old_rule) {
-                Some(&(Fate::Kept(j) | Fate::Restarted(j))) => {
-                    let Some(rule) = self.rules.rules.get(j as usize) else {
-                        continue;
-                    };
-                    if rule.group.as_ref() != old_group {
-                        continue;
-                    }
-                    let slot = carry(Some(old), j, rule, &fates, &mut old_dets, &mut self.dets);
-                    if let Some(slot) = slot {
-                        group_slots.push((id, slot));
-                        self.groups
-                            .insert((j, series.device.clone()), SeriesId(index(id)));
-                    }
+            // Left in `old_slots` otherwise, for the raised-alert tally below.
+            if let Some(&(Fate::Kept(j) | Fate::Restarted(j))) = fates.get(old_rule) {
+                let Some(rule) = self.rules.rules.get(j as usize) else {
+                    continue;
+                };
+                if rule.group.as_ref() != old_group {
+                    continue;
                 }
-                Some(Fate::Removed) if old.raised => raised_removed[old_rule] = true,
-                _ => {}
+                let slot = carry(old.take(), j, rule, &fates, &mut old_dets, &mut self.dets);
+                if let Some(slot) = slot {
+                    group_slots.push((id, slot));
+                    self.groups
+                        .insert((j, series.device.clone()), SeriesId(index(id)));
+                }
             }
         }
 
@@ -175,11 +184,6 @@ impl Engine {
                         slots.push(slot);
                     }
                 }
-                for old in old_slots[old_range].iter().flatten() {
-                    if old.raised && fates[old.rule as usize] == Fate::Removed {
-                        raised_removed[old.rule as usize] = true;
-                    }
-                }
             }
             series.first = index(first);
             series.len = index(slots.len() - first);
@@ -195,13 +199,27 @@ impl Engine {
                 }
             }
         }
-        report.removed_while_raised = old_rules
-            .rules
-            .iter()
-            .zip(raised_removed)
-            .filter(|(_, raised)| *raised)
-            .map(|(r, _)| r.name.clone())
-            .collect();
+        // Every old slot not carried over is gone; a raised alert on it will never clear.
+        let mut raised_orphaned = vec![false; fates.len()];
+        for old in old_slots.iter().flatten().filter(|s| s.raised) {
+            let r = old.rule as usize;
+            match fates.get(r) {
+                Some(Fate::Removed) => raised_removed[r] = true,
+                Some(_) => raised_orphaned[r] = true,
+                None => {}
+            }
+        }
+        let names = |raised: Vec<bool>| -> Vec<Arc<str>> {
+            old_rules
+                .rules
+                .iter()
+                .zip(raised)
+                .filter(|(_, raised)| *raised)
+                .map(|(r, _)| r.name.clone())
+                .collect()
+        };
+        report.removed_while_raised = names(raised_removed);
+        report.orphaned_while_raised = names(raised_orphaned);
         self.stats.groups = self.groups.len();
         self.restore_runtime(&counters);
         // Restarted and added slots have no deadline yet: make the next `advance` look.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::agg::{Acc, Closed};
+use crate::agg::{Acc, Closed, Update};
 
 fn compile_err(src: &str) -> (usize, String) {
     let e = Condition::compile(src).unwrap_err();
@@ -11,7 +11,11 @@ fn compile_err(src: &str) -> (usize, String) {
 fn closed(values: &[f64]) -> Closed {
     let mut acc = Acc::EMPTY;
     for (i, v) in values.iter().enumerate() {
-        acc.add(i as i64 * 1_000_000, *v, 0.5);
+        let up = Update {
+            alpha: 0.5,
+            lean: false,
+        };
+        acc.add(i as i64 * 1_000_000, *v, up);
     }
     Closed { acc, secs: 10.0 }
 }
