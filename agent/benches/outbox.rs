@@ -5,6 +5,7 @@
 //!     cargo bench -p weir-agent --bench outbox                  # 200,000 records
 //!     WEIR_BENCH_RECORDS=1000000 cargo bench -p weir-agent --bench outbox
 //!     WEIR_BENCH_INFLIGHT=256 cargo bench -p weir-agent --bench outbox   # uplink.inflight
+//!     WEIR_BENCH_BATCH_MAX=4096 cargo bench -p weir-agent --bench outbox  # outbox.batch_max
 //!
 //! Targets (issue 6): ingest ≥ 200,000 records/s, drain ≥ 50,000 records/s, ≤ 2 bytes written
 //! per payload byte. "Written" is `write_bytes` from `/proc/self/io` (what this process sent
@@ -46,6 +47,14 @@ fn inflight() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(uplink::UplinkConfig::default().inflight)
+}
+
+/// `outbox.batch_max` for the ingest: `WEIR_BENCH_BATCH_MAX`, else the default.
+fn batch_max() -> usize {
+    std::env::var("WEIR_BENCH_BATCH_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(OutboxConfig::default().batch_max)
 }
 
 /// Records per `append` call: what the pipeline folds into one call at most.
@@ -202,6 +211,7 @@ async fn run_one(records: u64, scenario: &Scenario, broker_port: u16) -> Result<
         path: dir.path().join("outbox.db"),
         max_bytes: 1 << 40,
         synchronous: scenario.sync,
+        batch_max: batch_max(),
         ..OutboxConfig::default()
     };
     // Build the input first: the figure is the outbox's, not the formatter's.
@@ -301,8 +311,9 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     println!(
-        "outbox bench: {records} records of ~{} bytes (topic + payload), {PER_APPEND} per append, uplink.inflight {}",
+        "outbox bench: {records} records of ~{} bytes (topic + payload), {PER_APPEND} per append, outbox.batch_max {}, uplink.inflight {}",
         record(1).size(),
+        batch_max(),
         inflight()
     );
     let scenarios = [

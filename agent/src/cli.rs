@@ -91,6 +91,10 @@ pub struct ReplayArgs {
     /// Most series kept; samples of further series are counted and skipped.
     #[arg(long, default_value_t = 100_000)]
     pub max_series: usize,
+    /// An agent config whose `labels:` give the devices their labels (for rules'
+    /// `select.labels` and `group_by: label.<name>`); nothing else in it is read.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Also draw the series, their windows' results and alerts as an SVG picture (the first
     /// 12 series; memory stays bounded on long recordings).
     #[arg(long, value_name = "FILE")]

@@ -254,6 +254,34 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Only the `labels:` of a config, for `weir replay --config`: the other sections are not
+/// read at all, so a gateway's config works as is on a laptop without its devices.
+#[derive(Debug, Deserialize)]
+struct LabelsOnly {
+    #[serde(default)]
+    labels: Vec<LabelEntry>,
+}
+
+/// The device labels of the config at `path`, ignoring everything else in it.
+pub fn labels_from_path(path: &Path) -> Result<weir_rules::DeviceLabels, ConfigError> {
+    let file = path.display().to_string();
+    let problem = |message: String| ConfigError {
+        problems: vec![Problem {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message,
+        }],
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| problem(format!("cannot read config: {e}")))?;
+    let raw: LabelsOnly = serde_saphyr::from_str(&text).map_err(|e| ConfigError {
+        problems: vec![yaml_problem(&file, &e)],
+    })?;
+    weir_rules::DeviceLabels::new(raw.labels.into_iter().map(|e| (e.devices, e.set)))
+        .map_err(|e| problem(format!("labels: {e}")))
+}
+
 /// Every problem found in a config file. The agent exits with code 2 on this error.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", display_problems(.problems))]

@@ -130,8 +130,11 @@ const fn default_max_bytes() -> u64 {
     DEFAULT_MAX_BYTES
 }
 
+/// 4096 rather than 1024: every commit rewrites the partly filled last page of each lane and
+/// the pages above them, so larger groups write less per record (2.65 instead of 2.94 bytes
+/// per payload byte at ingest in `cargo bench --bench outbox`) when a burst fills them.
 const fn default_batch_max() -> usize {
-    1024
+    4096
 }
 
 const fn default_batch_delay() -> Duration {
@@ -266,7 +269,7 @@ mod tests {
         assert_eq!(cfg.path, PathBuf::from("x/outbox.db"));
         assert_eq!(cfg.max_bytes, 500_000);
         assert_eq!(cfg.batch_delay, Duration::from_millis(5));
-        assert_eq!(cfg.batch_max, 1024);
+        assert_eq!(cfg.batch_max, 4096);
         assert_eq!(cfg.synchronous, Synchronous::Normal);
 
         let cfg: OutboxConfig =

@@ -34,6 +34,12 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    // Before the data is opened: a bad config exits 2 like every config error.
+    let labels = args
+        .config
+        .as_deref()
+        .map(crate::config::labels_from_path)
+        .transpose()?;
     let file =
         File::open(&args.data).with_context(|| format!("cannot open {}", args.data.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -49,12 +55,15 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         device: args.device.clone().unwrap_or_else(|| stem(&args.data)),
         metric: args.metric.clone().unwrap_or_else(|| "value".to_owned()),
     };
-    let engine = Engine::with_limits(
+    let mut engine = Engine::with_limits(
         rules,
         Limits {
             max_series: args.max_series,
         },
     );
+    if let Some(labels) = labels {
+        engine.set_labels(labels);
+    }
     let mut plot = args.plot.as_ref().map(|_| Plot::default());
     let summary = run(
         engine,

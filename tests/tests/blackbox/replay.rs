@@ -119,3 +119,95 @@ fn replay_runs_a_grouped_rule_with_one_window_per_device_over_its_series() -> Re
     assert_eq!(alert["message"], "pump-1 bearing_temp_* 91.0");
     Ok(())
 }
+
+#[test]
+fn replay_with_a_config_gives_devices_its_labels_for_select_and_group_by() -> Result<()> {
+    let dir = TestDir::new("replay-labels")?;
+    // A gateway's config as is: only `labels:` is read, the sources are not.
+    let config = dir.write(
+        "weir.yaml",
+        "gateway_id: gw-1\nsources:\n  - simulator: { devices: 1 }\nlabels:\n  - { devices: \"pump-*\", set: { site: north } }\n  - { devices: \"fan-*\", set: { site: south } }\n  - { devices: \"pump-2\", set: { kind: spare } }\n",
+    )?;
+    let rules = dir.write(
+        "rules.yaml",
+        "rules:\n  - name: site-max\n    select: { metric: temp }\n    group_by: label.site\n    window: { tumbling: 1h }\n    aggregates: [max, count]\n  - name: spares\n    select: { metric: temp, labels: { kind: spare } }\n    window: { tumbling: 1h }\n    aggregates: [count]\n",
+    )?;
+    let data = dir.write(
+        "plant.csv",
+        "timestamp,device,metric,value\n\
+         2014-04-01 00:00:00,pump-1,temp,70\n\
+         2014-04-01 00:01:00,pump-2,temp,75\n\
+         2014-04-01 00:02:00,fan-9,temp,40\n\
+         2014-04-01 00:03:00,valve-3,temp,99\n\
+         2014-04-01 00:04:00,pump-1,temp,72\n",
+    )?;
+    let out = weir_command()?
+        .arg("replay")
+        .arg("--rules")
+        .arg(&rules)
+        .arg("--config")
+        .arg(&config)
+        .arg(&data)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let window = |rule: &str, device: &str| {
+        events
+            .iter()
+            .find(|e| e["rule"] == rule && e["device"] == device)
+            .cloned()
+    };
+    // valve-3 has no site: no group takes it, so its 99 shows nowhere.
+    let north = window("site-max", "site=north").expect("north's window");
+    assert_eq!(north["values"]["max"], 75.0);
+    assert_eq!(north["values"]["count"], 3.0);
+    let south = window("site-max", "site=south").expect("south's window");
+    assert_eq!(south["values"]["count"], 1.0);
+    let spare = window("spares", "pump-2").expect("the spare pump's window");
+    assert_eq!(spare["values"]["count"], 1.0);
+    assert_eq!(events.len(), 3, "{events:#?}");
+
+    // Without the config no device has labels: neither rule sees anything.
+    let out = weir_command()?
+        .arg("replay")
+        .arg("--rules")
+        .arg(&rules)
+        .arg(&data)
+        .output()?;
+    assert!(out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}
+
+#[test]
+fn replay_with_a_broken_labels_section_exits_2_and_names_file_line_col() -> Result<()> {
+    let dir = TestDir::new("replay-bad-labels")?;
+    let config = dir.write(
+        "weir.yaml",
+        "labels:\n  - { devices: \"pump-*\", sett: { site: north } }\n",
+    )?;
+    let rules = dir.write("rules.yaml", RULES)?;
+    let data = dir.write("d.csv", "timestamp,value\n1,1\n")?;
+    let out = weir_command()?
+        .arg("replay")
+        .arg("--rules")
+        .arg(&rules)
+        .arg("--config")
+        .arg(&config)
+        .arg(&data)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("weir.yaml:2:"), "{stderr}");
+    assert!(stderr.contains("sett"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    Ok(())
+}
