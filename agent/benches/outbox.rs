@@ -88,6 +88,36 @@ impl Io {
     }
 }
 
+/// CPU seconds (user + system) used so far by this process's threads named `name`, from
+/// `/proc/self/task/*/stat` (in clock ticks of 1/100 s, Linux's USER_HZ).
+fn thread_cpu(name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: fields after the comm's closing parenthesis.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if head.split_once('(').map(|(_, comm)| comm) != Some(name) {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the comm.
+        for i in [11, 12] {
+            ticks += fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    ticks as f64 / 100.0
+}
+
 /// A window record like the pipeline writes (~200 bytes), most of them aggregates.
 fn record(n: u64) -> NewRecord {
     let lane = match n % 20 {
@@ -136,6 +166,8 @@ async fn flush(outbox: &Outbox) -> Result<()> {
 
 struct Figures {
     ingest_rate: f64,
+    /// Records per CPU-second of the writer thread during the ingest.
+    ingest_per_cpu: f64,
     ingest_io: Io,
     payload_bytes: u64,
     files: (u64, u64),
@@ -246,12 +278,14 @@ async fn run_one(records: u64, scenario: &Scenario, broker_port: u16) -> Result<
 
     let (outbox, thread) = Outbox::open(&cfg)?;
     let io0 = Io::now();
+    let cpu0 = thread_cpu("weir-outbox");
     let t0 = Instant::now();
     for chunk in chunks {
         outbox.append_with(chunk, vec![]).await?;
     }
     flush(&outbox).await?;
     let ingest_secs = t0.elapsed().as_secs_f64();
+    let ingest_cpu = thread_cpu("weir-outbox") - cpu0;
     let ingest_io = Io::now().since(io0);
     let counters = outbox.counters();
     let appended = counters.appended.load(Ordering::Relaxed);
@@ -290,6 +324,7 @@ async fn run_one(records: u64, scenario: &Scenario, broker_port: u16) -> Result<
     let broker_rate = broker_rate(&uplink_cfg, messages, records).await?;
     Ok(Figures {
         ingest_rate: records as f64 / ingest_secs,
+        ingest_per_cpu: records as f64 / ingest_cpu.max(0.01),
         ingest_io,
         payload_bytes,
         files,
@@ -347,6 +382,10 @@ fn main() -> Result<()> {
             f.ingest_rate,
             f.batches,
             records as f64 / f.batches.max(1) as f64
+        );
+        println!(
+            "           {:>10.0} records per CPU-second of the writer thread (SQLite, its writes; the machine's load aside)",
+            f.ingest_per_cpu
         );
         println!(
             "           write_bytes {:>7.1} B/record {:>5.2} B/payload byte   target <= 2.00",
