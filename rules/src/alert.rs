@@ -158,6 +158,22 @@ pub(crate) struct Template {
     parts: Vec<Part>,
 }
 
+impl Template {
+    /// The aggregates its expressions read, so the rule's windows keep what they need.
+    pub fn reads(&self) -> impl Iterator<Item = crate::event::Aggregate> + '_ {
+        self.parts
+            .iter()
+            .flat_map(|p| match p {
+                Part::Field {
+                    field: Field::Expr(n),
+                    ..
+                } => n.reads.as_slice(),
+                _ => &[],
+            })
+            .copied()
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Part {
     Text(String),

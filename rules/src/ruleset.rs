@@ -430,6 +430,10 @@ impl Compiler<'_> {
                     .as_ref()
                     .and_then(|a| a.condition.as_ref())
                     .is_some_and(|c| c.reads.iter().copied().any(f))
+                || alert
+                    .as_ref()
+                    .and_then(|a| a.message.as_ref())
+                    .is_some_and(|m| m.reads().any(f))
                 || detect
                     .as_ref()
                     .and_then(|d| d.value.as_ref())

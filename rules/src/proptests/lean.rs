@@ -94,3 +94,33 @@ proptest! {
         same(&windows(&out), &lean(session_reference(&samples)))?;
     }
 }
+
+/// A message template is read too: `{stddev}` there must not see a lean window's stale
+/// totals, nor `{p95}` a window without a sketch.
+#[test]
+fn aggregates_read_only_in_an_alert_message_are_kept() {
+    let yaml = "rules:\n  - name: w\n    window: { tumbling: 10s }\n    alert: { when: \"mean > 2\", message: \"{stddev:.1} {p50:.0} {kurtosis:.2}\" }\n";
+    let rules = RuleSet::parse_str(yaml, "p.yaml").unwrap();
+    assert!(!rules.rules[0].acc.lean);
+    let mut e = crate::Engine::new(rules);
+    let id = e.series("d", "m").unwrap();
+    let mut out = Vec::new();
+    for (k, v) in [1.0, 3.0, 5.0].into_iter().enumerate() {
+        let sample = crate::Sample {
+            series: id,
+            ts: k as i64 * 1_000_000,
+            value: v,
+        };
+        e.push(sample, &mut out);
+    }
+    e.advance(i64::MAX, &mut out);
+    let message = out
+        .iter()
+        .find_map(|ev| match &ev.kind {
+            crate::EventKind::Alert { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .expect("the alert");
+    // Population stddev of 1, 3, 5 is √(8/3) ≈ 1.6; kurtosis 1.5.
+    assert_eq!(message.as_deref(), Some("1.6 3 1.50"), "{out:?}");
+}
