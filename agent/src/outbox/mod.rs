@@ -46,7 +46,7 @@
 //! ) WITHOUT ROWID;
 //! CREATE TABLE sequence (last_id INTEGER NOT NULL);  -- one row: the last id handed out
 //! ```
-//! Clustered by lane so that delivering a lane frees whole pages (see `store::SCHEMA`).
+//! Clustered by lane so that delivering a lane frees whole pages (see `schema::SCHEMA`).
 //! Version 1 (a rowid table with AUTOINCREMENT ids, lanes interleaved) is migrated on open.
 //!
 //! # Crashes and power loss
@@ -62,6 +62,7 @@
 
 pub mod config;
 mod disk;
+mod schema;
 mod store;
 mod writer;
 

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::config::Synchronous;
+use super::schema::{MIGRATE_FROM_1, SCHEMA};
 use super::{Lane, LaneCursor, LaneStats, NewRecord, OutboxError, Record};
 
 /// Current schema version, kept in `PRAGMA user_version`.
@@ -16,46 +17,6 @@ pub(crate) const SCHEMA_VERSION: i64 = 2;
 /// After an unclean shutdown, ids jump by this much so an id handed out in a transaction that
 /// a power cut rolled back (possible with `synchronous=NORMAL`) is never handed out again.
 pub const ID_GAP_AFTER_UNCLEAN_SHUTDOWN: i64 = 1_000_000;
-
-/// Version 2 stores the records clustered by lane (a `WITHOUT ROWID` table keyed by
-/// `(lane, id)`): a lane's records share pages, so delivering a backlog lane by lane frees
-/// whole pages instead of rewriting every page once per lane (version 1 kept the lanes
-/// interleaved in id order, which made a drain write ~5 bytes per payload byte), and there is
-/// no second index to write on every insert. Ids come from `sequence`, the last one handed out.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS records (
-    lane       INTEGER NOT NULL CHECK (lane IN (0, 1, 2)),
-    id         INTEGER NOT NULL,
-    topic      TEXT    NOT NULL,
-    created_at INTEGER NOT NULL,
-    payload    BLOB    NOT NULL,
-    PRIMARY KEY (lane, id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS sequence (last_id INTEGER NOT NULL);
-INSERT INTO sequence (last_id) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM sequence);
-";
-
-/// From version 1 (a rowid table in id order, ids from AUTOINCREMENT): the rows move into
-/// the version-2 table and the last id handed out carries over.
-const MIGRATE_FROM_1: &str = "
-ALTER TABLE records RENAME TO records_v1;
-DROP INDEX IF EXISTS records_lane_id;
-CREATE TABLE records (
-    lane       INTEGER NOT NULL CHECK (lane IN (0, 1, 2)),
-    id         INTEGER NOT NULL,
-    topic      TEXT    NOT NULL,
-    created_at INTEGER NOT NULL,
-    payload    BLOB    NOT NULL,
-    PRIMARY KEY (lane, id)
-) WITHOUT ROWID;
-INSERT INTO records (lane, id, topic, created_at, payload)
-    SELECT lane, id, topic, created_at, payload FROM records_v1 ORDER BY lane, id;
-CREATE TABLE sequence (last_id INTEGER NOT NULL);
-INSERT INTO sequence (last_id) SELECT MAX(
-    COALESCE((SELECT MAX(seq) FROM sqlite_sequence WHERE name IN ('records', 'records_v1')), 0),
-    COALESCE((SELECT MAX(id) FROM records_v1), 0));
-DROP TABLE records_v1;
-";
 
 /// Size of a row as the bound counts it (`octet_length`, not `length`: topics are TEXT).
 const ROW_BYTES: &str = "octet_length(topic) + length(payload)";
