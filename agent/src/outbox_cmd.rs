@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 use rusqlite::{Connection, OpenFlags, params};
 
 use crate::cli::{OutboxArgs, OutboxCommand};
-use crate::outbox::{Lane, PAYLOAD_V1, now_us};
+use crate::outbox::{Lane, json_body, now_us};
 use crate::run::load_config;
 
 /// The schema these commands understand (`outbox::store::SCHEMA_VERSION`).
@@ -122,9 +122,9 @@ fn export(path: &Path) -> anyhow::Result<ExitCode> {
             "{{\"id\":{id},\"lane\":\"{lane}\",\"topic\":{},\"created_at\":{created_at},",
             serde_json::Value::String(topic)
         )?;
-        match payload.split_first() {
-            Some((&PAYLOAD_V1, body))
-                if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
+        match json_body(&payload) {
+            Ok(body)
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok()
                     && body.trim_ascii_start().first() == Some(&b'{') =>
             {
                 out.write_all(b"\"payload\":")?;

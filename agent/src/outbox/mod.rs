@@ -62,6 +62,7 @@
 
 pub mod config;
 mod disk;
+mod payload;
 mod schema;
 mod store;
 mod writer;
@@ -121,8 +122,7 @@ impl std::fmt::Display for Lane {
     }
 }
 
-/// Payload format version 1: a UTF-8 JSON object follows the version byte.
-pub const PAYLOAD_V1: u8 = 1;
+pub use payload::{PAYLOAD_V1, compact, json_body};
 
 /// A record to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -421,12 +421,16 @@ impl Outbox {
     /// [`Outbox::append`] with arbitrary after-commit hooks.
     pub(crate) async fn append_with(
         &self,
-        records: Vec<NewRecord>,
+        mut records: Vec<NewRecord>,
         after_commit: Vec<AfterCommit>,
     ) -> Result<(), OutboxError> {
         for (index, r) in records.iter().enumerate() {
             r.validate(self.max_bytes)
                 .map_err(|reason| OutboxError::InvalidRecord { index, reason })?;
+        }
+        // Here, on the caller's task, not on the writer thread that every record waits for.
+        for r in &mut records {
+            r.payload = payload::compact(std::mem::take(&mut r.payload));
         }
         if let Some(room) = &self.room {
             for r in &records {

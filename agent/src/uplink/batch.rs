@@ -28,7 +28,7 @@ use miniz_oxide::deflate::core::{CompressorOxide, TDEFLFlush, TDEFLStatus, compr
 
 use serde::Deserialize;
 
-use crate::outbox::{PAYLOAD_V1, Record};
+use crate::outbox::{Record, json_body};
 
 /// Byte 0 of a JSON batch message.
 pub const JSON_BATCH: u8 = 2;
@@ -147,11 +147,9 @@ impl Batcher {
         match self.format {
             Format::Json => Ok(json),
             Format::Binary => {
-                let Some((&PAYLOAD_V1, body)) = record.payload.split_first() else {
-                    return Err("unsupported payload format version");
-                };
+                let body = json_body(&record.payload)?;
                 let value: serde_json::Value =
-                    serde_json::from_slice(body).map_err(|_| "payload body is not valid JSON")?;
+                    serde_json::from_slice(&body).map_err(|_| "payload body is not valid JSON")?;
                 let mut out = Vec::with_capacity(body.len() / 2 + 8);
                 write_varint(&mut out, record.id);
                 write_value(&mut out, &value);

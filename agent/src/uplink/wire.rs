@@ -2,7 +2,7 @@
 //! front, e.g. `{"id":"gw-1:42","seq":42,"gateway":"gw-1","kind":"alert",...}`. Splicing
 //! (rather than parse and re-serialise) keeps the body byte-for-byte and costs one copy.
 
-use crate::outbox::{PAYLOAD_V1, Record};
+use crate::outbox::{Record, json_body};
 
 /// MQTT's largest packet (remaining length limit).
 pub(super) const MAX_PACKET: usize = 268_435_455;
@@ -19,15 +19,10 @@ impl Encoder {
         }
     }
 
-    /// The message for `record`, or why it cannot be sent. The outbox only stores version-1
-    /// JSON objects, so an error means a file written by something else.
+    /// The message for `record`, or why it cannot be sent. The outbox only stores JSON
+    /// objects (format 1 or 2), so an error means a file written by something else.
     pub fn encode(&self, record: &Record) -> Result<Vec<u8>, &'static str> {
-        let Some((&version, body)) = record.payload.split_first() else {
-            return Err("empty payload");
-        };
-        if version != PAYLOAD_V1 {
-            return Err("unsupported payload format version");
-        }
+        let body = json_body(&record.payload)?;
         let body = body.trim_ascii();
         let (Some(b'{'), Some(b'}')) = (body.first(), body.last()) else {
             return Err("payload body is not a JSON object");
