@@ -10,8 +10,9 @@
 //! Targets (issue 6): ingest ≥ 200,000 records/s, drain ≥ 50,000 records/s, ≤ 2 bytes written
 //! per payload byte. "Written" is `write_bytes` from `/proc/self/io` (what this process sent
 //! towards the block device, page cache included) over the phase; `wchar` (every byte handed
-//! to `write(2)`, sockets included) is printed beside it. Payload bytes are what the bound
-//! counts: topic + stored payload.
+//! to `write(2)`, sockets included) is printed beside it. Payload bytes are topic + the JSON
+//! body as appended (format 1); the outbox stores the body in the smaller format 2 (see
+//! `outbox/payload.rs`), which is what the bound counts.
 //!
 //! Ingest is durable: the rate counts records whose transaction has committed at the
 //! configured `synchronous` level. Drain counts records published by the real uplink to a

@@ -122,7 +122,9 @@ impl std::fmt::Display for Lane {
     }
 }
 
-pub use payload::{PAYLOAD_V1, compact, json_body};
+#[cfg(test)]
+pub use payload::compact;
+pub use payload::{PAYLOAD_V1, json_body};
 
 /// A record to append.
 #[derive(Debug, Clone, PartialEq, Eq)]

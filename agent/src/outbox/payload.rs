@@ -24,8 +24,8 @@ pub const PAYLOAD_V2: u8 = 2;
 /// Token `i` is written as byte `CODES[i]`. Never 0x09, 0x0a, 0x0d (JSON whitespace, which
 /// another producer might emit) or 0x00.
 const CODES: [u8; 28] = [
-    0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x0b, 0x0c, 0x0e, 0x0f, 0x10, 0x11, 0x12,
-    0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
+    0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x0b, 0x0c, 0x0e, 0x0f, 0x10, 0x11, 0x12, 0x13,
+    0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
 ];
 
 /// The substrings of `encode::write_json`'s output that every record repeats, in the order
@@ -85,9 +85,10 @@ pub fn compact(payload: Vec<u8>) -> Vec<u8> {
     }
     let mut out = Vec::with_capacity(body.len() / 2 + 16);
     out.push(PAYLOAD_V2);
+    let candidates = &*CANDIDATES;
     let mut i = 0;
     'scan: while let Some(&b) = body.get(i) {
-        for &t in &CANDIDATES[usize::from(b)] {
+        for &t in &candidates[usize::from(b)] {
             if body[i..].starts_with(TOKENS[t]) {
                 out.push(CODES[t]);
                 i += TOKENS[t].len();
@@ -140,7 +141,11 @@ mod tests {
 
     #[test]
     fn codes_are_control_bytes_json_never_holds_raw() {
-        assert!(CODES.iter().all(|&c| c < 0x20 && ![0, b'\t', b'\n', b'\r'].contains(&c)));
+        assert!(
+            CODES
+                .iter()
+                .all(|&c| c < 0x20 && ![0, b'\t', b'\n', b'\r'].contains(&c))
+        );
         let mut sorted = CODES;
         sorted.sort_unstable();
         assert!(sorted.windows(2).all(|w| w[0] < w[1]), "a code used twice");
@@ -159,12 +164,20 @@ mod tests {
         ];
         for body in bodies {
             let stored = compact(v1(body));
-            assert_eq!(json_body(&stored).unwrap().as_ref(), body.as_bytes(), "{body}");
+            assert_eq!(
+                json_body(&stored).unwrap().as_ref(),
+                body.as_bytes(),
+                "{body}"
+            );
             assert!(stored.len() <= body.len() + 1);
         }
         let window = compact(v1(bodies[0]));
         assert_eq!(window[0], PAYLOAD_V2);
-        assert!(window.len() * 10 < bodies[0].len() * 6, "{} bytes", window.len());
+        assert!(
+            window.len() * 10 < bodies[0].len() * 6,
+            "{} bytes",
+            window.len()
+        );
     }
 
     /// Control bytes in the body (escaped by serde_json, but a record may come from another
