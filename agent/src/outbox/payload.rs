@@ -80,14 +80,15 @@ pub fn compact(payload: Vec<u8>) -> Vec<u8> {
     let Some((&PAYLOAD_V1, body)) = payload.split_first() else {
         return payload;
     };
-    if body.iter().any(|&b| b < 0x20) {
-        return payload;
-    }
     let mut out = Vec::with_capacity(body.len() / 2 + 16);
     out.push(PAYLOAD_V2);
     let candidates = &*CANDIDATES;
     let mut i = 0;
     'scan: while let Some(&b) = body.get(i) {
+        if b < 0x20 {
+            // Would read as a token: the body is stored as it is.
+            return payload;
+        }
         for &t in &candidates[usize::from(b)] {
             if body[i..].starts_with(TOKENS[t]) {
                 out.push(CODES[t]);
