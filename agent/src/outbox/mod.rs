@@ -60,6 +60,7 @@
 //! schema version — is moved to `<path>.corrupt-<unix-secs>` with its WAL, logged at ERROR,
 //! and a fresh outbox is started: the agent never refuses to start because of its buffer.
 
+mod checkpoint;
 pub mod config;
 mod disk;
 mod payload;

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
+use super::checkpoint::{self, Checkpointer};
 use super::config::Synchronous;
 use super::schema::{INSERT_ROWS, MIGRATE_FROM_1, SCHEMA, insert_sql, row_params};
 use super::{Lane, LaneCursor, LaneStats, NewRecord, OutboxError, Record};
@@ -58,6 +59,8 @@ pub(crate) struct Store {
     data_version: i64,
     /// The last id handed out (as committed in `sequence`); only this thread hands out ids.
     last_id: i64,
+    /// After `conn`: dropped (and joined) once the connection has closed.
+    _checkpointer: Option<Checkpointer>,
 }
 
 /// Why an open attempt failed: unusable files are quarantined, anything else is returned.
@@ -140,7 +143,7 @@ impl Store {
         let existed = path.exists();
         // A leftover non-empty WAL means the last process did not close cleanly.
         let unclean = std::fs::metadata(sidecar(path, "-wal")).is_ok_and(|m| m.len() > 0);
-        let conn = Connection::open(path).map_err(|e| classify("open", e))?;
+        let mut conn = Connection::open(path).map_err(|e| classify("open", e))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| classify("busy_timeout", e))?;
         let mode: String = conn
@@ -217,8 +220,10 @@ impl Store {
             })
             .map_err(|e| classify("read sequence", e))?
             .unwrap_or(0);
+        let checkpointer = checkpoint::start(&mut conn, path, synchronous);
         let mut store = Store {
             conn,
+            _checkpointer: checkpointer,
             totals,
             max_bytes,
             disk_bound: None,
