@@ -63,7 +63,9 @@ pub(super) fn start(conn: &mut Connection, path: &Path, sync: Synchronous) -> Op
         .ok()?;
     let hook = move |wal: &mut rusqlite::hooks::Wal, pages: i32| {
         if pages >= INLINE_PAGES {
-            wal.checkpoint_v2(CheckpointMode::PASSIVE)?;
+            // Never `?`: an error returned from a wal hook fails the commit that called it,
+            // and a PASSIVE checkpoint is refused (BUSY) while the thread is running one.
+            let _ = wal.checkpoint_v2(CheckpointMode::PASSIVE);
         } else if pages >= WAKE_PAGES {
             let _ = wake.try_send(());
         }
