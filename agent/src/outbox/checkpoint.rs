@@ -12,7 +12,9 @@
 //! Bounded: if the checkpointer falls behind and the WAL reaches [`INLINE_PAGES`], the writer
 //! checkpoints in its own commit as SQLite would, so the WAL cannot grow without limit on a
 //! small flash. If the second connection cannot be opened, the writer keeps SQLite's
-//! automatic checkpoint.
+//! automatic checkpoint. On a full disk `Store::relieve_disk` sets `wal_autocheckpoint`,
+//! which replaces the hook: from then on the writer checkpoints every 64 pages itself and
+//! the thread sleeps until the connection closes.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -26,8 +28,9 @@ use super::config::Synchronous;
 
 /// WAL pages after which the checkpointer is woken (SQLite's own default threshold).
 const WAKE_PAGES: i32 = 1_000;
-/// WAL pages after which the writer checkpoints itself (32 MB of 4 KiB pages).
-const INLINE_PAGES: i32 = 8_000;
+/// WAL pages after which the writer checkpoints itself (16 MB of 4 KiB pages): how far the
+/// WAL may outgrow SQLite's own bound while the thread is behind.
+const INLINE_PAGES: i32 = 4_000;
 
 /// The checkpointer thread. Must be dropped after the writer's connection: the wal hook owns
 /// the thread's wake-up sender, so closing the connection is what tells the thread to end,
