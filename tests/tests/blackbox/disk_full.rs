@@ -72,7 +72,7 @@ fn a_full_disk_keeps_the_agent_running_evicting_by_policy_and_it_recovers() -> R
         disk.join("outbox.db").display().to_string()
     );
     let mut agent = Agent::start(&dir, &yaml)?;
-    agent.wait_for_log("pipeline ready", Duration::from_secs(20))?;
+    agent.wait_for_log("metrics endpoint listening", Duration::from_secs(20))?;
     let scrape = || -> Result<String> {
         let (code, body) = get(metrics_port, "/metrics")?;
         anyhow::ensure!(code == 200, "/metrics answered {code}");

@@ -155,7 +155,7 @@ fn an_overflowing_outage_keeps_the_bound_evicts_aggregates_first_and_drains_in_l
         )
     };
     let mut agent = Agent::start(&dir, &yaml("{simulator: {interval: 10ms}}", metrics_port))?;
-    agent.wait_for_log("pipeline ready", Duration::from_secs(20))?;
+    agent.wait_for_log("metrics endpoint listening", Duration::from_secs(20))?;
 
     // Overflowing: the bound holds at every scrape until well past it.
     let scrape = |port: u16| -> Result<String> {

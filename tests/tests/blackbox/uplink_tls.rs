@@ -50,7 +50,10 @@ fn metrics_when(
     accept: impl Fn(&str) -> bool,
 ) -> Result<String> {
     wait_until(what, Duration::from_secs(20), || {
-        let (code, body) = get(port, "/metrics")?;
+        // Refused until the endpoint listens: it starts beside the uplink, not before it.
+        let Ok((code, body)) = get(port, "/metrics") else {
+            return Ok(None);
+        };
         Ok((code == 200 && accept(&body)).then_some(body))
     })
     .map_err(|e| agent.explain(e))
