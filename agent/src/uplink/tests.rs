@@ -77,7 +77,7 @@ fn topics_and_config() {
     let cfg: UplinkConfig = serde_saphyr::from_str("port: 1884\nkeep_alive: 5s\n").unwrap();
     assert_eq!(cfg.port, 1884);
     assert_eq!(cfg.keep_alive, Duration::from_secs(5));
-    assert_eq!(cfg.inflight, 32);
+    assert_eq!(cfg.inflight, 128);
     assert_eq!(cfg.topic_prefix, "weir");
     assert_eq!(cfg.host, "127.0.0.1");
     assert!(serde_saphyr::from_str::<UplinkConfig>("prot: 1\n").is_err());
