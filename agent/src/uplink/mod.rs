@@ -15,13 +15,15 @@
 //! lock, clears that mapping and everything rumqttc still holds (including requests queued
 //! meanwhile), so a stale publish can never be matched to the wrong record.
 //!
-//! Around that core: [`status`] (a retained online/offline status and last will), [`tls`]
+//! Around that core: [`config`] (the `uplink:` section and the client options made from it),
+//! [`status`] (a retained online/offline status and last will), [`tls`]
 //! (rustls with `ring`, server verification and optional client certificates, every file
 //! checked when the config loads), [`batch`] (several records of one lane per message, JSON
 //! or binary, optionally DEFLATE-compressed, acknowledged and deleted as a unit) and
 //! [`counters`] (what `/metrics` shows of the uplink).
 
 mod batch;
+mod config;
 mod counters;
 mod session;
 mod status;
@@ -38,8 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, MqttOptions, QoS};
-use serde::Deserialize;
+use rumqttc::{AsyncClient, QoS};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +51,8 @@ pub use batch::{BatchConfig, Format};
     reason = "for the wire bench, which compiles this module by path"
 )]
 pub use batch::{Compression, messages as wire_messages};
+pub use config::UplinkConfig;
+use config::mqtt_options;
 pub use counters::UplinkCounters;
 use session::{Sent, Shared};
 pub use tls::{TlsConfig, TlsError, client_config as tls_client_config};
@@ -72,94 +75,6 @@ const DELETE_BATCH: usize = 2048;
 /// again) so a new alert never waits behind them.
 const READ_AHEAD: usize = 512;
 
-/// `uplink:` in the agent config.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UplinkConfig {
-    #[serde(default = "default_host")]
-    pub host: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
-    /// Defaults to `weir-{gateway_id}`.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    /// Records go to `{topic_prefix}/{gateway_id}/{lane}` (see [`topic_for`]).
-    #[serde(default = "default_topic_prefix", deserialize_with = "de_topic_prefix")]
-    pub topic_prefix: String,
-    /// Most publishes awaiting a PUBACK at once (1..=65535). A drain sends at most this many
-    /// messages per round trip: 128 over a 200 ms cellular round trip is 640 messages/s (32,
-    /// the old default, held a backlog drain to 160). Each in flight costs one record in memory
-    /// and, after a reconnect, at most one duplicate.
-    #[serde(default = "default_inflight")]
-    pub inflight: usize,
-    /// At least "1s".
-    #[serde(
-        default = "default_keep_alive",
-        deserialize_with = "weir_drivers::duration::deserialize"
-    )]
-    pub keep_alive: Duration,
-    /// A retained `online` status on connect and a retained `offline` last will on
-    /// `{topic_prefix}/{gateway_id}/status` (see [`status`]).
-    #[serde(default = "default_status")]
-    pub status: bool,
-    /// Absent: plain TCP.
-    #[serde(default)]
-    pub tls: Option<TlsConfig>,
-    /// `json` (default) or `binary` (see [`batch`]).
-    #[serde(default)]
-    pub format: Format,
-    /// Absent: one record per message.
-    #[serde(default)]
-    pub batch: Option<BatchConfig>,
-}
-
-const fn default_status() -> bool {
-    true
-}
-
-fn default_host() -> String {
-    "127.0.0.1".into()
-}
-const fn default_port() -> u16 {
-    1883
-}
-fn de_topic_prefix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    let prefix = String::deserialize(d)?;
-    if prefix.is_empty() || prefix.contains(['+', '#', '\0']) {
-        return Err(serde::de::Error::custom(format!(
-            "topic_prefix `{prefix}`: must be non-empty, without MQTT wildcards (+ #)"
-        )));
-    }
-    Ok(prefix)
-}
-
-fn default_topic_prefix() -> String {
-    "weir".into()
-}
-const fn default_inflight() -> usize {
-    128
-}
-const fn default_keep_alive() -> Duration {
-    Duration::from_secs(30)
-}
-
-impl Default for UplinkConfig {
-    fn default() -> Self {
-        UplinkConfig {
-            host: default_host(),
-            port: default_port(),
-            client_id: None,
-            topic_prefix: default_topic_prefix(),
-            inflight: default_inflight(),
-            keep_alive: default_keep_alive(),
-            status: default_status(),
-            tls: None,
-            format: Format::Json,
-            batch: None,
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UplinkError {
@@ -179,41 +94,6 @@ pub enum UplinkError {
 /// The topic a record of `lane` is published to.
 pub fn topic_for(prefix: &str, gateway_id: &str, lane: Lane) -> String {
     format!("{prefix}/{gateway_id}/{}", lane.as_str())
-}
-
-fn mqtt_options(cfg: &UplinkConfig, gateway_id: &str) -> Result<MqttOptions, UplinkError> {
-    let bad = |field, reason| UplinkError::Config { field, reason };
-    // rumqttc panics on these; refuse them here instead.
-    if cfg.keep_alive < Duration::from_secs(1) {
-        return Err(bad("keep_alive", "must be at least 1s"));
-    }
-    let inflight = u16::try_from(cfg.inflight)
-        .ok()
-        .filter(|&n| n > 0)
-        .ok_or(bad("inflight", "must be between 1 and 65535"))?;
-    if cfg.host.is_empty() {
-        return Err(bad("host", "must not be empty"));
-    }
-    let client_id = cfg
-        .client_id
-        .clone()
-        .unwrap_or_else(|| format!("weir-{gateway_id}"));
-    let mut opts = MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
-    opts.set_clean_session(true)
-        .set_keep_alive(cfg.keep_alive)
-        .set_inflight(inflight)
-        // rumqttc's 10 KiB default would turn a large record into a reconnect loop.
-        .set_max_packet_size(1 << 20, wire::MAX_PACKET);
-    if cfg.status {
-        opts.set_last_will(status::Status::new(&cfg.topic_prefix, gateway_id).will());
-    }
-    if let Some(tls) = &cfg.tls {
-        let client = tls::client_config(tls)?;
-        opts.set_transport(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(Arc::new(client)),
-        ));
-    }
-    Ok(opts)
 }
 
 /// Runs until `shutdown`: connects (and reconnects) to the broker, publishes the outbox's

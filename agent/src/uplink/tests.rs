@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use rumqttc::{Event, Packet};
+use rumqttc::{Event, MqttOptions, Packet};
 use tokio::sync::mpsc;
 use weir_tests::Mosquitto;
 
