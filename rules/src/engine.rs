@@ -150,14 +150,11 @@ struct Series {
     group: bool,
 }
 
-// `#[inline]`: called per sample from `feed`, which may be another codegen unit.
 impl Series {
-    #[inline]
     fn slots(&self) -> std::ops::Range<usize> {
         self.first as usize..(self.first + self.len) as usize
     }
 
-    #[inline]
     fn fwd(&self) -> std::ops::Range<usize> {
         self.fwd_first as usize..(self.fwd_first + self.fwd_len) as usize
     }
