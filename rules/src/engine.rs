@@ -16,17 +16,20 @@
 //!
 //! Determinism: nothing here iterates a `HashMap`. `advance` walks series in id order and
 //! each series' slots in rule order, so the same inputs always give the same event order.
+//!
+//! This file holds the types, interning and construction; the per-sample path (`push`,
+//! `advance`) is in `feed`, reloading in `reload`, group interning in `group`.
 
 use std::collections::HashMap;
 
-use crate::agg::{Acc, Closed, Env, Update};
-use crate::alert::{self, Lifecycle, Target};
-use crate::detect::{Detector, Verdict};
+use crate::agg::{Acc, Closed};
+use crate::alert::{self, Lifecycle};
+use crate::detect::Detector;
 use crate::error::EngineError;
-use crate::event::{Aggregate, Event, EventKind, Sample, SeriesId};
+use crate::event::SeriesId;
 use crate::labels::DeviceLabels;
 use crate::ruleset::{Rule, RuleSet};
-use crate::window::{Done, Win};
+use crate::window::Win;
 
 /// Resource bounds for an [`Engine`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,25 +160,6 @@ impl Series {
     }
 }
 
-/// The other metrics of one device, for `metric.<name>` in expressions.
-#[derive(Clone, Copy)]
-struct Peers<'a> {
-    index: &'a HashMap<Box<str>, HashMap<Box<str>, SeriesId>>,
-    series: &'a [Series],
-    device: &'a str,
-}
-
-impl Peers<'_> {
-    /// The latest value of `metric` on the same device; NaN before its first sample.
-    fn last(&self, metric: &str) -> f64 {
-        self.index
-            .get(self.device)
-            .and_then(|m| m.get(metric))
-            .and_then(|id| self.series.get(id.0 as usize))
-            .map_or(f64::NAN, |s| s.last)
-    }
-}
-
 /// Runs a [`RuleSet`] over samples. See the crate docs for the model.
 #[derive(Debug)]
 pub struct Engine {
@@ -290,110 +274,6 @@ impl Engine {
         Some((&s.device, &s.metric))
     }
 
-    /// Feeds one sample. A sample at or after the end of its (rule, series) open window
-    /// closes that window first (appending its events to `out`); a sample before the open
-    /// window's start is late and dropped. NaN values and ids this engine did not issue are
-    /// ignored (NaN is counted).
-    pub fn push(&mut self, s: Sample, out: &mut Vec<Event>) {
-        if s.value.is_nan() {
-            self.stats.nan_dropped += 1;
-            self.nan_to_detectors(s, out);
-            return;
-        }
-        let Some(series) = self.series.get_mut(s.series.0 as usize) else {
-            return;
-        };
-        series.last = s.value;
-        let series = &self.series[s.series.0 as usize];
-        let target = Target {
-            id: s.series,
-            device: &series.device,
-            metric: &series.metric,
-        };
-        let peers = Peers {
-            index: &self.index,
-            series: &self.series,
-            device: &series.device,
-        };
-        let mut deadline = self.next_deadline;
-        for slot in &mut self.slots[series.slots()] {
-            let cx = (&self.rules, &mut self.stats, &mut self.dets[..]);
-            deadline = deadline.min(feed(cx, slot, target, &peers, s, out));
-        }
-        for &g in &self.fwd[series.fwd()] {
-            // Group series ids were issued by this engine and hold exactly one slot.
-            let Some(group) = self.series.get(g as usize) else {
-                continue;
-            };
-            let target = Target {
-                id: SeriesId(g),
-                device: &group.device,
-                metric: &group.metric,
-            };
-            let peers = Peers {
-                device: &group.device,
-                ..peers
-            };
-            for slot in &mut self.slots[group.slots()] {
-                let cx = (&self.rules, &mut self.stats, &mut self.dets[..]);
-                deadline = deadline.min(feed(cx, slot, target, &peers, s, out));
-            }
-        }
-        self.next_deadline = deadline;
-    }
-
-    /// Event time has reached `watermark`: close every window ending at or before it, and
-    /// raise `missing` alerts whose silence has lasted long enough. Events come out ordered
-    /// by series id, then by rule order. `i64::MAX` means the input has ended: every window
-    /// closes, but no silence is reported.
-    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Event>) {
-        if watermark < self.next_deadline {
-            return;
-        }
-        let mut next = i64::MAX;
-        for (id, series) in self.series.iter().enumerate() {
-            let range = series.first as usize..(series.first + series.len) as usize;
-            for slot in &mut self.slots[range] {
-                let Slot {
-                    rule,
-                    raised,
-                    win,
-                    prev,
-                    det,
-                    life,
-                    ..
-                } = slot;
-                let stats = &mut self.stats;
-                let rules = &self.rules;
-                let mut det = self.dets.get_mut(*det as usize);
-                let target = Target {
-                    // `id` fits in u32: it was checked when the series was interned.
-                    id: SeriesId(id as u32),
-                    device: &series.device,
-                    metric: &series.metric,
-                };
-                let peers = Peers {
-                    index: &self.index,
-                    series: &self.series,
-                    device: &series.device,
-                };
-                next = next.min(win.advance(watermark, |done| {
-                    let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
-                    close(rules, stats, *rule, state, target, &peers, done, out);
-                }));
-                if let (Some(d), Some(r)) = (det.as_deref_mut(), rules.rules.get(*rule as usize))
-                    && let (Some(spec), Some(a)) = (&r.detect, &r.alert)
-                {
-                    d.advance(&spec.kind, watermark, &mut |v| {
-                        alert::transition(r, a, raised, life, stats, target, v, None, out);
-                    });
-                }
-                next = next.min(det_deadline(rules, *rule, det.as_deref()));
-            }
-        }
-        self.next_deadline = next;
-    }
-
     /// Bytes of per-series window state: the slots (inline state) plus what they own on
     /// the heap. Excludes the series index and names, which do not depend on the rules.
     pub fn state_bytes(&self) -> usize {
@@ -416,36 +296,6 @@ impl Engine {
                 .sum::<usize>()
     }
 
-    /// NaN reaches no window, but a per-sample detector may care (`range` reports it,
-    /// `missing` takes it as a sign of life; the others skip it).
-    fn nan_to_detectors(&mut self, s: Sample, out: &mut Vec<Event>) {
-        let Some(series) = self.series.get(s.series.0 as usize) else {
-            return;
-        };
-        let range = series.first as usize..(series.first + series.len) as usize;
-        let target = Target {
-            id: s.series,
-            device: &series.device,
-            metric: &series.metric,
-        };
-        let mut deadline = self.next_deadline;
-        for slot in self.slots[range].iter_mut().filter(|slot| slot.direct) {
-            let det = self.dets.get_mut(slot.det as usize);
-            let state = (&mut slot.raised, det, &mut slot.life);
-            let due = feed_direct(
-                &self.rules,
-                &mut self.stats,
-                slot.rule,
-                state,
-                target,
-                s,
-                out,
-            );
-            deadline = deadline.min(due);
-        }
-        self.next_deadline = deadline;
-    }
-
     pub fn stats(&self) -> EngineStats {
         self.stats
     }
@@ -456,181 +306,7 @@ impl Engine {
     }
 }
 
-/// Feeds a sample to one slot (the series' own or its group's); returns the slot's next
-/// deadline. Late samples are counted, and with `late: emit` reported on the sample's own
-/// series.
-fn feed(
-    (rules, stats, dets): (&RuleSet, &mut EngineStats, &mut [Detector]),
-    slot: &mut Slot,
-    target: Target<'_>,
-    peers: &Peers<'_>,
-    s: Sample,
-    out: &mut Vec<Event>,
-) -> i64 {
-    let Slot {
-        rule,
-        raised,
-        direct,
-        alpha,
-        lean,
-        emit_late,
-        win,
-        prev,
-        det,
-        life,
-    } = slot;
-    let mut det = dets.get_mut(*det as usize);
-    if *direct {
-        let state = (raised, det, life);
-        return feed_direct(rules, stats, *rule, state, target, s, out);
-    }
-    let up = Update {
-        alpha: *alpha,
-        lean: *lean,
-    };
-    let pushed = win.push(s.ts, s.value, up, |done| {
-        let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
-        close(rules, stats, *rule, state, target, peers, done, out);
-    });
-    if pushed.late {
-        stats.late_dropped += 1;
-        if *emit_late && let Some(rule) = rules.rules.get(*rule as usize) {
-            out.push(Event {
-                rule: rule.name.clone(),
-                series: s.series,
-                ts: s.ts,
-                kind: EventKind::Late { value: s.value },
-            });
-        }
-    }
-    if pushed.overflow {
-        stats.window_overflow += 1;
-    }
-    pushed.deadline
-}
-
-/// Split borrows of a slot's alert state: `raised`, `prev`, `det`, `life`.
-type SlotState<'a> = (
-    &'a mut bool,
-    &'a mut Option<Box<Closed>>,
-    Option<&'a mut Detector>,
-    &'a mut Option<Box<Lifecycle>>,
-);
-
-/// Feeds a sample straight to a windowless rule's detector; returns when the detector next
-/// needs an `advance`.
-fn feed_direct(
-    rules: &RuleSet,
-    stats: &mut EngineStats,
-    rule: u32,
-    (raised, det, life): (
-        &mut bool,
-        Option<&mut Detector>,
-        &mut Option<Box<Lifecycle>>,
-    ),
-    target: Target<'_>,
-    s: Sample,
-    out: &mut Vec<Event>,
-) -> i64 {
-    let Some(r) = rules.rules.get(rule as usize) else {
-        return i64::MAX;
-    };
-    let (Some(d), Some(spec), Some(a)) = (det, &r.detect, &r.alert) else {
-        return i64::MAX;
-    };
-    d.feed(&spec.kind, s.ts, s.value, &mut |v| {
-        alert::transition(r, a, raised, life, stats, target, v, None, out);
-    });
-    d.deadline(&spec.kind)
-}
-
-/// When a slot's detector next needs an `advance` (`i64::MAX`: never, so far).
-fn det_deadline(rules: &RuleSet, rule: u32, det: Option<&Detector>) -> i64 {
-    match (
-        det,
-        rules
-            .rules
-            .get(rule as usize)
-            .and_then(|r| r.detect.as_ref()),
-    ) {
-        (Some(d), Some(spec)) => d.deadline(&spec.kind),
-        _ => i64::MAX,
-    }
-}
-
-/// Emits a closed window's events: Window first, then any alert transition.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "split borrows of the engine and the slot"
-)]
-fn close(
-    rules: &RuleSet,
-    stats: &mut EngineStats,
-    rule: u32,
-    state: SlotState<'_>,
-    target: Target<'_>,
-    peers: &Peers<'_>,
-    done: Done,
-    out: &mut Vec<Event>,
-) {
-    let (raised, prev, det, life) = state;
-    let series = target.id;
-    stats.windows_closed += 1;
-    let Some(rule) = rules.rules.get(rule as usize) else {
-        return;
-    };
-    // Empty (no allocation) unless the rule reads other metrics of the device.
-    let others: Vec<f64> = rule.others.iter().map(|m| peers.last(m)).collect();
-    let env = Env {
-        cur: &done.closed,
-        prev: prev.as_deref(),
-        others: &others,
-    };
-    if !rule.aggregates.is_empty() {
-        out.push(Event {
-            rule: rule.name.clone(),
-            series,
-            ts: done.ts,
-            kind: EventKind::Window {
-                start: done.start,
-                end: done.end,
-                values: rule.aggregates.iter().map(|&a| (a, env.get(a))).collect(),
-            },
-        });
-    }
-    if let Some(a) = &rule.alert {
-        match (&a.condition, &rule.detect, det) {
-            (Some(c), _, _) => {
-                let (anomalous, value) = c.eval(&env);
-                let v = Verdict {
-                    ts: done.ts,
-                    anomalous,
-                    value,
-                    score: f64::NAN,
-                    forecast: None,
-                };
-                alert::transition(rule, a, raised, life, stats, target, v, Some(&env), out);
-            }
-            (None, Some(spec), Some(d)) => {
-                let x = spec
-                    .value
-                    .as_ref()
-                    .map_or_else(|| env.get(Aggregate::Mean), |v| v.eval(&env));
-                d.feed(&spec.kind, done.ts, x, &mut |v| {
-                    alert::transition(rule, a, raised, life, stats, target, v, Some(&env), out);
-                });
-            }
-            _ => {}
-        }
-        if rule.uses_prev() {
-            match prev {
-                Some(p) => **p = done.closed,
-                None => *prev = Some(Box::new(done.closed)),
-            }
-        }
-    }
-}
-
+mod feed;
 mod group;
 mod reload;
 mod runtime;

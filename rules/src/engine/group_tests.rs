@@ -1,7 +1,7 @@
 //! Grouped rules (`group_by`): one window per device, label value or for all series.
 
 use super::*;
-use crate::event::{Aggregate, AlertState};
+use crate::event::{Aggregate, AlertState, Event, EventKind, Sample};
 
 const S: i64 = 1_000_000;
 

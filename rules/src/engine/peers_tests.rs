@@ -2,7 +2,7 @@
 //! same device.
 
 use super::*;
-use crate::event::AlertState;
+use crate::event::{AlertState, Event, EventKind, Sample};
 
 const S: i64 = 1_000_000;
 

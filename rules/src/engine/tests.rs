@@ -1,5 +1,5 @@
 use super::*;
-use crate::event::{Aggregate, AlertState, Severity};
+use crate::event::{Aggregate, AlertState, Event, EventKind, Sample, Severity};
 
 const S: i64 = 1_000_000;
 
