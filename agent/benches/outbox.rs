@@ -119,6 +119,44 @@ fn thread_cpu(name: &str) -> f64 {
     ticks as f64 / 100.0
 }
 
+/// CPU seconds (user + system) of process `pid` (`self` for this one) so far.
+fn process_cpu(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// CPU seconds of this process and of the broker over one phase.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    own: f64,
+    broker: f64,
+}
+
+impl Cpu {
+    fn now(broker: &str) -> Cpu {
+        Cpu {
+            own: process_cpu("self"),
+            broker: process_cpu(broker),
+        }
+    }
+    fn since(self, start: Cpu) -> Cpu {
+        Cpu {
+            own: self.own - start.own,
+            broker: self.broker - start.broker,
+        }
+    }
+}
+
 /// A window record like the pipeline writes (~200 bytes), most of them aggregates.
 fn record(n: u64) -> NewRecord {
     let lane = match n % 20 {
@@ -177,6 +215,10 @@ struct Figures {
     batches: u64,
     /// The same messages from a plain rumqttc publisher, records/s.
     broker_rate: f64,
+    /// CPU of this process (uplink, writer, rumqttc) and of the broker during the drain.
+    drain_cpu: Cpu,
+    /// The same during the plain publisher's run.
+    broker_cpu: Cpu,
 }
 
 /// One way of running the outbox and uplink.
@@ -203,7 +245,8 @@ async fn broker_rate(
     cfg: &uplink::UplinkConfig,
     messages: Vec<(String, Vec<u8>)>,
     records: u64,
-) -> Result<f64> {
+    broker_pid: &str,
+) -> Result<(f64, Cpu)> {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let mut opts = MqttOptions::new(
         cfg.client_id.clone().unwrap_or_default() + "-plain",
@@ -216,6 +259,7 @@ async fn broker_rate(
     let (client, mut eventloop) = AsyncClient::new(opts, cfg.inflight + 4);
     let total = messages.len();
     // The clock includes the connect, as the drain's does.
+    let cpu0 = Cpu::now(broker_pid);
     let t0 = Instant::now();
     let publisher = tokio::spawn(async move {
         for (topic, payload) in messages {
@@ -232,13 +276,19 @@ async fn broker_rate(
         }
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = Cpu::now(broker_pid).since(cpu0);
     let client = publisher.await??;
     client.disconnect().await?;
     let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
-    Ok(records as f64 / secs)
+    Ok((records as f64 / secs, cpu))
 }
 
-async fn run_one(records: u64, scenario: &Scenario, broker_port: u16) -> Result<Figures> {
+async fn run_one(
+    records: u64,
+    scenario: &Scenario,
+    broker_port: u16,
+    broker_pid: &str,
+) -> Result<Figures> {
     let dir = tempfile::tempdir()?;
     let cfg = OutboxConfig {
         path: dir.path().join("outbox.db"),
@@ -298,6 +348,7 @@ async fn run_one(records: u64, scenario: &Scenario, broker_port: u16) -> Result<
 
     let shutdown = CancellationToken::new();
     let io1 = Io::now();
+    let cpu1 = Cpu::now(broker_pid);
     let t1 = Instant::now();
     let task = tokio::spawn(uplink::run(
         uplink_cfg.clone(),
@@ -317,12 +368,13 @@ async fn run_one(records: u64, scenario: &Scenario, broker_port: u16) -> Result<
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let drain_secs = t1.elapsed().as_secs_f64();
+    let drain_cpu = Cpu::now(broker_pid).since(cpu1);
     let drain_io = Io::now().since(io1);
     shutdown.cancel();
     task.await??;
     drop(outbox);
     thread.join()?;
-    let broker_rate = broker_rate(&uplink_cfg, messages, records).await?;
+    let (broker_rate, broker_cpu) = broker_rate(&uplink_cfg, messages, records, broker_pid).await?;
     Ok(Figures {
         ingest_rate: records as f64 / ingest_secs,
         ingest_per_cpu: records as f64 / ingest_cpu.max(0.01),
@@ -333,6 +385,8 @@ async fn run_one(records: u64, scenario: &Scenario, broker_port: u16) -> Result<
         drain_io,
         batches,
         broker_rate,
+        drain_cpu,
+        broker_cpu,
     })
 }
 
@@ -367,7 +421,11 @@ fn main() -> Result<()> {
         },
     ];
     for scenario in &scenarios {
-        let f = runtime.block_on(run_one(records, scenario, broker.port()))?;
+        let broker_pid = broker
+            .pid()
+            .context("the broker is not running")?
+            .to_string();
+        let f = runtime.block_on(run_one(records, scenario, broker.port(), &broker_pid))?;
         let per_rec = |b: u64| b as f64 / records as f64;
         let per_byte = |b: u64| b as f64 / f.payload_bytes as f64;
         println!(
@@ -412,6 +470,14 @@ fn main() -> Result<()> {
             "           broker's own rate for the same messages (plain rumqttc, no outbox): {:.0} records/s; drain/broker {:.2}",
             f.broker_rate,
             f.drain_rate / f.broker_rate
+        );
+        let us = |secs: f64| secs * 1e6 / records as f64;
+        println!(
+            "           CPU per record: drain {:.1} µs here + {:.1} µs broker; plain publisher {:.1} µs + {:.1} µs broker",
+            us(f.drain_cpu.own),
+            us(f.drain_cpu.broker),
+            us(f.broker_cpu.own),
+            us(f.broker_cpu.broker)
         );
         println!(
             "           write_bytes {:>7.1} B/record (deletes; wchar incl. socket {:.1} B/record)",
