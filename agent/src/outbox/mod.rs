@@ -52,7 +52,8 @@
 //! # Crashes and power loss
 //! The database runs in WAL mode. `kill -9` at any instant loses nothing committed: a commit
 //! is in the WAL before `append`'s acks fire, and the next open replays it. With the default
-//! `synchronous = normal` the WAL is fsynced only at checkpoints, so a power cut can roll back
+//! `synchronous = normal` the WAL is fsynced only at checkpoints (run by a thread of their own,
+//! see `checkpoint`, so that commits do not wait for them), so a power cut can roll back
 //! the last few committed transactions (the records are lost; their source acks may already
 //! have fired) but never corrupts the file. `synchronous: full` fsyncs every commit and
 //! loses nothing, at the cost of one flash write per batch (hence the batching). A file that
