@@ -89,50 +89,39 @@ impl Io {
     }
 }
 
-/// CPU seconds (user + system) used so far by this process's threads named `name`, from
-/// `/proc/self/task/*/stat` (in clock ticks of 1/100 s, Linux's USER_HZ).
-fn thread_cpu(name: &str) -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0.0;
-    };
-    let mut ticks = 0u64;
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid …`: fields after the comm's closing parenthesis.
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if head.split_once('(').map(|(_, comm)| comm) != Some(name) {
-            continue;
-        }
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the comm.
-        for i in [11, 12] {
-            ticks += fields
-                .get(i)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    ticks as f64 / 100.0
-}
-
-/// CPU seconds (user + system) of process `pid` (`self` for this one) so far.
-fn process_cpu(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
+/// The comm and the CPU seconds (user + system) of one `/proc/…/stat` line, which counts
+/// in clock ticks of 1/100 s (Linux's USER_HZ).
+fn stat_cpu(stat: &str) -> Option<(&str, f64)> {
+    // `pid (comm) state ppid …`: fields after the comm's closing parenthesis.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(').map_or("", |(_, comm)| comm);
     let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the comm.
     let ticks: u64 = [11, 12]
         .iter()
         .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
         .sum();
-    ticks as f64 / 100.0
+    Some((comm, ticks as f64 / 100.0))
+}
+
+/// CPU seconds used so far by this process's threads named `name` (`/proc/self/task/*/stat`).
+fn thread_cpu(name: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| stat_cpu(&stat).and_then(|(comm, cpu)| (comm == name).then_some(cpu)))
+        .sum()
+}
+
+/// CPU seconds used so far by process `pid` (`self` for this one).
+fn process_cpu(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat_cpu(&stat).map(|(_, cpu)| cpu))
+        .unwrap_or(0.0)
 }
 
 /// CPU seconds of this process and of the broker over one phase.
