@@ -421,16 +421,24 @@ async fn render(sources: &Sources) -> Option<String> {
     Some(text)
 }
 
-/// Serves until `shutdown`. A bind failure is logged and the agent runs on without metrics.
-pub async fn serve(addr: SocketAddr, sources: Sources, shutdown: CancellationToken) {
-    let listener = match TcpListener::bind(addr).await {
-        Ok(l) => l,
+/// Listens on `addr`, before the agent reports itself ready, so that a health check made as
+/// soon as systemd sees READY finds the endpoint. A bind failure is logged and the agent runs
+/// on without metrics (`None`).
+pub async fn bind(addr: SocketAddr) -> Option<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Ok(l) => {
+            tracing::info!(%addr, "metrics endpoint listening (/metrics, /healthz)");
+            Some(l)
+        }
         Err(e) => {
             tracing::error!(%addr, "metrics endpoint not available: cannot listen: {e}");
-            return;
+            None
         }
-    };
-    tracing::info!(%addr, "metrics endpoint listening (/metrics, /healthz)");
+    }
+}
+
+/// Serves `listener` (from [`bind`]) until `shutdown`.
+pub async fn serve(listener: TcpListener, sources: Sources, shutdown: CancellationToken) {
     let health = Health::default();
     loop {
         let stream = tokio::select! {

@@ -167,21 +167,18 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     }
     // Only the sources hold senders now, so the engine's input closes when they stop.
     drop(tx);
-    tracing::info!(gateway = %gateway_id, sources = sources.len(), "pipeline ready");
-    crate::notify::ready(&format!("running: {} sources", sources.len()));
-    let watchdog = tokio::spawn(crate::notify::watchdog(
-        pipeline_counters.turns.clone(),
-        outbox.clone(),
-        shutdown.clone(),
-    ));
-
     let source_counters: Vec<(String, Arc<SourceCounters>)> = sources
         .iter()
         .map(|(n, c, _)| (n.clone(), c.clone()))
         .collect();
-    let metrics_task = config.metrics.listen.map(|addr| {
+    // Listening before READY: see `metrics::bind`.
+    let listener = match config.metrics.listen {
+        Some(addr) => crate::metrics::bind(addr).await,
+        None => None,
+    };
+    let metrics_task = listener.map(|listener| {
         tokio::spawn(crate::metrics::serve(
-            addr,
+            listener,
             crate::metrics::Sources {
                 outbox: outbox.clone(),
                 pipeline: pipeline_counters.clone(),
@@ -191,6 +188,14 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
             shutdown.clone(),
         ))
     });
+    tracing::info!(gateway = %gateway_id, sources = sources.len(), "pipeline ready");
+    crate::notify::ready(&format!("running: {} sources", sources.len()));
+    let watchdog = tokio::spawn(crate::notify::watchdog(
+        pipeline_counters.turns.clone(),
+        outbox.clone(),
+        shutdown.clone(),
+    ));
+
     let status = tokio::spawn(status_loop(
         outbox.clone(),
         pipeline_counters.clone(),
