@@ -5,9 +5,9 @@ use super::*;
 
 const STANDARD: Costs = PROFILES[0].costs;
 
-/// NAB's data, shipped beside the repository (`../shared/data/nab`).
+/// NAB's data, vendored in the repository (`data/nab`).
 fn nab_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/nab")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/nab")
 }
 
 /// σ(y) = 2 / (1 + e^{5y}) − 1 is tanh(−5y/2): an independent way to the same numbers.
