@@ -147,7 +147,7 @@ fn builtin_demo_config_and_rules_are_valid() {
     }
 }
 
-/// The README's examples for the serial and Modbus sources parse and validate.
+/// The examples in docs/devices.md for the serial and Modbus sources parse and validate.
 const SERIAL_AND_MODBUS: &str = "\
 gateway_id: gw-1
 sources:
@@ -279,4 +279,20 @@ fn device_labels_are_read_and_a_bad_pattern_is_a_config_error() {
         "gateway_id: gw\nsources: [{simulator: {}}]\nlabels:\n  - { devices: \"pump-[\", set: {} }\n",
     );
     assert!(p.message.contains("labels: device pattern `pump-[`"), "{p}");
+}
+
+/// The README's tour: its config and its rule file are what a reader copies first.
+#[test]
+fn the_readme_tour_config_and_rules_are_valid() {
+    let readme = include_str!("../../../README.md");
+    let tour = &readme[readme.find("## A tour").expect("the tour")..];
+    let mut blocks = tour
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").unwrap()]);
+    let (config, rules) = (blocks.next().unwrap(), blocks.next().unwrap());
+    // The CA file it names does not exist here; everything else must load.
+    let config = config.replace(", tls: { ca_file: certs/ca.pem }", "");
+    parse(&config).unwrap();
+    weir_rules::RuleSet::parse_str(rules, "README.md").unwrap();
 }

@@ -14,7 +14,7 @@
 //! JSON body: a JSON array of the records exactly as single messages carry them.
 //! Binary body: `varint len, gateway id (UTF-8), varint count`, then per record `varint seq`
 //! and its body as a [`Value`](write_value): one tag byte, then the data. Varints are
-//! unsigned LEB128; integers are zigzag-encoded before. The README has a decoder.
+//! unsigned LEB128; integers are zigzag-encoded before. docs/wire-format.md has a decoder.
 //!
 //! A batch holds records of one lane (the topic names the lane), at most `max_records` and
 //! `max_bytes` before compression (a larger single record goes alone), and is acknowledged,

@@ -1,4 +1,4 @@
-//! Batch messages: exact bytes of the binary form, a reference decoder (the one the README
+//! Batch messages: exact bytes of the binary form, a reference decoder (the one docs/wire-format.md
 //! describes), and batches through a real broker, acknowledged and deleted as units.
 
 use std::num::NonZeroUsize;
@@ -347,14 +347,14 @@ async fn batches_go_through_the_broker_in_lane_order_and_are_deleted_as_units() 
     }
 }
 
-/// The decoder printed in the README, run by Python on messages of every form: the
+/// The decoder printed in docs/wire-format.md, run by Python on messages of every form: the
 /// documentation a cloud consumer copies is checked against what the agent sends.
 #[test]
 fn the_readme_python_decoder_reads_every_form() {
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../../docs/wire-format.md");
     let start = readme
         .find("```python\nimport json, struct, zlib")
-        .expect("the decoder in the README");
+        .expect("the decoder in docs/wire-format.md");
     let code = &readme[start + "```python\n".len()..];
     let code = &code[..code.find("```").expect("end of the code block")];
     if std::process::Command::new("python3")
@@ -362,7 +362,7 @@ fn the_readme_python_decoder_reads_every_form() {
         .output()
         .is_err()
     {
-        eprintln!("SKIPPED: python3 not found, the README's decoder is not checked");
+        eprintln!("SKIPPED: python3 not found, the documented decoder is not checked");
         return;
     }
     let json = wire::Encoder::new("gw-7");

@@ -150,10 +150,10 @@ struct RawRange {
     max: Option<f64>,
 }
 
-/// Defaults, documented in the README. The limits are wider than the textbook 3σ on purpose:
+/// Defaults, documented in docs/rules.md. The limits are wider than the textbook 3σ on purpose:
 /// a gateway judges each series every second, and at 3σ Gaussian noise alone raises an
 /// alert every few hundred values. Measured false raises and step delays are printed by
-/// `cargo bench -p weir-rules --bench detectors` and quoted in the README.
+/// `cargo bench -p weir-rules --bench detectors` and quoted in docs/figures.md.
 const DEFAULT_Z: f64 = 4.5;
 const DEFAULT_ROBUST_Z: f64 = 5.0;
 const DEFAULT_BASELINE: u64 = 30;
