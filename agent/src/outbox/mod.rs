@@ -29,9 +29,10 @@
 //!   longer than one batch; a delivered id that was purged meanwhile is simply not found.
 //! - Only the writer thread touches SQLite; its queue is bounded, so a slow disk slows
 //!   producers down (`append().await`) instead of growing memory.
-//! - Every stored payload starts with format version 1 followed by a body of the form
-//!   `{ … }` (a JSON object when written by the agent, which uses serde_json); `append`
-//!   rejects anything else, so the uplink can always splice in its id fields. The body is not
+//! - Every stored payload starts with a format version byte: 1, a body of the form `{ … }`
+//!   (a JSON object when written by the agent, which uses serde_json), or 2, the same body
+//!   with its common keys as one-byte tokens (see `payload`); `append` rejects anything else,
+//!   so the uplink can always splice in its id fields. The body is not
 //!   parsed on append (a full JSON parse per record is avoidable work on the ingest path).
 //!
 //! # Schema (`PRAGMA user_version = 2`)
