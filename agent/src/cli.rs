@@ -1,5 +1,8 @@
 //! The command line.
 
+#[cfg(test)]
+mod manpage;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -48,9 +51,9 @@ pub enum OutboxCommand {
     Purge {
         /// Only this lane's records
         #[arg(long, value_enum)]
-        lane: Option<crate::outbox_cmd::LaneArg>,
+        lane: Option<crate::commands::outbox::LaneArg>,
         /// Only records created longer ago than this, e.g. 30m, 2h, 7d
-        #[arg(long, value_name = "DURATION", value_parser = crate::outbox_cmd::parse_duration)]
+        #[arg(long, value_name = "DURATION", value_parser = crate::commands::outbox::parse_duration)]
         older_than: Option<std::time::Duration>,
     },
 }

@@ -257,7 +257,7 @@ fn shipped_example_configs_and_rules_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     for name in ["demo.yaml", "gateway.yaml"] {
         let loaded = Loaded::from_path(&root.join(name)).unwrap();
-        let outcome = crate::rules::load(&loaded);
+        let outcome = crate::config::rule_files::load(&loaded);
         assert!(
             outcome.rejected.is_empty(),
             "{name}: {:?}",

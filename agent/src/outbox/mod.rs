@@ -64,6 +64,7 @@
 mod checkpoint;
 pub mod config;
 mod disk;
+pub mod event_records;
 mod payload;
 mod schema;
 mod store;

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use weir_rules::{ReloadReport, RuleSet};
 
 use crate::config::Config;
-use crate::run::load_config;
+use crate::daemon::run::load_config;
 
 /// A new rule set for the engine task, and where to say what became of the old one.
 pub struct Request {
@@ -103,7 +103,7 @@ impl Reloader {
             // The config error already lists every problem with its location.
             vec![format!("{e:#}")]
         })?;
-        let outcome = crate::rules::load(&loaded);
+        let outcome = crate::config::rule_files::load(&loaded);
         if !outcome.rejected.is_empty() {
             return Err(outcome
                 .rejected

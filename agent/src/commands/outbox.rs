@@ -19,8 +19,8 @@ use anyhow::{Context, bail};
 use rusqlite::{Connection, OpenFlags, params};
 
 use crate::cli::{OutboxArgs, OutboxCommand};
+use crate::daemon::run::load_config;
 use crate::outbox::{Lane, json_body, now_us};
-use crate::run::load_config;
 
 /// The schema these commands understand (`outbox::store::SCHEMA_VERSION`).
 /// Version 1 (before the agent migrates it) has the same columns, so it is read too.
@@ -102,7 +102,7 @@ fn export(path: &Path) -> anyhow::Result<ExitCode> {
     let tx = conn.transaction()?;
     let total: i64 = tx.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))?;
     let total = u64::try_from(total).unwrap_or(0);
-    let mut progress = crate::replay::Progress::records(
+    let mut progress = crate::commands::replay::Progress::records(
         total,
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
     );

@@ -20,10 +20,10 @@ use tokio::sync::mpsc;
 use weir_drivers::{Ack, Delivery};
 use weir_rules::{Engine, Event, EventKind, Sample};
 
-use crate::clock_guard::{ClockGuard, Verdict};
-use crate::encode;
+use crate::daemon::clock_guard::{ClockGuard, Verdict};
+use crate::daemon::run_hours::RuntimeStore;
+use crate::outbox::event_records as encode;
 use crate::outbox::{NewRecord, Outbox, OutboxError};
-use crate::runtime_store::RuntimeStore;
 use crate::uplink::topic_for;
 
 /// How many queued deliveries are folded into one outbox append.
@@ -71,7 +71,7 @@ pub struct Pipeline {
     /// Where run-hour counters are persisted.
     pub runtime: RuntimeStore,
     /// Local publication of alerts with `alert.local_topic`.
-    pub actions: crate::actions::Actions,
+    pub actions: crate::daemon::actions::Actions,
     pub counters: Arc<PipelineCounters>,
 }
 
@@ -86,7 +86,7 @@ impl Pipeline {
     pub async fn run(
         mut self,
         mut rx: mpsc::Receiver<Delivery>,
-        mut reloads: mpsc::Receiver<crate::reload::Request>,
+        mut reloads: mpsc::Receiver<crate::daemon::reload::Request>,
     ) -> Result<(), OutboxError> {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -245,7 +245,7 @@ impl Pipeline {
                     if matches!(event.kind, EventKind::Alert { .. })
                         && let Some(t) = self.engine.rules().local_topic(&event.rule)
                     {
-                        let topic = crate::actions::topic(t, &event.rule, device, metric);
+                        let topic = crate::daemon::actions::topic(t, &event.rule, device, metric);
                         // The JSON body, without the outbox's format byte.
                         self.actions.send(topic, r.payload[1..].to_vec());
                     }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::replay::input::{CsvLayout, parse_timestamp};
+use crate::commands::replay::input::{CsvLayout, parse_timestamp};
 
 /// Labelled windows per file: `[start, end]` in µs since the epoch, in file order.
 pub type Labels = BTreeMap<String, Vec<(i64, i64)>>;

@@ -237,7 +237,7 @@ fn write_events(
             plot.event(engine, &event);
         }
         let (device, metric) = engine.series_name(event.series).unwrap_or(("?", "?"));
-        crate::encode::write_json(&mut *out, &event, device, metric)
+        crate::outbox::event_records::write_json(&mut *out, &event, device, metric)
             .context("cannot write an event")?;
         out.write_all(b"\n").context("cannot write an event")?;
         summary.events += 1;

@@ -25,7 +25,7 @@ use anyhow::Context;
 use weir_rules::{Engine, Limits, RuleSet};
 
 use crate::cli::EvalArgs;
-use crate::replay::{self, Defaults};
+use crate::commands::replay::{self, Defaults};
 #[cfg(test)]
 use nab::Costs;
 pub use nab::{Best, PROFILES, Profile, Series, Tally};

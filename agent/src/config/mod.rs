@@ -9,6 +9,8 @@
 //! Relative paths in the file (rule files, the outbox) are resolved against the directory of
 //! the config file, so a config and its rules can be moved together.
 
+pub mod rule_files;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,11 +28,11 @@ use crate::outbox::OutboxConfig;
 use crate::uplink::UplinkConfig;
 
 /// The built-in demo: what `weir run` uses when no config is given and none is installed.
-pub const DEMO_CONFIG: &str = include_str!("../../examples/demo.yaml");
+pub const DEMO_CONFIG: &str = include_str!("../../../examples/demo.yaml");
 /// The demo's rule file, resolved by name from [`DEMO_CONFIG`].
 const DEMO_RULES: &[(&str, &str)] = &[(
     "rules/demo.yaml",
-    include_str!("../../examples/rules/demo.yaml"),
+    include_str!("../../../examples/rules/demo.yaml"),
 )];
 /// Where an installed agent finds its config (systemd's `ConfigurationDirectory=weir`).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/weir/weir.yaml";
@@ -56,12 +58,12 @@ pub struct Config {
     pub uplink: Option<UplinkConfig>,
     /// The local broker alerts with `alert.local_topic` are published on.
     #[serde(default)]
-    pub actions: Option<crate::actions::ActionsConfig>,
+    pub actions: Option<crate::daemon::actions::ActionsConfig>,
     #[serde(default)]
     pub engine: EngineConfig,
     /// The Prometheus endpoint (`/metrics`, `/healthz`); localhost:9464 by default.
     #[serde(default)]
-    pub metrics: crate::metrics::MetricsConfig,
+    pub metrics: crate::daemon::metrics::MetricsConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -125,7 +127,7 @@ pub struct EngineConfig {
     pub channel: NonZeroUsize,
     /// Device timestamps far off the gateway clock are restamped or dropped.
     #[serde(default)]
-    pub clock_guard: crate::clock_guard::ClockGuard,
+    pub clock_guard: crate::daemon::clock_guard::ClockGuard,
 }
 
 const fn default_max_series() -> NonZeroUsize {
@@ -144,7 +146,7 @@ impl Default for EngineConfig {
             max_series: default_max_series(),
             idle_close: default_idle_close(),
             channel: default_channel(),
-            clock_guard: crate::clock_guard::ClockGuard::default(),
+            clock_guard: crate::daemon::clock_guard::ClockGuard::default(),
         }
     }
 }

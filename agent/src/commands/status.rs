@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::cli::StatusArgs;
-use crate::run::load_config;
+use crate::daemon::run::load_config;
 
 pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let addr = match args.addr {

@@ -3,11 +3,11 @@
 use std::process::ExitCode;
 
 use crate::cli::ConfigArgs;
-use crate::run::load_config;
+use crate::daemon::run::load_config;
 
 pub fn main(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_config(args.config.as_deref())?;
-    let outcome = crate::rules::load(&loaded);
+    let outcome = crate::config::rule_files::load(&loaded);
     if !outcome.rejected.is_empty() {
         for rejected in &outcome.rejected {
             for problem in &rejected.problems {

@@ -20,11 +20,11 @@ use weir_rules::{Engine, Limits};
 
 use crate::cli::ConfigArgs;
 use crate::config::{DEFAULT_CONFIG_PATH, Loaded, SourceConfig};
+use crate::daemon::pipeline::{Pipeline, PipelineCounters};
+use crate::daemon::reload::{Outcome, Reloader};
+use crate::daemon::run_hours::RuntimeStore;
+use crate::daemon::signals::{Signal, Signals};
 use crate::outbox::{Lane, Outbox};
-use crate::pipeline::{Pipeline, PipelineCounters};
-use crate::reload::{Outcome, Reloader};
-use crate::runtime_store::RuntimeStore;
-use crate::signals::{Signal, Signals};
 use crate::uplink::{self, UplinkConfig};
 
 /// Reads the config named on the command line, else the installed one, else the demo.
@@ -41,7 +41,7 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
 
 pub fn main(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_config(args.config.as_deref())?;
-    crate::logging::init(&loaded.config.log.level);
+    crate::daemon::logging::init(&loaded.config.log.level);
     if args.config.is_none() {
         tracing::info!(config = %loaded.origin.name(), "no --config given");
     }
@@ -56,7 +56,7 @@ pub fn main(args: ConfigArgs) -> anyhow::Result<ExitCode> {
 
 async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let rules = {
-        let outcome = crate::rules::load(&loaded);
+        let outcome = crate::config::rule_files::load(&loaded);
         for rejected in &outcome.rejected {
             tracing::error!(file = %rejected.file, "rule file rejected; the other rules keep running");
             for problem in &rejected.problems {
@@ -70,7 +70,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         );
         outcome.rules
     };
-    let settings = crate::reload::settings_of(&loaded.config);
+    let settings = crate::daemon::reload::settings_of(&loaded.config);
     // Validated with the config: an error here cannot happen, and would only mean no labels.
     let device_labels = loaded.config.device_labels().unwrap_or_default();
     let config = loaded.config;
@@ -124,15 +124,15 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         tracing::info!(path = %runtime.path().display(), restored, saved = saved.len(), "run-time counters restored");
     }
     let actions = match &config.actions {
-        Some(cfg) => crate::actions::start(cfg, &gateway_id, shutdown.clone()),
-        None => crate::actions::Actions::disabled(),
+        Some(cfg) => crate::daemon::actions::start(cfg, &gateway_id, shutdown.clone()),
+        None => crate::daemon::actions::Actions::disabled(),
     };
     let pipeline = Pipeline {
         engine,
         runtime,
         actions,
         outbox: outbox.clone(),
-        topics: crate::pipeline::lane_topics(&topic_prefix, &gateway_id),
+        topics: crate::daemon::pipeline::lane_topics(&topic_prefix, &gateway_id),
         idle_close: config.engine.idle_close,
         clock_guard: config.engine.clock_guard.clone(),
         counters: pipeline_counters.clone(),
@@ -173,13 +173,13 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .collect();
     // Listening before READY: see `metrics::bind`.
     let listener = match config.metrics.listen {
-        Some(addr) => crate::metrics::bind(addr).await,
+        Some(addr) => crate::daemon::metrics::bind(addr).await,
         None => None,
     };
     let metrics_task = listener.map(|listener| {
-        tokio::spawn(crate::metrics::serve(
+        tokio::spawn(crate::daemon::metrics::serve(
             listener,
-            crate::metrics::Sources {
+            crate::daemon::metrics::Sources {
                 outbox: outbox.clone(),
                 pipeline: pipeline_counters.clone(),
                 sources: source_counters.clone(),
@@ -189,8 +189,8 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         ))
     });
     tracing::info!(gateway = %gateway_id, sources = sources.len(), "pipeline ready");
-    crate::notify::ready(&format!("running: {} sources", sources.len()));
-    let watchdog = tokio::spawn(crate::notify::watchdog(
+    crate::daemon::systemd::ready(&format!("running: {} sources", sources.len()));
+    let watchdog = tokio::spawn(crate::daemon::systemd::watchdog(
         pipeline_counters.turns.clone(),
         outbox.clone(),
         shutdown.clone(),
@@ -210,7 +210,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     };
     let mut signals = Signals::install();
     while signals.next().await == Signal::Reload {
-        crate::notify::reloading();
+        crate::daemon::systemd::reloading();
         let status = match reloader.reload().await {
             Outcome::Applied(r) => format!(
                 "running: {} sources; rules reloaded: {} kept, {} restarted, {} added, {} removed",
@@ -225,11 +225,11 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
                 sources.len()
             ),
         };
-        crate::notify::ready(&status);
+        crate::daemon::systemd::ready(&status);
     }
     drop(reloader);
     tracing::info!("stopping: draining sources into the outbox");
-    crate::notify::stopping();
+    crate::daemon::systemd::stopping();
     shutdown.cancel();
     watchdog.abort();
     for (name, _, task) in sources {
@@ -297,7 +297,7 @@ async fn status_loop(
                     events = pipeline.events.load(Relaxed),
                     "outbox"
                 );
-                crate::notify::status(&format!(
+                crate::daemon::systemd::status(&format!(
                     "{received} samples, {} events, {} pending in the outbox",
                     pipeline.events.load(Relaxed),
                     stats.count

@@ -21,8 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use weir_drivers::SourceCounters;
 
+use crate::daemon::pipeline::{PipelineCounters, now_us};
 use crate::outbox::{Lane, Outbox, OutboxCounters, OutboxStats};
-use crate::pipeline::{PipelineCounters, now_us};
 use crate::uplink::UplinkCounters;
 
 /// `metrics:` in the agent config.
