@@ -1,12 +1,11 @@
 //! `weir check`: validate a config and its rule files without running anything.
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::ConfigArgs;
-use crate::daemon::run::load_config;
-
-pub fn main(args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let loaded = load_config(args.config.as_deref())?;
+/// Checks the config at `config` (default: as for `weir run`) and its rule files.
+pub fn main(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let loaded = crate::config::load(config)?;
     let outcome = crate::config::rule_files::load(&loaded);
     if !outcome.rejected.is_empty() {
         for rejected in &outcome.rejected {

@@ -11,23 +11,48 @@
 //! `purge` prints how many it removed per lane.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
 use rusqlite::{Connection, OpenFlags, params};
 
-use crate::cli::{OutboxArgs, OutboxCommand};
-use crate::daemon::run::load_config;
 use crate::outbox::{Lane, json_body, now_us};
 
 /// The schema these commands understand (`outbox::store::SCHEMA_VERSION`).
 /// Version 1 (before the agent migrates it) has the same columns, so it is read too.
 const SCHEMA_VERSION: i64 = 2;
 
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    /// The agent's YAML config (its `outbox.path` is used); default as for `run`.
+    #[arg(short, long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: OutboxCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Records, bytes and the oldest record's age, per lane.
+    Stats,
+    /// Every record as JSON lines on stdout, in delivery order (progress on stderr).
+    Export,
+    /// Delete records for good: of one lane, and/or created before now minus a duration.
+    Purge {
+        /// Only this lane's records
+        #[arg(long, value_enum)]
+        lane: Option<LaneArg>,
+        /// Only records created longer ago than this, e.g. 30m, 2h, 7d
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        older_than: Option<std::time::Duration>,
+    },
+}
+
 pub fn main(args: OutboxArgs) -> anyhow::Result<ExitCode> {
-    let loaded = load_config(args.config.as_deref())?;
+    let loaded = crate::config::load(args.config.as_deref())?;
     let path = loaded.config.outbox.path;
     match args.command {
         OutboxCommand::Stats => stats(&path),

@@ -7,18 +7,27 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use clap::Args;
 
-use crate::cli::StatusArgs;
-use crate::daemon::run::load_config;
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The agent's config, for the metrics address (default: as for `run`).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The metrics address instead of the config's, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "config")]
+    pub addr: Option<std::net::SocketAddr>,
+}
 
 pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let addr = match args.addr {
         Some(addr) => addr,
-        None => load_config(args.config.as_deref())?
+        None => crate::config::load(args.config.as_deref())?
             .config
             .metrics
             .listen

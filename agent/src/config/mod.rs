@@ -9,7 +9,12 @@
 //! Relative paths in the file (rule files, the outbox) are resolved against the directory of
 //! the config file, so a config and its rules can be moved together.
 
+mod daemon;
+mod locate;
 pub mod rule_files;
+
+pub use daemon::{Action, ActionsConfig, ClockGuard, MetricsConfig};
+pub use locate::load;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -58,12 +63,12 @@ pub struct Config {
     pub uplink: Option<UplinkConfig>,
     /// The local broker alerts with `alert.local_topic` are published on.
     #[serde(default)]
-    pub actions: Option<crate::daemon::actions::ActionsConfig>,
+    pub actions: Option<ActionsConfig>,
     #[serde(default)]
     pub engine: EngineConfig,
     /// The Prometheus endpoint (`/metrics`, `/healthz`); localhost:9464 by default.
     #[serde(default)]
-    pub metrics: crate::daemon::metrics::MetricsConfig,
+    pub metrics: MetricsConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -127,7 +132,7 @@ pub struct EngineConfig {
     pub channel: NonZeroUsize,
     /// Device timestamps far off the gateway clock are restamped or dropped.
     #[serde(default)]
-    pub clock_guard: crate::daemon::clock_guard::ClockGuard,
+    pub clock_guard: ClockGuard,
 }
 
 const fn default_max_series() -> NonZeroUsize {
@@ -146,7 +151,7 @@ impl Default for EngineConfig {
             max_series: default_max_series(),
             idle_close: default_idle_close(),
             channel: default_channel(),
-            clock_guard: crate::daemon::clock_guard::ClockGuard::default(),
+            clock_guard: ClockGuard::default(),
         }
     }
 }

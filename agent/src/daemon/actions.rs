@@ -12,29 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// The `actions:` section: where local alert publications go.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActionsConfig {
-    #[serde(default = "default_host")]
-    pub host: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
-    /// Default `weir-actions-<gateway_id>`.
-    #[serde(default)]
-    pub client_id: Option<String>,
-}
-
-fn default_host() -> String {
-    "127.0.0.1".to_owned()
-}
-const fn default_port() -> u16 {
-    1883
-}
+use crate::config::ActionsConfig;
 
 /// Messages waiting for the local broker, at most.
 const QUEUE: usize = 256;

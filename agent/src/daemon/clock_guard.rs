@@ -12,55 +12,10 @@
 //! keeps data flowing on the gateway's (wrong) time rather than dropping everything, and the
 //! counter shows it. The guard is the agent's, not the engine's: the engine never reads a
 //! clock, and `weir replay` of old recordings must not be judged against today.
+//!
+//! The settings are [`crate::config::ClockGuard`]; this module is what they do.
 
-use std::time::Duration;
-
-use serde::Deserialize;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// Use the arrival time instead.
-    Restamp,
-    Drop,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClockGuard {
-    #[serde(
-        default = "default_max_ahead",
-        deserialize_with = "weir_drivers::duration::deserialize"
-    )]
-    pub max_ahead: Duration,
-    #[serde(
-        default = "default_max_behind",
-        deserialize_with = "weir_drivers::duration::deserialize"
-    )]
-    pub max_behind: Duration,
-    #[serde(default = "default_action")]
-    pub action: Action,
-}
-
-const fn default_max_ahead() -> Duration {
-    Duration::from_secs(5 * 60)
-}
-const fn default_max_behind() -> Duration {
-    Duration::from_secs(7 * 24 * 3600)
-}
-const fn default_action() -> Action {
-    Action::Restamp
-}
-
-impl Default for ClockGuard {
-    fn default() -> Self {
-        ClockGuard {
-            max_ahead: default_max_ahead(),
-            max_behind: default_max_behind(),
-            action: default_action(),
-        }
-    }
-}
+pub use crate::config::{Action, ClockGuard};
 
 /// What to do with one sample's timestamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,6 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -24,27 +23,6 @@ use weir_drivers::SourceCounters;
 use crate::daemon::pipeline::{PipelineCounters, now_us};
 use crate::outbox::{Lane, Outbox, OutboxCounters, OutboxStats};
 use crate::uplink::UplinkCounters;
-
-/// `metrics:` in the agent config.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MetricsConfig {
-    /// Where `/metrics` and `/healthz` are served; `null` turns the listener off.
-    #[serde(default = "default_listen")]
-    pub listen: Option<SocketAddr>,
-}
-
-fn default_listen() -> Option<SocketAddr> {
-    Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            listen: default_listen(),
-        }
-    }
-}
 
 /// What a scrape reads from.
 #[derive(Clone)]

@@ -19,7 +19,6 @@ use tokio::sync::{mpsc, oneshot};
 use weir_rules::{ReloadReport, RuleSet};
 
 use crate::config::Config;
-use crate::daemon::run::load_config;
 
 /// A new rule set for the engine task, and where to say what became of the old one.
 pub struct Request {
@@ -99,7 +98,7 @@ impl Reloader {
     }
 
     async fn try_reload(&self) -> Result<ReloadReport, Vec<String>> {
-        let loaded = load_config(self.config_path.as_deref()).map_err(|e| {
+        let loaded = crate::config::load(self.config_path.as_deref()).map_err(|e| {
             // The config error already lists every problem with its location.
             vec![format!("{e:#}")]
         })?;

@@ -6,7 +6,7 @@
 //! and drop their senders, the engine drains what is queued and commits it, the uplink gets
 //! a moment for outstanding acknowledgements, and the outbox writer commits and closes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +18,7 @@ use tokio_util::sync::CancellationToken;
 use weir_drivers::{SourceCounters, modbus, mqtt, serial, simulator};
 use weir_rules::{Engine, Limits};
 
-use crate::cli::ConfigArgs;
-use crate::config::{DEFAULT_CONFIG_PATH, Loaded, SourceConfig};
+use crate::config::{Loaded, SourceConfig};
 use crate::daemon::pipeline::{Pipeline, PipelineCounters};
 use crate::daemon::reload::{Outcome, Reloader};
 use crate::daemon::run_hours::RuntimeStore;
@@ -27,22 +26,11 @@ use crate::daemon::signals::{Signal, Signals};
 use crate::outbox::{Lane, Outbox};
 use crate::uplink::{self, UplinkConfig};
 
-/// Reads the config named on the command line, else the installed one, else the demo.
-pub fn load_config(path: Option<&Path>) -> anyhow::Result<Loaded> {
-    let loaded = match path {
-        Some(path) => Loaded::from_path(path)?,
-        None if Path::new(DEFAULT_CONFIG_PATH).exists() => {
-            Loaded::from_path(Path::new(DEFAULT_CONFIG_PATH))?
-        }
-        None => Loaded::builtin_demo()?,
-    };
-    Ok(loaded)
-}
-
-pub fn main(args: ConfigArgs) -> anyhow::Result<ExitCode> {
-    let loaded = load_config(args.config.as_deref())?;
+/// `weir run` with the config at `config` (default: the installed one, else the demo).
+pub fn main(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let loaded = crate::config::load(config.as_deref())?;
     crate::daemon::logging::init(&loaded.config.log.level);
-    if args.config.is_none() {
+    if config.is_none() {
         tracing::info!(config = %loaded.origin.name(), "no --config given");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -50,7 +38,7 @@ pub fn main(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(loaded, args.config))?;
+    runtime.block_on(run(loaded, config))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -17,18 +17,42 @@ use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
 
 use anyhow::Context;
+use clap::Args;
 use weir_rules::{Engine, Limits, RuleSet};
 
-use crate::cli::EvalArgs;
 use crate::commands::replay::{self, Defaults};
 #[cfg(test)]
 use nab::Costs;
 pub use nab::{Best, PROFILES, Profile, Series, Tally};
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A rule file (repeat for several); each raised alert is a detection.
+    #[arg(short, long = "rules", value_name = "FILE")]
+    pub rules: Vec<PathBuf>,
+    /// The corpus: `<category>/<file>.csv` files (`timestamp,value`), as in NAB's `data/`.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The labelled windows, NAB's `combined_windows.json` (`combined_labels.json` beside it,
+    /// when present, gives the anomaly times the detection lead is measured from).
+    #[arg(long, value_name = "FILE")]
+    pub labels: PathBuf,
+    /// Instead of rules: a detector's published NAB output,
+    /// `DIR/<category>/<detector>_<file>.csv` with an `anomaly_score` column.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["rules", "data"])]
+    pub results: Option<PathBuf>,
+    /// Most series kept per file; samples of further series are counted and skipped.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_series: usize,
+    /// Also print each file's windows, detections, false alarms and raw score.
+    #[arg(long)]
+    pub per_file: bool,
+}
 
 pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let labels = corpus::read_windows(&args.labels)?;

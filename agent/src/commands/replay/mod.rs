@@ -11,20 +11,51 @@ mod plot;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
+use clap::Args;
 use weir_rules::{Engine, EventKind, Limits, RuleSet, Sample};
 
 use input::{CsvLayout, Row, json_row, looks_like_jsonl};
 pub use plot::Plot;
 
-use crate::cli::ReplayArgs;
-
 /// Skipped lines reported one by one before the rest are only counted.
 const REPORTED_SKIPS: u64 = 10;
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A rule file (repeat for several).
+    #[arg(short, long = "rules", value_name = "FILE", required = true)]
+    pub rules: Vec<PathBuf>,
+    /// The recording: CSV (`timestamp,value` or `timestamp,device,metric,value`, with or
+    /// without a header) or JSON lines (`{"ts": …, "device": …, "metric": …, "value": …}`).
+    /// Timestamps: epoch s/ms/µs/ns (by magnitude) or ISO 8601 (UTC unless an offset is given).
+    #[arg(value_name = "DATA")]
+    pub data: PathBuf,
+    /// Write the events here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Device name for rows without one (default: the data file's name without extension).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Metric name for rows without one (default: `value`).
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Most series kept; samples of further series are counted and skipped.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_series: usize,
+    /// An agent config whose `labels:` give the devices their labels (for rules'
+    /// `select.labels` and `group_by: label.<name>`); nothing else in it is read.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Also draw the series, their windows' results and alerts as an SVG picture (the first
+    /// 12 series; memory stays bounded on long recordings).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+}
 
 pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let rules = match RuleSet::load_all(&args.rules) {
