@@ -12,18 +12,12 @@
 //! level (`uplink.batch.level`). The encoding rate is records/s of the uplink's own encoding
 //! code (splice, batch, binary form, compression), best of three rounds on one core.
 
-#[allow(dead_code, unused_imports)]
-#[path = "../src/outbox/mod.rs"]
-mod outbox;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/uplink/mod.rs"]
-mod uplink;
-
 use std::num::NonZeroUsize;
 use std::time::Instant;
 
 use outbox::{Lane, PAYLOAD_V1, Record};
 use uplink::{BatchConfig, Compression, Format, UplinkConfig};
+use weir_agent::{outbox, uplink};
 
 const RECORDS: u64 = 20_000;
 /// DEFLATE levels compared (`uplink.batch.level`; 1 is the default).

@@ -65,7 +65,6 @@ mod checkpoint;
 pub mod config;
 mod disk;
 pub mod event_records;
-mod payload;
 mod schema;
 mod store;
 mod writer;
@@ -82,52 +81,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Semaphore, oneshot, watch};
 
 pub use config::{OutboxConfig, Overflow};
-pub(crate) use writer::AfterCommit;
+pub use writer::AfterCommit;
 use writer::{Command, Writer};
 
 /// Commands the writer's queue holds before `append` has to wait.
 const QUEUE_CAPACITY: usize = 64;
 
-/// Delivery priority. Lower value = higher priority; `Ord` follows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum Lane {
-    Alerts = 0,
-    Predictions = 1,
-    Aggregates = 2,
-}
-
-impl Lane {
-    /// In priority order.
-    pub const ALL: [Lane; 3] = [Lane::Alerts, Lane::Predictions, Lane::Aggregates];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lane::Alerts => "alerts",
-            Lane::Predictions => "predictions",
-            Lane::Aggregates => "aggregates",
-        }
-    }
-
-    pub(crate) fn from_i64(v: i64) -> Option<Lane> {
-        match v {
-            0 => Some(Lane::Alerts),
-            1 => Some(Lane::Predictions),
-            2 => Some(Lane::Aggregates),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Lane {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[cfg(test)]
-pub use payload::compact;
-pub use payload::{PAYLOAD_V1, json_body};
+pub use crate::support::payload::compact;
+pub use crate::support::payload::{PAYLOAD_V1, json_body};
+pub use crate::support::record::{Lane, LaneCursor, Record};
 
 /// A record to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,39 +145,6 @@ impl NewRecord {
             return Err("payload body is not a JSON object");
         }
         Ok(())
-    }
-}
-
-/// A stored record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// Monotonic, never reused: the wire `seq`.
-    pub id: u64,
-    pub lane: Lane,
-    pub topic: String,
-    pub created_at: i64,
-    pub payload: Vec<u8>,
-}
-
-/// Where [`Outbox::fetch`] resumes in each lane: only ids above `after(lane)` are returned.
-/// The uplink advances it past what it has in flight and resets it on reconnect.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LaneCursor {
-    after: [u64; 3],
-}
-
-impl LaneCursor {
-    /// From the oldest record of every lane.
-    pub const START: LaneCursor = LaneCursor { after: [0; 3] };
-
-    pub fn after(&self, lane: Lane) -> u64 {
-        self.after[lane as usize]
-    }
-
-    /// Moves past `record` in its lane.
-    pub fn advance(&mut self, record: &Record) {
-        let a = &mut self.after[record.lane as usize];
-        *a = (*a).max(record.id);
     }
 }
 
@@ -424,7 +354,7 @@ impl Outbox {
     }
 
     /// [`Outbox::append`] with arbitrary after-commit hooks.
-    pub(crate) async fn append_with(
+    pub async fn append_with(
         &self,
         mut records: Vec<NewRecord>,
         after_commit: Vec<AfterCommit>,
@@ -435,7 +365,7 @@ impl Outbox {
         }
         // Here, on the caller's task, not on the writer thread that every record waits for.
         for r in &mut records {
-            r.payload = payload::compact(std::mem::take(&mut r.payload));
+            r.payload = crate::support::payload::compact(std::mem::take(&mut r.payload));
         }
         if let Some(room) = &self.room {
             for r in &records {

@@ -25,7 +25,7 @@ pub(crate) const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs on the writer thread once the records queued with it are committed. The agent uses it
 /// to fire transport acks; tests use it to observe ordering.
-pub(crate) type AfterCommit = Box<dyn FnOnce() + Send + 'static>;
+pub type AfterCommit = Box<dyn FnOnce() + Send + 'static>;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, OutboxError>>;
 

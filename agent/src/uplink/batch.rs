@@ -28,7 +28,8 @@ use miniz_oxide::deflate::core::{CompressorOxide, TDEFLFlush, TDEFLStatus, compr
 
 use serde::Deserialize;
 
-use crate::outbox::{Record, json_body};
+use crate::support::payload::json_body;
+use crate::support::record::Record;
 
 /// Byte 0 of a JSON batch message.
 pub const JSON_BATCH: u8 = 2;
@@ -72,7 +73,7 @@ pub struct BatchConfig {
     /// Body bytes per message at most, before compression (a larger record goes alone).
     #[serde(
         default = "default_max_bytes",
-        deserialize_with = "crate::outbox::config::de_bytes"
+        deserialize_with = "crate::support::parse::de_bytes"
     )]
     pub max_bytes: u64,
     #[serde(default)]
@@ -292,10 +293,6 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
 /// The messages (topic, payload) `records` (in fetch order) become under `cfg`, grouped as
 /// the uplink's feeder groups them. For measurements and tests; unpublishable records are
 /// left out.
-#[allow(
-    dead_code,
-    reason = "used by the wire bench and the tests, not the agent"
-)]
 pub fn messages(
     cfg: &super::UplinkConfig,
     gateway: &str,

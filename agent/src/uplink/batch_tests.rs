@@ -11,7 +11,9 @@ use weir_tests::Mosquitto;
 
 use super::batch::{BINARY_BATCH, Batcher, Compression, Format, JSON_BATCH, write_value};
 use super::*;
-use crate::outbox::{NewRecord, OutboxConfig, OutboxCounters};
+use std::sync::atomic::Ordering;
+
+use crate::outbox::{NewRecord, Outbox, OutboxConfig, OutboxCounters};
 
 /// Reads the binary form back (what a cloud consumer would write).
 struct Reader<'a>(&'a [u8]);

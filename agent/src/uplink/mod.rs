@@ -25,6 +25,7 @@
 mod batch;
 mod config;
 mod counters;
+mod queue;
 mod session;
 mod status;
 mod tls;
@@ -37,23 +38,19 @@ mod tests;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{Lane, LaneCursor, Outbox, OutboxError, Record};
+use crate::support::record::{Lane, LaneCursor, Record};
 pub use batch::{BatchConfig, Format};
-#[allow(
-    unused_imports,
-    reason = "for the wire bench, which compiles this module by path"
-)]
 pub use batch::{Compression, messages as wire_messages};
 pub use config::UplinkConfig;
 use config::mqtt_options;
 pub use counters::UplinkCounters;
+pub use queue::Queue;
 use session::{Sent, Shared};
 pub use tls::{TlsConfig, TlsError, client_config as tls_client_config};
 
@@ -86,9 +83,18 @@ pub enum UplinkError {
     #[error("the uplink's connection task ended unexpectedly")]
     TaskEnded,
     #[error("uplink lost its outbox: {source}")]
-    Outbox { source: OutboxError },
+    Outbox {
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(transparent)]
     Tls(#[from] TlsError),
+}
+
+/// The uplink's error for a queue that failed or has gone.
+fn lost(e: impl std::error::Error + Send + Sync + 'static) -> UplinkError {
+    UplinkError::Outbox {
+        source: Box::new(e),
+    }
 }
 
 /// The topic a record of `lane` is published to.
@@ -100,10 +106,10 @@ pub fn topic_for(prefix: &str, gateway_id: &str, lane: Lane) -> String {
 /// records and deletes each one its PUBACK confirms. On shutdown it stops fetching, waits up
 /// to 2 s for outstanding PUBACKs, then disconnects. Errors only for an invalid config, when
 /// the outbox's writer has stopped, or if the connection task died (a bug).
-pub async fn run(
+pub async fn run<Q: Queue>(
     cfg: UplinkConfig,
     gateway_id: String,
-    outbox: Outbox,
+    outbox: Q,
     counters: Arc<UplinkCounters>,
     shutdown: CancellationToken,
 ) -> Result<(), UplinkError> {
@@ -196,9 +202,9 @@ impl<'a> Group<'a> {
     }
 }
 
-struct Feeder {
+struct Feeder<Q> {
     client: AsyncClient,
-    outbox: Outbox,
+    outbox: Q,
     shared: Arc<Shared>,
     encoder: wire::Encoder,
     /// `Some` when records are batched or binary (`uplink.batch`, `uplink.format`).
@@ -216,7 +222,7 @@ struct Feeder {
     generation: u64,
 }
 
-impl Feeder {
+impl<Q: Queue> Feeder<Q> {
     async fn feed(
         &mut self,
         wake: &Notify,
@@ -247,7 +253,7 @@ impl Feeder {
                 _ = wake.notified() => {}
                 _ = self.shared.closed() => return Err(UplinkError::TaskEnded),
                 r = changes.changed() => if r.is_err() {
-                    return Err(UplinkError::Outbox { source: OutboxError::Closed });
+                    return Err(lost(Q::closed()));
                 },
             }
         }
@@ -260,9 +266,7 @@ impl Feeder {
         }
         match self.outbox.delete(acked).await {
             Ok(()) => Ok(()),
-            Err(OutboxError::Closed) => Err(UplinkError::Outbox {
-                source: OutboxError::Closed,
-            }),
+            Err(e) if Q::is_closed(&e) => Err(lost(e)),
             // Not deleted means sent again after the next reconnect: a duplicate, not a loss.
             Err(e) => {
                 tracing::error!(error = %e, "uplink could not delete delivered records");
@@ -309,7 +313,7 @@ impl Feeder {
                 let limit = wanted.max(self.inflight * per_message).max(READ_AHEAD);
                 let more = match self.outbox.fetch(limit, self.fetched).await {
                     Ok(more) => more,
-                    Err(e) => return Err(UplinkError::Outbox { source: e }),
+                    Err(e) => return Err(lost(e)),
                 };
                 for record in &more {
                     self.fetched.advance(record);
@@ -397,10 +401,7 @@ impl Feeder {
                 }
             }
             if !bad.is_empty() {
-                let counters = self.outbox.counters();
-                counters
-                    .discarded
-                    .fetch_add(bad.len() as u64, Ordering::Relaxed);
+                self.outbox.count_discarded(bad.len() as u64);
                 if let Err(e) = self.outbox.delete(bad).await {
                     tracing::error!(error = %e, "uplink could not delete unpublishable records");
                 }

@@ -8,7 +8,9 @@ use weir_tests::Mosquitto;
 
 use super::session::{BACKOFF_MAX, BACKOFF_MIN, Backoff};
 use super::*;
-use crate::outbox::{NewRecord, OutboxConfig, OutboxCounters, PAYLOAD_V1, Record};
+use std::sync::atomic::Ordering;
+
+use crate::outbox::{NewRecord, Outbox, OutboxConfig, OutboxCounters, PAYLOAD_V1, Record};
 
 fn init_logs() {
     let _ = tracing_subscriber::fmt()

@@ -1,0 +1,7 @@
+//! Small helpers shared by every room: the record vocabulary and payload format that the
+//! outbox and the uplink both speak, and parsing of configuration values. `support` imports
+//! no other room of the crate.
+
+pub mod parse;
+pub mod payload;
+pub mod record;
