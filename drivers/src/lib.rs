@@ -14,9 +14,10 @@
 //! (register maps polled from Modbus TCP slaves) and
 //! [`simulator::run`] (seeded synthetic devices with scheduled faults, for demos and tests).
 //! Their configurations ([`mqtt::MqttSourceConfig`], [`simulator::SimulatorConfig`]) are serde
-//! structs the agent embeds in its own file; [`duration`] is the `"30s"` parser they share.
+//! structs the agent embeds in its own file; [`duration`] is the workspace's one `"30s"` parser
+//! (`weir_rules::duration`, re-exported).
 
-pub mod duration;
+pub use weir_rules::duration;
 pub mod frame;
 pub mod modbus;
 pub mod mqtt;

@@ -47,6 +47,7 @@
 mod agg;
 mod alert;
 mod detect;
+pub mod duration;
 mod engine;
 mod error;
 mod event;

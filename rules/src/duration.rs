@@ -1,15 +1,19 @@
 //! Human-readable durations for configuration files: `"500ms"`, `"30s"`, `"5m"`, `"1h"`, `"1d"`.
 //!
 //! Field engineers edit the agent's YAML by hand; a bare `30` would leave them guessing whether
-//! it means seconds or milliseconds, so every duration carries its unit. The units match the
-//! rule files' window sizes so one spelling works everywhere. The parser is shared: the agent
-//! uses [`deserialize`] for its own duration fields.
+//! it means seconds or milliseconds, so every duration carries its unit (except `0`, which
+//! means the same in every unit). This is the one duration parser of the workspace: rule files
+//! (windows, `for`, cooldowns), the sources' settings (`weir_drivers::duration` is this module)
+//! and the agent's config all read durations here, so `"30 s"` means the same everywhere.
+//! Whether zero is allowed is the field's business, not the parser's: a window must be longer
+//! than zero (the rule loader says so), a retry delay of `0ms` is fine.
 //!
 //! ```
 //! use std::time::Duration;
-//! assert_eq!(weir_drivers::duration::parse("1500ms"), Ok(Duration::from_millis(1500)));
-//! assert_eq!(weir_drivers::duration::parse("5m"), Ok(Duration::from_secs(300)));
-//! assert!(weir_drivers::duration::parse("5").is_err());
+//! assert_eq!(weir_rules::duration::parse("1500ms"), Ok(Duration::from_millis(1500)));
+//! assert_eq!(weir_rules::duration::parse("30 s"), Ok(Duration::from_secs(30)));
+//! assert_eq!(weir_rules::duration::parse("0"), Ok(Duration::ZERO));
+//! assert!(weir_rules::duration::parse("5").is_err());
 //! ```
 
 use std::fmt;
@@ -19,20 +23,21 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DurationError {
-    #[error("empty duration (write e.g. \"30s\")")]
+    #[error("empty duration (write e.g. `30s`)")]
     Empty,
-    #[error("invalid duration \"{input}\": expected a whole number followed by ms, s, m, h or d")]
+    #[error("invalid duration `{input}`: expected a whole number followed by ms, s, m, h or d")]
     NoNumber { input: String },
-    #[error("invalid duration \"{input}\": missing unit (ms, s, m, h or d)")]
+    #[error("invalid duration `{input}`: missing unit (ms, s, m, h or d)")]
     MissingUnit { input: String },
-    #[error("invalid duration \"{input}\": unknown unit \"{unit}\" (use ms, s, m, h or d)")]
+    #[error("invalid duration `{input}`: unknown unit `{unit}` (use ms, s, m, h or d)")]
     UnknownUnit { input: String, unit: String },
-    #[error("invalid duration \"{input}\": too large")]
+    #[error("invalid duration `{input}`: too large")]
     Overflow { input: String },
 }
 
 /// Parses `<digits><unit>` with unit `ms`, `s`, `m`, `h` or `d`; spaces around and between the
-/// two parts are allowed (`"30 s"`).
+/// two parts are allowed (`"30 s"`). A bare `0` is zero; any other bare number is refused
+/// (seconds or milliseconds?).
 pub fn parse(input: &str) -> Result<Duration, DurationError> {
     let s = input.trim();
     if s.is_empty() {
@@ -47,6 +52,9 @@ pub fn parse(input: &str) -> Result<Duration, DurationError> {
         });
     }
     if unit.is_empty() {
+        if digits.bytes().all(|b| b == b'0') {
+            return Ok(Duration::ZERO);
+        }
         return Err(DurationError::MissingUnit {
             input: input.to_owned(),
         });
@@ -89,7 +97,7 @@ pub fn format(d: Duration) -> String {
     format!("{ms}ms")
 }
 
-/// `#[serde(deserialize_with = "weir_drivers::duration::deserialize")]` for a
+/// `#[serde(deserialize_with = "weir_rules::duration::deserialize")]` for a
 /// [`Duration`] field written as a string such as `"30s"`.
 pub fn deserialize<'de, D>(deserializer: D) -> Result<Duration, D::Error>
 where
@@ -124,7 +132,10 @@ mod tests {
         assert_eq!(parse("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse("1d"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse(" 30 s "), Ok(Duration::from_secs(30)));
+        assert_eq!(parse("30 s"), parse("30s"));
         assert_eq!(parse("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse("0"), Ok(Duration::ZERO));
+        assert_eq!(parse("0ms"), Ok(Duration::ZERO));
     }
 
     #[test]
@@ -143,7 +154,7 @@ mod tests {
         let e = parse("30x").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid duration \"30x\": unknown unit \"x\" (use ms, s, m, h or d)"
+            "invalid duration `30x`: unknown unit `x` (use ms, s, m, h or d)"
         );
         assert!(matches!(
             parse("99999999999999999999s"),
