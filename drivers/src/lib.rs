@@ -17,6 +17,7 @@
 //! structs the agent embeds in its own file; [`duration`] is the workspace's one `"30s"` parser
 //! (`weir_rules::duration`, re-exported).
 
+mod clock;
 pub use weir_rules::duration;
 pub mod frame;
 pub mod modbus;
@@ -29,7 +30,7 @@ pub mod topic;
 mod delivery;
 mod error;
 
+pub use clock::now_us;
 pub use delivery::{Ack, AckError, Delivery, Reading, SourceCounters};
 pub(crate) use delivery::{Handed, hand_over};
 pub use error::SourceError;
-pub(crate) use error::now_us;

@@ -19,7 +19,9 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use rusqlite::{Connection, OpenFlags, params};
 
-use crate::outbox::{Lane, json_body, now_us};
+use weir_drivers::now_us;
+
+use crate::outbox::{Lane, json_body};
 
 /// The schema these commands understand (`outbox::store::SCHEMA_VERSION`).
 /// Version 1 (before the agent migrates it) has the same columns, so it is read too.

@@ -20,7 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use weir_drivers::SourceCounters;
 
-use crate::daemon::pipeline::{PipelineCounters, now_us};
+use weir_drivers::now_us;
+
+use crate::daemon::pipeline::PipelineCounters;
 use crate::outbox::{Lane, Outbox, OutboxCounters, OutboxStats};
 use crate::uplink::UplinkCounters;
 

@@ -14,10 +14,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
-use weir_drivers::{Ack, Delivery};
+use weir_drivers::{Ack, Delivery, now_us};
 use weir_rules::{Engine, Event, EventKind, Sample};
 
 use crate::daemon::clock_guard::{ClockGuard, Verdict};
@@ -305,12 +305,6 @@ fn log_alert(event: &Event, device: &str, metric: &str) {
             message.as_deref().unwrap_or("")
         );
     }
-}
-
-pub fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 fn micros(d: Duration) -> i64 {

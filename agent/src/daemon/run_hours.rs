@@ -49,7 +49,7 @@ impl RuntimeStore {
             Err(e) => {
                 let aside = self.path.with_extension(format!(
                     "json.corrupt-{}",
-                    crate::daemon::pipeline::now_us() / 1_000_000
+                    weir_drivers::now_us() / 1_000_000
                 ));
                 let moved = std::fs::rename(&self.path, &aside);
                 tracing::error!(

@@ -253,13 +253,6 @@ pub struct Outbox {
     room: Option<Arc<Semaphore>>,
 }
 
-/// µs since the Unix epoch (0 if the clock is before it).
-pub(crate) fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
 /// The permits a record of `size` bytes takes under `overflow: block`.
 fn permits(size: u64) -> u32 {
     u32::try_from(size).unwrap_or(u32::MAX)

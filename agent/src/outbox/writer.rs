@@ -149,7 +149,7 @@ impl Writer {
     }
 
     fn expire(&mut self) {
-        let now = super::now_us();
+        let now = weir_drivers::now_us();
         let cutoff = self.max_age.0.map(|age| {
             age.map(|a| now.saturating_sub(i64::try_from(a.as_micros()).unwrap_or(i64::MAX)))
         });

@@ -17,7 +17,7 @@
 //! `ts` is µs since the Unix epoch, as in records. The will has no `ts`: it is written at
 //! connect time and published by the broker whenever the connection is lost.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use weir_drivers::now_us;
 
 use rumqttc::{LastWill, QoS};
 use serde_json::json;
@@ -76,10 +76,4 @@ impl Status {
         .to_string();
         LastWill::new(self.topic.clone(), payload, QoS::AtLeastOnce, true)
     }
-}
-
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
