@@ -17,6 +17,7 @@
 //! structs the agent embeds in its own file; [`duration`] is the workspace's one `"30s"` parser
 //! (`weir_rules::duration`, re-exported).
 
+pub mod backoff;
 mod clock;
 pub use weir_rules::duration;
 pub mod frame;

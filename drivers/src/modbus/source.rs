@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::{ModbusConfig, RtuConfig, SlaveConfig, Transport};
 use super::map::{Batch, RegisterConfig, Table, plan};
 use super::quality::{self, Quality};
+use crate::backoff::Backoff;
 use crate::{Delivery, Reading, SourceCounters, SourceError};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -313,9 +314,10 @@ impl Poller {
         shutdown: &CancellationToken,
     ) -> Result<Vec<u16>, ReadError> {
         let mut last = (Quality::Transport, String::new());
+        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         for attempt in 0..=self.retries {
             if attempt > 0 {
-                let delay = (BACKOFF_MIN * 2u32.saturating_pow(attempt - 1)).min(BACKOFF_MAX);
+                let delay = backoff.next_delay();
                 tokio::select! {
                     () = shutdown.cancelled() => return Err(ReadError::Failed { quality: Quality::Transport, message: "shutting down".into() }),
                     () = tokio::time::sleep(delay) => {}

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{Protocol, SerialConfig};
 use super::lines::{LineAccumulator, LineDecoder, LineFeed};
+use crate::backoff::Backoff;
 use crate::frame::{Accumulator, Feed, FrameError};
 use crate::{Delivery, Reading, SourceCounters, SourceError};
 
@@ -32,7 +33,7 @@ pub async fn run(
 ) -> Result<(), SourceError> {
     cfg.validate()?;
     let mut decoder = Decoder::new(&cfg);
-    let mut delay = cfg.reopen_min;
+    let mut backoff = Backoff::new(cfg.reopen_min, cfg.reopen_max);
     let mut down_since: Option<Instant> = None;
     let path = cfg.path.display().to_string();
     loop {
@@ -44,7 +45,7 @@ pub async fn run(
                 SourceCounters::add(&counters.connects, 1);
                 counters.set_connected(true);
                 tracing::info!(source = %cfg.name, port = %path, baud = cfg.baud, "serial port open");
-                delay = cfg.reopen_min;
+                backoff.reset();
                 decoder.reset();
                 let end = read_port(port, &mut decoder, &tx, &counters, &shutdown).await;
                 counters.set_connected(false);
@@ -76,9 +77,8 @@ pub async fn run(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
-            () = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
         }
-        delay = (delay * 2).min(cfg.reopen_max);
     }
 }
 
