@@ -18,14 +18,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use rusqlite::{Connection, OpenFlags, params};
-
 use weir_drivers::now_us;
 
-use crate::outbox::{Lane, json_body};
-
-/// The schema these commands understand (`outbox::store::SCHEMA_VERSION`).
-/// Version 1 (before the agent migrates it) has the same columns, so it is read too.
-const SCHEMA_VERSION: i64 = 2;
+use crate::outbox::{Lane, SCHEMA_VERSION, json_body};
 
 #[derive(Debug, Args)]
 pub struct OutboxArgs {
@@ -78,6 +73,7 @@ fn open(path: &Path, write: bool) -> anyhow::Result<Connection> {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .with_context(|| format!("{} is not a readable outbox", path.display()))?;
+    // Version 1 (before the agent migrates it) has the same columns, so it is read too.
     if !(1..=SCHEMA_VERSION).contains(&version) {
         bail!(
             "{}: outbox schema version {version}, this weir reads {SCHEMA_VERSION}",

@@ -81,6 +81,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Semaphore, oneshot, watch};
 
 pub use config::{OutboxConfig, Overflow};
+pub use store::SCHEMA_VERSION;
 pub use writer::AfterCommit;
 use writer::{Command, Writer};
 
