@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-use tokio_serial::{SerialPortBuilderExt, SerialStream};
+use tokio_serial::SerialStream;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{Protocol, SerialConfig};
 use super::lines::{LineAccumulator, LineDecoder, LineFeed};
+use super::port;
 use crate::backoff::Backoff;
 use crate::frame::{Accumulator, Feed, FrameError};
 use crate::{Delivery, Reading, SourceCounters, SourceError};
@@ -40,7 +41,13 @@ pub async fn run(
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        match open(&cfg) {
+        match port::open(port::Line {
+            path: &cfg.path,
+            baud: cfg.baud,
+            data_bits: cfg.data_bits,
+            parity: cfg.parity,
+            stop_bits: cfg.stop_bits,
+        }) {
             Ok(port) => {
                 SourceCounters::add(&counters.connects, 1);
                 counters.set_connected(true);
@@ -80,27 +87,6 @@ pub async fn run(
             () = tokio::time::sleep(backoff.next_delay()) => {}
         }
     }
-}
-
-fn open(cfg: &SerialConfig) -> tokio_serial::Result<SerialStream> {
-    use tokio_serial::{DataBits, FlowControl, StopBits};
-    let data_bits = match cfg.data_bits {
-        5 => DataBits::Five,
-        6 => DataBits::Six,
-        7 => DataBits::Seven,
-        _ => DataBits::Eight,
-    };
-    let stop_bits = if cfg.stop_bits == 2 {
-        StopBits::Two
-    } else {
-        StopBits::One
-    };
-    tokio_serial::new(cfg.path.to_string_lossy(), cfg.baud)
-        .data_bits(data_bits)
-        .parity(cfg.parity.into())
-        .stop_bits(stop_bits)
-        .flow_control(FlowControl::None)
-        .open_native_async()
 }
 
 enum End {
