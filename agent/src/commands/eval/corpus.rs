@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::commands::replay::input::{CsvLayout, parse_timestamp};
+use crate::commands::replay::input::{RowReader, parse_timestamp, split_csv};
 
 /// Labelled windows per file: `[start, end]` in µs since the epoch, in file order.
 pub type Labels = BTreeMap<String, Vec<(i64, i64)>>;
@@ -101,28 +101,11 @@ pub struct Rows {
 /// are no rows here either.
 pub fn read_rows(path: &Path) -> anyhow::Result<Rows> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut layout: Option<CsvLayout> = None;
+    let mut rows = RowReader::new(false);
     let mut out = Rows::default();
     for (number, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        let text = line.trim();
-        if text.is_empty() || text.starts_with('#') {
-            continue;
-        }
-        let row = match &layout {
-            Some(layout) => layout.row(text),
-            None => match CsvLayout::detect(text) {
-                Ok((detected, header)) => {
-                    layout = Some(detected);
-                    if header {
-                        continue;
-                    }
-                    detected.row(text)
-                }
-                Err(e) => Err(e),
-            },
-        };
-        if let Ok(row) = row {
+        if let Some(Ok(row)) = rows.line(&line) {
             out.timestamps.push(row.ts);
             out.lines.push(number as u64 + 1);
         }
@@ -140,7 +123,7 @@ pub fn read_results(path: &Path) -> anyhow::Result<(Vec<i64>, Vec<f64>)> {
         .transpose()
         .with_context(|| format!("cannot read {}", path.display()))?
         .unwrap_or_default();
-    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let names = split_csv(&header);
     let column = |name: &str| {
         names
             .iter()
@@ -154,7 +137,7 @@ pub fn read_results(path: &Path) -> anyhow::Result<(Vec<i64>, Vec<f64>)> {
         if line.trim().is_empty() {
             continue;
         }
-        let fields: Vec<&str> = line.split(',').collect();
+        let fields = split_csv(&line);
         let at = || format!("{}:{}", path.display(), number + 2);
         let ts = fields
             .get(ts_col)

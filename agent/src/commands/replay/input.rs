@@ -117,8 +117,49 @@ impl CsvLayout {
     }
 }
 
+/// A recording read line by line: blank lines and `#` comments hold no row; in CSV the first
+/// other line is the header (or, without one, fixes the positional layout); in JSON lines each
+/// line is an object. The one row reader of `weir replay` and `weir eval`, so both skip the
+/// same lines.
+#[derive(Debug, Default)]
+pub struct RowReader {
+    jsonl: bool,
+    layout: Option<CsvLayout>,
+}
+
+impl RowReader {
+    /// A reader of CSV (`jsonl: false`) or JSON lines.
+    pub fn new(jsonl: bool) -> RowReader {
+        RowReader {
+            jsonl,
+            layout: None,
+        }
+    }
+
+    /// The row `line` holds; `None` for a blank line, a comment or the CSV header.
+    pub fn line(&mut self, line: &str) -> Option<Result<Row, RowError>> {
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            return None;
+        }
+        if self.jsonl {
+            return Some(json_row(text));
+        }
+        if let Some(layout) = &self.layout {
+            return Some(layout.row(text));
+        }
+        match CsvLayout::detect(text) {
+            Ok((detected, header)) => {
+                self.layout = Some(detected);
+                (!header).then(|| detected.row(text))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
 /// Splits one CSV line; a field may be wrapped in double quotes (no embedded newlines).
-fn split_csv(line: &str) -> Vec<&str> {
+pub fn split_csv(line: &str) -> Vec<&str> {
     line.split(',')
         .map(|f| {
             let f = f.trim();
@@ -294,6 +335,32 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_row_reader_skips_blanks_comments_and_the_header() {
+        let mut r = RowReader::new(false);
+        assert!(r.line("").is_none());
+        assert!(r.line("# recorded 2024-05-01").is_none());
+        assert!(r.line("timestamp,value").is_none(), "the header is no row");
+        let row = r.line("1700000000,2.5\n").unwrap().unwrap();
+        assert_eq!((row.ts, row.value), (1_700_000_000_000_000, 2.5));
+        assert!(r.line("1700000001,2.5,extra").unwrap().is_err());
+
+        let mut r = RowReader::new(false);
+        let row = r.line("1700000000,pump-1,temp,3").unwrap().unwrap();
+        assert_eq!(
+            row.device.as_deref(),
+            Some("pump-1"),
+            "header-less, positional"
+        );
+
+        let mut r = RowReader::new(true);
+        let row = r
+            .line(r#"{"ts": 1700000000, "device": "d", "metric": "m", "value": 1}"#)
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.value, 1.0);
+    }
 
     #[test]
     fn iso_timestamps_in_utc_and_with_offsets() {

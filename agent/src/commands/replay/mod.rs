@@ -19,7 +19,7 @@ use anyhow::Context;
 use clap::Args;
 use weir_rules::{Engine, EventKind, Limits, RuleSet, Sample};
 
-use input::{CsvLayout, Row, json_row, looks_like_jsonl};
+use input::{Row, RowReader, looks_like_jsonl};
 pub use plot::Plot;
 
 /// Skipped lines reported one by one before the rest are only counted.
@@ -162,7 +162,7 @@ pub fn run(
     let started = Instant::now();
     let jsonl = looks_like_jsonl(&mut reader).context("cannot read the data file")?;
     let mut summary = Summary::default();
-    let mut layout: Option<CsvLayout> = None;
+    let mut rows = RowReader::new(jsonl);
     let mut events = Vec::new();
     let mut line = String::new();
     let mut number = 0u64;
@@ -175,25 +175,8 @@ pub fn run(
             break;
         }
         number += 1;
-        let text = line.trim();
-        if text.is_empty() || text.starts_with('#') {
+        let Some(row) = rows.line(&line) else {
             continue;
-        }
-        let row = if jsonl {
-            json_row(text)
-        } else if let Some(layout) = &layout {
-            layout.row(text)
-        } else {
-            match CsvLayout::detect(text) {
-                Ok((detected, header)) => {
-                    layout = Some(detected);
-                    if header {
-                        continue;
-                    }
-                    detected.row(text)
-                }
-                Err(e) => Err(e),
-            }
         };
         match row {
             Ok(row) => push(
