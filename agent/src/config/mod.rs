@@ -398,21 +398,7 @@ impl Loaded {
             .rules
             .iter()
             .map(|rel| match &self.origin {
-                Origin::File { base, .. } => {
-                    let path = resolve(base, rel);
-                    let name = path.display().to_string();
-                    std::fs::read_to_string(&path)
-                        .map(|text| RuleFile {
-                            name: name.clone(),
-                            text,
-                        })
-                        .map_err(|e| Problem {
-                            file: name,
-                            line: 0,
-                            column: 0,
-                            message: format!("cannot read rule file: {e}"),
-                        })
-                }
+                Origin::File { base, .. } => rule_files::read(&resolve(base, rel)),
                 Origin::BuiltinDemo => {
                     let key = rel.to_string_lossy();
                     DEMO_RULES

@@ -1,15 +1,18 @@
-//! Loading the config's rule files: all-or-nothing for `weir check`, best-effort for `run`.
+//! The one rule-file loader: `weir run`, `weir check`, reloads, `weir replay` and `weir eval`
+//! all read and compile rule files here, so a problem (a YAML error, a rule name defined in
+//! two files, an unreadable file) is reported the same way whichever command meets it.
 //!
-//! A running gateway must not stop because a field engineer saved a broken rule file
-//! (guarantee 4), so `run` compiles each file on its own, logs every problem of a bad file
-//! with `file:line:column`, skips that file and runs the others. `check` reports the same
-//! problems and fails, so a deploy can refuse a broken file before it reaches a gateway.
+//! `weir-rules` only parses strings; reading the files is this module's job. Each file is
+//! compiled on its own: a running gateway must not stop because a field engineer saved a
+//! broken rule file (guarantee 4), so `run` logs every problem of a bad file with
+//! `file:line:column`, skips that file and runs the others. `check`, `replay` and `eval`
+//! report the same problems and refuse to go on ([`Outcome::all_or_nothing`]).
 
-use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use weir_rules::{RuleError, RuleSet};
 
-use crate::config::Loaded;
+use crate::config::{Loaded, Problem, RuleFile};
 
 /// A rule file that was not loaded, and why (one line per problem).
 #[derive(Debug)]
@@ -25,13 +28,48 @@ pub struct Outcome {
     pub rejected: Vec<Rejected>,
 }
 
+impl Outcome {
+    /// The rules when every file loaded, else every problem of every file, one per line (what
+    /// `check`, `replay` and `eval` print before exiting 2).
+    pub fn all_or_nothing(self) -> Result<RuleSet, Vec<String>> {
+        if self.rejected.is_empty() {
+            Ok(self.rules)
+        } else {
+            Err(self.rejected.into_iter().flat_map(|r| r.problems).collect())
+        }
+    }
+}
+
+/// The rule files a config names (`run`, `check`, reloads).
 pub fn load(loaded: &Loaded) -> Outcome {
-    let mut sets = Vec::new();
+    compile(loaded.rule_files())
+}
+
+/// The rule files given on the command line (`replay`, `eval`).
+pub fn load_paths(paths: &[PathBuf]) -> Outcome {
+    compile(paths.iter().map(|p| read(p)))
+}
+
+/// Reads one rule file; the problem when it cannot be read.
+pub fn read(path: &Path) -> Result<RuleFile, Problem> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(RuleFile { name, text }),
+        Err(e) => Err(Problem {
+            file: name,
+            line: 0,
+            column: 0,
+            message: format!("cannot read rule file: {e}"),
+        }),
+    }
+}
+
+/// Compiles rule files one by one into one set; a file with a problem is left out whole.
+pub fn compile(files: impl IntoIterator<Item = Result<RuleFile, Problem>>) -> Outcome {
+    let mut rules = RuleSet::default();
+    let mut files_loaded = 0;
     let mut rejected = Vec::new();
-    // Rule names are unique across files; a file repeating a name is rejected as a whole,
-    // which keeps the first definition running.
-    let mut defined_in: HashMap<String, String> = HashMap::new();
-    for file in loaded.rule_files() {
+    for file in files {
         let file = match file {
             Ok(f) => f,
             Err(problem) => {
@@ -42,27 +80,15 @@ pub fn load(loaded: &Loaded) -> Outcome {
                 continue;
             }
         };
-        match RuleSet::parse_str(&file.text, &file.name) {
+        // Rule names are unique across files: a file repeating a name is rejected as a whole
+        // (with the engine's own `file:line:col: … duplicate rule name (first defined at …)`),
+        // which keeps the first definition running.
+        let merged = RuleSet::parse_str(&file.text, &file.name)
+            .and_then(|set| RuleSet::merge(vec![rules.clone(), set]));
+        match merged {
             Ok(set) => {
-                let clashes: Vec<String> = set
-                    .names()
-                    .filter_map(|n| {
-                        defined_in.get(n).map(|other| {
-                            format!("{}: rule `{n}` is already defined in {other}", file.name)
-                        })
-                    })
-                    .collect();
-                if clashes.is_empty() {
-                    for n in set.names() {
-                        defined_in.insert(n.to_owned(), file.name.clone());
-                    }
-                    sets.push(set);
-                } else {
-                    rejected.push(Rejected {
-                        file: file.name,
-                        problems: clashes,
-                    });
-                }
+                rules = set;
+                files_loaded += 1;
             }
             Err(e) => rejected.push(Rejected {
                 file: file.name,
@@ -70,19 +96,6 @@ pub fn load(loaded: &Loaded) -> Outcome {
             }),
         }
     }
-    let files_loaded = sets.len();
-    let rules = match RuleSet::merge(sets) {
-        Ok(set) => set,
-        Err(e) => {
-            // Names were checked above, so this is a bug, not a user error; run no rules
-            // rather than stop the agent, and say so loudly.
-            rejected.push(Rejected {
-                file: "<all rule files>".to_owned(),
-                problems: diagnostics(&e),
-            });
-            RuleSet::default()
-        }
-    };
     Outcome {
         rules,
         files_loaded,
@@ -92,4 +105,68 @@ pub fn load(loaded: &Loaded) -> Outcome {
 
 fn diagnostics(e: &RuleError) -> Vec<String> {
     e.diagnostics.iter().map(ToString::to_string).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ONE: &str =
+        "rules:\n  - name: shared\n    window: { tumbling: 1s }\n    aggregates: [count]\n";
+    const TWO: &str = "rules:\n  - name: own\n    window: { tumbling: 1s }\n    aggregates: [count]\n  - name: shared\n    window: { tumbling: 1s }\n    aggregates: [count]\n";
+    const BAD: &str = "rules:\n  - name: x\n    window: { tumbling: 1 }\n    aggregates: [count]\n";
+
+    /// `run`/`check` (through a config) and `replay`/`eval` (through paths) used to report a
+    /// rule name defined in two files differently; now one loader reports it for all.
+    #[test]
+    fn a_duplicate_rule_name_is_reported_alike_by_run_check_replay_and_eval() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = dir.path().join("one.yaml");
+        let two = dir.path().join("two.yaml");
+        std::fs::write(&one, ONE).unwrap();
+        std::fs::write(&two, TWO).unwrap();
+        let config = dir.path().join("weir.yaml");
+        std::fs::write(
+            &config,
+            "gateway_id: gw\nrules: [one.yaml, two.yaml]\nsources: [{simulator: {}}]\n",
+        )
+        .unwrap();
+        let loaded = Loaded::from_path(&config).unwrap();
+
+        let from_config = load(&loaded);
+        let from_paths = load_paths(&[one.clone(), two.clone()]);
+        assert_eq!(from_config.files_loaded, 1, "the first file keeps running");
+        assert_eq!(from_config.rules.len(), 1);
+        let expected = vec![format!(
+            "{}:5:11: rule `shared`: duplicate rule name (first defined at {}:2:11)",
+            two.display(),
+            one.display()
+        )];
+        assert_eq!(from_config.rejected.len(), 1);
+        assert_eq!(from_config.rejected[0].problems, expected);
+        assert_eq!(from_paths.all_or_nothing().unwrap_err(), expected);
+        assert_eq!(from_config.all_or_nothing().unwrap_err(), expected);
+    }
+
+    #[test]
+    fn every_problem_of_every_file_is_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = dir.path().join("one.yaml");
+        let bad = dir.path().join("bad.yaml");
+        let missing = dir.path().join("missing.yaml");
+        std::fs::write(&one, ONE).unwrap();
+        std::fs::write(&bad, BAD).unwrap();
+        let outcome = load_paths(&[one.clone(), bad.clone(), missing.clone()]);
+        assert_eq!(outcome.files_loaded, 1);
+        let lines = outcome.all_or_nothing().unwrap_err();
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert!(lines[0].starts_with(&format!(
+            "{}:3:25: rule `x`: invalid duration",
+            bad.display()
+        )));
+        assert!(lines[1].starts_with(&format!("{}: cannot read rule file", missing.display())));
+
+        let fine = load_paths(std::slice::from_ref(&one));
+        assert_eq!(fine.all_or_nothing().unwrap().len(), 1);
+    }
 }

@@ -26,6 +26,7 @@ use clap::Args;
 use weir_rules::{Engine, Limits, RuleSet};
 
 use crate::commands::replay::{self, Defaults};
+use crate::config::rule_files;
 #[cfg(test)]
 use nab::Costs;
 pub use nab::{Best, PROFILES, Profile, Series, Tally};
@@ -64,10 +65,10 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let (series, throughput) = match (&args.rules, &args.results) {
         (rules, Some(results)) if rules.is_empty() => (load_results(results, &labels)?, None),
         (rules, None) if !rules.is_empty() => {
-            let rules = match RuleSet::load_all(rules) {
+            let rules = match rule_files::load_paths(rules).all_or_nothing() {
                 Ok(rules) => rules,
-                Err(e) => {
-                    eprintln!("{e}");
+                Err(problems) => {
+                    eprintln!("{}", problems.join("\n"));
                     return Ok(ExitCode::from(2));
                 }
             };

@@ -223,7 +223,9 @@ fn raised_alerts_land_on_the_row_that_raised_them_even_after_a_step_back_in_time
 #[test]
 fn the_shipped_nab_rule_file_raises_once_on_a_spike() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/rules/nab.yaml");
-    let rules = RuleSet::load_all(&[path]).unwrap();
+    let rules = crate::config::rule_files::load_paths(&[path])
+        .all_or_nothing()
+        .unwrap();
     // 400 samples alternating 5 and 6, one of 20 on row 350: both rules raise there (a new
     // extreme; a departure of the EWMA by more than 4 sigma), and nowhere else.
     let dir = tempfile::tempdir().unwrap();

@@ -17,9 +17,11 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use weir_rules::{Engine, EventKind, Limits, RuleSet, Sample};
+use weir_rules::{Engine, EventKind, Limits, Sample};
 
 use input::{Row, RowReader, looks_like_jsonl};
+
+use crate::config::rule_files;
 pub use plot::Plot;
 
 /// Skipped lines reported one by one before the rest are only counted.
@@ -58,10 +60,10 @@ pub struct ReplayArgs {
 }
 
 pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let rules = match RuleSet::load_all(&args.rules) {
+    let rules = match rule_files::load_paths(&args.rules).all_or_nothing() {
         Ok(rules) => rules,
-        Err(e) => {
-            eprintln!("{e}");
+        Err(problems) => {
+            eprintln!("{}", problems.join("\n"));
             return Ok(ExitCode::from(2));
         }
     };

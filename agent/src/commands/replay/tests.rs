@@ -1,4 +1,5 @@
 use super::*;
+use weir_rules::RuleSet;
 
 const RULES: &str = "rules:\n  - name: hot\n    select: { device: \"*\", metric: \"*\" }\n    window: { tumbling: 10s }\n    aggregates: [count, max]\n    alert: { when: \"max > 50\", severity: critical }\n";
 
