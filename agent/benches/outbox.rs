@@ -306,7 +306,13 @@ async fn run_one(
         .collect();
     stored.sort_by_key(|r| (r.lane, r.id));
     let uplink_cfg = scenario.uplink(broker_port, "weir-bench");
-    let messages = uplink::wire_messages(&uplink_cfg, "gw-bench", &stored);
+    // The uplink's own grouping: the same messages the drain below publishes.
+    let messages: Vec<(String, Vec<u8>)> = uplink::Grouper::new(&uplink_cfg, "gw-bench")
+        .group(&stored)
+        .messages
+        .into_iter()
+        .map(|m| (m.topic.to_owned(), m.payload))
+        .collect();
     drop(stored);
 
     let (outbox, thread) = Outbox::open(&cfg)?;

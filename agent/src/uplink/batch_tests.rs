@@ -429,5 +429,10 @@ fn the_readme_python_decoder_reads_every_form() {
 }
 
 fn messages_of(cfg: &UplinkConfig, records: &[Record]) -> Vec<(String, Vec<u8>)> {
-    super::batch::messages(cfg, "gw-7", records)
+    Grouper::new(cfg, "gw-7")
+        .group(records)
+        .messages
+        .into_iter()
+        .map(|m| (m.topic.to_owned(), m.payload))
+        .collect()
 }

@@ -25,6 +25,7 @@
 mod batch;
 mod config;
 mod counters;
+mod group;
 mod queue;
 mod session;
 mod status;
@@ -45,11 +46,12 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::record::{Lane, LaneCursor, Record};
+pub use batch::Compression;
 pub use batch::{BatchConfig, Format};
-pub use batch::{Compression, messages as wire_messages};
 pub use config::UplinkConfig;
 use config::mqtt_options;
 pub use counters::UplinkCounters;
+pub use group::{Grouped, Grouper, Message};
 pub use queue::Queue;
 use session::{Sent, Shared};
 pub use tls::{TlsConfig, TlsError, client_config as tls_client_config};
@@ -133,8 +135,7 @@ pub async fn run<Q: Queue>(
         client,
         outbox,
         shared,
-        encoder: wire::Encoder::new(&gateway_id),
-        batcher: batch::Batcher::new(cfg.format, cfg.batch.clone(), &gateway_id),
+        grouper: Grouper::new(&cfg, &gateway_id),
         status: cfg
             .status
             .then(|| status::Status::new(&cfg.topic_prefix, &gateway_id)),
@@ -155,60 +156,12 @@ pub async fn run<Q: Queue>(
     result
 }
 
-/// Records gathered for one batch message: one lane, in order.
-#[derive(Default)]
-struct Group<'a> {
-    fragments: Vec<Vec<u8>>,
-    ids: Vec<u64>,
-    bytes: usize,
-    last: Option<&'a Record>,
-}
-
-impl<'a> Group<'a> {
-    fn push(&mut self, record: &'a Record, fragment: Vec<u8>) {
-        self.bytes += fragment.len();
-        self.fragments.push(fragment);
-        self.ids.push(record.id);
-        self.last = Some(record);
-    }
-
-    /// Queues the batch (under the session lock `s`) and moves the cursor past it; empties
-    /// the group. False if the request queue refused it (the records are fetched again).
-    fn publish(
-        &mut self,
-        batcher: &batch::Batcher,
-        client: &AsyncClient,
-        s: &mut session::State,
-        cursor: &mut LaneCursor,
-    ) -> bool {
-        let Some(last) = self.last.take() else {
-            return true;
-        };
-        let message = batcher.finish(&self.fragments);
-        self.fragments.clear();
-        self.bytes = 0;
-        let ids = std::mem::take(&mut self.ids);
-        match client.try_publish(last.topic.as_str(), QoS::AtLeastOnce, false, message) {
-            Ok(()) => {
-                s.issued.push_back(Sent::Batch(ids));
-                cursor.advance(last);
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "uplink could not queue a batch");
-                false
-            }
-        }
-    }
-}
-
 struct Feeder<Q> {
     client: AsyncClient,
     outbox: Q,
     shared: Arc<Shared>,
-    encoder: wire::Encoder,
-    /// `Some` when records are batched or binary (`uplink.batch`, `uplink.format`).
-    batcher: Option<batch::Batcher>,
+    /// Records into messages: single JSON, or batches (`uplink.batch`, `uplink.format`).
+    grouper: Grouper,
     /// `Some` when `uplink.status` is on.
     status: Option<status::Status>,
     inflight: usize,
@@ -305,7 +258,7 @@ impl<Q: Queue> Feeder<Q> {
                 self.rewind();
             }
             changes.borrow_and_update();
-            let per_message = self.batcher.as_ref().map_or(1, |b| b.cfg.max_records.get());
+            let per_message = self.grouper.per_message();
             let wanted = self.inflight.saturating_sub(outstanding) * per_message;
             if self.ahead.len() < wanted {
                 // One fetch fills the whole window and then some: a PUBACK frees one slot
@@ -325,7 +278,7 @@ impl<Q: Queue> Feeder<Q> {
             }
             let take = wanted.min(self.ahead.len());
             let batch: Vec<Record> = self.ahead.drain(..take).collect();
-            let mut bad = Vec::new();
+            let grouped = self.grouper.group(&batch);
             let mut stalled = false;
             {
                 let mut s = self.shared.lock();
@@ -334,73 +287,51 @@ impl<Q: Queue> Feeder<Q> {
                     self.rewind();
                     continue;
                 }
-                let mut group = Group::default();
-                for record in &batch {
-                    let encoded =
-                        self.encoder
-                            .encode(record)
-                            .and_then(|json| match &self.batcher {
-                                Some(b) => b.fragment(record, json),
-                                None => Ok(json),
-                            });
-                    let payload = match encoded {
-                        Ok(p) => p,
-                        Err(reason) => {
-                            tracing::error!(
-                                id = record.id,
-                                lane = record.lane.as_str(),
-                                reason,
-                                "uplink dropped an unpublishable record (data lost)"
-                            );
-                            bad.push(record.id);
-                            // Inside a pending batch the batch's publish moves the cursor;
-                            // either way the record is deleted before the next fetch.
-                            if group.ids.is_empty() {
-                                self.cursor.advance(record);
-                            }
-                            continue;
-                        }
-                    };
-                    if let Some(batcher) = &self.batcher {
-                        let full = group.last.is_some_and(|last: &Record| {
-                            last.lane != record.lane
-                                || !batcher.fits(group.ids.len(), group.bytes, payload.len())
-                        });
-                        if full && !group.publish(batcher, &self.client, &mut s, &mut self.cursor) {
-                            stalled = true;
-                            break;
-                        }
-                        group.push(record, payload);
+                for message in grouped.messages {
+                    let Some(&last) = message.records.last() else {
                         continue;
-                    }
+                    };
+                    let sent = if message.batch {
+                        Sent::Batch(message.records.iter().map(|r| r.id).collect())
+                    } else {
+                        Sent::Record(last.id)
+                    };
                     match self.client.try_publish(
-                        record.topic.as_str(),
+                        message.topic,
                         QoS::AtLeastOnce,
                         false,
-                        payload,
+                        message.payload,
                     ) {
                         Ok(()) => {
-                            s.issued.push_back(Sent::Record(record.id));
-                            self.cursor.advance(record);
+                            s.issued.push_back(sent);
+                            self.cursor.advance(last);
                         }
                         Err(e) => {
                             // Unreachable by construction (channel sized for the window);
-                            // the record stays behind the cursor and is fetched again.
+                            // the records stay behind the cursor and are fetched again.
                             tracing::warn!(error = %e, "uplink could not queue a publish");
                             stalled = true;
                             break;
                         }
                     }
                 }
-                if let Some(batcher) = &self.batcher
-                    && !stalled
-                    && group.last.is_some()
-                    && !group.publish(batcher, &self.client, &mut s, &mut self.cursor)
-                {
-                    stalled = true;
-                }
             }
-            if !bad.is_empty() {
+            if !grouped.unpublishable.is_empty() {
+                let mut bad = Vec::new();
+                for &(record, reason) in &grouped.unpublishable {
+                    tracing::error!(
+                        id = record.id,
+                        lane = record.lane.as_str(),
+                        reason,
+                        "uplink dropped an unpublishable record (data lost)"
+                    );
+                    bad.push(record.id);
+                    if !stalled {
+                        // Everything around it was published: move past it (it is deleted
+                        // before the next fetch either way).
+                        self.cursor.advance(record);
+                    }
+                }
                 self.outbox.count_discarded(bad.len() as u64);
                 if let Err(e) = self.outbox.delete(bad).await {
                     tracing::error!(error = %e, "uplink could not delete unpublishable records");

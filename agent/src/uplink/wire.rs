@@ -8,6 +8,7 @@ use crate::support::record::Record;
 /// MQTT's largest packet (remaining length limit).
 pub(super) const MAX_PACKET: usize = 268_435_455;
 
+#[derive(Debug, Clone)]
 pub(super) struct Encoder {
     /// The gateway id as a JSON string, quotes included.
     gateway_json: String,
