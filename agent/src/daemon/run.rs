@@ -21,7 +21,7 @@ use weir_rules::{Engine, Limits};
 use crate::config::{Loaded, SourceConfig};
 use crate::daemon::pipeline::{Pipeline, PipelineCounters};
 use crate::daemon::reload::{Outcome, Reloader};
-use crate::daemon::run_hours::RuntimeStore;
+use crate::daemon::run_hours::RunHoursFile;
 use crate::daemon::signals::{Signal, Signals};
 use crate::outbox::{Lane, Outbox};
 use crate::uplink::{self, UplinkConfig};
@@ -105,11 +105,11 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         },
     );
     engine.set_labels(device_labels);
-    let runtime = RuntimeStore::beside(&config.outbox.path);
-    let saved = runtime.load();
+    let run_hours = RunHoursFile::beside(&config.outbox.path);
+    let saved = run_hours.load();
     if !saved.is_empty() {
         let restored = engine.restore_runtime(&saved);
-        tracing::info!(path = %runtime.path().display(), restored, saved = saved.len(), "run-time counters restored");
+        tracing::info!(path = %run_hours.path().display(), restored, saved = saved.len(), "run-time counters restored");
     }
     let actions = match &config.actions {
         Some(cfg) => crate::daemon::actions::start(cfg, &gateway_id, shutdown.clone()),
@@ -117,7 +117,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     };
     let pipeline = Pipeline {
         engine,
-        runtime,
+        run_hours,
         actions,
         outbox: outbox.clone(),
         topics: crate::daemon::pipeline::lane_topics(&topic_prefix, &gateway_id),
@@ -184,7 +184,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         shutdown.clone(),
     ));
 
-    let status = tokio::spawn(status_loop(
+    let summaries = tokio::spawn(summary_loop(
         outbox.clone(),
         pipeline_counters.clone(),
         source_counters,
@@ -199,7 +199,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     let mut signals = Signals::install();
     while signals.next().await == Signal::Reload {
         crate::daemon::systemd::reloading();
-        let status = match reloader.reload().await {
+        let summary = match reloader.reload().await {
             Outcome::Applied(r) => format!(
                 "running: {} sources; rules reloaded: {} kept, {} restarted, {} added, {} removed",
                 sources.len(),
@@ -213,7 +213,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
                 sources.len()
             ),
         };
-        crate::daemon::systemd::ready(&status);
+        crate::daemon::systemd::ready(&summary);
     }
     drop(reloader);
     tracing::info!("stopping: draining sources into the outbox");
@@ -228,7 +228,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
             tracing::warn!(source = %name, "source did not stop within 5 s");
         }
     }
-    status.abort();
+    summaries.abort();
     if let Some(task) = metrics_task {
         task.abort();
     }
@@ -247,7 +247,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
 }
 
 /// One line every `log.status_interval`: what an operator checks first.
-async fn status_loop(
+async fn summary_loop(
     outbox: Outbox,
     pipeline: Arc<PipelineCounters>,
     sources: Vec<(String, Arc<SourceCounters>)>,
@@ -285,7 +285,7 @@ async fn status_loop(
                     events = pipeline.events.load(Relaxed),
                     "outbox"
                 );
-                crate::daemon::systemd::status(&format!(
+                crate::daemon::systemd::summary(&format!(
                     "{received} samples, {} events, {} pending in the outbox",
                     pipeline.events.load(Relaxed),
                     stats.count

@@ -14,20 +14,21 @@ use std::path::{Path, PathBuf};
 
 use weir_rules::RuntimeCounter;
 
-pub struct RuntimeStore {
+/// The run-hours file (`runtime.json`: the name on disk predates this module's).
+pub struct RunHoursFile {
     path: PathBuf,
 }
 
-impl RuntimeStore {
+impl RunHoursFile {
     /// The store beside the outbox database at `outbox`.
-    pub fn beside(outbox: &Path) -> RuntimeStore {
-        RuntimeStore {
+    pub fn beside(outbox: &Path) -> RunHoursFile {
+        RunHoursFile {
             path: outbox.with_file_name("runtime.json"),
         }
     }
 
-    pub fn at(path: PathBuf) -> RuntimeStore {
-        RuntimeStore { path }
+    pub fn at(path: PathBuf) -> RunHoursFile {
+        RunHoursFile { path }
     }
 
     pub fn path(&self) -> &Path {
@@ -96,7 +97,7 @@ mod tests {
     #[test]
     fn saves_and_loads_and_starts_empty_without_a_file() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RuntimeStore::beside(&dir.path().join("outbox.db"));
+        let store = RunHoursFile::beside(&dir.path().join("outbox.db"));
         assert!(store.load().is_empty());
         store.save(&[counter(7)]).unwrap();
         store.save(&[counter(9)]).unwrap();
@@ -107,7 +108,7 @@ mod tests {
     #[test]
     fn a_corrupt_file_is_moved_aside_and_counting_restarts() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RuntimeStore::beside(&dir.path().join("outbox.db"));
+        let store = RunHoursFile::beside(&dir.path().join("outbox.db"));
         std::fs::write(store.path(), b"{not json").unwrap();
         assert!(store.load().is_empty());
         assert!(!store.path().exists());

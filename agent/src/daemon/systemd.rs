@@ -26,12 +26,14 @@ fn send(states: &[NotifyState<'_>]) {
     }
 }
 
-pub fn ready(status: &str) {
-    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+/// Ready, with a one-line summary (systemd's `STATUS=`, shown by `systemctl status`).
+pub fn ready(summary: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(summary)]);
 }
 
-pub fn status(status: &str) {
-    send(&[NotifyState::Status(status)]);
+/// A new one-line summary (`STATUS=`).
+pub fn summary(summary: &str) {
+    send(&[NotifyState::Status(summary)]);
 }
 
 /// Before a reload; [`ready`] ends it, whatever its outcome. `MONOTONIC_USEC` lets systemd

@@ -8,7 +8,7 @@ use std::time::Duration;
 use rumqttc::MqttOptions;
 use serde::Deserialize;
 
-use super::{BatchConfig, Format, TlsConfig, UplinkError, status, tls, wire};
+use super::{BatchConfig, Format, TlsConfig, UplinkError, presence, tls, wire};
 
 /// `uplink:` in the agent config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -37,7 +37,7 @@ pub struct UplinkConfig {
     )]
     pub keep_alive: Duration,
     /// A retained `online` status on connect and a retained `offline` last will on
-    /// `{topic_prefix}/{gateway_id}/status` (see [`status`](super::status)).
+    /// `{topic_prefix}/{gateway_id}/status` (see [`presence`](super::presence)).
     #[serde(default = "default_status")]
     pub status: bool,
     /// Absent: plain TCP.
@@ -125,7 +125,7 @@ pub(super) fn mqtt_options(
         // rumqttc's 10 KiB default would turn a large record into a reconnect loop.
         .set_max_packet_size(1 << 20, wire::MAX_PACKET);
     if cfg.status {
-        opts.set_last_will(status::Status::new(&cfg.topic_prefix, gateway_id).will());
+        opts.set_last_will(presence::Presence::new(&cfg.topic_prefix, gateway_id).will());
     }
     if let Some(tls) = &cfg.tls {
         let client = tls::client_config(tls)?;

@@ -16,7 +16,7 @@
 //! meanwhile), so a stale publish can never be matched to the wrong record.
 //!
 //! Around that core: [`config`] (the `uplink:` section and the client options made from it),
-//! [`status`] (a retained online/offline status and last will), [`tls`]
+//! [`presence`] (a retained online/offline message and last will), [`tls`]
 //! (rustls with `ring`, server verification and optional client certificates, every file
 //! checked when the config loads), [`batch`] (several records of one lane per message, JSON
 //! or binary, optionally DEFLATE-compressed, acknowledged and deleted as a unit) and
@@ -26,9 +26,9 @@ mod batch;
 mod config;
 mod counters;
 mod group;
+mod presence;
 mod queue;
 mod session;
-mod status;
 mod tls;
 mod wire;
 
@@ -136,9 +136,9 @@ pub async fn run<Q: Queue>(
         outbox,
         shared,
         grouper: Grouper::new(&cfg, &gateway_id),
-        status: cfg
+        presence: cfg
             .status
-            .then(|| status::Status::new(&cfg.topic_prefix, &gateway_id)),
+            .then(|| presence::Presence::new(&cfg.topic_prefix, &gateway_id)),
         inflight,
         cursor: LaneCursor::START,
         ahead: VecDeque::new(),
@@ -163,7 +163,7 @@ struct Feeder<Q> {
     /// Records into messages: single JSON, or batches (`uplink.batch`, `uplink.format`).
     grouper: Grouper,
     /// `Some` when `uplink.status` is on.
-    status: Option<status::Status>,
+    presence: Option<presence::Presence>,
     inflight: usize,
     /// Where the next publish resumes: past what this connection has published.
     cursor: LaneCursor,
@@ -234,7 +234,7 @@ impl<Q: Queue> Feeder<Q> {
         changes: &mut tokio::sync::watch::Receiver<u64>,
     ) -> Result<(), UplinkError> {
         loop {
-            let (connected, generation, outstanding) = self.shared.status();
+            let (connected, generation, outstanding) = self.shared.link();
             if !connected || outstanding >= self.inflight {
                 return Ok(());
             }
@@ -244,9 +244,9 @@ impl<Q: Queue> Feeder<Q> {
                 self.cursor = LaneCursor::START;
                 self.rewind();
                 // The birth goes first, before any record of this connection.
-                if let Some(status) = &self.status {
-                    let payload = status.online();
-                    if !self.publish_status(generation, payload) {
+                if let Some(presence) = &self.presence {
+                    let payload = presence.online();
+                    if !self.publish_presence(generation, payload) {
                         return Ok(());
                     }
                     continue;
@@ -352,10 +352,10 @@ impl<Q: Queue> Feeder<Q> {
         self.fetched = self.cursor;
     }
 
-    /// Queues a retained status message on connection `generation`, tracked like a record so
+    /// Queues a retained presence message on connection `generation`, tracked like a record so
     /// packet ids stay matched. False if the connection is gone or the queue refused it.
-    fn publish_status(&self, generation: u64, payload: Vec<u8>) -> bool {
-        let Some(status) = &self.status else {
+    fn publish_presence(&self, generation: u64, payload: Vec<u8>) -> bool {
+        let Some(presence) = &self.presence else {
             return true;
         };
         let mut s = self.shared.lock();
@@ -364,28 +364,28 @@ impl<Q: Queue> Feeder<Q> {
         }
         match self
             .client
-            .try_publish(status.topic.as_str(), QoS::AtLeastOnce, true, payload)
+            .try_publish(presence.topic.as_str(), QoS::AtLeastOnce, true, payload)
         {
             Ok(()) => {
-                s.issued.push_back(Sent::Status);
+                s.issued.push_back(Sent::Presence);
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, "uplink could not queue its status message");
+                tracing::warn!(error = %e, "uplink could not queue its presence message");
                 false
             }
         }
     }
 
     /// Waits (bounded) for outstanding PUBACKs, deletes what they confirm, publishes the
-    /// `offline` status (waiting briefly for its PUBACK) and disconnects.
+    /// `offline` presence message (waiting briefly for its PUBACK) and disconnects.
     async fn drain(&mut self, wake: &Notify) {
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         loop {
             if self.delete_acked().await.is_err() {
                 break;
             }
-            let (connected, _, outstanding) = self.shared.status();
+            let (connected, _, outstanding) = self.shared.link();
             if !connected || outstanding == 0 {
                 break;
             }
@@ -398,22 +398,22 @@ impl<Q: Queue> Feeder<Q> {
             }
         }
         let _ = self.delete_acked().await;
-        let (connected, generation, _) = self.shared.status();
+        let (connected, generation, _) = self.shared.link();
         if connected
-            && let Some(status) = &self.status
-            && self.publish_status(generation, status.shutdown())
+            && let Some(presence) = &self.presence
+            && self.publish_presence(generation, presence.shutdown())
         {
             // The DISCONNECT would follow the PUBLISH on the wire anyway; waiting for the PUBACK
             // makes sure the broker has stored the retained `offline` before the socket closes.
             let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-            while self.shared.status().2 > 0 {
+            while self.shared.link().2 > 0 {
                 tokio::select! {
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep_until(deadline) => break,
                 }
             }
         }
-        if self.shared.status().0 && self.client.try_disconnect().is_ok() {
+        if self.shared.link().0 && self.client.try_disconnect().is_ok() {
             // Let the poll task write the DISCONNECT; it returns once it has.
             let _ = tokio::time::timeout(Duration::from_millis(500), self.shared.closed()).await;
         }

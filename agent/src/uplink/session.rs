@@ -23,12 +23,12 @@ const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// What a publish carried: a record or a batch of records (deleted once acknowledged), or a
-/// status message.
+/// presence message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Sent {
     Record(u64),
     Batch(Vec<u64>),
-    Status,
+    Presence,
 }
 
 impl Sent {
@@ -37,7 +37,7 @@ impl Sent {
         match self {
             Sent::Record(_) => 1,
             Sent::Batch(ids) => ids.len() as u64,
-            Sent::Status => 0,
+            Sent::Presence => 0,
         }
     }
 }
@@ -70,7 +70,7 @@ impl Shared {
     }
 
     /// (connected, generation, publishes awaiting a PUBACK)
-    pub fn status(&self) -> (bool, u64, usize) {
+    pub fn link(&self) -> (bool, u64, usize) {
         let s = self.lock();
         (s.connected, s.generation, s.issued.len() + s.inflight.len())
     }
@@ -141,7 +141,7 @@ pub(super) async fn poll(
                         match sent {
                             Sent::Record(id) => s.acked.push(id),
                             Sent::Batch(ids) => s.acked.extend(ids),
-                            Sent::Status => {}
+                            Sent::Presence => {}
                         }
                         if n > 0 {
                             counters.observe_ack(n, sent_at.elapsed());

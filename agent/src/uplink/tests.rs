@@ -310,7 +310,7 @@ async fn broker_restart_mid_stream_loses_nothing() {
 
 #[test]
 fn status_messages_name_the_gateway_and_the_will_is_retained() {
-    let status = status::Status::new("weir", "gw-1");
+    let status = presence::Presence::new("weir", "gw-1");
     assert_eq!(status.topic, "weir/gw-1/status");
     let online: serde_json::Value = serde_json::from_slice(&status.online()).unwrap();
     assert_eq!(online["status"], "online");

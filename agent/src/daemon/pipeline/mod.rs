@@ -32,7 +32,7 @@ use weir_drivers::{Ack, Delivery, now_us};
 use weir_rules::Engine;
 
 use crate::daemon::clock_guard::ClockGuard;
-use crate::daemon::run_hours::RuntimeStore;
+use crate::daemon::run_hours::RunHoursFile;
 use crate::outbox::{Outbox, OutboxError};
 use crate::uplink::topic_for;
 
@@ -79,7 +79,7 @@ pub struct Pipeline {
     pub idle_close: Duration,
     pub clock_guard: ClockGuard,
     /// Where run-hour counters are persisted.
-    pub runtime: RuntimeStore,
+    pub run_hours: RunHoursFile,
     /// Local publication of alerts with `alert.local_topic`.
     pub actions: crate::daemon::actions::Actions,
     pub counters: Arc<PipelineCounters>,
@@ -106,14 +106,14 @@ impl Pipeline {
             topics,
             idle_close,
             clock_guard,
-            runtime,
+            run_hours,
             actions,
             counters,
         } = self;
         let mut core = Core::new(engine, topics, clock_guard, Arc::clone(&counters));
         let shell = Shell {
             outbox,
-            runtime,
+            run_hours,
             actions,
             counters,
         };
@@ -171,7 +171,7 @@ impl Pipeline {
 /// What the loop awaits: the outbox, the run-hours file, the actions publisher.
 struct Shell {
     outbox: Outbox,
-    runtime: RuntimeStore,
+    run_hours: RunHoursFile,
     actions: crate::daemon::actions::Actions,
     counters: Arc<PipelineCounters>,
 }
@@ -183,14 +183,14 @@ impl Shell {
         if now == *saved {
             return;
         }
-        let path = self.runtime.path().to_path_buf();
+        let path = self.run_hours.path().to_path_buf();
         let counters = now.clone();
         let written =
-            tokio::task::spawn_blocking(move || RuntimeStore::at(path).save(&counters)).await;
+            tokio::task::spawn_blocking(move || RunHoursFile::at(path).save(&counters)).await;
         match written {
             Ok(Ok(())) => *saved = now,
             Ok(Err(e)) => {
-                tracing::error!(path = %self.runtime.path().display(), "cannot save run-time counters: {e}")
+                tracing::error!(path = %self.run_hours.path().display(), "cannot save run-time counters: {e}")
             }
             Err(e) => tracing::error!("run-time counter writer failed: {e}"),
         }

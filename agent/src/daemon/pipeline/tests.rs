@@ -163,7 +163,7 @@ async fn the_loop_commits_what_a_delivery_causes_and_stops_when_the_sources_hang
         topics: lane_topics("weir", "gw"),
         idle_close: Duration::from_secs(2),
         clock_guard: ClockGuard::default(),
-        runtime: RuntimeStore::at(dir.path().join("run-hours.json")),
+        run_hours: RunHoursFile::at(dir.path().join("run-hours.json")),
         actions: crate::daemon::actions::Actions::disabled(),
         counters: Arc::clone(&counters),
     };

@@ -1,5 +1,6 @@
-//! The gateway's presence on the cloud broker: a retained status message on
-//! `<topic_prefix>/<gateway_id>/status`.
+//! The gateway's presence on the cloud broker: a retained message on
+//! `<topic_prefix>/<gateway_id>/status` (`uplink.status` turns it on). In the code it is
+//! *presence*; "status" there is only the wire's and the config's word for it.
 //!
 //! A cloud consumer needs to tell "quiet" from "gone". On every CONNACK the uplink publishes
 //! a retained `online` message (the *birth*), and each CONNECT registers a retained last will
@@ -22,19 +23,19 @@ use weir_drivers::now_us;
 use rumqttc::{LastWill, QoS};
 use serde_json::json;
 
-/// The version the status messages report.
+/// The version the presence messages report.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Builds the status topic and payloads for one gateway.
+/// Builds the presence topic and payloads for one gateway.
 #[derive(Debug, Clone)]
-pub(super) struct Status {
+pub(super) struct Presence {
     pub topic: String,
     gateway: String,
 }
 
-impl Status {
-    pub fn new(prefix: &str, gateway_id: &str) -> Status {
-        Status {
+impl Presence {
+    pub fn new(prefix: &str, gateway_id: &str) -> Presence {
+        Presence {
             topic: format!("{prefix}/{gateway_id}/status"),
             gateway: gateway_id.to_owned(),
         }
