@@ -125,7 +125,7 @@ fn export(path: &Path) -> anyhow::Result<ExitCode> {
     let tx = conn.transaction()?;
     let total: i64 = tx.query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))?;
     let total = u64::try_from(total).unwrap_or(0);
-    let mut progress = crate::commands::replay::Progress::records(
+    let mut progress = crate::support::progress::Progress::records(
         total,
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
     );

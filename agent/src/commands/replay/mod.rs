@@ -22,6 +22,7 @@ use weir_rules::{Engine, EventKind, Limits, Sample};
 use input::{Row, RowReader, looks_like_jsonl};
 
 use crate::config::rule_files;
+use crate::support::progress::Progress;
 pub use plot::Plot;
 
 /// Skipped lines reported one by one before the rest are only counted.
@@ -270,72 +271,6 @@ fn stem(path: &Path) -> String {
         .unwrap_or_else(|| "replay".to_owned())
 }
 
-/// A progress line on stderr, only on a terminal: replay's (bytes of files over 8 MiB) and
-/// `weir outbox export`'s (records).
-pub(crate) struct Progress {
-    size: u64,
-    enabled: bool,
-    last: Instant,
-    /// Counting records rather than bytes.
-    records: bool,
-}
-
-impl Progress {
-    fn new(size: u64, terminal: bool) -> Progress {
-        Progress {
-            size,
-            enabled: terminal && size > 8 << 20,
-            last: Instant::now(),
-            records: false,
-        }
-    }
-
-    /// Progress over `total` records.
-    pub(crate) fn records(total: u64, terminal: bool) -> Progress {
-        Progress {
-            size: total,
-            enabled: terminal && total > 0,
-            last: Instant::now(),
-            records: true,
-        }
-    }
-
-    pub(crate) fn enabled(&self) -> bool {
-        self.enabled
-    }
-
-    pub(crate) fn update(&mut self, done: u64) {
-        if self.enabled && self.last.elapsed().as_millis() >= 250 {
-            self.last = Instant::now();
-            eprint!("\r{}", self.line(done));
-        }
-    }
-
-    /// `[#####     ] 50.0% of 12 MiB` (or `of 1000 records`).
-    fn line(&self, done: u64) -> String {
-        let pct = done as f64 * 100.0 / self.size.max(1) as f64;
-        let width = 30usize;
-        let filled = ((pct / 100.0) * width as f64) as usize;
-        let total = if self.records {
-            format!("{} records", self.size)
-        } else {
-            format!("{} MiB", self.size >> 20)
-        };
-        format!(
-            "[{}{}] {pct:5.1}% of {total}",
-            "#".repeat(filled.min(width)),
-            " ".repeat(width - filled.min(width)),
-        )
-    }
-
-    pub(crate) fn finish(&mut self) {
-        if self.enabled {
-            eprintln!();
-            self.enabled = false;
-        }
-    }
-}
-
 /// Counts bytes read, for the progress line.
 struct Counting<R> {
     inner: R,
@@ -368,29 +303,3 @@ impl<R: Read> Read for Counting<R> {
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-#[test]
-fn progress_lines_show_the_share_done_of_bytes_or_records() {
-    let bytes = Progress::new(16 << 20, true);
-    assert_eq!(
-        bytes.line(4 << 20),
-        format!("[{}{}]  25.0% of 16 MiB", "#".repeat(7), " ".repeat(23))
-    );
-    let mut records = Progress::records(1000, true);
-    assert!(records.enabled());
-    assert_eq!(
-        records.line(1000),
-        format!("[{}] 100.0% of 1000 records", "#".repeat(30))
-    );
-    records.finish();
-    assert!(!records.enabled());
-    assert!(
-        !Progress::records(1000, false).enabled(),
-        "only on a terminal"
-    );
-    assert!(
-        !Progress::new(1 << 20, true).enabled(),
-        "small files need none"
-    );
-}
