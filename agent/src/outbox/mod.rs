@@ -72,6 +72,8 @@ mod writer;
 #[cfg(test)]
 mod bounds_tests;
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
