@@ -20,6 +20,7 @@
 pub mod backoff;
 mod clock;
 pub use weir_rules::duration;
+pub mod fields;
 pub mod frame;
 pub mod modbus;
 pub mod mqtt;

@@ -12,12 +12,18 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionsConfig {
-    #[serde(default = "default_host")]
+    #[serde(
+        default = "default_host",
+        deserialize_with = "weir_drivers::fields::host"
+    )]
     pub host: String,
-    #[serde(default = "default_port")]
+    #[serde(
+        default = "default_port",
+        deserialize_with = "weir_drivers::fields::port"
+    )]
     pub port: u16,
     /// Default `weir-actions-<gateway_id>`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "weir_drivers::fields::client_id")]
     pub client_id: Option<String>,
 }
 
@@ -33,8 +39,19 @@ const fn default_port() -> u16 {
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Where `/metrics` and `/healthz` are served; `null` turns the listener off.
-    #[serde(default = "default_listen")]
+    #[serde(default = "default_listen", deserialize_with = "de_listen")]
     pub listen: Option<SocketAddr>,
+}
+
+/// Port 0 would listen on a random port no scraper or health check can find.
+fn de_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let listen = Option::<SocketAddr>::deserialize(d)?;
+    if listen.is_some_and(|a| a.port() == 0) {
+        return Err(serde::de::Error::custom(
+            "metrics.listen: port 0 would pick a random port; give one (default 127.0.0.1:9464)",
+        ));
+    }
+    Ok(listen)
 }
 
 fn default_listen() -> Option<SocketAddr> {

@@ -77,6 +77,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LabelEntry {
+    #[serde(deserialize_with = "de_label_pattern")]
     pub devices: String,
     pub set: std::collections::BTreeMap<String, String>,
 }
@@ -128,7 +129,7 @@ pub struct EngineConfig {
     )]
     pub idle_close: Duration,
     /// Capacity of the channel from the sources to the engine (back-pressure beyond it).
-    #[serde(default = "default_channel")]
+    #[serde(default = "default_channel", deserialize_with = "de_channel")]
     pub channel: NonZeroUsize,
     /// Device timestamps far off the gateway clock are restamped or dropped.
     #[serde(default)]
@@ -165,7 +166,7 @@ pub struct LogConfig {
     /// How often the agent logs a one-line status (outbox depth, uplink state, counts).
     #[serde(
         default = "default_status_interval",
-        deserialize_with = "de_nonzero_duration"
+        deserialize_with = "weir_drivers::fields::nonzero_duration"
     )]
     pub status_interval: Duration,
 }
@@ -230,12 +231,27 @@ fn de_log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     }
 }
 
-fn de_nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let duration = weir_drivers::duration::deserialize(d)?;
-    if duration.is_zero() {
-        return Err(serde::de::Error::custom("must be longer than 0"));
+/// The most samples queued between the sources and the engine.
+const MAX_CHANNEL: usize = 1_000_000;
+
+/// 1 to [`MAX_CHANNEL`]: the queue is memory the sources can fill while the engine is busy.
+fn de_channel<'de, D: Deserializer<'de>>(d: D) -> Result<NonZeroUsize, D::Error> {
+    let n = NonZeroUsize::deserialize(d)?;
+    if n.get() > MAX_CHANNEL {
+        return Err(serde::de::Error::custom(format!(
+            "engine.channel {n}: at most {MAX_CHANNEL}"
+        )));
     }
-    Ok(duration)
+    Ok(n)
+}
+
+/// A `labels:` pattern, checked alone so a bad one is reported where it is written.
+fn de_label_pattern<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let pattern = String::deserialize(d)?;
+    let empty: [(String, String); 0] = [];
+    weir_rules::DeviceLabels::new([(pattern.clone(), empty)])
+        .map_err(|e| serde::de::Error::custom(format!("labels: {e}")))?;
+    Ok(pattern)
 }
 
 /// A problem in the config file, located where the parser could locate it.
@@ -364,15 +380,18 @@ impl Loaded {
         let mut config: Config = serde_saphyr::from_str(text).map_err(|e| ConfigError {
             problems: vec![yaml_problem(&file, &e)],
         })?;
-        let problems = validate(&config, &file);
-        if !problems.is_empty() {
-            return Err(ConfigError { problems });
-        }
+        // Parses as `Config` did, so it cannot fail where that succeeded; if it did, the
+        // checks below would only lack a location.
+        let at: Locations = serde_saphyr::from_str(text).unwrap_or_default();
         if let Origin::File { base, .. } = &origin {
             config.outbox.path = resolve(base, &config.outbox.path);
             if let Some(tls) = config.uplink.as_mut().and_then(|u| u.tls.as_mut()) {
                 tls.resolve_paths(|p| resolve(base, p));
             }
+        }
+        let problems = validate(&config, &at, &file);
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
         }
         // Certificate and key files are read now, so a missing or bad one is a config error
         // that names it (in `weir check` too), not an uplink that never connects.
@@ -448,8 +467,35 @@ pub fn yaml_problem(file: &str, e: &serde_saphyr::Error) -> Problem {
     }
 }
 
-/// Checks what serde cannot: value ranges, names, patterns. Collects every problem.
-fn validate(config: &Config, file: &str) -> Vec<Problem> {
+/// Where the values that checks across sections look at are written: a second, lenient parse
+/// of the same text, so the runtime types need not carry locations.
+#[derive(Debug, Default, Deserialize)]
+struct Locations {
+    #[serde(default)]
+    outbox: Option<OutboxLocations>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct OutboxLocations {
+    #[serde(default)]
+    path: Option<Spanned<serde::de::IgnoredAny>>,
+    #[serde(default)]
+    overflow: Option<Spanned<serde::de::IgnoredAny>>,
+}
+
+impl Locations {
+    fn outbox(
+        &self,
+        field: fn(&OutboxLocations) -> Option<&Spanned<serde::de::IgnoredAny>>,
+    ) -> Option<&serde_saphyr::Location> {
+        self.outbox.as_ref().and_then(field).map(|s| &s.referenced)
+    }
+}
+
+/// Checks what serde cannot: values that depend on each other or on the machine, names,
+/// patterns. Collects every problem. Values that are wrong on their own are refused while
+/// parsing (see the `deserialize_with` of each field), where their location is exact.
+fn validate(config: &Config, at: &Locations, file: &str) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut problem = |at: Option<&serde_saphyr::Location>, message: String| {
         let (line, column) = at.map_or((0, 0), |l| (l.line(), l.column()));
@@ -486,12 +532,32 @@ fn validate(config: &Config, file: &str) -> Vec<Problem> {
             problem(at, format!("sources[{i}]: {e}"));
         }
     }
+    if config.outbox.overflow == crate::outbox::Overflow::Block && config.uplink.is_none() {
+        problem(
+            at.outbox(|o| o.overflow.as_ref()),
+            "outbox.overflow: `block` needs an `uplink`: without one nothing ever makes room \
+             and the sources would wait forever (use drop_oldest or drop_newest)"
+                .to_owned(),
+        );
+    }
+    if config.outbox.path.is_dir() {
+        problem(
+            at.outbox(|o| o.path.as_ref()),
+            format!(
+                "outbox.path {} is a directory; name the database file in it, e.g. {}",
+                config.outbox.path.display(),
+                config.outbox.path.join("outbox.db").display()
+            ),
+        );
+    }
     if config.sources.is_empty() {
         problem(
             None,
             "no sources: add a `simulator` or an `mqtt` source".to_owned(),
         );
     }
+    // In the order of the file, as an editor would walk them.
+    problems.sort_by_key(|p| (p.line, p.column));
     problems
 }
 

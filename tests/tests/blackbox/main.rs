@@ -8,6 +8,7 @@ mod actions;
 mod bad_input;
 mod clock;
 mod common;
+mod config_check;
 mod crash_recovery;
 mod detectors;
 mod devices;
