@@ -5,7 +5,6 @@
 //! counters, and each scrape reads them into a [`Snapshot`] that a `prometheus-client`
 //! collector encodes. A scrape costs one round trip to the outbox thread for its lane stats.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -15,9 +14,6 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_util::sync::CancellationToken;
 use weir_drivers::SourceCounters;
 
 use weir_drivers::now_us;
@@ -25,6 +21,8 @@ use weir_drivers::now_us;
 use crate::daemon::pipeline::PipelineCounters;
 use crate::outbox::{Lane, Outbox, OutboxCounters, OutboxStats};
 use crate::uplink::UplinkCounters;
+
+pub use super::endpoint::{bind, serve};
 
 /// What a scrape reads from.
 #[derive(Clone)]
@@ -392,130 +390,11 @@ fn encode_uplink(
 }
 
 /// The exposition text of one scrape.
-async fn render(sources: &Sources) -> Option<String> {
+pub(super) async fn render(sources: &Sources) -> Option<String> {
     let snapshot = sources.snapshot().await?;
     let mut registry = Registry::default();
     registry.register_collector(Box::new(snapshot));
     let mut text = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).ok()?;
     Some(text)
-}
-
-/// Listens on `addr`, before the agent reports itself ready, so that a health check made as
-/// soon as systemd sees READY finds the endpoint. A bind failure is logged and the agent runs
-/// on without metrics (`None`).
-pub async fn bind(addr: SocketAddr) -> Option<TcpListener> {
-    match TcpListener::bind(addr).await {
-        Ok(l) => {
-            tracing::info!(%addr, "metrics endpoint listening (/metrics, /healthz)");
-            Some(l)
-        }
-        Err(e) => {
-            tracing::error!(%addr, "metrics endpoint not available: cannot listen: {e}");
-            None
-        }
-    }
-}
-
-/// Serves `listener` (from [`bind`]) until `shutdown`.
-pub async fn serve(listener: TcpListener, sources: Sources, shutdown: CancellationToken) {
-    let health = Health::default();
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!("metrics endpoint: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let sources = sources.clone();
-        let health = health.clone();
-        tokio::spawn(async move {
-            // One request per connection, bounded in time: a stuck client costs a task, briefly.
-            let _ =
-                tokio::time::timeout(Duration::from_secs(5), respond(stream, &sources, &health))
-                    .await;
-        });
-    }
-}
-
-/// The engine loop's progress as last seen by `/healthz`.
-#[derive(Clone, Default)]
-struct Health {
-    last: Arc<std::sync::Mutex<(u64, i64)>>,
-}
-
-impl Health {
-    /// Healthy when the engine loop turned within the last 5 s (it turns 4 times a second).
-    fn engine_turning(&self, turns: u64) -> bool {
-        let now = now_us();
-        let Ok(mut last) = self.last.lock() else {
-            return false;
-        };
-        if turns != last.0 || last.1 == 0 {
-            *last = (turns, now);
-            return true;
-        }
-        now - last.1 < 5_000_000
-    }
-}
-
-async fn respond(mut stream: TcpStream, sources: &Sources, health: &Health) -> std::io::Result<()> {
-    let mut buf = [0u8; 2048];
-    let mut len = 0;
-    // Read the request head only; nothing here needs a body.
-    while len < buf.len() && !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut buf[len..]).await?;
-        if n == 0 {
-            break;
-        }
-        len += n;
-    }
-    let head = String::from_utf8_lossy(&buf[..len]);
-    let path = head
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix("GET "))
-        .and_then(|rest| rest.split_whitespace().next());
-    let (status, content_type, body) = match path {
-        Some("/metrics") => match render(sources).await {
-            Some(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
-            None => (
-                "503 Service Unavailable",
-                "text/plain",
-                "outbox not answering\n".to_owned(),
-            ),
-        },
-        Some("/healthz") => {
-            let turning = health.engine_turning(sources.pipeline.turns.load(Relaxed));
-            let outbox = tokio::time::timeout(Duration::from_secs(2), sources.outbox.stats())
-                .await
-                .is_ok_and(|r| r.is_ok());
-            if turning && outbox {
-                ("200 OK", "text/plain", "ok\n".to_owned())
-            } else {
-                (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    format!("stalled: engine turning={turning}, outbox answering={outbox}\n"),
-                )
-            }
-        }
-        Some(_) => (
-            "404 Not Found",
-            "text/plain",
-            "try /metrics or /healthz\n".to_owned(),
-        ),
-        None => ("400 Bad Request", "text/plain", "GET only\n".to_owned()),
-    };
-    let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
 }

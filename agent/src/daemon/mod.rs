@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod clock_guard;
+mod endpoint;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;
