@@ -182,7 +182,17 @@ async fn respond(mut stream: TcpStream, sources: &Sources, health: &Health) -> s
             let outbox = tokio::time::timeout(Duration::from_secs(2), sources.outbox.stats())
                 .await
                 .is_ok_and(|r| r.is_ok());
-            if turning && outbox {
+            if let Some(since) = sources.outbox.blocked_since() {
+                (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    format!(
+                        "blocked: the outbox is full (overflow: block) and the engine has waited \
+                         {}s for the uplink to make room\n",
+                        (now_us() - since).max(0) / 1_000_000
+                    ),
+                )
+            } else if turning && outbox {
                 ("200 OK", "text/plain", "ok\n".to_owned())
             } else {
                 (

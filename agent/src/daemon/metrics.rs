@@ -45,7 +45,9 @@ struct Snapshot {
     source_health: Vec<(String, bool, i64)>,
     pipeline: [(&'static str, &'static str, u64); 14],
     outbox: OutboxStats,
-    outbox_counters: [(&'static str, &'static str, u64); 9],
+    outbox_counters: [(&'static str, &'static str, u64); 10],
+    /// µs since the epoch when appends started waiting for room (`overflow: block`), if now.
+    blocked_since: Option<i64>,
     uplink: Option<Arc<UplinkCounters>>,
     now_us: i64,
 }
@@ -208,7 +210,13 @@ impl Sources {
                     "Appends that found the disk full (the outbox is then held at its size).",
                     c.disk_full.load(Relaxed),
                 ),
+                (
+                    "block_episodes",
+                    "Times the engine started waiting for room (overflow: block) while the uplink drained.",
+                    self.outbox.block_episodes(),
+                ),
             ],
+            blocked_since: self.outbox.blocked_since(),
             uplink: self.uplink.clone(),
             now_us: now_us(),
         })
@@ -329,6 +337,17 @@ impl Collector for Snapshot {
             limit.metric_type(),
         )?;
         limit.encode(family)?;
+        let blocked = ConstGauge::new(
+            self.blocked_since
+                .map_or(0.0, |since| (self.now_us - since).max(0) as f64 / 1e6),
+        );
+        let family = encoder.encode_descriptor(
+            "weir_outbox_blocked_seconds",
+            "How long the engine has been waiting for room (overflow: block; 0 when it is not).",
+            None,
+            blocked.metric_type(),
+        )?;
+        blocked.encode(family)?;
         if let Some(uplink) = &self.uplink {
             encode_uplink(uplink, &mut encoder)?;
         }

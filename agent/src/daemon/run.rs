@@ -285,8 +285,14 @@ async fn summary_loop(
                     events = pipeline.events.load(Relaxed),
                     "outbox"
                 );
+                let blocked = outbox.blocked_since().map_or(String::new(), |since| {
+                    format!(
+                        "BLOCKED for {}s: outbox full (overflow: block), waiting for the uplink; ",
+                        (weir_drivers::now_us() - since).max(0) / 1_000_000
+                    )
+                });
                 crate::daemon::systemd::summary(&format!(
-                    "{received} samples, {} events, {} pending in the outbox",
+                    "{blocked}{received} samples, {} events, {} pending in the outbox",
                     pipeline.events.load(Relaxed),
                     stats.count
                 ));

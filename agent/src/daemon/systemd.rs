@@ -7,6 +7,9 @@
 //! `WATCHDOG=1` is sent only when the engine loop has turned since the last ping (it turns at
 //! least every 250 ms while healthy) *and* the outbox writer answered a round trip in time. A
 //! pipeline stuck on a dead disk or a deadlock stops the pings, and systemd restarts the agent.
+//! An engine that waits for room under `overflow: block` is not stuck but held back by
+//! design (the uplink is down and nothing may be dropped): the pings go on, since a restart
+//! would not make room, and the state is reported instead (STATUS=, `/healthz`, metrics).
 //!
 //! Outside systemd (`NOTIFY_SOCKET` unset) every call is a no-op.
 
@@ -75,7 +78,10 @@ pub async fn watchdog(progress: Arc<AtomicU64>, outbox: Outbox, shutdown: Cancel
         let engine_turned = now != last;
         last = now;
         let outbox_answers = matches!(tokio::time::timeout(every, outbox.stats()).await, Ok(Ok(_)));
-        if engine_turned && outbox_answers {
+        // An engine waiting for room under `overflow: block` is in a reported state (STATUS=,
+        // /healthz, metrics, an ERROR line), not wedged: a restart would not make room.
+        let blocked = outbox.blocked_since().is_some();
+        if (engine_turned || blocked) && outbox_answers {
             send(&[NotifyState::Watchdog]);
             stalled_logged = false;
         } else if !stalled_logged {

@@ -61,6 +61,7 @@
 //! schema version — is moved to `<path>.corrupt-<unix-secs>` with its WAL, logged at ERROR,
 //! and a fresh outbox is started: the agent never refuses to start because of its buffer.
 
+mod blocked;
 mod checkpoint;
 pub mod config;
 mod disk;
@@ -254,6 +255,8 @@ pub struct Outbox {
     max_bytes: u64,
     /// Free bytes under `overflow: block`: appends take permits, the writer returns them.
     room: Option<Arc<Semaphore>>,
+    /// Appends waiting for `room`, reported by [`Outbox::blocked_since`].
+    blocked: Arc<blocked::Blocked>,
 }
 
 /// The permits a record of `size` bytes takes under `overflow: block`.
@@ -322,6 +325,7 @@ impl Outbox {
             counters,
             max_bytes: cfg.max_bytes,
             room,
+            blocked: Arc::default(),
         };
         Ok((outbox, OutboxThread { handle }))
     }
@@ -365,10 +369,18 @@ impl Outbox {
         }
         if let Some(room) = &self.room {
             for r in &records {
-                room.acquire_many(permits(r.size()))
-                    .await
-                    .map_err(|_| OutboxError::Closed)?
-                    .forget();
+                let wanted = permits(r.size());
+                match room.try_acquire_many(wanted) {
+                    Ok(permit) => permit.forget(),
+                    Err(tokio::sync::TryAcquireError::Closed) => return Err(OutboxError::Closed),
+                    Err(tokio::sync::TryAcquireError::NoPermits) => {
+                        let _waiting = self.blocked.wait(self.max_bytes);
+                        room.acquire_many(wanted)
+                            .await
+                            .map_err(|_| OutboxError::Closed)?
+                            .forget();
+                    }
+                }
             }
         }
         self.tx
@@ -427,5 +439,16 @@ impl Outbox {
 
     pub fn counters(&self) -> Arc<OutboxCounters> {
         Arc::clone(&self.counters)
+    }
+
+    /// Under `overflow: block`, while an append waits for the uplink to make room: since
+    /// when (µs since the epoch). A reported state, not a fault: see [`blocked`].
+    pub fn blocked_since(&self) -> Option<i64> {
+        self.blocked.since_us()
+    }
+
+    /// Times appends started waiting for room (`overflow: block` episodes).
+    pub fn block_episodes(&self) -> u64 {
+        self.blocked.episodes()
     }
 }

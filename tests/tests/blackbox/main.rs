@@ -20,6 +20,7 @@ mod kill_loop;
 mod metrics_endpoint;
 mod observability;
 mod outbox_ops;
+mod overflow_block;
 mod reload;
 mod replay;
 mod runtime;
