@@ -94,7 +94,7 @@ impl Config {
 }
 
 /// One source. Externally tagged (`- mqtt: {...}`) so YAML errors inside keep exact locations.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceConfig {
     Simulator(SimulatorConfig),

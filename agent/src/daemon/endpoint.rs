@@ -22,19 +22,26 @@ use weir_drivers::now_us;
 use super::metrics::{Sources, render};
 
 /// Listens on `addr`, before the agent reports itself ready, so that a health check made as
-/// soon as systemd sees READY finds the endpoint. A bind failure is logged and the agent runs
-/// on without metrics (`None`).
+/// soon as systemd sees READY finds the endpoint. A bind failure (a port that is taken) is
+/// logged and `None` returned: the agent runs on, and its supervisor tries [`listen`] again
+/// with backoff.
 pub async fn bind(addr: SocketAddr) -> Option<TcpListener> {
-    match TcpListener::bind(addr).await {
-        Ok(l) => {
-            tracing::info!(%addr, "metrics endpoint listening (/metrics, /healthz)");
-            Some(l)
-        }
+    match listen(addr).await {
+        Ok(l) => Some(l),
         Err(e) => {
-            tracing::error!(%addr, "metrics endpoint not available: cannot listen: {e}");
+            tracing::error!(%addr, "metrics endpoint not available: {e}; retrying");
             None
         }
     }
+}
+
+/// Listens on `addr` and says so.
+pub async fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    tracing::info!(%addr, "metrics endpoint listening (/metrics, /healthz)");
+    Ok(listener)
 }
 
 /// Connections served at once; more are answered 503 and closed. A scraper and a health

@@ -22,7 +22,7 @@ use crate::daemon::pipeline::PipelineCounters;
 use crate::outbox::{Lane, Outbox, OutboxCounters, OutboxStats};
 use crate::uplink::UplinkCounters;
 
-pub use super::endpoint::{bind, serve};
+pub use super::endpoint::{bind, listen, serve};
 
 /// What a scrape reads from.
 #[derive(Clone)]

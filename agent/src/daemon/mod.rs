@@ -13,5 +13,6 @@ pub mod reload;
 pub mod run;
 pub mod run_hours;
 pub mod signals;
+pub mod supervise;
 pub mod systemd;
 mod uplink_queue;

@@ -5,6 +5,10 @@
 //! produces into a stage that is not there yet. Stop order follows it forwards: sources stop
 //! and drop their senders, the engine drains what is queued and commits it, the uplink gets
 //! a moment for outstanding acknowledgements, and the outbox writer commits and closes.
+//!
+//! Every long-lived task is supervised (see [`supervise`]): a source, the uplink or the
+//! metrics endpoint that ends is logged and restarted with backoff; if the pipeline or the
+//! outbox writer ends, the agent stops in order and exits 1 for systemd to restart it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,7 +27,9 @@ use crate::daemon::pipeline::{Pipeline, PipelineCounters};
 use crate::daemon::reload::{Outcome, Reloader};
 use crate::daemon::run_hours::RunHoursFile;
 use crate::daemon::signals::{Signal, Signals};
+use crate::daemon::supervise;
 use crate::outbox::{Lane, Outbox};
+use crate::support::fault;
 use crate::uplink::{self, UplinkConfig};
 
 /// `weir run` with the config at `config` (default: the installed one, else the demo).
@@ -71,6 +77,8 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .context("the outbox opener panicked")?
         .with_context(|| format!("cannot open the outbox {}", config.outbox.path.display()))?;
     tracing::info!(path = %config.outbox.path.display(), "outbox open");
+    // Joined from the start, so that the writer's end is noticed whenever it comes.
+    let mut writer_task = tokio::task::spawn_blocking(move || outbox_thread.join());
 
     let shutdown = CancellationToken::new();
     let topic_prefix = config.uplink.as_ref().map_or_else(
@@ -85,10 +93,18 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         let outbox = outbox.clone();
         let counters = uplink_counters.clone().unwrap_or_default();
         let gateway_id = gateway_id.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = uplink::run(cfg, gateway_id, outbox, counters, shutdown).await {
-                tracing::error!("uplink stopped: {e}");
+        let stop = shutdown.clone();
+        supervise::restarting("uplink".to_owned(), shutdown.clone(), move || {
+            let run = uplink::run(
+                cfg.clone(),
+                gateway_id.clone(),
+                outbox.clone(),
+                counters.clone(),
+                stop.clone(),
+            );
+            async move {
+                fault::inject("uplink");
+                run.await
             }
         })
     });
@@ -126,28 +142,29 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         counters: pipeline_counters.clone(),
     };
     let (reload_tx, reload_rx) = mpsc::channel(1);
-    let pipeline_task = tokio::spawn(pipeline.run(rx, reload_rx));
+    let mut pipeline_task = tokio::spawn(pipeline.run(rx, reload_rx));
 
     let mut sources = Vec::new();
     for source in config.sources.into_iter().map(|s| s.value) {
         let counters = Arc::new(SourceCounters::default());
         let name = source.name().to_owned();
         let tx = tx.clone();
-        let shutdown = shutdown.clone();
-        let task = tokio::spawn({
+        let stop = shutdown.clone();
+        let task = supervise::restarting(format!("source {name}"), shutdown.clone(), {
             let counters = counters.clone();
-            let name = name.clone();
-            async move {
-                let result = match source {
-                    SourceConfig::Simulator(cfg) => {
-                        simulator::run(cfg, tx, counters, shutdown).await
+            move || {
+                let (source, tx, counters, stop) =
+                    (source.clone(), tx.clone(), counters.clone(), stop.clone());
+                async move {
+                    fault::inject("source");
+                    match source {
+                        SourceConfig::Simulator(cfg) => {
+                            simulator::run(cfg, tx, counters, stop).await
+                        }
+                        SourceConfig::Mqtt(cfg) => mqtt::run(cfg, tx, counters, stop).await,
+                        SourceConfig::Serial(cfg) => serial::run(cfg, tx, counters, stop).await,
+                        SourceConfig::Modbus(cfg) => modbus::run(cfg, tx, counters, stop).await,
                     }
-                    SourceConfig::Mqtt(cfg) => mqtt::run(cfg, tx, counters, shutdown).await,
-                    SourceConfig::Serial(cfg) => serial::run(cfg, tx, counters, shutdown).await,
-                    SourceConfig::Modbus(cfg) => modbus::run(cfg, tx, counters, shutdown).await,
-                };
-                if let Err(e) = result {
-                    tracing::error!(source = %name, "source stopped: {e}");
                 }
             }
         });
@@ -159,23 +176,35 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .iter()
         .map(|(n, c, _)| (n.clone(), c.clone()))
         .collect();
-    // Listening before READY: see `metrics::bind`.
-    let listener = match config.metrics.listen {
-        Some(addr) => crate::daemon::metrics::bind(addr).await,
-        None => None,
-    };
-    let metrics_task = listener.map(|listener| {
-        tokio::spawn(crate::daemon::metrics::serve(
-            listener,
-            crate::daemon::metrics::Sources {
+    // Listening before READY: see `metrics::bind`. A port that is taken is retried.
+    let metrics_task = match config.metrics.listen {
+        Some(addr) => {
+            let mut first = crate::daemon::metrics::bind(addr).await;
+            let sources = crate::daemon::metrics::Sources {
                 outbox: outbox.clone(),
                 pipeline: pipeline_counters.clone(),
                 sources: source_counters.clone(),
                 uplink: uplink_counters.clone(),
-            },
-            shutdown.clone(),
-        ))
-    });
+            };
+            let stop = shutdown.clone();
+            Some(supervise::restarting(
+                "metrics endpoint".to_owned(),
+                shutdown.clone(),
+                move || {
+                    let (listener, sources, stop) = (first.take(), sources.clone(), stop.clone());
+                    async move {
+                        let listener = match listener {
+                            Some(listener) => listener,
+                            None => crate::daemon::metrics::listen(addr).await?,
+                        };
+                        crate::daemon::metrics::serve(listener, sources, stop).await;
+                        Ok::<(), std::io::Error>(())
+                    }
+                },
+            ))
+        }
+        None => None,
+    };
     tracing::info!(gateway = %gateway_id, sources = sources.len(), "pipeline ready");
     crate::daemon::systemd::ready(&format!("running: {} sources", sources.len()));
     let watchdog = tokio::spawn(crate::daemon::systemd::watchdog(
@@ -197,7 +226,27 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         engine: reload_tx,
     };
     let mut signals = Signals::install();
-    while signals.next().await == Signal::Reload {
+    // Set when a vital task ended: the agent then stops in order and exits with it.
+    let mut vital_end = None;
+    let mut pipeline_ended = false;
+    let mut writer_ended = false;
+    loop {
+        let signal = tokio::select! {
+            signal = signals.next() => signal,
+            ended = &mut pipeline_task => {
+                pipeline_ended = true;
+                vital_end = Some(supervise::vital_end("pipeline", ended));
+                break;
+            }
+            ended = &mut writer_task => {
+                writer_ended = true;
+                vital_end = Some(supervise::vital_end("outbox writer", ended));
+                break;
+            }
+        };
+        if signal != Signal::Reload {
+            break;
+        }
         crate::daemon::systemd::reloading();
         let summary = match reloader.reload().await {
             Outcome::Applied(r) => format!(
@@ -232,15 +281,23 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     if let Some(task) = metrics_task {
         task.abort();
     }
-    let pipeline_result = pipeline_task.await.context("the engine task panicked")?;
+    let pipeline_result = match pipeline_ended {
+        true => Ok(()),
+        false => pipeline_task.await.context("the engine task panicked")?,
+    };
     if let Some(task) = uplink_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     drop(outbox);
-    tokio::task::spawn_blocking(move || outbox_thread.join())
-        .await
-        .context("the outbox thread panicked")?
-        .context("the outbox did not close cleanly")?;
+    if !writer_ended {
+        writer_task
+            .await
+            .context("the outbox thread panicked")?
+            .context("the outbox did not close cleanly")?;
+    }
+    if let Some(e) = vital_end {
+        return Err(e);
+    }
     pipeline_result.context("the engine could not commit to the outbox")?;
     tracing::info!("stopped");
     Ok(())

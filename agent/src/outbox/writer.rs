@@ -193,6 +193,7 @@ impl Writer {
             hooks.into_iter().for_each(|h| h());
             return;
         }
+        crate::support::fault::inject("writer");
         self.refresh();
         if !retried_full && self.disk.space_returned() {
             self.store.set_disk_bound(None);

@@ -3,6 +3,7 @@
 //! progress line. `support` imports
 //! no other room of the crate.
 
+pub mod fault;
 pub mod parse;
 pub mod payload;
 pub mod progress;

@@ -24,6 +24,7 @@ mod overflow_block;
 mod reload;
 mod replay;
 mod runtime;
+mod supervision;
 mod systemd;
 mod uplink_outage;
 mod uplink_status;

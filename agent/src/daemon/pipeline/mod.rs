@@ -202,6 +202,7 @@ impl Shell {
         if !core.has_events() && acks.is_empty() {
             return Ok(());
         }
+        crate::support::fault::inject("pipeline");
         let out = core.records(now_us());
         for (topic, body) in out.actions {
             self.actions.send(topic, body);
