@@ -71,10 +71,7 @@ pub struct BatchConfig {
     #[serde(default = "default_max_records")]
     pub max_records: NonZeroUsize,
     /// Body bytes per message at most, before compression (a larger record goes alone).
-    #[serde(
-        default = "default_max_bytes",
-        deserialize_with = "crate::support::parse::de_bytes"
-    )]
+    #[serde(default = "default_max_bytes", deserialize_with = "de_max_bytes")]
     pub max_bytes: u64,
     #[serde(default)]
     pub compression: Compression,
@@ -103,6 +100,20 @@ fn default_max_records() -> NonZeroUsize {
 }
 const fn default_max_bytes() -> u64 {
     64 * 1024
+}
+
+/// The largest batch body: a batch is built in memory and sent as one MQTT message.
+pub const MAX_BATCH_BYTES: u64 = 16 << 20;
+
+/// 1 byte to [`MAX_BATCH_BYTES`] (sizes as `outbox.max_bytes` takes them: 64KiB, 1MiB, …).
+fn de_max_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = crate::support::parse::de_bytes(d)?;
+    if !(1..=MAX_BATCH_BYTES).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "batch max_bytes {n}: must be between 1 and 16MiB"
+        )));
+    }
+    Ok(n)
 }
 
 impl Default for BatchConfig {

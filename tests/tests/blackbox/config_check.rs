@@ -126,6 +126,12 @@ fn cases() -> Vec<Case> {
             "  - simulator: {}\n  - simulator",
             "used twice",
         ),
+        source(
+            "serial max_line",
+            "  - serial: { path: /dev/ttyS9, protocol: json_lines, max_line: 1000000000 }\n",
+            "- serial",
+            "max_line",
+        ),
         // outbox
         outbox(
             "outbox path",
@@ -218,6 +224,12 @@ fn cases() -> Vec<Case> {
             "uplink:\n  batch: { level: 0 }\n",
             "level: 0",
             "level 0",
+        ),
+        case(
+            "uplink batch max_bytes",
+            "uplink:\n  batch: { max_bytes: 1GiB }\n",
+            "max_bytes",
+            "16MiB",
         ),
         // actions
         case(
