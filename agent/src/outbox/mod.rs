@@ -17,7 +17,8 @@
 //!   (aggregates, then predictions, then alerts); `drop_newest` does not insert new records
 //!   that do not fit; `block` makes [`Outbox::append`] wait on a semaphore of free bytes
 //!   (stored + queued never exceed the bound), so the sources are pushed back and nothing is
-//!   dropped for space (should the totals be off, it falls back to `drop_oldest`).
+//!   dropped for space (should the totals be off, it falls back to `drop_oldest`). A wait
+//!   is a reported state ([`Outbox::blocked_since`], one ERROR line per episode: `blocked`).
 //! - Records older than `max_age` (by `created_at`, per lane) are evicted within about
 //!   [`writer::EXPIRE_EVERY`], oldest first in id order.
 //! - Every record dropped by a bound is counted in [`OutboxCounters::evicted`] and by reason
