@@ -55,9 +55,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a whole exchange may take, the scrape's outbox round trip included.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `listener` (from [`bind`]) until `shutdown`, one request per connection, at most
-/// [`MAX_CONNECTIONS`] at once, heads of at most [`MAX_HEAD`] bytes read within
-/// [`HEAD_TIMEOUT`].
+/// Serves `listener` (from [`bind`]) until `shutdown`, one request per connection, within
+/// the bounds the module docs give (16 connections, 8 KiB heads read within 5 s).
 pub async fn serve(listener: TcpListener, sources: Sources, shutdown: CancellationToken) {
     let health = Health::default();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));

@@ -443,7 +443,7 @@ impl Outbox {
     }
 
     /// Under `overflow: block`, while an append waits for the uplink to make room: since
-    /// when (µs since the epoch). A reported state, not a fault: see [`blocked`].
+    /// when (µs since the epoch). A reported state, not a fault (see `outbox/blocked.rs`).
     pub fn blocked_since(&self) -> Option<i64> {
         self.blocked.since_us()
     }
