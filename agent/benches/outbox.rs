@@ -12,7 +12,7 @@
 //! towards the block device, page cache included) over the phase; `wchar` (every byte handed
 //! to `write(2)`, sockets included) is printed beside it. Payload bytes are topic + the JSON
 //! body as appended (format 1); the outbox stores the body in the smaller format 2 (see
-//! `outbox/payload.rs`), which is what the bound counts.
+//! `support/payload.rs`), which is what the bound counts.
 //!
 //! Ingest is durable: the rate counts records whose transaction has committed at the
 //! configured `synchronous` level. Drain counts records published by the real uplink to a
@@ -21,16 +21,8 @@
 //! outbox): that is the broker's own ceiling on this machine, and the ratio says how much of
 //! it the uplink reaches.
 //!
-//! The outbox and uplink modules are compiled into this binary with `#[path]` (the agent is a
-//! binary crate): the code measured is the code that ships.
-
-#[allow(dead_code, unused_imports)]
-#[path = "../src/outbox/mod.rs"]
-mod outbox;
-// `clippy --all-targets` builds this with cfg(test), which pulls in the modules' unit tests.
-#[allow(dead_code, unused_imports)]
-#[path = "../src/uplink/mod.rs"]
-mod uplink;
+//! The outbox and the uplink are the agent library's own (`weir_agent`): the code measured is
+//! the code that ships.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -40,6 +32,7 @@ use anyhow::{Context, Result, bail};
 use outbox::config::Synchronous;
 use outbox::{Lane, NewRecord, Outbox, OutboxConfig, PAYLOAD_V1};
 use tokio_util::sync::CancellationToken;
+use weir_agent::{outbox, uplink};
 use weir_tests::Mosquitto;
 
 /// `uplink.inflight` for the drain: `WEIR_BENCH_INFLIGHT`, else the default.
@@ -313,7 +306,13 @@ async fn run_one(
         .collect();
     stored.sort_by_key(|r| (r.lane, r.id));
     let uplink_cfg = scenario.uplink(broker_port, "weir-bench");
-    let messages = uplink::wire_messages(&uplink_cfg, "gw-bench", &stored);
+    // The uplink's own grouping: the same messages the drain below publishes.
+    let messages: Vec<(String, Vec<u8>)> = uplink::Grouper::new(&uplink_cfg, "gw-bench")
+        .group(&stored)
+        .messages
+        .into_iter()
+        .map(|m| (m.topic.to_owned(), m.payload))
+        .collect();
     drop(stored);
 
     let (outbox, thread) = Outbox::open(&cfg)?;
@@ -321,7 +320,7 @@ async fn run_one(
     let cpu0 = thread_cpu("weir-outbox");
     let t0 = Instant::now();
     for chunk in chunks {
-        outbox.append_with(chunk, vec![]).await?;
+        outbox.append(chunk, vec![]).await?;
     }
     flush(&outbox).await?;
     let ingest_secs = t0.elapsed().as_secs_f64();

@@ -5,25 +5,19 @@
 //!     WEIR_BENCH_BATCH=50 cargo bench -p weir-agent --bench wire     # uplink.batch.max_records
 //!
 //! The records are shaped like the pipeline's (window aggregates of 100 pumps, one alert in
-//! 20) and grouped by the uplink's own code ([`uplink::wire_messages`]). "On the wire" is the
+//! 20) and grouped by the uplink's own code ([`uplink::Grouper::group`]). "On the wire" is the
 //! MQTT 3.1.1 PUBLISH packet (fixed header, topic, packet id, payload) plus its 4-byte PUBACK;
 //! TCP/IP and TLS framing come on top and favour batching further. Compression runs per batch,
 //! so the ratio depends on the batch size: the figure is printed per form, and for DEFLATE per
 //! level (`uplink.batch.level`). The encoding rate is records/s of the uplink's own encoding
 //! code (splice, batch, binary form, compression), best of three rounds on one core.
 
-#[allow(dead_code, unused_imports)]
-#[path = "../src/outbox/mod.rs"]
-mod outbox;
-#[allow(dead_code, unused_imports)]
-#[path = "../src/uplink/mod.rs"]
-mod uplink;
-
 use std::num::NonZeroUsize;
 use std::time::Instant;
 
 use outbox::{Lane, PAYLOAD_V1, Record};
 use uplink::{BatchConfig, Compression, Format, UplinkConfig};
+use weir_agent::{outbox, uplink};
 
 const RECORDS: u64 = 20_000;
 /// DEFLATE levels compared (`uplink.batch.level`; 1 is the default).
@@ -138,22 +132,26 @@ fn main() {
         };
         // Best of a few rounds: the machine is shared, the fastest round is the code's.
         let mut elapsed = std::time::Duration::MAX;
-        let mut messages = Vec::new();
+        let grouper = uplink::Grouper::new(&cfg, "gw-17");
+        let mut bytes = 0;
+        let mut count = 0;
         for _ in 0..ROUNDS {
             let t = Instant::now();
-            messages = uplink::wire_messages(&cfg, "gw-17", &records);
+            let grouped = grouper.group(&records);
             elapsed = elapsed.min(t.elapsed());
+            bytes = grouped
+                .messages
+                .iter()
+                .map(|m| wire_bytes(m.topic, m.payload.len()))
+                .sum();
+            count = grouped.messages.len();
         }
-        let bytes: usize = messages
-            .iter()
-            .map(|(topic, payload)| wire_bytes(topic, payload.len()))
-            .sum();
         let per_record = bytes as f64 / RECORDS as f64;
         let base = *baseline.get_or_insert(per_record);
         println!(
             "  {name:<30} {per_record:>7.1} bytes/record on the wire ({:>5.1}% of one JSON message per record), {} messages, encoded at {:.0} records/s",
             100.0 * per_record / base,
-            messages.len(),
+            count,
             RECORDS as f64 / elapsed.as_secs_f64()
         );
     }

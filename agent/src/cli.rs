@@ -1,8 +1,17 @@
-//! The command line.
+//! The command line: the `weir` binary's front door. Each command's own arguments live
+//! with the command (`commands::replay::ReplayArgs`, …); this module only assembles them.
+
+#[cfg(test)]
+mod manpage;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+
+use crate::commands::eval::EvalArgs;
+use crate::commands::outbox::OutboxArgs;
+use crate::commands::replay::ReplayArgs;
+use crate::commands::status::StatusArgs;
 
 /// Weir: an edge agent that collects device telemetry, runs anomaly rules on the gateway,
 /// and forwards every result through a crash-safe outbox to an MQTT broker.
@@ -29,32 +38,6 @@ pub enum Command {
     Outbox(OutboxArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct OutboxArgs {
-    /// The agent's YAML config (its `outbox.path` is used); default as for `run`.
-    #[arg(short, long, value_name = "FILE", global = true)]
-    pub config: Option<PathBuf>,
-    #[command(subcommand)]
-    pub command: OutboxCommand,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum OutboxCommand {
-    /// Records, bytes and the oldest record's age, per lane.
-    Stats,
-    /// Every record as JSON lines on stdout, in delivery order (progress on stderr).
-    Export,
-    /// Delete records for good: of one lane, and/or created before now minus a duration.
-    Purge {
-        /// Only this lane's records
-        #[arg(long, value_enum)]
-        lane: Option<crate::outbox_cmd::LaneArg>,
-        /// Only records created longer ago than this, e.g. 30m, 2h, 7d
-        #[arg(long, value_name = "DURATION", value_parser = crate::outbox_cmd::parse_duration)]
-        older_than: Option<std::time::Duration>,
-    },
-}
-
 impl Default for Command {
     fn default() -> Self {
         Command::Run(ConfigArgs { config: None })
@@ -67,70 +50,4 @@ pub struct ConfigArgs {
     /// built-in demo (simulated devices, a local outbox, a broker on localhost if one runs).
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct ReplayArgs {
-    /// A rule file (repeat for several).
-    #[arg(short, long = "rules", value_name = "FILE", required = true)]
-    pub rules: Vec<PathBuf>,
-    /// The recording: CSV (`timestamp,value` or `timestamp,device,metric,value`, with or
-    /// without a header) or JSON lines (`{"ts": …, "device": …, "metric": …, "value": …}`).
-    /// Timestamps: epoch s/ms/µs/ns (by magnitude) or ISO 8601 (UTC unless an offset is given).
-    #[arg(value_name = "DATA")]
-    pub data: PathBuf,
-    /// Write the events here instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Device name for rows without one (default: the data file's name without extension).
-    #[arg(long)]
-    pub device: Option<String>,
-    /// Metric name for rows without one (default: `value`).
-    #[arg(long)]
-    pub metric: Option<String>,
-    /// Most series kept; samples of further series are counted and skipped.
-    #[arg(long, default_value_t = 100_000)]
-    pub max_series: usize,
-    /// An agent config whose `labels:` give the devices their labels (for rules'
-    /// `select.labels` and `group_by: label.<name>`); nothing else in it is read.
-    #[arg(short, long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Also draw the series, their windows' results and alerts as an SVG picture (the first
-    /// 12 series; memory stays bounded on long recordings).
-    #[arg(long, value_name = "FILE")]
-    pub plot: Option<PathBuf>,
-}
-
-#[derive(Debug, Args)]
-pub struct EvalArgs {
-    /// A rule file (repeat for several); each raised alert is a detection.
-    #[arg(short, long = "rules", value_name = "FILE")]
-    pub rules: Vec<PathBuf>,
-    /// The corpus: `<category>/<file>.csv` files (`timestamp,value`), as in NAB's `data/`.
-    #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
-    /// The labelled windows, NAB's `combined_windows.json` (`combined_labels.json` beside it,
-    /// when present, gives the anomaly times the detection lead is measured from).
-    #[arg(long, value_name = "FILE")]
-    pub labels: PathBuf,
-    /// Instead of rules: a detector's published NAB output,
-    /// `DIR/<category>/<detector>_<file>.csv` with an `anomaly_score` column.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["rules", "data"])]
-    pub results: Option<PathBuf>,
-    /// Most series kept per file; samples of further series are counted and skipped.
-    #[arg(long, default_value_t = 100_000)]
-    pub max_series: usize,
-    /// Also print each file's windows, detections, false alarms and raw score.
-    #[arg(long)]
-    pub per_file: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// The agent's config, for the metrics address (default: as for `run`).
-    #[arg(short, long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// The metrics address instead of the config's, e.g. 127.0.0.1:9464.
-    #[arg(long, value_name = "HOST:PORT", conflicts_with = "config")]
-    pub addr: Option<std::net::SocketAddr>,
 }

@@ -4,43 +4,20 @@
 //! 0 success, 1 runtime failure, 2 invalid config or rules (so a deploy script or systemd's
 //! `ExecStartPre=weir check` can tell a typo from a crash). The whole error chain is printed.
 
-mod actions;
-mod check;
-mod cli;
-mod clock_guard;
-mod config;
-mod encode;
-mod eval;
-mod logging;
-#[cfg(test)]
-mod manpage;
-mod metrics;
-mod notify;
-mod outbox;
-mod outbox_cmd;
-mod pipeline;
-mod reload;
-mod replay;
-mod rules;
-mod run;
-mod runtime_store;
-mod signals;
-mod status;
-mod uplink;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use weir_agent::{cli, commands, config, daemon};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command.unwrap_or_default() {
-        cli::Command::Run(args) => run::main(args),
-        cli::Command::Check(args) => check::main(args),
-        cli::Command::Replay(args) => replay::main(args),
-        cli::Command::Eval(args) => eval::main(args),
-        cli::Command::Status(args) => status::main(args),
-        cli::Command::Outbox(args) => outbox_cmd::main(args),
+        cli::Command::Run(args) => daemon::run::main(args.config),
+        cli::Command::Check(args) => commands::check::main(args.config.as_deref()),
+        cli::Command::Replay(args) => commands::replay::main(args),
+        cli::Command::Eval(args) => commands::eval::main(args),
+        cli::Command::Status(args) => commands::status::main(args),
+        cli::Command::Outbox(args) => commands::outbox::main(args),
     };
     match result {
         Ok(code) => code,

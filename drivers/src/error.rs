@@ -27,12 +27,3 @@ impl SourceError {
         }
     }
 }
-
-/// Wall-clock time in µs since the Unix epoch (negative before it, saturating far out).
-pub(crate) fn now_us() -> i64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_micros()).map_or(i64::MIN, |us| -us),
-    }
-}

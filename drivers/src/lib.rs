@@ -14,9 +14,13 @@
 //! (register maps polled from Modbus TCP slaves) and
 //! [`simulator::run`] (seeded synthetic devices with scheduled faults, for demos and tests).
 //! Their configurations ([`mqtt::MqttSourceConfig`], [`simulator::SimulatorConfig`]) are serde
-//! structs the agent embeds in its own file; [`duration`] is the `"30s"` parser they share.
+//! structs the agent embeds in its own file; [`duration`] is the workspace's one `"30s"` parser
+//! (`weir_rules::duration`, re-exported).
 
-pub mod duration;
+pub mod backoff;
+mod clock;
+pub use weir_rules::duration;
+pub mod fields;
 pub mod frame;
 pub mod modbus;
 pub mod mqtt;
@@ -28,7 +32,7 @@ pub mod topic;
 mod delivery;
 mod error;
 
+pub use clock::now_us;
 pub use delivery::{Ack, AckError, Delivery, Reading, SourceCounters};
 pub(crate) use delivery::{Handed, hand_over};
 pub use error::SourceError;
-pub(crate) use error::now_us;

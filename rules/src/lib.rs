@@ -1,6 +1,6 @@
 //! Weir's rule engine: pure, deterministic, sans-I/O.
 //!
-//! Field engineers write rules in YAML; [`RuleSet::load`] compiles them once (every problem
+//! Field engineers write rules in YAML; [`RuleSet::parse_str`] compiles them once (every problem
 //! reported at once, with `file:line:column` and the rule's name). An [`Engine`] then takes
 //! [`Sample`]s with [`Engine::push`] and is told how far event time has moved with
 //! [`Engine::advance`]; both append the [`Event`]s they cause to a caller-owned `Vec`.
@@ -47,6 +47,7 @@
 mod agg;
 mod alert;
 mod detect;
+pub mod duration;
 mod engine;
 mod error;
 mod event;

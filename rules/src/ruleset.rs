@@ -13,7 +13,6 @@
 //! `time`).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::agg::AccSpec;
@@ -110,42 +109,6 @@ pub(crate) struct AlertRule {
 }
 
 impl RuleSet {
-    /// Reads and compiles one rule file.
-    pub fn load(path: &Path) -> Result<RuleSet, RuleError> {
-        let origin = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|e| {
-            RuleError::new(vec![Diagnostic::new(
-                origin.clone(),
-                0,
-                0,
-                None,
-                format!("cannot read rule file: {e}"),
-            )])
-        })?;
-        RuleSet::parse_str(&src, &origin)
-    }
-
-    /// Reads and compiles several rule files as one set, reporting the problems of all of
-    /// them (including rule names defined twice across files) at once.
-    pub fn load_all(paths: &[PathBuf]) -> Result<RuleSet, RuleError> {
-        let mut sets = Vec::new();
-        let mut diagnostics = Vec::new();
-        for path in paths {
-            match RuleSet::load(path) {
-                Ok(set) => sets.push(set),
-                Err(e) => diagnostics.extend(e.diagnostics),
-            }
-        }
-        match RuleSet::merge(sets) {
-            Ok(set) if diagnostics.is_empty() => Ok(set),
-            Ok(_) => Err(RuleError::new(diagnostics)),
-            Err(e) => {
-                diagnostics.extend(e.diagnostics);
-                Err(RuleError::new(diagnostics))
-            }
-        }
-    }
-
     /// Compiles rule text; `origin` names it in diagnostics (usually the file path).
     pub fn parse_str(src: &str, origin: &str) -> Result<RuleSet, RuleError> {
         let file: Arc<str> = Arc::from(origin);

@@ -130,39 +130,17 @@ pub(crate) struct RawAlert {
     pub local_topic: Option<String>,
 }
 
-/// Parses `"500ms"`, `"10s"`, `"5m"`, `"1h"`, `"1d"` into microseconds. Zero is refused: a
-/// zero-length window would never contain a sample.
+/// A rule file's duration (a window, `for`, a cooldown) in microseconds, read by the shared
+/// parser ([`crate::duration::parse`]: `"500ms"`, `"10 s"`, `"5m"`, `"1h"`, `"1d"`). Zero is
+/// refused here, not by the parser: a zero-length window would never contain a sample.
 pub(crate) fn parse_duration(text: &str) -> Result<i64, String> {
-    let t = text.trim();
-    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = t.split_at(digits);
-    let micros_per_unit: i64 = match unit {
-        "ms" => 1_000,
-        "s" => 1_000_000,
-        "m" => 60 * 1_000_000,
-        "h" => 3_600 * 1_000_000,
-        "d" => 86_400 * 1_000_000,
-        _ => {
-            return Err(format!(
-                "invalid duration `{text}`: expected a whole number and a unit (ms, s, m, h, d), e.g. `10s`"
-            ));
-        }
-    };
-    if number.is_empty() {
-        return Err(format!(
-            "invalid duration `{text}`: expected a whole number before `{unit}`"
-        ));
-    }
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration `{text}`: number too large"))?;
-    if n == 0 {
+    let d = crate::duration::parse(text).map_err(|e| e.to_string())?;
+    if d.is_zero() {
         return Err(format!(
             "invalid duration `{text}`: must be greater than zero"
         ));
     }
-    n.checked_mul(micros_per_unit)
-        .ok_or_else(|| format!("invalid duration `{text}`: too long"))
+    i64::try_from(d.as_micros()).map_err(|_| format!("invalid duration `{text}`: too long"))
 }
 
 /// A device or metric name pattern: `*` matches any run of characters (including none), `?`
@@ -240,8 +218,11 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(300_000_000));
         assert_eq!(parse_duration("1h"), Ok(3_600_000_000));
         assert_eq!(parse_duration("1d"), Ok(86_400_000_000));
+        // The shared parser's spelling: a space between number and unit.
+        assert_eq!(parse_duration("10 s"), Ok(10_000_000));
         for bad in [
             "0s",
+            "0",
             "10",
             "s",
             "10x",

@@ -257,7 +257,7 @@ fn shipped_example_configs_and_rules_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     for name in ["demo.yaml", "gateway.yaml"] {
         let loaded = Loaded::from_path(&root.join(name)).unwrap();
-        let outcome = crate::rules::load(&loaded);
+        let outcome = crate::config::rule_files::load(&loaded);
         assert!(
             outcome.rejected.is_empty(),
             "{name}: {:?}",
@@ -295,4 +295,44 @@ fn the_readme_tour_config_and_rules_are_valid() {
     let config = config.replace(", tls: { ca_file: certs/ca.pem }", "");
     parse(&config).unwrap();
     weir_rules::RuleSet::parse_str(rules, "README.md").unwrap();
+}
+
+#[test]
+fn checks_across_sections_point_at_the_value_they_concern() {
+    let err = parse(
+        "gateway_id: gw\nsources: [{simulator: {}}]\noutbox:\n  path: /tmp\n  overflow: block\n",
+    )
+    .expect_err("block without an uplink, and a directory for a file");
+    let located: Vec<(u64, u64)> = err.problems.iter().map(|p| (p.line, p.column)).collect();
+    assert_eq!(located, [(4, 9), (5, 13)], "{err}");
+    assert!(err.problems[0].message.contains("is a directory"), "{err}");
+    assert!(
+        err.problems[1].message.contains("needs an `uplink`"),
+        "{err}"
+    );
+    let with_uplink =
+        "gateway_id: gw\nsources: [{simulator: {}}]\noutbox:\n  overflow: block\nuplink: {}\n";
+    assert!(parse(with_uplink).is_ok());
+}
+
+#[test]
+fn the_uplink_of_issue_14_is_refused_at_load() {
+    let p = only_problem(
+        "gateway_id: gw\nsources: [{simulator: {}}]\nuplink: { host: \"\", inflight: 0, keep_alive: 500ms }\n",
+    );
+    assert_eq!((p.line, p.column), (3, 17), "{p}");
+    assert!(p.message.contains("host must not be empty"), "{p}");
+    for (field, value, says) in [
+        ("inflight", "0", "between 1 and 65535"),
+        ("inflight", "65536", "between 1 and 65535"),
+        ("keep_alive", "500ms", "between 1s and 65535s"),
+        ("port", "0", "port 0"),
+        ("client_id", "''", "must not be empty"),
+    ] {
+        let p = only_problem(&format!(
+            "gateway_id: gw\nsources: [{{simulator: {{}}}}]\nuplink:\n  {field}: {value}\n"
+        ));
+        assert_eq!(p.line, 4, "{p}");
+        assert!(p.message.contains(says), "{field}: {p}");
+    }
 }

@@ -136,7 +136,7 @@ async fn max_age_evicts_old_records_of_the_bounded_lanes_only_and_counts_them() 
     let mut c = cfg(dir.path(), 1 << 20, Overflow::DropOldest);
     c.max_age = MaxAge([None, None, Some(Duration::from_secs(60))]);
     let (outbox, _thread) = Outbox::open(&c).unwrap();
-    let now = now_us();
+    let now = weir_drivers::now_us();
     let old = now - 120_000_000;
     let recs = vec![
         rec(Lane::Aggregates, 0, old),

@@ -1,4 +1,4 @@
-//! The outbox's configuration and its byte-size parser. Durations use the shared
+//! The outbox's configuration. Sizes use [`crate::support::parse`]; durations the shared
 //! [`weir_drivers::duration`] parser, like every other duration in the agent's config.
 
 use std::path::PathBuf;
@@ -6,25 +6,25 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::support::parse::de_bytes;
+
 /// `outbox:` in the agent config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutboxConfig {
     /// The SQLite file. Parent directories are created on open.
-    #[serde(default = "default_path")]
+    #[serde(default = "default_path", deserialize_with = "de_path")]
     pub path: PathBuf,
     /// Bound on stored payload + topic bytes (not the file size: SQLite adds page and index
     /// overhead, and the WAL sits beside it). Integers, or strings like "64MiB", "500KB".
     #[serde(default = "default_max_bytes", deserialize_with = "de_max_bytes")]
     pub max_bytes: u64,
     /// Most records the writer groups into one transaction before committing.
-    #[serde(default = "default_batch_max")]
+    #[serde(default = "default_batch_max", deserialize_with = "de_batch_max")]
     pub batch_max: usize,
-    /// How long the writer waits for more appends after the first one before committing.
-    #[serde(
-        default = "default_batch_delay",
-        deserialize_with = "weir_drivers::duration::deserialize"
-    )]
+    /// How long the writer waits for more appends after the first one before committing
+    /// (at most [`MAX_BATCH_DELAY`]: every device ack waits for it).
+    #[serde(default = "default_batch_delay", deserialize_with = "de_batch_delay")]
     pub batch_delay: Duration,
     /// `normal` (default) or `full`; see the module docs for what each loses on power failure.
     #[serde(default)]
@@ -83,8 +83,14 @@ enum MaxAgeRepr {
 impl<'de> Deserialize<'de> for MaxAge {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<MaxAge, D::Error> {
         let parse = |s: Option<String>| -> Result<Option<Duration>, D::Error> {
-            s.map(|s| weir_drivers::duration::parse(&s).map_err(serde::de::Error::custom))
-                .transpose()
+            let Some(s) = s else { return Ok(None) };
+            match weir_drivers::duration::parse(&s) {
+                Ok(d) if d.is_zero() => Err(serde::de::Error::custom(
+                    "max_age must be longer than 0 (leave it out for no age bound)",
+                )),
+                Ok(d) => Ok(Some(d)),
+                Err(e) => Err(serde::de::Error::custom(e)),
+            }
         };
         match MaxAgeRepr::deserialize(d)? {
             MaxAgeRepr::All(s) => {
@@ -112,7 +118,7 @@ pub enum Synchronous {
 }
 
 impl Synchronous {
-    pub(crate) fn pragma_value(self) -> &'static str {
+    pub fn pragma_value(self) -> &'static str {
         match self {
             Synchronous::Normal => "NORMAL",
             Synchronous::Full => "FULL",
@@ -155,60 +161,42 @@ impl Default for OutboxConfig {
     }
 }
 
-/// Parses "64MiB", "64 MiB", "500KB", "512", "1.5GiB" into bytes. Decimal units (KB, MB, GB)
-/// are powers of 1000, binary units (KiB, MiB, GiB) powers of 1024; case-insensitive.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "m" | "mb" => 1000 * 1000,
-        "g" | "gb" => 1000 * 1000 * 1000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        other => {
-            return Err(format!(
-                "unknown size unit `{other}` in `{s}` (use B, KB, MB, GB, KiB, MiB or GiB)"
-            ));
-        }
-    };
-    if let Ok(n) = num.parse::<u64>() {
-        return n
-            .checked_mul(mult)
-            .ok_or_else(|| format!("size `{s}` is too large"));
-    }
-    match num.parse::<f64>() {
-        Ok(f) if f.is_finite() && f >= 0.0 && f * (mult as f64) < u64::MAX as f64 => {
-            Ok((f * mult as f64) as u64)
-        }
-        _ => Err(format!(
-            "invalid size `{s}` (expected e.g. \"64MiB\" or 1048576)"
-        )),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum BytesRepr {
-    Int(u64),
-    Str(String),
-}
-
-pub(crate) fn de_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    match BytesRepr::deserialize(d)? {
-        BytesRepr::Int(n) => Ok(n),
-        BytesRepr::Str(s) => parse_bytes(&s).map_err(serde::de::Error::custom),
-    }
-}
-
 /// The smallest bound accepted: every record (a few hundred bytes, at most the MQTT
 /// payload limit of a source) must fit, or it could never be stored.
 pub const MIN_MAX_BYTES: u64 = 64 * 1024;
+
+/// The longest `batch_delay`: a commit, and the device acks behind it, wait this long at most.
+pub const MAX_BATCH_DELAY: Duration = Duration::from_secs(10);
+
+fn de_batch_delay<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let delay = weir_drivers::duration::deserialize(d)?;
+    if delay > MAX_BATCH_DELAY {
+        return Err(serde::de::Error::custom(format!(
+            "batch_delay {delay:?}: at most 10s (every commit and device ack waits for it)"
+        )));
+    }
+    Ok(delay)
+}
+
+/// Records per transaction: at least 1; at most 1,000,000 (a group is held in memory).
+fn de_batch_max<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = u64::deserialize(d)?;
+    if !(1..=1_000_000).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "batch_max {n}: must be between 1 and 1000000"
+        )));
+    }
+    usize::try_from(n).map_err(serde::de::Error::custom)
+}
+
+fn de_path<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    let path = PathBuf::deserialize(d)?;
+    // SQLite opens "" as a private temporary database: everything would vanish on exit.
+    if path.as_os_str().is_empty() {
+        return Err(serde::de::Error::custom("path must not be empty"));
+    }
+    Ok(path)
+}
 
 fn de_max_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     let n = de_bytes(d)?;
@@ -223,18 +211,6 @@ fn de_max_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn byte_sizes() {
-        assert_eq!(parse_bytes("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_bytes("64 MiB"), Ok(64 << 20));
-        assert_eq!(parse_bytes("500KB"), Ok(500_000));
-        assert_eq!(parse_bytes("1.5kib"), Ok(1536));
-        assert_eq!(parse_bytes("123"), Ok(123));
-        assert!(parse_bytes("12 parsecs").is_err());
-        assert!(parse_bytes("MiB").is_err());
-        assert!(parse_bytes("99999999999GiB").is_err());
-    }
 
     #[test]
     fn max_age_and_overflow() {

@@ -17,7 +17,8 @@
 //!   (aggregates, then predictions, then alerts); `drop_newest` does not insert new records
 //!   that do not fit; `block` makes [`Outbox::append`] wait on a semaphore of free bytes
 //!   (stored + queued never exceed the bound), so the sources are pushed back and nothing is
-//!   dropped for space (should the totals be off, it falls back to `drop_oldest`).
+//!   dropped for space (should the totals be off, it falls back to `drop_oldest`). A wait
+//!   is a reported state ([`Outbox::blocked_since`], one ERROR line per episode: `blocked`).
 //! - Records older than `max_age` (by `created_at`, per lane) are evicted within about
 //!   [`writer::EXPIRE_EVERY`], oldest first in id order.
 //! - Every record dropped by a bound is counted in [`OutboxCounters::evicted`] and by reason
@@ -62,16 +63,19 @@
 //! schema version — is moved to `<path>.corrupt-<unix-secs>` with its WAL, logged at ERROR,
 //! and a fresh outbox is started: the agent never refuses to start because of its buffer.
 
+mod blocked;
 mod checkpoint;
 pub mod config;
 mod disk;
-mod payload;
+pub mod event_records;
 mod schema;
 mod store;
 mod writer;
 
 #[cfg(test)]
 mod bounds_tests;
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 mod tests;
 
@@ -82,52 +86,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Semaphore, oneshot, watch};
 
 pub use config::{OutboxConfig, Overflow};
-pub(crate) use writer::AfterCommit;
+pub use store::SCHEMA_VERSION;
+pub use writer::AfterCommit;
 use writer::{Command, Writer};
 
 /// Commands the writer's queue holds before `append` has to wait.
 const QUEUE_CAPACITY: usize = 64;
 
-/// Delivery priority. Lower value = higher priority; `Ord` follows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum Lane {
-    Alerts = 0,
-    Predictions = 1,
-    Aggregates = 2,
-}
-
-impl Lane {
-    /// In priority order.
-    pub const ALL: [Lane; 3] = [Lane::Alerts, Lane::Predictions, Lane::Aggregates];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Lane::Alerts => "alerts",
-            Lane::Predictions => "predictions",
-            Lane::Aggregates => "aggregates",
-        }
-    }
-
-    pub(crate) fn from_i64(v: i64) -> Option<Lane> {
-        match v {
-            0 => Some(Lane::Alerts),
-            1 => Some(Lane::Predictions),
-            2 => Some(Lane::Aggregates),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Lane {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[cfg(test)]
-pub use payload::compact;
-pub use payload::{PAYLOAD_V1, json_body};
+pub use crate::support::payload::compact;
+pub use crate::support::payload::{PAYLOAD_V1, json_body};
+pub use crate::support::record::{Lane, LaneCursor, Record};
 
 /// A record to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,39 +151,6 @@ impl NewRecord {
             return Err("payload body is not a JSON object");
         }
         Ok(())
-    }
-}
-
-/// A stored record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// Monotonic, never reused: the wire `seq`.
-    pub id: u64,
-    pub lane: Lane,
-    pub topic: String,
-    pub created_at: i64,
-    pub payload: Vec<u8>,
-}
-
-/// Where [`Outbox::fetch`] resumes in each lane: only ids above `after(lane)` are returned.
-/// The uplink advances it past what it has in flight and resets it on reconnect.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LaneCursor {
-    after: [u64; 3],
-}
-
-impl LaneCursor {
-    /// From the oldest record of every lane.
-    pub const START: LaneCursor = LaneCursor { after: [0; 3] };
-
-    pub fn after(&self, lane: Lane) -> u64 {
-        self.after[lane as usize]
-    }
-
-    /// Moves past `record` in its lane.
-    pub fn advance(&mut self, record: &Record) {
-        let a = &mut self.after[record.lane as usize];
-        *a = (*a).max(record.id);
     }
 }
 
@@ -321,13 +257,8 @@ pub struct Outbox {
     max_bytes: u64,
     /// Free bytes under `overflow: block`: appends take permits, the writer returns them.
     room: Option<Arc<Semaphore>>,
-}
-
-/// µs since the Unix epoch (0 if the clock is before it).
-pub(crate) fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+    /// Appends waiting for `room`, reported by [`Outbox::blocked_since`].
+    blocked: Arc<blocked::Blocked>,
 }
 
 /// The permits a record of `size` bytes takes under `overflow: block`.
@@ -396,6 +327,7 @@ impl Outbox {
             counters,
             max_bytes: cfg.max_bytes,
             room,
+            blocked: Arc::default(),
         };
         Ok((outbox, OutboxThread { handle }))
     }
@@ -424,7 +356,7 @@ impl Outbox {
     }
 
     /// [`Outbox::append`] with arbitrary after-commit hooks.
-    pub(crate) async fn append_with(
+    pub async fn append_with(
         &self,
         mut records: Vec<NewRecord>,
         after_commit: Vec<AfterCommit>,
@@ -435,14 +367,22 @@ impl Outbox {
         }
         // Here, on the caller's task, not on the writer thread that every record waits for.
         for r in &mut records {
-            r.payload = payload::compact(std::mem::take(&mut r.payload));
+            r.payload = crate::support::payload::compact(std::mem::take(&mut r.payload));
         }
         if let Some(room) = &self.room {
             for r in &records {
-                room.acquire_many(permits(r.size()))
-                    .await
-                    .map_err(|_| OutboxError::Closed)?
-                    .forget();
+                let wanted = permits(r.size());
+                match room.try_acquire_many(wanted) {
+                    Ok(permit) => permit.forget(),
+                    Err(tokio::sync::TryAcquireError::Closed) => return Err(OutboxError::Closed),
+                    Err(tokio::sync::TryAcquireError::NoPermits) => {
+                        let _waiting = self.blocked.wait(self.max_bytes);
+                        room.acquire_many(wanted)
+                            .await
+                            .map_err(|_| OutboxError::Closed)?
+                            .forget();
+                    }
+                }
             }
         }
         self.tx
@@ -501,5 +441,16 @@ impl Outbox {
 
     pub fn counters(&self) -> Arc<OutboxCounters> {
         Arc::clone(&self.counters)
+    }
+
+    /// Under `overflow: block`, while an append waits for the uplink to make room: since
+    /// when (µs since the epoch). A reported state, not a fault (see `outbox/blocked.rs`).
+    pub fn blocked_since(&self) -> Option<i64> {
+        self.blocked.since_us()
+    }
+
+    /// Times appends started waiting for room (`overflow: block` episodes).
+    pub fn block_episodes(&self) -> u64 {
+        self.blocked.episodes()
     }
 }

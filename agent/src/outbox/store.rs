@@ -10,8 +10,8 @@ use super::{Lane, LaneCursor, LaneStats, NewRecord, OutboxError, Record};
 
 mod open;
 
-/// Current schema version, kept in `PRAGMA user_version`.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// Current schema version, kept in `PRAGMA user_version` (`weir outbox` reads it too).
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// After an unclean shutdown, ids jump by this much so an id handed out in a transaction that
 /// a power cut rolled back (possible with `synchronous=NORMAL`) is never handed out again.

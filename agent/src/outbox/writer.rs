@@ -25,7 +25,7 @@ pub(crate) const EXPIRE_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs on the writer thread once the records queued with it are committed. The agent uses it
 /// to fire transport acks; tests use it to observe ordering.
-pub(crate) type AfterCommit = Box<dyn FnOnce() + Send + 'static>;
+pub type AfterCommit = Box<dyn FnOnce() + Send + 'static>;
 
 pub(crate) type Reply<T> = oneshot::Sender<Result<T, OutboxError>>;
 
@@ -149,7 +149,7 @@ impl Writer {
     }
 
     fn expire(&mut self) {
-        let now = super::now_us();
+        let now = weir_drivers::now_us();
         let cutoff = self.max_age.0.map(|age| {
             age.map(|a| now.saturating_sub(i64::try_from(a.as_micros()).unwrap_or(i64::MAX)))
         });
@@ -193,6 +193,7 @@ impl Writer {
             hooks.into_iter().for_each(|h| h());
             return;
         }
+        crate::support::fault::inject("writer");
         self.refresh();
         if !retried_full && self.disk.space_returned() {
             self.store.set_disk_bound(None);

@@ -28,7 +28,8 @@ use miniz_oxide::deflate::core::{CompressorOxide, TDEFLFlush, TDEFLStatus, compr
 
 use serde::Deserialize;
 
-use crate::outbox::{Record, json_body};
+use crate::support::payload::json_body;
+use crate::support::record::Record;
 
 /// Byte 0 of a JSON batch message.
 pub const JSON_BATCH: u8 = 2;
@@ -70,10 +71,7 @@ pub struct BatchConfig {
     #[serde(default = "default_max_records")]
     pub max_records: NonZeroUsize,
     /// Body bytes per message at most, before compression (a larger record goes alone).
-    #[serde(
-        default = "default_max_bytes",
-        deserialize_with = "crate::outbox::config::de_bytes"
-    )]
+    #[serde(default = "default_max_bytes", deserialize_with = "de_max_bytes")]
     pub max_bytes: u64,
     #[serde(default)]
     pub compression: Compression,
@@ -102,6 +100,20 @@ fn default_max_records() -> NonZeroUsize {
 }
 const fn default_max_bytes() -> u64 {
     64 * 1024
+}
+
+/// The largest batch body: a batch is built in memory and sent as one MQTT message.
+pub const MAX_BATCH_BYTES: u64 = 16 << 20;
+
+/// 1 byte to [`MAX_BATCH_BYTES`] (sizes as `outbox.max_bytes` takes them: 64KiB, 1MiB, …).
+fn de_max_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = crate::support::parse::de_bytes(d)?;
+    if !(1..=MAX_BATCH_BYTES).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "batch max_bytes {n}: must be between 1 and 16MiB"
+        )));
+    }
+    Ok(n)
 }
 
 impl Default for BatchConfig {
@@ -287,51 +299,4 @@ pub fn write_value(out: &mut Vec<u8>, value: &serde_json::Value) {
 fn write_str(out: &mut Vec<u8>, s: &str) {
     write_varint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
-}
-
-/// The messages (topic, payload) `records` (in fetch order) become under `cfg`, grouped as
-/// the uplink's feeder groups them. For measurements and tests; unpublishable records are
-/// left out.
-#[allow(
-    dead_code,
-    reason = "used by the wire bench and the tests, not the agent"
-)]
-pub fn messages(
-    cfg: &super::UplinkConfig,
-    gateway: &str,
-    records: &[Record],
-) -> Vec<(String, Vec<u8>)> {
-    let json = super::wire::Encoder::new(gateway);
-    let Some(batcher) = Batcher::new(cfg.format, cfg.batch.clone(), gateway) else {
-        return records
-            .iter()
-            .filter_map(|r| Some((r.topic.clone(), json.encode(r).ok()?)))
-            .collect();
-    };
-    let mut out = Vec::new();
-    let mut fragments: Vec<Vec<u8>> = Vec::new();
-    let mut bytes = 0;
-    let mut last: Option<&Record> = None;
-    for record in records {
-        let Ok(fragment) = json
-            .encode(record)
-            .and_then(|j| batcher.fragment(record, j))
-        else {
-            continue;
-        };
-        if let Some(prev) = last
-            && (prev.lane != record.lane || !batcher.fits(fragments.len(), bytes, fragment.len()))
-        {
-            out.push((prev.topic.clone(), batcher.finish(&fragments)));
-            fragments.clear();
-            bytes = 0;
-        }
-        bytes += fragment.len();
-        fragments.push(fragment);
-        last = Some(record);
-    }
-    if let Some(prev) = last {
-        out.push((prev.topic.clone(), batcher.finish(&fragments)));
-    }
-    out
 }

@@ -11,7 +11,9 @@ use weir_tests::Mosquitto;
 
 use super::batch::{BINARY_BATCH, Batcher, Compression, Format, JSON_BATCH, write_value};
 use super::*;
-use crate::outbox::{NewRecord, OutboxConfig, OutboxCounters};
+use std::sync::atomic::Ordering;
+
+use crate::outbox::{NewRecord, Outbox, OutboxConfig, OutboxCounters};
 
 /// Reads the binary form back (what a cloud consumer would write).
 struct Reader<'a>(&'a [u8]);
@@ -427,5 +429,10 @@ fn the_readme_python_decoder_reads_every_form() {
 }
 
 fn messages_of(cfg: &UplinkConfig, records: &[Record]) -> Vec<(String, Vec<u8>)> {
-    super::batch::messages(cfg, "gw-7", records)
+    Grouper::new(cfg, "gw-7")
+        .group(records)
+        .messages
+        .into_iter()
+        .map(|m| (m.topic.to_owned(), m.payload))
+        .collect()
 }

@@ -8,18 +8,24 @@ use std::time::Duration;
 use rumqttc::MqttOptions;
 use serde::Deserialize;
 
-use super::{BatchConfig, Format, TlsConfig, UplinkError, status, tls, wire};
+use super::{BatchConfig, Format, TlsConfig, UplinkError, presence, tls, wire};
 
 /// `uplink:` in the agent config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UplinkConfig {
-    #[serde(default = "default_host")]
+    #[serde(
+        default = "default_host",
+        deserialize_with = "weir_drivers::fields::host"
+    )]
     pub host: String,
-    #[serde(default = "default_port")]
+    #[serde(
+        default = "default_port",
+        deserialize_with = "weir_drivers::fields::port"
+    )]
     pub port: u16,
     /// Defaults to `weir-{gateway_id}`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "weir_drivers::fields::client_id")]
     pub client_id: Option<String>,
     /// Records go to `{topic_prefix}/{gateway_id}/{lane}` (see [`topic_for`](super::topic_for)).
     #[serde(default = "default_topic_prefix", deserialize_with = "de_topic_prefix")]
@@ -28,16 +34,16 @@ pub struct UplinkConfig {
     /// messages per round trip: 128 over a 200 ms cellular round trip is 640 messages/s (32,
     /// the old default, held a backlog drain to 160). Each in flight costs one record in memory
     /// and, after a reconnect, at most one duplicate.
-    #[serde(default = "default_inflight")]
+    #[serde(default = "default_inflight", deserialize_with = "de_inflight")]
     pub inflight: usize,
-    /// At least "1s".
+    /// "1s" to "65535s".
     #[serde(
         default = "default_keep_alive",
-        deserialize_with = "weir_drivers::duration::deserialize"
+        deserialize_with = "weir_drivers::fields::keep_alive"
     )]
     pub keep_alive: Duration,
     /// A retained `online` status on connect and a retained `offline` last will on
-    /// `{topic_prefix}/{gateway_id}/status` (see [`status`](super::status)).
+    /// `{topic_prefix}/{gateway_id}/status` (see [`presence`](super::presence)).
     #[serde(default = "default_status")]
     pub status: bool,
     /// Absent: plain TCP.
@@ -61,6 +67,11 @@ fn default_host() -> String {
 const fn default_port() -> u16 {
     1883
 }
+/// The longest `topic_prefix`: every record's topic (prefix, gateway id, lane) is stored with
+/// it in the outbox and sent with every message, so a long prefix costs flash and airtime on
+/// each record; MQTT itself allows 65535 bytes per topic.
+pub const MAX_TOPIC_PREFIX: usize = 256;
+
 fn de_topic_prefix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let prefix = String::deserialize(d)?;
     if prefix.is_empty() || prefix.contains(['+', '#', '\0']) {
@@ -68,7 +79,29 @@ fn de_topic_prefix<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::
             "topic_prefix `{prefix}`: must be non-empty, without MQTT wildcards (+ #)"
         )));
     }
+    if prefix.len() > MAX_TOPIC_PREFIX {
+        return Err(serde::de::Error::custom(format!(
+            "topic_prefix is {} bytes long; at most {MAX_TOPIC_PREFIX}",
+            prefix.len()
+        )));
+    }
+    if prefix.starts_with('$') {
+        return Err(serde::de::Error::custom(format!(
+            "topic_prefix `{prefix}`: topics starting with `$` are reserved for the broker"
+        )));
+    }
     Ok(prefix)
+}
+
+/// 1 to 65535 publishes awaiting their PUBACK (rumqttc panics on 0; MQTT packet ids are 16 bits).
+fn de_inflight<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = u64::deserialize(d)?;
+    if !(1..=u64::from(u16::MAX)).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "inflight {n}: must be between 1 and 65535"
+        )));
+    }
+    usize::try_from(n).map_err(serde::de::Error::custom)
 }
 
 fn default_topic_prefix() -> String {
@@ -125,7 +158,7 @@ pub(super) fn mqtt_options(
         // rumqttc's 10 KiB default would turn a large record into a reconnect loop.
         .set_max_packet_size(1 << 20, wire::MAX_PACKET);
     if cfg.status {
-        opts.set_last_will(status::Status::new(&cfg.topic_prefix, gateway_id).will());
+        opts.set_last_will(presence::Presence::new(&cfg.topic_prefix, gateway_id).will());
     }
     if let Some(tls) = &cfg.tls {
         let client = tls::client_config(tls)?;

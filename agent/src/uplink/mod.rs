@@ -16,7 +16,7 @@
 //! meanwhile), so a stale publish can never be matched to the wrong record.
 //!
 //! Around that core: [`config`] (the `uplink:` section and the client options made from it),
-//! [`status`] (a retained online/offline status and last will), [`tls`]
+//! [`presence`] (a retained online/offline message and last will), [`tls`]
 //! (rustls with `ring`, server verification and optional client certificates, every file
 //! checked when the config loads), [`batch`] (several records of one lane per message, JSON
 //! or binary, optionally DEFLATE-compressed, acknowledged and deleted as a unit) and
@@ -25,8 +25,10 @@
 mod batch;
 mod config;
 mod counters;
+mod group;
+mod presence;
+mod queue;
 mod session;
-mod status;
 mod tls;
 mod wire;
 
@@ -37,23 +39,20 @@ mod tests;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, QoS};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::outbox::{Lane, LaneCursor, Outbox, OutboxError, Record};
+use crate::support::record::{Lane, LaneCursor, Record};
+pub use batch::Compression;
 pub use batch::{BatchConfig, Format};
-#[allow(
-    unused_imports,
-    reason = "for the wire bench, which compiles this module by path"
-)]
-pub use batch::{Compression, messages as wire_messages};
 pub use config::UplinkConfig;
 use config::mqtt_options;
 pub use counters::UplinkCounters;
+pub use group::{Grouped, Grouper, Message};
+pub use queue::Queue;
 use session::{Sent, Shared};
 pub use tls::{TlsConfig, TlsError, client_config as tls_client_config};
 
@@ -86,9 +85,18 @@ pub enum UplinkError {
     #[error("the uplink's connection task ended unexpectedly")]
     TaskEnded,
     #[error("uplink lost its outbox: {source}")]
-    Outbox { source: OutboxError },
+    Outbox {
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error(transparent)]
     Tls(#[from] TlsError),
+}
+
+/// The uplink's error for a queue that failed or has gone.
+fn lost(e: impl std::error::Error + Send + Sync + 'static) -> UplinkError {
+    UplinkError::Outbox {
+        source: Box::new(e),
+    }
 }
 
 /// The topic a record of `lane` is published to.
@@ -100,10 +108,10 @@ pub fn topic_for(prefix: &str, gateway_id: &str, lane: Lane) -> String {
 /// records and deletes each one its PUBACK confirms. On shutdown it stops fetching, waits up
 /// to 2 s for outstanding PUBACKs, then disconnects. Errors only for an invalid config, when
 /// the outbox's writer has stopped, or if the connection task died (a bug).
-pub async fn run(
+pub async fn run<Q: Queue>(
     cfg: UplinkConfig,
     gateway_id: String,
-    outbox: Outbox,
+    outbox: Q,
     counters: Arc<UplinkCounters>,
     shutdown: CancellationToken,
 ) -> Result<(), UplinkError> {
@@ -127,11 +135,10 @@ pub async fn run(
         client,
         outbox,
         shared,
-        encoder: wire::Encoder::new(&gateway_id),
-        batcher: batch::Batcher::new(cfg.format, cfg.batch.clone(), &gateway_id),
-        status: cfg
+        grouper: Grouper::new(&cfg, &gateway_id),
+        presence: cfg
             .status
-            .then(|| status::Status::new(&cfg.topic_prefix, &gateway_id)),
+            .then(|| presence::Presence::new(&cfg.topic_prefix, &gateway_id)),
         inflight,
         cursor: LaneCursor::START,
         ahead: VecDeque::new(),
@@ -149,62 +156,14 @@ pub async fn run(
     result
 }
 
-/// Records gathered for one batch message: one lane, in order.
-#[derive(Default)]
-struct Group<'a> {
-    fragments: Vec<Vec<u8>>,
-    ids: Vec<u64>,
-    bytes: usize,
-    last: Option<&'a Record>,
-}
-
-impl<'a> Group<'a> {
-    fn push(&mut self, record: &'a Record, fragment: Vec<u8>) {
-        self.bytes += fragment.len();
-        self.fragments.push(fragment);
-        self.ids.push(record.id);
-        self.last = Some(record);
-    }
-
-    /// Queues the batch (under the session lock `s`) and moves the cursor past it; empties
-    /// the group. False if the request queue refused it (the records are fetched again).
-    fn publish(
-        &mut self,
-        batcher: &batch::Batcher,
-        client: &AsyncClient,
-        s: &mut session::State,
-        cursor: &mut LaneCursor,
-    ) -> bool {
-        let Some(last) = self.last.take() else {
-            return true;
-        };
-        let message = batcher.finish(&self.fragments);
-        self.fragments.clear();
-        self.bytes = 0;
-        let ids = std::mem::take(&mut self.ids);
-        match client.try_publish(last.topic.as_str(), QoS::AtLeastOnce, false, message) {
-            Ok(()) => {
-                s.issued.push_back(Sent::Batch(ids));
-                cursor.advance(last);
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "uplink could not queue a batch");
-                false
-            }
-        }
-    }
-}
-
-struct Feeder {
+struct Feeder<Q> {
     client: AsyncClient,
-    outbox: Outbox,
+    outbox: Q,
     shared: Arc<Shared>,
-    encoder: wire::Encoder,
-    /// `Some` when records are batched or binary (`uplink.batch`, `uplink.format`).
-    batcher: Option<batch::Batcher>,
+    /// Records into messages: single JSON, or batches (`uplink.batch`, `uplink.format`).
+    grouper: Grouper,
     /// `Some` when `uplink.status` is on.
-    status: Option<status::Status>,
+    presence: Option<presence::Presence>,
     inflight: usize,
     /// Where the next publish resumes: past what this connection has published.
     cursor: LaneCursor,
@@ -216,7 +175,7 @@ struct Feeder {
     generation: u64,
 }
 
-impl Feeder {
+impl<Q: Queue> Feeder<Q> {
     async fn feed(
         &mut self,
         wake: &Notify,
@@ -247,7 +206,7 @@ impl Feeder {
                 _ = wake.notified() => {}
                 _ = self.shared.closed() => return Err(UplinkError::TaskEnded),
                 r = changes.changed() => if r.is_err() {
-                    return Err(UplinkError::Outbox { source: OutboxError::Closed });
+                    return Err(lost(Q::closed()));
                 },
             }
         }
@@ -260,9 +219,7 @@ impl Feeder {
         }
         match self.outbox.delete(acked).await {
             Ok(()) => Ok(()),
-            Err(OutboxError::Closed) => Err(UplinkError::Outbox {
-                source: OutboxError::Closed,
-            }),
+            Err(e) if Q::is_closed(&e) => Err(lost(e)),
             // Not deleted means sent again after the next reconnect: a duplicate, not a loss.
             Err(e) => {
                 tracing::error!(error = %e, "uplink could not delete delivered records");
@@ -277,7 +234,7 @@ impl Feeder {
         changes: &mut tokio::sync::watch::Receiver<u64>,
     ) -> Result<(), UplinkError> {
         loop {
-            let (connected, generation, outstanding) = self.shared.status();
+            let (connected, generation, outstanding) = self.shared.link();
             if !connected || outstanding >= self.inflight {
                 return Ok(());
             }
@@ -287,9 +244,9 @@ impl Feeder {
                 self.cursor = LaneCursor::START;
                 self.rewind();
                 // The birth goes first, before any record of this connection.
-                if let Some(status) = &self.status {
-                    let payload = status.online();
-                    if !self.publish_status(generation, payload) {
+                if let Some(presence) = &self.presence {
+                    let payload = presence.online();
+                    if !self.publish_presence(generation, payload) {
                         return Ok(());
                     }
                     continue;
@@ -301,7 +258,7 @@ impl Feeder {
                 self.rewind();
             }
             changes.borrow_and_update();
-            let per_message = self.batcher.as_ref().map_or(1, |b| b.cfg.max_records.get());
+            let per_message = self.grouper.per_message();
             let wanted = self.inflight.saturating_sub(outstanding) * per_message;
             if self.ahead.len() < wanted {
                 // One fetch fills the whole window and then some: a PUBACK frees one slot
@@ -309,7 +266,7 @@ impl Feeder {
                 let limit = wanted.max(self.inflight * per_message).max(READ_AHEAD);
                 let more = match self.outbox.fetch(limit, self.fetched).await {
                     Ok(more) => more,
-                    Err(e) => return Err(UplinkError::Outbox { source: e }),
+                    Err(e) => return Err(lost(e)),
                 };
                 for record in &more {
                     self.fetched.advance(record);
@@ -321,7 +278,7 @@ impl Feeder {
             }
             let take = wanted.min(self.ahead.len());
             let batch: Vec<Record> = self.ahead.drain(..take).collect();
-            let mut bad = Vec::new();
+            let grouped = self.grouper.group(&batch);
             let mut stalled = false;
             {
                 let mut s = self.shared.lock();
@@ -330,77 +287,52 @@ impl Feeder {
                     self.rewind();
                     continue;
                 }
-                let mut group = Group::default();
-                for record in &batch {
-                    let encoded =
-                        self.encoder
-                            .encode(record)
-                            .and_then(|json| match &self.batcher {
-                                Some(b) => b.fragment(record, json),
-                                None => Ok(json),
-                            });
-                    let payload = match encoded {
-                        Ok(p) => p,
-                        Err(reason) => {
-                            tracing::error!(
-                                id = record.id,
-                                lane = record.lane.as_str(),
-                                reason,
-                                "uplink dropped an unpublishable record (data lost)"
-                            );
-                            bad.push(record.id);
-                            // Inside a pending batch the batch's publish moves the cursor;
-                            // either way the record is deleted before the next fetch.
-                            if group.ids.is_empty() {
-                                self.cursor.advance(record);
-                            }
-                            continue;
-                        }
-                    };
-                    if let Some(batcher) = &self.batcher {
-                        let full = group.last.is_some_and(|last: &Record| {
-                            last.lane != record.lane
-                                || !batcher.fits(group.ids.len(), group.bytes, payload.len())
-                        });
-                        if full && !group.publish(batcher, &self.client, &mut s, &mut self.cursor) {
-                            stalled = true;
-                            break;
-                        }
-                        group.push(record, payload);
+                for message in grouped.messages {
+                    let Some(&last) = message.records.last() else {
                         continue;
-                    }
+                    };
+                    let sent = if message.batch {
+                        Sent::Batch(message.records.iter().map(|r| r.id).collect())
+                    } else {
+                        Sent::Record(last.id)
+                    };
                     match self.client.try_publish(
-                        record.topic.as_str(),
+                        message.topic,
                         QoS::AtLeastOnce,
                         false,
-                        payload,
+                        message.payload,
                     ) {
                         Ok(()) => {
-                            s.issued.push_back(Sent::Record(record.id));
-                            self.cursor.advance(record);
+                            s.issued.push_back(sent);
+                            self.cursor.advance(last);
                         }
                         Err(e) => {
                             // Unreachable by construction (channel sized for the window);
-                            // the record stays behind the cursor and is fetched again.
+                            // the records stay behind the cursor and are fetched again.
                             tracing::warn!(error = %e, "uplink could not queue a publish");
                             stalled = true;
                             break;
                         }
                     }
                 }
-                if let Some(batcher) = &self.batcher
-                    && !stalled
-                    && group.last.is_some()
-                    && !group.publish(batcher, &self.client, &mut s, &mut self.cursor)
-                {
-                    stalled = true;
-                }
             }
-            if !bad.is_empty() {
-                let counters = self.outbox.counters();
-                counters
-                    .discarded
-                    .fetch_add(bad.len() as u64, Ordering::Relaxed);
+            if !grouped.unpublishable.is_empty() {
+                let mut bad = Vec::new();
+                for &(record, reason) in &grouped.unpublishable {
+                    tracing::error!(
+                        id = record.id,
+                        lane = record.lane.as_str(),
+                        reason,
+                        "uplink dropped an unpublishable record (data lost)"
+                    );
+                    bad.push(record.id);
+                    if !stalled {
+                        // Everything around it was published: move past it (it is deleted
+                        // before the next fetch either way).
+                        self.cursor.advance(record);
+                    }
+                }
+                self.outbox.count_discarded(bad.len() as u64);
                 if let Err(e) = self.outbox.delete(bad).await {
                     tracing::error!(error = %e, "uplink could not delete unpublishable records");
                 }
@@ -420,10 +352,10 @@ impl Feeder {
         self.fetched = self.cursor;
     }
 
-    /// Queues a retained status message on connection `generation`, tracked like a record so
+    /// Queues a retained presence message on connection `generation`, tracked like a record so
     /// packet ids stay matched. False if the connection is gone or the queue refused it.
-    fn publish_status(&self, generation: u64, payload: Vec<u8>) -> bool {
-        let Some(status) = &self.status else {
+    fn publish_presence(&self, generation: u64, payload: Vec<u8>) -> bool {
+        let Some(presence) = &self.presence else {
             return true;
         };
         let mut s = self.shared.lock();
@@ -432,28 +364,28 @@ impl Feeder {
         }
         match self
             .client
-            .try_publish(status.topic.as_str(), QoS::AtLeastOnce, true, payload)
+            .try_publish(presence.topic.as_str(), QoS::AtLeastOnce, true, payload)
         {
             Ok(()) => {
-                s.issued.push_back(Sent::Status);
+                s.issued.push_back(Sent::Presence);
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, "uplink could not queue its status message");
+                tracing::warn!(error = %e, "uplink could not queue its presence message");
                 false
             }
         }
     }
 
     /// Waits (bounded) for outstanding PUBACKs, deletes what they confirm, publishes the
-    /// `offline` status (waiting briefly for its PUBACK) and disconnects.
+    /// `offline` presence message (waiting briefly for its PUBACK) and disconnects.
     async fn drain(&mut self, wake: &Notify) {
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         loop {
             if self.delete_acked().await.is_err() {
                 break;
             }
-            let (connected, _, outstanding) = self.shared.status();
+            let (connected, _, outstanding) = self.shared.link();
             if !connected || outstanding == 0 {
                 break;
             }
@@ -466,22 +398,22 @@ impl Feeder {
             }
         }
         let _ = self.delete_acked().await;
-        let (connected, generation, _) = self.shared.status();
+        let (connected, generation, _) = self.shared.link();
         if connected
-            && let Some(status) = &self.status
-            && self.publish_status(generation, status.shutdown())
+            && let Some(presence) = &self.presence
+            && self.publish_presence(generation, presence.shutdown())
         {
             // The DISCONNECT would follow the PUBLISH on the wire anyway; waiting for the PUBACK
             // makes sure the broker has stored the retained `offline` before the socket closes.
             let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-            while self.shared.status().2 > 0 {
+            while self.shared.link().2 > 0 {
                 tokio::select! {
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep_until(deadline) => break,
                 }
             }
         }
-        if self.shared.status().0 && self.client.try_disconnect().is_ok() {
+        if self.shared.link().0 && self.client.try_disconnect().is_ok() {
             // Let the poll task write the DISCONNECT; it returns once it has.
             let _ = tokio::time::timeout(Duration::from_millis(500), self.shared.closed()).await;
         }

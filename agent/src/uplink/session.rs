@@ -6,9 +6,7 @@
 //! rumqttc holds (its state, its pending list, its request channel). No publish from an old
 //! connection can therefore surface as an `Outgoing::Publish` after a reconnect.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -16,16 +14,21 @@ use std::time::{Duration, Instant};
 use rumqttc::{Event, EventLoop, MqttState, Outgoing, Packet};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use weir_drivers::backoff::Backoff;
 
 use super::counters::UplinkCounters;
 
+/// Reconnect delays: from 100 ms to 10 s, with jitter ([`Backoff`]).
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
 /// What a publish carried: a record or a batch of records (deleted once acknowledged), or a
-/// status message.
+/// presence message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Sent {
     Record(u64),
     Batch(Vec<u64>),
-    Status,
+    Presence,
 }
 
 impl Sent {
@@ -34,7 +37,7 @@ impl Sent {
         match self {
             Sent::Record(_) => 1,
             Sent::Batch(ids) => ids.len() as u64,
-            Sent::Status => 0,
+            Sent::Presence => 0,
         }
     }
 }
@@ -67,7 +70,7 @@ impl Shared {
     }
 
     /// (connected, generation, publishes awaiting a PUBACK)
-    pub fn status(&self) -> (bool, u64, usize) {
+    pub fn link(&self) -> (bool, u64, usize) {
         let s = self.lock();
         (s.connected, s.generation, s.issued.len() + s.inflight.len())
     }
@@ -96,7 +99,7 @@ pub(super) async fn poll(
 ) {
     let _done = shared.done.clone().drop_guard();
     let max_inflight = eventloop.mqtt_options.inflight();
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut ever_connected = false;
     // Some while an outage is under way (and has been logged).
     let mut down_since: Option<Instant> = None;
@@ -138,7 +141,7 @@ pub(super) async fn poll(
                         match sent {
                             Sent::Record(id) => s.acked.push(id),
                             Sent::Batch(ids) => s.acked.extend(ids),
-                            Sent::Status => {}
+                            Sent::Presence => {}
                         }
                         if n > 0 {
                             counters.observe_ack(n, sent_at.elapsed());
@@ -205,42 +208,5 @@ pub(super) async fn poll(
                 }
             }
         }
-    }
-}
-
-/// Exponential backoff from 100 ms to 10 s with "equal jitter": each delay is half the
-/// current step plus a random part of the other half, so clients that lost the same broker
-/// spread out and a retry is never immediate.
-#[derive(Debug)]
-pub(super) struct Backoff {
-    step: Duration,
-    attempt: u64,
-}
-
-pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
-pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(10);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            step: BACKOFF_MIN,
-            attempt: 0,
-        }
-    }
-}
-
-impl Backoff {
-    pub fn reset(&mut self) {
-        self.step = BACKOFF_MIN;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let half = self.step / 2;
-        self.step = (self.step * 2).min(BACKOFF_MAX);
-        self.attempt = self.attempt.wrapping_add(1);
-        // A fresh RandomState is randomly keyed: enough randomness for jitter, no dependency.
-        let r = RandomState::new().hash_one(self.attempt);
-        let span = half.as_nanos() as u64 + 1;
-        half + Duration::from_nanos(r % span)
     }
 }

@@ -6,9 +6,10 @@ use rumqttc::{Event, MqttOptions, Packet};
 use tokio::sync::mpsc;
 use weir_tests::Mosquitto;
 
-use super::session::{BACKOFF_MAX, BACKOFF_MIN, Backoff};
 use super::*;
-use crate::outbox::{NewRecord, OutboxConfig, OutboxCounters, PAYLOAD_V1, Record};
+use std::sync::atomic::Ordering;
+
+use crate::outbox::{NewRecord, Outbox, OutboxConfig, OutboxCounters, PAYLOAD_V1, Record};
 
 fn init_logs() {
     let _ = tracing_subscriber::fmt()
@@ -98,24 +99,6 @@ fn topics_and_config() {
         ..UplinkConfig::default()
     };
     assert!(mqtt_options(&zero, "gw").is_err());
-}
-
-#[test]
-fn backoff_grows_with_jitter_to_the_cap_and_resets() {
-    let mut b = Backoff::default();
-    let mut step = BACKOFF_MIN;
-    for _ in 0..20 {
-        let d = b.next_delay();
-        assert!(
-            d >= step / 2 && d <= step,
-            "{d:?} outside [{:?}, {step:?}]",
-            step / 2
-        );
-        step = (step * 2).min(BACKOFF_MAX);
-    }
-    assert!(b.next_delay() >= BACKOFF_MAX / 2);
-    b.reset();
-    assert!(b.next_delay() <= BACKOFF_MIN);
 }
 
 // ---------- against a real broker ----------
@@ -327,7 +310,7 @@ async fn broker_restart_mid_stream_loses_nothing() {
 
 #[test]
 fn status_messages_name_the_gateway_and_the_will_is_retained() {
-    let status = status::Status::new("weir", "gw-1");
+    let status = presence::Presence::new("weir", "gw-1");
     assert_eq!(status.topic, "weir/gw-1/status");
     let online: serde_json::Value = serde_json::from_slice(&status.online()).unwrap();
     assert_eq!(online["status"], "online");

@@ -2,11 +2,13 @@
 //! front, e.g. `{"id":"gw-1:42","seq":42,"gateway":"gw-1","kind":"alert",...}`. Splicing
 //! (rather than parse and re-serialise) keeps the body byte-for-byte and costs one copy.
 
-use crate::outbox::{Record, json_body};
+use crate::support::payload::json_body;
+use crate::support::record::Record;
 
 /// MQTT's largest packet (remaining length limit).
 pub(super) const MAX_PACKET: usize = 268_435_455;
 
+#[derive(Debug, Clone)]
 pub(super) struct Encoder {
     /// The gateway id as a JSON string, quotes included.
     gateway_json: String,

@@ -145,9 +145,16 @@ impl ModbusConfig {
             }
             match (&slave.tcp, &slave.rtu) {
                 (Some(tcp), None) => {
-                    let bad = |(h, p): (&str, &str)| h.is_empty() || p.parse::<u16>().is_err();
+                    let bad = |(h, p): (&str, &str)| {
+                        crate::fields::host_problem(h).is_some()
+                            || p.parse::<u16>().is_ok_and(|p| p == 0)
+                            || p.parse::<u16>().is_err()
+                    };
                     if tcp.rsplit_once(':').is_none_or(bad) {
-                        return err(format!("slaves[{s}].tcp"), "must be host:port");
+                        return err(
+                            format!("slaves[{s}].tcp"),
+                            "must be host:port, with a port from 1 to 65535",
+                        );
                     }
                 }
                 (None, Some(rtu)) => {

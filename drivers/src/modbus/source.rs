@@ -12,12 +12,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_modbus::client::{Context, Reader, rtu, tcp};
 use tokio_modbus::slave::{Slave, SlaveContext};
-use tokio_serial::SerialPortBuilderExt;
 use tokio_util::sync::CancellationToken;
 
-use super::config::{ModbusConfig, RtuConfig, SlaveConfig, Transport};
+use super::config::{ModbusConfig, SlaveConfig, Transport};
 use super::map::{Batch, RegisterConfig, Table, plan};
 use super::quality::{self, Quality};
+use crate::backoff::Backoff;
 use crate::{Delivery, Reading, SourceCounters, SourceError};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -313,9 +313,10 @@ impl Poller {
         shutdown: &CancellationToken,
     ) -> Result<Vec<u16>, ReadError> {
         let mut last = (Quality::Transport, String::new());
+        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         for attempt in 0..=self.retries {
             if attempt > 0 {
-                let delay = (BACKOFF_MIN * 2u32.saturating_pow(attempt - 1)).min(BACKOFF_MAX);
+                let delay = backoff.next_delay();
                 tokio::select! {
                     () = shutdown.cancelled() => return Err(ReadError::Failed { quality: Quality::Transport, message: "shutting down".into() }),
                     () = tokio::time::sleep(delay) => {}
@@ -386,32 +387,17 @@ impl Poller {
                     .await
                     .map_err(|_| format!("connecting to {address} timed out"))?
             }
-            Transport::Rtu(line) => open_rtu(line)
-                .map(rtu::attach)
-                .map_err(|e| format!("opening {}: {e}", line.path.display())),
+            Transport::Rtu(line) => crate::serial::port::open(crate::serial::port::Line {
+                path: &line.path,
+                baud: line.baud,
+                data_bits: line.data_bits,
+                parity: line.parity,
+                stop_bits: line.stop_bits,
+            })
+            .map(rtu::attach)
+            .map_err(|e| format!("opening {}: {e}", line.path.display())),
         }
     }
-}
-
-fn open_rtu(line: &RtuConfig) -> tokio_serial::Result<tokio_serial::SerialStream> {
-    use tokio_serial::{DataBits, FlowControl, StopBits};
-    let data_bits = match line.data_bits {
-        5 => DataBits::Five,
-        6 => DataBits::Six,
-        7 => DataBits::Seven,
-        _ => DataBits::Eight,
-    };
-    let stop_bits = if line.stop_bits == 2 {
-        StopBits::Two
-    } else {
-        StopBits::One
-    };
-    tokio_serial::new(line.path.to_string_lossy(), line.baud)
-        .data_bits(data_bits)
-        .parity(line.parity.into())
-        .stop_bits(stop_bits)
-        .flow_control(FlowControl::None)
-        .open_native_async()
 }
 
 async fn read_batch(ctx: &mut Context, b: &Batch) -> tokio_modbus::Result<Vec<u16>> {

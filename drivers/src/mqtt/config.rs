@@ -20,10 +20,10 @@ pub struct MqttSourceConfig {
     #[serde(default = "default_name")]
     pub name: String,
     /// Broker host name or address.
-    #[serde(default = "default_host")]
+    #[serde(default = "default_host", deserialize_with = "crate::fields::host")]
     pub host: String,
     /// Broker TCP port.
-    #[serde(default = "default_port")]
+    #[serde(default = "default_port", deserialize_with = "crate::fields::port")]
     pub port: u16,
     /// MQTT client id; must be stable across restarts so the broker keeps the session.
     /// Default `weir-src-{name}`.

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{MqttSourceConfig, Subscription};
+use crate::backoff::Backoff;
 use crate::payload::{self, PayloadError};
 use crate::{Ack, Delivery, Reading, SourceCounters, SourceError};
 
@@ -54,7 +55,7 @@ pub async fn run(
     let broker = format!("{}:{}", cfg.host, cfg.port);
     let mut src = Source::new(cfg, client, Arc::clone(&counters));
     let mut link = Link::Starting;
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
 
     let result = loop {
         let polled = tokio::select! {
@@ -323,27 +324,6 @@ impl Link {
     }
 }
 
-/// Exponential backoff between connection attempts, reset by a CONNACK.
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff { next: BACKOFF_MIN }
-    }
-
-    fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
-    }
-
-    fn next_delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        d
-    }
-}
-
 /// Lets a burst of warnings through per window, so a misconfigured device publishing many
 /// bad messages per second cannot fill the log (and the flash it is written to).
 struct WarnLimiter {
@@ -375,15 +355,6 @@ impl WarnLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_a_cap_and_resets() {
-        let mut b = Backoff::new();
-        let delays: Vec<_> = (0..9).map(|_| b.next_delay().as_millis()).collect();
-        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
-        b.reset();
-        assert_eq!(b.next_delay(), BACKOFF_MIN);
-    }
 
     #[test]
     fn names_are_shared_and_bounded() {

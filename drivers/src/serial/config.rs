@@ -93,6 +93,9 @@ const fn default_data_bits() -> u8 {
 const fn default_stop_bits() -> u8 {
     1
 }
+/// The longest line a device may send: the line is buffered until its newline arrives.
+const MAX_LINE: usize = 1 << 20;
+
 const fn default_max_line() -> usize {
     4096
 }
@@ -119,8 +122,8 @@ impl SerialConfig {
         if !(1..=2).contains(&self.stop_bits) {
             return err("stop_bits", "must be 1 or 2");
         }
-        if self.max_line == 0 {
-            return err("max_line", "must be greater than zero");
+        if self.max_line == 0 || self.max_line > MAX_LINE {
+            return err("max_line", "must be between 1 and 1048576 bytes");
         }
         if self.device.as_deref().is_some_and(str::is_empty) {
             return err("device", "must not be empty");

@@ -35,6 +35,7 @@
 
 mod config;
 pub mod lines;
+pub(crate) mod port;
 mod source;
 
 pub use config::{Parity, Protocol, SerialConfig};

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-use tokio_serial::{SerialPortBuilderExt, SerialStream};
+use tokio_serial::SerialStream;
 use tokio_util::sync::CancellationToken;
 
 use super::config::{Protocol, SerialConfig};
 use super::lines::{LineAccumulator, LineDecoder, LineFeed};
+use super::port;
+use crate::backoff::Backoff;
 use crate::frame::{Accumulator, Feed, FrameError};
 use crate::{Delivery, Reading, SourceCounters, SourceError};
 
@@ -32,19 +34,25 @@ pub async fn run(
 ) -> Result<(), SourceError> {
     cfg.validate()?;
     let mut decoder = Decoder::new(&cfg);
-    let mut delay = cfg.reopen_min;
+    let mut backoff = Backoff::new(cfg.reopen_min, cfg.reopen_max);
     let mut down_since: Option<Instant> = None;
     let path = cfg.path.display().to_string();
     loop {
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        match open(&cfg) {
+        match port::open(port::Line {
+            path: &cfg.path,
+            baud: cfg.baud,
+            data_bits: cfg.data_bits,
+            parity: cfg.parity,
+            stop_bits: cfg.stop_bits,
+        }) {
             Ok(port) => {
                 SourceCounters::add(&counters.connects, 1);
                 counters.set_connected(true);
                 tracing::info!(source = %cfg.name, port = %path, baud = cfg.baud, "serial port open");
-                delay = cfg.reopen_min;
+                backoff.reset();
                 decoder.reset();
                 let end = read_port(port, &mut decoder, &tx, &counters, &shutdown).await;
                 counters.set_connected(false);
@@ -76,31 +84,9 @@ pub async fn run(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
-            () = tokio::time::sleep(delay) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
         }
-        delay = (delay * 2).min(cfg.reopen_max);
     }
-}
-
-fn open(cfg: &SerialConfig) -> tokio_serial::Result<SerialStream> {
-    use tokio_serial::{DataBits, FlowControl, StopBits};
-    let data_bits = match cfg.data_bits {
-        5 => DataBits::Five,
-        6 => DataBits::Six,
-        7 => DataBits::Seven,
-        _ => DataBits::Eight,
-    };
-    let stop_bits = if cfg.stop_bits == 2 {
-        StopBits::Two
-    } else {
-        StopBits::One
-    };
-    tokio_serial::new(cfg.path.to_string_lossy(), cfg.baud)
-        .data_bits(data_bits)
-        .parity(cfg.parity.into())
-        .stop_bits(stop_bits)
-        .flow_control(FlowControl::None)
-        .open_native_async()
 }
 
 enum End {

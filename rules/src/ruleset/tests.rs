@@ -289,14 +289,6 @@ rules:
     assert_eq!((e[1].0, e[1].1), (6, 25));
 }
 
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("weir-rules-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 const ONE: &str =
     "rules:\n  - name: shared\n    window: { tumbling: 1s }\n    aggregates: [count]\n";
 const TWO: &str = "rules:\n  - name: own\n    window: { tumbling: 1s }\n    aggregates: [count]\n  - name: shared\n    window: { tumbling: 1s }\n    aggregates: [count]\n";
@@ -316,33 +308,6 @@ fn duplicate_names_across_merged_files() {
         merged.names().collect::<Vec<_>>(),
         ["shared", "own", "other"]
     );
-}
-
-#[test]
-fn load_all_reports_every_file_at_once() {
-    let one = temp_file("one.yaml", ONE);
-    let two = temp_file("two.yaml", TWO);
-    let bad = temp_file(
-        "bad.yaml",
-        "rules:\n  - name: x\n    window: { tumbling: 1 }\n    aggregates: [count]\n",
-    );
-    let missing = one.with_file_name("missing.yaml");
-    let e =
-        RuleSet::load_all(&[one.clone(), two.clone(), bad.clone(), missing.clone()]).unwrap_err();
-    let lines: Vec<String> = e.diagnostics.iter().map(ToString::to_string).collect();
-    assert_eq!(lines.len(), 3, "{lines:#?}");
-    assert!(lines[0].starts_with(&format!(
-        "{}:3:25: rule `x`: invalid duration",
-        bad.display()
-    )));
-    assert!(lines[1].starts_with(&format!("{}:0:0: cannot read rule file", missing.display())));
-    assert!(lines[2].starts_with(&format!("{}:5:11: rule `shared`: duplicate", two.display())));
-    assert_eq!(e.to_string().lines().count(), 3);
-
-    let set = RuleSet::load_all(std::slice::from_ref(&one)).unwrap();
-    assert_eq!(set.len(), 1);
-    assert_eq!(RuleSet::load(&two).unwrap().len(), 2);
-    assert!(RuleSet::load(&missing).is_err());
 }
 
 #[test]

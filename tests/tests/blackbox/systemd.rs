@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use weir_tests::{Agent, TestDir, weir_bin};
 
 /// Datagrams received on `socket` until `until` returns true or `timeout` passes.
-fn receive_until(
+pub(crate) fn receive_until(
     socket: &UnixDatagram,
     seen: &mut Vec<String>,
     timeout: Duration,

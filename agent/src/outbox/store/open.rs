@@ -5,7 +5,7 @@
 //! (returned: a missing directory or a permission problem is the operator's to fix).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode};
 
@@ -28,13 +28,6 @@ fn classify(op: &'static str, e: rusqlite::Error) -> OpenFailure {
         }
         _ => OpenFailure::Other(OutboxError::Sqlite { op, source: e }),
     }
-}
-
-fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
@@ -80,7 +73,7 @@ impl Store {
                 };
                 // The lost file's ids may have reached consumers; start past any of them
                 // (µs since the epoch) so consumers deduplicating by id keep new records.
-                let now_us = i64::try_from(unix_secs().saturating_mul(1_000_000)).unwrap_or(0);
+                let now_us = weir_drivers::now_us().max(0);
                 store.raise_sequence_to(now_us)?;
                 Ok(store)
             }
@@ -194,7 +187,7 @@ impl Store {
 /// Moves `path` and its WAL/SHM sidecars to `<path>.corrupt-<unix-secs>[-wal|-shm]`. The
 /// sidecars must move too: a stale WAL beside a fresh database would be replayed into it.
 fn quarantine(path: &Path) -> Result<PathBuf, OutboxError> {
-    let secs = unix_secs();
+    let secs = weir_drivers::now_us().max(0) / 1_000_000;
     let mut target = sidecar(path, &format!(".corrupt-{secs}"));
     let mut n = 1;
     while target.exists() {

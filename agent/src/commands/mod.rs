@@ -1,0 +1,7 @@
+//! The one-shot commands: each reads what it needs, does one job and exits.
+
+pub mod check;
+pub mod eval;
+pub mod outbox;
+pub mod replay;
+pub mod status;

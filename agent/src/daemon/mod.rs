@@ -1,0 +1,18 @@
+//! `weir run`: the long-running agent. [`run`] wires sources → engine → outbox → uplink;
+//! the other modules are the parts it wires (the pipeline, reload, signals, systemd,
+//! metrics and health, actions, the clock guard, the run-hours store, and the outbox handed
+//! to the uplink as its queue).
+
+pub mod actions;
+pub mod clock_guard;
+mod endpoint;
+pub mod logging;
+pub mod metrics;
+pub mod pipeline;
+pub mod reload;
+pub mod run;
+pub mod run_hours;
+pub mod signals;
+pub mod supervise;
+pub mod systemd;
+mod uplink_queue;

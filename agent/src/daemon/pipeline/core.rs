@@ -1,0 +1,200 @@
+//! The pipeline's per-delivery work, synchronous and handed the time: readings through the
+//! clock guard into the engine, the engine's events into outbox records (and local action
+//! messages). No I/O and no clock here, so it is tested with plain function calls; the async
+//! loop in the parent module only moves deliveries in and records out.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use weir_drivers::Reading;
+use weir_rules::{Engine, Event, EventKind, Sample};
+
+use super::PipelineCounters;
+use crate::daemon::clock_guard::{ClockGuard, Verdict};
+use crate::outbox::event_records as encode;
+use crate::outbox::{Lane, NewRecord};
+
+/// The engine with its clock guard and counters, and the events not yet turned into records.
+pub struct Core {
+    pub engine: Engine,
+    /// The uplink topic of each lane, indexed by `Lane as usize`.
+    topics: [String; 3],
+    clock_guard: ClockGuard,
+    counters: Arc<PipelineCounters>,
+    events: Vec<Event>,
+}
+
+/// What the events so far become.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// For the outbox, in event order.
+    pub records: Vec<NewRecord>,
+    /// `(topic, JSON body)` for the local actions broker: alerts of rules with a
+    /// `local_topic`.
+    pub actions: Vec<(String, Vec<u8>)>,
+}
+
+impl Core {
+    pub fn new(
+        engine: Engine,
+        topics: [String; 3],
+        clock_guard: ClockGuard,
+        counters: Arc<PipelineCounters>,
+    ) -> Core {
+        Core {
+            engine,
+            topics,
+            clock_guard,
+            counters,
+            events: Vec::new(),
+        }
+    }
+
+    /// Pushes readings that arrived at gateway time `now` (µs) through the clock guard into
+    /// the engine.
+    pub fn ingest(&mut self, readings: &[Reading], now: i64) {
+        for r in readings {
+            let ts = match self.clock_guard.check(r.ts, now) {
+                Verdict::Ok(ts) => ts,
+                Verdict::Restamp { now, skew } => {
+                    self.clock_skewed(&r.device, skew, "restamped with the arrival time");
+                    now
+                }
+                Verdict::Drop { skew } => {
+                    self.clock_skewed(&r.device, skew, "dropped");
+                    continue;
+                }
+            };
+            match self.engine.series(&r.device, &r.metric) {
+                Ok(series) => {
+                    self.engine.push(
+                        Sample {
+                            series,
+                            ts,
+                            value: r.value,
+                        },
+                        &mut self.events,
+                    );
+                    self.counters.samples.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    let n = self
+                        .counters
+                        .series_rejected
+                        .fetch_add(1, Ordering::Relaxed)
+                        + 1;
+                    // Logged on powers of two: visible, but a flood cannot flood the log.
+                    if n.is_power_of_two() {
+                        tracing::warn!(device = %r.device, metric = %r.metric, rejected = n, "sample dropped: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves event time to `watermark` (µs): windows that end before it close.
+    pub fn advance(&mut self, watermark: i64) {
+        self.engine.advance(watermark, &mut self.events);
+    }
+
+    /// Whether events wait to become records.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// The records (stamped `created_at`, µs) and local action messages of the events so
+    /// far; counts events and alerts, logs each alert, counts and logs an event that cannot
+    /// be encoded.
+    pub fn records(&mut self, created_at: i64) -> Output {
+        let mut out = Output {
+            records: Vec::with_capacity(self.events.len()),
+            actions: Vec::new(),
+        };
+        for event in self.events.drain(..) {
+            let (device, metric) = self.engine.series_name(event.series).unwrap_or(("?", "?"));
+            log_alert(&event, device, metric);
+            let topic = self.topics[encode::lane_of(&event) as usize].clone();
+            match encode::record(&event, device, metric, topic, created_at) {
+                Ok(r) => {
+                    if matches!(event.kind, EventKind::Alert { .. })
+                        && let Some(t) = self.engine.rules().local_topic(&event.rule)
+                    {
+                        let topic = crate::daemon::actions::topic(t, &event.rule, device, metric);
+                        // The JSON body, without the outbox's format byte.
+                        out.actions.push((topic, r.payload[1..].to_vec()));
+                    }
+                    out.records.push(r);
+                }
+                Err(e) => {
+                    self.counters.encode_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(rule = %event.rule, "event lost: cannot encode it: {e}");
+                }
+            }
+        }
+        self.counters
+            .events
+            .fetch_add(out.records.len() as u64, Ordering::Relaxed);
+        let alerts = out
+            .records
+            .iter()
+            .filter(|r| r.lane == Lane::Alerts)
+            .count();
+        self.counters
+            .alerts
+            .fetch_add(alerts as u64, Ordering::Relaxed);
+        out
+    }
+
+    /// Copies the engine's own statistics into the counters (once per loop turn).
+    pub fn publish_stats(&self) {
+        let stats = self.engine.stats();
+        let c = &self.counters;
+        c.late_dropped.store(stats.late_dropped, Ordering::Relaxed);
+        c.nan_dropped.store(stats.nan_dropped, Ordering::Relaxed);
+        c.windows_closed
+            .store(stats.windows_closed, Ordering::Relaxed);
+        c.alerts_suppressed
+            .store(stats.alerts_suppressed, Ordering::Relaxed);
+        c.groups_refused
+            .store(stats.groups_refused, Ordering::Relaxed);
+    }
+
+    fn clock_skewed(&self, device: &str, skew_us: i64, what: &str) {
+        let n = self.counters.clock_skewed.fetch_add(1, Ordering::Relaxed) + 1;
+        // Logged on powers of two: a device with a dead clock battery cannot flood the log.
+        if n.is_power_of_two() {
+            let skew_s = skew_us / 1_000_000;
+            tracing::warn!(
+                device,
+                skew_s,
+                total = n,
+                "device clock far off the gateway's: sample {what}"
+            );
+        }
+    }
+}
+
+/// Alerts are what an operator watching the console wants to see, one line each.
+fn log_alert(event: &Event, device: &str, metric: &str) {
+    if let EventKind::Alert {
+        state,
+        severity,
+        value,
+        condition,
+        message,
+        ..
+    } = &event.kind
+    {
+        tracing::warn!(
+            target: "weir::alert",
+            rule = %event.rule,
+            series = %format_args!("{device}/{metric}"),
+            severity = %severity,
+            value = %format_args!("{value:.3}"),
+            condition = %condition,
+            "ALERT {}{}{}", state.as_str(),
+            if message.is_some() { ": " } else { "" },
+            message.as_deref().unwrap_or("")
+        );
+    }
+}

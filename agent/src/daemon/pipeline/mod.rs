@@ -1,0 +1,227 @@
+//! The engine's task: deliveries in, events to the outbox, acknowledgements after commit.
+//!
+//! One task owns the [`Engine`], so rule state needs no locks and events come out in the
+//! order samples went in. It batches what the sources have queued, pushes it through the
+//! engine, and hands the resulting records to the outbox *together with* the deliveries'
+//! acknowledgements: the outbox writer fires those only after the transaction holding the
+//! records has committed (guarantee 3 of the design).
+//!
+//! Event time also moves on wall time: every tick the engine is advanced to
+//! `now - idle_close`, so a device that went silent still has its last window evaluated.
+//!
+//! The loop ends when every source has dropped its sender (they do on shutdown), after the
+//! last queued delivery has been processed and committed.
+//!
+//! The work per delivery (clock guard, engine, events into outbox records) is [`Core`]:
+//! synchronous, handed the time, unit-tested without a runtime. This module is the async shell
+//! around it: it waits for deliveries, ticks and reloads, reads the clock, and awaits the
+//! outbox.
+
+mod core;
+#[cfg(test)]
+mod tests;
+
+pub use self::core::Core;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use weir_drivers::{Ack, Delivery, now_us};
+use weir_rules::Engine;
+
+use crate::daemon::clock_guard::ClockGuard;
+use crate::daemon::run_hours::RunHoursFile;
+use crate::outbox::{Outbox, OutboxError};
+use crate::uplink::topic_for;
+
+/// How many queued deliveries are folded into one outbox append.
+const MAX_BATCH: usize = 512;
+/// How often event time is advanced on wall time.
+const TICK: Duration = Duration::from_millis(250);
+/// Run-hour counters are written at most this often (and at shutdown): flash wears.
+const SAVE_RUNTIME_EVERY: Duration = Duration::from_secs(60);
+
+/// Counters for the status line and, later, metrics.
+#[derive(Debug, Default)]
+pub struct PipelineCounters {
+    /// Turns of the engine loop (at least one per tick while healthy): the watchdog's proof
+    /// of progress.
+    pub turns: Arc<AtomicU64>,
+    pub samples: AtomicU64,
+    /// Samples of series beyond `engine.max_series`, dropped.
+    pub series_rejected: AtomicU64,
+    /// Samples whose device timestamp was far off the gateway clock (restamped or dropped).
+    pub clock_skewed: AtomicU64,
+    pub events: AtomicU64,
+    pub alerts: AtomicU64,
+    /// Events that could not be encoded (should stay 0; logged at ERROR).
+    pub encode_errors: AtomicU64,
+    /// Alert transitions published on the local actions broker / not sent there.
+    pub actions_published: AtomicU64,
+    pub actions_dropped: AtomicU64,
+    /// Copies of the engine's own statistics, refreshed every loop turn.
+    pub late_dropped: AtomicU64,
+    pub nan_dropped: AtomicU64,
+    pub windows_closed: AtomicU64,
+    /// Raises an alert's `suppress` or `cooldown` swallowed.
+    pub alerts_suppressed: AtomicU64,
+    /// Series that could not join a new `group_by` group (`engine.max_series` reached).
+    pub groups_refused: AtomicU64,
+}
+
+pub struct Pipeline {
+    pub engine: Engine,
+    pub outbox: Outbox,
+    /// The uplink topic of each lane, indexed by `Lane as usize` (built once, cloned per event).
+    pub topics: [String; 3],
+    pub idle_close: Duration,
+    pub clock_guard: ClockGuard,
+    /// Where run-hour counters are persisted.
+    pub run_hours: RunHoursFile,
+    /// Local publication of alerts with `alert.local_topic`.
+    pub actions: crate::daemon::actions::Actions,
+    pub counters: Arc<PipelineCounters>,
+}
+
+/// The uplink topic of every lane, in `Lane` order.
+pub fn lane_topics(prefix: &str, gateway_id: &str) -> [String; 3] {
+    crate::outbox::Lane::ALL.map(|lane| topic_for(prefix, gateway_id, lane))
+}
+
+impl Pipeline {
+    /// Runs until every source has dropped its sender. `reloads` brings new rule sets
+    /// (SIGHUP); they are applied between two batches.
+    pub async fn run(
+        self,
+        mut rx: mpsc::Receiver<Delivery>,
+        mut reloads: mpsc::Receiver<crate::daemon::reload::Request>,
+    ) -> Result<(), OutboxError> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let Pipeline {
+            engine,
+            outbox,
+            topics,
+            idle_close,
+            clock_guard,
+            run_hours,
+            actions,
+            counters,
+        } = self;
+        let mut core = Core::new(engine, topics, clock_guard, Arc::clone(&counters));
+        let shell = Shell {
+            outbox,
+            run_hours,
+            actions,
+            counters,
+        };
+        let mut acks = Vec::new();
+        let mut saved = core.engine.runtime_counters();
+        let mut last_save = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                delivery = rx.recv() => {
+                    let Some(delivery) = delivery else { break };
+                    core.ingest(&delivery.readings, now_us());
+                    acks.extend(delivery.ack);
+                    // Fold what else is already queued into the same commit.
+                    for _ in 1..MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(d) => {
+                                core.ingest(&d.readings, now_us());
+                                acks.extend(d.ack);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(request) = reloads.recv() => {
+                    let report = core.engine.reload(request.rules);
+                    // The requester may have given up waiting; the swap stands regardless.
+                    let _ = request.done.send(report);
+                }
+                _ = tick.tick() => {
+                    core.advance(now_us().saturating_sub(micros(idle_close)));
+                    if last_save.elapsed() >= SAVE_RUNTIME_EVERY {
+                        last_save = tokio::time::Instant::now();
+                        shell.save_runtime(&core.engine, &mut saved).await;
+                    }
+                }
+            }
+            shell.flush(&mut core, &mut acks).await?;
+            core.publish_stats();
+            let actions = &shell.actions.counters;
+            shell
+                .counters
+                .actions_published
+                .store(actions.published.load(Ordering::Relaxed), Ordering::Relaxed);
+            shell
+                .counters
+                .actions_dropped
+                .store(actions.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+            shell.counters.turns.fetch_add(1, Ordering::Relaxed);
+        }
+        shell.save_runtime(&core.engine, &mut saved).await;
+        Ok(())
+    }
+}
+
+/// What the loop awaits: the outbox, the run-hours file, the actions publisher.
+struct Shell {
+    outbox: Outbox,
+    run_hours: RunHoursFile,
+    actions: crate::daemon::actions::Actions,
+    counters: Arc<PipelineCounters>,
+}
+
+impl Shell {
+    /// Writes the run-hour counters if they changed since `saved`, off the async threads.
+    async fn save_runtime(&self, engine: &Engine, saved: &mut Vec<weir_rules::RuntimeCounter>) {
+        let now = engine.runtime_counters();
+        if now == *saved {
+            return;
+        }
+        let path = self.run_hours.path().to_path_buf();
+        let counters = now.clone();
+        let written =
+            tokio::task::spawn_blocking(move || RunHoursFile::at(path).save(&counters)).await;
+        match written {
+            Ok(Ok(())) => *saved = now,
+            Ok(Err(e)) => {
+                tracing::error!(path = %self.run_hours.path().display(), "cannot save run-time counters: {e}")
+            }
+            Err(e) => tracing::error!("run-time counter writer failed: {e}"),
+        }
+    }
+
+    /// Commits the records of the events so far with `acks` (fired once they are durable),
+    /// and hands alerts with a `local_topic` to the actions publisher.
+    async fn flush(&self, core: &mut Core, acks: &mut Vec<Ack>) -> Result<(), OutboxError> {
+        if !core.has_events() && acks.is_empty() {
+            return Ok(());
+        }
+        crate::support::fault::inject("pipeline");
+        let out = core.records(now_us());
+        for (topic, body) in out.actions {
+            self.actions.send(topic, body);
+        }
+        let n = out.records.len() as u64;
+        match self.outbox.append(out.records, std::mem::take(acks)).await {
+            // Only a record the encoder got wrong lands here (config validation rules out
+            // bad topics and a bound smaller than a record). Its messages stay unacked, so
+            // the device broker redelivers them after a reconnect; the engine goes on.
+            Err(e @ OutboxError::InvalidRecord { .. }) => {
+                self.counters.encode_errors.fetch_add(n, Ordering::Relaxed);
+                tracing::error!("{n} events not stored: {e}");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,360 @@
+//! `weir run`: wires sources → engine → outbox → uplink and runs until SIGTERM or Ctrl-C,
+//! reloading its rules on SIGHUP.
+//!
+//! Start order follows the data backwards (outbox, uplink, engine, then sources) so nothing
+//! produces into a stage that is not there yet. Stop order follows it forwards: sources stop
+//! and drop their senders, the engine drains what is queued and commits it, the uplink gets
+//! a moment for outstanding acknowledgements, and the outbox writer commits and closes.
+//!
+//! Every long-lived task is supervised (see [`supervise`]): a source, the uplink or the
+//! metrics endpoint that ends is logged and restarted with backoff; if the pipeline or the
+//! outbox writer ends, the agent stops in order and exits 1 for systemd to restart it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use weir_drivers::{SourceCounters, modbus, mqtt, serial, simulator};
+use weir_rules::{Engine, Limits};
+
+use crate::config::{Loaded, SourceConfig};
+use crate::daemon::pipeline::{Pipeline, PipelineCounters};
+use crate::daemon::reload::{Outcome, Reloader};
+use crate::daemon::run_hours::RunHoursFile;
+use crate::daemon::signals::{Signal, Signals};
+use crate::daemon::supervise;
+use crate::outbox::{Lane, Outbox};
+use crate::support::fault;
+use crate::uplink::{self, UplinkConfig};
+
+/// `weir run` with the config at `config` (default: the installed one, else the demo).
+pub fn main(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let loaded = crate::config::load(config.as_deref())?;
+    crate::daemon::logging::init(&loaded.config.log.level);
+    if config.is_none() {
+        tracing::info!(config = %loaded.origin.name(), "no --config given");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(loaded, config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let rules = {
+        let outcome = crate::config::rule_files::load(&loaded);
+        for rejected in &outcome.rejected {
+            tracing::error!(file = %rejected.file, "rule file rejected; the other rules keep running");
+            for problem in &rejected.problems {
+                tracing::error!("  {problem}");
+            }
+        }
+        tracing::info!(
+            rules = outcome.rules.len(),
+            files = outcome.files_loaded,
+            "rules loaded"
+        );
+        outcome.rules
+    };
+    let settings = crate::daemon::reload::settings_of(&loaded.config);
+    // Validated with the config: an error here cannot happen, and would only mean no labels.
+    let device_labels = loaded.config.device_labels().unwrap_or_default();
+    let config = loaded.config;
+    let gateway_id = config.gateway_id.as_str().to_owned();
+
+    // Opening runs an integrity check and may quarantine a bad file: blocking work.
+    let outbox_config = config.outbox.clone();
+    let (outbox, outbox_thread) = tokio::task::spawn_blocking(move || Outbox::open(&outbox_config))
+        .await
+        .context("the outbox opener panicked")?
+        .with_context(|| format!("cannot open the outbox {}", config.outbox.path.display()))?;
+    tracing::info!(path = %config.outbox.path.display(), "outbox open");
+    // Joined from the start, so that the writer's end is noticed whenever it comes.
+    let mut writer_task = tokio::task::spawn_blocking(move || outbox_thread.join());
+
+    let shutdown = CancellationToken::new();
+    let topic_prefix = config.uplink.as_ref().map_or_else(
+        || UplinkConfig::default().topic_prefix,
+        |u| u.topic_prefix.clone(),
+    );
+    let uplink_counters = config
+        .uplink
+        .as_ref()
+        .map(|_| Arc::new(uplink::UplinkCounters::default()));
+    let uplink_task: Option<JoinHandle<()>> = config.uplink.map(|cfg| {
+        let outbox = outbox.clone();
+        let counters = uplink_counters.clone().unwrap_or_default();
+        let gateway_id = gateway_id.clone();
+        let stop = shutdown.clone();
+        supervise::restarting("uplink".to_owned(), shutdown.clone(), move || {
+            let run = uplink::run(
+                cfg.clone(),
+                gateway_id.clone(),
+                outbox.clone(),
+                counters.clone(),
+                stop.clone(),
+            );
+            async move {
+                fault::inject("uplink");
+                run.await
+            }
+        })
+    });
+    if uplink_task.is_none() {
+        tracing::warn!("no uplink configured: events are kept in the outbox only");
+    }
+
+    let (tx, rx) = mpsc::channel(config.engine.channel.get());
+    let pipeline_counters = Arc::new(PipelineCounters::default());
+    let mut engine = Engine::with_limits(
+        rules,
+        Limits {
+            max_series: config.engine.max_series.get(),
+        },
+    );
+    engine.set_labels(device_labels);
+    let run_hours = RunHoursFile::beside(&config.outbox.path);
+    let saved = run_hours.load();
+    if !saved.is_empty() {
+        let restored = engine.restore_runtime(&saved);
+        tracing::info!(path = %run_hours.path().display(), restored, saved = saved.len(), "run-time counters restored");
+    }
+    let actions = match &config.actions {
+        Some(cfg) => crate::daemon::actions::start(cfg, &gateway_id, shutdown.clone()),
+        None => crate::daemon::actions::Actions::disabled(),
+    };
+    let pipeline = Pipeline {
+        engine,
+        run_hours,
+        actions,
+        outbox: outbox.clone(),
+        topics: crate::daemon::pipeline::lane_topics(&topic_prefix, &gateway_id),
+        idle_close: config.engine.idle_close,
+        clock_guard: config.engine.clock_guard.clone(),
+        counters: pipeline_counters.clone(),
+    };
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let mut pipeline_task = tokio::spawn(pipeline.run(rx, reload_rx));
+
+    let mut sources = Vec::new();
+    for source in config.sources.into_iter().map(|s| s.value) {
+        let counters = Arc::new(SourceCounters::default());
+        let name = source.name().to_owned();
+        let tx = tx.clone();
+        let stop = shutdown.clone();
+        let task = supervise::restarting(format!("source {name}"), shutdown.clone(), {
+            let counters = counters.clone();
+            move || {
+                let (source, tx, counters, stop) =
+                    (source.clone(), tx.clone(), counters.clone(), stop.clone());
+                async move {
+                    fault::inject("source");
+                    match source {
+                        SourceConfig::Simulator(cfg) => {
+                            simulator::run(cfg, tx, counters, stop).await
+                        }
+                        SourceConfig::Mqtt(cfg) => mqtt::run(cfg, tx, counters, stop).await,
+                        SourceConfig::Serial(cfg) => serial::run(cfg, tx, counters, stop).await,
+                        SourceConfig::Modbus(cfg) => modbus::run(cfg, tx, counters, stop).await,
+                    }
+                }
+            }
+        });
+        sources.push((name, counters, task));
+    }
+    // Only the sources hold senders now, so the engine's input closes when they stop.
+    drop(tx);
+    let source_counters: Vec<(String, Arc<SourceCounters>)> = sources
+        .iter()
+        .map(|(n, c, _)| (n.clone(), c.clone()))
+        .collect();
+    // Listening before READY: see `metrics::bind`. A port that is taken is retried.
+    let metrics_task = match config.metrics.listen {
+        Some(addr) => {
+            let mut first = crate::daemon::metrics::bind(addr).await;
+            let sources = crate::daemon::metrics::Sources {
+                outbox: outbox.clone(),
+                pipeline: pipeline_counters.clone(),
+                sources: source_counters.clone(),
+                uplink: uplink_counters.clone(),
+            };
+            let stop = shutdown.clone();
+            Some(supervise::restarting(
+                "metrics endpoint".to_owned(),
+                shutdown.clone(),
+                move || {
+                    let (listener, sources, stop) = (first.take(), sources.clone(), stop.clone());
+                    async move {
+                        let listener = match listener {
+                            Some(listener) => listener,
+                            None => crate::daemon::metrics::listen(addr).await?,
+                        };
+                        crate::daemon::metrics::serve(listener, sources, stop).await;
+                        Ok::<(), std::io::Error>(())
+                    }
+                },
+            ))
+        }
+        None => None,
+    };
+    tracing::info!(gateway = %gateway_id, sources = sources.len(), "pipeline ready");
+    crate::daemon::systemd::ready(&format!("running: {} sources", sources.len()));
+    let watchdog = tokio::spawn(crate::daemon::systemd::watchdog(
+        pipeline_counters.turns.clone(),
+        outbox.clone(),
+        shutdown.clone(),
+    ));
+
+    let summaries = tokio::spawn(summary_loop(
+        outbox.clone(),
+        pipeline_counters.clone(),
+        source_counters,
+        config.log.status_interval,
+    ));
+
+    let reloader = Reloader {
+        config_path,
+        settings,
+        engine: reload_tx,
+    };
+    let mut signals = Signals::install();
+    // Set when a vital task ended: the agent then stops in order and exits with it.
+    let mut vital_end = None;
+    let mut pipeline_ended = false;
+    let mut writer_ended = false;
+    loop {
+        let signal = tokio::select! {
+            signal = signals.next() => signal,
+            ended = &mut pipeline_task => {
+                pipeline_ended = true;
+                vital_end = Some(supervise::vital_end("pipeline", ended));
+                break;
+            }
+            ended = &mut writer_task => {
+                writer_ended = true;
+                vital_end = Some(supervise::vital_end("outbox writer", ended));
+                break;
+            }
+        };
+        if signal != Signal::Reload {
+            break;
+        }
+        crate::daemon::systemd::reloading();
+        let summary = match reloader.reload().await {
+            Outcome::Applied(r) => format!(
+                "running: {} sources; rules reloaded: {} kept, {} restarted, {} added, {} removed",
+                sources.len(),
+                r.kept.len(),
+                r.restarted.len(),
+                r.added.len(),
+                r.removed.len()
+            ),
+            Outcome::Rejected => format!(
+                "running: {} sources; reload rejected, the old rules keep running (see the log)",
+                sources.len()
+            ),
+        };
+        crate::daemon::systemd::ready(&summary);
+    }
+    drop(reloader);
+    tracing::info!("stopping: draining sources into the outbox");
+    crate::daemon::systemd::stopping();
+    shutdown.cancel();
+    watchdog.abort();
+    for (name, _, task) in sources {
+        if tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(source = %name, "source did not stop within 5 s");
+        }
+    }
+    summaries.abort();
+    if let Some(task) = metrics_task {
+        task.abort();
+    }
+    let pipeline_result = match pipeline_ended {
+        true => Ok(()),
+        false => pipeline_task.await.context("the engine task panicked")?,
+    };
+    if let Some(task) = uplink_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    drop(outbox);
+    if !writer_ended {
+        writer_task
+            .await
+            .context("the outbox thread panicked")?
+            .context("the outbox did not close cleanly")?;
+    }
+    if let Some(e) = vital_end {
+        return Err(e);
+    }
+    pipeline_result.context("the engine could not commit to the outbox")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// One line every `log.status_interval`: what an operator checks first.
+async fn summary_loop(
+    outbox: Outbox,
+    pipeline: Arc<PipelineCounters>,
+    sources: Vec<(String, Arc<SourceCounters>)>,
+    every: Duration,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let committed = outbox.counters();
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let received: u64 = sources.iter().map(|(_, c)| c.readings.load(Relaxed)).sum();
+        let sum = |f: fn(&SourceCounters) -> &std::sync::atomic::AtomicU64| -> u64 {
+            sources.iter().map(|(_, c)| f(c).load(Relaxed)).sum()
+        };
+        let bad = sum(|c| &c.decode_errors);
+        // Device health: a port or slave that is gone, a slave that does not answer in time
+        // or answers with an exception.
+        let transport_errors = sum(|c| &c.transport_errors);
+        let timeouts = sum(|c| &c.timeouts);
+        let exceptions = sum(|c| &c.exceptions);
+        match outbox.stats().await {
+            Ok(stats) => {
+                tracing::info!(
+                    pending = stats.count,
+                    bytes = stats.bytes,
+                    alerts = stats.lanes[Lane::Alerts as usize].count,
+                    committed = committed.appended.load(Relaxed),
+                    evicted = stats.evicted,
+                    samples = received,
+                    bad_payloads = bad,
+                    transport_errors,
+                    timeouts,
+                    exceptions,
+                    events = pipeline.events.load(Relaxed),
+                    "outbox"
+                );
+                let blocked = outbox.blocked_since().map_or(String::new(), |since| {
+                    format!(
+                        "BLOCKED for {}s: outbox full (overflow: block), waiting for the uplink; ",
+                        (weir_drivers::now_us() - since).max(0) / 1_000_000
+                    )
+                });
+                crate::daemon::systemd::summary(&format!(
+                    "{blocked}{received} samples, {} events, {} pending in the outbox",
+                    pipeline.events.load(Relaxed),
+                    stats.count
+                ));
+            }
+            Err(e) => tracing::error!("outbox stats unavailable: {e}"),
+        }
+    }
+}
