@@ -62,10 +62,11 @@ type LaneValue<'a> = dyn Fn(&crate::outbox::LaneStats) -> f64 + 'a;
 /// The values of one scrape.
 #[derive(Debug)]
 struct Snapshot {
-    sources: Vec<(String, [u64; 8])>,
-    /// Per source: transport up, and the receive time of its last reading (µs; 0 = none).
-    source_health: Vec<(String, bool, i64)>,
-    pipeline: [(&'static str, &'static str, u64); 14],
+    sources: Vec<(String, [u64; 9])>,
+    /// Per source: transport up, the receive time of its last reading (µs; 0 = none), and
+    /// whether it is stalled (connections keep failing before a message gets through).
+    source_health: Vec<(String, bool, i64, bool)>,
+    pipeline: [(&'static str, &'static str, u64); 15],
     outbox: OutboxStats,
     outbox_counters: [(&'static str, &'static str, u64); 9],
     uplink: Option<Arc<UplinkCounters>>,
@@ -96,6 +97,7 @@ impl Sources {
                             s.transport_errors.load(Relaxed),
                             s.timeouts.load(Relaxed),
                             s.exceptions.load(Relaxed),
+                            s.oversized.load(Relaxed),
                         ],
                     )
                 })
@@ -108,6 +110,7 @@ impl Sources {
                         name.clone(),
                         s.is_connected(),
                         s.last_reading_us.load(Relaxed),
+                        s.is_stalled(),
                     )
                 })
                 .collect(),
@@ -146,6 +149,11 @@ impl Sources {
                     "actions_dropped",
                     "Alert transitions not sent to the local actions broker (none configured, queue full, broker down).",
                     p.actions_dropped.load(Relaxed),
+                ),
+                (
+                    "actions_topic_refused",
+                    "Alert transitions not sent to the local actions broker: a {device}/{metric}/{rule} value contained /, +, # or NUL.",
+                    p.actions_topic_refused.load(Relaxed),
                 ),
                 (
                     "clock_skewed",
@@ -266,6 +274,10 @@ impl Collector for Snapshot {
                 "Device requests that were not answered in time.",
             ),
             ("weir_source_exceptions", "Modbus exception replies."),
+            (
+                "weir_source_oversized",
+                "Of decode errors: messages above max_payload (skipped) or max_message (refused, per delivery).",
+            ),
         ];
         for (i, (name, help)) in source_families.into_iter().enumerate() {
             let counter = ConstCounter::new(0u64);
@@ -282,9 +294,19 @@ impl Collector for Snapshot {
             None,
             up.metric_type(),
         )?;
-        for (source, connected, _) in &self.source_health {
+        for (source, connected, _, _) in &self.source_health {
             let labels = [("source", source.as_str())];
             ConstGauge::new(i64::from(*connected)).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "weir_source_stalled",
+            "1 while the source cannot make progress: its connections keep failing before a message gets through (see the log).",
+            None,
+            up.metric_type(),
+        )?;
+        for (source, _, _, stalled) in &self.source_health {
+            let labels = [("source", source.as_str())];
+            ConstGauge::new(i64::from(*stalled)).encode(family.encode_family(&labels)?)?;
         }
         let age = ConstGauge::new(0.0f64);
         let mut family = encoder.encode_descriptor(
@@ -293,7 +315,7 @@ impl Collector for Snapshot {
             None,
             age.metric_type(),
         )?;
-        for (source, _, last) in &self.source_health {
+        for (source, _, last, _) in &self.source_health {
             let labels = [("source", source.as_str())];
             let seconds = if *last == 0 {
                 -1.0
@@ -463,6 +485,15 @@ pub async fn serve(listener: TcpListener, sources: Sources, shutdown: Cancellati
     }
 }
 
+/// Names of the sources that cannot make progress (see `SourceCounters::stalled`).
+pub fn stalled_sources(sources: &[(String, Arc<SourceCounters>)]) -> Vec<String> {
+    sources
+        .iter()
+        .filter(|(_, c)| c.is_stalled())
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
 /// The engine loop's progress as last seen by `/healthz`.
 #[derive(Clone, Default)]
 struct Health {
@@ -515,13 +546,23 @@ async fn respond(mut stream: TcpStream, sources: &Sources, health: &Health) -> s
             let outbox = tokio::time::timeout(Duration::from_secs(2), sources.outbox.stats())
                 .await
                 .is_ok_and(|r| r.is_ok());
-            if turning && outbox {
+            let stalled = stalled_sources(&sources.sources);
+            if turning && outbox && stalled.is_empty() {
                 ("200 OK", "text/plain", "ok\n".to_owned())
+            } else if turning && outbox {
+                (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    format!("stalled sources: {}\n", stalled.join(", ")),
+                )
             } else {
                 (
                     "503 Service Unavailable",
                     "text/plain",
-                    format!("stalled: engine turning={turning}, outbox answering={outbox}\n"),
+                    format!(
+                        "stalled: engine turning={turning}, outbox answering={outbox}, stalled sources=[{}]\n",
+                        stalled.join(", ")
+                    ),
                 )
             }
         }

@@ -51,6 +51,9 @@ pub struct PipelineCounters {
     /// Alert transitions published on the local actions broker / not sent there.
     pub actions_published: AtomicU64,
     pub actions_dropped: AtomicU64,
+    /// Alert transitions whose local topic was refused: a placeholder's value would have
+    /// added a topic level.
+    pub actions_topic_refused: AtomicU64,
     /// Copies of the engine's own statistics, refreshed every loop turn.
     pub late_dropped: AtomicU64,
     pub nan_dropped: AtomicU64,
@@ -145,6 +148,10 @@ impl Pipeline {
             self.counters
                 .actions_dropped
                 .store(actions.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+            self.counters.actions_topic_refused.store(
+                actions.topic_refused.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
             self.counters.turns.fetch_add(1, Ordering::Relaxed);
         }
         self.save_runtime(&mut saved).await;
@@ -245,9 +252,11 @@ impl Pipeline {
                     if matches!(event.kind, EventKind::Alert { .. })
                         && let Some(t) = self.engine.rules().local_topic(&event.rule)
                     {
-                        let topic = crate::actions::topic(t, &event.rule, device, metric);
-                        // The JSON body, without the outbox's format byte.
-                        self.actions.send(topic, r.payload[1..].to_vec());
+                        match crate::actions::topic(t, &event.rule, device, metric) {
+                            // The JSON body, without the outbox's format byte.
+                            Ok(topic) => self.actions.send(topic, r.payload[1..].to_vec()),
+                            Err(e) => self.actions.refuse(&event.rule, &e),
+                        }
                     }
                     records.push(r);
                 }

@@ -297,8 +297,14 @@ async fn status_loop(
                     events = pipeline.events.load(Relaxed),
                     "outbox"
                 );
+                let stalled = crate::metrics::stalled_sources(&sources);
+                let stalled = if stalled.is_empty() {
+                    String::new()
+                } else {
+                    format!("; STALLED source(s): {}", stalled.join(", "))
+                };
                 crate::notify::status(&format!(
-                    "{received} samples, {} events, {} pending in the outbox",
+                    "{received} samples, {} events, {} pending in the outbox{stalled}",
                     pipeline.events.load(Relaxed),
                     stats.count
                 ));

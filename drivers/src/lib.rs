@@ -14,8 +14,9 @@
 //! (register maps polled from Modbus TCP slaves) and
 //! [`simulator::run`] (seeded synthetic devices with scheduled faults, for demos and tests).
 //! Their configurations ([`mqtt::MqttSourceConfig`], [`simulator::SimulatorConfig`]) are serde
-//! structs the agent embeds in its own file; [`duration`] is the `"30s"` parser they share.
+//! structs the agent embeds in its own file; [`duration`] and [`size`] are the `"30s"` and `"8MiB"` parsers they share.
 
+pub mod backoff;
 pub mod duration;
 pub mod frame;
 pub mod modbus;
@@ -23,6 +24,7 @@ pub mod mqtt;
 pub mod payload;
 pub mod serial;
 pub mod simulator;
+pub mod size;
 pub mod topic;
 
 mod delivery;

@@ -6,9 +6,7 @@
 //! rumqttc holds (its state, its pending list, its request channel). No publish from an old
 //! connection can therefore surface as an `Outgoing::Publish` after a reconnect.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
-use std::hash::BuildHasher;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -16,8 +14,14 @@ use std::time::{Duration, Instant};
 use rumqttc::{Event, EventLoop, MqttState, Outgoing, Packet};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use weir_drivers::backoff::Backoff;
 
 use super::counters::UplinkCounters;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// While the uplink keeps failing, a WARN reminder at most this often.
+const DOWN_REMINDER: Duration = Duration::from_secs(60);
 
 /// What a publish carried: a record or a batch of records (deleted once acknowledged), or a
 /// status message.
@@ -86,7 +90,10 @@ impl Shared {
     }
 }
 
-/// Polls the event loop until `stop`, reconnecting with backoff after errors.
+/// Polls the event loop until `stop`, reconnecting with backoff after errors. A CONNACK does
+/// not start the backoff over: the connection must prove itself with a PUBACK (or by staying
+/// up 10 s), so a broker that closes right after CONNACK sees growing delays and a few log
+/// lines, not a reconnect (and a re-sent backlog) every 100 ms.
 pub(super) async fn poll(
     mut eventloop: EventLoop,
     shared: Arc<Shared>,
@@ -96,10 +103,11 @@ pub(super) async fn poll(
 ) {
     let _done = shared.done.clone().drop_guard();
     let max_inflight = eventloop.mqtt_options.inflight();
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut ever_connected = false;
-    // Some while an outage is under way (and has been logged).
+    // Some while an outage is under way (and has been logged); the last WARN about it.
     let mut down_since: Option<Instant> = None;
+    let mut last_warn = Instant::now();
     // The last TLS failure logged at ERROR: a changed reason is logged again, a repeat is not.
     let mut tls_reason: Option<String> = None;
     loop {
@@ -119,18 +127,32 @@ pub(super) async fn poll(
                 counters.connected.store(true, Ordering::Relaxed);
                 UplinkCounters::bump(&counters.connects);
                 tls_reason = None;
-                backoff.reset();
+                backoff.connected();
                 ever_connected = true;
-                match down_since.take() {
-                    Some(t) => tracing::info!(
-                        outage_ms = t.elapsed().as_millis() as u64,
-                        "uplink connected"
-                    ),
-                    None => tracing::info!("uplink connected"),
+                if backoff.unproven() > 0 {
+                    // Connections keep failing before a PUBACK: one line a minute, not each.
+                    tracing::debug!(unproven = backoff.unproven(), "uplink connected (on trial)");
+                } else {
+                    match down_since.take() {
+                        Some(t) => tracing::info!(
+                            outage_ms = t.elapsed().as_millis() as u64,
+                            "uplink connected"
+                        ),
+                        None => tracing::info!("uplink connected"),
+                    }
                 }
                 wake.notify_one();
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                if backoff.on_trial() {
+                    backoff.proven();
+                    if let Some(t) = down_since.take() {
+                        tracing::info!(
+                            outage_ms = t.elapsed().as_millis() as u64,
+                            "uplink connection stable again"
+                        );
+                    }
+                }
                 {
                     let mut s = shared.lock();
                     if let Some((sent, sent_at)) = s.inflight.remove(&ack.pkid) {
@@ -164,7 +186,12 @@ pub(super) async fn poll(
                 counters.connected.store(false, Ordering::Relaxed);
                 return;
             }
-            Ok(_) => {}
+            Ok(_) => {
+                // Up long enough without a PUBACK (nothing to send) is proof as well.
+                if backoff.on_trial() && backoff.settle() {
+                    down_since = None;
+                }
+            }
             Err(e) => {
                 {
                     let mut s = shared.lock();
@@ -179,7 +206,7 @@ pub(super) async fn poll(
                 counters.connected.store(false, Ordering::Relaxed);
                 UplinkCounters::bump(&counters.connection_errors);
                 wake.notify_one();
-                let delay = backoff.next_delay();
+                let delay = backoff.failed();
                 if let Some(reason) = super::tls::describe(&e) {
                     UplinkCounters::bump(&counters.tls_errors);
                     if tls_reason.as_ref() != Some(&reason) {
@@ -190,12 +217,18 @@ pub(super) async fn poll(
                 }
                 if down_since.is_none() {
                     down_since = Some(Instant::now());
+                    last_warn = Instant::now();
                     let what = if ever_connected {
                         "uplink connection lost; reconnecting with backoff"
                     } else {
                         "uplink cannot connect to the broker; retrying with backoff"
                     };
                     tracing::warn!(error = %e, "{what}");
+                } else if last_warn.elapsed() >= DOWN_REMINDER {
+                    last_warn = Instant::now();
+                    tracing::warn!(error = %e, unproven = backoff.unproven(),
+                        down_ms = down_since.map_or(0, |t| t.elapsed().as_millis() as u64),
+                        "uplink still cannot keep a connection; records stay in the outbox");
                 } else {
                     tracing::debug!(error = %e, delay_ms = delay.as_millis() as u64, "uplink reconnect failed");
                 }
@@ -205,42 +238,5 @@ pub(super) async fn poll(
                 }
             }
         }
-    }
-}
-
-/// Exponential backoff from 100 ms to 10 s with "equal jitter": each delay is half the
-/// current step plus a random part of the other half, so clients that lost the same broker
-/// spread out and a retry is never immediate.
-#[derive(Debug)]
-pub(super) struct Backoff {
-    step: Duration,
-    attempt: u64,
-}
-
-pub(super) const BACKOFF_MIN: Duration = Duration::from_millis(100);
-pub(super) const BACKOFF_MAX: Duration = Duration::from_secs(10);
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            step: BACKOFF_MIN,
-            attempt: 0,
-        }
-    }
-}
-
-impl Backoff {
-    pub fn reset(&mut self) {
-        self.step = BACKOFF_MIN;
-    }
-
-    pub fn next_delay(&mut self) -> Duration {
-        let half = self.step / 2;
-        self.step = (self.step * 2).min(BACKOFF_MAX);
-        self.attempt = self.attempt.wrapping_add(1);
-        // A fresh RandomState is randomly keyed: enough randomness for jitter, no dependency.
-        let r = RandomState::new().hash_one(self.attempt);
-        let span = half.as_nanos() as u64 + 1;
-        half + Duration::from_nanos(r % span)
     }
 }

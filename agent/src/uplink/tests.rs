@@ -6,7 +6,6 @@ use rumqttc::{Event, MqttOptions, Packet};
 use tokio::sync::mpsc;
 use weir_tests::Mosquitto;
 
-use super::session::{BACKOFF_MAX, BACKOFF_MIN, Backoff};
 use super::*;
 use crate::outbox::{NewRecord, OutboxConfig, OutboxCounters, PAYLOAD_V1, Record};
 
@@ -98,24 +97,6 @@ fn topics_and_config() {
         ..UplinkConfig::default()
     };
     assert!(mqtt_options(&zero, "gw").is_err());
-}
-
-#[test]
-fn backoff_grows_with_jitter_to_the_cap_and_resets() {
-    let mut b = Backoff::default();
-    let mut step = BACKOFF_MIN;
-    for _ in 0..20 {
-        let d = b.next_delay();
-        assert!(
-            d >= step / 2 && d <= step,
-            "{d:?} outside [{:?}, {step:?}]",
-            step / 2
-        );
-        step = (step * 2).min(BACKOFF_MAX);
-    }
-    assert!(b.next_delay() >= BACKOFF_MAX / 2);
-    b.reset();
-    assert!(b.next_delay() <= BACKOFF_MIN);
 }
 
 // ---------- against a real broker ----------

@@ -2,6 +2,7 @@
 //! connection, so a slave that stops answering costs only its own polls; the slaves of one
 //! RTU line share it (a serial bus carries one request at a time).
 
+use crate::backoff::Backoff;
 use crate::{Handed, hand_over};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -313,9 +314,10 @@ impl Poller {
         shutdown: &CancellationToken,
     ) -> Result<Vec<u16>, ReadError> {
         let mut last = (Quality::Transport, String::new());
+        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         for attempt in 0..=self.retries {
             if attempt > 0 {
-                let delay = (BACKOFF_MIN * 2u32.saturating_pow(attempt - 1)).min(BACKOFF_MAX);
+                let delay = backoff.failed();
                 tokio::select! {
                     () = shutdown.cancelled() => return Err(ReadError::Failed { quality: Quality::Transport, message: "shutting down".into() }),
                     () = tokio::time::sleep(delay) => {}

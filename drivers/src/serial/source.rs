@@ -1,6 +1,7 @@
 //! The serial source's async shell: open the port, move bytes into the decoder, send what
 //! it yields, and reopen with backoff when the port fails or the device disappears.
 
+use crate::backoff::Backoff;
 use crate::{Handed, hand_over};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ pub async fn run(
 ) -> Result<(), SourceError> {
     cfg.validate()?;
     let mut decoder = Decoder::new(&cfg);
-    let mut delay = cfg.reopen_min;
+    let mut backoff = Backoff::new(cfg.reopen_min, cfg.reopen_max);
     let mut down_since: Option<Instant> = None;
     let path = cfg.path.display().to_string();
     loop {
@@ -44,7 +45,9 @@ pub async fn run(
                 SourceCounters::add(&counters.connects, 1);
                 counters.set_connected(true);
                 tracing::info!(source = %cfg.name, port = %path, baud = cfg.baud, "serial port open");
-                delay = cfg.reopen_min;
+                // A port that stays open PROVE_AFTER starts the backoff over; one that fails
+                // at once (a device that resets on open) keeps it growing.
+                backoff.connected();
                 decoder.reset();
                 let end = read_port(port, &mut decoder, &tx, &counters, &shutdown).await;
                 counters.set_connected(false);
@@ -73,12 +76,12 @@ pub async fn run(
                 }
             }
         }
+        let delay = backoff.failed();
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
             () = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(cfg.reopen_max);
     }
 }
 
