@@ -18,6 +18,7 @@ mod harness;
 mod kill_loop;
 mod observability;
 mod outbox_ops;
+mod oversized;
 mod reload;
 mod replay;
 mod runtime;
