@@ -19,6 +19,7 @@ mod kill_loop;
 mod observability;
 mod outbox_ops;
 mod oversized;
+mod reconnect_storm;
 mod reload;
 mod replay;
 mod runtime;
