@@ -157,6 +157,52 @@ impl Default for OutboxConfig {
 
 pub(crate) use weir_drivers::size::deserialize as de_bytes;
 
+impl OutboxConfig {
+    /// Whether the agent could open its outbox at `path`, checked without creating anything
+    /// lasting: `weir check` refuses what `weir run` would refuse. A path that is a directory,
+    /// or a file or directory the agent cannot write (a read-only mount, wrong owner), is an
+    /// error that says what to change. Run it as the user the agent runs as.
+    pub fn check_path(&self) -> Result<(), String> {
+        let path = &self.path;
+        if path.is_dir() {
+            return Err(format!(
+                "outbox.path {} is a directory; name a file in it, e.g. {}",
+                path.display(),
+                path.join("outbox.db").display()
+            ));
+        }
+        if path.exists() {
+            return std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map(drop)
+                .map_err(|e| format!("outbox.path {} cannot be written: {e}", path.display()));
+        }
+        // The agent creates missing parent directories: the nearest existing one must take a
+        // new file.
+        let Some(dir) = path.ancestors().skip(1).find(|a| a.is_dir()) else {
+            return Ok(());
+        };
+        let probe = dir.join(format!(".weir-check-{}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+        {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "outbox.path {}: cannot create files in {}: {e}",
+                path.display(),
+                dir.display()
+            )),
+        }
+    }
+}
+
 /// The smallest bound accepted: every record (a few hundred bytes, at most the MQTT
 /// payload limit of a source) must fit, or it could never be stored.
 pub const MIN_MAX_BYTES: u64 = 64 * 1024;
@@ -192,6 +238,33 @@ mod tests {
         assert!(serde_saphyr::from_str::<OutboxConfig>("max_age: soon\n").is_err());
         assert!(serde_saphyr::from_str::<OutboxConfig>("max_age: {alarms: 1d}\n").is_err());
         assert!(serde_saphyr::from_str::<OutboxConfig>("overflow: drop_all\n").is_err());
+    }
+
+    #[test]
+    fn a_directory_or_an_unwritable_path_is_refused_at_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |path: std::path::PathBuf| OutboxConfig {
+            path,
+            ..OutboxConfig::default()
+        };
+        let e = cfg(dir.path().to_owned()).check_path().unwrap_err();
+        assert!(e.contains("is a directory"), "{e}");
+        assert_eq!(cfg(dir.path().join("a/b/outbox.db")).check_path(), Ok(()));
+        assert_eq!(cfg(dir.path().join("outbox.db")).check_path(), Ok(()));
+        // A read-only file; root can write anyway, so only checked when it really is not.
+        let ro = dir.path().join("ro.db");
+        std::fs::write(&ro, b"").unwrap();
+        let mut perms = std::fs::metadata(&ro).unwrap().permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(&ro, perms).unwrap();
+        if std::fs::OpenOptions::new().write(true).open(&ro).is_err() {
+            assert!(
+                cfg(ro)
+                    .check_path()
+                    .unwrap_err()
+                    .contains("cannot be written")
+            );
+        }
     }
 
     #[test]

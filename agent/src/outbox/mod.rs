@@ -59,7 +59,13 @@
 //! loses nothing, at the cost of one flash write per batch (hence the batching). A file that
 //! is nevertheless unusable — not a database, failing `PRAGMA quick_check`, or of an unknown
 //! schema version — is moved to `<path>.corrupt-<unix-secs>` with its WAL, logged at ERROR,
-//! and a fresh outbox is started: the agent never refuses to start because of its buffer.
+//! and a fresh outbox is started: the agent never refuses to start because of a *bad file*.
+//!
+//! What it does refuse is a *place* it cannot write: an `outbox.path` that is a directory, or
+//! a file or directory it cannot write (a read-only mount, the wrong owner). Quarantining
+//! cannot help there and running without a buffer would break guarantee 1, so `weir run`
+//! exits with the reason and `weir check` refuses the config first (exit 2, see
+//! [`OutboxConfig::check_path`]).
 
 mod checkpoint;
 pub mod config;

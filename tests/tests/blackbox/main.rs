@@ -18,6 +18,7 @@ mod harness;
 mod kill_loop;
 mod observability;
 mod outbox_ops;
+mod outbox_path;
 mod oversized;
 mod reconnect_storm;
 mod reload;
