@@ -90,6 +90,19 @@ pub use config::{OutboxConfig, Overflow};
 pub(crate) use writer::AfterCommit;
 use writer::{Command, Writer};
 
+/// A topic MQTT lets a client publish on: non-empty, no wildcard (`+`, `#`), no NUL, at most
+/// 65,535 bytes. Checked on append, and again by the uplink before publishing (a stored topic
+/// may have been edited by hand).
+pub fn check_topic(topic: &str) -> Result<(), &'static str> {
+    if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+        return Err("topic must be non-empty without MQTT wildcards or NUL");
+    }
+    if topic.len() > usize::from(u16::MAX) {
+        return Err("topic longer than 65535 bytes");
+    }
+    Ok(())
+}
+
 /// Commands the writer's queue holds before `append` has to wait.
 const QUEUE_CAPACITY: usize = 64;
 
@@ -167,9 +180,7 @@ impl NewRecord {
     }
 
     fn validate(&self, max_bytes: u64) -> Result<(), &'static str> {
-        if self.topic.is_empty() || self.topic.contains(['+', '#', '\0']) {
-            return Err("topic must be non-empty without MQTT wildcards or NUL");
-        }
+        check_topic(&self.topic)?;
         if self.size() > max_bytes {
             return Err("record is larger than the outbox's max_bytes");
         }
