@@ -9,6 +9,8 @@
 //!   After an unclean shutdown ids jump by `store::ID_GAP_AFTER_UNCLEAN_SHUTDOWN`, and after a
 //!   quarantine they restart above the current time in µs, so an id that may have reached a
 //!   consumer is not handed out again even when its transaction was rolled back or lost.
+//!   Ids never wrap: once the last id is `i64::MAX` (only a hand-edited sequence gets near),
+//!   new records are dropped, counted in `discarded` and logged at ERROR.
 //! - Acks handed to [`Outbox::append`] fire only after the transaction holding those records
 //!   has committed (guarantee 3). An ack that never fires makes the source's broker redeliver.
 //! - The sum of `octet_length(topic) + length(payload)` over all rows never exceeds
@@ -251,7 +253,8 @@ pub struct OutboxCounters {
     pub refused_full: AtomicU64,
     /// Evicted for being older than `max_age`.
     pub expired: AtomicU64,
-    /// Stored records the uplink could not encode and dropped (data loss).
+    /// Stored records the uplink could not encode or publish (a bad topic) and dropped, and
+    /// new records that could not get an id because the sequence is exhausted (data loss).
     pub discarded: AtomicU64,
     /// Append transactions that failed to commit (data loss unless the source redelivers).
     pub write_errors: AtomicU64,

@@ -37,6 +37,9 @@ pub(crate) struct AppendOutcome {
     pub refused: [u64; 3],
     /// Bytes of the refused records.
     pub refused_bytes: u64,
+    /// New records refused because the sequence is exhausted (the last id is `i64::MAX`):
+    /// an id is never reused and never wraps to a negative one.
+    pub unnumbered: u64,
 }
 
 /// Records removed per lane, and the bytes they held.
@@ -190,7 +193,11 @@ impl Store {
                     outcome.refused_bytes += r.size();
                     continue;
                 }
-                last_id += 1;
+                let Some(id) = last_id.checked_add(1) else {
+                    outcome.unnumbered += 1;
+                    continue;
+                };
+                last_id = id;
                 rows.push((r.lane as i64, last_id, r));
                 let t = &mut totals[r.lane as usize];
                 t.count += 1;

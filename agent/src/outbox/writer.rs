@@ -214,9 +214,22 @@ impl Writer {
         match self.store.append(records.iter(), make_room) {
             Ok(outcome) => {
                 let c = &self.counters;
-                let refused: u64 = outcome.refused.iter().sum();
+                let refused: u64 = outcome.refused.iter().sum::<u64>() + outcome.unnumbered;
                 c.appended
                     .fetch_add(records.len() as u64 - refused, Ordering::Relaxed);
+                if outcome.unnumbered > 0 {
+                    c.discarded.fetch_add(outcome.unnumbered, Ordering::Relaxed);
+                    if self.disk.log_drop() {
+                        // ERROR: nothing new is stored until an operator resets the outbox.
+                        tracing::error!(
+                            records = outcome.unnumbered,
+                            discarded_total = c.discarded.load(Ordering::Relaxed),
+                            "outbox: the record sequence is exhausted (last id is i64::MAX); \
+                             new records dropped (data lost): deliver the backlog, then move \
+                             the outbox file aside to start a fresh one"
+                        );
+                    }
+                }
                 c.committed_batches.fetch_add(1, Ordering::Relaxed);
                 self.give_room(outcome.evicted_bytes);
                 let bound = self.store.bound();
