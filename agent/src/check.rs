@@ -23,6 +23,7 @@ pub fn main(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         eprintln!("weir check: {files} rule file(s) rejected");
         return Ok(ExitCode::from(2));
     }
+    budget_warnings(&loaded, &outcome.rules);
     println!(
         "{}: ok ({} sources, {} rules in {} files)",
         loaded.origin.name(),
@@ -31,4 +32,42 @@ pub fn main(args: ConfigArgs) -> anyhow::Result<ExitCode> {
         outcome.files_loaded
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Warns (without failing) when the rules could need more state than `engine.max_state_bytes`
+/// at `engine.max_series` series: which rules cost most per series, and how many series fit.
+fn budget_warnings(loaded: &crate::config::Loaded, rules: &weir_rules::RuleSet) {
+    let engine = &loaded.config.engine;
+    let budget = engine.max_state_bytes;
+    let series = engine.max_series.get();
+    let costs = weir_rules::Engine::state_costs(rules);
+    let per_series: usize = costs.iter().map(|(_, c)| *c).fold(0, usize::saturating_add);
+    let worst = per_series.saturating_mul(series);
+    if worst <= budget {
+        return;
+    }
+    let mb = |b: usize| b as f64 / f64::from(1u32 << 20);
+    eprintln!(
+        "{}: warning: the rules may need up to {:.1} MiB of state at engine.max_series = {series} \
+         (worst case {:.1} KiB per series), over engine.max_state_bytes = {:.1} MiB: past it, \
+         rules skip new series (counted in weir_engine_budget_refused_total); about {} series \
+         fit all rules",
+        loaded.origin.name(),
+        mb(worst),
+        per_series as f64 / 1024.0,
+        mb(budget),
+        budget / per_series.max(1)
+    );
+    let mut heavy: Vec<_> = costs
+        .iter()
+        .filter(|(_, c)| c.saturating_mul(series) > budget / 4)
+        .collect();
+    heavy.sort_by(|a, b| b.1.cmp(&a.1));
+    for (name, cost) in heavy {
+        eprintln!(
+            "  rule `{name}`: up to {:.1} KiB per series ({:.1} MiB at {series} series)",
+            *cost as f64 / 1024.0,
+            mb(cost.saturating_mul(series))
+        );
+    }
 }

@@ -113,6 +113,16 @@ pub struct EngineConfig {
     /// dropped and counted, so a misbehaving device cannot exhaust the gateway's memory.
     #[serde(default = "default_max_series")]
     pub max_series: NonZeroUsize,
+    /// Bytes of rule state (windows, sketches, detectors) the engine may take, e.g. `64MiB`
+    /// (the default: a quarter of a 256 MB gateway). Each rule's worst case per series is
+    /// reserved when a series first reaches it; past the budget that rule skips new series,
+    /// counted (`weir_engine_budget_refused_total`) and logged once. `weir check` warns when
+    /// the rules at `max_series` series could need more.
+    #[serde(
+        default = "default_max_state_bytes",
+        deserialize_with = "weir_drivers::size::deserialize_usize"
+    )]
+    pub max_state_bytes: usize,
     /// A window also closes once wall time is this far past its end, so a device that went
     /// silent still gets its last window evaluated (and its alert raised or cleared).
     #[serde(
@@ -131,6 +141,9 @@ pub struct EngineConfig {
 const fn default_max_series() -> NonZeroUsize {
     NonZeroUsize::new(10_000).expect("10 000 is not zero")
 }
+const fn default_max_state_bytes() -> usize {
+    weir_rules::DEFAULT_MAX_STATE_BYTES
+}
 const fn default_idle_close() -> Duration {
     Duration::from_secs(2)
 }
@@ -142,6 +155,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             max_series: default_max_series(),
+            max_state_bytes: default_max_state_bytes(),
             idle_close: default_idle_close(),
             channel: default_channel(),
             clock_guard: crate::clock_guard::ClockGuard::default(),

@@ -66,7 +66,7 @@ struct Snapshot {
     /// Per source: transport up, the receive time of its last reading (µs; 0 = none), and
     /// whether it is stalled (connections keep failing before a message gets through).
     source_health: Vec<(String, bool, i64, bool)>,
-    pipeline: [(&'static str, &'static str, u64); 15],
+    pipeline: [(&'static str, &'static str, u64); 16],
     outbox: OutboxStats,
     outbox_counters: [(&'static str, &'static str, u64); 9],
     uplink: Option<Arc<UplinkCounters>>,
@@ -184,6 +184,11 @@ impl Sources {
                     "groups_refused",
                     "Series that could not join a new group_by group: engine.max_series reached.",
                     p.groups_refused.load(Relaxed),
+                ),
+                (
+                    "budget_refused",
+                    "Rule slots (rule x series or group) not created: their worst-case state would pass engine.max_state_bytes.",
+                    p.budget_refused.load(Relaxed),
                 ),
                 (
                     "turns",

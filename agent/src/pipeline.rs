@@ -62,6 +62,8 @@ pub struct PipelineCounters {
     pub alerts_suppressed: AtomicU64,
     /// Series that could not join a new `group_by` group (`engine.max_series` reached).
     pub groups_refused: AtomicU64,
+    /// Rule slots (rule × series or group) refused by `engine.max_state_bytes`.
+    pub budget_refused: AtomicU64,
 }
 
 pub struct Pipeline {
@@ -141,6 +143,19 @@ impl Pipeline {
             self.counters
                 .groups_refused
                 .store(stats.groups_refused, Ordering::Relaxed);
+            let before = self
+                .counters
+                .budget_refused
+                .swap(stats.budget_refused, Ordering::Relaxed);
+            if before == 0 && stats.budget_refused > 0 {
+                // Once: the counter keeps the rest.
+                tracing::warn!(
+                    reserved_bytes = stats.state_reserved,
+                    refused = stats.budget_refused,
+                    "engine.max_state_bytes reached: rules skip new series from now on \
+                     (weir_engine_budget_refused_total counts them; see weir check)"
+                );
+            }
             let actions = &self.actions.counters;
             self.counters
                 .actions_published

@@ -114,6 +114,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         rules,
         Limits {
             max_series: config.engine.max_series.get(),
+            max_state_bytes: config.engine.max_state_bytes,
         },
     );
     engine.set_labels(device_labels);

@@ -59,6 +59,7 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         rules,
         Limits {
             max_series: args.max_series,
+            ..Limits::default()
         },
     );
     if let Some(labels) = labels {
@@ -98,6 +99,8 @@ pub struct Summary {
     pub skipped: u64,
     pub late_dropped: u64,
     pub rejected_series: u64,
+    /// Rule slots refused by the engine's memory budget (`engine.max_state_bytes`).
+    pub budget_refused: u64,
     pub seconds: f64,
 }
 
@@ -105,13 +108,14 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "replay: {} samples, {} events ({} alerts), {} lines skipped, {} late samples dropped, {} samples of series over the limit, {:.2} s ({:.0} samples/s)",
+            "replay: {} samples, {} events ({} alerts), {} lines skipped, {} late samples dropped, {} samples of series over the limit, {} rule slots over the memory budget, {:.2} s ({:.0} samples/s)",
             self.samples,
             self.events,
             self.alerts,
             self.skipped,
             self.late_dropped,
             self.rejected_series,
+            self.budget_refused,
             self.seconds,
             self.samples as f64 / self.seconds.max(1e-9)
         )
@@ -192,6 +196,7 @@ pub fn run(
     write_events(&engine, &mut events, &mut out, &mut summary, plot)?;
     out.flush().context("cannot write the events")?;
     summary.late_dropped = engine.stats().late_dropped;
+    summary.budget_refused = engine.stats().budget_refused;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
