@@ -92,7 +92,8 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 100_000)]
     pub max_series: usize,
     /// An agent config whose `labels:` give the devices their labels (for rules'
-    /// `select.labels` and `group_by: label.<name>`); nothing else in it is read.
+    /// `select.labels` and `group_by: label.<name>`) and whose `engine.max_state_bytes`
+    /// bounds the rules' state (default 64MiB); nothing else in it is read.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Also draw the series, their windows' results and alerts as an SVG picture (the first

@@ -268,12 +268,43 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Only the `labels:` of a config, for `weir replay --config`: the other sections are not
-/// read at all, so a gateway's config works as is on a laptop without its devices.
+/// Only the `labels:` (and `engine.max_state_bytes`) of a config, for `weir replay --config`:
+/// the other sections are not read at all, so a gateway's config works as is on a laptop
+/// without its devices.
 #[derive(Debug, Deserialize)]
 struct LabelsOnly {
     #[serde(default)]
     labels: Vec<LabelEntry>,
+    #[serde(default)]
+    engine: Option<BudgetOnly>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BudgetOnly {
+    #[serde(default, deserialize_with = "optional_size")]
+    max_state_bytes: Option<usize>,
+}
+
+fn optional_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    weir_drivers::size::deserialize_usize(d).map(Some)
+}
+
+/// The `engine.max_state_bytes` of the config at `path`, if it sets one (for `weir replay
+/// --config`, so a replay runs under the gateway's budget).
+pub fn budget_from_path(path: &Path) -> Result<Option<usize>, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        problems: vec![Problem {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read config: {e}"),
+        }],
+    })?;
+    let raw: LabelsOnly = serde_saphyr::from_str(&text).map_err(|e| ConfigError {
+        problems: vec![yaml_problem(&file, &e)],
+    })?;
+    Ok(raw.engine.and_then(|e| e.max_state_bytes))
 }
 
 /// The device labels of the config at `path`, ignoring everything else in it.

@@ -40,6 +40,12 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(crate::config::labels_from_path)
         .transpose()?;
+    let budget = args
+        .config
+        .as_deref()
+        .map(crate::config::budget_from_path)
+        .transpose()?
+        .flatten();
     let file =
         File::open(&args.data).with_context(|| format!("cannot open {}", args.data.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -59,7 +65,7 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         rules,
         Limits {
             max_series: args.max_series,
-            ..Limits::default()
+            max_state_bytes: budget.unwrap_or(weir_rules::DEFAULT_MAX_STATE_BYTES),
         },
     );
     if let Some(labels) = labels {
