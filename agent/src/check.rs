@@ -62,7 +62,7 @@ fn budget_warnings(loaded: &crate::config::Loaded, rules: &weir_rules::RuleSet) 
         .iter()
         .filter(|(_, c)| c.saturating_mul(series) > budget / 4)
         .collect();
-    heavy.sort_by(|a, b| b.1.cmp(&a.1));
+    heavy.sort_by_key(|b| std::cmp::Reverse(b.1));
     for (name, cost) in heavy {
         eprintln!(
             "  rule `{name}`: up to {:.1} KiB per series ({:.1} MiB at {series} series)",
