@@ -289,26 +289,12 @@ fn optional_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>
     weir_drivers::size::deserialize_usize(d).map(Some)
 }
 
-/// The `engine.max_state_bytes` of the config at `path`, if it sets one (for `weir replay
-/// --config`, so a replay runs under the gateway's budget).
-pub fn budget_from_path(path: &Path) -> Result<Option<usize>, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        problems: vec![Problem {
-            file: file.clone(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read config: {e}"),
-        }],
-    })?;
-    let raw: LabelsOnly = serde_saphyr::from_str(&text).map_err(|e| ConfigError {
-        problems: vec![yaml_problem(&file, &e)],
-    })?;
-    Ok(raw.engine.and_then(|e| e.max_state_bytes))
-}
-
-/// The device labels of the config at `path`, ignoring everything else in it.
-pub fn labels_from_path(path: &Path) -> Result<weir_rules::DeviceLabels, ConfigError> {
+/// What `weir replay --config` reads of the config at `path`: the device labels, and
+/// `engine.max_state_bytes` if it sets one (so a replay runs under the gateway's budget).
+/// Everything else in it is ignored.
+pub fn replay_settings_from_path(
+    path: &Path,
+) -> Result<(weir_rules::DeviceLabels, Option<usize>), ConfigError> {
     let file = path.display().to_string();
     let problem = |message: String| ConfigError {
         problems: vec![Problem {
@@ -323,8 +309,10 @@ pub fn labels_from_path(path: &Path) -> Result<weir_rules::DeviceLabels, ConfigE
     let raw: LabelsOnly = serde_saphyr::from_str(&text).map_err(|e| ConfigError {
         problems: vec![yaml_problem(&file, &e)],
     })?;
-    weir_rules::DeviceLabels::new(raw.labels.into_iter().map(|e| (e.devices, e.set)))
-        .map_err(|e| problem(format!("labels: {e}")))
+    let budget = raw.engine.and_then(|e| e.max_state_bytes);
+    let labels = weir_rules::DeviceLabels::new(raw.labels.into_iter().map(|e| (e.devices, e.set)))
+        .map_err(|e| problem(format!("labels: {e}")))?;
+    Ok((labels, budget))
 }
 
 /// Every problem found in a config file. The agent exits with code 2 on this error.

@@ -35,17 +35,13 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     };
     // Before the data is opened: a bad config exits 2 like every config error.
-    let labels = args
-        .config
-        .as_deref()
-        .map(crate::config::labels_from_path)
-        .transpose()?;
-    let budget = args
-        .config
-        .as_deref()
-        .map(crate::config::budget_from_path)
-        .transpose()?
-        .flatten();
+    let (labels, budget) = match args.config.as_deref() {
+        Some(path) => {
+            let (labels, budget) = crate::config::replay_settings_from_path(path)?;
+            (Some(labels), budget)
+        }
+        None => (None, None),
+    };
     let file =
         File::open(&args.data).with_context(|| format!("cannot open {}", args.data.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);

@@ -42,6 +42,25 @@ impl Drop for Tmpfs {
     }
 }
 
+fn scrape(port: u16) -> Result<String> {
+    let (code, body) = get(port, "/metrics")?;
+    anyhow::ensure!(code == 200, "/metrics answered {code}");
+    Ok(body)
+}
+
+fn value(metrics: &str, series: &str) -> f64 {
+    sample(metrics, series).unwrap_or(0.0)
+}
+
+/// Waits until the agent has counted a full disk; returns that scrape.
+fn wait_for_full_disk(agent: &mut Agent, port: u16) -> Result<String> {
+    wait_until("the disk to fill", Duration::from_secs(90), || {
+        let m = scrape(port)?;
+        Ok((value(&m, "weir_outbox_disk_full_total") >= 1.0).then_some(m))
+    })
+    .map_err(|e| agent.explain(e))
+}
+
 #[test]
 fn a_full_disk_keeps_the_agent_running_evicting_by_policy_and_it_recovers() -> Result<()> {
     let dir = TestDir::new("disk-full")?;
@@ -73,19 +92,10 @@ fn a_full_disk_keeps_the_agent_running_evicting_by_policy_and_it_recovers() -> R
     );
     let mut agent = Agent::start(&dir, &yaml)?;
     agent.wait_for_log("metrics endpoint listening", Duration::from_secs(20))?;
-    let scrape = || -> Result<String> {
-        let (code, body) = get(metrics_port, "/metrics")?;
-        anyhow::ensure!(code == 200, "/metrics answered {code}");
-        Ok(body)
-    };
-    let value = |m: &str, s: &str| sample(m, s).unwrap_or(0.0);
+    let scrape = || scrape(metrics_port);
     let stored = |m: &str| value(m, "weir_outbox_bytes{lane=\"aggregates\"}");
 
-    let full = wait_until("the disk to fill", Duration::from_secs(60), || {
-        let m = scrape()?;
-        Ok((value(&m, "weir_outbox_disk_full_total") >= 1.0).then_some(m))
-    })
-    .map_err(|e| agent.explain(e))?;
+    let full = wait_for_full_disk(&mut agent, metrics_port)?;
     agent.wait_for_line(
         "an ERROR about the full disk",
         Duration::from_secs(5),
@@ -168,19 +178,10 @@ fn a_full_disk_with_the_uplink_down_keeps_what_it_stored_and_delivers_it_later()
     );
     let mut agent = Agent::start(&dir, &yaml)?;
     agent.wait_for_log("metrics endpoint listening", Duration::from_secs(20))?;
-    let scrape = || -> Result<String> {
-        let (code, body) = get(metrics_port, "/metrics")?;
-        anyhow::ensure!(code == 200, "/metrics answered {code}");
-        Ok(body)
-    };
-    let value = |m: &str, s: &str| sample(m, s).unwrap_or(0.0);
+    let scrape = || scrape(metrics_port);
     let records = |m: &str| value(m, "weir_outbox_records{lane=\"aggregates\"}");
 
-    let full = wait_until("the disk to fill", Duration::from_secs(90), || {
-        let m = scrape()?;
-        Ok((value(&m, "weir_outbox_disk_full_total") >= 1.0).then_some(m))
-    })
-    .map_err(|e| agent.explain(e))?;
+    let full = wait_for_full_disk(&mut agent, metrics_port)?;
     let held = records(&full);
     assert!(
         held >= 100.0,
