@@ -13,6 +13,7 @@ mod detectors;
 mod devices;
 mod disk_full;
 mod end_to_end;
+mod engine_budget;
 mod eval;
 mod harness;
 mod kill_loop;
