@@ -13,8 +13,8 @@ use weir_tests::{Agent, Mosquitto, Publisher, TestDir, free_port, wait_until, we
 use crate::common::{AgentConfig, PLANT_FILTER, STARTUP, mean_above_rule};
 use crate::observability::{get, sample};
 
-/// Publishes `bytes` of `x` at QoS 1 with Debian's `mosquitto_pub`, as a device would.
-fn publish_big(dir: &TestDir, port: u16, topic: &str, bytes: usize) -> Result<()> {
+/// Publishes `bytes` of `x` at `qos` with Debian's `mosquitto_pub`, as a device would.
+fn publish_big(dir: &TestDir, port: u16, topic: &str, bytes: usize, qos: u8) -> Result<()> {
     let file = dir.write("big.bin", &"x".repeat(bytes))?;
     let status = Command::new("mosquitto_pub")
         .args([
@@ -78,10 +78,12 @@ fn metric(port: u16, series: &str) -> Result<f64> {
 }
 
 #[test]
-fn an_oversized_qos1_message_is_counted_bad_and_the_next_message_is_processed() -> Result<()> {
+fn oversized_messages_are_counted_bad_and_the_next_message_is_processed() -> Result<()> {
     let (dir, devices, mut agent, port) = start("oversized", "")?;
     // 1.1 MB: above the default max_payload (64 KiB) and the old 1 MiB client limit.
-    publish_big(&dir, devices.port(), "plant/pump-1/temp", 1_100_000)?;
+    publish_big(&dir, devices.port(), "plant/pump-1/temp", 1_100_000, 1)?;
+    // At QoS 0 too: counted, not lost silently.
+    publish_big(&dir, devices.port(), "plant/pump-1/temp", 1_100_000, 0)?;
     let mut publisher = Publisher::connect(devices.port())?;
     publisher.publish("plant/pump-1/temp", "{\"value\": 20}")?;
     wait_until("the message after the big one", STARTUP, || {
@@ -92,11 +94,11 @@ fn an_oversized_qos1_message_is_counted_bad_and_the_next_message_is_processed() 
     .map_err(|e| agent.explain(e))?;
     assert_eq!(
         metric(port, "weir_source_oversized_total{source=\"mqtt\"}")?,
-        1.0
+        2.0
     );
     assert_eq!(
         metric(port, "weir_source_decode_errors_total{source=\"mqtt\"}")?,
-        1.0
+        2.0
     );
     assert_eq!(
         metric(port, "weir_source_connects_total{source=\"mqtt\"}")?,
@@ -114,7 +116,7 @@ fn an_oversized_qos1_message_is_counted_bad_and_the_next_message_is_processed() 
 fn a_message_the_client_cannot_read_makes_the_source_report_itself_stalled() -> Result<()> {
     // max_message 2MiB: a 3 MB message cannot be read, and the broker redelivers it forever.
     let (dir, devices, mut agent, port) = start("stalled", "      max_message: 2MiB\n")?;
-    publish_big(&dir, devices.port(), "plant/pump-1/temp", 3_000_000)?;
+    publish_big(&dir, devices.port(), "plant/pump-1/temp", 3_000_000, 1)?;
     let health = wait_until("/healthz to report the stalled source", STARTUP, || {
         agent.assert_running()?;
         let (code, body) = get(port, "/healthz")?;
