@@ -8,9 +8,13 @@ use crate::run::load_config;
 pub fn main(args: ConfigArgs) -> anyhow::Result<ExitCode> {
     let loaded = load_config(args.config.as_deref())?;
     // `weir run` refuses to start without its outbox: refuse here first.
-    if let Err(problem) = loaded.config.outbox.check_path() {
-        eprintln!("{}: {problem}", loaded.origin.name());
-        return Ok(ExitCode::from(2));
+    match loaded.config.outbox.check_path() {
+        Ok(None) => {}
+        Ok(Some(warning)) => eprintln!("{}: warning: {warning}", loaded.origin.name()),
+        Err(problem) => {
+            eprintln!("{}: {problem}", loaded.origin.name());
+            return Ok(ExitCode::from(2));
+        }
     }
     let outcome = crate::rules::load(&loaded);
     if !outcome.rejected.is_empty() {

@@ -159,10 +159,11 @@ pub(crate) use weir_drivers::size::deserialize as de_bytes;
 
 impl OutboxConfig {
     /// Whether the agent could open its outbox at `path`, checked without creating anything
-    /// lasting: `weir check` refuses what `weir run` would refuse. A path that is a directory,
-    /// or a file or directory the agent cannot write (a read-only mount, wrong owner), is an
-    /// error that says what to change. Run it as the user the agent runs as.
-    pub fn check_path(&self) -> Result<(), String> {
+    /// lasting, so `weir check` refuses what `weir run` would refuse: a path that is a
+    /// directory, or one on a read-only filesystem, is an error (`Err`) that says what to
+    /// change. A path this user may not write is only a warning (`Ok(Some)`): `weir check` is
+    /// often run by another user than the agent's.
+    pub fn check_path(&self) -> Result<Option<String>, String> {
         let path = &self.path;
         if path.is_dir() {
             return Err(format!(
@@ -171,33 +172,42 @@ impl OutboxConfig {
                 path.join("outbox.db").display()
             ));
         }
-        if path.exists() {
-            return std::fs::OpenOptions::new()
+        let tried = if path.exists() {
+            std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .open(path)
                 .map(drop)
-                .map_err(|e| format!("outbox.path {} cannot be written: {e}", path.display()));
-        }
-        // The agent creates missing parent directories: the nearest existing one must take a
-        // new file.
-        let Some(dir) = path.ancestors().skip(1).find(|a| a.is_dir()) else {
-            return Ok(());
-        };
-        let probe = dir.join(format!(".weir-check-{}", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&probe)
-        {
-            Ok(_) => {
-                let _ = std::fs::remove_file(&probe);
-                Ok(())
+                .map_err(|e| (e, path.to_path_buf()))
+        } else {
+            // The agent creates missing parent directories: the nearest existing one must
+            // take a new file.
+            match path.ancestors().skip(1).find(|a| a.is_dir()) {
+                None => Ok(()),
+                Some(dir) => {
+                    let probe = dir.join(format!(".weir-check-{}", std::process::id()));
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&probe)
+                        .map(|_| {
+                            let _ = std::fs::remove_file(&probe);
+                        })
+                        .map_err(|e| (e, dir.to_path_buf()))
+                }
             }
-            Err(e) => Err(format!(
-                "outbox.path {}: cannot create files in {}: {e}",
+        };
+        match tried {
+            Ok(()) => Ok(None),
+            Err((e, at)) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(Some(format!(
+                "outbox.path {}: this user cannot write {} ({e}); make sure the agent's user can",
                 path.display(),
-                dir.display()
+                at.display()
+            ))),
+            Err((e, at)) => Err(format!(
+                "outbox.path {}: cannot write {}: {e}",
+                path.display(),
+                at.display()
             )),
         }
     }
@@ -241,7 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_or_an_unwritable_path_is_refused_at_check() {
+    fn a_directory_is_refused_at_check_and_a_permission_problem_is_a_warning() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = |path: std::path::PathBuf| OutboxConfig {
             path,
@@ -249,8 +259,8 @@ mod tests {
         };
         let e = cfg(dir.path().to_owned()).check_path().unwrap_err();
         assert!(e.contains("is a directory"), "{e}");
-        assert_eq!(cfg(dir.path().join("a/b/outbox.db")).check_path(), Ok(()));
-        assert_eq!(cfg(dir.path().join("outbox.db")).check_path(), Ok(()));
+        assert_eq!(cfg(dir.path().join("a/b/outbox.db")).check_path(), Ok(None));
+        assert_eq!(cfg(dir.path().join("outbox.db")).check_path(), Ok(None));
         // A read-only file; root can write anyway, so only checked when it really is not.
         let ro = dir.path().join("ro.db");
         std::fs::write(&ro, b"").unwrap();

@@ -66,8 +66,9 @@
 //! What it does refuse is a *place* it cannot write: an `outbox.path` that is a directory, or
 //! a file or directory it cannot write (a read-only mount, the wrong owner). Quarantining
 //! cannot help there and running without a buffer would break guarantee 1, so `weir run`
-//! exits with the reason and `weir check` refuses the config first (exit 2, see
-//! [`OutboxConfig::check_path`]).
+//! exits with the reason and `weir check` refuses a directory or a read-only filesystem
+//! first (exit 2); a permission problem is only a warning there, since `weir check` is often
+//! run by another user than the agent's (see [`OutboxConfig::check_path`]).
 
 mod checkpoint;
 pub mod config;
