@@ -23,7 +23,7 @@ fn publish_big(dir: &TestDir, port: u16, topic: &str, bytes: usize, qos: u8) -> 
             "-p",
             &port.to_string(),
             "-q",
-            "1",
+            &qos.to_string(),
             "-t",
             topic,
         ])
