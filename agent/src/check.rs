@@ -45,7 +45,7 @@ fn budget_warnings(loaded: &crate::config::Loaded, rules: &weir_rules::RuleSet) 
     let budget = engine.max_state_bytes;
     let series = engine.max_series.get();
     let costs = weir_rules::Engine::state_costs(rules);
-    let per_series: usize = costs.iter().map(|(_, c)| *c).fold(0, usize::saturating_add);
+    let per_series = weir_rules::Engine::state_per_series(rules);
     let worst = per_series.saturating_mul(series);
     if worst <= budget {
         return;

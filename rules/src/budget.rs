@@ -110,3 +110,23 @@ pub(crate) fn costs(rules: &[Rule], slot: usize) -> Vec<(Arc<str>, usize)> {
         .map(|r| (Arc::clone(&r.name), slot_cost(r, slot)))
         .collect()
 }
+
+/// The worst case of all rules' state on one series: a series gets a slot of every rule that
+/// selects it, and rules whose device or metric patterns cannot both match one name never
+/// share a series, so this is the largest sum over the rules that may overlap with one rule
+/// (labels are not considered: they may overlap).
+pub(crate) fn per_series(rules: &[Rule], slot: usize) -> usize {
+    let costs: Vec<usize> = rules.iter().map(|r| slot_cost(r, slot)).collect();
+    rules
+        .iter()
+        .map(|r| {
+            rules
+                .iter()
+                .zip(&costs)
+                .filter(|(o, _)| o.metric.may_overlap(&r.metric) && o.device.may_overlap(&r.device))
+                .map(|(_, c)| *c)
+                .fold(0, usize::saturating_add)
+        })
+        .max()
+        .unwrap_or(0)
+}

@@ -103,3 +103,25 @@ fn a_reload_keeps_running_state_and_admits_new_rules_only_within_the_budget() {
     assert_eq!(stats.budget_refused, 2 + 2 + 5, "{stats:?}");
     assert_eq!(stats.state_reserved, cost * 3);
 }
+
+#[test]
+fn rules_on_different_metrics_do_not_add_up_per_series() {
+    let src = "rules:
+  - name: a
+    select: { metric: temp }
+    window: { tumbling: 10s }
+    aggregates: [p99]
+  - name: b
+    select: { metric: rpm }
+    window: { tumbling: 10s }
+    aggregates: [p99]
+  - name: c
+    select: { metric: \"t*\" }
+    window: { tumbling: 10s }
+    aggregates: [mean]
+";
+    let set = rules(src);
+    let costs: Vec<usize> = Engine::state_costs(&set).iter().map(|(_, c)| *c).collect();
+    // `temp` may meet `t*`, `rpm` meets neither: the worst series has a and c.
+    assert_eq!(Engine::state_per_series(&set), costs[0] + costs[2]);
+}

@@ -323,6 +323,12 @@ impl Engine {
         crate::budget::costs(&rules.rules, size_of::<Slot>())
     }
 
+    /// The worst case of all rules' state on one series, in bytes: the rules that may select
+    /// the same series (by their device and metric patterns), summed, at the most costly series.
+    pub fn state_per_series(rules: &RuleSet) -> usize {
+        crate::budget::per_series(&rules.rules, size_of::<Slot>())
+    }
+
     /// The rules this engine runs.
     pub fn rules(&self) -> &RuleSet {
         &self.rules
