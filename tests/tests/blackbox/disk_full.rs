@@ -120,6 +120,13 @@ fn a_full_disk_keeps_the_agent_running_evicting_by_policy_and_it_recovers() -> R
     )
     .map_err(|e| agent.explain(e))?;
     assert_eq!(get(metrics_port, "/healthz")?.0, 200, "healthy while full");
+    // Issue 15: the held bound used to shrink on every full append until nothing was left.
+    assert!(
+        stored(&m) >= stored(&full) / 2.0,
+        "what was stored must be held: {} bytes now, {} when the disk filled",
+        stored(&m),
+        stored(&full)
+    );
     assert_eq!(
         value(&m, "weir_outbox_evicted_total"),
         value(&m, "weir_outbox_evicted_full_total"),
