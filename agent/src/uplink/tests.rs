@@ -87,10 +87,13 @@ async fn a_record_with_a_wildcard_topic_is_dropped_and_counted_and_the_rest_deli
         .append((0..3).map(|n| rec(Lane::Alerts, n)).collect(), vec![])
         .await
         .unwrap();
+    // A stats round trip goes through the writer after the append: the records are committed.
+    assert_eq!(outbox.stats().await.unwrap().count, 3);
     // Edited by hand, as an operator with sqlite3 could (append refuses such a topic).
     rusqlite::Connection::open(dir.path().join("outbox.db"))
         .unwrap()
         .execute("UPDATE records SET topic = 'weir/gw-1/#' WHERE id = 2", [])
+        .map(|changed| assert_eq!(changed, 1))
         .unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run(
