@@ -87,6 +87,10 @@ pub struct SourceCounters {
     pub connects: AtomicU64,
     /// Of `decode_errors`: binary frames whose CRC did not match (line noise, a bad cable).
     pub crc_errors: AtomicU64,
+    /// Of `decode_errors`: messages larger than the source's payload limit (MQTT
+    /// `max_payload`), read and skipped; and deliveries of messages larger than `max_message`,
+    /// which the client cannot read (counted once per delivery attempt).
+    pub oversized: AtomicU64,
     /// Transport failures: a port that would not open, a read that failed, a lost device.
     pub transport_errors: AtomicU64,
     /// Requests that got no answer in time (Modbus).
@@ -95,6 +99,10 @@ pub struct SourceCounters {
     pub exceptions: AtomicU64,
     /// Whether the transport is up now (a port open, a connection established).
     pub connected: AtomicBool,
+    /// Whether the source cannot make progress: its connections keep coming up and failing
+    /// before a single message gets through (e.g. a message it cannot read, redelivered on
+    /// every reconnect). Reported by `/healthz`, `weir status`, systemd and a metric.
+    pub stalled: AtomicBool,
     /// Receive time of the last reading sent on, µs since the Unix epoch; 0 = none yet.
     pub last_reading_us: AtomicI64,
 }
@@ -115,6 +123,15 @@ impl SourceCounters {
 
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the source can make progress (see [`SourceCounters::stalled`]).
+    pub fn set_stalled(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::Relaxed);
+    }
+
+    pub fn is_stalled(&self) -> bool {
+        self.stalled.load(Ordering::Relaxed)
     }
 
     /// Counts `n` readings sent on at `now_us`.

@@ -78,7 +78,10 @@ fn ruleset(bodies: &[&str], rules: usize) -> RuleSet {
 
 fn engine(bodies: &[&str], rules: usize) -> (Engine, Vec<SeriesId>) {
     let metrics = (rules / 2).max(1);
-    let limits = Limits { max_series: SERIES };
+    let limits = Limits {
+        max_series: SERIES,
+        max_state_bytes: usize::MAX,
+    };
     let mut engine = Engine::with_limits(ruleset(bodies, rules), limits);
     let ids = (0..SERIES)
         .map(

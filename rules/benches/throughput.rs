@@ -68,7 +68,10 @@ fn engine(rules: usize, window: &str, body: &str) -> (Engine, Vec<SeriesId>) {
 
 fn engine_of(series: usize, rules: usize, window: &str, body: &str) -> (Engine, Vec<SeriesId>) {
     let metrics = (rules / 2).max(1);
-    let limits = Limits { max_series: series };
+    let limits = Limits {
+        max_series: series,
+        max_state_bytes: usize::MAX,
+    };
     let mut engine = Engine::with_limits(ruleset(rules, window, body), limits);
     let ids = (0..series)
         .map(
@@ -277,6 +280,7 @@ fn grouped() {
         };
         let limits = Limits {
             max_series: SERIES + 1_000,
+            max_state_bytes: usize::MAX,
         };
         let rules = ruleset(100, "{ tumbling: 10s }", &body);
         let mut engine = Engine::with_limits(rules, limits);

@@ -37,6 +37,10 @@ pub struct Limits {
     /// How many distinct `(device, metric)` pairs may be interned. Each group of a grouped
     /// rule takes one entry too (it is interned like a series).
     pub max_series: usize,
+    /// Bytes of rule state (windows, sketches, detectors) the engine may reserve: each rule's
+    /// worst case per series is reserved when a series (or group) gets a slot of that rule,
+    /// and a slot that would pass this is refused and counted (see module `budget`).
+    pub max_state_bytes: usize,
 }
 
 impl Limits {
@@ -47,6 +51,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_series: Self::DEFAULT_MAX_SERIES,
+            max_state_bytes: crate::budget::DEFAULT_MAX_STATE_BYTES,
         }
     }
 }
@@ -75,6 +80,12 @@ pub struct EngineStats {
     pub alerts_cleared: u64,
     /// Raises swallowed by an alert's `suppress` or `cooldown` (their clears are too).
     pub alerts_suppressed: u64,
+    /// `(rule, series)` slots not created because their worst case would pass
+    /// `max_state_bytes`: that rule does not see that series (or group).
+    pub budget_refused: u64,
+    /// Bytes reserved for rule state now (each slot's worst case), at most `max_state_bytes`
+    /// except after a reload that kept more.
+    pub state_reserved: usize,
 }
 
 /// The state of one rule on one series.
@@ -180,6 +191,8 @@ pub struct Engine {
     next_deadline: i64,
     labels: DeviceLabels,
     stats: EngineStats,
+    /// Each rule's worst case per series (module `budget`), in rule order.
+    costs: Vec<usize>,
 }
 
 impl Engine {
@@ -189,6 +202,7 @@ impl Engine {
 
     pub fn with_limits(rules: RuleSet, limits: Limits) -> Engine {
         Engine {
+            costs: slot_costs(&rules),
             rules,
             limits,
             index: HashMap::new(),
@@ -223,6 +237,9 @@ impl Engine {
                 let i = u32::try_from(i).map_err(|_| too_many.clone())?;
                 if let Some(g) = &rule.group {
                     grouped.extend(g.key(device, &labels).map(|key| (i, key)));
+                    continue;
+                }
+                if !admit(&mut self.stats, &self.costs, i, self.limits.max_state_bytes) {
                     continue;
                 }
                 let slot = Slot::new(i, rule, &mut self.dets).ok_or_else(|| too_many.clone())?;
@@ -300,9 +317,45 @@ impl Engine {
         self.stats
     }
 
+    /// Each rule's worst-case state per series, in bytes, in rule order (for `weir check`:
+    /// rules × series against `max_state_bytes`).
+    pub fn state_costs(rules: &RuleSet) -> Vec<(std::sync::Arc<str>, usize)> {
+        crate::budget::costs(&rules.rules, size_of::<Slot>())
+    }
+
+    /// The worst case of all rules' state on one series, in bytes: the rules that may select
+    /// the same series (by their device and metric patterns), summed, at the most costly series.
+    pub fn state_per_series(rules: &RuleSet) -> usize {
+        crate::budget::per_series(&rules.rules, size_of::<Slot>())
+    }
+
     /// The rules this engine runs.
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+}
+
+/// Each rule's worst case per series, in rule order.
+fn slot_costs(rules: &RuleSet) -> Vec<usize> {
+    rules
+        .rules
+        .iter()
+        .map(|r| crate::budget::slot_cost(r, size_of::<Slot>()))
+        .collect()
+}
+
+/// Reserves rule `rule`'s worst case if it fits under `budget`; counts a refusal otherwise.
+fn admit(stats: &mut EngineStats, costs: &[usize], rule: u32, budget: usize) -> bool {
+    let cost = costs.get(rule as usize).copied().unwrap_or(usize::MAX);
+    match stats.state_reserved.checked_add(cost) {
+        Some(total) if total <= budget => {
+            stats.state_reserved = total;
+            true
+        }
+        _ => {
+            stats.budget_refused += 1;
+            false
+        }
     }
 }
 

@@ -46,6 +46,7 @@
 
 mod agg;
 mod alert;
+mod budget;
 mod detect;
 pub mod duration;
 mod engine;
@@ -60,6 +61,7 @@ mod spectrum;
 mod tree;
 mod window;
 
+pub use budget::DEFAULT_MAX_STATE_BYTES;
 pub use engine::{Engine, EngineStats, Limits, ReloadReport, RuntimeCounter};
 pub use error::{Diagnostic, EngineError, RuleError};
 pub use event::{Aggregate, AlertState, Event, EventKind, Sample, SeriesId, Severity};
@@ -68,5 +70,7 @@ pub use ruleset::RuleSet;
 
 #[cfg(test)]
 mod agg_tests;
+#[cfg(test)]
+mod budget_tests;
 #[cfg(test)]
 mod proptests;

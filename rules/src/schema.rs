@@ -177,6 +177,19 @@ impl Glob {
         })
     }
 
+    /// Whether some name could match both patterns. Exact for two literal patterns; a pattern
+    /// with a wildcard is assumed to overlap a literal one it matches, and any other pattern
+    /// with a wildcard (a conservative answer, for worst-case estimates).
+    pub fn may_overlap(&self, other: &Glob) -> bool {
+        let literal = |g: &Glob| !g.pattern.iter().any(|c| matches!(c, '*' | '?'));
+        match (literal(self), literal(other)) {
+            (true, true) => self.pattern == other.pattern,
+            (true, false) => other.matches(&self.pattern.iter().collect::<String>()),
+            (false, true) => self.matches(&other.pattern.iter().collect::<String>()),
+            (false, false) => true,
+        }
+    }
+
     /// Classic linear-time wildcard matching with a single backtrack point.
     pub fn matches(&self, text: &str) -> bool {
         let p = &self.pattern;

@@ -5,7 +5,18 @@ use std::process::ExitCode;
 
 /// Checks the config at `config` (default: as for `weir run`) and its rule files.
 pub fn main(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    // `config::load` refuses what every command would (an outbox path that is a directory
+    // among them); the probe below writes a file, so only `weir check` makes it.
     let loaded = crate::config::load(config)?;
+    // `weir run` refuses to start without its outbox (a read-only mount): refuse here first.
+    match loaded.config.outbox.check_path() {
+        Ok(None) => {}
+        Ok(Some(warning)) => eprintln!("{}: warning: {warning}", loaded.origin.name()),
+        Err(problem) => {
+            eprintln!("{}: {problem}", loaded.origin.name());
+            return Ok(ExitCode::from(2));
+        }
+    }
     let outcome = crate::config::rule_files::load(&loaded);
     if !outcome.rejected.is_empty() {
         for rejected in &outcome.rejected {
@@ -17,6 +28,7 @@ pub fn main(config: Option<&Path>) -> anyhow::Result<ExitCode> {
         eprintln!("weir check: {files} rule file(s) rejected");
         return Ok(ExitCode::from(2));
     }
+    budget_warnings(&loaded, &outcome.rules);
     println!(
         "{}: ok ({} sources, {} rules in {} files)",
         loaded.origin.name(),
@@ -25,4 +37,42 @@ pub fn main(config: Option<&Path>) -> anyhow::Result<ExitCode> {
         outcome.files_loaded
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Warns (without failing) when the rules could need more state than `engine.max_state_bytes`
+/// at `engine.max_series` series: which rules cost most per series, and how many series fit.
+fn budget_warnings(loaded: &crate::config::Loaded, rules: &weir_rules::RuleSet) {
+    let engine = &loaded.config.engine;
+    let budget = engine.max_state_bytes;
+    let series = engine.max_series.get();
+    let costs = weir_rules::Engine::state_costs(rules);
+    let per_series = weir_rules::Engine::state_per_series(rules);
+    let worst = per_series.saturating_mul(series);
+    if worst <= budget {
+        return;
+    }
+    let mb = |b: usize| b as f64 / f64::from(1u32 << 20);
+    eprintln!(
+        "{}: warning: the rules may need up to {:.1} MiB of state at engine.max_series = {series} \
+         (worst case {:.1} KiB per series), over engine.max_state_bytes = {:.1} MiB: past it, \
+         rules skip new series (counted in weir_engine_budget_refused_total); about {} series \
+         fit all rules",
+        loaded.origin.name(),
+        mb(worst),
+        per_series as f64 / 1024.0,
+        mb(budget),
+        budget / per_series.max(1)
+    );
+    let mut heavy: Vec<_> = costs
+        .iter()
+        .filter(|(_, c)| c.saturating_mul(series) > budget / 4)
+        .collect();
+    heavy.sort_by_key(|b| std::cmp::Reverse(b.1));
+    for (name, cost) in heavy {
+        eprintln!(
+            "  rule `{name}`: up to {:.1} KiB per series ({:.1} MiB at {series} series)",
+            *cost as f64 / 1024.0,
+            mb(cost.saturating_mul(series))
+        );
+    }
 }

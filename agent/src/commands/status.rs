@@ -51,6 +51,17 @@ pub fn main(args: StatusArgs) -> anyhow::Result<ExitCode> {
         m.count("weir_source_readings_total"),
         m.sum("weir_source_decode_errors_total"),
     );
+    let stalled: Vec<&str> = m
+        .matching("weir_source_stalled")
+        .filter(|(_, v)| *v > 0.0)
+        .filter_map(|(series, _)| series.split('"').nth(1))
+        .collect();
+    if !stalled.is_empty() {
+        println!(
+            "  STALLED source(s): {} (connections keep failing before a message gets through: see the log)",
+            stalled.join(", ")
+        );
+    }
     println!(
         "  rules:  {:.0} samples, {:.0} windows, {:.0} events ({:.0} alerts), {:.0} late, {:.0} over the series limit",
         m.sum("weir_engine_samples_total"),

@@ -121,6 +121,16 @@ pub struct EngineConfig {
     /// dropped and counted, so a misbehaving device cannot exhaust the gateway's memory.
     #[serde(default = "default_max_series")]
     pub max_series: NonZeroUsize,
+    /// Bytes of rule state (windows, sketches, detectors) the engine may take, e.g. `64MiB`
+    /// (the default: a quarter of a 256 MB gateway). Each rule's worst case per series is
+    /// reserved when a series first reaches it; past the budget that rule skips new series,
+    /// counted (`weir_engine_budget_refused_total`) and logged once. `weir check` warns when
+    /// the rules at `max_series` series could need more.
+    #[serde(
+        default = "default_max_state_bytes",
+        deserialize_with = "weir_drivers::size::deserialize_usize"
+    )]
+    pub max_state_bytes: usize,
     /// A window also closes once wall time is this far past its end, so a device that went
     /// silent still gets its last window evaluated (and its alert raised or cleared).
     #[serde(
@@ -139,6 +149,9 @@ pub struct EngineConfig {
 const fn default_max_series() -> NonZeroUsize {
     NonZeroUsize::new(10_000).expect("10 000 is not zero")
 }
+const fn default_max_state_bytes() -> usize {
+    weir_rules::DEFAULT_MAX_STATE_BYTES
+}
 const fn default_idle_close() -> Duration {
     Duration::from_secs(2)
 }
@@ -150,6 +163,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             max_series: default_max_series(),
+            max_state_bytes: default_max_state_bytes(),
             idle_close: default_idle_close(),
             channel: default_channel(),
             clock_guard: ClockGuard::default(),
@@ -277,16 +291,33 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Only the `labels:` of a config, for `weir replay --config`: the other sections are not
-/// read at all, so a gateway's config works as is on a laptop without its devices.
+/// Only the `labels:` (and `engine.max_state_bytes`) of a config, for `weir replay --config`:
+/// the other sections are not read at all, so a gateway's config works as is on a laptop
+/// without its devices.
 #[derive(Debug, Deserialize)]
 struct LabelsOnly {
     #[serde(default)]
     labels: Vec<LabelEntry>,
+    #[serde(default)]
+    engine: Option<BudgetOnly>,
 }
 
-/// The device labels of the config at `path`, ignoring everything else in it.
-pub fn labels_from_path(path: &Path) -> Result<weir_rules::DeviceLabels, ConfigError> {
+#[derive(Debug, Deserialize)]
+struct BudgetOnly {
+    #[serde(default, deserialize_with = "optional_size")]
+    max_state_bytes: Option<usize>,
+}
+
+fn optional_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    weir_drivers::size::deserialize_usize(d).map(Some)
+}
+
+/// What `weir replay --config` reads of the config at `path`: the device labels, and
+/// `engine.max_state_bytes` if it sets one (so a replay runs under the gateway's budget).
+/// Everything else in it is ignored.
+pub fn replay_settings_from_path(
+    path: &Path,
+) -> Result<(weir_rules::DeviceLabels, Option<usize>), ConfigError> {
     let file = path.display().to_string();
     let problem = |message: String| ConfigError {
         problems: vec![Problem {
@@ -301,8 +332,10 @@ pub fn labels_from_path(path: &Path) -> Result<weir_rules::DeviceLabels, ConfigE
     let raw: LabelsOnly = serde_saphyr::from_str(&text).map_err(|e| ConfigError {
         problems: vec![yaml_problem(&file, &e)],
     })?;
-    weir_rules::DeviceLabels::new(raw.labels.into_iter().map(|e| (e.devices, e.set)))
-        .map_err(|e| problem(format!("labels: {e}")))
+    let budget = raw.engine.and_then(|e| e.max_state_bytes);
+    let labels = weir_rules::DeviceLabels::new(raw.labels.into_iter().map(|e| (e.devices, e.set)))
+        .map_err(|e| problem(format!("labels: {e}")))?;
+    Ok((labels, budget))
 }
 
 /// Every problem found in a config file. The agent exits with code 2 on this error.

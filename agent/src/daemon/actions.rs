@@ -6,6 +6,17 @@
 //! takes anyway. Local actions are for now; one that cannot be sent within its queue (the
 //! broker is down, the queue of 256 is full) is dropped and counted, never replayed late when
 //! it may no longer be right to act on it. QoS 1, not retained.
+//!
+//! Topics are built from device-chosen strings (`{device}` and `{metric}` come from MQTT topic
+//! levels and JSON keys), so a placeholder's value must never add or widen a topic level: a
+//! value containing `/`, `+`, `#` or NUL (`{"a/b/../c": 5000}`) is refused, counted in
+//! `weir_engine_actions_topic_refused_total` and logged (rate-limited); the alert itself still
+//! goes to the uplink through the outbox. Placeholders are filled in one pass, so a value that
+//! looks like `{rule}` is not expanded again.
+//!
+//! The connection reconnects with the shared [`Backoff`]: a CONNACK alone does not start it
+//! over (a PUBACK or 10 s up does), so a broker that closes right after CONNACK is not hit
+//! in a loop, and the WARN about it comes once, then once a minute.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,17 +25,24 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use weir_drivers::backoff::Backoff;
 
 use crate::config::ActionsConfig;
 
 /// Messages waiting for the local broker, at most.
 const QUEUE: usize = 256;
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// While the broker keeps failing, a WARN reminder at most this often.
+const DOWN_REMINDER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 pub struct ActionCounters {
     pub published: AtomicU64,
     /// Not sent: no `actions` broker configured, the queue full, or the broker unreachable.
     pub dropped: AtomicU64,
+    /// Not sent: a placeholder's value would have added a topic level (see the module docs).
+    pub topic_refused: AtomicU64,
 }
 
 /// The pipeline's end of the local publisher.
@@ -41,6 +59,24 @@ impl Actions {
         Actions {
             tx: None,
             counters: Arc::default(),
+        }
+    }
+
+    /// Counts and logs an action whose topic was refused ([`UnsafeTopic`]).
+    pub fn refuse(&self, rule: &str, error: &UnsafeTopic) {
+        let n = self.counters.topic_refused.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            tracing::warn!(
+                rule,
+                refused = n,
+                "local alert action not published: {error}"
+            );
+        } else {
+            tracing::debug!(
+                rule,
+                refused = n,
+                "local alert action not published: {error}"
+            );
         }
     }
 
@@ -77,6 +113,8 @@ pub fn start(cfg: &ActionsConfig, gateway_id: &str, shutdown: CancellationToken)
     let target = format!("{}:{}", cfg.host, cfg.port);
     tokio::spawn(async move {
         let mut connected = false;
+        let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+        let mut last_warn: Option<std::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -89,18 +127,34 @@ pub fn start(cfg: &ActionsConfig, gateway_id: &str, shutdown: CancellationToken)
                 event = eventloop.poll() => match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         connected = true;
-                        tracing::info!(broker = %target, "actions broker connected");
+                        backoff.connected();
+                        if backoff.unproven() == 0 {
+                            tracing::info!(broker = %target, "actions broker connected");
+                        } else {
+                            tracing::debug!(broker = %target, unproven = backoff.unproven(), "actions broker connected (on trial)");
+                        }
                     }
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        backoff.proven();
                         published.published.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(_) => {}
+                    Ok(_) => {
+                        backoff.settle();
+                    }
                     Err(e) => {
-                        if connected {
-                            tracing::warn!(broker = %target, "actions broker lost: {e}");
+                        let delay = backoff.failed();
+                        let remind = last_warn.is_none_or(|t| t.elapsed() >= DOWN_REMINDER);
+                        if (connected && backoff.unproven() == 0) || remind {
+                            last_warn = Some(std::time::Instant::now());
+                            tracing::warn!(broker = %target, unproven = backoff.unproven(), "actions broker lost or unreachable: {e}");
+                        } else {
+                            tracing::debug!(broker = %target, unproven = backoff.unproven(), "actions broker connection failed: {e}");
                         }
                         connected = false;
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
                     }
                 },
             }
@@ -113,12 +167,57 @@ pub fn start(cfg: &ActionsConfig, gateway_id: &str, shutdown: CancellationToken)
     }
 }
 
-/// Fills `{device}`, `{metric}` and `{rule}` into a rule's `local_topic`.
-pub fn topic(template: &str, rule: &str, device: &str, metric: &str) -> String {
-    template
-        .replace("{device}", device)
-        .replace("{metric}", metric)
-        .replace("{rule}", rule)
+/// A placeholder value that would have changed the topic's levels.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{{{placeholder}}}` value {value:?} contains `/`, `+`, `#` or NUL; it would change the topic's levels"
+)]
+pub struct UnsafeTopic {
+    pub placeholder: &'static str,
+    pub value: String,
+}
+
+/// Fills `{device}`, `{metric}` and `{rule}` into a rule's `local_topic`, in one pass. A value
+/// that contains a level separator, a wildcard or NUL is refused: a device's name must never
+/// add topic levels.
+pub fn topic(
+    template: &str,
+    rule: &str,
+    device: &str,
+    metric: &str,
+) -> Result<String, UnsafeTopic> {
+    let mut out = String::with_capacity(template.len() + device.len() + metric.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start..];
+        let filled = [("device", device), ("metric", metric), ("rule", rule)]
+            .into_iter()
+            .find(|(name, _)| {
+                after
+                    .strip_prefix('{')
+                    .and_then(|a| a.strip_prefix(name))
+                    .is_some_and(|a| a.starts_with('}'))
+            });
+        match filled {
+            Some((name, value)) => {
+                if value.contains(['/', '+', '#', '\0']) {
+                    return Err(UnsafeTopic {
+                        placeholder: name,
+                        value: value.chars().take(64).collect(),
+                    });
+                }
+                out.push_str(value);
+                rest = &after[name.len() + 2..];
+            }
+            None => {
+                out.push('{');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -128,8 +227,35 @@ mod tests {
     #[test]
     fn placeholders_are_filled() {
         assert_eq!(
-            topic("plant/actions/{device}/{rule}", "hot", "pump-1", "temp"),
+            topic("plant/actions/{device}/{rule}", "hot", "pump-1", "temp").unwrap(),
             "plant/actions/pump-1/hot"
+        );
+        assert_eq!(
+            topic("a/{metric}/{x}/{", "r", "d", "m").unwrap(),
+            "a/m/{x}/{",
+            "unknown braces are kept"
+        );
+    }
+
+    #[test]
+    fn placeholder_values_never_add_topic_levels() {
+        let t = "actions/{device}/{metric}/x";
+        let e = topic(t, "r", "dev1", "a/b/../c").unwrap_err();
+        assert_eq!(e.placeholder, "metric");
+        for bad in ["a/b", "+", "#", "x\0y"] {
+            assert!(topic(t, "r", bad, "m").is_err(), "{bad:?}");
+            assert!(topic(t, "r", "d", bad).is_err(), "{bad:?}");
+        }
+        // A value that spells another placeholder is not expanded again.
+        assert_eq!(
+            topic("a/{device}/{rule}", "r/x", "{rule}", "m")
+                .unwrap_err()
+                .placeholder,
+            "rule"
+        );
+        assert_eq!(
+            topic("a/{device}/b", "r", "{rule}", "m").unwrap(),
+            "a/{rule}/b"
         );
     }
 

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use weir_drivers::now_us;
 
-use super::metrics::{Sources, render};
+use super::metrics::{Sources, render, stalled_sources};
 
 /// Listens on `addr`, before the agent reports itself ready, so that a health check made as
 /// soon as systemd sees READY finds the endpoint. A bind failure (a port that is taken) is
@@ -188,6 +188,7 @@ async fn respond(mut stream: TcpStream, sources: &Sources, health: &Health) -> s
             let outbox = tokio::time::timeout(Duration::from_secs(2), sources.outbox.stats())
                 .await
                 .is_ok_and(|r| r.is_ok());
+            let stalled = stalled_sources(&sources.sources);
             if let Some(since) = sources.outbox.blocked_since() {
                 (
                     "503 Service Unavailable",
@@ -198,13 +199,23 @@ async fn respond(mut stream: TcpStream, sources: &Sources, health: &Health) -> s
                         (now_us() - since).max(0) / 1_000_000
                     ),
                 )
-            } else if turning && outbox {
+            } else if turning && outbox && stalled.is_empty() {
                 ("200 OK", "text/plain", "ok\n".to_owned())
+            } else if turning && outbox {
+                (
+                    "503 Service Unavailable",
+                    "text/plain",
+                    format!("stalled sources: {}\n", stalled.join(", ")),
+                )
             } else {
                 (
                     "503 Service Unavailable",
                     "text/plain",
-                    format!("stalled: engine turning={turning}, outbox answering={outbox}\n"),
+                    format!(
+                        "stalled: engine turning={turning}, outbox answering={outbox}, \
+                         stalled sources=[{}]\n",
+                        stalled.join(", ")
+                    ),
                 )
             }
         }

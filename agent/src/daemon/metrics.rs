@@ -40,10 +40,11 @@ type LaneValue<'a> = dyn Fn(&crate::outbox::LaneStats) -> f64 + 'a;
 /// The values of one scrape.
 #[derive(Debug)]
 struct Snapshot {
-    sources: Vec<(String, [u64; 8])>,
-    /// Per source: transport up, and the receive time of its last reading (µs; 0 = none).
-    source_health: Vec<(String, bool, i64)>,
-    pipeline: [(&'static str, &'static str, u64); 14],
+    sources: Vec<(String, [u64; 9])>,
+    /// Per source: transport up, the receive time of its last reading (µs; 0 = none), and
+    /// whether it is stalled (connections keep failing before a message gets through).
+    source_health: Vec<(String, bool, i64, bool)>,
+    pipeline: [(&'static str, &'static str, u64); 16],
     outbox: OutboxStats,
     outbox_counters: [(&'static str, &'static str, u64); 10],
     /// µs since the epoch when appends started waiting for room (`overflow: block`), if now.
@@ -76,6 +77,7 @@ impl Sources {
                             s.transport_errors.load(Relaxed),
                             s.timeouts.load(Relaxed),
                             s.exceptions.load(Relaxed),
+                            s.oversized.load(Relaxed),
                         ],
                     )
                 })
@@ -88,6 +90,7 @@ impl Sources {
                         name.clone(),
                         s.is_connected(),
                         s.last_reading_us.load(Relaxed),
+                        s.is_stalled(),
                     )
                 })
                 .collect(),
@@ -128,6 +131,11 @@ impl Sources {
                     p.actions_dropped.load(Relaxed),
                 ),
                 (
+                    "actions_topic_refused",
+                    "Alert transitions not sent to the local actions broker: a {device}/{metric}/{rule} value contained /, +, # or NUL.",
+                    p.actions_topic_refused.load(Relaxed),
+                ),
+                (
                     "clock_skewed",
                     "Samples whose device timestamp was far off the gateway clock (restamped or dropped).",
                     p.clock_skewed.load(Relaxed),
@@ -156,6 +164,11 @@ impl Sources {
                     "groups_refused",
                     "Series that could not join a new group_by group: engine.max_series reached.",
                     p.groups_refused.load(Relaxed),
+                ),
+                (
+                    "budget_refused",
+                    "Rule slots (rule x series or group) not created: their worst-case state would pass engine.max_state_bytes.",
+                    p.budget_refused.load(Relaxed),
                 ),
                 (
                     "turns",
@@ -252,6 +265,10 @@ impl Collector for Snapshot {
                 "Device requests that were not answered in time.",
             ),
             ("weir_source_exceptions", "Modbus exception replies."),
+            (
+                "weir_source_oversized",
+                "Of decode errors: messages above max_payload (skipped) or max_message (refused, per delivery).",
+            ),
         ];
         for (i, (name, help)) in source_families.into_iter().enumerate() {
             let counter = ConstCounter::new(0u64);
@@ -268,9 +285,19 @@ impl Collector for Snapshot {
             None,
             up.metric_type(),
         )?;
-        for (source, connected, _) in &self.source_health {
+        for (source, connected, _, _) in &self.source_health {
             let labels = [("source", source.as_str())];
             ConstGauge::new(i64::from(*connected)).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "weir_source_stalled",
+            "1 while the source cannot make progress: its connections keep failing before a message gets through (see the log).",
+            None,
+            up.metric_type(),
+        )?;
+        for (source, _, _, stalled) in &self.source_health {
+            let labels = [("source", source.as_str())];
+            ConstGauge::new(i64::from(*stalled)).encode(family.encode_family(&labels)?)?;
         }
         let age = ConstGauge::new(0.0f64);
         let mut family = encoder.encode_descriptor(
@@ -279,7 +306,7 @@ impl Collector for Snapshot {
             None,
             age.metric_type(),
         )?;
-        for (source, _, last) in &self.source_health {
+        for (source, _, last, _) in &self.source_health {
             let labels = [("source", source.as_str())];
             let seconds = if *last == 0 {
                 -1.0
@@ -416,4 +443,13 @@ pub(super) async fn render(sources: &Sources) -> Option<String> {
     let mut text = String::new();
     prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).ok()?;
     Some(text)
+}
+
+/// Names of the sources that cannot make progress (see `SourceCounters::is_stalled`).
+pub fn stalled_sources(sources: &[(String, Arc<SourceCounters>)]) -> Vec<String> {
+    sources
+        .iter()
+        .filter(|(_, c)| c.is_stalled())
+        .map(|(name, _)| name.clone())
+        .collect()
 }

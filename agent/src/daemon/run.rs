@@ -118,6 +118,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         rules,
         Limits {
             max_series: config.engine.max_series.get(),
+            max_state_bytes: config.engine.max_state_bytes,
         },
     );
     engine.set_labels(device_labels);
@@ -348,8 +349,14 @@ async fn summary_loop(
                         (weir_drivers::now_us() - since).max(0) / 1_000_000
                     )
                 });
+                let stalled = crate::daemon::metrics::stalled_sources(&sources);
+                let stalled = if stalled.is_empty() {
+                    String::new()
+                } else {
+                    format!("; STALLED source(s): {}", stalled.join(", "))
+                };
                 crate::daemon::systemd::summary(&format!(
-                    "{blocked}{received} samples, {} events, {} pending in the outbox",
+                    "{blocked}{received} samples, {} events, {} pending in the outbox{stalled}",
                     pipeline.events.load(Relaxed),
                     stats.count
                 ));

@@ -70,9 +70,9 @@ where
                 return;
             }
             if started.elapsed() >= HEALTHY_RUN {
-                backoff.reset();
+                backoff.proven();
             }
-            let delay = backoff.next_delay();
+            let delay = backoff.failed();
             tracing::error!(
                 task = %task,
                 cause = %cause(ended),

@@ -195,3 +195,36 @@ async fn rows_deleted_by_another_connection_are_seen_before_the_next_append() {
     assert_eq!(get(&outbox.counters().evicted), 0);
     assert_eq!(outbox.stats().await.unwrap().bytes, 3 * one);
 }
+
+/// Regression for issue 15: a sequence near `i64::MAX` wrapped to negative ids that were never
+/// sent. Now the last id is `i64::MAX` and the rest are dropped and counted.
+#[tokio::test]
+async fn an_exhausted_sequence_drops_new_records_counted_and_never_wraps() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), 1 << 20, Overflow::DropOldest);
+    {
+        let (outbox, thread) = Outbox::open(&c).unwrap();
+        outbox
+            .append(vec![rec(Lane::Alerts, 0, 0)], vec![])
+            .await
+            .unwrap();
+        flush(&outbox).await;
+        drop(outbox);
+        thread.join().unwrap();
+    }
+    rusqlite::Connection::open(&c.path)
+        .unwrap()
+        .execute("UPDATE sequence SET last_id = ?1", [i64::MAX - 1])
+        .unwrap();
+    let (outbox, thread) = Outbox::open(&c).unwrap();
+    let recs = (1..4).map(|n| rec(Lane::Alerts, n, 0)).collect();
+    outbox.append(recs, vec![]).await.unwrap();
+    flush(&outbox).await;
+    let got = outbox.fetch(10, LaneCursor::START).await.unwrap();
+    let ids: Vec<u64> = got.iter().map(|r| r.id).collect();
+    assert_eq!(ids, [1, i64::MAX as u64]);
+    assert_eq!(n_of(&got[1]), 1);
+    assert_eq!(OutboxCounters::get(&outbox.counters().discarded), 2);
+    drop(outbox);
+    thread.join().unwrap();
+}

@@ -1,12 +1,10 @@
-//! The outbox's configuration. Sizes use [`crate::support::parse`]; durations the shared
-//! [`weir_drivers::duration`] parser, like every other duration in the agent's config.
+//! The outbox's configuration. Durations and sizes use the shared [`weir_drivers::duration`]
+//! and [`weir_drivers::size`] parsers, like every other duration and size in the agent's config.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-
-use crate::support::parse::de_bytes;
 
 /// `outbox:` in the agent config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -161,6 +159,64 @@ impl Default for OutboxConfig {
     }
 }
 
+pub(crate) use weir_drivers::size::deserialize as de_bytes;
+
+impl OutboxConfig {
+    /// Whether the agent could open its outbox at `path`, checked without creating anything
+    /// lasting, so `weir check` refuses what `weir run` would refuse: a path that is a
+    /// directory, or one on a read-only filesystem, is an error (`Err`) that says what to
+    /// change. A path this user may not write is only a warning (`Ok(Some)`): `weir check` is
+    /// often run by another user than the agent's.
+    pub fn check_path(&self) -> Result<Option<String>, String> {
+        let path = &self.path;
+        if path.is_dir() {
+            return Err(format!(
+                "outbox.path {} is a directory; name a file in it, e.g. {}",
+                path.display(),
+                path.join("outbox.db").display()
+            ));
+        }
+        let tried = if path.exists() {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .map(drop)
+                .map_err(|e| (e, path.to_path_buf()))
+        } else {
+            // The agent creates missing parent directories: the nearest existing one must
+            // take a new file.
+            match path.ancestors().skip(1).find(|a| a.is_dir()) {
+                None => Ok(()),
+                Some(dir) => {
+                    let probe = dir.join(format!(".weir-check-{}", std::process::id()));
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&probe)
+                        .map(|_| {
+                            let _ = std::fs::remove_file(&probe);
+                        })
+                        .map_err(|e| (e, dir.to_path_buf()))
+                }
+            }
+        };
+        match tried {
+            Ok(()) => Ok(None),
+            Err((e, at)) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(Some(format!(
+                "outbox.path {}: this user cannot write {} ({e}); make sure the agent's user can",
+                path.display(),
+                at.display()
+            ))),
+            Err((e, at)) => Err(format!(
+                "outbox.path {}: cannot write {}: {e}",
+                path.display(),
+                at.display()
+            )),
+        }
+    }
+}
+
 /// The smallest bound accepted: every record (a few hundred bytes, at most the MQTT
 /// payload limit of a source) must fit, or it could never be stored.
 pub const MIN_MAX_BYTES: u64 = 64 * 1024;
@@ -229,6 +285,33 @@ mod tests {
         assert!(serde_saphyr::from_str::<OutboxConfig>("max_age: soon\n").is_err());
         assert!(serde_saphyr::from_str::<OutboxConfig>("max_age: {alarms: 1d}\n").is_err());
         assert!(serde_saphyr::from_str::<OutboxConfig>("overflow: drop_all\n").is_err());
+    }
+
+    #[test]
+    fn a_directory_is_refused_at_check_and_a_permission_problem_is_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |path: std::path::PathBuf| OutboxConfig {
+            path,
+            ..OutboxConfig::default()
+        };
+        let e = cfg(dir.path().to_owned()).check_path().unwrap_err();
+        assert!(e.contains("is a directory"), "{e}");
+        assert_eq!(cfg(dir.path().join("a/b/outbox.db")).check_path(), Ok(None));
+        assert_eq!(cfg(dir.path().join("outbox.db")).check_path(), Ok(None));
+        // A read-only file; root can write anyway, so only checked when it really is not.
+        let ro = dir.path().join("ro.db");
+        std::fs::write(&ro, b"").unwrap();
+        let mut perms = std::fs::metadata(&ro).unwrap().permissions();
+        perms.set_readonly(true);
+        std::fs::set_permissions(&ro, perms).unwrap();
+        if std::fs::OpenOptions::new().write(true).open(&ro).is_err() {
+            assert!(
+                cfg(ro)
+                    .check_path()
+                    .unwrap_err()
+                    .contains("cannot be written")
+            );
+        }
     }
 
     #[test]

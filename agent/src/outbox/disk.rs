@@ -4,10 +4,17 @@
 //! and checkpointing the WAL may grow the database file, so once both are stuck every
 //! transaction fails. The outbox therefore keeps a *reserve* file of [`RESERVE_BYTES`] beside
 //! the database. When an append finds the disk full the writer deletes the reserve, checkpoints
-//! and truncates the WAL, and holds the outbox at its current size: the overflow policy then
-//! evicts the oldest records (lowest lane first) to make room in pages SQLite already has.
-//! Every second while full it tries to write the reserve again; once that succeeds, space has
-//! returned and the bound goes back to `max_bytes`.
+//! and truncates the WAL (and from then on keeps it small: reset every 64 pages, cut to
+//! 512 KiB), and holds the outbox at its current size — never below it, so records stored
+//! before the disk filled stay until the uplink delivers them. New records then go by the
+//! overflow policy: `drop_oldest` evicts the oldest records (lowest lane first, alerts last)
+//! to make room in pages SQLite already has; `drop_newest` and `block` drop the new ones; when
+//! even that does not fit, the new batch is dropped. Every drop is counted
+//! (`evicted_full` / `refused_full`) and logged at ERROR, at most once per
+//! [`DROP_LOG_EVERY`] with running totals. Every second while full the writer tries to write
+//! the reserve and a probe of the same size; once both fit, space has returned and the bound
+//! goes back to `max_bytes` (needing twice the reserve keeps the agent from flapping between
+//! full and not full on the room the reserve itself gave back).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,11 +25,15 @@ pub(crate) const RESERVE_BYTES: usize = 1 << 20;
 /// How often a held outbox checks whether space has returned.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
+/// ERROR lines about dropped records at most this often (the counters keep every drop).
+pub(crate) const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
 pub(crate) struct DiskGuard {
     reserve: PathBuf,
     /// Since when the disk is full; `None` while it is not.
     pub full_since: Option<Instant>,
     last_probe: Instant,
+    last_drop_log: Option<Instant>,
 }
 
 impl DiskGuard {
@@ -43,6 +54,7 @@ impl DiskGuard {
             reserve,
             full_since: None,
             last_probe: Instant::now(),
+            last_drop_log: None,
         }
     }
 
@@ -59,7 +71,26 @@ impl DiskGuard {
             return false;
         }
         self.last_probe = Instant::now();
-        write_reserve(&self.reserve).is_ok()
+        if write_reserve(&self.reserve).is_err() {
+            return false;
+        }
+        let mut probe = self.reserve.clone().into_os_string();
+        probe.push(".probe");
+        let probe = PathBuf::from(probe);
+        let room = write_reserve(&probe).is_ok();
+        let _ = std::fs::remove_file(&probe);
+        room
+    }
+
+    /// Whether an ERROR about dropped records may be logged now (see [`DROP_LOG_EVERY`]).
+    pub fn log_drop(&mut self) -> bool {
+        let due = self
+            .last_drop_log
+            .is_none_or(|t| t.elapsed() >= DROP_LOG_EVERY);
+        if due {
+            self.last_drop_log = Some(Instant::now());
+        }
+        due
     }
 }
 

@@ -9,6 +9,8 @@
 //!   After an unclean shutdown ids jump by `store::ID_GAP_AFTER_UNCLEAN_SHUTDOWN`, and after a
 //!   quarantine they restart above the current time in µs, so an id that may have reached a
 //!   consumer is not handed out again even when its transaction was rolled back or lost.
+//!   Ids never wrap: once the last id is `i64::MAX` (only a hand-edited sequence gets near),
+//!   new records are dropped, counted in `discarded` and logged at ERROR.
 //! - Acks handed to [`Outbox::append`] fire only after the transaction holding those records
 //!   has committed (guarantee 3). An ack that never fires makes the source's broker redeliver.
 //! - The sum of `octet_length(topic) + length(payload)` over all rows never exceeds
@@ -61,7 +63,15 @@
 //! loses nothing, at the cost of one flash write per batch (hence the batching). A file that
 //! is nevertheless unusable — not a database, failing `PRAGMA quick_check`, or of an unknown
 //! schema version — is moved to `<path>.corrupt-<unix-secs>` with its WAL, logged at ERROR,
-//! and a fresh outbox is started: the agent never refuses to start because of its buffer.
+//! and a fresh outbox is started: the agent never refuses to start because of a *bad file*.
+//!
+//! What it does refuse is a *place* it cannot write: an `outbox.path` that is a directory, or
+//! a file or directory it cannot write (a read-only mount, the wrong owner). Quarantining
+//! cannot help there and running without a buffer would break guarantee 1, so `weir run`
+//! exits with the reason. A directory is refused when the config is loaded (`weir check` and
+//! `weir run` alike, exit 2); `weir check` also probes the place and refuses a read-only
+//! filesystem first (exit 2); a permission problem is only a warning there, since `weir check`
+//! is often run by another user than the agent's (see [`OutboxConfig::check_path`]).
 
 mod blocked;
 mod checkpoint;
@@ -96,7 +106,7 @@ const QUEUE_CAPACITY: usize = 64;
 #[cfg(test)]
 pub use crate::support::payload::compact;
 pub use crate::support::payload::{PAYLOAD_V1, json_body};
-pub use crate::support::record::{Lane, LaneCursor, Record};
+pub use crate::support::record::{Lane, LaneCursor, Record, check_topic};
 
 /// A record to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,9 +141,7 @@ impl NewRecord {
     }
 
     fn validate(&self, max_bytes: u64) -> Result<(), &'static str> {
-        if self.topic.is_empty() || self.topic.contains(['+', '#', '\0']) {
-            return Err("topic must be non-empty without MQTT wildcards or NUL");
-        }
+        check_topic(&self.topic)?;
         if self.size() > max_bytes {
             return Err("record is larger than the outbox's max_bytes");
         }
@@ -171,7 +179,8 @@ pub struct OutboxCounters {
     pub refused_full: AtomicU64,
     /// Evicted for being older than `max_age`.
     pub expired: AtomicU64,
-    /// Stored records the uplink could not encode and dropped (data loss).
+    /// Stored records the uplink could not encode or publish (a bad topic) and dropped, and
+    /// new records that could not get an id because the sequence is exhausted (data loss).
     pub discarded: AtomicU64,
     /// Append transactions that failed to commit (data loss unless the source redelivers).
     pub write_errors: AtomicU64,

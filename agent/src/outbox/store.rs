@@ -37,6 +37,9 @@ pub(crate) struct AppendOutcome {
     pub refused: [u64; 3],
     /// Bytes of the refused records.
     pub refused_bytes: u64,
+    /// New records refused because the sequence is exhausted (the last id is `i64::MAX`):
+    /// an id is never reused and never wraps to a negative one.
+    pub unnumbered: u64,
 }
 
 /// Records removed per lane, and the bytes they held.
@@ -97,7 +100,7 @@ impl Store {
     }
 
     /// The bound appends enforce: `max_bytes`, or less while the disk is full.
-    fn bound(&self) -> u64 {
+    pub(crate) fn bound(&self) -> u64 {
         self.disk_bound
             .map_or(self.max_bytes, |b| b.min(self.max_bytes))
     }
@@ -108,13 +111,24 @@ impl Store {
         self.disk_bound = bytes;
     }
 
+    /// The bound set by [`Store::set_disk_bound`], if any.
+    pub(crate) fn disk_bound(&self) -> Option<u64> {
+        self.disk_bound
+    }
+
     /// Gives space back on a full disk: the WAL is checkpointed into the database and
     /// truncated (it holds many versions of the same pages, so this frees more than the
     /// database grows), and from then on (until a restart) the WAL is reset after 64 pages
-    /// instead of 1,000, so it stays small on a disk that has proved small. Best effort:
+    /// instead of 1,000 and truncated to 512 KiB at each reset, so it stays small (bounded) on
+    /// a disk that has proved small. Best effort:
     /// errors are the next append's to report.
     pub(crate) fn relieve_disk(&mut self) {
         let _ = self.conn.pragma_update(None, "wal_autocheckpoint", 64);
+        // A WAL reset after a checkpoint is cut back to this size, so it cannot keep the
+        // space a burst once took.
+        let _ = self
+            .conn
+            .pragma_update(None, "journal_size_limit", 512 * 1024);
         let _ = self
             .conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
@@ -179,7 +193,11 @@ impl Store {
                     outcome.refused_bytes += r.size();
                     continue;
                 }
-                last_id += 1;
+                let Some(id) = last_id.checked_add(1) else {
+                    outcome.unnumbered += 1;
+                    continue;
+                };
+                last_id = id;
                 rows.push((r.lane as i64, last_id, r));
                 let t = &mut totals[r.lane as usize];
                 t.count += 1;

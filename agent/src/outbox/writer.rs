@@ -204,55 +204,84 @@ impl Writer {
                 );
             }
         }
-        let make_room = self.overflow != Overflow::DropNewest;
+        // While the disk is full only `drop_oldest` makes room (by evicting the oldest of the
+        // lowest lane); `block` cannot wait for the uplink to free disk pages it cannot see,
+        // so it drops the newest like `drop_newest` (counted).
+        let make_room = match self.overflow {
+            Overflow::DropOldest => true,
+            Overflow::Block => self.disk.full_since.is_none(),
+            Overflow::DropNewest => false,
+        };
         match self.store.append(records.iter(), make_room) {
             Ok(outcome) => {
                 let c = &self.counters;
-                let refused: u64 = outcome.refused.iter().sum();
+                let refused: u64 = outcome.refused.iter().sum::<u64>() + outcome.unnumbered;
                 c.appended
                     .fetch_add(records.len() as u64 - refused, Ordering::Relaxed);
+                if outcome.unnumbered > 0 {
+                    c.discarded.fetch_add(outcome.unnumbered, Ordering::Relaxed);
+                    if self.disk.log_drop() {
+                        // ERROR: nothing new is stored until an operator resets the outbox.
+                        tracing::error!(
+                            records = outcome.unnumbered,
+                            discarded_total = c.discarded.load(Ordering::Relaxed),
+                            "outbox: the record sequence is exhausted (last id is i64::MAX); \
+                             new records dropped (data lost): deliver the backlog, then move \
+                             the outbox file aside to start a fresh one"
+                        );
+                    }
+                }
                 c.committed_batches.fetch_add(1, Ordering::Relaxed);
                 self.give_room(outcome.evicted_bytes);
+                let bound = self.store.bound();
                 for lane in Lane::ALL {
                     let n = outcome.evicted[lane as usize];
                     if n > 0 {
                         c.evicted.fetch_add(n, Ordering::Relaxed);
                         c.evicted_full.fetch_add(n, Ordering::Relaxed);
-                        tracing::error!(
-                            evicted = n,
-                            lane = lane.as_str(),
-                            reason = "drop_oldest",
-                            max_bytes = self.store.max_bytes(),
-                            "outbox full: evicted oldest records (data lost)"
-                        );
+                        if self.disk.log_drop() {
+                            tracing::error!(
+                                evicted = n,
+                                lane = lane.as_str(),
+                                reason = "drop_oldest",
+                                bound_bytes = bound,
+                                disk_full = self.disk.full_since.is_some(),
+                                evicted_total = c.evicted_full.load(Ordering::Relaxed),
+                                "outbox full: evicted oldest records (data lost)"
+                            );
+                        }
                     }
                     let n = outcome.refused[lane as usize];
                     if n > 0 {
                         c.evicted.fetch_add(n, Ordering::Relaxed);
                         c.refused_full.fetch_add(n, Ordering::Relaxed);
-                        tracing::error!(
-                            evicted = n,
-                            lane = lane.as_str(),
-                            reason = "drop_newest",
-                            max_bytes = self.store.max_bytes(),
-                            "outbox full: dropped new records (data lost)"
-                        );
+                        if self.disk.log_drop() {
+                            tracing::error!(
+                                evicted = n,
+                                lane = lane.as_str(),
+                                reason = "drop_newest",
+                                bound_bytes = bound,
+                                disk_full = self.disk.full_since.is_some(),
+                                refused_total = c.refused_full.load(Ordering::Relaxed),
+                                "outbox full: dropped new records (data lost)"
+                            );
+                        }
                     }
                 }
                 self.changes.send_modify(|n| *n = n.wrapping_add(1));
                 hooks.into_iter().for_each(|h| h());
             }
-            Err(e) if is_disk_full(&e) && make_room && !retried_full => {
-                // The file cannot grow: free the reserve, hold the outbox at what it stores
-                // now so the policy evicts the oldest records (lowest lane first) into pages
-                // SQLite already has, and try once more (see `super::disk`).
+            Err(e) if is_disk_full(&e) && !retried_full => {
+                // The file cannot grow: free the reserve, checkpoint and truncate the WAL, and
+                // hold the outbox at what it stores now — never less, so what was stored stays
+                // (alerts last to go under drop_oldest) — then try once more (see
+                // `super::disk`). New records then only take the place of evicted ones, or are
+                // dropped, by the policy.
                 let stored = self.store.stored_bytes();
-                let new: u64 = records.iter().map(NewRecord::size).sum();
-                let bound = match self.disk.full_since {
-                    // Holding steady was not enough: shrink.
-                    Some(_) => stored.saturating_sub(new) / 4 * 3,
-                    None => stored.saturating_sub(new),
-                };
+                let bound = self
+                    .store
+                    .disk_bound()
+                    .map_or(stored, |held| held.min(stored));
                 self.counters.disk_full.fetch_add(1, Ordering::Relaxed);
                 self.disk.release();
                 if self.disk.full_since.is_none() {
@@ -261,12 +290,38 @@ impl Writer {
                         error = %e,
                         stored_bytes = stored,
                         bound_bytes = bound,
-                        "outbox: disk full; holding the outbox at its current size, the overflow policy evicts to make room"
+                        policy = ?self.overflow,
+                        "outbox: disk full; holding what is stored, new records make room or are dropped by the overflow policy (counted)"
                     );
                 }
                 self.store.set_disk_bound(Some(bound));
                 self.store.relieve_disk();
                 self.commit_inner(records, hooks, true);
+            }
+            Err(e) if is_disk_full(&e) => {
+                // Even at the held size these do not fit (an insert needs pages a delete in
+                // the same transaction cannot give back on a full disk): the newest are
+                // dropped, counted like the policy's drops, and their acks fire — their fate
+                // is decided, and what is stored is kept.
+                let c = &self.counters;
+                for lane in Lane::ALL {
+                    let n = records.iter().filter(|r| r.lane == lane).count() as u64;
+                    if n > 0 {
+                        c.evicted.fetch_add(n, Ordering::Relaxed);
+                        c.refused_full.fetch_add(n, Ordering::Relaxed);
+                    }
+                }
+                self.give_room(records.iter().map(NewRecord::size).sum());
+                if self.disk.log_drop() {
+                    tracing::error!(
+                        error = %e,
+                        records = records.len(),
+                        bound_bytes = self.store.bound(),
+                        refused_total = c.refused_full.load(Ordering::Relaxed),
+                        "outbox: disk full; new records dropped, stored ones kept (data lost)"
+                    );
+                }
+                hooks.into_iter().for_each(|h| h());
             }
             Err(e) => {
                 self.give_room(records.iter().map(NewRecord::size).sum());

@@ -3,6 +3,19 @@
 //! The outbox and the uplink both speak these types, and neither imports the other (the
 //! daemon hands the outbox to the uplink as a [`crate::uplink::Queue`]), so they live here.
 
+/// A topic MQTT lets a client publish on: non-empty, no wildcard (`+`, `#`), no NUL, at most
+/// 65,535 bytes. Checked by the outbox on append, and again by the uplink before publishing
+/// (a stored topic may have been edited by hand).
+pub fn check_topic(topic: &str) -> Result<(), &'static str> {
+    if topic.is_empty() || topic.contains(['+', '#', '\0']) {
+        return Err("topic must be non-empty without MQTT wildcards or NUL");
+    }
+    if topic.len() > usize::from(u16::MAX) {
+        return Err("topic longer than 65535 bytes");
+    }
+    Ok(())
+}
+
 /// Delivery priority. Lower value = higher priority; `Ord` follows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]

@@ -107,7 +107,7 @@ pub const MAX_BATCH_BYTES: u64 = 16 << 20;
 
 /// 1 byte to [`MAX_BATCH_BYTES`] (sizes as `outbox.max_bytes` takes them: 64KiB, 1MiB, …).
 fn de_max_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let n = crate::support::parse::de_bytes(d)?;
+    let n = weir_drivers::size::deserialize(d)?;
     if !(1..=MAX_BATCH_BYTES).contains(&n) {
         return Err(serde::de::Error::custom(format!(
             "batch max_bytes {n}: must be between 1 and 16MiB"

@@ -21,6 +21,8 @@ use super::counters::UplinkCounters;
 /// Reconnect delays: from 100 ms to 10 s, with jitter ([`Backoff`]).
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// While the uplink keeps failing, a WARN reminder at most this often.
+const DOWN_REMINDER: Duration = Duration::from_secs(60);
 
 /// What a publish carried: a record or a batch of records (deleted once acknowledged), or a
 /// presence message.
@@ -89,7 +91,10 @@ impl Shared {
     }
 }
 
-/// Polls the event loop until `stop`, reconnecting with backoff after errors.
+/// Polls the event loop until `stop`, reconnecting with backoff after errors. A CONNACK does
+/// not start the backoff over: the connection must prove itself with a PUBACK (or by staying
+/// up 10 s), so a broker that closes right after CONNACK sees growing delays and a few log
+/// lines, not a reconnect (and a re-sent backlog) every 100 ms.
 pub(super) async fn poll(
     mut eventloop: EventLoop,
     shared: Arc<Shared>,
@@ -101,8 +106,9 @@ pub(super) async fn poll(
     let max_inflight = eventloop.mqtt_options.inflight();
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut ever_connected = false;
-    // Some while an outage is under way (and has been logged).
+    // Some while an outage is under way (and has been logged); the last WARN about it.
     let mut down_since: Option<Instant> = None;
+    let mut last_warn = Instant::now();
     // The last TLS failure logged at ERROR: a changed reason is logged again, a repeat is not.
     let mut tls_reason: Option<String> = None;
     loop {
@@ -122,18 +128,32 @@ pub(super) async fn poll(
                 counters.connected.store(true, Ordering::Relaxed);
                 UplinkCounters::bump(&counters.connects);
                 tls_reason = None;
-                backoff.reset();
+                backoff.connected();
                 ever_connected = true;
-                match down_since.take() {
-                    Some(t) => tracing::info!(
-                        outage_ms = t.elapsed().as_millis() as u64,
-                        "uplink connected"
-                    ),
-                    None => tracing::info!("uplink connected"),
+                if backoff.unproven() > 0 {
+                    // Connections keep failing before a PUBACK: one line a minute, not each.
+                    tracing::debug!(unproven = backoff.unproven(), "uplink connected (on trial)");
+                } else {
+                    match down_since.take() {
+                        Some(t) => tracing::info!(
+                            outage_ms = t.elapsed().as_millis() as u64,
+                            "uplink connected"
+                        ),
+                        None => tracing::info!("uplink connected"),
+                    }
                 }
                 wake.notify_one();
             }
             Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                if backoff.on_trial() {
+                    backoff.proven();
+                    if let Some(t) = down_since.take() {
+                        tracing::info!(
+                            outage_ms = t.elapsed().as_millis() as u64,
+                            "uplink connection stable again"
+                        );
+                    }
+                }
                 {
                     let mut s = shared.lock();
                     if let Some((sent, sent_at)) = s.inflight.remove(&ack.pkid) {
@@ -167,7 +187,12 @@ pub(super) async fn poll(
                 counters.connected.store(false, Ordering::Relaxed);
                 return;
             }
-            Ok(_) => {}
+            Ok(_) => {
+                // Up long enough without a PUBACK (nothing to send) is proof as well.
+                if backoff.on_trial() && backoff.settle() {
+                    down_since = None;
+                }
+            }
             Err(e) => {
                 {
                     let mut s = shared.lock();
@@ -182,7 +207,7 @@ pub(super) async fn poll(
                 counters.connected.store(false, Ordering::Relaxed);
                 UplinkCounters::bump(&counters.connection_errors);
                 wake.notify_one();
-                let delay = backoff.next_delay();
+                let delay = backoff.failed();
                 if let Some(reason) = super::tls::describe(&e) {
                     UplinkCounters::bump(&counters.tls_errors);
                     if tls_reason.as_ref() != Some(&reason) {
@@ -193,12 +218,18 @@ pub(super) async fn poll(
                 }
                 if down_since.is_none() {
                     down_since = Some(Instant::now());
+                    last_warn = Instant::now();
                     let what = if ever_connected {
                         "uplink connection lost; reconnecting with backoff"
                     } else {
                         "uplink cannot connect to the broker; retrying with backoff"
                     };
                     tracing::warn!(error = %e, "{what}");
+                } else if last_warn.elapsed() >= DOWN_REMINDER {
+                    last_warn = Instant::now();
+                    tracing::warn!(error = %e, unproven = backoff.unproven(),
+                        down_ms = down_since.map_or(0, |t| t.elapsed().as_millis() as u64),
+                        "uplink still cannot keep a connection; records stay in the outbox");
                 } else {
                     tracing::debug!(error = %e, delay_ms = delay.as_millis() as u64, "uplink reconnect failed");
                 }

@@ -67,6 +67,60 @@ fn wire_splices_id_seq_and_gateway_in_front_of_the_body() {
         enc.encode(&record(9, &v1)).unwrap()
     );
     assert!(enc.encode(&record(1, b"\x01[1]")).is_err());
+    for topic in ["weir/gw-1/#", "weir/+/alerts", "", "a\0b"] {
+        let r = Record {
+            topic: topic.into(),
+            ..record(1, b"\x01{}")
+        };
+        assert!(enc.encode(&r).is_err(), "{topic:?}");
+    }
+}
+
+/// Regression for issue 15: a record whose topic was hand-edited to contain `#` wedged the
+/// uplink for good (the publish was refused when queued and retried forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_with_a_wildcard_topic_is_dropped_and_counted_and_the_rest_delivered() {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = persistent_broker();
+    let mut rx = subscribe(broker.port()).await;
+    let (outbox, thread) = open_outbox(dir.path()).await;
+    outbox
+        .append((0..3).map(|n| rec(Lane::Alerts, n)).collect(), vec![])
+        .await
+        .unwrap();
+    // A stats round trip goes through the writer after the append: the records are committed.
+    assert_eq!(outbox.stats().await.unwrap().count, 3);
+    // Edited by hand, as an operator with sqlite3 could (append refuses such a topic).
+    rusqlite::Connection::open(dir.path().join("outbox.db"))
+        .unwrap()
+        .execute("UPDATE records SET topic = 'weir/gw-1/#' WHERE id = 2", [])
+        .map(|changed| assert_eq!(changed, 1))
+        .unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run(
+        uplink_cfg(broker.port(), 8),
+        "gw-1".into(),
+        outbox.clone(),
+        Arc::default(),
+        shutdown.clone(),
+    ));
+    let (_, first) = recv(&mut rx).await;
+    let (_, second) = recv(&mut rx).await;
+    assert_eq!(
+        (first["n"].as_u64(), second["n"].as_u64()),
+        (Some(0), Some(2))
+    );
+    wait_empty(&outbox).await;
+    assert_eq!(OutboxCounters::get(&outbox.counters().discarded), 1);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("uplink stops promptly")
+        .unwrap()
+        .unwrap();
+    drop(outbox);
+    thread.join().unwrap();
 }
 
 #[test]

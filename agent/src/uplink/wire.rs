@@ -24,6 +24,10 @@ impl Encoder {
     /// The message for `record`, or why it cannot be sent. The outbox only stores JSON
     /// objects (format 1 or 2), so an error means a file written by something else.
     pub fn encode(&self, record: &Record) -> Result<Vec<u8>, &'static str> {
+        // The client library would refuse a bad topic only when the publish is queued, leaving
+        // the record behind the cursor and retried forever (a hand-edited outbox could wedge
+        // the uplink); refused here, it is dropped and counted like any unpublishable record.
+        crate::support::record::check_topic(&record.topic)?;
         let body = json_body(&record.payload)?;
         let body = body.trim_ascii();
         let (Some(b'{'), Some(b'}')) = (body.first(), body.last()) else {

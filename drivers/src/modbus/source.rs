@@ -316,7 +316,7 @@ impl Poller {
         let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
         for attempt in 0..=self.retries {
             if attempt > 0 {
-                let delay = backoff.next_delay();
+                let delay = backoff.failed();
                 tokio::select! {
                     () = shutdown.cancelled() => return Err(ReadError::Failed { quality: Quality::Transport, message: "shutting down".into() }),
                     () = tokio::time::sleep(delay) => {}

@@ -39,9 +39,23 @@ pub struct MqttSourceConfig {
     /// message's topic maps it. Default `[{ topic: "plant/{device}/{metric}" }]`.
     #[serde(default = "default_subscriptions")]
     pub subscriptions: Vec<Subscription>,
-    /// Largest payload decoded, bytes; larger ones are counted as decode errors and acked.
-    #[serde(default = "default_max_payload")]
+    /// Largest payload decoded (`65536`, `"64KiB"`, `"8MiB"`); larger ones are read, counted
+    /// as decode errors (and as oversized), acknowledged and skipped.
+    #[serde(
+        default = "default_max_payload",
+        deserialize_with = "crate::size::deserialize_usize"
+    )]
     pub max_payload: usize,
+    /// Largest MQTT message the client reads at all (default `16MiB`, raised to fit
+    /// `max_payload` and a topic). The client cannot skip a larger one unread: it drops the
+    /// connection, the broker redelivers the message on every reconnect, and the source is
+    /// reported stalled (`/healthz`, `weir status`, `weir_source_stalled`) until it is removed
+    /// from the broker or this is raised. Bounds the memory one message can take.
+    #[serde(
+        default = "default_max_message",
+        deserialize_with = "crate::size::deserialize_usize"
+    )]
+    pub max_message: usize,
 }
 
 fn default_name() -> String {
@@ -69,6 +83,14 @@ fn default_subscriptions() -> Vec<Subscription> {
 const fn default_max_payload() -> usize {
     65_536
 }
+/// 16 MiB: far above any telemetry payload, so a device's mistake (a log file, a firmware
+/// image on the wrong topic) is read and skipped, yet small enough to hold for a moment on a
+/// 256 MB gateway.
+const fn default_max_message() -> usize {
+    16 << 20
+}
+/// Room for the topic (at most 65,535 bytes) and the headers around a payload.
+const MESSAGE_OVERHEAD: usize = 65_536 + 16;
 
 impl Default for MqttSourceConfig {
     fn default() -> Self {
@@ -80,6 +102,7 @@ impl Default for MqttSourceConfig {
             keep_alive: default_keep_alive(),
             subscriptions: default_subscriptions(),
             max_payload: default_max_payload(),
+            max_message: default_max_message(),
         }
     }
 }
@@ -135,12 +158,14 @@ impl MqttSourceConfig {
             .unwrap_or_else(|| format!("weir-src-{}", self.name))
     }
 
-    /// The limit the MQTT client enforces on incoming packets: generous above `max_payload`
-    /// so that oversized payloads still reach the source to be counted and acked.
+    /// The limit the MQTT client enforces on incoming packets: `max_message`, and always room
+    /// for a `max_payload` payload with its topic, so that every payload above `max_payload`
+    /// and below this still reaches the source to be counted and acked. rumqttc checks a
+    /// packet's declared length before reading it and drops the connection when it is larger.
     pub(crate) fn transport_limit(&self) -> usize {
-        self.max_payload
-            .saturating_mul(4)
-            .clamp(1 << 20, MQTT_MAX_PACKET)
+        self.max_message
+            .max(self.max_payload.saturating_add(MESSAGE_OVERHEAD))
+            .min(MQTT_MAX_PACKET)
     }
 
     /// Checks what serde does not (and what the MQTT client would panic on): non-empty names,
@@ -180,6 +205,12 @@ impl MqttSourceConfig {
                 format!("must be between 1 and {MQTT_MAX_PACKET} bytes"),
             );
         }
+        if self.max_message == 0 || self.max_message > MQTT_MAX_PACKET {
+            return err(
+                "max_message".into(),
+                format!("must be between 1 and {MQTT_MAX_PACKET} bytes"),
+            );
+        }
         Ok(())
     }
 }
@@ -197,6 +228,7 @@ mod tests {
         assert_eq!(cfg.port, 1883);
         assert_eq!(cfg.keep_alive, Duration::from_secs(30));
         assert_eq!(cfg.max_payload, 65_536);
+        assert_eq!(cfg.max_message, 16 << 20);
         assert_eq!(cfg.subscriptions.len(), 1);
         assert_eq!(
             cfg.subscriptions[0].topic.as_str(),
@@ -218,8 +250,25 @@ mod tests {
         assert_eq!(cfg.keep_alive, Duration::from_secs(60));
         assert_eq!(cfg.subscriptions[1].metric.as_deref(), Some("rpm"));
         assert_eq!(cfg.subscriptions[1].topic.filter(), "b/+/x");
-        assert_eq!(cfg.transport_limit(), 1 << 20);
+        assert_eq!(cfg.transport_limit(), 16 << 20);
         assert_eq!(cfg.validate(), Ok(()));
+    }
+
+    #[test]
+    fn sizes_take_units() {
+        let cfg: MqttSourceConfig =
+            serde_json::from_str(r#"{"max_payload": "8MiB", "max_message": "2MiB"}"#).unwrap();
+        assert_eq!(cfg.max_payload, 8 << 20);
+        assert_eq!(cfg.validate(), Ok(()));
+        assert_eq!(
+            cfg.transport_limit(),
+            (8 << 20) + MESSAGE_OVERHEAD,
+            "a payload of max_payload always fits"
+        );
+        let e = serde_json::from_str::<MqttSourceConfig>(r#"{"max_payload": "8 parsecs"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown size unit"), "{e}");
     }
 
     #[test]

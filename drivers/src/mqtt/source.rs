@@ -22,7 +22,10 @@ use crate::{Ack, Delivery, Reading, SourceCounters, SourceError};
 /// `try_ack` does not fail for lack of room while the event loop waits on the pipeline.
 const REQUEST_CAPACITY: usize = 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Connections in a row that come up and fail before one message gets through, after which
+/// the source is reported stalled.
+pub(crate) const STALL_AFTER: u32 = 5;
 /// While the broker stays unreachable, a WARN reminder at most this often.
 const DOWN_REMINDER: Duration = Duration::from_secs(60);
 /// How long shutdown waits for the DISCONNECT to be written.
@@ -65,13 +68,25 @@ pub async fn run(
         };
         match polled {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff.reset();
+                backoff.connected();
                 SourceCounters::add(&counters.connects, 1);
                 counters.set_connected(true);
-                link.connected(&src.name, &broker, &client_id, ack.session_present);
+                link.connected(
+                    &src.name,
+                    &broker,
+                    &client_id,
+                    ack.session_present,
+                    backoff.unproven(),
+                );
                 src.subscribe_pending = true;
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
+                // A message read, good or bad, is progress: the connection proved itself.
+                backoff.proven();
+                if counters.is_stalled() {
+                    counters.set_stalled(false);
+                    tracing::info!(source = %src.name, "mqtt source is making progress again");
+                }
                 let Some(delivery) = src.handle(publish) else {
                     continue;
                 };
@@ -94,11 +109,29 @@ pub async fn run(
                     tracing::debug!(source = %src.name, filters = ?src.filters, "subscribed");
                 }
             }
-            Ok(_) => {}
+            Ok(_) => {
+                // A connection that stays up long enough proves itself without messages.
+                if backoff.settle() && counters.is_stalled() {
+                    counters.set_stalled(false);
+                    tracing::info!(source = %src.name, "mqtt source connection is stable again");
+                }
+            }
             Err(e) => {
                 counters.set_connected(false);
-                link.failed(&src.name, &broker, &e);
-                let delay = backoff.next_delay();
+                let delay = backoff.failed();
+                if let Some(size) = too_big(&e) {
+                    SourceCounters::add(&counters.decode_errors, 1);
+                    SourceCounters::add(&counters.oversized, 1);
+                    src.oversized_message(size);
+                }
+                link.failed(&src.name, &broker, &e, backoff.unproven());
+                if backoff.unproven() >= STALL_AFTER && !counters.is_stalled() {
+                    counters.set_stalled(true);
+                    // ERROR: nothing from this source gets through until an operator acts.
+                    tracing::error!(source = %src.name, broker = %broker, error = %e,
+                        connections = backoff.unproven(),
+                        "mqtt source stalled: its connections keep failing before a message gets through");
+                }
                 tokio::select! {
                     biased;
                     () = shutdown.cancelled() => break Ok(()),
@@ -110,7 +143,7 @@ pub async fn run(
             src.subscribe();
         }
     };
-    if matches!(link, Link::Up) {
+    if counters.is_connected() {
         disconnect(&src.client, &mut eventloop).await;
     }
     tracing::info!(source = %src.name, "mqtt source stopped");
@@ -136,6 +169,16 @@ async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
     }
 }
 
+/// The declared size of a packet the client refused to read, when that is why `e` happened.
+fn too_big(e: &ConnectionError) -> Option<usize> {
+    match e {
+        ConnectionError::MqttState(rumqttc::StateError::Deserialization(
+            rumqttc::Error::PayloadSizeLimitExceeded(size),
+        )) => Some(*size),
+        _ => None,
+    }
+}
+
 /// Why a message was rejected (counted, logged, acked).
 #[derive(Debug, thiserror::Error)]
 enum BadMessage {
@@ -154,6 +197,9 @@ struct Source {
     filters: Vec<String>,
     subscribe_pending: bool,
     max_payload: usize,
+    max_message: usize,
+    /// Whether a message above `max_message` was reported (ERROR once, then DEBUG).
+    too_big_logged: bool,
     names: Names,
     bad_log: WarnLimiter,
 }
@@ -166,6 +212,7 @@ impl Source {
                 filters.push(s.topic.filter().to_owned());
             }
         }
+        let max_message = cfg.transport_limit();
         Source {
             name: cfg.name,
             client,
@@ -174,6 +221,8 @@ impl Source {
             filters,
             subscribe_pending: false,
             max_payload: cfg.max_payload,
+            max_message,
+            too_big_logged: false,
             names: Names::default(),
             bad_log: WarnLimiter::new(),
         }
@@ -191,6 +240,19 @@ impl Source {
         }
     }
 
+    /// The client refused a message of `size` bytes: larger than it reads at all.
+    fn oversized_message(&mut self, size: usize) {
+        if std::mem::replace(&mut self.too_big_logged, true) {
+            tracing::debug!(source = %self.name, size, limit = self.max_message, "message above max_message refused again");
+        } else {
+            // ERROR: at QoS 1 the broker redelivers it on every reconnect; an operator must
+            // remove it (or raise max_message). At QoS 0 it was lost (and counted).
+            tracing::error!(source = %self.name, size, limit = self.max_message,
+                "a message larger than max_message cannot be read; the connection was dropped \
+                 (counted in decode_errors and oversized); at QoS 1 the broker redelivers it");
+        }
+    }
+
     /// One message: a delivery to hand over, or `None` when it was rejected (and acked).
     fn handle(&mut self, publish: Publish) -> Option<Delivery> {
         SourceCounters::add(&self.counters.received, 1);
@@ -202,6 +264,9 @@ impl Source {
             }
             Err(e) => {
                 SourceCounters::add(&self.counters.decode_errors, 1);
+                if matches!(e, BadMessage::Payload(PayloadError::TooLarge { .. })) {
+                    SourceCounters::add(&self.counters.oversized, 1);
+                }
                 if let Some(suppressed) = self.bad_log.allow() {
                     if suppressed > 0 {
                         tracing::warn!(source = %self.name, suppressed, "bad payload warnings were suppressed in the last minute");
@@ -262,7 +327,9 @@ impl Names {
     }
 }
 
-/// Connection state, so logs report changes rather than every retry.
+/// Connection state, so logs report changes rather than every retry. While connections keep
+/// failing before they prove themselves (a storm), a connect is DEBUG, not INFO, and failures
+/// are WARNed once a minute at most.
 enum Link {
     Starting,
     Up,
@@ -274,12 +341,26 @@ enum Link {
 }
 
 impl Link {
-    fn connected(&mut self, source: &str, broker: &str, client_id: &str, session_present: bool) {
+    fn connected(
+        &mut self,
+        source: &str,
+        broker: &str,
+        client_id: &str,
+        session_present: bool,
+        unproven: u32,
+    ) {
         match self {
             Link::Down {
                 since, failures, ..
-            } => tracing::info!(source, broker, client_id, session_present, failures = *failures,
-                down_for = ?since.elapsed(), "mqtt source connected"),
+            } if unproven == 0 => {
+                tracing::info!(source, broker, client_id, session_present, failures = *failures,
+                    down_for = ?since.elapsed(), "mqtt source connected");
+            }
+            Link::Down { .. } => {
+                // Still in a storm: the Down state (and its reminder clock) is kept.
+                tracing::debug!(source, broker, unproven, "mqtt source connected (on trial)");
+                return;
+            }
             _ => tracing::info!(
                 source,
                 broker,
@@ -291,7 +372,7 @@ impl Link {
         *self = Link::Up;
     }
 
-    fn failed(&mut self, source: &str, broker: &str, error: &ConnectionError) {
+    fn failed(&mut self, source: &str, broker: &str, error: &ConnectionError, unproven: u32) {
         let now = Instant::now();
         match self {
             Link::Up => {
@@ -308,10 +389,10 @@ impl Link {
                 *failures += 1;
                 if now.duration_since(*last_warn) >= DOWN_REMINDER {
                     *last_warn = now;
-                    tracing::warn!(source, broker, %error, failures = *failures,
-                        down_for = ?since.elapsed(), "mqtt source still cannot connect");
+                    tracing::warn!(source, broker, %error, failures = *failures, unproven,
+                        down_for = ?since.elapsed(), "mqtt source still cannot keep a connection");
                 } else {
-                    tracing::debug!(source, broker, %error, failures = *failures, "mqtt connect attempt failed");
+                    tracing::debug!(source, broker, %error, failures = *failures, unproven, "mqtt connection attempt failed");
                 }
                 return;
             }

@@ -11,8 +11,9 @@
 //!   frames), logged at WARN a few times a minute, and the decoder resynchronises at the
 //!   next newline or `0x00`.
 //! - **Devices disappear.** A USB adapter unplugged makes reads fail; the source closes the
-//!   port, counts a `transport_errors`, and reopens with backoff (`reopen_min` doubling to
-//!   `reopen_max`) until the device is back, forever, without a hot loop. A partial frame or
+//!   port, counts a `transport_errors`, and reopens with the shared [`Backoff`](crate::backoff::Backoff)
+//!   (`reopen_min` doubling to `reopen_max`, with jitter; it starts over only once a port has
+//!   stayed open 10 s, so a device that resets on every open does not cause a storm) until the device is back, forever, without a hot loop. A partial frame or
 //!   CSV header from before the loss is forgotten.
 //! - **No libudev.** `tokio-serial` is built without default features, so cross builds for
 //!   ARM need no system library; the port is opened by path.

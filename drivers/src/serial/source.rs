@@ -52,7 +52,9 @@ pub async fn run(
                 SourceCounters::add(&counters.connects, 1);
                 counters.set_connected(true);
                 tracing::info!(source = %cfg.name, port = %path, baud = cfg.baud, "serial port open");
-                backoff.reset();
+                // A port that stays open PROVE_AFTER starts the backoff over; one that fails
+                // at once (a device that resets on open) keeps it growing.
+                backoff.connected();
                 decoder.reset();
                 let end = read_port(port, &mut decoder, &tx, &counters, &shutdown).await;
                 counters.set_connected(false);
@@ -81,10 +83,11 @@ pub async fn run(
                 }
             }
         }
+        let delay = backoff.failed();
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
-            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = tokio::time::sleep(delay) => {}
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::event::SeriesId;
 
 impl Engine {
     /// The group series of `rule` named `key`, interned (with its slot appended) if new;
-    /// `None` when `max_series` is reached.
+    /// `None` when `max_series` is reached or the slot would pass `max_state_bytes`.
     pub(super) fn join_group(&mut self, rule: u32, key: String) -> Option<SeriesId> {
         let key: Box<str> = key.into();
         if let Some(id) = self.groups.get(&(rule, key.clone())) {
@@ -24,6 +24,14 @@ impl Engine {
         }
         let id = SeriesId(u32::try_from(self.series.len()).ok()?);
         let first = u32::try_from(self.slots.len()).ok()?;
+        if !super::admit(
+            &mut self.stats,
+            &self.costs,
+            rule,
+            self.limits.max_state_bytes,
+        ) {
+            return None;
+        }
         let slot = Slot::new(rule, r, &mut self.dets)?;
         self.slots.push(slot);
         self.series.push(Series {

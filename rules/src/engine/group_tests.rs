@@ -220,7 +220,13 @@ rules:
 fn groups_count_against_max_series_and_refusals_are_counted() {
     let limited = || {
         let rules = RuleSet::parse_str(BEARINGS, "t.yaml").unwrap();
-        Engine::with_limits(rules, Limits { max_series: 3 })
+        Engine::with_limits(
+            rules,
+            Limits {
+                max_series: 3,
+                ..Limits::default()
+            },
+        )
     };
     // Two series and pump-1's group fill the table: a third series is refused.
     let mut e = limited();

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Engine, NO_DET, Slot};
+use super::{Engine, EngineStats, NO_DET, Slot};
 use crate::detect::Detector;
 use crate::event::SeriesId;
 use crate::ruleset::{Rule, RuleSet};
@@ -98,6 +98,10 @@ impl Engine {
             .collect();
 
         let old_rules = std::mem::replace(&mut self.rules, rules);
+        // The budget is reserved again from scratch: state carried over is kept (reserved
+        // even past the budget), new slots must fit.
+        self.costs = super::slot_costs(&self.rules);
+        self.stats.state_reserved = 0;
         let mut old_slots: Vec<Option<Slot>> = std::mem::take(&mut self.slots)
             .into_iter()
             .map(Some)
@@ -134,6 +138,7 @@ impl Engine {
                 }
                 let slot = carry(old.take(), j, rule, &fates, &mut old_dets, &mut self.dets);
                 if let Some(slot) = slot {
+                    reserve(&mut self.stats, &self.costs, j);
                     group_slots.push((id, slot));
                     self.groups
                         .insert((j, series.device.clone()), SeriesId(index(id)));
@@ -141,6 +146,20 @@ impl Engine {
             }
         }
 
+        // Every series slot that will carry its state over is reserved before any new slot
+        // is admitted, so new slots cannot take the room of kept ones.
+        for series in self.series.iter().filter(|s| !s.group) {
+            for old in old_slots
+                .get(series.slots())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if let Some(&(Fate::Kept(j) | Fate::Restarted(j))) = fates.get(old.rule as usize) {
+                    reserve(&mut self.stats, &self.costs, j);
+                }
+            }
+        }
         let mut group_slots = group_slots.into_iter().peekable();
         self.fwd.clear();
         // Groups interned below are appended and already placed: only the old ids are walked.
@@ -154,6 +173,9 @@ impl Engine {
                 dets,
                 labels,
                 fwd,
+                stats,
+                costs,
+                limits,
                 ..
             } = &mut *self;
             let series = &mut series[id];
@@ -179,6 +201,10 @@ impl Engine {
                         })
                     });
                     let old = old.and_then(Option::take);
+                    // Carried slots were reserved above.
+                    if old.is_none() && !super::admit(stats, costs, i, limits.max_state_bytes) {
+                        continue;
+                    }
                     // `None` only past u32 indices, which `max_series` rules out.
                     if let Some(slot) = carry(old, i, rule, &fates, &mut old_dets, dets) {
                         slots.push(slot);
@@ -261,6 +287,12 @@ fn carry(
         }),
         None => Slot::new(i, rule, dets),
     }
+}
+
+/// Reserves rule `rule`'s worst case for a slot carried over a reload, budget or not.
+fn reserve(stats: &mut EngineStats, costs: &[usize], rule: u32) {
+    let cost = costs.get(rule as usize).copied().unwrap_or(0);
+    stats.state_reserved = stats.state_reserved.saturating_add(cost);
 }
 
 /// Rule and slot indices are u32 in the hot path. A rule set or slot table beyond 4 billion

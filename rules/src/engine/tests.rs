@@ -318,7 +318,13 @@ fn globs_select_series() {
 
 #[test]
 fn interning_is_stable_and_bounded() {
-    let mut e = Engine::with_limits(RuleSet::default(), Limits { max_series: 2 });
+    let mut e = Engine::with_limits(
+        RuleSet::default(),
+        Limits {
+            max_series: 2,
+            ..Limits::default()
+        },
+    );
     let a = e.series("a", "x").unwrap();
     let b = e.series("a", "y").unwrap();
     assert_ne!(a, b);

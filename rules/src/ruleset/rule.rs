@@ -19,12 +19,19 @@ use crate::schema::{Glob, RawRule, RawWindow};
 use crate::tree::{Node, NodeKind};
 use crate::window::{DEFAULT_MAX_SAMPLES, MAX_OVERLAP, MAX_SAMPLES, WindowSpec, overlap};
 
+/// Longest rule name accepted, in bytes. A name travels in every event, log line, action
+/// topic and metric label of the rule; 128 is far beyond a readable name.
+pub const MAX_RULE_NAME: usize = 128;
+
 impl Compiler<'_> {
     pub(super) fn rule(&mut self, node: &Node) -> Option<Rule> {
         let raw: RawRule = match node.deserialize() {
             Ok(raw) => raw,
             Err(e) => {
-                let name = node.get("name").and_then(Node::as_str);
+                let name = node
+                    .get("name")
+                    .and_then(Node::as_str)
+                    .filter(|n| n.len() <= MAX_RULE_NAME);
                 self.report(e.loc.unwrap_or(node.loc), name, e.message);
                 return None;
             }
@@ -34,6 +41,20 @@ impl Compiler<'_> {
         let name_loc = node.locate(&["name"]);
         if name.trim().is_empty() {
             self.report(name_loc, None, "rule name must not be empty");
+        }
+        if name.len() > MAX_RULE_NAME {
+            // Not echoed: every later diagnostic would repeat it.
+            let start: String = name.chars().take(32).collect();
+            self.report(
+                name_loc,
+                None,
+                format!(
+                    "rule name is {} bytes; at most {MAX_RULE_NAME} (it names the rule in events, \
+                     metrics, logs and topics) — starts with {start:?}",
+                    name.len()
+                ),
+            );
+            return None;
         }
         let device = self.glob(node, &["select", "device"], name, &raw.select.device);
         let metric = self.glob(node, &["select", "metric"], name, &raw.select.metric);

@@ -433,3 +433,30 @@ fn local_topic_is_kept_and_a_wildcard_is_refused() {
     let bad = ok.replace("actions/{device}", "actions/#");
     assert_eq!(positions(&bad), [(4, 44)]);
 }
+
+#[test]
+fn a_huge_rule_name_is_rejected_without_being_echoed() {
+    let name = "n".repeat(1 << 20);
+    let src = format!(
+        "rules:\n  - name: {name}\n    window: {{ tumbling: 1s }}\n    aggregates: [mean]\n  - name: ok\n    window: {{ tumbling: 1s }}\n    aggregates: [nope]\n"
+    );
+    let errs = errors(&src);
+    let (line, column, rule, message) = &errs[0];
+    assert_eq!((*line, *column), (2, 11));
+    assert_eq!(*rule, None);
+    assert!(message.contains("1048576 bytes; at most 128"), "{message}");
+    assert!(
+        message.len() < 300,
+        "the name is not echoed: {} bytes",
+        message.len()
+    );
+    assert!(
+        errs.len() == 2,
+        "the other rules are still checked: {errs:?}"
+    );
+    let limit = "n".repeat(crate::ruleset::rule::MAX_RULE_NAME);
+    let ok = format!(
+        "rules:\n  - name: {limit}\n    window: {{ tumbling: 1s }}\n    aggregates: [mean]\n"
+    );
+    assert!(RuleSet::parse_str(&ok, "r.yaml").is_ok());
+}

@@ -51,7 +51,8 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 100_000)]
     pub max_series: usize,
     /// An agent config whose `labels:` give the devices their labels (for rules'
-    /// `select.labels` and `group_by: label.<name>`); nothing else in it is read.
+    /// `select.labels` and `group_by: label.<name>`) and whose `engine.max_state_bytes`
+    /// bounds the rules' state (default 64MiB); nothing else in it is read.
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Also draw the series, their windows' results and alerts as an SVG picture (the first
@@ -69,11 +70,13 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
     };
     // Before the data is opened: a bad config exits 2 like every config error.
-    let labels = args
-        .config
-        .as_deref()
-        .map(crate::config::labels_from_path)
-        .transpose()?;
+    let (labels, budget) = match args.config.as_deref() {
+        Some(path) => {
+            let (labels, budget) = crate::config::replay_settings_from_path(path)?;
+            (Some(labels), budget)
+        }
+        None => (None, None),
+    };
     let file =
         File::open(&args.data).with_context(|| format!("cannot open {}", args.data.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -93,6 +96,7 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         rules,
         Limits {
             max_series: args.max_series,
+            max_state_bytes: budget.unwrap_or(weir_rules::DEFAULT_MAX_STATE_BYTES),
         },
     );
     if let Some(labels) = labels {
@@ -132,6 +136,8 @@ pub struct Summary {
     pub skipped: u64,
     pub late_dropped: u64,
     pub rejected_series: u64,
+    /// Rule slots refused by the engine's memory budget (`engine.max_state_bytes`).
+    pub budget_refused: u64,
     pub seconds: f64,
 }
 
@@ -139,13 +145,14 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "replay: {} samples, {} events ({} alerts), {} lines skipped, {} late samples dropped, {} samples of series over the limit, {:.2} s ({:.0} samples/s)",
+            "replay: {} samples, {} events ({} alerts), {} lines skipped, {} late samples dropped, {} samples of series over the limit, {} rule slots over the memory budget, {:.2} s ({:.0} samples/s)",
             self.samples,
             self.events,
             self.alerts,
             self.skipped,
             self.late_dropped,
             self.rejected_series,
+            self.budget_refused,
             self.seconds,
             self.samples as f64 / self.seconds.max(1e-9)
         )
@@ -209,6 +216,7 @@ pub fn run(
     write_events(&engine, &mut events, &mut out, &mut summary, plot)?;
     out.flush().context("cannot write the events")?;
     summary.late_dropped = engine.stats().late_dropped;
+    summary.budget_refused = engine.stats().budget_refused;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }

@@ -10,6 +10,7 @@ use weir_drivers::Reading;
 use weir_rules::{Engine, Event, EventKind, Sample};
 
 use super::PipelineCounters;
+use crate::daemon::actions::UnsafeTopic;
 use crate::daemon::clock_guard::{ClockGuard, Verdict};
 use crate::outbox::event_records as encode;
 use crate::outbox::{Lane, NewRecord};
@@ -32,6 +33,9 @@ pub struct Output {
     /// `(topic, JSON body)` for the local actions broker: alerts of rules with a
     /// `local_topic`.
     pub actions: Vec<(String, Vec<u8>)>,
+    /// `(rule, why)` for alerts whose local topic was refused: a placeholder's value would
+    /// have added a topic level. The alert itself is still a record.
+    pub refused_actions: Vec<(String, UnsafeTopic)>,
 }
 
 impl Core {
@@ -109,6 +113,7 @@ impl Core {
         let mut out = Output {
             records: Vec::with_capacity(self.events.len()),
             actions: Vec::new(),
+            refused_actions: Vec::new(),
         };
         for event in self.events.drain(..) {
             let (device, metric) = self.engine.series_name(event.series).unwrap_or(("?", "?"));
@@ -119,9 +124,11 @@ impl Core {
                     if matches!(event.kind, EventKind::Alert { .. })
                         && let Some(t) = self.engine.rules().local_topic(&event.rule)
                     {
-                        let topic = crate::daemon::actions::topic(t, &event.rule, device, metric);
-                        // The JSON body, without the outbox's format byte.
-                        out.actions.push((topic, r.payload[1..].to_vec()));
+                        match crate::daemon::actions::topic(t, &event.rule, device, metric) {
+                            // The JSON body, without the outbox's format byte.
+                            Ok(topic) => out.actions.push((topic, r.payload[1..].to_vec())),
+                            Err(e) => out.refused_actions.push((event.rule.to_string(), e)),
+                        }
                     }
                     out.records.push(r);
                 }
@@ -157,6 +164,18 @@ impl Core {
             .store(stats.alerts_suppressed, Ordering::Relaxed);
         c.groups_refused
             .store(stats.groups_refused, Ordering::Relaxed);
+        let before = c
+            .budget_refused
+            .swap(stats.budget_refused, Ordering::Relaxed);
+        if before == 0 && stats.budget_refused > 0 {
+            // Once: the counter keeps the rest.
+            tracing::warn!(
+                reserved_bytes = stats.state_reserved,
+                refused = stats.budget_refused,
+                "engine.max_state_bytes reached: rules skip new series from now on \
+                 (weir_engine_budget_refused_total counts them; see weir check)"
+            );
+        }
     }
 
     fn clock_skewed(&self, device: &str, skew_us: i64, what: &str) {

@@ -61,6 +61,9 @@ pub struct PipelineCounters {
     /// Alert transitions published on the local actions broker / not sent there.
     pub actions_published: AtomicU64,
     pub actions_dropped: AtomicU64,
+    /// Alert transitions whose local topic was refused: a placeholder's value would have
+    /// added a topic level.
+    pub actions_topic_refused: AtomicU64,
     /// Copies of the engine's own statistics, refreshed every loop turn.
     pub late_dropped: AtomicU64,
     pub nan_dropped: AtomicU64,
@@ -69,6 +72,8 @@ pub struct PipelineCounters {
     pub alerts_suppressed: AtomicU64,
     /// Series that could not join a new `group_by` group (`engine.max_series` reached).
     pub groups_refused: AtomicU64,
+    /// Rule slots (rule × series or group) refused by `engine.max_state_bytes`.
+    pub budget_refused: AtomicU64,
 }
 
 pub struct Pipeline {
@@ -161,6 +166,10 @@ impl Pipeline {
                 .counters
                 .actions_dropped
                 .store(actions.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+            shell.counters.actions_topic_refused.store(
+                actions.topic_refused.load(Ordering::Relaxed),
+                Ordering::Relaxed,
+            );
             shell.counters.turns.fetch_add(1, Ordering::Relaxed);
         }
         shell.save_runtime(&core.engine, &mut saved).await;
@@ -206,6 +215,9 @@ impl Shell {
         let out = core.records(now_us());
         for (topic, body) in out.actions {
             self.actions.send(topic, body);
+        }
+        for (rule, why) in &out.refused_actions {
+            self.actions.refuse(rule, why);
         }
         let n = out.records.len() as u64;
         match self.outbox.append(out.records, std::mem::take(acks)).await {

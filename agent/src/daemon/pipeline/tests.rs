@@ -26,7 +26,10 @@ const RULES: &str = r#"rules:
 fn engine(max_series: usize) -> Engine {
     Engine::with_limits(
         RuleSet::parse_str(RULES, "rules.yaml").unwrap(),
-        Limits { max_series },
+        Limits {
+            max_series,
+            ..Limits::default()
+        },
     )
 }
 
