@@ -14,8 +14,8 @@
 //! (register maps polled from Modbus TCP slaves) and
 //! [`simulator::run`] (seeded synthetic devices with scheduled faults, for demos and tests).
 //! Their configurations ([`mqtt::MqttSourceConfig`], [`simulator::SimulatorConfig`]) are serde
-//! structs the agent embeds in its own file; [`duration`] is the workspace's one `"30s"` parser
-//! (`weir_rules::duration`, re-exported).
+//! structs the agent embeds in its own file; [`duration`] and [`size`] are the `"30s"` and
+//! `"8MiB"` parsers they share ([`duration`] is `weir_rules::duration`, re-exported).
 
 pub mod backoff;
 mod clock;
@@ -26,6 +26,7 @@ pub mod mqtt;
 pub mod payload;
 pub mod serial;
 pub mod simulator;
+pub mod size;
 pub mod topic;
 
 mod delivery;

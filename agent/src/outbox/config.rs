@@ -1,12 +1,10 @@
-//! The outbox's configuration. Sizes use [`crate::support::parse`]; durations the shared
-//! [`weir_drivers::duration`] parser, like every other duration in the agent's config.
+//! The outbox's configuration. Durations and sizes use the shared [`weir_drivers::duration`]
+//! and [`weir_drivers::size`] parsers, like every other duration and size in the agent's config.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-
-use crate::support::parse::de_bytes;
 
 /// `outbox:` in the agent config.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -156,6 +154,8 @@ impl Default for OutboxConfig {
         }
     }
 }
+
+pub(crate) use weir_drivers::size::deserialize as de_bytes;
 
 /// The smallest bound accepted: every record (a few hundred bytes, at most the MQTT
 /// payload limit of a source) must fit, or it could never be stored.

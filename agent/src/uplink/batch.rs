@@ -73,7 +73,7 @@ pub struct BatchConfig {
     /// Body bytes per message at most, before compression (a larger record goes alone).
     #[serde(
         default = "default_max_bytes",
-        deserialize_with = "crate::support::parse::de_bytes"
+        deserialize_with = "weir_drivers::size::deserialize"
     )]
     pub max_bytes: u64,
     #[serde(default)]
