@@ -145,6 +145,88 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// The paths a line names, resolved to absolute module paths and cut to `want` segments
+/// (`crate::daemon::pipeline::Core` → `daemon::pipeline`; `super::x` from `daemon::run` →
+/// `daemon::x`; groups expanded).
+fn paths_named(line: &str, module: &[String], want: usize) -> Vec<Vec<String>> {
+    fn ident(text: &str) -> (&str, &str) {
+        let end = text
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(text.len());
+        text.split_at(end)
+    }
+    fn expand(prefix: Vec<String>, rest: &str, want: usize, out: &mut Vec<Vec<String>>) {
+        if prefix.len() >= want {
+            out.push(prefix);
+            return;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 0usize;
+            let mut start = 0;
+            let mut items = Vec::new();
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        items.push(&group[start..i]);
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        items.push(&group[start..i]);
+                        start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            for item in items {
+                expand(prefix.clone(), item.trim(), want, out);
+            }
+            return;
+        }
+        let (name, after) = ident(rest);
+        if name.is_empty() || name == "self" {
+            if !prefix.is_empty() {
+                out.push(prefix);
+            }
+            return;
+        }
+        let mut path = prefix;
+        path.push(name.to_owned());
+        match after.strip_prefix("::") {
+            Some(more) => expand(path, more, want, out),
+            None => out.push(path),
+        }
+    }
+    let mut out = Vec::new();
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < line.len() {
+        let rest = &line[i..];
+        let boundary = i == 0
+            || !(bytes[i - 1].is_ascii_alphanumeric()
+                || bytes[i - 1] == b'_'
+                || bytes[i - 1] == b':');
+        if boundary && rest.starts_with("crate::") {
+            expand(Vec::new(), &rest["crate::".len()..], want, &mut out);
+            i += "crate::".len();
+        } else if boundary && rest.starts_with("super::") {
+            let mut ups = 0;
+            let mut after = rest;
+            while let Some(t) = after.strip_prefix("super::") {
+                ups += 1;
+                after = t;
+            }
+            let base = module[..module.len().saturating_sub(ups)].to_vec();
+            expand(base, after, want, &mut out);
+            i = line.len() - after.len();
+        } else {
+            i += rest.chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    out
+}
+
 /// Every import of one room by another in production code under `src`.
 fn imports(src: &Path) -> Vec<Import> {
     let mut files = Vec::new();
@@ -185,6 +267,45 @@ fn imports(src: &Path) -> Vec<Import> {
         }
     }
     found
+}
+
+/// Imports between the modules of one room (`daemon::metrics` → `daemon::pipeline`), in
+/// production code. A module and its own parent or children are not edges: Rust modules
+/// naturally use their parent's types.
+fn module_edges(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "tests.rs" || name.ends_with("_tests.rs") || name == "architecture.rs" {
+            continue;
+        }
+        let module = module_path(src, &file);
+        if module.len() < 2 {
+            continue;
+        }
+        let from = module[..2].join("::");
+        let text = std::fs::read_to_string(&file).unwrap();
+        for line in text.lines() {
+            let code = line.trim_start();
+            if code.starts_with("mod tests {") {
+                break;
+            }
+            if code.starts_with("//") {
+                continue;
+            }
+            for path in paths_named(code, &module, 2) {
+                if path.len() == 2 && path[0] == module[0] {
+                    let to = path.join("::");
+                    if to != from {
+                        edges.entry(from.clone()).or_default().insert(to);
+                    }
+                }
+            }
+        }
+    }
+    edges
 }
 
 /// The rooms on a cycle of `edges`, if there is one.
@@ -260,6 +381,47 @@ fn rooms_import_one_way_and_have_no_cycle() {
         wrong.join("\n")
     );
     assert_eq!(cycle(&edges), None, "a cycle among the rooms");
+}
+
+/// The flat crate had a ten-module cycle (`pipeline → reload → run → pipeline`, `metrics →
+/// pipeline`, …); inside each room the modules now depend one way too.
+#[test]
+fn modules_inside_a_room_have_no_cycle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let edges = module_edges(&src);
+    assert!(
+        edges
+            .get("daemon::run")
+            .is_some_and(|to| to.contains("daemon::pipeline")),
+        "the scan finds module imports (run uses the pipeline): {edges:?}"
+    );
+    assert_eq!(cycle(&edges), None, "a cycle among modules of one room");
+}
+
+#[test]
+fn paths_resolve_to_modules() {
+    let run = ["daemon".to_owned(), "run".to_owned()];
+    assert_eq!(
+        paths_named("use crate::daemon::{pipeline::Core, reload};", &run, 2),
+        [["daemon", "pipeline"], ["daemon", "reload"]]
+    );
+    assert_eq!(
+        paths_named(
+            "x = super::signals::Signals::new(); crate::outbox::Lane",
+            &run,
+            2
+        ),
+        [["daemon", "signals"], ["outbox", "Lane"]]
+    );
+    let core = [
+        "daemon".to_owned(),
+        "pipeline".to_owned(),
+        "core".to_owned(),
+    ];
+    assert_eq!(
+        paths_named("use super::PipelineCounters;", &core, 2),
+        [["daemon", "pipeline"]]
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! - [`uplink`]: drains a queue of records (the outbox, handed over by the daemon) to an MQTT
 //!   broker.
 //! - [`support`]: the record vocabulary and payload format the outbox and the uplink share,
-//!   and parsing of configuration values.
+//!   and the commands' progress line.
 //!
 //! Dependencies point one way: `cli → commands | daemon → config | outbox | uplink |
 //! support`; commands and daemon never import each other; outbox and uplink import only

@@ -28,9 +28,9 @@ const CODES: [u8; 28] = [
     0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
 ];
 
-/// The substrings of `outbox::event_records::write_json`'s output that every record repeats, in the order
-/// the encoder writes them. Changing an entry changes what stored records mean: append new
-/// ones only, and only in a new format version.
+/// The substrings of `outbox::event_records::write_json`'s output that every record
+/// repeats, in the order the encoder writes them. Changing an entry changes what stored
+/// records mean: append new ones only, and only in a new format version.
 const TOKENS: [&[u8]; 28] = [
     br#"{"kind":"window","rule":""#,
     br#"{"kind":"alert","rule":""#,
