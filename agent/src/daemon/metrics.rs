@@ -22,8 +22,6 @@ use crate::daemon::pipeline::PipelineCounters;
 use crate::outbox::{Lane, Outbox, OutboxCounters, OutboxStats};
 use crate::uplink::UplinkCounters;
 
-pub use super::endpoint::{bind, listen, serve};
-
 /// What a scrape reads from.
 #[derive(Clone)]
 pub struct Sources {

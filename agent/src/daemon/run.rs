@@ -177,10 +177,10 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .iter()
         .map(|(n, c, _)| (n.clone(), c.clone()))
         .collect();
-    // Listening before READY: see `metrics::bind`. A port that is taken is retried.
+    // Listening before READY: see `endpoint::bind`. A port that is taken is retried.
     let metrics_task = match config.metrics.listen {
         Some(addr) => {
-            let mut first = crate::daemon::metrics::bind(addr).await;
+            let mut first = crate::daemon::endpoint::bind(addr).await;
             let sources = crate::daemon::metrics::Sources {
                 outbox: outbox.clone(),
                 pipeline: pipeline_counters.clone(),
@@ -196,9 +196,9 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
                     async move {
                         let listener = match listener {
                             Some(listener) => listener,
-                            None => crate::daemon::metrics::listen(addr).await?,
+                            None => crate::daemon::endpoint::listen(addr).await?,
                         };
-                        crate::daemon::metrics::serve(listener, sources, stop).await;
+                        crate::daemon::endpoint::serve(listener, sources, stop).await;
                         Ok::<(), std::io::Error>(())
                     }
                 },
