@@ -15,18 +15,20 @@
 //! | detector | file | state per (rule, series) |
 //! |---|---|---|
 //! | `threshold` (hysteresis, `for:` debounce) | `threshold` | 16 B |
-//! | `zscore` (EWMA baseline) | `zscore` | 24 B |
+//! | `zscore` (EWMA baseline) | `zscore` | 40 B |
 //! | `robust_zscore` (median/MAD over a window) | `zscore` | 16 B per value of the window |
-//! | `ewma_chart`, `cusum` | `chart` | 40 B |
+//! | `ewma_chart`, `cusum` (restart after an alarm) | `chart` | 96 B, 104 B |
 //! | `rate`, `flatline`, `range` (NaN, out of range) | `signal` | ≤ 32 B |
 //! | `missing` (no sample for a duration) | `missing` | 16 B |
 //! | `runtime` (run hours, starts; persisted by the agent) | `runtime` | 32 B |
 //! | `trend` (time to a limit, least squares) | `trend` | 16 B per point of the fit |
 //!
-//! each held in an enum the size of the largest (56 B), kept in one vector beside the
+//! each held in an enum the size of the largest (112 B), kept in one vector beside the
 //! engine's slots. Measured with `cargo bench -p weir-rules --bench detectors`.
 //! The statistical ones learn what is normal with a shared [`baseline::Baseline`], which can
-//! leave anomalous values out of what it learns.
+//! leave anomalous values out of what it learns, and divide by a spread that never falls
+//! below a noise floor (`min_sigma`, `resolution`, or the learned step; see `baseline`), so
+//! every score they report is a finite number.
 
 mod baseline;
 mod chart;

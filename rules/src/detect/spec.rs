@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::baseline::{BaselineSpec, Learn};
+use super::baseline::{BaselineSpec, Floor, Learn};
 use super::{DetectKind, chart, missing, runtime, signal, threshold, trend, zscore};
 use crate::schema::parse_duration;
 use crate::tree::{Loc, Node};
@@ -72,6 +72,12 @@ struct RawZ {
     baseline: Option<u64>,
     #[serde(default)]
     learn: Option<String>,
+    /// Noise floor: the smallest σ, in the sensor's units.
+    #[serde(default)]
+    min_sigma: Option<f64>,
+    /// Noise floor: the sensor's step; σ is at least `resolution / √12`.
+    #[serde(default)]
+    resolution: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +89,12 @@ struct RawRobust {
     window: Option<u64>,
     #[serde(default)]
     learn: Option<String>,
+    /// Noise floor: the smallest σ, in the sensor's units.
+    #[serde(default)]
+    min_sigma: Option<f64>,
+    /// Noise floor: the sensor's step; σ is at least `resolution / √12`.
+    #[serde(default)]
+    resolution: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +108,12 @@ struct RawEwma {
     baseline: Option<u64>,
     #[serde(default)]
     learn: Option<String>,
+    /// Noise floor: the smallest σ, in the sensor's units.
+    #[serde(default)]
+    min_sigma: Option<f64>,
+    /// Noise floor: the sensor's step; σ is at least `resolution / √12`.
+    #[serde(default)]
+    resolution: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -109,6 +127,12 @@ struct RawCusum {
     baseline: Option<u64>,
     #[serde(default)]
     learn: Option<String>,
+    /// Noise floor: the smallest σ, in the sensor's units.
+    #[serde(default)]
+    min_sigma: Option<f64>,
+    /// Noise floor: the sensor's step; σ is at least `resolution / √12`.
+    #[serde(default)]
+    resolution: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -330,12 +354,28 @@ impl Cx<'_> {
         parse_duration(text).map_err(|m| self.bad(path, m)).ok()
     }
 
+    /// `min_sigma` and `resolution`: both optional, both ≥ 0.
+    fn floor(&mut self, family: &str, min_sigma: Option<f64>, resolution: Option<f64>) -> Floor {
+        let mut get = |key: &str, v: Option<f64>| {
+            let v = v.unwrap_or(0.0);
+            let ok = v >= 0.0 && v.is_finite();
+            let msg = format!("`{key}` must be a number ≥ 0 (in the sensor's units)");
+            self.check(ok, &["detect", family, key], &msg);
+            if ok { v } else { 0.0 }
+        };
+        Floor {
+            min_sigma: get("min_sigma", min_sigma),
+            resolution: get("resolution", resolution),
+        }
+    }
+
     fn baseline(
         &mut self,
         family: &str,
         n: Option<u64>,
         default: u64,
         learn: Option<&str>,
+        floor: Floor,
     ) -> BaselineSpec {
         let n = n.unwrap_or(default);
         let ok = (2..=MAX_BASELINE).contains(&n);
@@ -346,6 +386,7 @@ impl Cx<'_> {
         BaselineSpec {
             warmup: u32::try_from(n).unwrap_or(2),
             learn: self.learn(family, learn),
+            floor,
         }
     }
 
@@ -450,7 +491,14 @@ impl Cx<'_> {
     fn zscore(&mut self, z: &RawZ) -> Option<(DetectKind, String)> {
         let limit = z.z.unwrap_or(DEFAULT_Z);
         self.positive("zscore", "z", limit);
-        let baseline = self.baseline("zscore", z.baseline, DEFAULT_BASELINE, z.learn.as_deref());
+        let floor = self.floor("zscore", z.min_sigma, z.resolution);
+        let baseline = self.baseline(
+            "zscore",
+            z.baseline,
+            DEFAULT_BASELINE,
+            z.learn.as_deref(),
+            floor,
+        );
         let text = format!("zscore(|z| > {limit}, baseline {})", baseline.warmup);
         Some((
             DetectKind::ZScore(zscore::ZSpec { z: limit, baseline }),
@@ -466,11 +514,13 @@ impl Cx<'_> {
         let msg = format!("`window` (values kept) must be between 5 and {MAX_ROBUST_WINDOW}");
         self.check(ok, &["detect", "robust_zscore", "window"], &msg);
         let learn = self.learn("robust_zscore", r.learn.as_deref());
+        let floor = self.floor("robust_zscore", r.min_sigma, r.resolution);
         let text = format!("robust_zscore(|z| > {limit}, window {window})");
         let spec = zscore::RobustSpec {
             z: limit,
             window: usize::try_from(window).unwrap_or(5),
             learn,
+            floor,
         };
         Some((DetectKind::Robust(spec), text))
     }
@@ -485,11 +535,13 @@ impl Cx<'_> {
         );
         let limit = e.limit.unwrap_or(DEFAULT_LIMIT);
         self.positive("ewma_chart", "limit", limit);
+        let floor = self.floor("ewma_chart", e.min_sigma, e.resolution);
         let baseline = self.baseline(
             "ewma_chart",
             e.baseline,
             DEFAULT_CHART_BASELINE,
             e.learn.as_deref(),
+            floor,
         );
         let text = format!("ewma_chart(lambda {lambda}, limit {limit} sigma)");
         let spec = chart::EwmaSpec {
@@ -510,11 +562,13 @@ impl Cx<'_> {
         );
         let h = c.h.unwrap_or(DEFAULT_H);
         self.positive("cusum", "h", h);
+        let floor = self.floor("cusum", c.min_sigma, c.resolution);
         let baseline = self.baseline(
             "cusum",
             c.baseline,
             DEFAULT_CHART_BASELINE,
             c.learn.as_deref(),
+            floor,
         );
         let text = format!("cusum(k {k}, h {h})");
         Some((DetectKind::Cusum(chart::CusumSpec { k, h, baseline }), text))
