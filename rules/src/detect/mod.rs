@@ -23,7 +23,7 @@
 //! | `runtime` (run hours, starts; persisted by the agent) | `runtime` | 32 B |
 //! | `trend` (time to a limit, least squares) | `trend` | 16 B per point of the fit |
 //!
-//! each held in an enum the size of the largest (112 B), kept in one vector beside the
+//! each held in an enum the size of the largest (104 B: the CUSUM state, its tag in the padding), kept in one vector beside the
 //! engine's slots. Measured with `cargo bench -p weir-rules --bench detectors`.
 //! The statistical ones learn what is normal with a shared [`baseline::Baseline`], which can
 //! leave anomalous values out of what it learns, and divide by a spread that never falls
