@@ -141,8 +141,10 @@ struct Series {
     /// This series' slots are `slots[first..first + len]`.
     first: u32,
     len: u32,
-    /// The latest value received, for other series' `metric.<name>` references.
-    last: f64,
+    /// The peer windows this series feeds are `peers[peer_first..peer_first + peer_len]`
+    /// (module `peers`).
+    peer_first: u32,
+    peer_len: u32,
     /// The groups this series feeds are `fwd[fwd_first..fwd_first + fwd_len]`.
     fwd_first: u32,
     fwd_len: u32,
@@ -157,6 +159,10 @@ impl Series {
 
     fn fwd(&self) -> std::ops::Range<usize> {
         self.fwd_first as usize..(self.fwd_first + self.fwd_len) as usize
+    }
+
+    fn peers(&self) -> std::ops::Range<usize> {
+        self.peer_first as usize..(self.peer_first + self.peer_len) as usize
     }
 }
 
@@ -176,6 +182,8 @@ pub struct Engine {
     /// per-sample detector is then read sequentially like the slots, where a box per slot
     /// cost a cache miss per sample (measured: 90% of the per-sample time).
     dets: Vec<Detector>,
+    /// Peer windows (module `peers`), a run per series.
+    peers: Vec<peers::PeerWin>,
     /// No open window ends before this, so `advance` below it has nothing to do.
     next_deadline: i64,
     labels: DeviceLabels,
@@ -197,6 +205,7 @@ impl Engine {
             fwd: Vec::new(),
             groups: HashMap::new(),
             dets: Vec::new(),
+            peers: Vec::new(),
             next_deadline: i64::MAX,
             labels: DeviceLabels::default(),
             stats: EngineStats::default(),
@@ -236,7 +245,8 @@ impl Engine {
             metric: metric.into(),
             first,
             len,
-            last: f64::NAN,
+            peer_first: 0,
+            peer_len: 0,
             fwd_first,
             fwd_len: 0,
             group: false,
@@ -255,6 +265,7 @@ impl Engine {
                 None => self.stats.groups_refused += 1,
             }
         }
+        self.intern_peers(id.0 as usize, &mut |_| None);
         // Counted, not derived from the table: it also holds groups, and after a reload
         // that regrouped a rule, groups no rule uses any more.
         self.stats.series += 1;
@@ -280,6 +291,12 @@ impl Engine {
         self.slots.capacity() * size_of::<Slot>()
             + self.fwd.capacity() * size_of::<u32>()
             + self.dets.capacity() * size_of::<Detector>()
+            + self.peers.capacity() * size_of::<peers::PeerWin>()
+            + self
+                .peers
+                .iter()
+                .map(peers::PeerWin::heap_bytes)
+                .sum::<usize>()
             + self
                 .slots
                 .iter()
@@ -308,6 +325,7 @@ impl Engine {
 
 mod feed;
 mod group;
+mod peers;
 mod reload;
 mod runtime;
 pub use reload::ReloadReport;

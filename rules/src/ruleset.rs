@@ -54,6 +54,9 @@ pub(crate) struct Rule {
     pub detect: Option<DetectRule>,
     /// Other metrics of the same device its expressions read (`metric.<name>`).
     pub others: Vec<Box<str>>,
+    /// The aggregates of those it reads over the rule's window, `(index into others,
+    /// aggregate)`, in the order of `Env::others`.
+    pub peer_reads: Vec<(usize, Aggregate)>,
     /// The rule as written (every key of its YAML entry, not where it was written): a reload
     /// keeps a rule's state only when this is unchanged.
     pub definition: Box<str>,
