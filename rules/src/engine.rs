@@ -75,6 +75,9 @@ pub struct EngineStats {
     pub alerts_cleared: u64,
     /// Raises swallowed by an alert's `suppress` or `cooldown` (their clears are too).
     pub alerts_suppressed: u64,
+    /// Windows still open when [`Engine::finish`] ended the input: partial, so dropped
+    /// unjudged (see `finish`).
+    pub partial_windows: u64,
 }
 
 /// The state of one rule on one series.
@@ -186,6 +189,8 @@ pub struct Engine {
     peers: Vec<peers::PeerWin>,
     /// No open window ends before this, so `advance` below it has nothing to do.
     next_deadline: i64,
+    /// The newest sample timestamp pushed: where [`Engine::finish`] says the input ended.
+    newest: i64,
     labels: DeviceLabels,
     stats: EngineStats,
 }
@@ -207,6 +212,7 @@ impl Engine {
             dets: Vec::new(),
             peers: Vec::new(),
             next_deadline: i64::MAX,
+            newest: i64::MIN,
             labels: DeviceLabels::default(),
             stats: EngineStats::default(),
         }

@@ -98,6 +98,8 @@ pub struct Summary {
     pub skipped: u64,
     pub late_dropped: u64,
     pub rejected_series: u64,
+    /// Windows still open at the end of the input: partial, not judged.
+    pub partial_windows: u64,
     pub seconds: f64,
 }
 
@@ -105,13 +107,14 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "replay: {} samples, {} events ({} alerts), {} lines skipped, {} late samples dropped, {} samples of series over the limit, {:.2} s ({:.0} samples/s)",
+            "replay: {} samples, {} events ({} alerts), {} lines skipped, {} late samples dropped, {} samples of series over the limit, {} partial windows at the end not judged, {:.2} s ({:.0} samples/s)",
             self.samples,
             self.events,
             self.alerts,
             self.skipped,
             self.late_dropped,
             self.rejected_series,
+            self.partial_windows,
             self.seconds,
             self.samples as f64 / self.seconds.max(1e-9)
         )
@@ -188,8 +191,11 @@ pub fn run(
             plot.as_deref_mut(),
         )?;
     }
-    engine.advance(i64::MAX, &mut events);
+    // Judges the windows the data reached; those still open are partial: dropped and
+    // counted, never stamped after the last sample (`Engine::finish`).
+    engine.finish(&mut events);
     write_events(&engine, &mut events, &mut out, &mut summary, plot)?;
+    summary.partial_windows = engine.stats().partial_windows;
     out.flush().context("cannot write the events")?;
     summary.late_dropped = engine.stats().late_dropped;
     summary.seconds = started.elapsed().as_secs_f64();

@@ -31,6 +31,7 @@ impl Engine {
         if self.series.get(s.series.0 as usize).is_none() {
             return;
         }
+        self.newest = self.newest.max(s.ts);
         self.feed_peers(s.series, s.ts, s.value);
         let series = &self.series[s.series.0 as usize];
         let target = Target {
@@ -76,6 +77,17 @@ impl Engine {
     /// by series id, then by rule order. `i64::MAX` means the input has ended: every window
     /// closes, but no silence is reported.
     pub fn advance(&mut self, watermark: i64, out: &mut Vec<Event>) {
+        self.advance_with(watermark, &mut |_| true, out);
+    }
+
+    /// `advance`, with `judge` deciding for each window it closes whether it is judged
+    /// (and may restamp it) or dropped.
+    fn advance_with(
+        &mut self,
+        watermark: i64,
+        judge: &mut dyn FnMut(&mut Done) -> bool,
+        out: &mut Vec<Event>,
+    ) {
         if watermark < self.next_deadline {
             return;
         }
@@ -108,7 +120,10 @@ impl Engine {
                     peers: &self.peers,
                     device: &series.device,
                 };
-                next = next.min(win.advance(watermark, |done| {
+                next = next.min(win.advance(watermark, |mut done| {
+                    if !judge(&mut done) {
+                        return;
+                    }
                     let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
                     close(rules, stats, *rule, state, target, &peers, done, out);
                 }));
@@ -123,6 +138,51 @@ impl Engine {
             }
         }
         self.next_deadline = next;
+    }
+
+    /// The input has ended (the end of a replayed file). Every window that ends at or before
+    /// the newest sample pushed closes as `advance` to that time would close it. Of the
+    /// windows still open, a *complete* one — its series' samples reached to within one
+    /// sampling interval of its end (`end − last ≤ (last − first) / (count − 1)`), so it
+    /// holds every sample it would have had — is judged as usual but stamped at the newest
+    /// sample; every other one is *partial*: dropped, not judged, and counted in
+    /// `EngineStats::partial_windows`.
+    ///
+    /// Why drop partial windows rather than judge them: a window still open when the data
+    /// stops holds only part of its span — a 10-minute hopping window may hold the last
+    /// 30 s — so its count, sum, rate and spread are of another population than every
+    /// window a detector or condition was tuned on, and judging it raises (or clears)
+    /// alerts at the end of every recording for no reason in the data. And no event is
+    /// ever stamped after the newest sample: a window's event time would otherwise be up to
+    /// `size` past the end of the input. (`advance(i64::MAX)` still closes and judges
+    /// everything, stamped at each window's end, for callers that want that.) The live
+    /// agent never calls this: its input does not end.
+    pub fn finish(&mut self, out: &mut Vec<Event>) {
+        let newest = self.newest;
+        if newest == i64::MIN {
+            return;
+        }
+        self.advance(newest, out);
+        let mut partial = 0u64;
+        self.next_deadline = i64::MIN;
+        self.advance_with(
+            i64::MAX,
+            &mut |done| {
+                let acc = &done.closed.acc;
+                let span = acc.last_ts.saturating_sub(acc.first_ts) as f64;
+                let complete = acc.count >= 2
+                    && done.end.saturating_sub(acc.last_ts) as f64 <= span / (acc.count - 1) as f64;
+                if complete {
+                    done.ts = done.ts.min(newest);
+                } else {
+                    partial += 1;
+                }
+                complete
+            },
+            out,
+        );
+        self.stats.partial_windows += partial;
+        self.next_deadline = i64::MAX;
     }
 
     /// NaN reaches no window, but a per-sample detector may care (`range` reports it,

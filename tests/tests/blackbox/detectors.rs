@@ -219,9 +219,12 @@ fn replay_emits_trend_predictions_and_the_alert_when_the_limit_is_near() -> Resu
     assert_eq!(last["points"], 25, "every window is within the hour");
     let r2 = last["r2"].as_f64().unwrap_or_default();
     assert!(r2 > 0.9999, "{last}");
-    // The last window ends 1500 s in; its mean lags that by 30.5 s: 1530.5 s to go.
+    // The last window ends 1500 s in, when the file ends (last sample 1499 s: the window
+    // holds all its samples, so it is judged, stamped at that last sample); its mean lags
+    // the end by 30.5 s: about 1531.5 s to go from 1499 s (1531.1: the last point of the
+    // fit sits 1 s early on the 60 s grid, which tilts the line a little).
     let secs = last["seconds_to_threshold"].as_f64().unwrap_or_default();
-    assert!((secs - 1530.5).abs() < 0.01, "{last}");
+    assert!((secs - 1531.1).abs() < 0.05, "{last}");
     let alerts: Vec<&serde_json::Value> = events.iter().filter(|e| e["kind"] == "alert").collect();
     assert_eq!(alerts.len(), 1, "{events:#?}");
     assert_eq!(alerts[0]["state"], "raised");
