@@ -170,6 +170,11 @@ impl Baseline {
         self.mean
     }
 
+    /// Values learned so far in the warm-up (it stops counting once ready).
+    pub fn count(&self) -> u32 {
+        self.n
+    }
+
     /// The standard deviation, never below the rule's noise floor (module docs).
     pub fn sigma(&self, spec: BaselineSpec) -> f64 {
         let floor = spec.floor.sigma(self.step.min, self.mean);

@@ -22,8 +22,9 @@
 //! | `missing` (no sample for a duration) | `missing` | 16 B |
 //! | `runtime` (run hours, starts; persisted by the agent) | `runtime` | 32 B |
 //! | `trend` (time to a limit, least squares) | `trend` | 16 B per point of the fit |
+//! | `changepoint` (level shifts as events: CUSUM with restart) | `changepoint` | 120 B |
 //!
-//! each held in an enum the size of the largest (104 B: the CUSUM state, its tag in the padding), kept in one vector beside the
+//! each held in an enum the size of the largest (128 B: the changepoint state and the tag), kept in one vector beside the
 //! engine's slots. Measured with `cargo bench -p weir-rules --bench detectors`.
 //! The statistical ones learn what is normal with a shared [`baseline::Baseline`], which can
 //! leave anomalous values out of what it learns, and divide by a spread that never falls
@@ -31,6 +32,7 @@
 //! every score they report is a finite number.
 
 mod baseline;
+pub(crate) mod changepoint;
 mod chart;
 mod missing;
 pub(crate) mod runtime;
@@ -54,8 +56,16 @@ pub(crate) struct Verdict {
     pub value: f64,
     /// The detector's statistic (z, CUSUM sum, rate, seconds flat...); NaN when it has none.
     pub score: f64,
-    /// `trend`'s prediction, sent as its own event with every input.
-    pub forecast: Option<trend::Forecast>,
+    /// An event the verdict carries besides the alert state: `trend`'s prediction (with
+    /// every input), a `changepoint` (when one is detected).
+    pub forecast: Option<Note>,
+}
+
+/// What a verdict may carry besides the alert state, each sent as its own event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Note {
+    Forecast(trend::Forecast),
+    Change(changepoint::Change),
 }
 
 /// A rule's `detect:` section, validated.
@@ -82,6 +92,7 @@ pub(crate) enum DetectKind {
     Missing(missing::Spec),
     Runtime(runtime::Spec),
     Trend(trend::Spec),
+    Changepoint(changepoint::Spec),
 }
 
 impl DetectKind {
@@ -120,6 +131,9 @@ impl DetectKind {
             (DetectKind::Trend(p), "over") => secs(p.over),
             (DetectKind::Trend(p), "horizon") => secs(p.horizon),
             (DetectKind::Trend(p), "min_r2") => p.min_r2,
+            (DetectKind::Changepoint(p), "shift") => p.shift,
+            (DetectKind::Changepoint(p), "h") => p.h,
+            (DetectKind::Changepoint(p), "baseline") => f64::from(p.baseline.warmup),
             _ => return None,
         })
     }
@@ -139,6 +153,7 @@ pub(crate) enum Detector {
     Missing(missing::State),
     Runtime(runtime::State),
     Trend(trend::State),
+    Changepoint(changepoint::State),
 }
 
 impl Detector {
@@ -155,6 +170,7 @@ impl Detector {
             DetectKind::Missing(_) => Detector::Missing(Default::default()),
             DetectKind::Runtime(_) => Detector::Runtime(Default::default()),
             DetectKind::Trend(_) => Detector::Trend(Default::default()),
+            DetectKind::Changepoint(_) => Detector::Changepoint(Default::default()),
         }
     }
 
@@ -188,6 +204,7 @@ impl Detector {
             (Detector::Range, DetectKind::Range(p)) => Some(p.feed(ts, x)),
             (Detector::Runtime(s), DetectKind::Runtime(p)) => s.feed(p, ts, x),
             (Detector::Trend(s), DetectKind::Trend(p)) => s.feed(p, ts, x),
+            (Detector::Changepoint(s), DetectKind::Changepoint(p)) => s.feed(p, ts, x),
             (Detector::Missing(s), DetectKind::Missing(p)) => {
                 s.feed(p, ts, x, emit);
                 None
@@ -208,6 +225,8 @@ impl Detector {
     }
 }
 
+#[cfg(test)]
+mod changepoint_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

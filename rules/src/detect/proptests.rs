@@ -292,7 +292,7 @@ fn scores(detect: &str, values: &[f64]) -> Vec<f64> {
     }
     out.iter()
         .filter_map(|ev| match ev.kind {
-            EventKind::Alert { score, .. } => Some(score),
+            EventKind::Alert { score, .. } | EventKind::Changepoint { score, .. } => Some(score),
             _ => None,
         })
         .collect()
@@ -322,6 +322,7 @@ proptest! {
             "{ ewma_chart: { baseline: 5, learn: all } }",
             "{ cusum: { baseline: 5 } }",
             "{ cusum: { baseline: 5, learn: frozen } }",
+            "{ changepoint: { baseline: 5 } }",
         ] {
             for s in scores(detect, &values) {
                 prop_assert!(s.is_finite(), "{detect}: {s}");

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::baseline::{BaselineSpec, Floor, Learn};
-use super::{DetectKind, chart, missing, runtime, signal, threshold, trend, zscore};
+use super::{DetectKind, changepoint, chart, missing, runtime, signal, threshold, trend, zscore};
 use crate::schema::parse_duration;
 use crate::tree::{Loc, Node};
 
@@ -36,6 +36,8 @@ pub(crate) struct RawDetect {
     #[serde(default)]
     runtime: Option<RawRuntime>,
     trend: Option<RawTrend>,
+    #[serde(default)]
+    changepoint: Option<RawChangepoint>,
     /// An expression over the window's aggregates (default `mean`); windowed rules only.
     #[serde(default)]
     pub value: Option<String>,
@@ -137,6 +139,22 @@ struct RawCusum {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawChangepoint {
+    /// The smallest shift worth reporting, in σ.
+    #[serde(default)]
+    shift: Option<f64>,
+    #[serde(default)]
+    h: Option<f64>,
+    #[serde(default)]
+    baseline: Option<u64>,
+    #[serde(default)]
+    min_sigma: Option<f64>,
+    #[serde(default)]
+    resolution: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRate {
     max: f64,
 }
@@ -194,7 +212,12 @@ const DEFAULT_K: f64 = 0.5;
 const DEFAULT_H: f64 = 8.0;
 
 const ONE_OF: &str = "`threshold`, `zscore`, `robust_zscore`, `ewma_chart`, `cusum`, `rate`, \
-                      `flatline`, `range`, `missing`, `trend` or `runtime`";
+                      `flatline`, `range`, `missing`, `trend`, `runtime` or `changepoint`";
+/// `changepoint`: a 1σ shift is the smallest worth an event; `h` as `cusum`'s (2 false
+/// changes in 100,000 values of Gaussian noise, measured); the home level from 100 values.
+const DEFAULT_SHIFT: f64 = 1.0;
+const DEFAULT_CHANGE_H: f64 = 8.0;
+const DEFAULT_CHANGE_BASELINE: u64 = 100;
 const DEFAULT_TREND_POINTS: u64 = 256;
 const MAX_TREND_POINTS: u64 = 4_096;
 const DEFAULT_MIN_R2: f64 = 0.5;
@@ -223,6 +246,7 @@ pub(crate) fn compile(
         raw.missing.is_some(),
         raw.runtime.is_some(),
         raw.trend.is_some(),
+        raw.changepoint.is_some(),
     ];
     match given.iter().filter(|g| **g).count() {
         1 => {}
@@ -289,6 +313,8 @@ pub(crate) fn compile(
         Some((DetectKind::Range(signal::RangeSpec { min, max }), text))
     } else if let Some(r) = &raw.runtime {
         cx.runtime(r)
+    } else if let Some(c) = &raw.changepoint {
+        cx.changepoint(c)
     } else {
         let text = raw.missing.as_deref().unwrap_or_default();
         let after = cx.duration(&["detect", "missing"], text);
@@ -550,6 +576,24 @@ impl Cx<'_> {
             baseline,
         };
         Some((DetectKind::EwmaChart(spec), text))
+    }
+
+    fn changepoint(&mut self, c: &RawChangepoint) -> Option<(DetectKind, String)> {
+        let shift = c.shift.unwrap_or(DEFAULT_SHIFT);
+        self.positive("changepoint", "shift", shift);
+        let h = c.h.unwrap_or(DEFAULT_CHANGE_H);
+        self.positive("changepoint", "h", h);
+        let floor = self.floor("changepoint", c.min_sigma, c.resolution);
+        let baseline = self.baseline(
+            "changepoint",
+            c.baseline,
+            DEFAULT_CHANGE_BASELINE,
+            None,
+            floor,
+        );
+        let text = format!("changepoint(shift {shift} sigma, h {h})");
+        let spec = changepoint::Spec { shift, h, baseline };
+        Some((DetectKind::Changepoint(spec), text))
     }
 
     fn cusum(&mut self, c: &RawCusum) -> Option<(DetectKind, String)> {
