@@ -42,7 +42,16 @@ pub fn load(loaded: &Loaded) -> Outcome {
                 continue;
             }
         };
-        match RuleSet::parse_str(&file.text, &file.name) {
+        // Baseline files (`baseline: <file>`) are relative to the rule file.
+        let dir = std::path::Path::new(&file.name)
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf();
+        let parsed = RuleSet::parse_str(&file.text, &file.name).and_then(|mut set| {
+            set.attach_baselines(&dir)?;
+            Ok(set)
+        });
+        match parsed {
             Ok(set) => {
                 let clashes: Vec<String> = set
                     .names()

@@ -109,11 +109,21 @@ const NO_DET: u32 = u32::MAX;
 impl Slot {
     /// A fresh slot for `rule` (at `rule_index`); its detector state, if any, is appended
     /// to `dets`. `None` when `dets` would outgrow u32 indices.
-    fn new(rule_index: u32, rule: &Rule, dets: &mut Vec<Detector>) -> Option<Slot> {
+    /// `name` is the series' (or group's) `(device, metric)`, to find a learned baseline.
+    fn new(
+        rule_index: u32,
+        rule: &Rule,
+        dets: &mut Vec<Detector>,
+        name: (&str, &str),
+    ) -> Option<Slot> {
         let det = match &rule.detect {
             Some(d) => {
                 let at = u32::try_from(dets.len()).ok()?;
-                dets.push(Detector::new(&d.kind));
+                let learned = d
+                    .learned
+                    .as_ref()
+                    .and_then(|l| l.get(&(Box::<str>::from(name.0), Box::<str>::from(name.1))));
+                dets.push(Detector::seeded(&d.kind, learned));
                 at
             }
             None => NO_DET,
@@ -240,7 +250,8 @@ impl Engine {
                     grouped.extend(g.key(device, &labels).map(|key| (i, key)));
                     continue;
                 }
-                let slot = Slot::new(i, rule, &mut self.dets).ok_or_else(|| too_many.clone())?;
+                let slot = Slot::new(i, rule, &mut self.dets, (device, metric))
+                    .ok_or_else(|| too_many.clone())?;
                 self.slots.push(slot);
             }
         }
@@ -326,6 +337,33 @@ impl Engine {
     /// The rules this engine runs.
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+
+    /// What the recording detectors of a [`RuleSet::for_learning`] engine saw: one entry per
+    /// (rule, series) that judged at least one value, in series then rule order.
+    pub fn learned_baselines(&self) -> crate::learned::BaselineFile {
+        let mut baselines = Vec::new();
+        for s in &self.series {
+            for slot in &self.slots[s.slots()] {
+                let (Some(Detector::Record(r)), Some(rule)) = (
+                    self.dets.get(slot.det as usize),
+                    self.rules.rules.get(slot.rule as usize),
+                ) else {
+                    continue;
+                };
+                let stats = r.stats();
+                if stats.n == 0 {
+                    continue;
+                }
+                baselines.push(crate::learned::Entry {
+                    rule: rule.name.to_string(),
+                    device: s.device.to_string(),
+                    metric: s.metric.to_string(),
+                    stats,
+                });
+            }
+        }
+        crate::learned::BaselineFile { baselines }
     }
 }
 

@@ -52,6 +52,7 @@ mod error;
 mod event;
 mod expr;
 mod labels;
+pub mod learned;
 mod ruleset;
 mod schema;
 mod sketch;

@@ -125,7 +125,56 @@ impl RuleSet {
                 format!("cannot read rule file: {e}"),
             )])
         })?;
-        RuleSet::parse_str(&src, &origin)
+        let mut set = RuleSet::parse_str(&src, &origin)?;
+        set.attach_baselines(path.parent().unwrap_or(Path::new(".")))?;
+        Ok(set)
+    }
+
+    /// Reads the baseline files rules reference (`baseline: <file>`, relative to `dir`, the
+    /// rule file's directory) and attaches each rule's entries (module `learned`). A file
+    /// that cannot be read or parsed is an error at the `baseline` key; a file naming no
+    /// series of the rule is not (those series learn online). [`RuleSet::load`] does this;
+    /// callers of [`RuleSet::parse_str`] call it themselves.
+    pub fn attach_baselines(&mut self, dir: &Path) -> Result<(), RuleError> {
+        let mut diagnostics = Vec::new();
+        let mut cache: HashMap<PathBuf, Arc<crate::learned::BaselineFile>> = HashMap::new();
+        for rule in &mut self.rules {
+            let Some(detect) = &mut rule.detect else {
+                continue;
+            };
+            let Some((file, loc)) = &detect.baseline_file else {
+                continue;
+            };
+            let path = dir.join(&**file);
+            let parsed = match cache.get(&path) {
+                Some(f) => Ok(f.clone()),
+                None => std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read baseline file {}: {e}", path.display()))
+                    .and_then(|text| {
+                        crate::learned::BaselineFile::parse(&text)
+                            .map_err(|e| format!("baseline file {}: {e}", path.display()))
+                    })
+                    .map(Arc::new),
+            };
+            match parsed {
+                Ok(f) => {
+                    cache.insert(path, f.clone());
+                    detect.learned = Some(Arc::new(f.of_rule(&rule.name)));
+                }
+                Err(msg) => diagnostics.push(Diagnostic::new(
+                    &*rule.file,
+                    loc.line,
+                    loc.column,
+                    Some(rule.name.to_string()),
+                    msg,
+                )),
+            }
+        }
+        if diagnostics.is_empty() {
+            Ok(())
+        } else {
+            Err(RuleError::new(diagnostics))
+        }
     }
 
     /// Reads and compiles several rule files as one set, reporting the problems of all of
@@ -169,6 +218,34 @@ impl RuleSet {
             diagnostics.sort_by_key(|d| (d.line, d.column));
             Err(RuleError::new(diagnostics))
         }
+    }
+
+    /// The same rules with every statistical detector (`zscore`, `ewma_chart`, `cusum`,
+    /// `changepoint`) replaced by one that records its input, for `weir learn`: run an
+    /// [`crate::Engine`] with these over a healthy recording, then read
+    /// [`crate::Engine::learned_baselines`]. Other rules are left out.
+    pub fn for_learning(&self) -> RuleSet {
+        let rules = self
+            .rules
+            .iter()
+            .filter(|r| r.detect.as_ref().is_some_and(|d| d.kind.learns_baseline()))
+            .cloned()
+            .map(|mut r| {
+                if let Some(d) = &mut r.detect {
+                    d.kind = crate::detect::DetectKind::Record;
+                    d.learned = None;
+                }
+                r.alert = r.alert.map(|a| AlertRule {
+                    suppress: 0,
+                    cooldown: 0,
+                    message: None,
+                    ..a
+                });
+                r.aggregates.clear();
+                r
+            })
+            .collect();
+        RuleSet { rules }
     }
 
     /// Joins rule sets (usually one per file); a rule name defined twice is an error.

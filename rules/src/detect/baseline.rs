@@ -181,6 +181,19 @@ impl Baseline {
         self.var.max(0.0).sqrt().max(floor)
     }
 
+    /// Starts ready, from figures learned elsewhere (module `learned`).
+    pub fn seed(spec: BaselineSpec, st: &crate::learned::Stats) -> Baseline {
+        Baseline {
+            n: spec.warmup,
+            mean: st.mean,
+            var: st.sigma * st.sigma,
+            step: Step {
+                last: f64::NAN,
+                min: st.step.unwrap_or(f64::INFINITY),
+            },
+        }
+    }
+
     /// Starts learning afresh (warm-up included), keeping the learned step: the sensor's
     /// resolution does not change with the process level.
     pub fn restart(&mut self) {

@@ -118,6 +118,12 @@ pub(crate) struct State {
 }
 
 impl State {
+    pub fn seed(&mut self, spec: BaselineSpec, st: &crate::learned::Stats) {
+        self.seg = Baseline::seed(spec, st);
+        self.home = st.mean;
+        self.home_sigma = self.seg.sigma(spec);
+    }
+
     pub fn feed(&mut self, spec: &Spec, ts: i64, x: f64) -> Option<Verdict> {
         if !x.is_finite() {
             return None;

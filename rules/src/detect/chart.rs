@@ -79,6 +79,10 @@ pub(crate) struct EwmaState {
 }
 
 impl EwmaState {
+    pub fn seed(&mut self, spec: BaselineSpec, st: &crate::learned::Stats) {
+        self.base = Baseline::seed(spec, st);
+    }
+
     pub fn feed(&mut self, spec: &EwmaSpec, ts: i64, x: f64) -> Option<Verdict> {
         if !x.is_finite() {
             return None;
@@ -189,6 +193,10 @@ pub(crate) struct CusumState {
 }
 
 impl CusumState {
+    pub fn seed(&mut self, spec: BaselineSpec, st: &crate::learned::Stats) {
+        self.base = Baseline::seed(spec, st);
+    }
+
     pub fn feed(&mut self, spec: &CusumSpec, ts: i64, x: f64) -> Option<Verdict> {
         if !x.is_finite() {
             return None;

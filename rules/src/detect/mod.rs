@@ -77,6 +77,10 @@ pub(crate) struct DetectRule {
     pub value: Option<Number>,
     /// A one-line description, carried in alert events as their `condition`.
     pub text: Arc<str>,
+    /// `baseline: <file>`: the file as written and where (resolved by `RuleSet::load`).
+    pub baseline_file: Option<(Box<str>, crate::tree::Loc)>,
+    /// The baselines of this rule from that file, by (device, metric).
+    pub learned: Option<Arc<crate::learned::ByName>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,9 +97,23 @@ pub(crate) enum DetectKind {
     Runtime(runtime::Spec),
     Trend(trend::Spec),
     Changepoint(changepoint::Spec),
+    /// `weir learn`: records the input of the statistical detector it replaced (never
+    /// written in YAML; see `RuleSet::for_learning`).
+    Record,
 }
 
 impl DetectKind {
+    /// Whether `weir learn` learns a baseline for this detector.
+    pub fn learns_baseline(&self) -> bool {
+        matches!(
+            self,
+            DetectKind::ZScore(_)
+                | DetectKind::EwmaChart(_)
+                | DetectKind::Cusum(_)
+                | DetectKind::Changepoint(_)
+        )
+    }
+
     /// Whether the detector judges raw samples only (and so takes no `window`).
     pub fn per_sample_only(&self) -> bool {
         matches!(
@@ -154,9 +172,26 @@ pub(crate) enum Detector {
     Runtime(runtime::State),
     Trend(trend::State),
     Changepoint(changepoint::State),
+    /// Boxed: only `weir learn` uses it, and it would double every other detector's size.
+    Record(Box<crate::learned::Running>),
 }
 
 impl Detector {
+    /// A fresh state, started from `learned` figures when there are (module `learned`).
+    pub fn seeded(kind: &DetectKind, learned: Option<&crate::learned::Stats>) -> Detector {
+        let mut d = Detector::new(kind);
+        if let Some(st) = learned {
+            match (&mut d, kind) {
+                (Detector::ZScore(s), DetectKind::ZScore(p)) => s.seed(p.baseline, st),
+                (Detector::EwmaChart(s), DetectKind::EwmaChart(p)) => s.seed(p.baseline, st),
+                (Detector::Cusum(s), DetectKind::Cusum(p)) => s.seed(p.baseline, st),
+                (Detector::Changepoint(s), DetectKind::Changepoint(p)) => s.seed(p.baseline, st),
+                _ => {}
+            }
+        }
+        d
+    }
+
     pub fn new(kind: &DetectKind) -> Detector {
         match kind {
             DetectKind::Threshold(_) => Detector::Threshold(Default::default()),
@@ -171,6 +206,7 @@ impl Detector {
             DetectKind::Runtime(_) => Detector::Runtime(Default::default()),
             DetectKind::Trend(_) => Detector::Trend(Default::default()),
             DetectKind::Changepoint(_) => Detector::Changepoint(Default::default()),
+            DetectKind::Record => Detector::Record(Box::default()),
         }
     }
 
@@ -179,6 +215,7 @@ impl Detector {
         match self {
             Detector::Robust(s) => s.heap_bytes(),
             Detector::Trend(s) => s.heap_bytes(),
+            Detector::Record(r) => size_of::<crate::learned::Running>() + r.heap_bytes(),
             _ => 0,
         }
     }
@@ -205,6 +242,10 @@ impl Detector {
             (Detector::Runtime(s), DetectKind::Runtime(p)) => s.feed(p, ts, x),
             (Detector::Trend(s), DetectKind::Trend(p)) => s.feed(p, ts, x),
             (Detector::Changepoint(s), DetectKind::Changepoint(p)) => s.feed(p, ts, x),
+            (Detector::Record(r), DetectKind::Record) => {
+                r.add(x);
+                None
+            }
             (Detector::Missing(s), DetectKind::Missing(p)) => {
                 s.feed(p, ts, x, emit);
                 None

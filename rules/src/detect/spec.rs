@@ -10,6 +10,15 @@ use super::{DetectKind, changepoint, chart, missing, runtime, signal, threshold,
 use crate::schema::parse_duration;
 use crate::tree::{Loc, Node};
 
+/// `baseline:` of a statistical detector: values to learn online, or a file of baselines
+/// learned from a healthy recording (`weir learn`; module `learned`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawBaseline {
+    Values(u64),
+    File(String),
+}
+
 /// `detect:`: exactly one detector, and optionally the `value` a windowed rule feeds it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +52,35 @@ pub(crate) struct RawDetect {
     pub value: Option<String>,
 }
 
+impl RawDetect {
+    /// The baseline file a statistical detector references, with the path to its key.
+    pub fn baseline_file(&self) -> Option<(&str, [&'static str; 3])> {
+        fn file<'a>(
+            b: &'a Option<RawBaseline>,
+            family: &'static str,
+        ) -> Option<(&'a str, [&'static str; 3])> {
+            match b {
+                Some(RawBaseline::File(f)) => Some((f.as_str(), ["detect", family, "baseline"])),
+                _ => None,
+            }
+        }
+        self.zscore
+            .as_ref()
+            .and_then(|z| file(&z.baseline, "zscore"))
+            .or_else(|| {
+                self.ewma_chart
+                    .as_ref()
+                    .and_then(|e| file(&e.baseline, "ewma_chart"))
+            })
+            .or_else(|| self.cusum.as_ref().and_then(|c| file(&c.baseline, "cusum")))
+            .or_else(|| {
+                self.changepoint
+                    .as_ref()
+                    .and_then(|c| file(&c.baseline, "changepoint"))
+            })
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRuntime {
@@ -71,7 +109,7 @@ struct RawZ {
     #[serde(default)]
     z: Option<f64>,
     #[serde(default)]
-    baseline: Option<u64>,
+    baseline: Option<RawBaseline>,
     #[serde(default)]
     learn: Option<String>,
     /// Noise floor: the smallest σ, in the sensor's units.
@@ -107,7 +145,7 @@ struct RawEwma {
     #[serde(default)]
     limit: Option<f64>,
     #[serde(default)]
-    baseline: Option<u64>,
+    baseline: Option<RawBaseline>,
     #[serde(default)]
     learn: Option<String>,
     /// Noise floor: the smallest σ, in the sensor's units.
@@ -126,7 +164,7 @@ struct RawCusum {
     #[serde(default)]
     h: Option<f64>,
     #[serde(default)]
-    baseline: Option<u64>,
+    baseline: Option<RawBaseline>,
     #[serde(default)]
     learn: Option<String>,
     /// Noise floor: the smallest σ, in the sensor's units.
@@ -146,7 +184,7 @@ struct RawChangepoint {
     #[serde(default)]
     h: Option<f64>,
     #[serde(default)]
-    baseline: Option<u64>,
+    baseline: Option<RawBaseline>,
     #[serde(default)]
     min_sigma: Option<f64>,
     #[serde(default)]
@@ -398,12 +436,28 @@ impl Cx<'_> {
     fn baseline(
         &mut self,
         family: &str,
-        n: Option<u64>,
+        n: Option<&RawBaseline>,
         default: u64,
         learn: Option<&str>,
         floor: Floor,
     ) -> BaselineSpec {
-        let n = n.unwrap_or(default);
+        if let Some(RawBaseline::File(_)) = n {
+            // Learned from a file (attached by `RuleSet::load`): a fixed reference. Series
+            // the file does not name learn online over the default warm-up, frozen after.
+            if learn.is_some() {
+                let msg = "`learn` does not apply to a baseline from a file (it is frozen)";
+                self.bad(&["detect", family, "learn"], msg);
+            }
+            return BaselineSpec {
+                warmup: u32::try_from(default).unwrap_or(2),
+                learn: Learn::Frozen,
+                floor,
+            };
+        }
+        let n = match n {
+            Some(RawBaseline::Values(n)) => *n,
+            _ => default,
+        };
         let ok = (2..=MAX_BASELINE).contains(&n);
         let msg = format!(
             "`baseline` (values to learn before judging) must be between 2 and {MAX_BASELINE}"
@@ -520,7 +574,7 @@ impl Cx<'_> {
         let floor = self.floor("zscore", z.min_sigma, z.resolution);
         let baseline = self.baseline(
             "zscore",
-            z.baseline,
+            z.baseline.as_ref(),
             DEFAULT_BASELINE,
             z.learn.as_deref(),
             floor,
@@ -564,7 +618,7 @@ impl Cx<'_> {
         let floor = self.floor("ewma_chart", e.min_sigma, e.resolution);
         let baseline = self.baseline(
             "ewma_chart",
-            e.baseline,
+            e.baseline.as_ref(),
             DEFAULT_CHART_BASELINE,
             e.learn.as_deref(),
             floor,
@@ -586,7 +640,7 @@ impl Cx<'_> {
         let floor = self.floor("changepoint", c.min_sigma, c.resolution);
         let baseline = self.baseline(
             "changepoint",
-            c.baseline,
+            c.baseline.as_ref(),
             DEFAULT_CHANGE_BASELINE,
             None,
             floor,
@@ -609,7 +663,7 @@ impl Cx<'_> {
         let floor = self.floor("cusum", c.min_sigma, c.resolution);
         let baseline = self.baseline(
             "cusum",
-            c.baseline,
+            c.baseline.as_ref(),
             DEFAULT_CHART_BASELINE,
             c.learn.as_deref(),
             floor,

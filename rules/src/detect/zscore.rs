@@ -32,6 +32,10 @@ pub(crate) struct ZState {
 }
 
 impl ZState {
+    pub fn seed(&mut self, spec: BaselineSpec, st: &crate::learned::Stats) {
+        self.base = Baseline::seed(spec, st);
+    }
+
     pub fn feed(&mut self, spec: &ZSpec, ts: i64, x: f64) -> Option<Verdict> {
         if !x.is_finite() {
             return None;

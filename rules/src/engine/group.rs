@@ -24,7 +24,7 @@ impl Engine {
         }
         let id = SeriesId(u32::try_from(self.series.len()).ok()?);
         let first = u32::try_from(self.slots.len()).ok()?;
-        let slot = Slot::new(rule, r, &mut self.dets)?;
+        let slot = Slot::new(rule, r, &mut self.dets, (&key, &g.metric))?;
         self.slots.push(slot);
         self.series.push(Series {
             device: key.clone(),
