@@ -21,6 +21,9 @@ pub enum Command {
     Check(ConfigArgs),
     /// Run rule files over a recorded CSV or JSON-lines file; print the events as JSON lines.
     Replay(ReplayArgs),
+    /// Learn each statistical detector's baseline from a healthy recording, for rules to
+    /// reference with `baseline: <file>`.
+    Learn(LearnArgs),
     /// Score a rule file's alerts on a labelled corpus (NAB's scoring rules and layout).
     Eval(EvalArgs),
     /// Ask a running agent how it is doing (reads its metrics endpoint).
@@ -67,6 +70,26 @@ pub struct ConfigArgs {
     /// built-in demo (simulated devices, a local outbox, a broker on localhost if one runs).
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LearnArgs {
+    /// A rule file (repeat for several): its `zscore`, `ewma_chart`, `cusum` and
+    /// `changepoint` detectors get a baseline per series.
+    #[arg(short, long = "rules", value_name = "FILE", required = true)]
+    pub rules: Vec<PathBuf>,
+    /// A recording of the machine known to be healthy (the formats `replay` reads).
+    #[arg(value_name = "DATA")]
+    pub data: PathBuf,
+    /// Write the baselines here (YAML) instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Device name for rows without one (default: the data file's name without extension).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Metric name for rows without one (default: `value`).
+    #[arg(long)]
+    pub metric: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ mod clock_guard;
 mod config;
 mod encode;
 mod eval;
+mod learn;
 mod logging;
 #[cfg(test)]
 mod manpage;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         cli::Command::Check(args) => check::main(args),
         cli::Command::Replay(args) => replay::main(args),
         cli::Command::Eval(args) => eval::main(args),
+        cli::Command::Learn(args) => learn::main(args),
         cli::Command::Status(args) => status::main(args),
         cli::Command::Outbox(args) => outbox_cmd::main(args),
     };

@@ -66,7 +66,7 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     let mut plot = args.plot.as_ref().map(|_| Plot::default());
     let summary = run(
-        engine,
+        &mut engine,
         reader,
         BufWriter::new(out),
         &defaults,
@@ -124,7 +124,7 @@ impl std::fmt::Display for Summary {
 /// Replays `reader` through `engine`, writing one JSON object per event to `out` (and
 /// showing samples and events to `plot`, when there is one).
 pub fn run(
-    mut engine: Engine,
+    engine: &mut Engine,
     mut reader: impl BufRead,
     mut out: impl Write,
     defaults: &Defaults,
@@ -169,7 +169,7 @@ pub fn run(
         };
         match row {
             Ok(row) => push(
-                &mut engine,
+                engine,
                 &row,
                 defaults,
                 &mut events,
@@ -184,7 +184,7 @@ pub fn run(
             }
         }
         write_events(
-            &engine,
+            engine,
             &mut events,
             &mut out,
             &mut summary,
@@ -194,7 +194,7 @@ pub fn run(
     // Judges the windows the data reached; those still open are partial: dropped and
     // counted, never stamped after the last sample (`Engine::finish`).
     engine.finish(&mut events);
-    write_events(&engine, &mut events, &mut out, &mut summary, plot)?;
+    write_events(engine, &mut events, &mut out, &mut summary, plot)?;
     summary.partial_windows = engine.stats().partial_windows;
     out.flush().context("cannot write the events")?;
     summary.late_dropped = engine.stats().late_dropped;
@@ -254,7 +254,7 @@ fn write_events(
     Ok(())
 }
 
-fn stem(path: &Path) -> String {
+pub(crate) fn stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "replay".to_owned())

@@ -9,8 +9,9 @@ fn replay(data: &str) -> (Summary, Vec<serde_json::Value>) {
         device: "dev".into(),
         metric: "value".into(),
     };
+    let mut engine = engine;
     let summary = run(
-        engine,
+        &mut engine,
         data.as_bytes(),
         &mut out,
         &defaults,
@@ -102,8 +103,9 @@ fn the_plot_shows_every_series_its_windows_and_its_alerts() {
         device: "dev".into(),
         metric: "value".into(),
     };
+    let mut engine = engine;
     let summary = run(
-        engine,
+        &mut engine,
         data.as_bytes(),
         std::io::sink(),
         &defaults,

@@ -16,6 +16,7 @@ mod end_to_end;
 mod eval;
 mod harness;
 mod kill_loop;
+mod learn;
 mod observability;
 mod outbox_ops;
 mod reload;
