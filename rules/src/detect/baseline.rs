@@ -10,10 +10,12 @@
 //! What it learns from after warm-up is the rule's choice (`learn:`):
 //! * `all`: every value, so a lasting shift becomes the new normal after a few `warmup`s;
 //! * `exclude_anomalies` (default): values the detector called anomalous are left out, so a
-//!   spike does not inflate the variance it is judged by and a lasting shift keeps alerting
-//!   until the signal comes back (or the rule is changed);
+//!   spike does not inflate the variance it is judged by (`zscore` then keeps alerting on a
+//!   lasting shift until the signal comes back; the control charts restart after an alarm
+//!   instead, see `chart`);
 //! * `frozen`: the warm-up figures are kept for good (a fixed reference, as in textbook
-//!   control charts).
+//!   control charts), or the figures of a baseline file (`baseline: <file>`, module
+//!   `learned`), which makes a detector start ready and frozen.
 //!
 //! ## Noise floor
 //!

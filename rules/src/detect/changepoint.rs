@@ -8,7 +8,7 @@
 //! Method: a two-sided CUSUM (Page 1954) against the current segment's level, restarted at
 //! every change (the piecewise-constant model behind change detection):
 //!
-//! 1. The first `baseline` values give the *home* level μ₀ and σ (exact mean and variance,
+//! 1. The first `baseline` values (default 200) give the *home* level μ₀ and σ (exact mean and variance,
 //!    σ floored like every spread, see `baseline`); nothing is reported meanwhile.
 //! 2. Each value is standardised against the current segment, `s = (x − μ) / σ`, and
 //!    accumulated as `S⁺ = max(0, S⁺ + s − k)`, `S⁻ = max(0, S⁻ − s − k)` with `k = shift / 2`
@@ -17,7 +17,7 @@
 //!    time that sum left zero — and the new level the mean of the values since then; the
 //!    event carries both, the level before, and the shift in σ.
 //! 4. The detector restarts: sums at zero, a new segment whose level is learned from the
-//!    values that follow (detection resumes after 5 of them, against their running mean and
+//!    values that follow (detection resumes after 30 of them, against their running mean and
 //!    the home σ; the segment's own σ is used once `baseline` values are in).
 //!
 //! A change that takes the level more than halfway back from where it was to home is a
@@ -25,10 +25,11 @@
 //! away, another onset).
 //!
 //! Detection delay is about `h / (δ − k)` values for a shift of δ σ (a 1σ shift with the
-//! defaults `shift: 1`, `h: 8`: 16 values; 3σ: 3–4). False changes on stationary Gaussian
-//! noise: 2 in 100,000 values with the defaults (the second right after the first, while the
-//! new segment's level rested on few values); `h: 5` about two per thousand values (both
-//! measured in `changepoint_tests`).
+//! defaults `shift: 1`, `h: 8`: 12–16 values; 3σ: 3–4). False changes on stationary
+//! Gaussian noise with the defaults: 3 per 100,000 values in `changepoint_tests`, 8 in the
+//! detectors bench (`cusum` there: 7); `h: 5` about two per thousand values. A reference
+//! learned from 100 values instead of 200 doubled the bench figure (17): an estimated level
+//! and σ are part of the noise a CUSUM accumulates.
 //!
 //! Memory: 120 bytes per series, fixed (no buffer: the onset and the new level come from
 //! two running sums per side). O(1) per value.
@@ -36,8 +37,11 @@
 use super::Verdict;
 use super::baseline::{Baseline, BaselineSpec, finite_score};
 
-/// Values a new segment learns before detection resumes against its running mean.
-const MIN_SEGMENT: u32 = 5;
+/// Values a new segment learns before detection resumes against its running mean (fewer
+/// when `baseline` is smaller). Its mean is then within about σ/√30 ≈ 0.18σ, well inside
+/// the allowance `k` (0.5σ by default): with 5, a mean 0.45σ off fed the sums almost as fast
+/// as `k` drained them, and one false change set off the next.
+const MIN_SEGMENT: u32 = 30;
 
 /// Validated parameters of `changepoint`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -138,7 +142,7 @@ impl State {
             return None;
         }
         let ready = self.seg.ready(b);
-        if !ready && self.seg.count() < MIN_SEGMENT {
+        if !ready && self.seg.count() < MIN_SEGMENT.min(b.warmup) {
             self.seg.learn(b, x, false);
             return None;
         }
