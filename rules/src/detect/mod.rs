@@ -271,6 +271,8 @@ mod changepoint_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod restart_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod yaml_tests;
