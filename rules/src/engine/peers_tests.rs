@@ -192,3 +192,25 @@ fn other_metrics_need_a_time_window_and_a_plain_aggregate() {
         "{e}"
     );
 }
+
+/// A reload keeps an unchanged rule's windows, so it keeps the peer windows it reads too:
+/// the window open across the reload still sees the other metric's samples from before it.
+#[test]
+fn a_reload_keeps_the_peer_windows_of_unchanged_rules() {
+    let rules = r#"
+rules:
+  - name: r
+    select: { metric: temp }
+    window: { tumbling: 10s }
+    alert: { when: "count(metric.flow) >= 2" }
+"#;
+    let mut e = Engine::new(RuleSet::parse_str(rules, "r.yaml").unwrap());
+    push(&mut e, "p", "flow", 0, 1.0);
+    push(&mut e, "p", "temp", S, 20.0);
+    let extra = "  - name: other\n    window: { tumbling: 10s }\n    aggregates: [count]\n";
+    let report = e.reload(RuleSet::parse_str(&format!("{rules}{extra}"), "r.yaml").unwrap());
+    assert_eq!(report.kept.len(), 1);
+    push(&mut e, "p", "flow", 2 * S, 1.0);
+    let out = push(&mut e, "p", "temp", 10 * S, 20.0);
+    assert!(raised(&out), "both flow samples counted: {out:?}");
+}
