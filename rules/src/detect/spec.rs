@@ -445,8 +445,8 @@ impl Cx<'_> {
         if let Some(RawBaseline::File(_)) = n {
             // Learned from a file (attached by `RuleSet::load`): a fixed reference. Series
             // the file does not name learn online over the default warm-up, frozen after.
-            if learn.is_some() {
-                let msg = "`learn` does not apply to a baseline from a file (it is frozen)";
+            if learn.is_some_and(|l| l != Learn::Frozen.as_str()) {
+                let msg = "a baseline from a file is frozen: `learn` can only be `frozen`";
                 self.bad(&["detect", family, "learn"], msg);
             }
             return BaselineSpec {
