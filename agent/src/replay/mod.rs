@@ -4,7 +4,9 @@
 //! deterministic and sees time only through the samples' timestamps, so a replay produces
 //! exactly the events the gateway would have produced from the same samples in the same order.
 //! Each value is read once, in file order, with bounded memory, like on the gateway. At the end
-//! of the file event time is advanced past every open window, so the last windows report too.
+//! of the file the input ends (`Engine::finish`): windows the data filled are judged, stamped
+//! at the last sample; partial ones are not judged and are counted in the summary. No event is
+//! stamped after the last sample.
 
 pub(crate) mod input;
 mod plot;
