@@ -75,6 +75,9 @@ pub struct EngineStats {
     pub alerts_cleared: u64,
     /// Raises swallowed by an alert's `suppress` or `cooldown` (their clears are too).
     pub alerts_suppressed: u64,
+    /// Windows still open when [`Engine::finish`] ended the input: partial, so dropped
+    /// unjudged (see `finish`).
+    pub partial_windows: u64,
 }
 
 /// The state of one rule on one series.
@@ -106,11 +109,21 @@ const NO_DET: u32 = u32::MAX;
 impl Slot {
     /// A fresh slot for `rule` (at `rule_index`); its detector state, if any, is appended
     /// to `dets`. `None` when `dets` would outgrow u32 indices.
-    fn new(rule_index: u32, rule: &Rule, dets: &mut Vec<Detector>) -> Option<Slot> {
+    /// `name` is the series' (or group's) `(device, metric)`, to find a learned baseline.
+    fn new(
+        rule_index: u32,
+        rule: &Rule,
+        dets: &mut Vec<Detector>,
+        name: (&str, &str),
+    ) -> Option<Slot> {
         let det = match &rule.detect {
             Some(d) => {
                 let at = u32::try_from(dets.len()).ok()?;
-                dets.push(Detector::new(&d.kind));
+                let learned = d
+                    .learned
+                    .as_ref()
+                    .and_then(|l| l.get(&(Box::<str>::from(name.0), Box::<str>::from(name.1))));
+                dets.push(Detector::seeded(&d.kind, learned));
                 at
             }
             None => NO_DET,
@@ -141,8 +154,10 @@ struct Series {
     /// This series' slots are `slots[first..first + len]`.
     first: u32,
     len: u32,
-    /// The latest value received, for other series' `metric.<name>` references.
-    last: f64,
+    /// The peer windows this series feeds are `peers[peer_first..peer_first + peer_len]`
+    /// (module `peers`).
+    peer_first: u32,
+    peer_len: u32,
     /// The groups this series feeds are `fwd[fwd_first..fwd_first + fwd_len]`.
     fwd_first: u32,
     fwd_len: u32,
@@ -157,6 +172,10 @@ impl Series {
 
     fn fwd(&self) -> std::ops::Range<usize> {
         self.fwd_first as usize..(self.fwd_first + self.fwd_len) as usize
+    }
+
+    fn peers(&self) -> std::ops::Range<usize> {
+        self.peer_first as usize..(self.peer_first + self.peer_len) as usize
     }
 }
 
@@ -176,8 +195,12 @@ pub struct Engine {
     /// per-sample detector is then read sequentially like the slots, where a box per slot
     /// cost a cache miss per sample (measured: 90% of the per-sample time).
     dets: Vec<Detector>,
+    /// Peer windows (module `peers`), a run per series.
+    peers: Vec<peers::PeerWin>,
     /// No open window ends before this, so `advance` below it has nothing to do.
     next_deadline: i64,
+    /// The newest sample timestamp pushed: where [`Engine::finish`] says the input ended.
+    newest: i64,
     labels: DeviceLabels,
     stats: EngineStats,
 }
@@ -197,7 +220,9 @@ impl Engine {
             fwd: Vec::new(),
             groups: HashMap::new(),
             dets: Vec::new(),
+            peers: Vec::new(),
             next_deadline: i64::MAX,
+            newest: i64::MIN,
             labels: DeviceLabels::default(),
             stats: EngineStats::default(),
         }
@@ -225,7 +250,8 @@ impl Engine {
                     grouped.extend(g.key(device, &labels).map(|key| (i, key)));
                     continue;
                 }
-                let slot = Slot::new(i, rule, &mut self.dets).ok_or_else(|| too_many.clone())?;
+                let slot = Slot::new(i, rule, &mut self.dets, (device, metric))
+                    .ok_or_else(|| too_many.clone())?;
                 self.slots.push(slot);
             }
         }
@@ -236,7 +262,8 @@ impl Engine {
             metric: metric.into(),
             first,
             len,
-            last: f64::NAN,
+            peer_first: 0,
+            peer_len: 0,
             fwd_first,
             fwd_len: 0,
             group: false,
@@ -255,6 +282,7 @@ impl Engine {
                 None => self.stats.groups_refused += 1,
             }
         }
+        self.intern_peers(id.0 as usize, &mut |_| None);
         // Counted, not derived from the table: it also holds groups, and after a reload
         // that regrouped a rule, groups no rule uses any more.
         self.stats.series += 1;
@@ -280,6 +308,12 @@ impl Engine {
         self.slots.capacity() * size_of::<Slot>()
             + self.fwd.capacity() * size_of::<u32>()
             + self.dets.capacity() * size_of::<Detector>()
+            + self.peers.capacity() * size_of::<peers::PeerWin>()
+            + self
+                .peers
+                .iter()
+                .map(peers::PeerWin::heap_bytes)
+                .sum::<usize>()
             + self
                 .slots
                 .iter()
@@ -304,10 +338,38 @@ impl Engine {
     pub fn rules(&self) -> &RuleSet {
         &self.rules
     }
+
+    /// What the recording detectors of a [`RuleSet::for_learning`] engine saw: one entry per
+    /// (rule, series) that judged at least one value, in series then rule order.
+    pub fn learned_baselines(&self) -> crate::learned::BaselineFile {
+        let mut baselines = Vec::new();
+        for s in &self.series {
+            for slot in &self.slots[s.slots()] {
+                let (Some(Detector::Record(r)), Some(rule)) = (
+                    self.dets.get(slot.det as usize),
+                    self.rules.rules.get(slot.rule as usize),
+                ) else {
+                    continue;
+                };
+                let stats = r.stats();
+                if stats.n == 0 {
+                    continue;
+                }
+                baselines.push(crate::learned::Entry {
+                    rule: rule.name.to_string(),
+                    device: s.device.to_string(),
+                    metric: s.metric.to_string(),
+                    stats,
+                });
+            }
+        }
+        crate::learned::BaselineFile { baselines }
+    }
 }
 
 mod feed;
 mod group;
+mod peers;
 mod reload;
 mod runtime;
 pub use reload::ReloadReport;

@@ -235,6 +235,8 @@ impl Aggregate {
     pub(crate) const OTHER_NAMES: &str = "median, p1 … p99, band_energy.<band>";
 }
 
+pub use crate::detect::changepoint::ChangeKind;
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -279,6 +281,19 @@ pub enum EventKind {
     },
     /// A sample too late for every window of a rule with `late: emit`; `ts` is the sample's.
     Late { value: f64 },
+    /// A `changepoint` detector found the level shifted: an instantaneous event, not an
+    /// alert state. `ts` is when it was detected.
+    Changepoint {
+        /// `onset` (the level left its home level) or `return` (it came back to it).
+        change: ChangeKind,
+        /// When the level moved (Page's estimate, µs since epoch); before `ts`.
+        onset: i64,
+        /// The level before and after the change.
+        before: f64,
+        after: f64,
+        /// The shift in standard deviations, signed.
+        score: f64,
+    },
 }
 
 /// An engine output. `ts` is the event time it refers to (for windows: the window's end).

@@ -53,6 +53,7 @@ mod error;
 mod event;
 mod expr;
 mod labels;
+pub mod learned;
 mod ruleset;
 mod schema;
 mod sketch;
@@ -62,7 +63,7 @@ mod window;
 
 pub use engine::{Engine, EngineStats, Limits, ReloadReport, RuntimeCounter};
 pub use error::{Diagnostic, EngineError, RuleError};
-pub use event::{Aggregate, AlertState, Event, EventKind, Sample, SeriesId, Severity};
+pub use event::{Aggregate, AlertState, ChangeKind, Event, EventKind, Sample, SeriesId, Severity};
 pub use labels::{DeviceLabels, LabelError};
 pub use ruleset::RuleSet;
 

@@ -53,12 +53,21 @@ enum Detail<'a> {
         r2: f64,
         points: u32,
     },
+    Changepoint {
+        /// `onset` or `return`.
+        change: &'static str,
+        /// When the level moved (µs), before `ts` (when it was detected).
+        onset: i64,
+        before: f64,
+        after: f64,
+        score: f64,
+    },
 }
 
 /// The lane an event travels in: alerts first, window aggregates last.
 pub fn lane_of(event: &Event) -> Lane {
     match event.kind {
-        EventKind::Alert { .. } => Lane::Alerts,
+        EventKind::Alert { .. } | EventKind::Changepoint { .. } => Lane::Alerts,
         EventKind::Prediction { .. } => Lane::Predictions,
         _ => Lane::Aggregates,
     }
@@ -129,6 +138,19 @@ pub fn write_json(
             r2: *r2,
             points: *points,
         },
+        EventKind::Changepoint {
+            change,
+            onset,
+            before,
+            after,
+            score,
+        } => Detail::Changepoint {
+            change: change.as_str(),
+            onset: *onset,
+            before: *before,
+            after: *after,
+            score: *score,
+        },
         // `EventKind` is non-exhaustive and grows with later rule features; a kind this
         // agent does not know yet is still shipped rather than dropped.
         other => Detail::Window {
@@ -146,6 +168,7 @@ pub fn write_json(
             EventKind::Alert { .. } => "alert",
             EventKind::Late { .. } => "late",
             EventKind::Prediction { .. } => "prediction",
+            EventKind::Changepoint { .. } => "changepoint",
             _ => "window",
         },
         rule: &event.rule,
@@ -252,6 +275,30 @@ mod tests {
         );
         let r = record(&event(f64::INFINITY), "pump-1", "temp", "t".into(), 0).unwrap();
         assert!(decode(&r)["seconds_to_threshold"].is_null());
+    }
+
+    #[test]
+    fn changepoint_is_an_instantaneous_event_in_the_alert_lane() {
+        let event = Event {
+            rule: Arc::from("flow-level"),
+            series: SeriesId(0),
+            ts: 20,
+            kind: EventKind::Changepoint {
+                change: weir_rules::ChangeKind::Onset,
+                onset: 12,
+                before: 50.0,
+                after: 53.0,
+                score: 3.0,
+            },
+        };
+        let r = record(&event, "pump-1", "flow", "t".into(), 0).unwrap();
+        assert_eq!(r.lane, Lane::Alerts);
+        assert_eq!(
+            decode(&r),
+            serde_json::json!({"kind":"changepoint","rule":"flow-level","device":"pump-1",
+                "metric":"flow","ts":20,"change":"onset","onset":12,"before":50.0,
+                "after":53.0,"score":3.0})
+        );
     }
 
     #[test]

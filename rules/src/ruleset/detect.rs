@@ -61,10 +61,15 @@ impl Compiler<'_> {
         if self.diagnostics.len() != before {
             return None;
         }
+        let baseline_file = raw
+            .baseline_file()
+            .map(|(f, at)| (Box::<str>::from(f), node.locate(&at)));
         Some(DetectRule {
             kind,
             value,
             text: Arc::from(text),
+            baseline_file,
+            learned: None,
         })
     }
 

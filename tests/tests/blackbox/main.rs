@@ -17,6 +17,7 @@ mod end_to_end;
 mod eval;
 mod harness;
 mod kill_loop;
+mod learn;
 mod metrics_endpoint;
 mod observability;
 mod outbox_ops;
