@@ -16,6 +16,7 @@
 //! Their configurations ([`mqtt::MqttSourceConfig`], [`simulator::SimulatorConfig`]) are serde
 //! structs the agent embeds in its own file; [`duration`] is the `"30s"` parser they share.
 
+pub mod corpus;
 pub mod duration;
 pub mod frame;
 pub mod modbus;
