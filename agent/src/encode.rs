@@ -36,6 +36,10 @@ enum Detail<'a> {
         /// The rule's message template filled in; absent when the rule has none.
         #[serde(skip_serializing_if = "Option::is_none")]
         message: Option<&'a str>,
+        /// A multivariate detector's per-metric contributions (metric → share of `score`);
+        /// absent for every other rule.
+        #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+        contributions: serde_json::Map<String, serde_json::Value>,
     },
     Window {
         start: i64,
@@ -99,6 +103,7 @@ pub fn write_json(
             condition,
             score,
             message,
+            contributions,
         } => Detail::Alert {
             state: state.as_str(),
             severity: severity.as_str(),
@@ -106,6 +111,10 @@ pub fn write_json(
             condition,
             score: *score,
             message: message.as_deref(),
+            contributions: contributions
+                .iter()
+                .map(|(metric, c)| (metric.to_string(), json_number(*c)))
+                .collect(),
         },
         EventKind::Window { start, end, values } => Detail::Window {
             start: *start,
@@ -190,6 +199,7 @@ mod tests {
                 condition: Arc::from("mean > 80"),
                 score: f64::NAN,
                 message: None,
+                contributions: Vec::new(),
             },
         };
         let r = record(&event, "pump-1", "temp", "weir/gw/alerts".into(), 7).unwrap();
@@ -217,12 +227,14 @@ mod tests {
                 condition: Arc::from("missing(no sample for 30s)"),
                 score: 30.0,
                 message: Some(Arc::from("pump d silent for 30 s")),
+                contributions: vec![(Arc::from("flow"), 1.5)],
             },
         };
         let r = record(&event, "d", "m", "t".into(), 0).unwrap();
         assert_eq!(r.lane, Lane::Alerts);
         let v = decode(&r);
         assert_eq!(v["score"], 30.0);
+        assert_eq!(v["contributions"], serde_json::json!({"flow": 1.5}));
         assert!(v["value"].is_null());
         assert_eq!(v["condition"], "missing(no sample for 30s)");
         assert_eq!(v["message"], "pump d silent for 30 s");

@@ -143,6 +143,7 @@ pub(crate) fn transition(
             condition: alert.text.clone(),
             score: v.score,
             message,
+            contributions: Vec::new(),
         },
     });
 }

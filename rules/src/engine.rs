@@ -249,6 +249,7 @@ impl Engine {
         for (rule, key) in grouped {
             match self.join_group(rule, key) {
                 Some(g) => {
+                    self.register_member(g, id, metric);
                     self.fwd.push(g.0);
                     self.series[id.0 as usize].fwd_len += 1;
                 }
@@ -306,6 +307,7 @@ impl Engine {
     }
 }
 
+mod device;
 mod feed;
 mod group;
 mod reload;

@@ -254,6 +254,11 @@ pub enum EventKind {
         score: f64,
         /// The rule's `message:` template filled in for this transition, if it has one.
         message: Option<Arc<str>>,
+        /// Which sensor moved: for a `multivariate` detector, per metric, how much `score`
+        /// would fall if that metric alone were corrected to what the others imply (the
+        /// sensor that moved alone scores about the whole `score`), in the rule's metric
+        /// order. Empty for every other rule.
+        contributions: Vec<(Arc<str>, f64)>,
     },
     /// A `trend` detector's forecast, updated with every input it judges.
     Prediction {

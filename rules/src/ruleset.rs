@@ -394,6 +394,7 @@ mod alert;
 mod detect;
 mod fft;
 mod group;
+mod multivariate;
 mod rule;
 mod time;
 

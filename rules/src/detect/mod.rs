@@ -31,6 +31,7 @@
 mod baseline;
 mod chart;
 mod missing;
+pub(crate) mod multivariate;
 pub(crate) mod runtime;
 mod signal;
 pub(crate) mod spec;
@@ -80,6 +81,7 @@ pub(crate) enum DetectKind {
     Missing(missing::Spec),
     Runtime(runtime::Spec),
     Trend(trend::Spec),
+    Multivariate(multivariate::Spec),
 }
 
 impl DetectKind {
@@ -118,6 +120,9 @@ impl DetectKind {
             (DetectKind::Trend(p), "over") => secs(p.over),
             (DetectKind::Trend(p), "horizon") => secs(p.horizon),
             (DetectKind::Trend(p), "min_r2") => p.min_r2,
+            (DetectKind::Multivariate(p), "raise") => p.raise,
+            (DetectKind::Multivariate(p), "clear") => p.clear,
+            (DetectKind::Multivariate(p), "warmup") => f64::from(p.warmup),
             _ => return None,
         })
     }
@@ -137,6 +142,8 @@ pub(crate) enum Detector {
     Missing(missing::State),
     Runtime(runtime::State),
     Trend(trend::State),
+    /// Boxed: its fixed 880 bytes would otherwise size every detector of every rule.
+    Multivariate(Box<multivariate::State>),
 }
 
 impl Detector {
@@ -153,6 +160,7 @@ impl Detector {
             DetectKind::Missing(_) => Detector::Missing(Default::default()),
             DetectKind::Runtime(_) => Detector::Runtime(Default::default()),
             DetectKind::Trend(_) => Detector::Trend(Default::default()),
+            DetectKind::Multivariate(_) => Detector::Multivariate(Box::default()),
         }
     }
 
@@ -161,6 +169,7 @@ impl Detector {
         match self {
             Detector::Robust(s) => s.heap_bytes(),
             Detector::Trend(s) => s.heap_bytes(),
+            Detector::Multivariate(_) => size_of::<multivariate::State>(),
             _ => 0,
         }
     }
@@ -186,6 +195,8 @@ impl Detector {
             (Detector::Range, DetectKind::Range(p)) => Some(p.feed(ts, x)),
             (Detector::Runtime(s), DetectKind::Runtime(p)) => s.feed(p, ts, x),
             (Detector::Trend(s), DetectKind::Trend(p)) => s.feed(p, ts, x),
+            // Judges its own per-metric window means (see `observe`), not `x`.
+            (Detector::Multivariate(s), DetectKind::Multivariate(p)) => s.close(p, ts),
             (Detector::Missing(s), DetectKind::Missing(p)) => {
                 s.feed(p, ts, x, emit);
                 None
@@ -195,6 +206,31 @@ impl Detector {
         };
         if let Some(v) = v {
             emit(v);
+        }
+    }
+
+    /// A multivariate detector's group learned that `series` carries `metric`.
+    pub fn register(&mut self, kind: &DetectKind, series: crate::event::SeriesId, metric: &str) {
+        if let (Detector::Multivariate(s), DetectKind::Multivariate(p)) = (self, kind) {
+            s.register(p, series, metric);
+        }
+    }
+
+    /// A sample the rule's open window accepted (only a multivariate detector keeps
+    /// per-metric sums; for the others this is a no-op).
+    #[inline]
+    pub fn observe(&mut self, s: crate::event::Sample) {
+        if let Detector::Multivariate(state) = self {
+            state.observe(s.series, s.value);
+        }
+    }
+
+    /// Which metric moved: a multivariate detector's per-metric contributions to its last
+    /// score (empty for the others).
+    pub fn contributions(&self, kind: &DetectKind) -> Vec<(Arc<str>, f64)> {
+        match (self, kind) {
+            (Detector::Multivariate(s), DetectKind::Multivariate(p)) => s.contributions(p),
+            _ => Vec::new(),
         }
     }
 

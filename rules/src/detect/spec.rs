@@ -36,6 +36,9 @@ pub(crate) struct RawDetect {
     #[serde(default)]
     runtime: Option<RawRuntime>,
     trend: Option<RawTrend>,
+    /// Several metrics of one device, jointly (`group_by: device`).
+    #[serde(default)]
+    multivariate: Option<super::multivariate::spec::RawMultivariate>,
     /// An expression over the window's aggregates (default `mean`); windowed rules only.
     #[serde(default)]
     pub value: Option<String>,
@@ -170,7 +173,7 @@ const DEFAULT_K: f64 = 0.5;
 const DEFAULT_H: f64 = 8.0;
 
 const ONE_OF: &str = "`threshold`, `zscore`, `robust_zscore`, `ewma_chart`, `cusum`, `rate`, \
-                      `flatline`, `range`, `missing`, `trend` or `runtime`";
+                      `flatline`, `range`, `missing`, `trend`, `runtime` or `multivariate`";
 const DEFAULT_TREND_POINTS: u64 = 256;
 const MAX_TREND_POINTS: u64 = 4_096;
 const DEFAULT_MIN_R2: f64 = 0.5;
@@ -199,6 +202,7 @@ pub(crate) fn compile(
         raw.missing.is_some(),
         raw.runtime.is_some(),
         raw.trend.is_some(),
+        raw.multivariate.is_some(),
     ];
     match given.iter().filter(|g| **g).count() {
         1 => {}
@@ -265,6 +269,10 @@ pub(crate) fn compile(
         Some((DetectKind::Range(signal::RangeSpec { min, max }), text))
     } else if let Some(r) = &raw.runtime {
         cx.runtime(r)
+    } else if let Some(m) = &raw.multivariate {
+        let out = super::multivariate::spec::compile(cx.rule, m, cx.report);
+        cx.ok &= out.is_some();
+        out
     } else {
         let text = raw.missing.as_deref().unwrap_or_default();
         let after = cx.duration(&["detect", "missing"], text);

@@ -211,6 +211,11 @@ fn feed(
         let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
         close(rules, stats, *rule, state, target, peers, done, out);
     });
+    if !pushed.late
+        && let Some(d) = det
+    {
+        d.observe(s);
+    }
     if pushed.late {
         stats.late_dropped += 1;
         if *emit_late && let Some(rule) = rules.rules.get(*rule as usize) {
@@ -338,9 +343,11 @@ fn close(
                     .value
                     .as_ref()
                     .map_or_else(|| env.get(Aggregate::Mean), |v| v.eval(&env));
+                let before = out.len();
                 d.feed(&spec.kind, done.ts, x, &mut |v| {
                     alert::transition(rule, a, raised, life, stats, target, v, Some(&env), out);
                 });
+                super::device::attach_contributions(d, &spec.kind, &mut out[before..]);
             }
             _ => {}
         }

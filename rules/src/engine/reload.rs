@@ -221,6 +221,7 @@ impl Engine {
         report.removed_while_raised = names(raised_removed);
         report.orphaned_while_raised = names(raised_orphaned);
         self.stats.groups = self.groups.len();
+        self.register_all_members();
         self.restore_runtime(&counters);
         // Restarted and added slots have no deadline yet: make the next `advance` look.
         self.next_deadline = i64::MIN;
