@@ -49,6 +49,13 @@ enum Detail<'a> {
     Late {
         value: f64,
     },
+    Incident {
+        state: &'static str,
+        severity: &'static str,
+        /// Event time of the first contributor's raise: with the device, the incident's id.
+        opened: i64,
+        contributors: Vec<ContributorBody<'a>>,
+    },
     Prediction {
         threshold: f64,
         /// `null` when the trend never reaches the threshold (infinity).
@@ -59,10 +66,20 @@ enum Detail<'a> {
     },
 }
 
+/// One alert of an incident, as sent.
+#[derive(Serialize)]
+struct ContributorBody<'a> {
+    rule: &'a str,
+    metric: &'a str,
+    /// Event time of its first raise within the incident (µs since the Unix epoch).
+    raised: i64,
+    severity: &'static str,
+}
+
 /// The lane an event travels in: alerts first, window aggregates last.
 pub fn lane_of(event: &Event) -> Lane {
     match event.kind {
-        EventKind::Alert { .. } => Lane::Alerts,
+        EventKind::Alert { .. } | EventKind::Incident { .. } => Lane::Alerts,
         EventKind::Prediction { .. } => Lane::Predictions,
         _ => Lane::Aggregates,
     }
@@ -125,6 +142,25 @@ pub fn write_json(
                 .collect(),
         },
         EventKind::Late { value } => Detail::Late { value: *value },
+        EventKind::Incident {
+            state,
+            severity,
+            opened,
+            contributors,
+        } => Detail::Incident {
+            state: state.as_str(),
+            severity: severity.as_str(),
+            opened: *opened,
+            contributors: contributors
+                .iter()
+                .map(|c| ContributorBody {
+                    rule: &c.rule,
+                    metric: &c.metric,
+                    raised: c.raised,
+                    severity: c.severity.as_str(),
+                })
+                .collect(),
+        },
         EventKind::Prediction {
             threshold,
             seconds_to_threshold,
@@ -153,6 +189,7 @@ pub fn write_json(
     let body = Body {
         kind: match event.kind {
             EventKind::Alert { .. } => "alert",
+            EventKind::Incident { .. } => "incident",
             EventKind::Late { .. } => "late",
             EventKind::Prediction { .. } => "prediction",
             _ => "window",

@@ -180,6 +180,8 @@ pub struct Engine {
     next_deadline: i64,
     labels: DeviceLabels,
     stats: EngineStats,
+    /// `fuse:` and `incidents:` state, and what it needs (module `device`).
+    alerts: device::AlertLayer,
 }
 
 impl Engine {
@@ -200,7 +202,9 @@ impl Engine {
             next_deadline: i64::MAX,
             labels: DeviceLabels::default(),
             stats: EngineStats::default(),
+            alerts: device::AlertLayer::default(),
         }
+        .with_alert_layer()
     }
 
     /// Interns `(device, metric)`. A known pair is looked up without allocating; a new one
@@ -295,6 +299,7 @@ impl Engine {
                             .map_or(0, Detector::heap_bytes)
                 })
                 .sum::<usize>()
+            + self.alerts.heap_bytes()
     }
 
     pub fn stats(&self) -> EngineStats {

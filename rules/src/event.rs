@@ -284,6 +284,29 @@ pub enum EventKind {
     },
     /// A sample too late for every window of a rule with `late: emit`; `ts` is the sample's.
     Late { value: f64 },
+    /// An incident of one device (the `incidents:` section): the alerts that fire together,
+    /// raised once and cleared once. The raise lists the contributors raised at its `ts`,
+    /// the clear every alert that joined.
+    Incident {
+        state: AlertState,
+        /// The highest severity among its contributors.
+        severity: Severity,
+        /// Event time of the first contributor's raise (the incident's identity on its
+        /// device: raise and clear carry the same value).
+        opened: i64,
+        contributors: Vec<Contributor>,
+    },
+}
+
+/// One alert that joined an incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contributor {
+    pub rule: Arc<str>,
+    /// The alert's metric (`*` for device-level rules).
+    pub metric: Box<str>,
+    /// Event time of its first raise within the incident.
+    pub raised: i64,
+    pub severity: Severity,
 }
 
 /// An engine output. `ts` is the event time it refers to (for windows: the window's end).

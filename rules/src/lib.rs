@@ -51,6 +51,7 @@ mod engine;
 mod error;
 mod event;
 mod expr;
+mod incident;
 mod labels;
 mod ruleset;
 mod schema;
@@ -61,7 +62,7 @@ mod window;
 
 pub use engine::{Engine, EngineStats, Limits, ReloadReport, RuntimeCounter};
 pub use error::{Diagnostic, EngineError, RuleError};
-pub use event::{Aggregate, AlertState, Event, EventKind, Sample, SeriesId, Severity};
+pub use event::{Aggregate, AlertState, Contributor, Event, EventKind, Sample, SeriesId, Severity};
 pub use labels::{DeviceLabels, LabelError};
 pub use ruleset::RuleSet;
 

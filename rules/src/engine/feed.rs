@@ -39,11 +39,8 @@ impl Peers<'_> {
 }
 
 impl Engine {
-    /// Feeds one sample. A sample at or after the end of its (rule, series) open window
-    /// closes that window first (appending its events to `out`); a sample before the open
-    /// window's start is late and dropped. NaN values and ids this engine did not issue are
-    /// ignored (NaN is counted).
-    pub fn push(&mut self, s: Sample, out: &mut Vec<Event>) {
+    /// [`Engine::push`] before the alert layer (`device`): windows and detectors.
+    pub(super) fn push_windows(&mut self, s: Sample, out: &mut Vec<Event>) {
         if s.value.is_nan() {
             self.stats.nan_dropped += 1;
             self.nan_to_detectors(s, out);
@@ -91,11 +88,8 @@ impl Engine {
         self.next_deadline = deadline;
     }
 
-    /// Event time has reached `watermark`: close every window ending at or before it, and
-    /// raise `missing` alerts whose silence has lasted long enough. Events come out ordered
-    /// by series id, then by rule order. `i64::MAX` means the input has ended: every window
-    /// closes, but no silence is reported.
-    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Event>) {
+    /// [`Engine::advance`] before the alert layer (`device`): windows and detectors.
+    pub(super) fn advance_windows(&mut self, watermark: i64, out: &mut Vec<Event>) {
         if watermark < self.next_deadline {
             return;
         }

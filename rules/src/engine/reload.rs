@@ -222,6 +222,7 @@ impl Engine {
         report.orphaned_while_raised = names(raised_orphaned);
         self.stats.groups = self.groups.len();
         self.register_all_members();
+        self.reset_alert_layer();
         self.restore_runtime(&counters);
         // Restarted and added slots have no deadline yet: make the next `advance` look.
         self.next_deadline = i64::MIN;

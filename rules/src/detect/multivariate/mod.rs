@@ -61,6 +61,11 @@
 //! covariance, in one boxed [`State`] of a fixed size (at most [`MAX_METRICS`] metrics):
 //! `size_of::<State>()` = 880 bytes, whatever m is, asserted by a test.
 
+#![expect(
+    clippy::needless_range_loop,
+    reason = "index loops read like the matrix formulas they implement"
+)]
+
 mod linalg;
 pub(crate) mod spec;
 #[cfg(test)]

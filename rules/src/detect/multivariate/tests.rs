@@ -72,7 +72,10 @@ fn run(
     out
 }
 
-fn alerts(events: &[Event]) -> Vec<(i64, AlertState, f64, Vec<(Arc<str>, f64)>)> {
+/// `(minute, state, score, contributions)` of one alert transition.
+type Seen = (i64, AlertState, f64, Vec<(Arc<str>, f64)>);
+
+fn alerts(events: &[Event]) -> Vec<Seen> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
