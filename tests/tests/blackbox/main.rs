@@ -15,6 +15,7 @@ mod disk_full;
 mod end_to_end;
 mod eval;
 mod harness;
+mod incidents;
 mod kill_loop;
 mod observability;
 mod outbox_ops;
