@@ -29,6 +29,8 @@ pub(super) struct AlertLayer {
     slack: i64,
     /// Each device's series for fused alerts and incidents (metric `*`).
     series: HashMap<Box<str>, SeriesId>,
+    /// Until the clock passes this, a batch without alerts has nothing to do.
+    next: i64,
     /// The sections' definition, to keep the state across a reload that did not change them.
     definition: String,
     active: bool,
@@ -82,6 +84,8 @@ impl Engine {
             self.alerts.layer = Layer::default();
             self.alerts.definition = definition;
         }
+        // Look at the next batch whatever it holds.
+        self.alerts.next = i64::MIN;
         self.alerts.active = !self.rules.device.is_empty();
         self.alerts.slack = self
             .rules
@@ -97,6 +101,12 @@ impl Engine {
 
     fn alert_layer(&mut self, before: usize, now: i64, out: &mut Vec<Event>) {
         self.alerts.clock = self.alerts.clock.max(now);
+        let quiet = !out[before..]
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Alert { .. }));
+        if quiet && self.alerts.clock <= self.alerts.next {
+            return;
+        }
         let alerts: Vec<AlertIn> = out[before..]
             .iter()
             .filter_map(|e| match &e.kind {
@@ -122,6 +132,7 @@ impl Engine {
         self.alerts
             .layer
             .process(spec, &alerts, clock, slack, &mut emitted);
+        self.alerts.next = self.alerts.layer.next_deadline(spec, slack);
         for o in emitted {
             let (device, event) = match o {
                 Out::Fused {

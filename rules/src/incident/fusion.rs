@@ -105,6 +105,15 @@ impl FuseState {
         None
     }
 
+    /// The earliest hold still running.
+    pub fn next_expiry(&self) -> Option<i64> {
+        self.members
+            .iter()
+            .filter(|m| !m.active)
+            .map(|m| m.until)
+            .min()
+    }
+
     /// Drops members whose hold `passed`; clears the fused alert when too few remain.
     pub fn expire(
         &mut self,

@@ -159,6 +159,22 @@ impl Layer {
                 .sum::<usize>()
     }
 
+    /// The clock value past which [`Layer::process`] has something to expire even without
+    /// new alerts (`i64::MAX`: nothing pending).
+    pub fn next_deadline(&self, spec: &DeviceRules, slack: i64) -> i64 {
+        let gap = spec.incidents.as_ref().map_or(0, |s| s.gap);
+        let incidents = self
+            .open
+            .values()
+            .filter_map(|i| i.quiet_since)
+            .map(|q| q.saturating_add(gap));
+        let fuse = self.fuse.values().filter_map(FuseState::next_expiry);
+        incidents
+            .chain(fuse)
+            .min()
+            .map_or(i64::MAX, |d| d.saturating_add(slack))
+    }
+
     /// Takes a batch of alert transitions (in emission order) and the engine's clock `now`
     /// (`i64::MAX`: the input ended); appends what follows to `out`.
     pub fn process(

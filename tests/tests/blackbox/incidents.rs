@@ -11,7 +11,9 @@ use serde_json::Value;
 use weir_tests::weir_command;
 
 fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
 }
 
 fn replay(rules: &str, data: &str) -> Result<Vec<Value>> {
@@ -21,7 +23,11 @@ fn replay(rules: &str, data: &str) -> Result<Vec<Value>> {
         .arg(repo(rules))
         .arg(repo(data))
         .output()?;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(String::from_utf8(out.stdout)?
         .lines()
         .map(serde_json::from_str)
@@ -30,9 +36,15 @@ fn replay(rules: &str, data: &str) -> Result<Vec<Value>> {
 
 #[test]
 fn one_fault_is_one_incident_naming_its_alerts_which_stay_records() -> Result<()> {
-    let events = replay("examples/rules/pump-device.yaml", "data/sim/pump-process.csv")?;
+    let events = replay(
+        "examples/rules/pump-device.yaml",
+        "data/sim/pump-process.csv",
+    )?;
     let incidents: Vec<&Value> = events.iter().filter(|e| e["kind"] == "incident").collect();
-    let raises: Vec<&&Value> = incidents.iter().filter(|e| e["state"] == "raised").collect();
+    let raises: Vec<&&Value> = incidents
+        .iter()
+        .filter(|e| e["state"] == "raised")
+        .collect();
     assert_eq!(raises.len(), 1, "{incidents:#?}");
     let incident = raises[0];
     assert_eq!(incident["device"], "pump-1");
@@ -66,7 +78,10 @@ fn one_fault_is_one_incident_naming_its_alerts_which_stay_records() -> Result<()
     for a in alerts.iter().filter(|a| a["rule"] == "pump-device") {
         let c = a["contributions"].as_object().unwrap();
         assert_eq!(c.len(), 6, "{a}");
-        assert!(c.values().all(|v| v.as_f64().is_some_and(f64::is_finite)), "{a}");
+        assert!(
+            c.values().all(|v| v.as_f64().is_some_and(f64::is_finite)),
+            "{a}"
+        );
         assert!(a["score"].as_f64().is_some_and(f64::is_finite), "{a}");
     }
     Ok(())
@@ -75,7 +90,10 @@ fn one_fault_is_one_incident_naming_its_alerts_which_stay_records() -> Result<()
 #[test]
 fn a_quantised_sensor_never_gives_a_non_finite_score() -> Result<()> {
     // The healthy recording's flow meter reports in 2 m³/h steps.
-    let events = replay("examples/rules/pump-device.yaml", "data/sim/pump-healthy.csv")?;
+    let events = replay(
+        "examples/rules/pump-device.yaml",
+        "data/sim/pump-healthy.csv",
+    )?;
     for e in events.iter().filter(|e| e["kind"] == "alert") {
         for key in ["score", "value"] {
             if let Some(v) = e.get(key) {
