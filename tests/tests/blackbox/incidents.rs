@@ -1,6 +1,7 @@
 //! Device-level detection end to end through `weir replay`: the shipped pump rules
-//! (`examples/rules/pump-device.yaml`: a multivariate rule, two physical limits, a `fuse`
-//! rule and `incidents:`) over the shipped cavitation recording (`data/sim/pump-process.csv`).
+//! (`examples/rules/pump-device.yaml`: a multivariate rule, physical limits, stuck-sensor
+//! rules, a `fuse` rule and `incidents:`) over the shipped cavitation recording
+//! (`data/sim/pump-process.csv`), after the pump's healthy recording for the warm-up.
 //! One fault must come out as one incident whose contributors are the alerts that fired,
 //! those alerts must still be records of their own, and every number must be finite.
 
@@ -8,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use serde_json::Value;
-use weir_tests::weir_command;
+use weir_tests::{TestDir, weir_command};
 
 fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -16,12 +17,30 @@ fn repo(path: &str) -> PathBuf {
         .join(path)
 }
 
-fn replay(rules: &str, data: &str) -> Result<Vec<Value>> {
+/// The machine's 6 h healthy recording, shifted to end where `data` starts, then `data`:
+/// what a gateway sees when the shipped rules' six-hour warm-up has learned the pump.
+fn with_baseline(dir: &TestDir, data: &str) -> Result<PathBuf> {
+    let healthy = std::fs::read_to_string(repo("data/sim/pump-healthy.csv"))?;
+    let scored = std::fs::read_to_string(repo(data))?;
+    let mut csv = String::from("timestamp,device,metric,value\n");
+    for line in healthy.lines().skip(1) {
+        let (ts, rest) = line.split_once(',').expect("timestamp,rest");
+        let ts: i64 = ts.parse()?;
+        csv.push_str(&format!("{},{rest}\n", ts - 6 * 3600));
+    }
+    for line in scored.lines().skip(1) {
+        csv.push_str(line);
+        csv.push('\n');
+    }
+    Ok(dir.write("pump.csv", &csv)?)
+}
+
+fn replay(rules: &str, data: &std::path::Path) -> Result<Vec<Value>> {
     let out = weir_command()?
         .arg("replay")
         .arg("--rules")
         .arg(repo(rules))
-        .arg(repo(data))
+        .arg(data)
         .output()?;
     assert!(
         out.status.success(),
@@ -36,10 +55,9 @@ fn replay(rules: &str, data: &str) -> Result<Vec<Value>> {
 
 #[test]
 fn one_fault_is_one_incident_naming_its_alerts_which_stay_records() -> Result<()> {
-    let events = replay(
-        "examples/rules/pump-device.yaml",
-        "data/sim/pump-process.csv",
-    )?;
+    let dir = TestDir::new("incidents")?;
+    let data = with_baseline(&dir, "data/sim/pump-process.csv")?;
+    let events = replay("examples/rules/pump-device.yaml", &data)?;
     let incidents: Vec<&Value> = events.iter().filter(|e| e["kind"] == "incident").collect();
     let raises: Vec<&&Value> = incidents
         .iter()
@@ -89,11 +107,11 @@ fn one_fault_is_one_incident_naming_its_alerts_which_stay_records() -> Result<()
 
 #[test]
 fn a_quantised_sensor_never_gives_a_non_finite_score() -> Result<()> {
-    // The healthy recording's flow meter reports in 2 m³/h steps.
-    let events = replay(
-        "examples/rules/pump-device.yaml",
-        "data/sim/pump-healthy.csv",
-    )?;
+    // The healthy recording's flow meter reports in 2 m³/h steps; replayed after itself,
+    // so the six-hour warm-up is over and the multivariate rule judges every window.
+    let dir = TestDir::new("incidents-quantised")?;
+    let data = with_baseline(&dir, "data/sim/pump-healthy.csv")?;
+    let events = replay("examples/rules/pump-device.yaml", &data)?;
     for e in events.iter().filter(|e| e["kind"] == "alert") {
         for key in ["score", "value"] {
             if let Some(v) = e.get(key) {
