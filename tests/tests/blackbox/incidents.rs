@@ -32,7 +32,7 @@ fn with_baseline(dir: &TestDir, data: &str) -> Result<PathBuf> {
         csv.push_str(line);
         csv.push('\n');
     }
-    Ok(dir.write("pump.csv", &csv)?)
+    dir.write("pump.csv", &csv)
 }
 
 fn replay(rules: &str, data: &std::path::Path) -> Result<Vec<Value>> {
