@@ -255,3 +255,27 @@ fn bad_sections_are_reported_with_their_location() {
     .unwrap_err();
     assert!(e.diagnostics[0].message.contains("`k`"), "{e}");
 }
+
+#[test]
+fn the_shipped_device_rule_files_load() {
+    for (name, src) in [
+        (
+            "pump-device.yaml",
+            include_str!("../../../examples/rules/pump-device.yaml"),
+        ),
+        (
+            "motor-device.yaml",
+            include_str!("../../../examples/rules/motor-device.yaml"),
+        ),
+        (
+            "compressor-device.yaml",
+            include_str!("../../../examples/rules/compressor-device.yaml"),
+        ),
+    ] {
+        let set = RuleSet::parse_str(src, name).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            set.device.incidents.is_some() && !set.device.fuse.is_empty(),
+            "{name}"
+        );
+    }
+}
