@@ -32,8 +32,10 @@ impl FuseState {
         self.members.capacity() * size_of::<Member>()
     }
 
+    /// The members that count, by name (sorted: not arrival order).
     fn counting(&self, alive: impl Fn(&Member) -> bool) -> Vec<Arc<str>> {
-        self.members
+        let mut names: Vec<Arc<str>> = self
+            .members
             .iter()
             .filter(|m| m.active || alive(m))
             .map(|m| {
@@ -43,7 +45,9 @@ impl FuseState {
                     Arc::from(format!("{}/{}", m.rule, m.metric))
                 }
             })
-            .collect()
+            .collect();
+        names.sort();
+        names
     }
 
     fn out(

@@ -24,7 +24,10 @@
 //! An incident is an [`crate::EventKind::Incident`] on the device (metric `*`, rule: the
 //! section's `name`, default `incident`): its raise is stamped with the first contributor's
 //! raise and lists the contributors raised at that instant; its clear is stamped with the
-//! last contributor's clear and lists every contributor of the incident.
+//! last contributor's clear and lists every contributor of the incident, ordered by raise
+//! time, rule and metric (never by arrival order). The raise is emitted once the clock has
+//! passed its instant by `slack`, so every alert of that instant is in it: an incident
+//! raise trails its first alert by up to the longest window plus one sample.
 
 mod fusion;
 #[cfg(test)]
@@ -163,11 +166,11 @@ impl Layer {
     /// new alerts (`i64::MAX`: nothing pending).
     pub fn next_deadline(&self, spec: &DeviceRules, slack: i64) -> i64 {
         let gap = spec.incidents.as_ref().map_or(0, |s| s.gap);
-        let incidents = self
-            .open
-            .values()
-            .filter_map(|i| i.quiet_since)
-            .map(|q| q.saturating_add(gap));
+        let incidents = self.open.values().filter_map(|i| match i.quiet_since {
+            _ if !i.announced => Some(i.opened),
+            Some(q) => Some(q.saturating_add(gap)),
+            None => None,
+        });
         let fuse = self.fuse.values().filter_map(FuseState::next_expiry);
         incidents
             .chain(fuse)
@@ -206,8 +209,8 @@ impl Layer {
                 out.push(o);
             }
         }
+        self.announce(spec, now, slack, out);
         self.expire(spec, now, slack, out);
-        self.announce(spec, out);
     }
 
     /// A fused alert is an alert of its device too: it joins the incident.
@@ -278,6 +281,14 @@ impl Layer {
                         raised: a.ts,
                         severity: a.severity,
                     });
+                    // In a fixed order, not arrival order within a timestamp.
+                    inc.contributors.sort_by(|x, y| {
+                        (x.raised, &x.rule, &x.metric).cmp(&(y.raised, &y.rule, &y.metric))
+                    });
+                }
+                // An earlier alert arriving late opens the incident earlier (until announced).
+                if !inc.announced {
+                    inc.opened = inc.opened.min(a.ts);
                 }
             }
             AlertState::Cleared => {
@@ -291,12 +302,16 @@ impl Layer {
         }
     }
 
-    /// Emits the raise of every incident opened in this batch.
-    fn announce(&mut self, spec: &DeviceRules, out: &mut Vec<Out>) {
+    /// Emits the raise of every incident whose opening instant the clock has passed (by
+    /// more than `slack`), so every alert stamped with that instant — whatever order they
+    /// arrived in — is among its contributors.
+    fn announce(&mut self, spec: &DeviceRules, now: i64, slack: i64, out: &mut Vec<Out>) {
         let Some(s) = &spec.incidents else {
             return;
         };
-        for (device, inc) in self.open.iter_mut().filter(|(_, i)| !i.announced) {
+        let end = now == i64::MAX;
+        let due = |i: &Incident| !i.announced && (end || now.saturating_sub(slack) > i.opened);
+        for (device, inc) in self.open.iter_mut().filter(|(_, i)| due(i)) {
             inc.announced = true;
             let contributors: Vec<Contributor> = inc
                 .contributors

@@ -279,3 +279,33 @@ fn the_shipped_device_rule_files_load() {
         );
     }
 }
+
+/// Same input, any order within a timestamp: the same incident events (contributors in a
+/// fixed order, and the raise waits until every alert of its instant is in).
+#[test]
+fn alerts_of_one_instant_in_either_order_give_the_same_incident_events() {
+    let extra = format!("{FUSE}\n{INCIDENTS}");
+    let forward = [
+        (0, "p1", "temp", 60.0),
+        (0, "p1", "vib", 1.0),
+        (5, "p1", "temp", 90.0),
+        (5, "p1", "vib", 7.0),
+        (6, "p1", "temp", 60.0),
+        (6, "p1", "vib", 1.0),
+        (60, "p1", "vib", 1.0),
+    ];
+    let mut backward = forward;
+    backward.swap(2, 3);
+    backward.swap(4, 5);
+    let pick = |events: Vec<Event>| -> Vec<Event> {
+        events
+            .into_iter()
+            .filter(|e| matches!(e.kind, EventKind::Incident { .. }) || &*e.rule == "two-of-three")
+            .collect()
+    };
+    let (engine, a) = run(&extra, &forward);
+    let (_, b) = run(&extra, &backward);
+    let got = incidents(&engine, &a);
+    assert_eq!(got[0].3, vec!["hot/temp", "shaky/vib", "two-of-three/*"], "{got:?}");
+    assert_eq!(pick(a), pick(b));
+}
