@@ -163,6 +163,7 @@ impl RuleSet {
         let rules = cx.file(&root);
         let device = cx.device_rules(&root);
         let mut diagnostics = cx.diagnostics;
+        diagnostics.extend(device::clashes(&rules, &device));
         if diagnostics.is_empty() {
             Ok(RuleSet { rules, device })
         } else {
@@ -179,7 +180,8 @@ impl RuleSet {
             rules.extend(set.rules);
             device.merge(set.device);
         }
-        let diagnostics = duplicates(&rules);
+        let mut diagnostics = duplicates(&rules);
+        diagnostics.extend(device::clashes(&rules, &device));
         if diagnostics.is_empty() {
             Ok(RuleSet { rules, device })
         } else {

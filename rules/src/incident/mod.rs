@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 use crate::event::{AlertState, Contributor, Severity};
 use crate::schema::Glob;
+use crate::tree::Loc;
 
 pub(crate) use fusion::FuseState;
 
@@ -54,6 +55,8 @@ pub(crate) struct FuseSpec {
     pub within: i64,
     pub severity: Severity,
     pub text: Arc<str>,
+    /// Where its name was written (for duplicate names across files).
+    pub at: (Arc<str>, Loc),
 }
 
 /// A compiled `incidents:` section.
@@ -70,6 +73,8 @@ pub(crate) struct IncidentSpec {
 pub(crate) struct DeviceRules {
     pub fuse: Vec<FuseSpec>,
     pub incidents: Option<IncidentSpec>,
+    /// Every `incidents:` section merged in, to report a second one.
+    pub incidents_at: Vec<(Arc<str>, Loc)>,
 }
 
 impl DeviceRules {
@@ -81,15 +86,30 @@ impl DeviceRules {
     /// (`merge` reports a second one).
     pub fn merge(&mut self, other: DeviceRules) {
         self.fuse.extend(other.fuse);
+        self.incidents_at.extend(other.incidents_at);
         if self.incidents.is_none() {
             self.incidents = other.incidents;
         }
     }
 
     /// A description that changes whenever the sections do (a reload restarts their state
-    /// only then).
+    /// only then). Where they were written does not count.
     pub fn definition(&self) -> String {
-        format!("{self:?}")
+        let fuse: Vec<String> = self
+            .fuse
+            .iter()
+            .map(|f| {
+                format!(
+                    "{:?}",
+                    (&f.name, &f.device, &f.of, f.k, f.within, f.severity)
+                )
+            })
+            .collect();
+        let incidents = self
+            .incidents
+            .as_ref()
+            .map(|i| format!("{:?}", (&i.name, &i.device, &i.rules, i.gap)));
+        format!("{fuse:?}{incidents:?}")
     }
 }
 

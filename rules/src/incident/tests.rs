@@ -306,6 +306,29 @@ fn alerts_of_one_instant_in_either_order_give_the_same_incident_events() {
     let (engine, a) = run(&extra, &forward);
     let (_, b) = run(&extra, &backward);
     let got = incidents(&engine, &a);
-    assert_eq!(got[0].3, vec!["hot/temp", "shaky/vib", "two-of-three/*"], "{got:?}");
+    assert_eq!(
+        got[0].3,
+        vec!["hot/temp", "shaky/vib", "two-of-three/*"],
+        "{got:?}"
+    );
     assert_eq!(pick(a), pick(b));
+}
+
+#[test]
+fn a_fuse_rule_named_like_a_rule_and_a_second_incidents_section_are_refused() {
+    let src = RULES.replace("EXTRA", &FUSE.replace("two-of-three", "hot"));
+    let e = RuleSet::parse_str(&src, "i.yaml").unwrap_err();
+    assert!(
+        e.diagnostics[0].message.contains("duplicate rule name"),
+        "{e}"
+    );
+    let a = RuleSet::parse_str(&RULES.replace("EXTRA", INCIDENTS), "a.yaml").unwrap();
+    let b = RuleSet::parse_str("rules: []\nincidents:\n  gap: 5m\n", "b.yaml").unwrap();
+    let e = RuleSet::merge(vec![a, b]).unwrap_err();
+    let d = &e.diagnostics[0];
+    assert_eq!(d.file, "b.yaml");
+    assert!(
+        d.message.contains("second `incidents:`") && d.message.contains("a.yaml:"),
+        "{e}"
+    );
 }

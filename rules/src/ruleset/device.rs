@@ -15,15 +15,17 @@
 //!   gap: 10m
 //! ```
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
 
 use super::Compiler;
+use crate::error::Diagnostic;
 use crate::event::Severity;
 use crate::incident::{DeviceRules, FuseSpec, IncidentSpec};
 use crate::schema::{Glob, parse_duration};
-use crate::tree::{Node, NodeKind};
+use crate::tree::{Loc, Node, NodeKind};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -78,6 +80,7 @@ impl Compiler<'_> {
         }
         if let Some(node) = root.get("incidents") {
             out.incidents = self.incidents(node);
+            out.incidents_at.push((self.file.clone(), node.loc));
         }
         out
     }
@@ -125,6 +128,7 @@ impl Compiler<'_> {
             within: within?,
             severity: severity?,
             text: Arc::from(text),
+            at: (self.file.clone(), node.locate(&["name"])),
         })
     }
 
@@ -183,4 +187,48 @@ impl Compiler<'_> {
             }
         }
     }
+}
+
+/// Names a fuse rule shares with a rule or another fuse rule, and a second `incidents:`
+/// section, across every file of a rule set.
+pub(super) fn clashes(rules: &[super::Rule], device: &DeviceRules) -> Vec<Diagnostic> {
+    let mut first: HashMap<&str, (&str, Loc)> = rules
+        .iter()
+        .map(|r| (&*r.name, (&*r.file, r.name_loc)))
+        .collect();
+    let mut out = Vec::new();
+    for f in &device.fuse {
+        let (file, loc) = (&*f.at.0, f.at.1);
+        match first.get(&*f.name) {
+            Some((ofile, oloc)) => out.push(Diagnostic::new(
+                file,
+                loc.line,
+                loc.column,
+                Some(f.name.to_string()),
+                format!(
+                    "duplicate rule name (first defined at {ofile}:{}:{})",
+                    oloc.line, oloc.column
+                ),
+            )),
+            None => {
+                first.insert(&f.name, (file, loc));
+            }
+        }
+    }
+    if let [(ofile, oloc), rest @ ..] = device.incidents_at.as_slice() {
+        for (file, loc) in rest {
+            out.push(Diagnostic::new(
+                &**file,
+                loc.line,
+                loc.column,
+                None,
+                format!(
+                    "a second `incidents:` section (the first is at {ofile}:{}:{}): a rule \
+                     set has one",
+                    oloc.line, oloc.column
+                ),
+            ));
+        }
+    }
+    out
 }
