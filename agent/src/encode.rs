@@ -252,6 +252,35 @@ mod tests {
     }
 
     #[test]
+    fn an_incident_goes_to_the_alert_lane_with_its_contributors() {
+        let event = Event {
+            rule: Arc::from("incident"),
+            series: SeriesId(9),
+            ts: 5_000_000,
+            kind: EventKind::Incident {
+                state: AlertState::Cleared,
+                severity: Severity::Critical,
+                opened: 1_000_000,
+                contributors: vec![weir_rules::Contributor {
+                    rule: Arc::from("pump-device"),
+                    metric: "*".into(),
+                    raised: 1_000_000,
+                    severity: Severity::Warning,
+                }],
+            },
+        };
+        let r = record(&event, "pump-1", "*", "t".into(), 0).unwrap();
+        assert_eq!(r.lane, Lane::Alerts);
+        assert_eq!(
+            decode(&r),
+            serde_json::json!({"kind":"incident","rule":"incident","device":"pump-1","metric":"*",
+                "ts":5_000_000,"state":"cleared","severity":"critical","opened":1_000_000,
+                "contributors":[{"rule":"pump-device","metric":"*","raised":1_000_000,
+                    "severity":"warning"}]})
+        );
+    }
+
+    #[test]
     fn detector_alert_carries_its_score_and_a_missing_value_is_null() {
         let event = Event {
             rule: Arc::from("silent"),
