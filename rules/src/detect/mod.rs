@@ -22,6 +22,7 @@
 //! | `missing` (no sample for a duration) | `missing` | 16 B |
 //! | `runtime` (run hours, starts; persisted by the agent) | `runtime` | 32 B |
 //! | `trend` (time to a limit, least squares) | `trend` | 16 B per point of the fit |
+//! | `multivariate` (several metrics of one device, `group_by: device`) | `multivariate` | 848 B per device, boxed |
 //!
 //! each held in an enum the size of the largest (56 B), kept in one vector beside the
 //! engine's slots. Measured with `cargo bench -p weir-rules --bench detectors`.
@@ -142,7 +143,7 @@ pub(crate) enum Detector {
     Missing(missing::State),
     Runtime(runtime::State),
     Trend(trend::State),
-    /// Boxed: its fixed 880 bytes would otherwise size every detector of every rule.
+    /// Boxed: its fixed 848 bytes would otherwise size every detector of every rule.
     Multivariate(Box<multivariate::State>),
 }
 

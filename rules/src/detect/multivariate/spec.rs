@@ -8,7 +8,7 @@
 //!       current: 0.3
 //!     raise: 25           # D² above this raises (default 25)
 //!     clear: 10           # and at or below this clears (default 10)
-//!     warmup: 60          # windows learned before the first verdict (default 60)
+//!     warmup: 360         # windows learned before the first verdict (default 360)
 //!     horizon: 1440       # memory after warm-up, in windows (default 1440)
 //!     shrink: 0           # correlations pulled toward 0 by this share (default 0)
 //!     learn: exclude_anomalies   # or all, or frozen
@@ -50,8 +50,10 @@ pub(crate) struct RawMultivariate {
 const DEFAULT_RAISE: f64 = 25.0;
 /// About χ²₆'s 88th percentile: back among ordinary windows.
 const DEFAULT_CLEAR: f64 = 10.0;
-/// An hour of one-minute windows: long enough to see a few operating changes.
-const DEFAULT_WARMUP: u64 = 60;
+/// Six hours of one-minute windows: a shift, with the setpoints and loads a machine runs
+/// at. The joint model cannot judge an operating point it never saw (on the simulator
+/// corpus a one-hour warm-up did no better than random alarms).
+const DEFAULT_WARMUP: u64 = 360;
 /// A day of one-minute windows: the normal state follows seasons and wear, not faults.
 const DEFAULT_HORIZON: u64 = 1440;
 /// No shrinkage by default: the noise floors regularise (see the module docs).
