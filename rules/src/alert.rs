@@ -156,6 +156,7 @@ pub(crate) fn transition(
             condition: alert.text.clone(),
             score: v.score,
             message,
+            contributions: Vec::new(),
         },
     });
 }

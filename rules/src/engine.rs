@@ -203,6 +203,8 @@ pub struct Engine {
     newest: i64,
     labels: DeviceLabels,
     stats: EngineStats,
+    /// `fuse:` and `incidents:` state, and what it needs (module `device`).
+    alerts: device::AlertLayer,
 }
 
 impl Engine {
@@ -225,7 +227,9 @@ impl Engine {
             newest: i64::MIN,
             labels: DeviceLabels::default(),
             stats: EngineStats::default(),
+            alerts: device::AlertLayer::default(),
         }
+        .with_alert_layer()
     }
 
     /// Interns `(device, metric)`. A known pair is looked up without allocating; a new one
@@ -276,6 +280,7 @@ impl Engine {
         for (rule, key) in grouped {
             match self.join_group(rule, key) {
                 Some(g) => {
+                    self.register_member(g, id, metric);
                     self.fwd.push(g.0);
                     self.series[id.0 as usize].fwd_len += 1;
                 }
@@ -328,6 +333,7 @@ impl Engine {
                             .map_or(0, Detector::heap_bytes)
                 })
                 .sum::<usize>()
+            + self.alerts.heap_bytes()
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -367,6 +373,7 @@ impl Engine {
     }
 }
 
+mod device;
 mod feed;
 mod group;
 mod peers;

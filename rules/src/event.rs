@@ -256,6 +256,11 @@ pub enum EventKind {
         score: f64,
         /// The rule's `message:` template filled in for this transition, if it has one.
         message: Option<Arc<str>>,
+        /// Which sensor moved: for a `multivariate` detector, per metric, how much `score`
+        /// would fall if that metric alone were corrected to what the others imply (the
+        /// sensor that moved alone scores about the whole `score`), in the rule's metric
+        /// order. Empty for every other rule.
+        contributions: Vec<(Arc<str>, f64)>,
     },
     /// A `trend` detector's forecast, updated with every input it judges.
     Prediction {
@@ -294,6 +299,29 @@ pub enum EventKind {
         /// The shift in standard deviations, signed.
         score: f64,
     },
+    /// An incident of one device (the `incidents:` section): the alerts that fire together,
+    /// raised once and cleared once. The raise lists the contributors raised at its `ts`,
+    /// the clear every alert that joined.
+    Incident {
+        state: AlertState,
+        /// The highest severity among its contributors.
+        severity: Severity,
+        /// Event time of the first contributor's raise (the incident's identity on its
+        /// device: raise and clear carry the same value).
+        opened: i64,
+        contributors: Vec<Contributor>,
+    },
+}
+
+/// One alert that joined an incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contributor {
+    pub rule: Arc<str>,
+    /// The alert's metric (`*` for device-level rules).
+    pub metric: Box<str>,
+    /// Event time of its first raise within the incident.
+    pub raised: i64,
+    pub severity: Severity,
 }
 
 /// An engine output. `ts` is the event time it refers to (for windows: the window's end).

@@ -52,6 +52,7 @@ mod engine;
 mod error;
 mod event;
 mod expr;
+mod incident;
 mod labels;
 pub mod learned;
 mod ruleset;
@@ -63,7 +64,9 @@ mod window;
 
 pub use engine::{Engine, EngineStats, Limits, ReloadReport, RuntimeCounter};
 pub use error::{Diagnostic, EngineError, RuleError};
-pub use event::{Aggregate, AlertState, ChangeKind, Event, EventKind, Sample, SeriesId, Severity};
+pub use event::{
+    Aggregate, AlertState, ChangeKind, Contributor, Event, EventKind, Sample, SeriesId, Severity,
+};
 pub use labels::{DeviceLabels, LabelError};
 pub use ruleset::RuleSet;
 

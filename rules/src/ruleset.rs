@@ -30,6 +30,8 @@ use crate::window::WindowSpec;
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub(crate) rules: Vec<Rule>,
+    /// `fuse:` and `incidents:` (module `incident`).
+    pub(crate) device: crate::incident::DeviceRules,
 }
 
 /// One compiled rule.
@@ -177,9 +179,11 @@ impl RuleSet {
             diagnostics: Vec::new(),
         };
         let rules = cx.file(&root);
+        let device = cx.device_rules(&root);
         let mut diagnostics = cx.diagnostics;
+        diagnostics.extend(device::clashes(&rules, &device));
         if diagnostics.is_empty() {
-            Ok(RuleSet { rules })
+            Ok(RuleSet { rules, device })
         } else {
             diagnostics.sort_by_key(|d| (d.line, d.column));
             Err(RuleError::new(diagnostics))
@@ -211,15 +215,25 @@ impl RuleSet {
                 r
             })
             .collect();
-        RuleSet { rules }
+        // Learning feeds detectors only: no fused alerts, no incidents.
+        RuleSet {
+            rules,
+            device: Default::default(),
+        }
     }
 
     /// Joins rule sets (usually one per file); a rule name defined twice is an error.
     pub fn merge(sets: Vec<RuleSet>) -> Result<RuleSet, RuleError> {
-        let rules: Vec<Rule> = sets.into_iter().flat_map(|s| s.rules).collect();
-        let diagnostics = duplicates(&rules);
+        let mut device = crate::incident::DeviceRules::default();
+        let mut rules = Vec::new();
+        for set in sets {
+            rules.extend(set.rules);
+            device.merge(set.device);
+        }
+        let mut diagnostics = duplicates(&rules);
+        diagnostics.extend(device::clashes(&rules, &device));
         if diagnostics.is_empty() {
-            Ok(RuleSet { rules })
+            Ok(RuleSet { rules, device })
         } else {
             Err(RuleError::new(diagnostics))
         }
@@ -318,10 +332,12 @@ impl Compiler<'_> {
         for (key, value) in entries {
             if key.as_str() == Some("rules") {
                 list = Some(value);
-            } else {
+            } else if !matches!(key.as_str(), Some("fuse" | "incidents")) {
                 let msg = match key.as_str() {
-                    Some(k) => format!("unknown key `{k}` (expected `rules`)"),
-                    None => "unknown key (expected `rules`)".to_owned(),
+                    Some(k) => {
+                        format!("unknown key `{k}` (expected `rules`, `fuse` or `incidents`)")
+                    }
+                    None => "unknown key (expected `rules`, `fuse` or `incidents`)".to_owned(),
                 };
                 self.report(key.loc, None, msg);
             }
@@ -438,13 +454,14 @@ pub(crate) fn column_inside(src: &str, loc: Loc, offset: usize) -> Loc {
 
 mod alert;
 mod detect;
+mod device;
 mod fft;
 mod group;
+mod multivariate;
 mod rule;
 mod time;
 
 pub(crate) use group::Group;
-#[cfg(test)]
 pub(crate) use group::GroupBy;
 
 #[cfg(test)]

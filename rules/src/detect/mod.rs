@@ -23,6 +23,7 @@
 //! | `runtime` (run hours, starts; persisted by the agent) | `runtime` | 32 B |
 //! | `trend` (time to a limit, least squares) | `trend` | 16 B per point of the fit |
 //! | `changepoint` (level shifts as events: CUSUM with restart) | `changepoint` | 120 B |
+//! | `multivariate` (several metrics of one device, `group_by: device`) | `multivariate` | 848 B per device, boxed |
 //!
 //! each held in an enum the size of the largest (128 B: the changepoint state and the tag), kept in one vector beside the
 //! engine's slots. Measured with `cargo bench -p weir-rules --bench detectors`.
@@ -35,6 +36,7 @@ mod baseline;
 pub(crate) mod changepoint;
 mod chart;
 mod missing;
+pub(crate) mod multivariate;
 pub(crate) mod runtime;
 mod signal;
 pub(crate) mod spec;
@@ -100,6 +102,7 @@ pub(crate) enum DetectKind {
     /// `weir learn`: records the input of the statistical detector it replaced (never
     /// written in YAML; see `RuleSet::for_learning`).
     Record,
+    Multivariate(multivariate::Spec),
 }
 
 impl DetectKind {
@@ -152,6 +155,9 @@ impl DetectKind {
             (DetectKind::Changepoint(p), "shift") => p.shift,
             (DetectKind::Changepoint(p), "h") => p.h,
             (DetectKind::Changepoint(p), "baseline") => f64::from(p.baseline.warmup),
+            (DetectKind::Multivariate(p), "raise") => p.raise,
+            (DetectKind::Multivariate(p), "clear") => p.clear,
+            (DetectKind::Multivariate(p), "warmup") => f64::from(p.warmup),
             _ => return None,
         })
     }
@@ -174,6 +180,8 @@ pub(crate) enum Detector {
     Changepoint(changepoint::State),
     /// Boxed: only `weir learn` uses it, and it would double every other detector's size.
     Record(Box<crate::learned::Running>),
+    /// Boxed: its fixed 848 bytes would otherwise size every detector of every rule.
+    Multivariate(Box<multivariate::State>),
 }
 
 impl Detector {
@@ -207,6 +215,7 @@ impl Detector {
             DetectKind::Trend(_) => Detector::Trend(Default::default()),
             DetectKind::Changepoint(_) => Detector::Changepoint(Default::default()),
             DetectKind::Record => Detector::Record(Box::default()),
+            DetectKind::Multivariate(_) => Detector::Multivariate(Box::default()),
         }
     }
 
@@ -216,6 +225,7 @@ impl Detector {
             Detector::Robust(s) => s.heap_bytes(),
             Detector::Trend(s) => s.heap_bytes(),
             Detector::Record(r) => size_of::<crate::learned::Running>() + r.heap_bytes(),
+            Detector::Multivariate(_) => size_of::<multivariate::State>(),
             _ => 0,
         }
     }
@@ -246,6 +256,8 @@ impl Detector {
                 r.add(x);
                 None
             }
+            // Judges its own per-metric window means (see `observe`), not `x`.
+            (Detector::Multivariate(s), DetectKind::Multivariate(p)) => s.close(p, ts),
             (Detector::Missing(s), DetectKind::Missing(p)) => {
                 s.feed(p, ts, x, emit);
                 None
@@ -255,6 +267,31 @@ impl Detector {
         };
         if let Some(v) = v {
             emit(v);
+        }
+    }
+
+    /// A multivariate detector's group learned that `series` carries `metric`.
+    pub fn register(&mut self, kind: &DetectKind, series: crate::event::SeriesId, metric: &str) {
+        if let (Detector::Multivariate(s), DetectKind::Multivariate(p)) = (self, kind) {
+            s.register(p, series, metric);
+        }
+    }
+
+    /// A sample the rule's open window accepted (only a multivariate detector keeps
+    /// per-metric sums; for the others this is a no-op).
+    #[inline]
+    pub fn observe(&mut self, s: crate::event::Sample) {
+        if let Detector::Multivariate(state) = self {
+            state.observe(s.series, s.value);
+        }
+    }
+
+    /// Which metric moved: a multivariate detector's per-metric contributions to its last
+    /// score (empty for the others).
+    pub fn contributions(&self, kind: &DetectKind) -> Vec<(Arc<str>, f64)> {
+        match (self, kind) {
+            (Detector::Multivariate(s), DetectKind::Multivariate(p)) => s.contributions(p),
+            _ => Vec::new(),
         }
     }
 

@@ -47,6 +47,9 @@ pub(crate) struct RawDetect {
     trend: Option<RawTrend>,
     #[serde(default)]
     changepoint: Option<RawChangepoint>,
+    /// Several metrics of one device, jointly (`group_by: device`).
+    #[serde(default)]
+    multivariate: Option<super::multivariate::spec::RawMultivariate>,
     /// An expression over the window's aggregates (default `mean`); windowed rules only.
     #[serde(default)]
     pub value: Option<String>,
@@ -250,7 +253,7 @@ const DEFAULT_K: f64 = 0.5;
 const DEFAULT_H: f64 = 8.0;
 
 const ONE_OF: &str = "`threshold`, `zscore`, `robust_zscore`, `ewma_chart`, `cusum`, `rate`, \
-                      `flatline`, `range`, `missing`, `trend`, `runtime` or `changepoint`";
+                      `flatline`, `range`, `missing`, `trend`, `runtime`, `changepoint` or `multivariate`";
 /// `changepoint`: a 1σ shift is the smallest worth an event; `h` as `cusum`'s; the home
 /// level from 200 values like the charts' (3 to 8 false changes per 100,000 values of
 /// Gaussian noise, measured; with 100, 17).
@@ -286,6 +289,7 @@ pub(crate) fn compile(
         raw.runtime.is_some(),
         raw.trend.is_some(),
         raw.changepoint.is_some(),
+        raw.multivariate.is_some(),
     ];
     match given.iter().filter(|g| **g).count() {
         1 => {}
@@ -354,6 +358,10 @@ pub(crate) fn compile(
         cx.runtime(r)
     } else if let Some(c) = &raw.changepoint {
         cx.changepoint(c)
+    } else if let Some(m) = &raw.multivariate {
+        let out = super::multivariate::spec::compile(cx.rule, m, cx.report);
+        cx.ok &= out.is_some();
+        out
     } else {
         let text = raw.missing.as_deref().unwrap_or_default();
         let after = cx.duration(&["detect", "missing"], text);

@@ -18,11 +18,8 @@ use crate::ruleset::RuleSet;
 use crate::window::Done;
 
 impl Engine {
-    /// Feeds one sample. A sample at or after the end of its (rule, series) open window
-    /// closes that window first (appending its events to `out`); a sample before the open
-    /// window's start is late and dropped. NaN values and ids this engine did not issue are
-    /// ignored (NaN is counted).
-    pub fn push(&mut self, s: Sample, out: &mut Vec<Event>) {
+    /// [`Engine::push`] before the alert layer (`device`): windows and detectors.
+    pub(super) fn push_windows(&mut self, s: Sample, out: &mut Vec<Event>) {
         if s.value.is_nan() {
             self.stats.nan_dropped += 1;
             self.nan_to_detectors(s, out);
@@ -72,16 +69,13 @@ impl Engine {
         self.next_deadline = deadline;
     }
 
-    /// Event time has reached `watermark`: close every window ending at or before it, and
-    /// raise `missing` alerts whose silence has lasted long enough. Events come out ordered
-    /// by series id, then by rule order. `i64::MAX` means the input has ended: every window
-    /// closes, but no silence is reported.
-    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Event>) {
+    /// [`Engine::advance`] before the alert layer (`device`): windows and detectors.
+    pub(super) fn advance_windows(&mut self, watermark: i64, out: &mut Vec<Event>) {
         self.advance_with(watermark, &mut |_| true, out);
     }
 
-    /// `advance`, with `judge` deciding for each window it closes whether it is judged
-    /// (and may restamp it) or dropped.
+    /// `advance_windows`, with `judge` deciding for each window it closes whether it is
+    /// judged (and may restamp it) or dropped.
     fn advance_with(
         &mut self,
         watermark: i64,
@@ -165,6 +159,7 @@ impl Engine {
         self.advance(newest, out);
         let mut partial = 0u64;
         self.next_deadline = i64::MIN;
+        let before = out.len();
         self.advance_with(
             i64::MAX,
             &mut |done| {
@@ -183,6 +178,8 @@ impl Engine {
         );
         self.stats.partial_windows += partial;
         self.next_deadline = i64::MAX;
+        // Fused alerts and incidents see the last windows' alerts, and the end of the input.
+        self.end_alert_layer(before, out);
     }
 
     /// NaN reaches no window, but a per-sample detector may care (`range` reports it,
@@ -253,6 +250,11 @@ fn feed(
         let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
         close(rules, stats, *rule, state, target, peers, done, out);
     });
+    if !pushed.late
+        && let Some(d) = det
+    {
+        d.observe(s);
+    }
     if pushed.late {
         stats.late_dropped += 1;
         if *emit_late && let Some(rule) = rules.rules.get(*rule as usize) {
@@ -385,9 +387,11 @@ fn close(
                     .value
                     .as_ref()
                     .map_or_else(|| env.get(Aggregate::Mean), |v| v.eval(&env));
+                let before = out.len();
                 d.feed(&spec.kind, done.ts, x, &mut |v| {
                     alert::transition(rule, a, raised, life, stats, target, v, Some(&env), out);
                 });
+                super::device::attach_contributions(d, &spec.kind, &mut out[before..]);
             }
             _ => {}
         }

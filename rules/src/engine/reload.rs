@@ -235,6 +235,8 @@ impl Engine {
             Some(Fate::Kept(j)) => Some(*j),
             _ => None,
         });
+        self.register_all_members();
+        self.reset_alert_layer();
         self.restore_runtime(&counters);
         // Restarted and added slots have no deadline yet: make the next `advance` look.
         self.next_deadline = i64::MIN;

@@ -55,7 +55,8 @@ impl Compiler<'_> {
                 }
             },
         };
-        if windowed && raw.value.is_none() {
+        let joint = matches!(kind, crate::detect::DetectKind::Multivariate(_));
+        if windowed && raw.value.is_none() && !joint {
             text.push_str(" of mean");
         }
         if self.diagnostics.len() != before {

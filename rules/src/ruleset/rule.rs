@@ -122,6 +122,8 @@ impl Compiler<'_> {
             let metric = &raw.select.metric;
             self.group_by(node, name, g, metric, per_sample, !others.is_empty())
         });
+        let group = group.flatten();
+        self.multivariate_shape(node, name, detect.as_ref(), window.as_ref(), group.as_ref());
         let has_aggregates = raw.aggregates.as_ref().is_some_and(|a| !a.is_empty());
         if raw.window.is_none() && raw.detect.is_some() && has_aggregates {
             let msg = "`aggregates` need a `window` to aggregate over";
@@ -180,7 +182,7 @@ impl Compiler<'_> {
             peer_reads,
             definition: format!("{raw:?}").into(),
             windowed: raw.window.is_some(),
-            group: group.flatten(),
+            group,
             file: self.file.clone(),
             name_loc,
         })

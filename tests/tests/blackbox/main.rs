@@ -16,6 +16,7 @@ mod disk_full;
 mod end_to_end;
 mod eval;
 mod harness;
+mod incidents;
 mod kill_loop;
 mod learn;
 mod metrics_endpoint;
