@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::eval::EvalArgs;
+use crate::commands::learn::LearnArgs;
 use crate::commands::outbox::OutboxArgs;
 use crate::commands::replay::ReplayArgs;
 use crate::commands::status::StatusArgs;
@@ -30,6 +31,9 @@ pub enum Command {
     Check(ConfigArgs),
     /// Run rule files over a recorded CSV or JSON-lines file; print the events as JSON lines.
     Replay(ReplayArgs),
+    /// Learn each statistical detector's baseline from a healthy recording, for rules to
+    /// reference with `baseline: <file>`.
+    Learn(LearnArgs),
     /// Score a rule file's alerts on a labelled corpus (NAB's scoring rules and layout).
     Eval(EvalArgs),
     /// Ask a running agent how it is doing (reads its metrics endpoint).

@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         cli::Command::Check(args) => commands::check::main(args.config.as_deref()),
         cli::Command::Replay(args) => commands::replay::main(args),
         cli::Command::Eval(args) => commands::eval::main(args),
+        cli::Command::Learn(args) => commands::learn::main(args),
         cli::Command::Status(args) => commands::status::main(args),
         cli::Command::Outbox(args) => commands::outbox::main(args),
     };

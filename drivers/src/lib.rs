@@ -19,6 +19,7 @@
 
 pub mod backoff;
 mod clock;
+pub mod corpus;
 pub use weir_rules::duration;
 pub mod fields;
 pub mod frame;

@@ -26,7 +26,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::agg::Env;
-use crate::detect::Verdict;
+use crate::detect::{Note, Verdict};
 use crate::engine::EngineStats;
 use crate::event::{AlertState, Event, EventKind, SeriesId};
 use crate::expr::{ExprError, Number, Scope};
@@ -78,8 +78,8 @@ pub(crate) fn transition(
     env: Option<&Env<'_>>,
     out: &mut Vec<Event>,
 ) {
-    if let Some(f) = v.forecast {
-        out.push(Event {
+    match v.forecast {
+        Some(Note::Forecast(f)) => out.push(Event {
             rule: rule.name.clone(),
             series: target.id,
             ts: v.ts,
@@ -90,7 +90,20 @@ pub(crate) fn transition(
                 r2: f.r2,
                 points: f.points,
             },
-        });
+        }),
+        Some(Note::Change(c)) => out.push(Event {
+            rule: rule.name.clone(),
+            series: target.id,
+            ts: v.ts,
+            kind: EventKind::Changepoint {
+                change: c.kind,
+                onset: c.onset,
+                before: c.before,
+                after: c.after,
+                score: v.score,
+            },
+        }),
+        None => {}
     }
     let state = match (v.anomalous, *raised) {
         (true, false) => AlertState::Raised,
@@ -143,6 +156,7 @@ pub(crate) fn transition(
             condition: alert.text.clone(),
             score: v.score,
             message,
+            contributions: Vec::new(),
         },
     });
 }

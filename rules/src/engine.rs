@@ -86,6 +86,9 @@ pub struct EngineStats {
     /// Bytes reserved for rule state now (each slot's worst case), at most `max_state_bytes`
     /// except after a reload that kept more.
     pub state_reserved: usize,
+    /// Windows still open when [`Engine::finish`] ended the input: partial, so dropped
+    /// unjudged (see `finish`).
+    pub partial_windows: u64,
 }
 
 /// The state of one rule on one series.
@@ -117,11 +120,21 @@ const NO_DET: u32 = u32::MAX;
 impl Slot {
     /// A fresh slot for `rule` (at `rule_index`); its detector state, if any, is appended
     /// to `dets`. `None` when `dets` would outgrow u32 indices.
-    fn new(rule_index: u32, rule: &Rule, dets: &mut Vec<Detector>) -> Option<Slot> {
+    /// `name` is the series' (or group's) `(device, metric)`, to find a learned baseline.
+    fn new(
+        rule_index: u32,
+        rule: &Rule,
+        dets: &mut Vec<Detector>,
+        name: (&str, &str),
+    ) -> Option<Slot> {
         let det = match &rule.detect {
             Some(d) => {
                 let at = u32::try_from(dets.len()).ok()?;
-                dets.push(Detector::new(&d.kind));
+                let learned = d
+                    .learned
+                    .as_ref()
+                    .and_then(|l| l.get(&(Box::<str>::from(name.0), Box::<str>::from(name.1))));
+                dets.push(Detector::seeded(&d.kind, learned));
                 at
             }
             None => NO_DET,
@@ -152,8 +165,10 @@ struct Series {
     /// This series' slots are `slots[first..first + len]`.
     first: u32,
     len: u32,
-    /// The latest value received, for other series' `metric.<name>` references.
-    last: f64,
+    /// The peer windows this series feeds are `peers[peer_first..peer_first + peer_len]`
+    /// (module `peers`).
+    peer_first: u32,
+    peer_len: u32,
     /// The groups this series feeds are `fwd[fwd_first..fwd_first + fwd_len]`.
     fwd_first: u32,
     fwd_len: u32,
@@ -168,6 +183,10 @@ impl Series {
 
     fn fwd(&self) -> std::ops::Range<usize> {
         self.fwd_first as usize..(self.fwd_first + self.fwd_len) as usize
+    }
+
+    fn peers(&self) -> std::ops::Range<usize> {
+        self.peer_first as usize..(self.peer_first + self.peer_len) as usize
     }
 }
 
@@ -187,12 +206,18 @@ pub struct Engine {
     /// per-sample detector is then read sequentially like the slots, where a box per slot
     /// cost a cache miss per sample (measured: 90% of the per-sample time).
     dets: Vec<Detector>,
+    /// Peer windows (module `peers`), a run per series.
+    peers: Vec<peers::PeerWin>,
     /// No open window ends before this, so `advance` below it has nothing to do.
     next_deadline: i64,
+    /// The newest sample timestamp pushed: where [`Engine::finish`] says the input ended.
+    newest: i64,
     labels: DeviceLabels,
     stats: EngineStats,
     /// Each rule's worst case per series (module `budget`), in rule order.
     costs: Vec<usize>,
+    /// `fuse:` and `incidents:` state, and what it needs (module `device`).
+    alerts: device::AlertLayer,
 }
 
 impl Engine {
@@ -211,10 +236,14 @@ impl Engine {
             fwd: Vec::new(),
             groups: HashMap::new(),
             dets: Vec::new(),
+            peers: Vec::new(),
             next_deadline: i64::MAX,
+            newest: i64::MIN,
             labels: DeviceLabels::default(),
             stats: EngineStats::default(),
+            alerts: device::AlertLayer::default(),
         }
+        .with_alert_layer()
     }
 
     /// Interns `(device, metric)`. A known pair is looked up without allocating; a new one
@@ -242,7 +271,8 @@ impl Engine {
                 if !admit(&mut self.stats, &self.costs, i, self.limits.max_state_bytes) {
                     continue;
                 }
-                let slot = Slot::new(i, rule, &mut self.dets).ok_or_else(|| too_many.clone())?;
+                let slot = Slot::new(i, rule, &mut self.dets, (device, metric))
+                    .ok_or_else(|| too_many.clone())?;
                 self.slots.push(slot);
             }
         }
@@ -253,7 +283,8 @@ impl Engine {
             metric: metric.into(),
             first,
             len,
-            last: f64::NAN,
+            peer_first: 0,
+            peer_len: 0,
             fwd_first,
             fwd_len: 0,
             group: false,
@@ -266,12 +297,14 @@ impl Engine {
         for (rule, key) in grouped {
             match self.join_group(rule, key) {
                 Some(g) => {
+                    self.register_member(g, id, metric);
                     self.fwd.push(g.0);
                     self.series[id.0 as usize].fwd_len += 1;
                 }
                 None => self.stats.groups_refused += 1,
             }
         }
+        self.intern_peers(id.0 as usize, &mut |_| None);
         // Counted, not derived from the table: it also holds groups, and after a reload
         // that regrouped a rule, groups no rule uses any more.
         self.stats.series += 1;
@@ -297,6 +330,12 @@ impl Engine {
         self.slots.capacity() * size_of::<Slot>()
             + self.fwd.capacity() * size_of::<u32>()
             + self.dets.capacity() * size_of::<Detector>()
+            + self.peers.capacity() * size_of::<peers::PeerWin>()
+            + self
+                .peers
+                .iter()
+                .map(peers::PeerWin::heap_bytes)
+                .sum::<usize>()
             + self
                 .slots
                 .iter()
@@ -311,6 +350,7 @@ impl Engine {
                             .map_or(0, Detector::heap_bytes)
                 })
                 .sum::<usize>()
+            + self.alerts.heap_bytes()
     }
 
     pub fn stats(&self) -> EngineStats {
@@ -332,6 +372,33 @@ impl Engine {
     /// The rules this engine runs.
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+
+    /// What the recording detectors of a [`RuleSet::for_learning`] engine saw: one entry per
+    /// (rule, series) that judged at least one value, in series then rule order.
+    pub fn learned_baselines(&self) -> crate::learned::BaselineFile {
+        let mut baselines = Vec::new();
+        for s in &self.series {
+            for slot in &self.slots[s.slots()] {
+                let (Some(Detector::Record(r)), Some(rule)) = (
+                    self.dets.get(slot.det as usize),
+                    self.rules.rules.get(slot.rule as usize),
+                ) else {
+                    continue;
+                };
+                let stats = r.stats();
+                if stats.n == 0 {
+                    continue;
+                }
+                baselines.push(crate::learned::Entry {
+                    rule: rule.name.to_string(),
+                    device: s.device.to_string(),
+                    metric: s.metric.to_string(),
+                    stats,
+                });
+            }
+        }
+        crate::learned::BaselineFile { baselines }
     }
 }
 
@@ -359,8 +426,10 @@ fn admit(stats: &mut EngineStats, costs: &[usize], rule: u32, budget: usize) -> 
     }
 }
 
+mod device;
 mod feed;
 mod group;
+mod peers;
 mod reload;
 mod runtime;
 pub use reload::ReloadReport;

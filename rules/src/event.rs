@@ -235,6 +235,8 @@ impl Aggregate {
     pub(crate) const OTHER_NAMES: &str = "median, p1 … p99, band_energy.<band>";
 }
 
+pub use crate::detect::changepoint::ChangeKind;
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -254,6 +256,11 @@ pub enum EventKind {
         score: f64,
         /// The rule's `message:` template filled in for this transition, if it has one.
         message: Option<Arc<str>>,
+        /// Which sensor moved: for a `multivariate` detector, per metric, how much `score`
+        /// would fall if that metric alone were corrected to what the others imply (the
+        /// sensor that moved alone scores about the whole `score`), in the rule's metric
+        /// order. Empty for every other rule.
+        contributions: Vec<(Arc<str>, f64)>,
     },
     /// A `trend` detector's forecast, updated with every input it judges.
     Prediction {
@@ -279,6 +286,42 @@ pub enum EventKind {
     },
     /// A sample too late for every window of a rule with `late: emit`; `ts` is the sample's.
     Late { value: f64 },
+    /// A `changepoint` detector found the level shifted: an instantaneous event, not an
+    /// alert state. `ts` is when it was detected.
+    Changepoint {
+        /// `onset` (the level left its home level) or `return` (it came back to it).
+        change: ChangeKind,
+        /// When the level moved (Page's estimate, µs since epoch); before `ts`.
+        onset: i64,
+        /// The level before and after the change.
+        before: f64,
+        after: f64,
+        /// The shift in standard deviations, signed.
+        score: f64,
+    },
+    /// An incident of one device (the `incidents:` section): the alerts that fire together,
+    /// raised once and cleared once. The raise lists the contributors raised at its `ts`,
+    /// the clear every alert that joined.
+    Incident {
+        state: AlertState,
+        /// The highest severity among its contributors.
+        severity: Severity,
+        /// Event time of the first contributor's raise (the incident's identity on its
+        /// device: raise and clear carry the same value).
+        opened: i64,
+        contributors: Vec<Contributor>,
+    },
+}
+
+/// One alert that joined an incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contributor {
+    pub rule: Arc<str>,
+    /// The alert's metric (`*` for device-level rules).
+    pub metric: Box<str>,
+    /// Event time of its first raise within the incident.
+    pub raised: i64,
+    pub severity: Severity,
 }
 
 /// An engine output. `ts` is the event time it refers to (for windows: the window's end).

@@ -53,7 +53,9 @@ mod engine;
 mod error;
 mod event;
 mod expr;
+mod incident;
 mod labels;
+pub mod learned;
 mod ruleset;
 mod schema;
 mod sketch;
@@ -64,7 +66,9 @@ mod window;
 pub use budget::DEFAULT_MAX_STATE_BYTES;
 pub use engine::{Engine, EngineStats, Limits, ReloadReport, RuntimeCounter};
 pub use error::{Diagnostic, EngineError, RuleError};
-pub use event::{Aggregate, AlertState, Event, EventKind, Sample, SeriesId, Severity};
+pub use event::{
+    Aggregate, AlertState, ChangeKind, Contributor, Event, EventKind, Sample, SeriesId, Severity,
+};
 pub use labels::{DeviceLabels, LabelError};
 pub use ruleset::RuleSet;
 

@@ -525,3 +525,4 @@ proptest! {
 }
 
 mod order;
+mod peers;

@@ -13,6 +13,7 @@
 //! `time`).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::agg::AccSpec;
@@ -29,6 +30,8 @@ use crate::window::WindowSpec;
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub(crate) rules: Vec<Rule>,
+    /// `fuse:` and `incidents:` (module `incident`).
+    pub(crate) device: crate::incident::DeviceRules,
 }
 
 /// One compiled rule.
@@ -53,6 +56,9 @@ pub(crate) struct Rule {
     pub detect: Option<DetectRule>,
     /// Other metrics of the same device its expressions read (`metric.<name>`).
     pub others: Vec<Box<str>>,
+    /// The aggregates of those it reads over the rule's window, `(index into others,
+    /// aggregate)`, in the order of `Env::others`.
+    pub peer_reads: Vec<(usize, Aggregate)>,
     /// The rule as written (every key of its YAML entry, not where it was written): a reload
     /// keeps a rule's state only when this is unchanged.
     pub definition: Box<str>,
@@ -109,6 +115,57 @@ pub(crate) struct AlertRule {
 }
 
 impl RuleSet {
+    /// Attaches the baseline files rules reference (`baseline: <file>`, relative to `dir`, the
+    /// rule file's directory) to each rule (module `learned`). The crate does no I/O: `read`
+    /// fetches a file's text (the agent's rule-file loader passes `std::fs::read_to_string`).
+    /// A file that cannot be read or parsed is an error at the `baseline` key; a file naming
+    /// no series of the rule is not (those series learn online).
+    pub fn attach_baselines(
+        &mut self,
+        dir: &Path,
+        read: &mut dyn FnMut(&Path) -> std::io::Result<String>,
+    ) -> Result<(), RuleError> {
+        let mut diagnostics = Vec::new();
+        let mut cache: HashMap<PathBuf, Arc<crate::learned::BaselineFile>> = HashMap::new();
+        for rule in &mut self.rules {
+            let Some(detect) = &mut rule.detect else {
+                continue;
+            };
+            let Some((file, loc)) = &detect.baseline_file else {
+                continue;
+            };
+            let path = dir.join(&**file);
+            let parsed = match cache.get(&path) {
+                Some(f) => Ok(f.clone()),
+                None => read(&path)
+                    .map_err(|e| format!("cannot read baseline file {}: {e}", path.display()))
+                    .and_then(|text| {
+                        crate::learned::BaselineFile::parse(&text)
+                            .map_err(|e| format!("baseline file {}: {e}", path.display()))
+                    })
+                    .map(Arc::new),
+            };
+            match parsed {
+                Ok(f) => {
+                    cache.insert(path, f.clone());
+                    detect.learned = Some(Arc::new(f.of_rule(&rule.name)));
+                }
+                Err(msg) => diagnostics.push(Diagnostic::new(
+                    &*rule.file,
+                    loc.line,
+                    loc.column,
+                    Some(rule.name.to_string()),
+                    msg,
+                )),
+            }
+        }
+        if diagnostics.is_empty() {
+            Ok(())
+        } else {
+            Err(RuleError::new(diagnostics))
+        }
+    }
+
     /// Compiles rule text; `origin` names it in diagnostics (usually the file path).
     pub fn parse_str(src: &str, origin: &str) -> Result<RuleSet, RuleError> {
         let file: Arc<str> = Arc::from(origin);
@@ -122,21 +179,61 @@ impl RuleSet {
             diagnostics: Vec::new(),
         };
         let rules = cx.file(&root);
+        let device = cx.device_rules(&root);
         let mut diagnostics = cx.diagnostics;
+        diagnostics.extend(device::clashes(&rules, &device));
         if diagnostics.is_empty() {
-            Ok(RuleSet { rules })
+            Ok(RuleSet { rules, device })
         } else {
             diagnostics.sort_by_key(|d| (d.line, d.column));
             Err(RuleError::new(diagnostics))
         }
     }
 
+    /// The same rules with every statistical detector (`zscore`, `ewma_chart`, `cusum`,
+    /// `changepoint`) replaced by one that records its input, for `weir learn`: run an
+    /// [`crate::Engine`] with these over a healthy recording, then read
+    /// [`crate::Engine::learned_baselines`]. Other rules are left out.
+    pub fn for_learning(&self) -> RuleSet {
+        let rules = self
+            .rules
+            .iter()
+            .filter(|r| r.detect.as_ref().is_some_and(|d| d.kind.learns_baseline()))
+            .cloned()
+            .map(|mut r| {
+                if let Some(d) = &mut r.detect {
+                    d.kind = crate::detect::DetectKind::Record;
+                    d.learned = None;
+                }
+                r.alert = r.alert.map(|a| AlertRule {
+                    suppress: 0,
+                    cooldown: 0,
+                    message: None,
+                    ..a
+                });
+                r.aggregates.clear();
+                r
+            })
+            .collect();
+        // Learning feeds detectors only: no fused alerts, no incidents.
+        RuleSet {
+            rules,
+            device: Default::default(),
+        }
+    }
+
     /// Joins rule sets (usually one per file); a rule name defined twice is an error.
     pub fn merge(sets: Vec<RuleSet>) -> Result<RuleSet, RuleError> {
-        let rules: Vec<Rule> = sets.into_iter().flat_map(|s| s.rules).collect();
-        let diagnostics = duplicates(&rules);
+        let mut device = crate::incident::DeviceRules::default();
+        let mut rules = Vec::new();
+        for set in sets {
+            rules.extend(set.rules);
+            device.merge(set.device);
+        }
+        let mut diagnostics = duplicates(&rules);
+        diagnostics.extend(device::clashes(&rules, &device));
         if diagnostics.is_empty() {
-            Ok(RuleSet { rules })
+            Ok(RuleSet { rules, device })
         } else {
             Err(RuleError::new(diagnostics))
         }
@@ -235,10 +332,12 @@ impl Compiler<'_> {
         for (key, value) in entries {
             if key.as_str() == Some("rules") {
                 list = Some(value);
-            } else {
+            } else if !matches!(key.as_str(), Some("fuse" | "incidents")) {
                 let msg = match key.as_str() {
-                    Some(k) => format!("unknown key `{k}` (expected `rules`)"),
-                    None => "unknown key (expected `rules`)".to_owned(),
+                    Some(k) => {
+                        format!("unknown key `{k}` (expected `rules`, `fuse` or `incidents`)")
+                    }
+                    None => "unknown key (expected `rules`, `fuse` or `incidents`)".to_owned(),
                 };
                 self.report(key.loc, None, msg);
             }
@@ -355,13 +454,14 @@ pub(crate) fn column_inside(src: &str, loc: Loc, offset: usize) -> Loc {
 
 mod alert;
 mod detect;
+mod device;
 mod fft;
 mod group;
+mod multivariate;
 mod rule;
 mod time;
 
 pub(crate) use group::Group;
-#[cfg(test)]
 pub(crate) use group::GroupBy;
 
 #[cfg(test)]

@@ -209,6 +209,21 @@ impl Win {
         }
     }
 
+    /// The accumulator of the open time window starting at `start`, if one is open (for
+    /// another metric's rule reading this one over the same window).
+    pub fn open_at(&self, start: i64) -> Option<&Acc> {
+        match self {
+            Win::Tumbling {
+                start: s,
+                open: true,
+                acc,
+                ..
+            } if *s == start => Some(acc),
+            Win::Hopping { open, .. } => open.iter().find(|(s, _)| *s == start).map(|(_, a)| a),
+            _ => None,
+        }
+    }
+
     /// Bytes this state owns on the heap.
     pub fn heap_bytes(&self) -> usize {
         match self {

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod eval;
+pub mod learn;
 pub mod outbox;
 pub mod replay;
 pub mod status;

@@ -83,7 +83,16 @@ pub fn compile(files: impl IntoIterator<Item = Result<RuleFile, Problem>>) -> Ou
         // Rule names are unique across files: a file repeating a name is rejected as a whole
         // (with the engine's own `file:line:col: … duplicate rule name (first defined at …)`),
         // which keeps the first definition running.
+        // Baseline files (`baseline: <file>`) are relative to the rule file.
+        let dir = Path::new(&file.name)
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
         let merged = RuleSet::parse_str(&file.text, &file.name)
+            .and_then(|mut set| {
+                set.attach_baselines(&dir, &mut |p| std::fs::read_to_string(p))?;
+                Ok(set)
+            })
             .and_then(|set| RuleSet::merge(vec![rules.clone(), set]));
         match merged {
             Ok(set) => {

@@ -36,6 +36,10 @@ enum Detail<'a> {
         /// The rule's message template filled in; absent when the rule has none.
         #[serde(skip_serializing_if = "Option::is_none")]
         message: Option<&'a str>,
+        /// A multivariate detector's per-metric contributions (metric → share of `score`);
+        /// absent for every other rule.
+        #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+        contributions: serde_json::Map<String, serde_json::Value>,
     },
     Window {
         start: i64,
@@ -45,6 +49,13 @@ enum Detail<'a> {
     Late {
         value: f64,
     },
+    Incident {
+        state: &'static str,
+        severity: &'static str,
+        /// Event time of the first contributor's raise: with the device, the incident's id.
+        opened: i64,
+        contributors: Vec<ContributorBody<'a>>,
+    },
     Prediction {
         threshold: f64,
         /// `null` when the trend never reaches the threshold (infinity).
@@ -53,12 +64,33 @@ enum Detail<'a> {
         r2: f64,
         points: u32,
     },
+    Changepoint {
+        /// `onset` or `return`.
+        change: &'static str,
+        /// When the level moved (µs), before `ts` (when it was detected).
+        onset: i64,
+        before: f64,
+        after: f64,
+        score: f64,
+    },
+}
+
+/// One alert of an incident, as sent.
+#[derive(Serialize)]
+struct ContributorBody<'a> {
+    rule: &'a str,
+    metric: &'a str,
+    /// Event time of its first raise within the incident (µs since the Unix epoch).
+    raised: i64,
+    severity: &'static str,
 }
 
 /// The lane an event travels in: alerts first, window aggregates last.
 pub fn lane_of(event: &Event) -> Lane {
     match event.kind {
-        EventKind::Alert { .. } => Lane::Alerts,
+        EventKind::Alert { .. } | EventKind::Changepoint { .. } | EventKind::Incident { .. } => {
+            Lane::Alerts
+        }
         EventKind::Prediction { .. } => Lane::Predictions,
         _ => Lane::Aggregates,
     }
@@ -99,6 +131,7 @@ pub fn write_json(
             condition,
             score,
             message,
+            contributions,
         } => Detail::Alert {
             state: state.as_str(),
             severity: severity.as_str(),
@@ -106,6 +139,10 @@ pub fn write_json(
             condition,
             score: *score,
             message: message.as_deref(),
+            contributions: contributions
+                .iter()
+                .map(|(metric, c)| (metric.to_string(), json_number(*c)))
+                .collect(),
         },
         EventKind::Window { start, end, values } => Detail::Window {
             start: *start,
@@ -116,6 +153,25 @@ pub fn write_json(
                 .collect(),
         },
         EventKind::Late { value } => Detail::Late { value: *value },
+        EventKind::Incident {
+            state,
+            severity,
+            opened,
+            contributors,
+        } => Detail::Incident {
+            state: state.as_str(),
+            severity: severity.as_str(),
+            opened: *opened,
+            contributors: contributors
+                .iter()
+                .map(|c| ContributorBody {
+                    rule: &c.rule,
+                    metric: &c.metric,
+                    raised: c.raised,
+                    severity: c.severity.as_str(),
+                })
+                .collect(),
+        },
         EventKind::Prediction {
             threshold,
             seconds_to_threshold,
@@ -128,6 +184,19 @@ pub fn write_json(
             slope: *slope,
             r2: *r2,
             points: *points,
+        },
+        EventKind::Changepoint {
+            change,
+            onset,
+            before,
+            after,
+            score,
+        } => Detail::Changepoint {
+            change: change.as_str(),
+            onset: *onset,
+            before: *before,
+            after: *after,
+            score: *score,
         },
         // `EventKind` is non-exhaustive and grows with later rule features; a kind this
         // agent does not know yet is still shipped rather than dropped.
@@ -144,8 +213,10 @@ pub fn write_json(
     let body = Body {
         kind: match event.kind {
             EventKind::Alert { .. } => "alert",
+            EventKind::Incident { .. } => "incident",
             EventKind::Late { .. } => "late",
             EventKind::Prediction { .. } => "prediction",
+            EventKind::Changepoint { .. } => "changepoint",
             _ => "window",
         },
         rule: &event.rule,
@@ -190,6 +261,7 @@ mod tests {
                 condition: Arc::from("mean > 80"),
                 score: f64::NAN,
                 message: None,
+                contributions: Vec::new(),
             },
         };
         let r = record(&event, "pump-1", "temp", "weir/gw/alerts".into(), 7).unwrap();
@@ -201,6 +273,35 @@ mod tests {
             serde_json::json!({"kind":"alert","rule":"hot","device":"pump-1","metric":"temp",
                 "ts":1_700_000_000_000_000i64,"state":"raised","severity":"critical",
                 "value":85.5,"condition":"mean > 80"})
+        );
+    }
+
+    #[test]
+    fn an_incident_goes_to_the_alert_lane_with_its_contributors() {
+        let event = Event {
+            rule: Arc::from("incident"),
+            series: SeriesId(9),
+            ts: 5_000_000,
+            kind: EventKind::Incident {
+                state: AlertState::Cleared,
+                severity: Severity::Critical,
+                opened: 1_000_000,
+                contributors: vec![weir_rules::Contributor {
+                    rule: Arc::from("pump-device"),
+                    metric: "*".into(),
+                    raised: 1_000_000,
+                    severity: Severity::Warning,
+                }],
+            },
+        };
+        let r = record(&event, "pump-1", "*", "t".into(), 0).unwrap();
+        assert_eq!(r.lane, Lane::Alerts);
+        assert_eq!(
+            decode(&r),
+            serde_json::json!({"kind":"incident","rule":"incident","device":"pump-1","metric":"*",
+                "ts":5_000_000,"state":"cleared","severity":"critical","opened":1_000_000,
+                "contributors":[{"rule":"pump-device","metric":"*","raised":1_000_000,
+                    "severity":"warning"}]})
         );
     }
 
@@ -217,12 +318,14 @@ mod tests {
                 condition: Arc::from("missing(no sample for 30s)"),
                 score: 30.0,
                 message: Some(Arc::from("pump d silent for 30 s")),
+                contributions: vec![(Arc::from("flow"), 1.5)],
             },
         };
         let r = record(&event, "d", "m", "t".into(), 0).unwrap();
         assert_eq!(r.lane, Lane::Alerts);
         let v = decode(&r);
         assert_eq!(v["score"], 30.0);
+        assert_eq!(v["contributions"], serde_json::json!({"flow": 1.5}));
         assert!(v["value"].is_null());
         assert_eq!(v["condition"], "missing(no sample for 30s)");
         assert_eq!(v["message"], "pump d silent for 30 s");
@@ -252,6 +355,30 @@ mod tests {
         );
         let r = record(&event(f64::INFINITY), "pump-1", "temp", "t".into(), 0).unwrap();
         assert!(decode(&r)["seconds_to_threshold"].is_null());
+    }
+
+    #[test]
+    fn changepoint_is_an_instantaneous_event_in_the_alert_lane() {
+        let event = Event {
+            rule: Arc::from("flow-level"),
+            series: SeriesId(0),
+            ts: 20,
+            kind: EventKind::Changepoint {
+                change: weir_rules::ChangeKind::Onset,
+                onset: 12,
+                before: 50.0,
+                after: 53.0,
+                score: 3.0,
+            },
+        };
+        let r = record(&event, "pump-1", "flow", "t".into(), 0).unwrap();
+        assert_eq!(r.lane, Lane::Alerts);
+        assert_eq!(
+            decode(&r),
+            serde_json::json!({"kind":"changepoint","rule":"flow-level","device":"pump-1",
+                "metric":"flow","ts":20,"change":"onset","onset":12,"before":50.0,
+                "after":53.0,"score":3.0})
+        );
     }
 
     #[test]

@@ -15,22 +15,28 @@
 //! | detector | file | state per (rule, series) |
 //! |---|---|---|
 //! | `threshold` (hysteresis, `for:` debounce) | `threshold` | 16 B |
-//! | `zscore` (EWMA baseline) | `zscore` | 24 B |
+//! | `zscore` (EWMA baseline) | `zscore` | 40 B |
 //! | `robust_zscore` (median/MAD over a window) | `zscore` | 16 B per value of the window |
-//! | `ewma_chart`, `cusum` | `chart` | 40 B |
+//! | `ewma_chart`, `cusum` (restart after an alarm) | `chart` | 96 B, 104 B |
 //! | `rate`, `flatline`, `range` (NaN, out of range) | `signal` | ≤ 32 B |
 //! | `missing` (no sample for a duration) | `missing` | 16 B |
 //! | `runtime` (run hours, starts; persisted by the agent) | `runtime` | 32 B |
 //! | `trend` (time to a limit, least squares) | `trend` | 16 B per point of the fit |
+//! | `changepoint` (level shifts as events: CUSUM with restart) | `changepoint` | 120 B |
+//! | `multivariate` (several metrics of one device, `group_by: device`) | `multivariate` | 848 B per device, boxed |
 //!
-//! each held in an enum the size of the largest (56 B), kept in one vector beside the
+//! each held in an enum the size of the largest (128 B: the changepoint state and the tag), kept in one vector beside the
 //! engine's slots. Measured with `cargo bench -p weir-rules --bench detectors`.
 //! The statistical ones learn what is normal with a shared [`baseline::Baseline`], which can
-//! leave anomalous values out of what it learns.
+//! leave anomalous values out of what it learns, and divide by a spread that never falls
+//! below a noise floor (`min_sigma`, `resolution`, or the learned step; see `baseline`), so
+//! every score they report is a finite number.
 
 mod baseline;
+pub(crate) mod changepoint;
 mod chart;
 mod missing;
+pub(crate) mod multivariate;
 pub(crate) mod runtime;
 mod signal;
 pub(crate) mod spec;
@@ -52,8 +58,16 @@ pub(crate) struct Verdict {
     pub value: f64,
     /// The detector's statistic (z, CUSUM sum, rate, seconds flat...); NaN when it has none.
     pub score: f64,
-    /// `trend`'s prediction, sent as its own event with every input.
-    pub forecast: Option<trend::Forecast>,
+    /// An event the verdict carries besides the alert state: `trend`'s prediction (with
+    /// every input), a `changepoint` (when one is detected).
+    pub forecast: Option<Note>,
+}
+
+/// What a verdict may carry besides the alert state, each sent as its own event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Note {
+    Forecast(trend::Forecast),
+    Change(changepoint::Change),
 }
 
 /// A rule's `detect:` section, validated.
@@ -65,6 +79,10 @@ pub(crate) struct DetectRule {
     pub value: Option<Number>,
     /// A one-line description, carried in alert events as their `condition`.
     pub text: Arc<str>,
+    /// `baseline: <file>`: the file as written and where (resolved by `RuleSet::attach_baselines`).
+    pub baseline_file: Option<(Box<str>, crate::tree::Loc)>,
+    /// The baselines of this rule from that file, by (device, metric).
+    pub learned: Option<Arc<crate::learned::ByName>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,9 +98,25 @@ pub(crate) enum DetectKind {
     Missing(missing::Spec),
     Runtime(runtime::Spec),
     Trend(trend::Spec),
+    Changepoint(changepoint::Spec),
+    /// `weir learn`: records the input of the statistical detector it replaced (never
+    /// written in YAML; see `RuleSet::for_learning`).
+    Record,
+    Multivariate(multivariate::Spec),
 }
 
 impl DetectKind {
+    /// Whether `weir learn` learns a baseline for this detector.
+    pub fn learns_baseline(&self) -> bool {
+        matches!(
+            self,
+            DetectKind::ZScore(_)
+                | DetectKind::EwmaChart(_)
+                | DetectKind::Cusum(_)
+                | DetectKind::Changepoint(_)
+        )
+    }
+
     /// Whether the detector judges raw samples only (and so takes no `window`).
     pub fn per_sample_only(&self) -> bool {
         matches!(
@@ -118,6 +152,12 @@ impl DetectKind {
             (DetectKind::Trend(p), "over") => secs(p.over),
             (DetectKind::Trend(p), "horizon") => secs(p.horizon),
             (DetectKind::Trend(p), "min_r2") => p.min_r2,
+            (DetectKind::Changepoint(p), "shift") => p.shift,
+            (DetectKind::Changepoint(p), "h") => p.h,
+            (DetectKind::Changepoint(p), "baseline") => f64::from(p.baseline.warmup),
+            (DetectKind::Multivariate(p), "raise") => p.raise,
+            (DetectKind::Multivariate(p), "clear") => p.clear,
+            (DetectKind::Multivariate(p), "warmup") => f64::from(p.warmup),
             _ => return None,
         })
     }
@@ -137,9 +177,29 @@ pub(crate) enum Detector {
     Missing(missing::State),
     Runtime(runtime::State),
     Trend(trend::State),
+    Changepoint(changepoint::State),
+    /// Boxed: only `weir learn` uses it, and it would double every other detector's size.
+    Record(Box<crate::learned::Running>),
+    /// Boxed: its fixed 848 bytes would otherwise size every detector of every rule.
+    Multivariate(Box<multivariate::State>),
 }
 
 impl Detector {
+    /// A fresh state, started from `learned` figures when there are (module `learned`).
+    pub fn seeded(kind: &DetectKind, learned: Option<&crate::learned::Stats>) -> Detector {
+        let mut d = Detector::new(kind);
+        if let Some(st) = learned {
+            match (&mut d, kind) {
+                (Detector::ZScore(s), DetectKind::ZScore(p)) => s.seed(p.baseline, st),
+                (Detector::EwmaChart(s), DetectKind::EwmaChart(p)) => s.seed(p.baseline, st),
+                (Detector::Cusum(s), DetectKind::Cusum(p)) => s.seed(p.baseline, st),
+                (Detector::Changepoint(s), DetectKind::Changepoint(p)) => s.seed(p.baseline, st),
+                _ => {}
+            }
+        }
+        d
+    }
+
     pub fn new(kind: &DetectKind) -> Detector {
         match kind {
             DetectKind::Threshold(_) => Detector::Threshold(Default::default()),
@@ -153,6 +213,9 @@ impl Detector {
             DetectKind::Missing(_) => Detector::Missing(Default::default()),
             DetectKind::Runtime(_) => Detector::Runtime(Default::default()),
             DetectKind::Trend(_) => Detector::Trend(Default::default()),
+            DetectKind::Changepoint(_) => Detector::Changepoint(Default::default()),
+            DetectKind::Record => Detector::Record(Box::default()),
+            DetectKind::Multivariate(_) => Detector::Multivariate(Box::default()),
         }
     }
 
@@ -161,6 +224,8 @@ impl Detector {
         match self {
             Detector::Robust(s) => s.heap_bytes(),
             Detector::Trend(s) => s.heap_bytes(),
+            Detector::Record(r) => size_of::<crate::learned::Running>() + r.heap_bytes(),
+            Detector::Multivariate(_) => size_of::<multivariate::State>(),
             _ => 0,
         }
     }
@@ -186,6 +251,13 @@ impl Detector {
             (Detector::Range, DetectKind::Range(p)) => Some(p.feed(ts, x)),
             (Detector::Runtime(s), DetectKind::Runtime(p)) => s.feed(p, ts, x),
             (Detector::Trend(s), DetectKind::Trend(p)) => s.feed(p, ts, x),
+            (Detector::Changepoint(s), DetectKind::Changepoint(p)) => s.feed(p, ts, x),
+            (Detector::Record(r), DetectKind::Record) => {
+                r.add(x);
+                None
+            }
+            // Judges its own per-metric window means (see `observe`), not `x`.
+            (Detector::Multivariate(s), DetectKind::Multivariate(p)) => s.close(p, ts),
             (Detector::Missing(s), DetectKind::Missing(p)) => {
                 s.feed(p, ts, x, emit);
                 None
@@ -198,6 +270,31 @@ impl Detector {
         }
     }
 
+    /// A multivariate detector's group learned that `series` carries `metric`.
+    pub fn register(&mut self, kind: &DetectKind, series: crate::event::SeriesId, metric: &str) {
+        if let (Detector::Multivariate(s), DetectKind::Multivariate(p)) = (self, kind) {
+            s.register(p, series, metric);
+        }
+    }
+
+    /// A sample the rule's open window accepted (only a multivariate detector keeps
+    /// per-metric sums; for the others this is a no-op).
+    #[inline]
+    pub fn observe(&mut self, s: crate::event::Sample) {
+        if let Detector::Multivariate(state) = self {
+            state.observe(s.series, s.value);
+        }
+    }
+
+    /// Which metric moved: a multivariate detector's per-metric contributions to its last
+    /// score (empty for the others).
+    pub fn contributions(&self, kind: &DetectKind) -> Vec<(Arc<str>, f64)> {
+        match (self, kind) {
+            (Detector::Multivariate(s), DetectKind::Multivariate(p)) => s.contributions(p),
+            _ => Vec::new(),
+        }
+    }
+
     /// Event time reached `watermark`: silence-based detectors may fire.
     pub fn advance(&mut self, kind: &DetectKind, watermark: i64, emit: &mut impl FnMut(Verdict)) {
         if let (Detector::Missing(s), DetectKind::Missing(p)) = (self, kind) {
@@ -207,7 +304,11 @@ impl Detector {
 }
 
 #[cfg(test)]
+mod changepoint_tests;
+#[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod restart_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -128,7 +128,10 @@ proptest! {
         let w = &xs[..warmup];
         let mu = w.iter().sum::<f64>() / warmup as f64;
         let var = w.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / warmup as f64;
-        let sigma = var.sqrt().max(1e-9 * mu.abs().max(1.0));
+        // The noise floor: the smallest step between consecutive warm-up values over √12
+        // (a warm-up that never moved cannot happen with continuous random values).
+        let step = w.windows(2).map(|p| (p[1] - p[0]).abs()).filter(|d| *d > 0.0).fold(f64::INFINITY, f64::min);
+        let sigma = var.sqrt().max(step / 12f64.sqrt());
         let s: Vec<f64> = xs.iter().map(|x| (x - mu) / sigma).collect();
 
         // Page's closed form for the first raise.
@@ -265,6 +268,64 @@ proptest! {
             // where the line clearly moves.
             if w.2.abs() > 1e-3 {
                 prop_assert!(close(g.1, w.1) || (g.1 - w.1).abs() < 1e-3, "seconds {:?} vs {:?}", g, w);
+            }
+        }
+    }
+}
+
+/// Every alert score of `detect` on `values` (one per second), NaN samples included.
+fn scores(detect: &str, values: &[f64]) -> Vec<f64> {
+    let yaml = format!("rules:\n  - name: r\n    detect: {detect}\n    alert: {{}}\n");
+    let mut e = Engine::new(RuleSet::parse_str(&yaml, "p.yaml").unwrap());
+    let id = e.series("d", "m").unwrap();
+    let mut out = Vec::new();
+    for (i, &value) in values.iter().enumerate() {
+        let ts = i as i64 * S;
+        e.push(
+            Sample {
+                series: id,
+                ts,
+                value,
+            },
+            &mut out,
+        );
+    }
+    out.iter()
+        .filter_map(|ev| match ev.kind {
+            EventKind::Alert { score, .. } | EventKind::Changepoint { score, .. } => Some(score),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Adversarial signals: long constants, steps of exactly 1, NaN gaps and huge values, in
+/// random runs.
+fn adversarial() -> impl Strategy<Value = Vec<f64>> {
+    let run = (0u8..5, -1e6f64..1e6, 1usize..40).prop_map(|(kind, x, n)| match kind {
+        0 => vec![x.round(); n],
+        1 => (0..n).map(|i| x.round() + (i % 2) as f64).collect(),
+        2 => vec![f64::NAN; n],
+        3 => vec![if x > 0.0 { 1e300 } else { -f64::MAX }; n.min(3)],
+        _ => (0..n).map(|i| x + i as f64 * 1e-3).collect(),
+    });
+    prop::collection::vec(run, 1..20).prop_map(|runs| runs.concat())
+}
+
+proptest! {
+    #[test]
+    fn every_statistical_score_is_finite(values in adversarial()) {
+        for detect in [
+            "{ zscore: { baseline: 5 } }",
+            "{ zscore: { baseline: 5, learn: all } }",
+            "{ robust_zscore: { window: 5 } }",
+            "{ ewma_chart: { baseline: 5 } }",
+            "{ ewma_chart: { baseline: 5, learn: all } }",
+            "{ cusum: { baseline: 5 } }",
+            "{ cusum: { baseline: 5, learn: frozen } }",
+            "{ changepoint: { baseline: 5 } }",
+        ] {
+            for s in scores(detect, &values) {
+                prop_assert!(s.is_finite(), "{detect}: {s}");
             }
         }
     }

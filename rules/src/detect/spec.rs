@@ -5,10 +5,19 @@
 
 use serde::Deserialize;
 
-use super::baseline::{BaselineSpec, Learn};
-use super::{DetectKind, chart, missing, runtime, signal, threshold, trend, zscore};
+use super::baseline::{BaselineSpec, Floor, Learn};
+use super::{DetectKind, changepoint, chart, missing, runtime, signal, threshold, trend, zscore};
 use crate::schema::parse_duration;
 use crate::tree::{Loc, Node};
+
+/// `baseline:` of a statistical detector: values to learn online, or a file of baselines
+/// learned from a healthy recording (`weir learn`; module `learned`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawBaseline {
+    Values(u64),
+    File(String),
+}
 
 /// `detect:`: exactly one detector, and optionally the `value` a windowed rule feeds it.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,9 +45,43 @@ pub(crate) struct RawDetect {
     #[serde(default)]
     runtime: Option<RawRuntime>,
     trend: Option<RawTrend>,
+    #[serde(default)]
+    changepoint: Option<RawChangepoint>,
+    /// Several metrics of one device, jointly (`group_by: device`).
+    #[serde(default)]
+    multivariate: Option<super::multivariate::spec::RawMultivariate>,
     /// An expression over the window's aggregates (default `mean`); windowed rules only.
     #[serde(default)]
     pub value: Option<String>,
+}
+
+impl RawDetect {
+    /// The baseline file a statistical detector references, with the path to its key.
+    pub fn baseline_file(&self) -> Option<(&str, [&'static str; 3])> {
+        fn file<'a>(
+            b: &'a Option<RawBaseline>,
+            family: &'static str,
+        ) -> Option<(&'a str, [&'static str; 3])> {
+            match b {
+                Some(RawBaseline::File(f)) => Some((f.as_str(), ["detect", family, "baseline"])),
+                _ => None,
+            }
+        }
+        self.zscore
+            .as_ref()
+            .and_then(|z| file(&z.baseline, "zscore"))
+            .or_else(|| {
+                self.ewma_chart
+                    .as_ref()
+                    .and_then(|e| file(&e.baseline, "ewma_chart"))
+            })
+            .or_else(|| self.cusum.as_ref().and_then(|c| file(&c.baseline, "cusum")))
+            .or_else(|| {
+                self.changepoint
+                    .as_ref()
+                    .and_then(|c| file(&c.baseline, "changepoint"))
+            })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -69,9 +112,15 @@ struct RawZ {
     #[serde(default)]
     z: Option<f64>,
     #[serde(default)]
-    baseline: Option<u64>,
+    baseline: Option<RawBaseline>,
     #[serde(default)]
     learn: Option<String>,
+    /// Noise floor: the smallest σ, in the sensor's units.
+    #[serde(default)]
+    min_sigma: Option<f64>,
+    /// Noise floor: the sensor's step; σ is at least `resolution / √12`.
+    #[serde(default)]
+    resolution: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +132,12 @@ struct RawRobust {
     window: Option<u64>,
     #[serde(default)]
     learn: Option<String>,
+    /// Noise floor: the smallest σ, in the sensor's units.
+    #[serde(default)]
+    min_sigma: Option<f64>,
+    /// Noise floor: the sensor's step; σ is at least `resolution / √12`.
+    #[serde(default)]
+    resolution: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,9 +148,15 @@ struct RawEwma {
     #[serde(default)]
     limit: Option<f64>,
     #[serde(default)]
-    baseline: Option<u64>,
+    baseline: Option<RawBaseline>,
     #[serde(default)]
     learn: Option<String>,
+    /// Noise floor: the smallest σ, in the sensor's units.
+    #[serde(default)]
+    min_sigma: Option<f64>,
+    /// Noise floor: the sensor's step; σ is at least `resolution / √12`.
+    #[serde(default)]
+    resolution: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -106,9 +167,31 @@ struct RawCusum {
     #[serde(default)]
     h: Option<f64>,
     #[serde(default)]
-    baseline: Option<u64>,
+    baseline: Option<RawBaseline>,
     #[serde(default)]
     learn: Option<String>,
+    /// Noise floor: the smallest σ, in the sensor's units.
+    #[serde(default)]
+    min_sigma: Option<f64>,
+    /// Noise floor: the sensor's step; σ is at least `resolution / √12`.
+    #[serde(default)]
+    resolution: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChangepoint {
+    /// The smallest shift worth reporting, in σ.
+    #[serde(default)]
+    shift: Option<f64>,
+    #[serde(default)]
+    h: Option<f64>,
+    #[serde(default)]
+    baseline: Option<RawBaseline>,
+    #[serde(default)]
+    min_sigma: Option<f64>,
+    #[serde(default)]
+    resolution: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,7 +253,13 @@ const DEFAULT_K: f64 = 0.5;
 const DEFAULT_H: f64 = 8.0;
 
 const ONE_OF: &str = "`threshold`, `zscore`, `robust_zscore`, `ewma_chart`, `cusum`, `rate`, \
-                      `flatline`, `range`, `missing`, `trend` or `runtime`";
+                      `flatline`, `range`, `missing`, `trend`, `runtime`, `changepoint` or `multivariate`";
+/// `changepoint`: a 1σ shift is the smallest worth an event; `h` as `cusum`'s; the home
+/// level from 200 values like the charts' (3 to 8 false changes per 100,000 values of
+/// Gaussian noise, measured; with 100, 17).
+const DEFAULT_SHIFT: f64 = 1.0;
+const DEFAULT_CHANGE_H: f64 = 8.0;
+const DEFAULT_CHANGE_BASELINE: u64 = 200;
 const DEFAULT_TREND_POINTS: u64 = 256;
 const MAX_TREND_POINTS: u64 = 4_096;
 const DEFAULT_MIN_R2: f64 = 0.5;
@@ -199,6 +288,8 @@ pub(crate) fn compile(
         raw.missing.is_some(),
         raw.runtime.is_some(),
         raw.trend.is_some(),
+        raw.changepoint.is_some(),
+        raw.multivariate.is_some(),
     ];
     match given.iter().filter(|g| **g).count() {
         1 => {}
@@ -265,6 +356,12 @@ pub(crate) fn compile(
         Some((DetectKind::Range(signal::RangeSpec { min, max }), text))
     } else if let Some(r) = &raw.runtime {
         cx.runtime(r)
+    } else if let Some(c) = &raw.changepoint {
+        cx.changepoint(c)
+    } else if let Some(m) = &raw.multivariate {
+        let out = super::multivariate::spec::compile(cx.rule, m, cx.report);
+        cx.ok &= out.is_some();
+        out
     } else {
         let text = raw.missing.as_deref().unwrap_or_default();
         let after = cx.duration(&["detect", "missing"], text);
@@ -330,14 +427,46 @@ impl Cx<'_> {
         parse_duration(text).map_err(|m| self.bad(path, m)).ok()
     }
 
+    /// `min_sigma` and `resolution`: both optional, both ≥ 0.
+    fn floor(&mut self, family: &str, min_sigma: Option<f64>, resolution: Option<f64>) -> Floor {
+        let mut get = |key: &str, v: Option<f64>| {
+            let v = v.unwrap_or(0.0);
+            let ok = v >= 0.0 && v.is_finite();
+            let msg = format!("`{key}` must be a number ≥ 0 (in the sensor's units)");
+            self.check(ok, &["detect", family, key], &msg);
+            if ok { v } else { 0.0 }
+        };
+        Floor {
+            min_sigma: get("min_sigma", min_sigma),
+            resolution: get("resolution", resolution),
+        }
+    }
+
     fn baseline(
         &mut self,
         family: &str,
-        n: Option<u64>,
+        n: Option<&RawBaseline>,
         default: u64,
         learn: Option<&str>,
+        floor: Floor,
     ) -> BaselineSpec {
-        let n = n.unwrap_or(default);
+        if let Some(RawBaseline::File(_)) = n {
+            // Learned from a file (attached by `RuleSet::attach_baselines`): a fixed reference. Series
+            // the file does not name learn online over the default warm-up, frozen after.
+            if learn.is_some_and(|l| l != Learn::Frozen.as_str()) {
+                let msg = "a baseline from a file is frozen: `learn` can only be `frozen`";
+                self.bad(&["detect", family, "learn"], msg);
+            }
+            return BaselineSpec {
+                warmup: u32::try_from(default).unwrap_or(2),
+                learn: Learn::Frozen,
+                floor,
+            };
+        }
+        let n = match n {
+            Some(RawBaseline::Values(n)) => *n,
+            _ => default,
+        };
         let ok = (2..=MAX_BASELINE).contains(&n);
         let msg = format!(
             "`baseline` (values to learn before judging) must be between 2 and {MAX_BASELINE}"
@@ -346,6 +475,7 @@ impl Cx<'_> {
         BaselineSpec {
             warmup: u32::try_from(n).unwrap_or(2),
             learn: self.learn(family, learn),
+            floor,
         }
     }
 
@@ -450,7 +580,14 @@ impl Cx<'_> {
     fn zscore(&mut self, z: &RawZ) -> Option<(DetectKind, String)> {
         let limit = z.z.unwrap_or(DEFAULT_Z);
         self.positive("zscore", "z", limit);
-        let baseline = self.baseline("zscore", z.baseline, DEFAULT_BASELINE, z.learn.as_deref());
+        let floor = self.floor("zscore", z.min_sigma, z.resolution);
+        let baseline = self.baseline(
+            "zscore",
+            z.baseline.as_ref(),
+            DEFAULT_BASELINE,
+            z.learn.as_deref(),
+            floor,
+        );
         let text = format!("zscore(|z| > {limit}, baseline {})", baseline.warmup);
         Some((
             DetectKind::ZScore(zscore::ZSpec { z: limit, baseline }),
@@ -466,11 +603,13 @@ impl Cx<'_> {
         let msg = format!("`window` (values kept) must be between 5 and {MAX_ROBUST_WINDOW}");
         self.check(ok, &["detect", "robust_zscore", "window"], &msg);
         let learn = self.learn("robust_zscore", r.learn.as_deref());
+        let floor = self.floor("robust_zscore", r.min_sigma, r.resolution);
         let text = format!("robust_zscore(|z| > {limit}, window {window})");
         let spec = zscore::RobustSpec {
             z: limit,
             window: usize::try_from(window).unwrap_or(5),
             learn,
+            floor,
         };
         Some((DetectKind::Robust(spec), text))
     }
@@ -485,11 +624,13 @@ impl Cx<'_> {
         );
         let limit = e.limit.unwrap_or(DEFAULT_LIMIT);
         self.positive("ewma_chart", "limit", limit);
+        let floor = self.floor("ewma_chart", e.min_sigma, e.resolution);
         let baseline = self.baseline(
             "ewma_chart",
-            e.baseline,
+            e.baseline.as_ref(),
             DEFAULT_CHART_BASELINE,
             e.learn.as_deref(),
+            floor,
         );
         let text = format!("ewma_chart(lambda {lambda}, limit {limit} sigma)");
         let spec = chart::EwmaSpec {
@@ -498,6 +639,24 @@ impl Cx<'_> {
             baseline,
         };
         Some((DetectKind::EwmaChart(spec), text))
+    }
+
+    fn changepoint(&mut self, c: &RawChangepoint) -> Option<(DetectKind, String)> {
+        let shift = c.shift.unwrap_or(DEFAULT_SHIFT);
+        self.positive("changepoint", "shift", shift);
+        let h = c.h.unwrap_or(DEFAULT_CHANGE_H);
+        self.positive("changepoint", "h", h);
+        let floor = self.floor("changepoint", c.min_sigma, c.resolution);
+        let baseline = self.baseline(
+            "changepoint",
+            c.baseline.as_ref(),
+            DEFAULT_CHANGE_BASELINE,
+            None,
+            floor,
+        );
+        let text = format!("changepoint(shift {shift} sigma, h {h})");
+        let spec = changepoint::Spec { shift, h, baseline };
+        Some((DetectKind::Changepoint(spec), text))
     }
 
     fn cusum(&mut self, c: &RawCusum) -> Option<(DetectKind, String)> {
@@ -510,11 +669,13 @@ impl Cx<'_> {
         );
         let h = c.h.unwrap_or(DEFAULT_H);
         self.positive("cusum", "h", h);
+        let floor = self.floor("cusum", c.min_sigma, c.resolution);
         let baseline = self.baseline(
             "cusum",
-            c.baseline,
+            c.baseline.as_ref(),
             DEFAULT_CHART_BASELINE,
             c.learn.as_deref(),
+            floor,
         );
         let text = format!("cusum(k {k}, h {h})");
         Some((DetectKind::Cusum(chart::CusumSpec { k, h, baseline }), text))

@@ -7,16 +7,16 @@ use crate::{AlertState, Engine, Event, EventKind, RuleSet, Sample, SeriesId};
 const S: i64 = 1_000_000;
 
 /// One alert transition: (event time, raised?, value, score).
-type Tr = (i64, bool, f64, f64);
+pub(super) type Tr = (i64, bool, f64, f64);
 
-struct Rig {
+pub(super) struct Rig {
     engine: Engine,
     id: SeriesId,
     out: Vec<Event>,
 }
 
 impl Rig {
-    fn new(detect_and_window: &str) -> Rig {
+    pub(super) fn new(detect_and_window: &str) -> Rig {
         let yaml = format!(
             "rules:\n  - name: r\n    select: {{ metric: m }}\n    {detect_and_window}\n    alert: {{ severity: critical }}\n"
         );
@@ -30,7 +30,7 @@ impl Rig {
     }
 
     /// Feeds `values` one per second from t = 0.
-    fn run(&mut self, values: &[f64]) -> Vec<Tr> {
+    pub(super) fn run(&mut self, values: &[f64]) -> Vec<Tr> {
         for (i, &v) in values.iter().enumerate() {
             self.push(i as i64 * S, v);
         }
@@ -64,7 +64,7 @@ impl Rig {
 
 /// Deterministic bounded noise in [-1, 1] (xorshift): realistic sensor ripple whose tails
 /// cannot produce a 3σ value by chance, so "no alert" is the right answer, not a likely one.
-fn noise(n: usize, seed: u64) -> Vec<f64> {
+pub(super) fn noise(n: usize, seed: u64) -> Vec<f64> {
     let mut x = seed | 1;
     (0..n)
         .map(|_| {
@@ -76,11 +76,11 @@ fn noise(n: usize, seed: u64) -> Vec<f64> {
         .collect()
 }
 
-fn level(base: f64, n: usize, seed: u64) -> Vec<f64> {
+pub(super) fn level(base: f64, n: usize, seed: u64) -> Vec<f64> {
     noise(n, seed).into_iter().map(|e| base + e).collect()
 }
 
-fn raised_at(trs: &[Tr]) -> Vec<i64> {
+pub(super) fn raised_at(trs: &[Tr]) -> Vec<i64> {
     trs.iter().filter(|t| t.1).map(|t| t.0 / S).collect()
 }
 
@@ -180,11 +180,15 @@ fn robust_zscore_finds_each_spike_even_close_together() {
 }
 
 #[test]
-fn robust_zscore_on_a_constant_signal_flags_any_change() {
+fn robust_zscore_on_a_constant_signal_flags_a_change_with_a_finite_score() {
     let mut r = Rig::new("detect: { robust_zscore: { window: 5 } }");
     let trs = r.run(&[3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.1, 3.0]);
     assert_eq!(raised_at(&trs), [6]);
-    assert_eq!(trs[0].3, f64::INFINITY);
+    // Never moved, no resolution given: σ floors at 0.1 % of the level, 0.003.
+    assert!((trs[0].3 - 0.1 / 0.003).abs() < 1e-9, "{trs:?}");
+    // With the sensor's resolution the same step is one step: 0.1 / (0.1 / √12) ≈ 3.5.
+    let mut r = Rig::new("detect: { robust_zscore: { window: 5, resolution: 0.1 } }");
+    assert!(r.run(&[3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 3.1, 3.0]).is_empty());
 }
 
 // ---- control charts ----
@@ -210,15 +214,17 @@ fn cusum_detects_a_one_sigma_step_that_zscore_misses() {
 #[test]
 fn cusum_detects_a_downward_step_with_a_negative_score_and_clears_after_return() {
     let mut v = level(10.0, 300, 15);
-    v.extend(level(9.0, 100, 16));
+    v.extend(level(9.0, 60, 16));
     v.extend(level(10.0, 200, 17));
     let mut c = Rig::new("detect: { cusum: { baseline: 100 } }");
     let trs = c.run(&v);
     assert_eq!(trs.len(), 2, "{trs:?}");
     assert!(trs[0].1 && trs[0].3 < -8.0);
     assert!((300..320).contains(&(trs[0].0 / S)));
-    // Capped at 2h = 16: back to zero within about 2h / k = 32 values of the return.
-    assert!(!trs[1].1 && (400..440).contains(&(trs[1].0 / S)), "{trs:?}");
+    // Capped at 2h = 16: back to zero within about 2h / k = 32 values of the return; the
+    // return's clear scores 0 (both sums at zero).
+    assert!(!trs[1].1 && (360..400).contains(&(trs[1].0 / S)), "{trs:?}");
+    assert_eq!(trs[1].3, 0.0);
 }
 
 #[test]
@@ -242,8 +248,9 @@ fn ewma_chart_detects_a_small_sustained_shift() {
     let mut v = level(10.0, 300, 20);
     v.extend(level(10.5, 200, 21));
     let mut c = Rig::new("detect: { ewma_chart: { lambda: 0.1, limit: 3, baseline: 100 } }");
-    let at = raised_at(&c.run(&v));
-    assert_eq!(at.len(), 1);
+    let trs = c.run(&v);
+    let at = raised_at(&trs);
+    assert_eq!(at.len(), 1, "{trs:?}");
     assert!((300..340).contains(&at[0]), "{at:?}");
 }
 

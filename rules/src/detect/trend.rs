@@ -84,13 +84,13 @@ impl State {
             anomalous,
             value: x,
             score: seconds,
-            forecast: Some(Forecast {
+            forecast: Some(super::Note::Forecast(Forecast {
                 threshold: spec.threshold,
                 seconds,
                 slope: f.slope,
                 r2: f.r2,
                 points: u32::try_from(self.buf.len()).unwrap_or(u32::MAX),
-            }),
+            })),
         })
     }
 }

@@ -144,3 +144,33 @@ fn trend_parameters_are_checked() {
         assert!(e[0].2.contains(want), "{detect}: {e:?}");
     }
 }
+
+#[test]
+fn noise_floor_and_changepoint_keys_are_validated_where_written() {
+    let bad = [
+        (
+            "zscore: { min_sigma: -1 }",
+            "`min_sigma` must be a number ≥ 0",
+        ),
+        (
+            "cusum: { resolution: -0.5 }",
+            "`resolution` must be a number ≥ 0",
+        ),
+        (
+            "changepoint: { shift: 0 }",
+            "`shift` must be a positive number",
+        ),
+        (
+            "cusum: { baseline: base.yaml, learn: all }",
+            "a baseline from a file is frozen",
+        ),
+    ];
+    for (detect, want) in bad {
+        let yaml = format!("rules:\n  - name: r\n    detect: {{ {detect} }}\n    alert: {{}}\n");
+        let e = crate::RuleSet::parse_str(&yaml, "r.yaml").unwrap_err();
+        assert!(e.diagnostics[0].message.contains(want), "{detect}: {e}");
+        assert_eq!(e.diagnostics[0].line, 3, "{detect}: {e}");
+    }
+    let ok = "rules:\n  - name: r\n    detect: { cusum: { baseline: base.yaml, learn: frozen, resolution: 1 } }\n    alert: {}\n";
+    assert!(crate::RuleSet::parse_str(ok, "r.yaml").is_ok());
+}

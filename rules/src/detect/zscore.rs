@@ -9,12 +9,15 @@
 //!   sorted) and O(window) work per value: a binary search and a shift to keep the sorted
 //!   copy, and a walk outwards from the median for the MAD (no copy, no selection).
 //!
-//! Both flag `|score| > z`; NaN inputs are skipped (neither judged nor learned).
+//! Both flag `|score| > z`; NaN inputs are skipped (neither judged nor learned). Both divide
+//! by a spread floored as `baseline`'s module docs describe (`min_sigma`, `resolution`, or
+//! the learned step / √12), so a quantised sensor whose MAD is 0 scores one step at about
+//! 3.5, never 1000 or ∞.
 
 use std::collections::VecDeque;
 
 use super::Verdict;
-use super::baseline::{Baseline, BaselineSpec, Learn};
+use super::baseline::{Baseline, BaselineSpec, Floor, Learn, MAX_LEARNED, Step, finite_score};
 
 /// Validated parameters of `zscore`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,6 +32,10 @@ pub(crate) struct ZState {
 }
 
 impl ZState {
+    pub fn seed(&mut self, spec: BaselineSpec, st: &crate::learned::Stats) {
+        self.base = Baseline::seed(spec, st);
+    }
+
     pub fn feed(&mut self, spec: &ZSpec, ts: i64, x: f64) -> Option<Verdict> {
         if !x.is_finite() {
             return None;
@@ -37,7 +44,7 @@ impl ZState {
             self.base.learn(spec.baseline, x, false);
             return None;
         }
-        let score = (x - self.base.mean()) / self.base.sigma();
+        let score = finite_score((x - self.base.mean()) / self.base.sigma(spec.baseline));
         let anomalous = score.abs() > spec.z;
         self.base.learn(spec.baseline, x, anomalous);
         Some(Verdict {
@@ -57,6 +64,7 @@ pub(crate) struct RobustSpec {
     /// Values kept; verdicts start once the buffer is full.
     pub window: usize,
     pub learn: Learn,
+    pub floor: Floor,
 }
 
 /// The consistency constant that makes the MAD of normal data estimate σ.
@@ -69,6 +77,8 @@ pub(crate) struct RobustState {
     /// The same values sorted: the median is read off the middle, and the MAD found by
     /// walking outwards from it, with no copy and no selection per input.
     sorted: Vec<f64>,
+    /// The smallest step between consecutive values learned, for the noise floor.
+    step: Step,
 }
 
 impl RobustState {
@@ -80,11 +90,22 @@ impl RobustState {
         if !x.is_finite() {
             return None;
         }
+        if x.abs() > MAX_LEARNED {
+            // Judged against the window, never kept in it (see `baseline`).
+            let score = self.score(spec, x);
+            return (self.buf.len() >= spec.window).then_some(Verdict {
+                ts,
+                anomalous: score.abs() > spec.z,
+                value: x,
+                score,
+                forecast: None,
+            });
+        }
         if self.buf.len() < spec.window {
             self.insert(x);
             return None;
         }
-        let score = self.score(x);
+        let score = self.score(spec, x);
         let anomalous = score.abs() > spec.z;
         let learn = match spec.learn {
             Learn::All => true,
@@ -108,12 +129,15 @@ impl RobustState {
     }
 
     fn insert(&mut self, x: f64) {
+        self.step.observe(x);
         self.buf.push_back(x);
         let at = self.sorted.partition_point(|v| v.total_cmp(&x).is_lt());
         self.sorted.insert(at, x);
     }
 
-    fn score(&self, x: f64) -> f64 {
+    /// `(x − median) / σ̂` with `σ̂ = MAD / 0.6745`, floored like every spread (see
+    /// `baseline`'s noise floor).
+    fn score(&self, spec: &RobustSpec, x: f64) -> f64 {
         let v = &self.sorted;
         let n = v.len();
         let med = median_sorted(v);
@@ -124,16 +148,8 @@ impl RobustState {
             let mean_ad = v.iter().map(|y| (y - med).abs()).sum::<f64>() / n as f64;
             mad = mean_ad * 1.2533 * MAD_SCALE;
         }
-        let d = x - med;
-        if mad == 0.0 {
-            // A perfectly constant window: any change at all is infinitely unusual.
-            return if d == 0.0 {
-                0.0
-            } else {
-                d.signum() * f64::INFINITY
-            };
-        }
-        MAD_SCALE * d / mad
+        let sigma = (mad / MAD_SCALE).max(spec.floor.sigma(self.step.min, med));
+        finite_score((x - med) / sigma)
     }
 }
 

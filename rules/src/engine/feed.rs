@@ -8,9 +8,8 @@
 //! codegen units copied each `Sample` before every `feed` call, 4.5% more instructions in
 //! `push`, `feed` and `close`; release builds use one unit and fat LTO either way).
 
-use std::collections::HashMap;
-
-use super::{Engine, EngineStats, Series, Slot};
+use super::peers::PeerView;
+use super::{Engine, EngineStats, Slot};
 use crate::agg::{Closed, Env, Update};
 use crate::alert::{self, Lifecycle, Target};
 use crate::detect::{Detector, Verdict};
@@ -18,50 +17,29 @@ use crate::event::{Aggregate, Event, EventKind, Sample, SeriesId};
 use crate::ruleset::RuleSet;
 use crate::window::Done;
 
-/// The other metrics of one device, for `metric.<name>` in expressions.
-#[derive(Clone, Copy)]
-struct Peers<'a> {
-    index: &'a HashMap<Box<str>, HashMap<Box<str>, SeriesId>>,
-    series: &'a [Series],
-    device: &'a str,
-}
-
-impl Peers<'_> {
-    /// The latest value of `metric` on the same device; NaN before its first sample.
-    #[inline]
-    fn last(&self, metric: &str) -> f64 {
-        self.index
-            .get(self.device)
-            .and_then(|m| m.get(metric))
-            .and_then(|id| self.series.get(id.0 as usize))
-            .map_or(f64::NAN, |s| s.last)
-    }
-}
-
 impl Engine {
-    /// Feeds one sample. A sample at or after the end of its (rule, series) open window
-    /// closes that window first (appending its events to `out`); a sample before the open
-    /// window's start is late and dropped. NaN values and ids this engine did not issue are
-    /// ignored (NaN is counted).
-    pub fn push(&mut self, s: Sample, out: &mut Vec<Event>) {
+    /// [`Engine::push`] before the alert layer (`device`): windows and detectors.
+    pub(super) fn push_windows(&mut self, s: Sample, out: &mut Vec<Event>) {
         if s.value.is_nan() {
             self.stats.nan_dropped += 1;
             self.nan_to_detectors(s, out);
             return;
         }
-        let Some(series) = self.series.get_mut(s.series.0 as usize) else {
+        if self.series.get(s.series.0 as usize).is_none() {
             return;
-        };
-        series.last = s.value;
+        }
+        self.newest = self.newest.max(s.ts);
+        self.feed_peers(s.series, s.ts, s.value);
         let series = &self.series[s.series.0 as usize];
         let target = Target {
             id: s.series,
             device: &series.device,
             metric: &series.metric,
         };
-        let peers = Peers {
+        let peers = PeerView {
             index: &self.index,
             series: &self.series,
+            peers: &self.peers,
             device: &series.device,
         };
         let mut deadline = self.next_deadline;
@@ -79,7 +57,7 @@ impl Engine {
                 device: &group.device,
                 metric: &group.metric,
             };
-            let peers = Peers {
+            let peers = PeerView {
                 device: &group.device,
                 ..peers
             };
@@ -91,14 +69,23 @@ impl Engine {
         self.next_deadline = deadline;
     }
 
-    /// Event time has reached `watermark`: close every window ending at or before it, and
-    /// raise `missing` alerts whose silence has lasted long enough. Events come out ordered
-    /// by series id, then by rule order. `i64::MAX` means the input has ended: every window
-    /// closes, but no silence is reported.
-    pub fn advance(&mut self, watermark: i64, out: &mut Vec<Event>) {
+    /// [`Engine::advance`] before the alert layer (`device`): windows and detectors.
+    pub(super) fn advance_windows(&mut self, watermark: i64, out: &mut Vec<Event>) {
+        self.advance_with(watermark, &mut |_| true, out);
+    }
+
+    /// `advance_windows`, with `judge` deciding for each window it closes whether it is
+    /// judged (and may restamp it) or dropped.
+    fn advance_with(
+        &mut self,
+        watermark: i64,
+        judge: &mut dyn FnMut(&mut Done) -> bool,
+        out: &mut Vec<Event>,
+    ) {
         if watermark < self.next_deadline {
             return;
         }
+        self.advance_peers(watermark);
         let mut next = i64::MAX;
         for (id, series) in self.series.iter().enumerate() {
             let range = series.first as usize..(series.first + series.len) as usize;
@@ -121,12 +108,16 @@ impl Engine {
                     device: &series.device,
                     metric: &series.metric,
                 };
-                let peers = Peers {
+                let peers = PeerView {
                     index: &self.index,
                     series: &self.series,
+                    peers: &self.peers,
                     device: &series.device,
                 };
-                next = next.min(win.advance(watermark, |done| {
+                next = next.min(win.advance(watermark, |mut done| {
+                    if !judge(&mut done) {
+                        return;
+                    }
                     let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
                     close(rules, stats, *rule, state, target, &peers, done, out);
                 }));
@@ -141,6 +132,54 @@ impl Engine {
             }
         }
         self.next_deadline = next;
+    }
+
+    /// The input has ended (the end of a replayed file). Every window that ends at or before
+    /// the newest sample pushed closes as `advance` to that time would close it. Of the
+    /// windows still open, a *complete* one — its series' samples reached to within one
+    /// sampling interval of its end (`end − last ≤ (last − first) / (count − 1)`), so it
+    /// holds every sample it would have had — is judged as usual but stamped at the newest
+    /// sample; every other one is *partial*: dropped, not judged, and counted in
+    /// `EngineStats::partial_windows`.
+    ///
+    /// Why drop partial windows rather than judge them: a window still open when the data
+    /// stops holds only part of its span — a 10-minute hopping window may hold the last
+    /// 30 s — so its count, sum, rate and spread are of another population than every
+    /// window a detector or condition was tuned on, and judging it raises (or clears)
+    /// alerts at the end of every recording for no reason in the data. And no event is
+    /// ever stamped after the newest sample: a window's event time would otherwise be up to
+    /// `size` past the end of the input. (`advance(i64::MAX)` still closes and judges
+    /// everything, stamped at each window's end, for callers that want that.) The live
+    /// agent never calls this: its input does not end.
+    pub fn finish(&mut self, out: &mut Vec<Event>) {
+        let newest = self.newest;
+        if newest == i64::MIN {
+            return;
+        }
+        self.advance(newest, out);
+        let mut partial = 0u64;
+        self.next_deadline = i64::MIN;
+        let before = out.len();
+        self.advance_with(
+            i64::MAX,
+            &mut |done| {
+                let acc = &done.closed.acc;
+                let span = acc.last_ts.saturating_sub(acc.first_ts) as f64;
+                let complete = acc.count >= 2
+                    && done.end.saturating_sub(acc.last_ts) as f64 <= span / (acc.count - 1) as f64;
+                if complete {
+                    done.ts = done.ts.min(newest);
+                } else {
+                    partial += 1;
+                }
+                complete
+            },
+            out,
+        );
+        self.stats.partial_windows += partial;
+        self.next_deadline = i64::MAX;
+        // Fused alerts and incidents see the last windows' alerts, and the end of the input.
+        self.end_alert_layer(before, out);
     }
 
     /// NaN reaches no window, but a per-sample detector may care (`range` reports it,
@@ -182,7 +221,7 @@ fn feed(
     (rules, stats, dets): (&RuleSet, &mut EngineStats, &mut [Detector]),
     slot: &mut Slot,
     target: Target<'_>,
-    peers: &Peers<'_>,
+    peers: &PeerView<'_>,
     s: Sample,
     out: &mut Vec<Event>,
 ) -> i64 {
@@ -211,6 +250,11 @@ fn feed(
         let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
         close(rules, stats, *rule, state, target, peers, done, out);
     });
+    if !pushed.late
+        && let Some(d) = det
+    {
+        d.observe(s);
+    }
     if pushed.late {
         stats.late_dropped += 1;
         if *emit_late && let Some(rule) = rules.rules.get(*rule as usize) {
@@ -291,18 +335,23 @@ fn close(
     rule: u32,
     state: SlotState<'_>,
     target: Target<'_>,
-    peers: &Peers<'_>,
+    peers: &PeerView<'_>,
     done: Done,
     out: &mut Vec<Event>,
 ) {
     let (raised, prev, det, life) = state;
     let series = target.id;
     stats.windows_closed += 1;
+    let rule_index = rule;
     let Some(rule) = rules.rules.get(rule as usize) else {
         return;
     };
     // Empty (no allocation) unless the rule reads other metrics of the device.
-    let others: Vec<f64> = rule.others.iter().map(|m| peers.last(m)).collect();
+    let others: Vec<f64> = if rule.peer_reads.is_empty() {
+        Vec::new()
+    } else {
+        peers.values(rule_index, rule, done.start, done.closed.secs)
+    };
     let env = Env {
         cur: &done.closed,
         prev: prev.as_deref(),
@@ -338,9 +387,11 @@ fn close(
                     .value
                     .as_ref()
                     .map_or_else(|| env.get(Aggregate::Mean), |v| v.eval(&env));
+                let before = out.len();
                 d.feed(&spec.kind, done.ts, x, &mut |v| {
                     alert::transition(rule, a, raised, life, stats, target, v, Some(&env), out);
                 });
+                super::device::attach_contributions(d, &spec.kind, &mut out[before..]);
             }
             _ => {}
         }

@@ -32,14 +32,15 @@ impl Engine {
         ) {
             return None;
         }
-        let slot = Slot::new(rule, r, &mut self.dets)?;
+        let slot = Slot::new(rule, r, &mut self.dets, (&key, &g.metric))?;
         self.slots.push(slot);
         self.series.push(Series {
             device: key.clone(),
             metric: g.metric.clone(),
             first,
             len: 1,
-            last: f64::NAN,
+            peer_first: 0,
+            peer_len: 0,
             fwd_first: 0,
             fwd_len: 0,
             group: true,

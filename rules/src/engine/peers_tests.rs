@@ -1,5 +1,5 @@
-//! `metric.<name>`: a rule on one metric reading the latest value of another metric of the
-//! same device.
+//! `metric.<name>` and `agg(metric.<name>)`: a rule on one metric reading another metric of
+//! the same device over the same window (module `peers`).
 
 use super::*;
 use crate::event::{AlertState, Event, EventKind, Sample};
@@ -34,7 +34,7 @@ fn raised(out: &[Event]) -> bool {
 }
 
 #[test]
-fn a_condition_reads_the_latest_value_of_another_metric_of_the_same_device() {
+fn a_condition_reads_the_mean_of_another_metric_of_the_same_device_over_its_window() {
     let mut e = Engine::new(RuleSet::parse_str(RULES, "r.yaml").unwrap());
     // Hot but stopped: no alert. Before any `running` sample the reference is NaN: false.
     push(&mut e, "pump-1", "temp", 0, 90.0);
@@ -99,4 +99,118 @@ fn a_bad_label_pattern_points_inside_it() {
     let e = RuleSet::parse_str(src, "r.yaml").unwrap_err();
     let d = &e.diagnostics[0];
     assert_eq!((d.line, d.column), (3, 33), "{d}");
+}
+
+/// The bug this replaced (issue 16): with `s21` sent after `s2` within a timestamp the rule
+/// raised, with `s21` first it did not, because the window was judged against `s21`'s
+/// latest value at the moment it closed — a value from the next timestamp.
+#[test]
+fn regression_the_order_of_rows_within_a_timestamp_does_not_change_the_events() {
+    let rules = r#"
+rules:
+  - name: s2-above-s21
+    select: { metric: s2 }
+    window: { tumbling: 10s }
+    alert: { when: "mean > metric.s21" }
+"#;
+    let run = |s21_first: bool| {
+        let mut e = Engine::new(RuleSet::parse_str(rules, "r.yaml").unwrap());
+        let mut out = Vec::new();
+        for (ts, s2, s21) in [(0, 5.0, 1.0), (5 * S, 5.0, 1.0), (10 * S, 5.0, 9.0)] {
+            let mut rows = vec![("s2", s2), ("s21", s21)];
+            if s21_first {
+                rows.reverse();
+            }
+            for (m, v) in rows {
+                out.extend(push(&mut e, "engine-1", m, ts, v));
+            }
+        }
+        out
+    };
+    let (a, b) = (run(false), run(true));
+    // By value, not series id (ids follow first arrival); NaN scores compare as text.
+    let strip = |v: &[Event]| -> Vec<String> {
+        v.iter().map(|e| format!("{} {:?}", e.ts, e.kind)).collect()
+    };
+    assert_eq!(strip(&a), strip(&b));
+    // The window [0, 10s) holds s2 = 5 and s21 = 1: raised, whatever came at 10 s.
+    assert!(raised(&a), "{a:?}");
+}
+
+#[test]
+fn aggregates_of_another_metric_and_a_window_without_its_samples() {
+    let rules = r#"
+rules:
+  - name: r
+    select: { metric: temp }
+    window: { tumbling: 10s }
+    alert: { when: "max(metric.flow) > 100 and count(metric.flow) >= 2 and metric.flow > 0" }
+"#;
+    let mut e = Engine::new(RuleSet::parse_str(rules, "r.yaml").unwrap());
+    push(&mut e, "p", "flow", 0, 50.0);
+    push(&mut e, "p", "flow", S, 150.0);
+    push(&mut e, "p", "temp", 2 * S, 20.0);
+    // The flow sample at 10 s belongs to the next window: it does not enter [0, 10 s).
+    push(&mut e, "p", "flow", 10 * S, 1000.0);
+    let out = push(&mut e, "p", "temp", 10 * S, 20.0);
+    let value = out.iter().find_map(|ev| match &ev.kind {
+        EventKind::Alert { value, .. } => Some(*value),
+        _ => None,
+    });
+    assert_eq!(value, Some(150.0));
+    push(&mut e, "p", "flow", 11 * S, 1000.0);
+    // [10 s, 20 s) has flow = 1000: still raised. [20 s, 30 s) has no flow sample: count 0,
+    // max NaN, so `top > 100` is false and the alert clears.
+    push(&mut e, "p", "temp", 25 * S, 20.0);
+    let out = push(&mut e, "p", "temp", 30 * S, 20.0);
+    assert!(
+        out.iter().any(|ev| matches!(
+            ev.kind,
+            EventKind::Alert {
+                state: AlertState::Cleared,
+                ..
+            }
+        )),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn other_metrics_need_a_time_window_and_a_plain_aggregate() {
+    let sliding = "rules:\n  - name: r\n    window: { sliding: 10s }\n    alert: { when: \"mean > metric.x\" }\n";
+    let e = RuleSet::parse_str(sliding, "r.yaml").unwrap_err();
+    assert!(
+        e.diagnostics[0].message.contains("needs a time window"),
+        "{e}"
+    );
+    let p95 = "rules:\n  - name: r\n    window: { tumbling: 10s }\n    alert: { when: \"mean > p95(metric.x)\" }\n";
+    let e = RuleSet::parse_str(p95, "r.yaml").unwrap_err();
+    assert!(
+        e.diagnostics[0]
+            .message
+            .contains("aggregate over the same window"),
+        "{e}"
+    );
+}
+
+/// A reload keeps an unchanged rule's windows, so it keeps the peer windows it reads too:
+/// the window open across the reload still sees the other metric's samples from before it.
+#[test]
+fn a_reload_keeps_the_peer_windows_of_unchanged_rules() {
+    let rules = r#"
+rules:
+  - name: r
+    select: { metric: temp }
+    window: { tumbling: 10s }
+    alert: { when: "count(metric.flow) >= 2" }
+"#;
+    let mut e = Engine::new(RuleSet::parse_str(rules, "r.yaml").unwrap());
+    push(&mut e, "p", "flow", 0, 1.0);
+    push(&mut e, "p", "temp", S, 20.0);
+    let extra = "  - name: other\n    window: { tumbling: 10s }\n    aggregates: [count]\n";
+    let report = e.reload(RuleSet::parse_str(&format!("{rules}{extra}"), "r.yaml").unwrap());
+    assert_eq!(report.kept.len(), 1);
+    push(&mut e, "p", "flow", 2 * S, 1.0);
+    let out = push(&mut e, "p", "temp", 10 * S, 20.0);
+    assert!(raised(&out), "both flow samples counted: {out:?}");
 }

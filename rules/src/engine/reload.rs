@@ -136,7 +136,16 @@ impl Engine {
                 if rule.group.as_ref() != old_group {
                     continue;
                 }
-                let slot = carry(old.take(), j, rule, &fates, &mut old_dets, &mut self.dets);
+                let name = (&*series.device, &*series.metric);
+                let slot = carry(
+                    old.take(),
+                    j,
+                    rule,
+                    &fates,
+                    &mut old_dets,
+                    &mut self.dets,
+                    name,
+                );
                 if let Some(slot) = slot {
                     reserve(&mut self.stats, &self.costs, j);
                     group_slots.push((id, slot));
@@ -206,7 +215,8 @@ impl Engine {
                         continue;
                     }
                     // `None` only past u32 indices, which `max_series` rules out.
-                    if let Some(slot) = carry(old, i, rule, &fates, &mut old_dets, dets) {
+                    let name = (&*series.device, &*series.metric);
+                    if let Some(slot) = carry(old, i, rule, &fates, &mut old_dets, dets, name) {
                         slots.push(slot);
                     }
                 }
@@ -247,6 +257,12 @@ impl Engine {
         report.removed_while_raised = names(raised_removed);
         report.orphaned_while_raised = names(raised_orphaned);
         self.stats.groups = self.groups.len();
+        self.rebuild_peers(&|old| match fates.get(old as usize) {
+            Some(Fate::Kept(j)) => Some(*j),
+            _ => None,
+        });
+        self.register_all_members();
+        self.reset_alert_layer();
         self.restore_runtime(&counters);
         // Restarted and added slots have no deadline yet: make the next `advance` look.
         self.next_deadline = i64::MIN;
@@ -264,6 +280,7 @@ fn carry(
     fates: &[Fate],
     old_dets: &mut [Option<Detector>],
     dets: &mut Vec<Detector>,
+    name: (&str, &str),
 ) -> Option<Slot> {
     match old {
         Some(old) if fates.get(old.rule as usize) == Some(&Fate::Kept(i)) => {
@@ -281,11 +298,11 @@ fn carry(
                 ..old
             })
         }
-        Some(old) => Slot::new(i, rule, dets).map(|fresh| Slot {
+        Some(old) => Slot::new(i, rule, dets, name).map(|fresh| Slot {
             raised: old.raised,
             ..fresh
         }),
-        None => Slot::new(i, rule, dets),
+        None => Slot::new(i, rule, dets, name),
     }
 }
 

@@ -541,3 +541,70 @@ rules:
     let out = push(&mut e, id, 3, 16.0);
     assert_eq!(alert(&out[0]), (AlertState::Raised, 0.6));
 }
+
+/// Issue 16: at the end of a replay, partial hopping windows were stamped up to `size`
+/// after the last sample and fed to detectors. `finish` judges only the windows event time
+/// reached; the rest are partial, dropped and counted.
+#[test]
+fn regression_finish_stamps_nothing_after_the_last_sample_and_drops_partial_windows() {
+    let mut e = engine(
+        r#"
+rules:
+  - name: hop
+    select: { device: a }
+    window: { hopping: { size: 60s, hop: 10s } }
+    aggregates: [count]
+    alert: { when: "count < 30" }
+  - name: other-device-tumbling
+    select: { device: b }
+    window: { tumbling: 10s }
+    aggregates: [count]
+"#,
+    );
+    let a = e.series("a", "m").unwrap();
+    let b = e.series("b", "m").unwrap();
+    let mut out = Vec::new();
+    for t in 0..95 {
+        out.extend(push(&mut e, a, t * S, 1.0));
+    }
+    // b's window [0, 10 s) ends before the newest sample (a's, at 94 s): complete, judged.
+    out.extend(push(&mut e, b, 5 * S, 1.0));
+    e.finish(&mut out);
+    assert!(out.iter().all(|ev| ev.ts <= 94 * S), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|ev| &*ev.rule == "other-device-tumbling" && ev.ts == 10 * S)
+    );
+    // The last judged window is the full [30 s, 90 s) (count 60, no alert); the partial
+    // ones after it (counts 55 … 5) would have raised at 100 s … 150 s.
+    let last = out.iter().rfind(|ev| &*ev.rule == "hop").map(window);
+    assert_eq!(last, Some((30 * S, 90 * S, vec![(Aggregate::Count, 60.0)])));
+    // Open at 94 s: the six hop windows starting 40 s … 90 s.
+    assert_eq!(e.stats().partial_windows, 6);
+    // `advance(i64::MAX)` after `finish` has nothing left to close.
+    let mut more = Vec::new();
+    e.advance(i64::MAX, &mut more);
+    assert!(more.is_empty(), "{more:?}");
+}
+
+#[test]
+fn finish_judges_a_window_the_data_filled_and_stamps_it_at_the_last_sample() {
+    let mut e = engine(HOT);
+    let id = e.series("p", "t").unwrap();
+    let mut out = Vec::new();
+    // 1 Hz from 0 to 9 s: [0, 10 s) holds every sample it ever would.
+    for t in 0..10 {
+        out.extend(push(&mut e, id, t * S, 90.0));
+    }
+    e.finish(&mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].ts, 9 * S);
+    assert!(matches!(
+        out[0].kind,
+        EventKind::Alert {
+            state: AlertState::Raised,
+            ..
+        }
+    ));
+    assert_eq!(e.stats().partial_windows, 0);
+}

@@ -152,8 +152,11 @@ pub(crate) struct Scope {
     /// The rule's `band_energy.<name>` aggregates (from its `fft.bands`).
     pub bands: Vec<Aggregate>,
     /// Other metrics of the device the rule's expressions read (`metric.<name>`), in order
-    /// of first use: `Env::others` follows this order. Filled while compiling, hence a cell.
+    /// of first use. Filled while compiling, hence a cell.
     others: std::cell::RefCell<Vec<Box<str>>>,
+    /// The aggregates of those metrics read, `(index into others, aggregate)`, in order of
+    /// first use: `Env::others` follows this order.
+    peer_reads: std::cell::RefCell<Vec<(usize, Aggregate)>>,
 }
 
 #[derive(Clone)]
@@ -169,21 +172,36 @@ impl Scope {
         self.values.iter().find(|v| v.name == name)
     }
 
-    /// The index of `metric` among the other metrics read, adding it on first use.
-    fn other(&self, metric: &str) -> usize {
+    /// The index of `agg(metric.<metric>)` among the peer aggregates read (`Env::others`),
+    /// adding it on first use.
+    fn other(&self, metric: &str, agg: Aggregate) -> usize {
         let mut others = self.others.borrow_mut();
-        match others.iter().position(|m| &**m == metric) {
+        let m = match others.iter().position(|m| &**m == metric) {
             Some(i) => i,
             None => {
                 others.push(metric.into());
                 others.len() - 1
             }
+        };
+        let mut reads = self.peer_reads.borrow_mut();
+        match reads.iter().position(|r| *r == (m, agg)) {
+            Some(i) => i,
+            None => {
+                reads.push((m, agg));
+                reads.len() - 1
+            }
         }
     }
 
-    /// The other metrics read, in `Env::others` order.
+    /// The other metrics read, in order of first use.
     pub fn others(&self) -> Vec<Box<str>> {
         self.others.borrow().clone()
+    }
+
+    /// The aggregates of other metrics read, `(index into others, aggregate)`, in
+    /// `Env::others` order.
+    pub fn peer_reads(&self) -> Vec<(usize, Aggregate)> {
+        self.peer_reads.borrow().clone()
     }
 
     /// Compiles `src` (a number) as `name`, visible to later values and to the condition.
@@ -356,11 +374,9 @@ fn num(e: &Expr, sc: &Scope) -> Result<NumFn, ExprError> {
                 return Ok(v.f.clone());
             }
             // The lexer only joins `metric.` to a name, so `metric` is never empty here.
+            // A bare `metric.<name>` is the mean of that metric over the same window.
             if let Some(metric) = name.strip_prefix("metric.") {
-                let i = sc.other(metric);
-                return Ok(Arc::new(move |env| {
-                    env.others.get(i).copied().unwrap_or(f64::NAN)
-                }));
+                return Ok(peer(sc, metric, Aggregate::Mean));
             }
             let a = aggregate(name, e.span.start, sc)?;
             Arc::new(move |env| env.get(a))
@@ -402,7 +418,35 @@ fn arity(e: &Expr, name: &str, args: &[Expr], want: &str, ok: bool) -> Result<()
     )
 }
 
+/// `agg(metric.<name>)`: an aggregate of another metric of the device over the same window.
+fn peer(sc: &Scope, metric: &str, agg: Aggregate) -> NumFn {
+    let i = sc.other(metric, agg);
+    Arc::new(move |env| env.others.get(i).copied().unwrap_or(f64::NAN))
+}
+
+/// What `agg(metric.<name>)` may ask: what an accumulator without a sketch, higher moments
+/// or FFT frames computes (a peer window keeps only the fixed-size totals).
+fn peer_aggregate(name: &str) -> Option<Aggregate> {
+    Aggregate::from_name(name).filter(|a| !a.needs_sketch() && !a.needs_moments())
+}
+
 fn call(e: &Expr, name: &str, args: &[Expr], sc: &Scope) -> Result<NumFn, ExprError> {
+    if let [arg] = args
+        && let ExprKind::Ident(id) = &arg.kind
+        && let Some(metric) = id.strip_prefix("metric.")
+    {
+        return match peer_aggregate(name) {
+            Some(agg) => Ok(peer(sc, metric, agg)),
+            None => err(
+                e.span.start,
+                format!(
+                    "`{name}(metric.{metric})`: another metric enters as an aggregate over the \
+                     same window, one of count, sum, mean, min, max, first, last, delta, rate, \
+                     variance, stddev, rms, peak_to_peak, crest_factor, ewma, slope"
+                ),
+            ),
+        };
+    }
     match name {
         "abs" | "sqrt" | "ln" => {
             arity(e, name, args, "1 argument", args.len() == 1)?;

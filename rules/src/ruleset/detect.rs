@@ -55,16 +55,22 @@ impl Compiler<'_> {
                 }
             },
         };
-        if windowed && raw.value.is_none() {
+        let joint = matches!(kind, crate::detect::DetectKind::Multivariate(_));
+        if windowed && raw.value.is_none() && !joint {
             text.push_str(" of mean");
         }
         if self.diagnostics.len() != before {
             return None;
         }
+        let baseline_file = raw
+            .baseline_file()
+            .map(|(f, at)| (Box::<str>::from(f), node.locate(&at)));
         Some(DetectRule {
             kind,
             value,
             text: Arc::from(text),
+            baseline_file,
+            learned: None,
         })
     }
 

@@ -122,11 +122,29 @@ impl Compiler<'_> {
             self.report(node.locate(&["detect"]), Some(name), msg);
         }
         let others = scope.others();
+        let peer_reads = scope.peer_reads();
+        let aligned = matches!(
+            window,
+            Some(WindowSpec::Tumbling { .. } | WindowSpec::Hopping { .. })
+        );
+        if !others.is_empty() && window.is_some() && !aligned {
+            let msg = "`metric.<name>` reads another metric over the *same* window, which needs \
+                       a time window every metric shares: `tumbling` or `hopping` (a count, \
+                       sliding or session window of one metric has no counterpart on another)";
+            let at = if raw.window.is_some() {
+                node.locate(&["window"])
+            } else {
+                name_loc
+            };
+            self.report(at, Some(name), msg);
+        }
         let group = raw.group_by.as_ref().map(|g| {
             let per_sample = raw.detect.is_some() && !windowed;
             let metric = &raw.select.metric;
             self.group_by(node, name, g, metric, per_sample, !others.is_empty())
         });
+        let group = group.flatten();
+        self.multivariate_shape(node, name, detect.as_ref(), window.as_ref(), group.as_ref());
         let has_aggregates = raw.aggregates.as_ref().is_some_and(|a| !a.is_empty());
         if raw.window.is_none() && raw.detect.is_some() && has_aggregates {
             let msg = "`aggregates` need a `window` to aggregate over";
@@ -182,9 +200,10 @@ impl Compiler<'_> {
             acc,
             detect,
             others,
+            peer_reads,
             definition: format!("{raw:?}").into(),
             windowed: raw.window.is_some(),
-            group: group.flatten(),
+            group,
             file: self.file.clone(),
             name_loc,
         })

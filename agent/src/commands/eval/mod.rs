@@ -212,7 +212,7 @@ pub fn detect(
     rows: &corpus::Rows,
     max_series: usize,
 ) -> anyhow::Result<(Vec<f64>, Throughput)> {
-    let engine = Engine::with_limits(
+    let mut engine = Engine::with_limits(
         rules.clone(),
         Limits {
             max_series,
@@ -240,7 +240,7 @@ pub fn detect(
         whole_line: false,
         at_line_start: true,
     };
-    let summary = replay::run(engine, reader, &mut sink, &defaults, path, None)?;
+    let summary = replay::run(&mut engine, reader, &mut sink, &defaults, path, None)?;
     sink.flush()?;
     let mut scores = vec![0.0; rows.timestamps.len()];
     let last_ts = rows.timestamps.iter().copied().max().unwrap_or(i64::MIN);

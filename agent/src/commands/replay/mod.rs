@@ -4,7 +4,9 @@
 //! deterministic and sees time only through the samples' timestamps, so a replay produces
 //! exactly the events the gateway would have produced from the same samples in the same order.
 //! Each value is read once, in file order, with bounded memory, like on the gateway. At the end
-//! of the file event time is advanced past every open window, so the last windows report too.
+//! of the file the input ends (`Engine::finish`): windows the data filled are judged, stamped
+//! at the last sample; partial ones are not judged and are counted in the summary. No event is
+//! stamped after the last sample.
 
 pub(crate) mod input;
 mod plot;
@@ -104,7 +106,7 @@ pub fn main(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     }
     let mut plot = args.plot.as_ref().map(|_| Plot::default());
     let summary = run(
-        engine,
+        &mut engine,
         reader,
         BufWriter::new(out),
         &defaults,
@@ -138,6 +140,8 @@ pub struct Summary {
     pub rejected_series: u64,
     /// Rule slots refused by the engine's memory budget (`engine.max_state_bytes`).
     pub budget_refused: u64,
+    /// Windows still open at the end of the input: partial, not judged.
+    pub partial_windows: u64,
     pub seconds: f64,
 }
 
@@ -145,7 +149,7 @@ impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "replay: {} samples, {} events ({} alerts), {} lines skipped, {} late samples dropped, {} samples of series over the limit, {} rule slots over the memory budget, {:.2} s ({:.0} samples/s)",
+            "replay: {} samples, {} events ({} alerts), {} lines skipped, {} late samples dropped, {} samples of series over the limit, {} rule slots over the memory budget, {} partial windows at the end not judged, {:.2} s ({:.0} samples/s)",
             self.samples,
             self.events,
             self.alerts,
@@ -153,6 +157,7 @@ impl std::fmt::Display for Summary {
             self.late_dropped,
             self.rejected_series,
             self.budget_refused,
+            self.partial_windows,
             self.seconds,
             self.samples as f64 / self.seconds.max(1e-9)
         )
@@ -162,7 +167,7 @@ impl std::fmt::Display for Summary {
 /// Replays `reader` through `engine`, writing one JSON object per event to `out` (and
 /// showing samples and events to `plot`, when there is one).
 pub fn run(
-    mut engine: Engine,
+    engine: &mut Engine,
     mut reader: impl BufRead,
     mut out: impl Write,
     defaults: &Defaults,
@@ -190,7 +195,7 @@ pub fn run(
         };
         match row {
             Ok(row) => push(
-                &mut engine,
+                engine,
                 &row,
                 defaults,
                 &mut events,
@@ -205,15 +210,18 @@ pub fn run(
             }
         }
         write_events(
-            &engine,
+            engine,
             &mut events,
             &mut out,
             &mut summary,
             plot.as_deref_mut(),
         )?;
     }
-    engine.advance(i64::MAX, &mut events);
-    write_events(&engine, &mut events, &mut out, &mut summary, plot)?;
+    // Judges the windows the data reached; those still open are partial: dropped and
+    // counted, never stamped after the last sample (`Engine::finish`).
+    engine.finish(&mut events);
+    write_events(engine, &mut events, &mut out, &mut summary, plot)?;
+    summary.partial_windows = engine.stats().partial_windows;
     out.flush().context("cannot write the events")?;
     summary.late_dropped = engine.stats().late_dropped;
     summary.budget_refused = engine.stats().budget_refused;
@@ -273,7 +281,7 @@ fn write_events(
     Ok(())
 }
 
-fn stem(path: &Path) -> String {
+pub(crate) fn stem(path: &Path) -> String {
     path.file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "replay".to_owned())

@@ -10,8 +10,9 @@ fn replay(data: &str) -> (Summary, Vec<serde_json::Value>) {
         device: "dev".into(),
         metric: "value".into(),
     };
+    let mut engine = engine;
     let summary = run(
-        engine,
+        &mut engine,
         data.as_bytes(),
         &mut out,
         &defaults,
@@ -28,32 +29,25 @@ fn replay(data: &str) -> (Summary, Vec<serde_json::Value>) {
 }
 
 #[test]
-fn csv_with_header_closes_the_last_window_at_the_end_of_the_file() {
+fn csv_with_header_judges_complete_windows_and_drops_the_partial_last_one() {
     let (summary, events) = replay(
         "timestamp,value\n2014-04-01 00:00:00,10\n2014-04-01 00:00:05,60\n2014-04-01 00:00:12,1\n",
     );
     assert_eq!(summary.samples, 3);
     assert_eq!(summary.skipped, 0);
-    // Window [0,10): count 2, max 60 → window + raised; window [10,20) closed at the end of
-    // the file: count 1, max 1 → window + cleared.
+    // Window [0,10): count 2, max 60 → window + raised; window [10,20) is still open when
+    // the file ends at 12 s: partial, dropped and counted, never stamped at 20 s.
     let kinds: Vec<(&str, Option<&str>)> = events
         .iter()
         .map(|e| (e["kind"].as_str().unwrap(), e["state"].as_str()))
         .collect();
-    assert_eq!(
-        kinds,
-        [
-            ("window", None),
-            ("alert", Some("raised")),
-            ("window", None),
-            ("alert", Some("cleared"))
-        ]
-    );
+    assert_eq!(kinds, [("window", None), ("alert", Some("raised"))]);
+    assert_eq!(summary.partial_windows, 1);
     assert_eq!(events[0]["values"]["count"], 2.0);
     assert_eq!(events[0]["device"], "dev");
     assert_eq!(events[0]["metric"], "value");
     assert_eq!(events[0]["end"], 1_396_310_410_000_000i64);
-    assert_eq!((summary.events, summary.alerts), (4, 2));
+    assert_eq!((summary.events, summary.alerts), (2, 1));
 }
 
 #[test]
@@ -63,8 +57,10 @@ fn jsonl_rows_name_their_series_and_bad_lines_are_skipped_not_fatal() {
         "not json\n",
         "{\"ts\": 1001, \"device\": \"b\", \"metric\": \"t\", \"value\": 1}\n",
         "{\"ts\": 1002, \"value\": \"hot\"}\n",
+        "{\"ts\": 1010, \"device\": \"a\", \"metric\": \"t\", \"value\": 0}\n",
+        "{\"ts\": 1010, \"device\": \"b\", \"metric\": \"t\", \"value\": 0}\n",
     ));
-    assert_eq!(summary.samples, 2);
+    assert_eq!(summary.samples, 4);
     assert_eq!(summary.skipped, 2);
     let devices: Vec<&str> = events
         .iter()
@@ -108,8 +104,9 @@ fn the_plot_shows_every_series_its_windows_and_its_alerts() {
         device: "dev".into(),
         metric: "value".into(),
     };
+    let mut engine = engine;
     let summary = run(
-        engine,
+        &mut engine,
         data.as_bytes(),
         std::io::sink(),
         &defaults,
