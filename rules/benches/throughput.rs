@@ -333,7 +333,13 @@ fn peers() {
             Ok(set) => set,
             Err(e) => panic!("bench rules do not compile: {e}"),
         };
-        let mut engine = Engine::with_limits(rules, Limits { max_series: SERIES });
+        let mut engine = Engine::with_limits(
+            rules,
+            Limits {
+                max_series: SERIES,
+                ..Limits::default()
+            },
+        );
         let ids: Vec<SeriesId> = (0..SERIES)
             .map(
                 |k| match engine.series(&format!("d{}", k / 10), &format!("m{}", k % 10)) {
