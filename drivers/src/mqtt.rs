@@ -46,7 +46,9 @@
 //! to keep such messages out. `max_message` bounds the memory one message can take.
 
 mod config;
+mod options;
 mod source;
 
 pub use config::{MqttSourceConfig, Subscription};
+pub use options::{Connection, OptionsError};
 pub use source::run;

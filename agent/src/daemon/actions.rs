@@ -22,15 +22,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use weir_drivers::backoff::Backoff;
+use weir_drivers::mqtt::Connection;
 
 use crate::config::ActionsConfig;
 
 /// Messages waiting for the local broker, at most.
 const QUEUE: usize = 256;
+/// The local broker is on the gateway: a dead connection is noticed within a minute.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// While the broker keeps failing, a WARN reminder at most this often.
@@ -104,8 +107,22 @@ pub fn start(cfg: &ActionsConfig, gateway_id: &str, shutdown: CancellationToken)
         .client_id
         .clone()
         .unwrap_or_else(|| format!("weir-actions-{gateway_id}"));
-    let mut opts = MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
-    opts.set_keep_alive(Duration::from_secs(30));
+    let options = Connection {
+        client_id,
+        host: &cfg.host,
+        port: cfg.port,
+        keep_alive: KEEP_ALIVE,
+    }
+    .options();
+    let opts = match options {
+        Ok(opts) => opts,
+        Err(e) => {
+            // `actions:` is validated at load, so this is a bug, not an operator's typo:
+            // actions are best effort, the uplink keeps the durable copy.
+            tracing::error!(error = %e, "actions: cannot configure the local broker's client; every action is dropped and counted");
+            return Actions::disabled();
+        }
+    };
     let (client, mut eventloop) = AsyncClient::new(opts, QUEUE);
     let (tx, mut rx) = mpsc::channel::<(String, Vec<u8>)>(QUEUE);
     let counters = Arc::new(ActionCounters::default());

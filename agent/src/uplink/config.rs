@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rumqttc::MqttOptions;
 use serde::Deserialize;
+use weir_drivers::mqtt::{Connection, OptionsError};
 
 use super::{BatchConfig, Format, TlsConfig, UplinkError, presence, tls, wire};
 
@@ -136,7 +137,7 @@ pub(super) fn mqtt_options(
     gateway_id: &str,
 ) -> Result<MqttOptions, UplinkError> {
     let bad = |field, reason| UplinkError::Config { field, reason };
-    // rumqttc panics on these; refuse them here instead.
+    // rumqttc panics on these; refuse them here instead (the rest in `Connection::options`).
     if cfg.keep_alive < Duration::from_secs(1) {
         return Err(bad("keep_alive", "must be at least 1s"));
     }
@@ -144,16 +145,22 @@ pub(super) fn mqtt_options(
         .ok()
         .filter(|&n| n > 0)
         .ok_or(bad("inflight", "must be between 1 and 65535"))?;
-    if cfg.host.is_empty() {
-        return Err(bad("host", "must not be empty"));
-    }
     let client_id = cfg
         .client_id
         .clone()
         .unwrap_or_else(|| format!("weir-{gateway_id}"));
-    let mut opts = MqttOptions::new(client_id, cfg.host.clone(), cfg.port);
+    let mut opts = Connection {
+        client_id,
+        host: &cfg.host,
+        port: cfg.port,
+        keep_alive: cfg.keep_alive,
+    }
+    .options()
+    .map_err(|e: OptionsError| {
+        let (field, reason) = e.parts();
+        bad(field, reason)
+    })?;
     opts.set_clean_session(true)
-        .set_keep_alive(cfg.keep_alive)
         .set_inflight(inflight)
         // rumqttc's 10 KiB default would turn a large record into a reconnect loop.
         .set_max_packet_size(1 << 20, wire::MAX_PACKET);

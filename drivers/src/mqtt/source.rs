@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
+    AsyncClient, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish, QoS,
     SubscribeFilter, SubscribeReasonCode,
 };
 use tokio::sync::mpsc;
@@ -48,10 +48,17 @@ pub async fn run(
 ) -> Result<(), SourceError> {
     cfg.validate()?;
     let client_id = cfg.effective_client_id();
-    let mut opts = MqttOptions::new(client_id.clone(), cfg.host.clone(), cfg.port);
-    // `validate` guarantees what these setters assert: keep-alive 0 or >= 1 s, non-empty id.
-    opts.set_keep_alive(cfg.keep_alive)
-        .set_clean_session(false)
+    let mut opts = super::Connection {
+        client_id: client_id.clone(),
+        host: &cfg.host,
+        port: cfg.port,
+        keep_alive: cfg.keep_alive,
+    }
+    .options()
+    .map_err(|super::OptionsError::Invalid { field, reason }| {
+        SourceError::config(&cfg.name, field, reason)
+    })?;
+    opts.set_clean_session(false)
         .set_manual_acks(true)
         .set_max_packet_size(cfg.transport_limit(), cfg.transport_limit());
     let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
