@@ -22,6 +22,7 @@
 //! | `missing` (no sample for a duration) | `missing` | 16 B |
 //! | `runtime` (run hours, starts; persisted by the agent) | `runtime` | 32 B |
 //! | `trend` (time to a limit, least squares) | `trend` | 16 B per point of the fit |
+//! | `novelty` (new extreme, surprising error, new context; learns, no parameters needed) | `novelty` | about 420 B, boxed |
 //!
 //! each held in an enum the size of the largest (56 B), kept in one vector beside the
 //! engine's slots. Measured with `cargo bench -p weir-rules --bench detectors`.
@@ -31,6 +32,7 @@
 mod baseline;
 mod chart;
 mod missing;
+mod novelty;
 pub(crate) mod runtime;
 mod signal;
 pub(crate) mod spec;
@@ -80,6 +82,7 @@ pub(crate) enum DetectKind {
     Missing(missing::Spec),
     Runtime(runtime::Spec),
     Trend(trend::Spec),
+    Novelty(novelty::Spec),
 }
 
 impl DetectKind {
@@ -118,6 +121,9 @@ impl DetectKind {
             (DetectKind::Trend(p), "over") => secs(p.over),
             (DetectKind::Trend(p), "horizon") => secs(p.horizon),
             (DetectKind::Trend(p), "min_r2") => p.min_r2,
+            (DetectKind::Novelty(p), "z") => p.z,
+            (DetectKind::Novelty(p), "margin") => p.margin,
+            (DetectKind::Novelty(p), "range") => f64::from(p.range),
             _ => return None,
         })
     }
@@ -137,6 +143,8 @@ pub(crate) enum Detector {
     Missing(missing::State),
     Runtime(runtime::State),
     Trend(trend::State),
+    /// Boxed: the largest state by far (see [`novelty`]), kept off the enum's size.
+    Novelty(Box<novelty::State>),
 }
 
 impl Detector {
@@ -153,6 +161,7 @@ impl Detector {
             DetectKind::Missing(_) => Detector::Missing(Default::default()),
             DetectKind::Runtime(_) => Detector::Runtime(Default::default()),
             DetectKind::Trend(_) => Detector::Trend(Default::default()),
+            DetectKind::Novelty(spec) => Detector::Novelty(Box::new(novelty::State::new(spec))),
         }
     }
 
@@ -161,6 +170,7 @@ impl Detector {
         match self {
             Detector::Robust(s) => s.heap_bytes(),
             Detector::Trend(s) => s.heap_bytes(),
+            Detector::Novelty(s) => novelty::State::BYTES + s.heap_bytes(),
             _ => 0,
         }
     }
@@ -186,6 +196,7 @@ impl Detector {
             (Detector::Range, DetectKind::Range(p)) => Some(p.feed(ts, x)),
             (Detector::Runtime(s), DetectKind::Runtime(p)) => s.feed(p, ts, x),
             (Detector::Trend(s), DetectKind::Trend(p)) => s.feed(p, ts, x),
+            (Detector::Novelty(s), DetectKind::Novelty(p)) => s.feed(p, ts, x),
             (Detector::Missing(s), DetectKind::Missing(p)) => {
                 s.feed(p, ts, x, emit);
                 None

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use super::baseline::{BaselineSpec, Learn};
-use super::{DetectKind, chart, missing, runtime, signal, threshold, trend, zscore};
+use super::{DetectKind, chart, missing, novelty, runtime, signal, threshold, trend, zscore};
 use crate::schema::parse_duration;
 use crate::tree::{Loc, Node};
 
@@ -36,6 +36,8 @@ pub(crate) struct RawDetect {
     #[serde(default)]
     runtime: Option<RawRuntime>,
     trend: Option<RawTrend>,
+    #[serde(default)]
+    novelty: Option<novelty::RawSpec>,
     /// An expression over the window's aggregates (default `mean`); windowed rules only.
     #[serde(default)]
     pub value: Option<String>,
@@ -170,7 +172,7 @@ const DEFAULT_K: f64 = 0.5;
 const DEFAULT_H: f64 = 8.0;
 
 const ONE_OF: &str = "`threshold`, `zscore`, `robust_zscore`, `ewma_chart`, `cusum`, `rate`, \
-                      `flatline`, `range`, `missing`, `trend` or `runtime`";
+                      `flatline`, `range`, `missing`, `trend`, `runtime` or `novelty`";
 const DEFAULT_TREND_POINTS: u64 = 256;
 const MAX_TREND_POINTS: u64 = 4_096;
 const DEFAULT_MIN_R2: f64 = 0.5;
@@ -199,6 +201,7 @@ pub(crate) fn compile(
         raw.missing.is_some(),
         raw.runtime.is_some(),
         raw.trend.is_some(),
+        raw.novelty.is_some(),
     ];
     match given.iter().filter(|g| **g).count() {
         1 => {}
@@ -249,6 +252,9 @@ pub(crate) fn compile(
         })
     } else if let Some(t) = &raw.trend {
         cx.trend(t)
+    } else if let Some(n) = &raw.novelty {
+        let mut bad = |key: &str, msg| cx.bad(&["detect", "novelty", key], msg);
+        novelty::compile(n, &mut bad).map(|(spec, text)| (DetectKind::Novelty(spec), text))
     } else if let Some(r) = &raw.range {
         let (min, max) = (
             r.min.unwrap_or(f64::NEG_INFINITY),
