@@ -31,10 +31,14 @@
 //! (1 = at the limit): finite always.
 //!
 //! No look-ahead: nothing depends on the series' length, its overall minimum or maximum, or
-//! a value not yet seen. Deterministic: the same values in the same order give the same
-//! verdicts. State per (rule, series): [`State::BYTES`] plus `bins^context / 8` bytes of
-//! context bitsets (64 bytes with the defaults, at most 1 KiB), about 420 bytes in all.
-
+//! a value not yet seen (a unit test checks that a prefix gets the same verdicts whatever
+//! follows). Deterministic: the same values in the same order give the same verdicts. State
+//! per (rule, series): [`State::BYTES`] (416) plus two bitsets of `bins^context` bits (2 × 64
+//! bytes with the defaults, at most 1 KiB): 544 bytes with the defaults, fixed for good.
+//!
+//! The first days are young: with `warmup: 200` a daily series can raise at its second day's
+//! noise, past a one-day range. NAB's short files need that early start; a gateway that can
+//! wait sets `warmup` to two periods of its series.
 use serde::Deserialize;
 
 use super::Verdict;
@@ -97,12 +101,13 @@ pub(crate) struct RawSpec {
     context: Option<u64>,
 }
 
-/// Defaults: the reasoning is in the module docs of `examples/rules/nab.yaml`'s rule, which
-/// uses them all. `warmup` is a day of 5-minute values; `range` two weeks of them; `recent`
-/// the ten values of HTM's anomaly-likelihood average; `memory` a week.
+/// Defaults, each argued in `examples/rules/nab-novelty.yaml`, which spells them all out:
+/// `warmup` under the shortest useful history, `range` 16 blocks whose 15 always hold two
+/// weekly cycles of 5-minute values, `margin` 2 % of the range, `recent` HTM's ten-value
+/// average, `memory` a week of 5-minute values, `z` 6, `bins` 8, `context` 3.
 pub(crate) const DEFAULT: Spec = Spec {
-    warmup: 300,
-    range: 4096,
+    warmup: 200,
+    range: 5120,
     margin: 0.02,
     recent: 10.0,
     memory: 2000.0,
@@ -234,6 +239,8 @@ pub(crate) struct State {
     seen: Vec<u64>,
     seen_before: Vec<u64>,
     generation_n: u32,
+    /// Values quantised since the range exists (saturating).
+    in_range: u32,
     /// The recent rate of never-seen contexts, and what is usual for it.
     recent_novelty: f64,
     novelty: Usual,
@@ -261,6 +268,7 @@ impl State {
             seen: vec![0; words],
             seen_before: vec![0; words],
             generation_n: 0,
+            in_range: 0,
             recent_novelty: 0.0,
             novelty: Usual::default(),
         }
@@ -334,13 +342,16 @@ impl State {
     /// Learns the context `x` completes; how surprising the recent rate of new contexts is.
     fn novel_context(&mut self, spec: &Spec, x: f64) -> f64 {
         let bins = spec.bins;
-        let level = match self.range() {
-            Some((lo, hi)) if hi > lo => {
-                let lo = lo.min(x);
-                let hi = hi.max(x);
-                ((f64::from(bins) * (x - lo) / (hi - lo)) as u32).min(bins - 1)
-            }
-            _ => 0,
+        // Levels mean nothing before the first block gives a range: neither judged nor
+        // learned until then, so the first real contexts are not a "burst" of novelty.
+        let Some((lo, hi)) = self.range() else {
+            return 0.0;
+        };
+        let (lo, hi) = (lo.min(x), hi.max(x));
+        let level = if hi > lo {
+            ((f64::from(bins) * (x - lo) / (hi - lo)) as u32).min(bins - 1)
+        } else {
+            0
         };
         let contexts = spec.contexts() as u32;
         self.levels = (self.levels * bins + level) % contexts;
@@ -350,7 +361,8 @@ impl State {
             self.seen.iter_mut().for_each(|w| *w = 0);
             self.generation_n = 1;
         }
-        let novel = if self.n + 1 < u64::from(spec.context) {
+        self.in_range = self.in_range.saturating_add(1);
+        let novel = if self.in_range < spec.context {
             0.0 // the first context is not complete yet
         } else {
             let (word, bit) = (self.levels as usize / 64, 1u64 << (self.levels % 64));
