@@ -123,6 +123,13 @@ pub struct EvalArgs {
     /// Also print each file's windows, detections, false alarms and raw score.
     #[arg(long)]
     pub per_file: bool,
+    /// Seeds of random alarms at the detector's own rate per file, scored beside it.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub baselines: u64,
+    /// Also rerun the corpus with each numeric constant of the rule files moved one step
+    /// down and up (±1 for counts and `z`, ÷/× 1.5 otherwise) and print the scores.
+    #[arg(long, requires = "rules")]
+    pub sensitivity: bool,
 }
 
 #[derive(Debug, Args)]
