@@ -48,7 +48,9 @@ pub fn random_alarms(series: &[Series], evaluation: &Evaluation, seeds: u64) -> 
         .iter()
         .map(|p| Chance {
             profile: p.profile.name,
-            scores: (1..=seeds).map(|seed| random_score(series, p, seed)).collect(),
+            scores: (1..=seeds)
+                .map(|seed| random_score(series, p, seed))
+                .collect(),
         })
         .collect()
 }
@@ -79,7 +81,11 @@ fn draw(rng: &mut SplitMix64, n: usize, from: usize, k: usize) -> Vec<f64> {
     for j in span - k..span {
         let t = (rng.uniform() * (j + 1) as f64) as usize;
         let t = t.min(j);
-        let row = if scores[from + t] == 0.0 { from + t } else { from + j };
+        let row = if scores[from + t] == 0.0 {
+            from + t
+        } else {
+            from + j
+        };
         scores[row] = 1.0;
     }
     scores

@@ -80,7 +80,10 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
         .context("cannot write the report")?;
     out.flush().context("cannot write the report")?;
     if args.sensitivity {
-        let data = args.data.as_deref().context("--data DIR is needed with --rules")?;
+        let data = args
+            .data
+            .as_deref()
+            .context("--data DIR is needed with --rules")?;
         let base: Vec<f64> = evaluation.profiles.iter().map(|p| p.normalised).collect();
         sensitivity_table(&mut out, &args.rules, data, &labels, args.max_series, &base)?;
     }
@@ -159,7 +162,11 @@ fn sensitivity_table(
         writeln!(
             out,
             "worst one-step move: {at}, {delta:+.1} points (standard){}",
-            if delta.abs() > 3.0 { "  [cliff: more than 3 points]" } else { "" }
+            if delta.abs() > 3.0 {
+                "  [cliff: more than 3 points]"
+            } else {
+                ""
+            }
         )?;
     }
     Ok(())

@@ -6,7 +6,8 @@
 //! each one step down and one step up, reruns the whole corpus, and prints the score each
 //! time. One step is:
 //!
-//! * a count (an integer below 16, e.g. `bins: 8`, `context: 3`): ±1;
+//! * a count (an integer below 16, e.g. `bins: 8`, `context: 3`, but not the spans `recent`,
+//!   `memory`, `warmup`, `range`, `baseline`, `window`, `points`, `max_samples`): ±1;
 //! * a limit in standard deviations (a key named `z`): ±1 σ, since ×1.5 on a z moves the
 //!   tail probability by orders of magnitude;
 //! * every other number and every duration (`6h`): ÷1.5 and ×1.5 (integers rounded).
@@ -42,7 +43,10 @@ impl Constant {
                 s.trim_end_matches('0').trim_end_matches('.').to_owned()
             }
         };
-        let counted = self.integer && self.unit.is_empty() && self.value < 16.0;
+        let counted = self.integer
+            && self.unit.is_empty()
+            && self.value < 16.0
+            && !SCALES.contains(&self.key.as_str());
         if self.key == "z" || counted {
             [fmt(self.value - 1.0), fmt(self.value + 1.0)]
         } else if self.integer && !self.unit.is_empty() {
@@ -76,6 +80,18 @@ impl Constant {
     }
 }
 
+/// Keys whose values are spans or scales even when small integers (`recent: 10`).
+const SCALES: [&str; 8] = [
+    "recent",
+    "memory",
+    "warmup",
+    "range",
+    "baseline",
+    "window",
+    "points",
+    "max_samples",
+];
+
 /// Keys whose values are not constants to move.
 const NOT_CONSTANTS: [&str; 8] = [
     "name", "select", "device", "metric", "severity", "labels", "message", "topic",
@@ -87,9 +103,11 @@ pub fn constants(text: &str) -> Vec<Constant> {
     let mut offset = 0;
     for (i, raw_line) in text.split_inclusive('\n').enumerate() {
         let line = raw_line.split('#').next().unwrap_or("");
-        let skip = NOT_CONSTANTS
-            .iter()
-            .any(|k| line.trim_start().trim_start_matches("- ").starts_with(&format!("{k}:")));
+        let skip = NOT_CONSTANTS.iter().any(|k| {
+            line.trim_start()
+                .trim_start_matches("- ")
+                .starts_with(&format!("{k}:"))
+        });
         if !skip {
             scan_line(line, i + 1, offset, &mut out);
         }
@@ -108,8 +126,11 @@ fn scan_line(line: &str, line_no: usize, offset: usize, out: &mut Vec<Constant>)
             quoted = !quoted; // single-quoted strings are globs, not expressions
         }
         let starts = b.is_ascii_digit()
-            && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || b"_.-".contains(&bytes[i - 1])))
-            || (b == b'-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) && i > 0
+            && (i == 0
+                || !(bytes[i - 1].is_ascii_alphanumeric() || b"_.-".contains(&bytes[i - 1])))
+            || (b == b'-'
+                && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
+                && i > 0
                 && b" [{:,(".contains(&bytes[i - 1]));
         if quoted || !starts {
             i += 1;
@@ -130,7 +151,7 @@ fn scan_line(line: &str, line_no: usize, offset: usize, out: &mut Vec<Constant>)
             continue;
         };
         let key = line[..start]
-            .rsplit(|c: char| c == '{' || c == ',' || c == '\n')
+            .rsplit(['{', ',', '\n'])
             .next()
             .and_then(|s| s.trim().strip_suffix(':'))
             .map(|k| k.trim().trim_start_matches("- ").to_owned())
@@ -167,7 +188,12 @@ mod tests {
         let c = constants(FILE);
         let found: Vec<(&str, &str)> = c
             .iter()
-            .map(|c| (c.key.as_str(), &FILE[c.span.start..c.span.end + c.unit.len()]))
+            .map(|c| {
+                (
+                    c.key.as_str(),
+                    &FILE[c.span.start..c.span.end + c.unit.len()],
+                )
+            })
             .collect();
         assert_eq!(
             found,

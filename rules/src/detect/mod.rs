@@ -22,7 +22,7 @@
 //! | `missing` (no sample for a duration) | `missing` | 16 B |
 //! | `runtime` (run hours, starts; persisted by the agent) | `runtime` | 32 B |
 //! | `trend` (time to a limit, least squares) | `trend` | 16 B per point of the fit |
-//! | `novelty` (new extreme, surprising error, new context; learns, no parameters needed) | `novelty` | 544 B (defaults), boxed |
+//! | `novelty` (new extreme, surprising error, new context; learns, no parameters needed) | `novelty` | 656 B (defaults), boxed |
 //!
 //! each held in an enum the size of the largest (56 B), kept in one vector beside the
 //! engine's slots. Measured with `cargo bench -p weir-rules --bench detectors`.

@@ -6,9 +6,12 @@
 //! each value once, in order, in fixed memory, and flags the first value of something new:
 //!
 //! 1. **A new extreme.** The value leaves the range of the last `range` values by more than
-//!    `margin` of that range. The range is kept as the maxima and minima of 16 blocks of
-//!    `range / 16` values, so it forgets in steps of a block (bounded memory, no buffer of
-//!    values), and it is scale-free: a noisy series' range already holds its noise.
+//!    `margin` of that range. The range is kept as the maxima and minima of blocks of 256
+//!    values (`range / 256` of them), so it forgets in steps of a block (16 bytes per block,
+//!    no buffer of values), and it is scale-free: a noisy series' range already holds its
+//!    noise. The block size is fixed rather than a fraction of `range` so that the tests
+//!    start after the same 256 values whatever the `range` (with a fraction, a longer range
+//!    started later and lost NAB's early windows: a 4.5-point cliff for `range` × 1.5).
 //! 2. **A surprising prediction error** (after Numenta's *anomaly likelihood*). A fast EWMA
 //!    (`1 / recent`) predicts the next value; the error's recent average (the same EWMA
 //!    constant) is compared with the distribution of that average over the last `memory`
@@ -33,8 +36,10 @@
 //! No look-ahead: nothing depends on the series' length, its overall minimum or maximum, or
 //! a value not yet seen (a unit test checks that a prefix gets the same verdicts whatever
 //! follows). Deterministic: the same values in the same order give the same verdicts. State
-//! per (rule, series): [`State::BYTES`] (416) plus two bitsets of `bins^context` bits (2 × 64
-//! bytes with the defaults, at most 1 KiB): 544 bytes with the defaults, fixed for good.
+//! per (rule, series), allocated once and fixed for good: [`State::BYTES`] (208) plus 16
+//! bytes per block of the range (320 with the default 20 blocks) plus two bitsets of
+//! `bins^context` bits (128 bytes with the defaults, at most 1 KiB): 656 bytes with the
+//! defaults.
 //!
 //! The first days are young: with `warmup: 200` a daily series can raise at its second day's
 //! noise, past a one-day range. NAB's short files need that early start; a gateway that can
@@ -43,8 +48,12 @@ use serde::Deserialize;
 
 use super::Verdict;
 
-/// Blocks the range is kept in: it forgets in steps of `range / BLOCKS` values.
-pub(crate) const BLOCKS: usize = 16;
+/// Values per block of the range: it forgets in steps of a block, and the extreme and context
+/// tests start once the first block is full, whatever the `range` (a bit under a day of
+/// 5-minute values).
+pub(crate) const BLOCK: u32 = 256;
+/// The most blocks (`range` up to 256 × 256 = 65536 values, 4 KiB of block extremes).
+pub(crate) const MAX_BLOCKS: u32 = 256;
 /// The most context bits per generation: `bins^context` must not exceed it.
 pub(crate) const MAX_CONTEXTS: usize = 4096;
 
@@ -53,7 +62,7 @@ pub(crate) const MAX_CONTEXTS: usize = 4096;
 pub(crate) struct Spec {
     /// Values learned before any verdict can be anomalous.
     pub warmup: u32,
-    /// Values the range (and a context generation) spans; a multiple of [`BLOCKS`].
+    /// Values the range (and a context generation) spans; rounded up to whole [`BLOCK`]s.
     pub range: u32,
     /// How far past the range, as a fraction of it, is a new extreme.
     pub margin: f64,
@@ -74,8 +83,9 @@ impl Spec {
         (self.bins as usize).saturating_pow(self.context)
     }
 
-    fn block(&self) -> u32 {
-        (self.range / BLOCKS as u32).max(1)
+    /// Blocks the range is kept in.
+    pub fn blocks(&self) -> usize {
+        self.range.div_ceil(BLOCK).clamp(1, MAX_BLOCKS) as usize
     }
 }
 
@@ -102,8 +112,8 @@ pub(crate) struct RawSpec {
 }
 
 /// Defaults, each argued in `examples/rules/nab-novelty.yaml`, which spells them all out:
-/// `warmup` under the shortest useful history, `range` 16 blocks whose 15 always hold two
-/// weekly cycles of 5-minute values, `margin` 2 % of the range, `recent` HTM's ten-value
+/// `warmup` under the shortest useful history, `range` 20 blocks whose 19 full ones always
+/// hold two weekly cycles of 5-minute values, `margin` 2 % of the range, `recent` HTM's ten-value
 /// average, `memory` a week of 5-minute values, `z` 6, `bins` 8, `context` 3.
 pub(crate) const DEFAULT: Spec = Spec {
     warmup: 200,
@@ -133,9 +143,12 @@ pub(crate) fn compile(raw: &RawSpec, bad: &mut dyn FnMut(&str, String)) -> Optio
     );
     let range = raw.range.unwrap_or(u64::from(DEFAULT.range));
     check(
-        (BLOCKS as u64..=10_000_000).contains(&range),
+        (u64::from(BLOCK)..=u64::from(BLOCK * MAX_BLOCKS)).contains(&range),
         "range",
-        format!("`range` (values the usual range spans) must be between {BLOCKS} and 10000000"),
+        format!(
+            "`range` (values the usual range spans) must be between {BLOCK} and {}",
+            BLOCK * MAX_BLOCKS
+        ),
     );
     let margin = raw.margin.unwrap_or(DEFAULT.margin);
     check(
@@ -221,8 +234,8 @@ pub(crate) struct State {
     /// Values seen (finite ones).
     n: u64,
     /// Maxima and minima of the last full blocks, a ring; `full` of them are valid.
-    block_max: [f64; BLOCKS],
-    block_min: [f64; BLOCKS],
+    block_max: Vec<f64>,
+    block_min: Vec<f64>,
     full: usize,
     next: usize,
     /// The block being filled.
@@ -254,8 +267,8 @@ impl State {
         let words = spec.contexts().div_ceil(64);
         State {
             n: 0,
-            block_max: [f64::NEG_INFINITY; BLOCKS],
-            block_min: [f64::INFINITY; BLOCKS],
+            block_max: vec![f64::NEG_INFINITY; spec.blocks()],
+            block_min: vec![f64::INFINITY; spec.blocks()],
             full: 0,
             next: 0,
             cur_max: f64::NEG_INFINITY,
@@ -276,6 +289,7 @@ impl State {
 
     pub fn heap_bytes(&self) -> usize {
         (self.seen.capacity() + self.seen_before.capacity()) * size_of::<u64>()
+            + (self.block_max.capacity() + self.block_min.capacity()) * size_of::<f64>()
     }
 
     /// The range of the full blocks and the one being filled; `None` before a block is full.
@@ -294,15 +308,15 @@ impl State {
         Some((lo, hi))
     }
 
-    fn extend_range(&mut self, spec: &Spec, x: f64) {
+    fn extend_range(&mut self, x: f64) {
         self.cur_max = self.cur_max.max(x);
         self.cur_min = self.cur_min.min(x);
         self.cur_n += 1;
-        if self.cur_n >= spec.block() {
+        if self.cur_n >= BLOCK {
             self.block_max[self.next] = self.cur_max;
             self.block_min[self.next] = self.cur_min;
-            self.next = (self.next + 1) % BLOCKS;
-            self.full = (self.full + 1).min(BLOCKS);
+            self.next = (self.next + 1) % self.block_max.len();
+            self.full = (self.full + 1).min(self.block_max.len());
             self.cur_max = f64::NEG_INFINITY;
             self.cur_min = f64::INFINITY;
             self.cur_n = 0;
@@ -382,7 +396,7 @@ impl State {
         }
         let extreme = self.extreme(spec, x);
         let novelty = self.novel_context(spec, x);
-        self.extend_range(spec, x);
+        self.extend_range(x);
         let surprise = self.surprise(spec, x);
         self.n += 1;
         // Each statistic in units of its own limit: > 1 is anomalous.
