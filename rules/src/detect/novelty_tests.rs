@@ -164,3 +164,27 @@ fn validation_names_each_bad_key() {
     let (spec, _) = compile(&RawSpec::default(), &mut |k, m| panic!("{k}: {m}")).unwrap();
     assert_eq!(spec, DEFAULT);
 }
+
+#[test]
+fn yaml_errors_point_at_the_bad_value_and_the_defaults_load() {
+    let src = "\
+rules:
+  - name: r
+    detect:
+      novelty: { z: -2, bins: 16, context: 4, margin: 0.02 }
+    alert: { severity: warning }
+";
+    let e = crate::RuleSet::parse_str(src, "d.yaml").unwrap_err();
+    let at: Vec<(u64, u64)> = e.diagnostics.iter().map(|d| (d.line, d.column)).collect();
+    assert_eq!(at, [(4, 21), (4, 44)], "{e}");
+    assert!(e.diagnostics[1].message.contains("at most 4096"), "{e}");
+    let ok = "\
+rules:
+  - name: r
+    detect: { novelty: {} }
+    alert: { severity: warning }
+";
+    assert!(crate::RuleSet::parse_str(ok, "d.yaml").is_ok());
+    let shipped = include_str!("../../../examples/rules/nab-novelty.yaml");
+    assert!(crate::RuleSet::parse_str(shipped, "nab-novelty.yaml").is_ok());
+}
