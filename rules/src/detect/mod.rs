@@ -31,6 +31,7 @@
 
 mod baseline;
 mod chart;
+mod degradation;
 mod missing;
 mod novelty;
 pub(crate) mod runtime;
@@ -121,6 +122,7 @@ impl DetectKind {
             (DetectKind::Trend(p), "over") => secs(p.over),
             (DetectKind::Trend(p), "horizon") => secs(p.horizon),
             (DetectKind::Trend(p), "min_r2") => p.min_r2,
+            (DetectKind::Trend(p), "min_points") => p.min_points as f64,
             (DetectKind::Novelty(p), "z") => p.z,
             (DetectKind::Novelty(p), "margin") => p.margin,
             (DetectKind::Novelty(p), "range") => f64::from(p.range),
