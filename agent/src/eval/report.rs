@@ -222,7 +222,7 @@ pub fn write_chance(
     if let Some(h) = healthy.filter(|h| h.files > 0) {
         writeln!(
             out,
-            "healthy files (no labelled window): {} files, {:.0} h after probation, {} raises: {:.4} false alarms per hour",
+            "healthy files (no labelled window): {} files, {:.1} h after probation, {} raises: {:.4} false alarms per hour",
             h.files,
             h.hours,
             h.alarms,

@@ -88,6 +88,68 @@ fn eval_scores_alerts_against_labelled_windows_as_nab_does() -> Result<()> {
 }
 
 #[test]
+fn eval_prints_chance_the_healthy_false_alarm_rate_and_each_constant_moved() -> Result<()> {
+    let dir = TestDir::new("eval-trust")?;
+    let rules = dir.write("rules.yaml", RULES)?;
+    dir.write("data/cat/a.csv", &series(&[60, 61, 62]))?;
+    dir.write("data/cat/b.csv", &series(&[30]))?;
+    let labels = dir.write(
+        "labels/combined_windows.json",
+        r#"{"cat/a.csv": [["2014-04-01 00:56:00.000000", "2014-04-01 01:04:00.000000"]], "cat/b.csv": []}"#,
+    )?;
+    let out = weir_command()?
+        .args(["eval", "--baselines", "20", "--sensitivity", "--rules"])
+        .arg(&rules)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--labels")
+        .arg(&labels)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Random alarms: one per file, on any of the 85 rows after probation. The window has 9
+    // of a.csv's: chance finds it about one seed in 9, so its mean is far below the
+    // detector's 89.2, and it varies between seeds.
+    let chance = stdout
+        .lines()
+        .find(|l| l.contains("random") && l.trim_start().starts_with("standard"))
+        .unwrap_or_else(|| panic!("no chance line in\n{stdout}"));
+    let words: Vec<&str> = chance.split_whitespace().collect();
+    assert_eq!(words[1], "89.2", "{chance}");
+    let mean: f64 = words[3].parse()?;
+    let spread: f64 = words[5].parse()?;
+    assert!(mean < 60.0 && spread > 0.0, "{chance}");
+    assert!(stdout.contains("20 seeds"), "{stdout}");
+    // b.csv has no window: one raise from row 15 (00:15, after probation) to row 99 (01:39),
+    // 1.4 h.
+    assert!(
+        stdout.contains("healthy files (no labelled window): 1 files, 1.4 h after probation, 1 raises: 0.7143 false alarms per hour"),
+        "{stdout}"
+    );
+    // The rule's constants: `count: 1` (a count: 0 is refused, 2 scores) and the 5 in the
+    // condition (±1: every high value is 10, so nothing changes).
+    let row = |needle: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} row in\n{stdout}"))
+            .to_owned()
+    };
+    let five = row("rules.yaml:5:");
+    assert!(five.contains("4: 89.2 / 83.7 / 92.8 (+0.0)"), "{five}");
+    assert!(five.contains("6: 89.2 / 83.7 / 92.8 (+0.0)"), "{five}");
+    let count = row("count: 1");
+    assert!(count.contains("0: not valid"), "{count}");
+    assert!(count.contains("2: "), "{count}");
+    assert!(stdout.contains("worst one-step move:"), "{stdout}");
+    Ok(())
+}
+
+#[test]
 fn eval_with_a_broken_rule_file_exits_2() -> Result<()> {
     let dir = TestDir::new("eval-bad-rules")?;
     let rules = dir.write(
