@@ -21,6 +21,14 @@ fn series(high: &[usize]) -> String {
     csv
 }
 
+/// a.csv has one window, 00:56–01:04 (rows 56..=64); b.csv none.
+fn labels(dir: &TestDir) -> Result<std::path::PathBuf> {
+    dir.write(
+        "labels/combined_windows.json",
+        r#"{"cat/a.csv": [["2014-04-01 00:56:00.000000", "2014-04-01 01:04:00.000000"]], "cat/b.csv": []}"#,
+    )
+}
+
 #[test]
 fn eval_scores_alerts_against_labelled_windows_as_nab_does() -> Result<()> {
     let dir = TestDir::new("eval")?;
@@ -31,10 +39,7 @@ fn eval_scores_alerts_against_labelled_windows_as_nab_does() -> Result<()> {
     dir.write("data/cat/a.csv", &series(&[60, 61, 62]))?;
     // A line neither reader can use is skipped by both, and counted.
     dir.write("data/cat/b.csv", &(series(&[30]) + "not,a,row\n"))?;
-    let labels = dir.write(
-        "labels/combined_windows.json",
-        r#"{"cat/a.csv": [["2014-04-01 00:56:00.000000", "2014-04-01 01:04:00.000000"]], "cat/b.csv": []}"#,
-    )?;
+    let labels = labels(&dir)?;
     dir.write(
         "labels/combined_labels.json",
         r#"{"cat/a.csv": ["2014-04-01 01:02:00"], "cat/b.csv": []}"#,
@@ -93,10 +98,7 @@ fn eval_prints_chance_the_healthy_false_alarm_rate_and_each_constant_moved() -> 
     let rules = dir.write("rules.yaml", RULES)?;
     dir.write("data/cat/a.csv", &series(&[60, 61, 62]))?;
     dir.write("data/cat/b.csv", &series(&[30]))?;
-    let labels = dir.write(
-        "labels/combined_windows.json",
-        r#"{"cat/a.csv": [["2014-04-01 00:56:00.000000", "2014-04-01 01:04:00.000000"]], "cat/b.csv": []}"#,
-    )?;
+    let labels = labels(&dir)?;
     let out = weir_command()?
         .args(["eval", "--baselines", "20", "--sensitivity", "--rules"])
         .arg(&rules)
