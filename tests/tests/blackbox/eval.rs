@@ -1,6 +1,8 @@
 //! `weir eval` as a user runs it: a rule file, a small labelled corpus in NAB's layout, and
 //! the report on stdout, with figures worked out by hand from NAB's scoring rules.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::Result;
 use weir_tests::{TestDir, weir_command};
 
@@ -22,11 +24,32 @@ fn series(high: &[usize]) -> String {
 }
 
 /// a.csv has one window, 00:56–01:04 (rows 56..=64); b.csv none.
-fn labels(dir: &TestDir) -> Result<std::path::PathBuf> {
+fn labels(dir: &TestDir) -> Result<PathBuf> {
     dir.write(
         "labels/combined_windows.json",
         r#"{"cat/a.csv": [["2014-04-01 00:56:00.000000", "2014-04-01 01:04:00.000000"]], "cat/b.csv": []}"#,
     )
+}
+
+/// `weir eval` on `dir/data`; its stdout, once it has succeeded.
+fn eval(dir: &TestDir, rules: &Path, labels: &Path, extra: &[&str]) -> Result<String> {
+    let out = weir_command()?
+        .arg("eval")
+        .args(extra)
+        .arg("--rules")
+        .arg(rules)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--labels")
+        .arg(labels)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(stdout)
 }
 
 #[test]
@@ -44,21 +67,7 @@ fn eval_scores_alerts_against_labelled_windows_as_nab_does() -> Result<()> {
         "labels/combined_labels.json",
         r#"{"cat/a.csv": ["2014-04-01 01:02:00"], "cat/b.csv": []}"#,
     )?;
-    let out = weir_command()?
-        .arg("eval")
-        .arg("--rules")
-        .arg(&rules)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .arg("--labels")
-        .arg(&labels)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = eval(&dir, &rules, &labels, &[])?;
     // Row 60 of the 9-row window: y = -(64 - 60 + 1)/9, credit σ(y)/σ(-1) = 0.894905;
     // the false alarm costs fpWeight. standard: 0.784905 → 100 (0.784905 + 1) / 2 = 89.2;
     // low FP: 0.894905 - 0.22 → 83.7; low FN: 0.784905 against null -2 → 92.8.
@@ -99,20 +108,12 @@ fn eval_prints_chance_the_healthy_false_alarm_rate_and_each_constant_moved() -> 
     dir.write("data/cat/a.csv", &series(&[60, 61, 62]))?;
     dir.write("data/cat/b.csv", &series(&[30]))?;
     let labels = labels(&dir)?;
-    let out = weir_command()?
-        .args(["eval", "--baselines", "20", "--sensitivity", "--rules"])
-        .arg(&rules)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .arg("--labels")
-        .arg(&labels)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = eval(
+        &dir,
+        &rules,
+        &labels,
+        &["--baselines", "20", "--sensitivity"],
+    )?;
     // Random alarms: one per file, on any of the 85 rows after probation. The window has 9
     // of a.csv's: chance finds it about one seed in 9, so its mean is far below the
     // detector's 89.2, and it varies between seeds.
