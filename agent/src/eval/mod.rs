@@ -85,91 +85,9 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .context("--data DIR is needed with --rules")?;
         let base: Vec<f64> = evaluation.profiles.iter().map(|p| p.normalised).collect();
-        sensitivity_table(&mut out, &args.rules, data, &labels, args.max_series, &base)?;
+        sensitivity::table(&mut out, &args.rules, data, &labels, args.max_series, &base)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reruns the corpus with each constant of each rule file moved one step either way.
-fn sensitivity_table(
-    out: &mut impl Write,
-    paths: &[std::path::PathBuf],
-    data: &Path,
-    labels: &corpus::Labels,
-    max_series: usize,
-    base: &[f64],
-) -> anyhow::Result<()> {
-    writeln!(
-        out,
-        "\nconstant sensitivity (each constant one step down and up: ±1 for counts and z, \
-         ÷/× 1.5 otherwise; normalised standard / low FP / low FN, change in standard):"
-    )?;
-    let mut worst: Option<(f64, String)> = None;
-    for (i, path) in paths.iter().enumerate() {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        for c in sensitivity::constants(&text) {
-            let here = format!(
-                "{}:{}:{} {}{}{}",
-                path.display(),
-                c.line,
-                c.col,
-                c.key,
-                if c.key.is_empty() { "" } else { ": " },
-                &text[c.span.start..c.span.end + c.unit.len()]
-            );
-            let mut cells = Vec::new();
-            for step in c.steps() {
-                let moved = c.replaced(&text, &step);
-                let mut sets = Vec::new();
-                for (j, other) in paths.iter().enumerate() {
-                    let set = if i == j {
-                        RuleSet::parse_str(&moved, &path.display().to_string())
-                    } else {
-                        RuleSet::load(other)
-                    };
-                    match set {
-                        Ok(set) => sets.push(set),
-                        Err(e) => {
-                            cells.push(format!("{step}: not valid ({e})"));
-                            break;
-                        }
-                    }
-                }
-                if sets.len() != paths.len() {
-                    continue;
-                }
-                let rules = RuleSet::merge(sets).map_err(|e| anyhow::anyhow!("{e}"))?;
-                let (series, _) = run_rules(&rules, data, labels, max_series)?;
-                let total = series.iter().map(|s| s.windows.len()).sum();
-                let scores: Vec<f64> = evaluate(&series, total)
-                    .profiles
-                    .iter()
-                    .map(|p| p.normalised)
-                    .collect();
-                let delta = scores.first().copied().unwrap_or(f64::NAN)
-                    - base.first().copied().unwrap_or(f64::NAN);
-                if worst.as_ref().is_none_or(|(w, _)| delta.abs() > w.abs()) {
-                    worst = Some((delta, format!("{here} -> {step}")));
-                }
-                let all: Vec<String> = scores.iter().map(|s| format!("{s:.1}")).collect();
-                cells.push(format!("{step}: {} ({delta:+.1})", all.join(" / ")));
-            }
-            writeln!(out, "  {here:<56} {}", cells.join("   "))?;
-        }
-    }
-    if let Some((delta, at)) = worst {
-        writeln!(
-            out,
-            "worst one-step move: {at}, {delta:+.1} points (standard){}",
-            if delta.abs() > 3.0 {
-                "  [cliff: more than 3 points]"
-            } else {
-                ""
-            }
-        )?;
-    }
-    Ok(())
 }
 
 /// The rules' speed over the corpus: every value read, pushed through the engine, and every
