@@ -111,8 +111,8 @@ pub struct EvalArgs {
     pub data: Option<PathBuf>,
     /// The labelled windows, NAB's `combined_windows.json` (`combined_labels.json` beside it,
     /// when present, gives the anomaly times the detection lead is measured from).
-    #[arg(long, value_name = "FILE")]
-    pub labels: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "faults")]
+    pub labels: Option<PathBuf>,
     /// Instead of rules: a detector's published NAB output,
     /// `DIR/<category>/<detector>_<file>.csv` with an `anomaly_score` column.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["rules", "data"])]
@@ -130,6 +130,11 @@ pub struct EvalArgs {
     /// down and up (±1 for counts and `z`, ÷/× 1.5 otherwise) and print the scores.
     #[arg(long, requires = "rules")]
     pub sensitivity: bool,
+    /// Instead of NAB's layout: `--data DIR` holds multi-column recordings (one row per
+    /// timestamp, a column per metric, one device per file) and FILE their fault intervals
+    /// (`{"<file>.csv": [["start", "end"], ...]}`); scored event-wise.
+    #[arg(long, value_name = "FILE", requires = "rules")]
+    pub faults: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@
 
 mod chance;
 mod corpus;
+mod faults;
 mod nab;
 mod report;
 mod sensitivity;
@@ -33,9 +34,30 @@ use nab::Costs;
 pub use nab::{Best, PROFILES, Profile, Series, Tally};
 
 pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let labels = corpus::read_windows(&args.labels)?;
+    if let Some(faults) = &args.faults {
+        let rules = match RuleSet::load_all(&args.rules) {
+            Ok(rules) => rules,
+            Err(e) => {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(2));
+            }
+        };
+        let data = args
+            .data
+            .as_deref()
+            .context("--data DIR is needed with --faults")?;
+        let mut out = std::io::stdout().lock();
+        faults::run(&mut out, &rules, data, faults, args.max_series)?;
+        out.flush().context("cannot write the report")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let labels_path = args
+        .labels
+        .as_deref()
+        .context("--labels FILE is needed (or --faults FILE)")?;
+    let labels = corpus::read_windows(labels_path)?;
     // NAB keeps the raw anomaly times beside the windows; the lead is measured from them.
-    let anomalies = match args.labels.parent().map(|d| d.join("combined_labels.json")) {
+    let anomalies = match labels_path.parent().map(|d| d.join("combined_labels.json")) {
         Some(path) if path.is_file() => Some(corpus::read_anomalies(&path)?),
         _ => None,
     };

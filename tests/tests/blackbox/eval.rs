@@ -177,3 +177,59 @@ fn eval_with_a_broken_rule_file_exits_2() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn eval_scores_multi_column_recordings_against_fault_intervals() -> Result<()> {
+    let dir = TestDir::new("eval-faults")?;
+    let rules = dir.write(
+        "rules.yaml",
+        "rules:\n  - name: hot\n    select: { metric: temp }\n    window: { count: 1 }\n    alert: { when: \"max > 90\" }\n",
+    )?;
+    // pump-1: 120 minutes, temp above 90 from minute 100 (the fault starts at 95), and a
+    // spike at minute 30 (a false alarm); current in its own column, never alerting.
+    let mut csv = String::from("timestamp,temp,current\n");
+    for i in 0..120 {
+        let temp = if i >= 100 || i == 30 { 95 } else { 60 };
+        csv.push_str(&format!(
+            "2024-01-01 {:02}:{:02}:00,{temp},3.5\n",
+            i / 60,
+            i % 60
+        ));
+    }
+    dir.write("data/pump-1.csv", &csv)?;
+    let faults = dir.write(
+        "faults.json",
+        r#"{"pump-1.csv": [["2024-01-01 01:35:00", "2024-01-01 01:59:00"]]}"#,
+    )?;
+    let out = weir_command()?
+        .arg("eval")
+        .arg("--rules")
+        .arg(&rules)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .arg("--faults")
+        .arg(&faults)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("all "))
+        .unwrap_or_else(|| panic!("no total in\n{stdout}"));
+    let words: Vec<&str> = all.split_whitespace().collect();
+    // faults 1, detected 1, median delay 300 s (01:40 - 01:35), 1 false alarm in 1.98 h.
+    assert_eq!(
+        words[1..11],
+        [
+            "faults", "1", "detected", "1", "median", "delay", "300", "s", "false", "alarms"
+        ],
+        "{all}"
+    );
+    assert_eq!(words[11], "1", "{all}");
+    assert!(all.contains("(0.5042 per hour over 2.0 h)"), "{all}");
+    Ok(())
+}
