@@ -16,8 +16,7 @@
 //! * **false alarm**: a raise outside every interval, counted per hour of recording.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
@@ -36,13 +35,7 @@ pub struct Recording {
 /// Reads a `timestamp,<metric>,<metric>,...` file with a header. Rows with an unreadable
 /// timestamp or the wrong width are skipped and counted.
 pub fn read_recording(path: &Path) -> anyhow::Result<(Recording, u64)> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut lines = BufReader::new(file).lines();
-    let header = lines
-        .next()
-        .transpose()
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .with_context(|| format!("{}: empty file", path.display()))?;
+    let (header, lines) = corpus::open_with_header(path)?;
     let names: Vec<String> = header.split(',').map(|n| n.trim().to_owned()).collect();
     if names.len() < 2 {
         anyhow::bail!(

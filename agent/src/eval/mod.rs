@@ -35,12 +35,8 @@ pub use nab::{Best, PROFILES, Profile, Series, Tally};
 
 pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
     if let Some(faults) = &args.faults {
-        let rules = match RuleSet::load_all(&args.rules) {
-            Ok(rules) => rules,
-            Err(e) => {
-                eprintln!("{e}");
-                return Ok(ExitCode::from(2));
-            }
+        let Some(rules) = load_rules(&args.rules) else {
+            return Ok(ExitCode::from(2));
         };
         let data = args
             .data
@@ -64,12 +60,8 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let (series, throughput) = match (&args.rules, &args.results) {
         (rules, Some(results)) if rules.is_empty() => (load_results(results, &labels)?, None),
         (rules, None) if !rules.is_empty() => {
-            let rules = match RuleSet::load_all(rules) {
-                Ok(rules) => rules,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return Ok(ExitCode::from(2));
-                }
+            let Some(rules) = load_rules(rules) else {
+                return Ok(ExitCode::from(2));
             };
             let data = args
                 .data
@@ -110,6 +102,11 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
         sensitivity::table(&mut out, &args.rules, data, &labels, args.max_series, &base)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rule files, or `None` once their problems are printed (the caller exits 2).
+fn load_rules(paths: &[std::path::PathBuf]) -> Option<RuleSet> {
+    RuleSet::load_all(paths).map_err(|e| eprintln!("{e}")).ok()
 }
 
 /// The rules' speed over the corpus: every value read, pushed through the engine, and every
