@@ -52,6 +52,7 @@ const KINDS: [(&str, &str); 12] = [
         "window: { tumbling: 10s }\n    detect: { trend: { above: 30, over: 1h, horizon: 1h } }",
     ),
     ("changepoint", "detect: { changepoint: {} }"),
+    ("novelty (defaults)", "detect: { novelty: {} }"),
 ];
 
 fn ruleset(bodies: &[&str], rules: usize) -> RuleSet {
@@ -238,7 +239,8 @@ fn main() {
     let (base, _) = throughput(&["window: { tumbling: 10s }"], rounds);
     let (rate, alerts) = throughput(&bodies, rounds);
     println!(
-        "detectors: {SERIES} series, 100 rules cycling through 12 detector kinds, 2 match per sample"
+        "detectors: {SERIES} series, 100 rules cycling through {} detector kinds, 2 match per sample",
+        KINDS.len()
     );
     println!(
         "  mixed detectors:         {:>6.2} M samples/s/core  ({alerts} alerts)",

@@ -89,6 +89,10 @@ pub(crate) fn transition(
                 slope: f.slope,
                 r2: f.r2,
                 points: f.points,
+                level: f.level,
+                early_seconds: f.early,
+                late_seconds: f.late,
+                model: f.model,
             },
         }),
         Some(Note::Change(c)) => out.push(Event {

@@ -269,12 +269,20 @@ pub enum EventKind {
         /// Seconds from `ts` until the fitted line reaches it: 0 when already past it,
         /// infinity when the line is flat or heading away.
         seconds_to_threshold: f64,
-        /// Slope of the fitted line, per second.
+        /// Slope of the fitted curve now, per second.
         slope: f64,
-        /// Fit quality: R² of the least-squares line, 0 to 1.
+        /// Fit quality: R² of the least-squares fit (in `ln` for the exponential), 0 to 1.
         r2: f64,
         /// Inputs in the fit.
         points: u32,
+        /// The fitted value at `ts` (the level the prediction starts from).
+        level: f64,
+        /// The 90 % interval of `seconds_to_threshold` from the fit's residuals: its near
+        /// and far ends (infinity when the shifted curve never reaches the limit).
+        early_seconds: f64,
+        late_seconds: f64,
+        /// The degradation model fitted: `line`, `quadratic` or `exponential`.
+        model: &'static str,
     },
     /// A window closed; its aggregates, in the order the rule lists them.
     Window {

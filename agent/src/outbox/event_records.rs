@@ -63,6 +63,12 @@ enum Detail<'a> {
         slope: f64,
         r2: f64,
         points: u32,
+        /// The fitted level now, the interval of the time to threshold (`null`: never), and
+        /// the model.
+        level: serde_json::Value,
+        early_seconds: serde_json::Value,
+        late_seconds: serde_json::Value,
+        model: &'static str,
     },
     Changepoint {
         /// `onset` or `return`.
@@ -178,12 +184,20 @@ pub fn write_json(
             slope,
             r2,
             points,
+            level,
+            early_seconds,
+            late_seconds,
+            model,
         } => Detail::Prediction {
             threshold: *threshold,
             seconds_to_threshold: json_number(*seconds_to_threshold),
             slope: *slope,
             r2: *r2,
             points: *points,
+            level: json_number(*level),
+            early_seconds: json_number(*early_seconds),
+            late_seconds: json_number(*late_seconds),
+            model,
         },
         EventKind::Changepoint {
             change,
@@ -343,6 +357,10 @@ mod tests {
                 slope: 0.001,
                 r2: 0.93,
                 points: 60,
+                level: 80.0,
+                early_seconds: secs / 2.0,
+                late_seconds: f64::INFINITY,
+                model: "quadratic",
             },
         };
         let r = record(&event(3600.0), "pump-1", "temp", "t".into(), 0).unwrap();
@@ -351,7 +369,8 @@ mod tests {
             decode(&r),
             serde_json::json!({"kind":"prediction","rule":"bearing-trend","device":"pump-1",
                 "metric":"temp","ts":5,"threshold":90.0,"seconds_to_threshold":3600.0,
-                "slope":0.001,"r2":0.93,"points":60})
+                "slope":0.001,"r2":0.93,"points":60,"level":80.0,"early_seconds":1800.0,
+                "late_seconds":null,"model":"quadratic"})
         );
         let r = record(&event(f64::INFINITY), "pump-1", "temp", "t".into(), 0).unwrap();
         assert!(decode(&r)["seconds_to_threshold"].is_null());

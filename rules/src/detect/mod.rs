@@ -24,6 +24,7 @@
 //! | `trend` (time to a limit, least squares) | `trend` | 16 B per point of the fit |
 //! | `changepoint` (level shifts as events: CUSUM with restart) | `changepoint` | 120 B |
 //! | `multivariate` (several metrics of one device, `group_by: device`) | `multivariate` | 848 B per device, boxed |
+//! | `novelty` (new extreme, surprising error, new context; learns, no parameters needed) | `novelty` | 656 B (defaults), boxed |
 //!
 //! each held in an enum the size of the largest (128 B: the changepoint state and the tag), kept in one vector beside the
 //! engine's slots. Measured with `cargo bench -p weir-rules --bench detectors`.
@@ -35,8 +36,10 @@
 mod baseline;
 pub(crate) mod changepoint;
 mod chart;
+mod degradation;
 mod missing;
 pub(crate) mod multivariate;
+mod novelty;
 pub(crate) mod runtime;
 mod signal;
 pub(crate) mod spec;
@@ -103,6 +106,7 @@ pub(crate) enum DetectKind {
     /// written in YAML; see `RuleSet::for_learning`).
     Record,
     Multivariate(multivariate::Spec),
+    Novelty(novelty::Spec),
 }
 
 impl DetectKind {
@@ -158,6 +162,10 @@ impl DetectKind {
             (DetectKind::Multivariate(p), "raise") => p.raise,
             (DetectKind::Multivariate(p), "clear") => p.clear,
             (DetectKind::Multivariate(p), "warmup") => f64::from(p.warmup),
+            (DetectKind::Trend(p), "min_points") => p.min_points as f64,
+            (DetectKind::Novelty(p), "z") => p.z,
+            (DetectKind::Novelty(p), "margin") => p.margin,
+            (DetectKind::Novelty(p), "range") => f64::from(p.range),
             _ => return None,
         })
     }
@@ -182,6 +190,8 @@ pub(crate) enum Detector {
     Record(Box<crate::learned::Running>),
     /// Boxed: its fixed 848 bytes would otherwise size every detector of every rule.
     Multivariate(Box<multivariate::State>),
+    /// Boxed: the largest state by far (see [`novelty`]), kept off the enum's size.
+    Novelty(Box<novelty::State>),
 }
 
 impl Detector {
@@ -216,6 +226,7 @@ impl Detector {
             DetectKind::Changepoint(_) => Detector::Changepoint(Default::default()),
             DetectKind::Record => Detector::Record(Box::default()),
             DetectKind::Multivariate(_) => Detector::Multivariate(Box::default()),
+            DetectKind::Novelty(spec) => Detector::Novelty(Box::new(novelty::State::new(spec))),
         }
     }
 
@@ -226,6 +237,7 @@ impl Detector {
             Detector::Trend(s) => s.heap_bytes(),
             Detector::Record(r) => size_of::<crate::learned::Running>() + r.heap_bytes(),
             Detector::Multivariate(_) => size_of::<multivariate::State>(),
+            Detector::Novelty(s) => novelty::State::BYTES + s.heap_bytes(),
             _ => 0,
         }
     }
@@ -258,6 +270,7 @@ impl Detector {
             }
             // Judges its own per-metric window means (see `observe`), not `x`.
             (Detector::Multivariate(s), DetectKind::Multivariate(p)) => s.close(p, ts),
+            (Detector::Novelty(s), DetectKind::Novelty(p)) => s.feed(p, ts, x),
             (Detector::Missing(s), DetectKind::Missing(p)) => {
                 s.feed(p, ts, x, emit);
                 None

@@ -207,7 +207,7 @@ proptest! {
         }
         let key = if rising { "above" } else { "below" };
         let yaml = format!(
-            "rules:\n  - name: r\n    detect: {{ trend: {{ {key}: {limit}, over: {over_s}s, horizon: 1d, points: {cap} }} }}\n    alert: {{}}\n"
+            "rules:\n  - name: r\n    detect: {{ trend: {{ {key}: {limit}, over: {over_s}s, horizon: 1d, points: {cap}, min_points: 5 }} }}\n    alert: {{}}\n"
         );
         let mut e = Engine::new(RuleSet::parse_str(&yaml, "p.yaml").unwrap());
         let id = e.series("d", "m").unwrap();

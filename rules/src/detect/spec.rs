@@ -6,7 +6,11 @@
 use serde::Deserialize;
 
 use super::baseline::{BaselineSpec, Floor, Learn};
-use super::{DetectKind, changepoint, chart, missing, runtime, signal, threshold, trend, zscore};
+use super::degradation::Model;
+use super::trend::ActOn;
+use super::{
+    DetectKind, changepoint, chart, missing, novelty, runtime, signal, threshold, trend, zscore,
+};
 use crate::schema::parse_duration;
 use crate::tree::{Loc, Node};
 
@@ -50,6 +54,8 @@ pub(crate) struct RawDetect {
     /// Several metrics of one device, jointly (`group_by: device`).
     #[serde(default)]
     multivariate: Option<super::multivariate::spec::RawMultivariate>,
+    #[serde(default)]
+    novelty: Option<novelty::RawSpec>,
     /// An expression over the window's aggregates (default `mean`); windowed rules only.
     #[serde(default)]
     pub value: Option<String>,
@@ -222,6 +228,14 @@ struct RawTrend {
     points: Option<u64>,
     #[serde(default)]
     min_r2: Option<f64>,
+    /// `line` (default), `quadratic` or `exponential`.
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    min_points: Option<u64>,
+    /// `estimate` (default), `early` or `late`: the time the alert compares with `horizon`.
+    #[serde(default)]
+    act_on: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,7 +267,7 @@ const DEFAULT_K: f64 = 0.5;
 const DEFAULT_H: f64 = 8.0;
 
 const ONE_OF: &str = "`threshold`, `zscore`, `robust_zscore`, `ewma_chart`, `cusum`, `rate`, \
-                      `flatline`, `range`, `missing`, `trend`, `runtime`, `changepoint` or `multivariate`";
+                      `flatline`, `range`, `missing`, `trend`, `runtime`, `changepoint`, `multivariate` or `novelty`";
 /// `changepoint`: a 1σ shift is the smallest worth an event; `h` as `cusum`'s; the home
 /// level from 200 values like the charts' (3 to 8 false changes per 100,000 values of
 /// Gaussian noise, measured; with 100, 17).
@@ -290,6 +304,7 @@ pub(crate) fn compile(
         raw.trend.is_some(),
         raw.changepoint.is_some(),
         raw.multivariate.is_some(),
+        raw.novelty.is_some(),
     ];
     match given.iter().filter(|g| **g).count() {
         1 => {}
@@ -340,6 +355,9 @@ pub(crate) fn compile(
         })
     } else if let Some(t) = &raw.trend {
         cx.trend(t)
+    } else if let Some(n) = &raw.novelty {
+        let mut bad = |key: &str, msg| cx.bad(&["detect", "novelty", key], msg);
+        novelty::compile(n, &mut bad).map(|(spec, text)| (DetectKind::Novelty(spec), text))
     } else if let Some(r) = &raw.range {
         let (min, max) = (
             r.min.unwrap_or(f64::NEG_INFINITY),
@@ -410,6 +428,27 @@ impl Cx<'_> {
             due_starts: r.starts,
         };
         Some((DetectKind::Runtime(spec), text))
+    }
+
+    /// One of a fixed set of names; `None` (reported) when it is none of them.
+    fn named<T: Copy>(
+        &mut self,
+        path: &[&str],
+        text: Option<&str>,
+        all: &[T],
+        name: fn(T) -> &'static str,
+    ) -> Option<T> {
+        let text = text?;
+        let found = all.iter().copied().find(|v| name(*v) == text);
+        if found.is_none() {
+            let names: Vec<&str> = all.iter().map(|v| name(*v)).collect();
+            let key = path.last().copied().unwrap_or_default();
+            self.bad(
+                path,
+                format!("unknown `{key}` `{text}` (expected {})", names.join(", ")),
+            );
+        }
+        found
     }
 
     fn bad(&mut self, path: &[&str], msg: impl Into<String>) {
@@ -561,11 +600,49 @@ impl Cx<'_> {
             &p,
             "`min_r2` must be between 0 and 1",
         );
-        let text = format!(
-            "trend({key} {threshold} within {}, fit over {})",
+        let model = self
+            .named(
+                &["detect", "trend", "model"],
+                t.model.as_deref(),
+                &Model::ALL,
+                Model::as_str,
+            )
+            .unwrap_or(Model::Line);
+        let act_on = self
+            .named(
+                &["detect", "trend", "act_on"],
+                t.act_on.as_deref(),
+                &ActOn::ALL,
+                ActOn::as_str,
+            )
+            .unwrap_or(ActOn::Estimate);
+        // Unless given, the default, or every point the rule keeps when that is fewer.
+        let min_points = t
+            .min_points
+            .unwrap_or((trend::DEFAULT_MIN_POINTS as u64).min(points));
+        let ok =
+            (trend::MIN_POINTS as u64..=points.max(trend::MIN_POINTS as u64)).contains(&min_points);
+        let msg = format!(
+            "`min_points` must be between {} and `points` ({points})",
+            trend::MIN_POINTS
+        );
+        self.check(
+            ok || t.min_points.is_none(),
+            &["detect", "trend", "min_points"],
+            &msg,
+        );
+        let mut text = format!(
+            "trend({key} {threshold} within {}, fit over {}",
             t.horizon.trim(),
             t.over.trim()
         );
+        if model != Model::Line {
+            text.push_str(&format!(", {}", model.as_str()));
+        }
+        if act_on != ActOn::Estimate {
+            text.push_str(&format!(", act on the {} end", act_on.as_str()));
+        }
+        text.push(')');
         let spec = trend::Spec {
             threshold,
             rising,
@@ -573,6 +650,9 @@ impl Cx<'_> {
             points: usize::try_from(points).unwrap_or(trend::MIN_POINTS),
             horizon: horizon?,
             min_r2,
+            model,
+            min_points: usize::try_from(min_points).unwrap_or(trend::DEFAULT_MIN_POINTS),
+            act_on,
         };
         Some((DetectKind::Trend(spec), text))
     }

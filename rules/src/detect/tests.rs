@@ -481,7 +481,8 @@ fn predictions(events: &[Event]) -> Vec<(i64, f64, f64)> {
 
 #[test]
 fn trend_predicts_time_to_threshold_on_a_ramp_and_alerts_under_the_horizon() {
-    let mut r = Rig::new("detect: { trend: { above: 90, over: 10m, horizon: 30m } }");
+    let mut r =
+        Rig::new("detect: { trend: { above: 90, over: 10m, horizon: 30m, min_points: 5 } }");
     // 60 °C rising 0.01 °C/s: reaches 90 at t = 3000 s.
     for t in 0..1300 {
         r.push(t * S, 60.0 + 0.01 * t as f64);
@@ -518,7 +519,7 @@ fn trend_on_noise_predicts_with_a_poor_fit_and_does_not_alert() {
 fn trend_below_a_limit_on_window_means() {
     // Pressure falling 0.1 bar/min, judged on 1-minute means: 6 bar reaches 2 bar in 40 min.
     let mut r = Rig::new(
-        "window: { tumbling: 1m }\n    detect: { trend: { below: 2, over: 30m, horizon: 20m, min_r2: 0.9 } }",
+        "window: { tumbling: 1m }\n    detect: { trend: { below: 2, over: 30m, horizon: 20m, min_r2: 0.9, min_points: 5 } }",
     );
     for t in 0..(30 * 60) {
         r.push(t * S, 6.0 - 0.1 * t as f64 / 60.0);

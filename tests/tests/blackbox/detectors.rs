@@ -182,7 +182,7 @@ fn replay_emits_trend_predictions_and_the_alert_when_the_limit_is_near() -> Resu
         "rules:
   - name: bearing-trend
     window: { tumbling: 1m }
-    detect: { trend: { above: 90, over: 1h, horizon: 30m } }
+    detect: { trend: { above: 90, over: 1h, horizon: 30m, min_points: 5 } }
     alert: { severity: warning, message: \"{above} in {score:.0} s\" }
 ",
     )?;

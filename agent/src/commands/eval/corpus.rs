@@ -113,9 +113,8 @@ pub fn read_rows(path: &Path) -> anyhow::Result<Rows> {
     Ok(out)
 }
 
-/// A detector's published NAB output (`timestamp,value,anomaly_score,…` with a header):
-/// the rows' timestamps and anomaly scores.
-pub fn read_results(path: &Path) -> anyhow::Result<(Vec<i64>, Vec<f64>)> {
+/// A CSV file's first line (empty when the file is) and the lines after it.
+pub fn open_with_header(path: &Path) -> anyhow::Result<(String, std::io::Lines<BufReader<File>>)> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut lines = BufReader::new(file).lines();
     let header = lines
@@ -123,6 +122,13 @@ pub fn read_results(path: &Path) -> anyhow::Result<(Vec<i64>, Vec<f64>)> {
         .transpose()
         .with_context(|| format!("cannot read {}", path.display()))?
         .unwrap_or_default();
+    Ok((header, lines))
+}
+
+/// A detector's published NAB output (`timestamp,value,anomaly_score,…` with a header):
+/// the rows' timestamps and anomaly scores.
+pub fn read_results(path: &Path) -> anyhow::Result<(Vec<i64>, Vec<f64>)> {
+    let (header, lines) = open_with_header(path)?;
     let names = split_csv(&header);
     let column = |name: &str| {
         names

@@ -9,9 +9,12 @@
 //! `--results DIR` scores a detector's published NAB output instead of running rules, which
 //! is how the scorer is checked against NAB's own numbers.
 
+mod chance;
 mod corpus;
+mod faults;
 mod nab;
 mod report;
+mod sensitivity;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -41,8 +44,8 @@ pub struct EvalArgs {
     pub data: Option<PathBuf>,
     /// The labelled windows, NAB's `combined_windows.json` (`combined_labels.json` beside it,
     /// when present, gives the anomaly times the detection lead is measured from).
-    #[arg(long, value_name = "FILE")]
-    pub labels: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "faults")]
+    pub labels: Option<PathBuf>,
     /// Instead of rules: a detector's published NAB output,
     /// `DIR/<category>/<detector>_<file>.csv` with an `anomaly_score` column.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["rules", "data"])]
@@ -53,24 +56,49 @@ pub struct EvalArgs {
     /// Also print each file's windows, detections, false alarms and raw score.
     #[arg(long)]
     pub per_file: bool,
+    /// Seeds of random alarms at the detector's own rate per file, scored beside it.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub baselines: u64,
+    /// Also rerun the corpus with each numeric constant of the rule files moved one step
+    /// down and up (±1 for counts and `z`, ÷/× 1.5 otherwise) and print the scores.
+    #[arg(long, requires = "rules")]
+    pub sensitivity: bool,
+    /// Instead of NAB's layout: `--data DIR` holds multi-column recordings (one row per
+    /// timestamp, a column per metric, one device per file) and FILE their fault intervals
+    /// (`{"<file>.csv": [["start", "end"], ...]}`); scored event-wise.
+    #[arg(long, value_name = "FILE", requires = "rules")]
+    pub faults: Option<PathBuf>,
 }
 
 pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    let labels = corpus::read_windows(&args.labels)?;
+    if let Some(faults) = &args.faults {
+        let Some(rules) = load_rules(&args.rules) else {
+            return Ok(ExitCode::from(2));
+        };
+        let data = args
+            .data
+            .as_deref()
+            .context("--data DIR is needed with --faults")?;
+        let mut out = std::io::stdout().lock();
+        faults::run(&mut out, &rules, data, faults, args.max_series)?;
+        out.flush().context("cannot write the report")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let labels_path = args
+        .labels
+        .as_deref()
+        .context("--labels FILE is needed (or --faults FILE)")?;
+    let labels = corpus::read_windows(labels_path)?;
     // NAB keeps the raw anomaly times beside the windows; the lead is measured from them.
-    let anomalies = match args.labels.parent().map(|d| d.join("combined_labels.json")) {
+    let anomalies = match labels_path.parent().map(|d| d.join("combined_labels.json")) {
         Some(path) if path.is_file() => Some(corpus::read_anomalies(&path)?),
         _ => None,
     };
     let (series, throughput) = match (&args.rules, &args.results) {
         (rules, Some(results)) if rules.is_empty() => (load_results(results, &labels)?, None),
         (rules, None) if !rules.is_empty() => {
-            let rules = match rule_files::load_paths(rules).all_or_nothing() {
-                Ok(rules) => rules,
-                Err(problems) => {
-                    eprintln!("{}", problems.join("\n"));
-                    return Ok(ExitCode::from(2));
-                }
+            let Some(rules) = load_rules(rules) else {
+                return Ok(ExitCode::from(2));
             };
             let data = args
                 .data
@@ -94,8 +122,32 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
         args.per_file,
     )
     .context("cannot write the report")?;
+    let chance = chance::random_alarms(&series, &evaluation, args.baselines);
+    let healthy = evaluation
+        .profiles
+        .first()
+        .map(|p| chance::healthy(&series, p.best.threshold));
+    report::write_chance(&mut out, &evaluation, &chance, healthy.as_ref())
+        .context("cannot write the report")?;
     out.flush().context("cannot write the report")?;
+    if args.sensitivity {
+        let data = args
+            .data
+            .as_deref()
+            .context("--data DIR is needed with --rules")?;
+        let base: Vec<f64> = evaluation.profiles.iter().map(|p| p.normalised).collect();
+        sensitivity::table(&mut out, &args.rules, data, &labels, args.max_series, &base)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rule files, or `None` once their problems are printed (the caller exits 2).
+/// The rule files through the one loader (`config::rule_files`); every problem printed.
+fn load_rules(paths: &[std::path::PathBuf]) -> Option<RuleSet> {
+    rule_files::load_paths(paths)
+        .all_or_nothing()
+        .map_err(|problems| eprintln!("{}", problems.join("\n")))
+        .ok()
 }
 
 /// The rules' speed over the corpus: every value read, pushed through the engine, and every

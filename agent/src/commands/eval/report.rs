@@ -192,6 +192,46 @@ pub fn write(
     Ok(())
 }
 
+/// Random alarms at the same rate beside each profile's score, and the healthy files'
+/// false-alarm rate.
+pub fn write_chance(
+    out: &mut impl Write,
+    evaluation: &Evaluation,
+    chance: &[super::chance::Chance],
+    healthy: Option<&super::chance::Healthy>,
+) -> std::io::Result<()> {
+    let seeds = chance.first().map_or(0, |c| c.scores.len());
+    if seeds > 0 {
+        writeln!(
+            out,
+            "\nbeside chance (random alarms, as many per file as the detector's, {seeds} seeds):"
+        )?;
+        for (p, c) in evaluation.profiles.iter().zip(chance) {
+            writeln!(
+                out,
+                "  {:<20} {:>6.1}   random {:>6.1} ± {:.1} (min {:.1}, max {:.1})",
+                p.profile.name,
+                p.normalised,
+                c.mean(),
+                c.spread(),
+                c.scores.iter().copied().fold(f64::INFINITY, f64::min),
+                c.scores.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            )?;
+        }
+    }
+    if let Some(h) = healthy.filter(|h| h.files > 0) {
+        writeln!(
+            out,
+            "healthy files (no labelled window): {} files, {:.1} h after probation, {} raises: {:.4} false alarms per hour",
+            h.files,
+            h.hours,
+            h.alarms,
+            h.per_hour()
+        )?;
+    }
+    Ok(())
+}
+
 fn threshold(t: f64) -> String {
     if t.is_finite() {
         format!("{t}")
