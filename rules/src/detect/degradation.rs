@@ -275,7 +275,7 @@ pub(crate) fn fit(model: Model, points: &[(f64, f64)]) -> Option<Curve> {
 
 /// The first `u` in `[from, to]` where `f(u) ≥ 0` (`f` continuous): `from` when it already
 /// is, infinity when it never is. A grid of 256 steps finds the first bracket, bisection
-/// narrows it to a millionth of the range.
+/// narrows it to a millionth of the range (or to adjacent floats, whichever comes first).
 fn first_crossing(f: impl Fn(f64) -> f64, from: f64, to: f64) -> f64 {
     if !(from.is_finite() && to.is_finite()) {
         return f64::INFINITY;
@@ -291,8 +291,12 @@ fn first_crossing(f: impl Fn(f64) -> f64, from: f64, to: f64) -> f64 {
         if f(hi) >= 0.0 {
             let mut lo = lo;
             let mut hi = hi;
-            while hi - lo > (to - from) * 1e-6 {
+            // At most 40 halvings (a 10^-12 of the bracket); never loops on adjacent floats.
+            for _ in 0..40 {
                 let mid = 0.5 * (lo + hi);
+                if mid <= lo || mid >= hi || hi - lo <= (to - from) * 1e-6 {
+                    break;
+                }
                 if f(mid) >= 0.0 {
                     hi = mid;
                 } else {
@@ -467,5 +471,18 @@ mod tests {
             err.contains("t.yaml:3:64") && err.contains("unknown `model` `cubic`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_interval_search_ends_on_a_bracket_narrower_than_its_tolerance() {
+        // A crossing just before the search's end: the bracket is a few floats wide and
+        // the millionth-of-the-range tolerance is below their spacing (this hung the trend
+        // ramp test once).
+        let to = 10.0;
+        let from = to - 1e-14;
+        let u = first_crossing(|u| u - (to - 5e-15), from, to);
+        assert!(u > from && u <= to, "{u}");
+        assert_eq!(first_crossing(|u| u - 20.0, 0.0, 10.0), f64::INFINITY);
+        assert_eq!(first_crossing(|u| u, 0.0, 10.0), 0.0);
     }
 }
