@@ -21,7 +21,7 @@ use weir_rules::{Engine, EventKind, Limits, RuleSet, Sample, SeriesId};
 const SERIES: usize = 10_000;
 
 /// One detector per kind, as a rule body (everything after `select`).
-const KINDS: [(&str, &str); 12] = [
+const KINDS: [(&str, &str); 13] = [
     (
         "threshold + for",
         "detect: { threshold: { raise: 25, clear: 22, for: 2s } }",

@@ -130,7 +130,7 @@ pub fn healthy(series: &[Series], threshold: f64) -> Healthy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::evaluate;
+    use crate::commands::eval::evaluate;
 
     const MIN5: i64 = 300_000_000;
 

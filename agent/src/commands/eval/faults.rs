@@ -23,7 +23,7 @@ use anyhow::Context;
 use weir_rules::{AlertState, Engine, EventKind, Limits, RuleSet, Sample};
 
 use super::corpus;
-use crate::replay::input::parse_timestamp;
+use crate::commands::replay::input::parse_timestamp;
 
 /// One recording: its timestamps and, per metric column, its values (NaN: missing).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -74,7 +74,14 @@ pub fn raises(
     recording: &Recording,
     max_series: usize,
 ) -> anyhow::Result<Vec<i64>> {
-    let mut engine = Engine::with_limits(rules.clone(), Limits { max_series });
+    let mut engine = Engine::with_limits(
+        rules.clone(),
+        Limits {
+            max_series,
+            // A measurement of the detectors: the budget must not change what they see.
+            max_state_bytes: usize::MAX,
+        },
+    );
     let ids = recording
         .metrics
         .iter()

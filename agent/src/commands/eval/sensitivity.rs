@@ -19,8 +19,8 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::config::rule_files;
 use anyhow::Context;
-use weir_rules::RuleSet;
 
 use super::corpus;
 
@@ -118,25 +118,25 @@ pub fn table(
             let mut cells = Vec::new();
             for step in c.steps() {
                 let moved = c.replaced(&text, &step);
-                let mut sets = Vec::new();
-                for (j, other) in paths.iter().enumerate() {
-                    let set = if i == j {
-                        RuleSet::parse_str(&moved, &path.display().to_string())
+                // The moved text in place of its file, the others as they are, through the
+                // one rule-file loader (baseline files and name clashes as everywhere).
+                let files = paths.iter().enumerate().map(|(j, other)| {
+                    if i == j {
+                        Ok(crate::config::RuleFile {
+                            name: path.display().to_string(),
+                            text: moved.clone(),
+                        })
                     } else {
-                        RuleSet::load(other)
-                    };
-                    match set {
-                        Ok(set) => sets.push(set),
-                        Err(e) => {
-                            cells.push(format!("{step}: not valid ({e})"));
-                            break;
-                        }
+                        rule_files::read(other)
                     }
-                }
-                if sets.len() != paths.len() {
-                    continue;
-                }
-                let rules = RuleSet::merge(sets).map_err(|e| anyhow::anyhow!("{e}"))?;
+                });
+                let rules = match rule_files::compile(files).all_or_nothing() {
+                    Ok(rules) => rules,
+                    Err(problems) => {
+                        cells.push(format!("{step}: not valid ({})", problems.join("; ")));
+                        continue;
+                    }
+                };
                 let (series, _) = super::run_rules(&rules, data, labels, max_series)?;
                 let total = series.iter().map(|s| s.windows.len()).sum();
                 let scores: Vec<f64> = super::evaluate(&series, total)
