@@ -257,19 +257,19 @@ fn bad_sections_are_reported_with_their_location() {
 }
 
 #[test]
-fn the_shipped_device_rule_files_load() {
+fn the_shipped_machine_rule_files_load() {
     for (name, src) in [
         (
-            "pump-device.yaml",
-            include_str!("../../../examples/rules/pump-device.yaml"),
+            "pump.yaml",
+            include_str!("../../../examples/rules/pump.yaml"),
         ),
         (
-            "motor-device.yaml",
-            include_str!("../../../examples/rules/motor-device.yaml"),
+            "motor.yaml",
+            include_str!("../../../examples/rules/motor.yaml"),
         ),
         (
-            "compressor-device.yaml",
-            include_str!("../../../examples/rules/compressor-device.yaml"),
+            "compressor.yaml",
+            include_str!("../../../examples/rules/compressor.yaml"),
         ),
     ] {
         let set = RuleSet::parse_str(src, name).unwrap_or_else(|e| panic!("{e}"));
