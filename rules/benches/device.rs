@@ -5,7 +5,7 @@
 //!
 //! 1,000 pumps, 6 metrics each (6,000 series), one sample per series every 10 s of event
 //! time, fed round-robin for 24 h of event time (~52 M samples); rules: the multivariate rule
-//! of `examples/rules/pump-device.yaml` (one-minute windows, six metrics), then the same plus
+//! of `examples/rules/pump.yaml` (one-minute windows, six metrics), then the same plus
 //! a `fuse:` rule and `incidents:`. A windowed-mean rule over the same stream runs first in
 //! the same process, for a ratio measured on the same machine state. State: the engine's
 //! `state_bytes()` per device after the run, and the detector's own fixed size.

@@ -257,19 +257,19 @@ fn bad_sections_are_reported_with_their_location() {
 }
 
 #[test]
-fn the_shipped_device_rule_files_load() {
+fn the_shipped_machine_rule_files_load() {
     for (name, src) in [
         (
-            "pump-device.yaml",
-            include_str!("../../../examples/rules/pump-device.yaml"),
+            "pump.yaml",
+            include_str!("../../../examples/rules/pump.yaml"),
         ),
         (
-            "motor-device.yaml",
-            include_str!("../../../examples/rules/motor-device.yaml"),
+            "motor.yaml",
+            include_str!("../../../examples/rules/motor.yaml"),
         ),
         (
-            "compressor-device.yaml",
-            include_str!("../../../examples/rules/compressor-device.yaml"),
+            "compressor.yaml",
+            include_str!("../../../examples/rules/compressor.yaml"),
         ),
     ] {
         let set = RuleSet::parse_str(src, name).unwrap_or_else(|e| panic!("{e}"));
@@ -331,4 +331,66 @@ fn a_fuse_rule_named_like_a_rule_and_a_second_incidents_section_are_refused() {
         d.message.contains("second `incidents:`") && d.message.contains("a.yaml:"),
         "{e}"
     );
+}
+
+/// The machine files' first layer judges sensors whatever their names: a tag the file does
+/// not know, quantised (steps of 1, mostly on one value), raises nothing for an hour; then
+/// a NaN from it raises the machine's `-invalid` alert and one incident.
+#[test]
+fn the_machine_files_judge_a_sensor_they_do_not_name() {
+    for (machine, src) in [
+        ("pump", include_str!("../../../examples/rules/pump.yaml")),
+        ("motor", include_str!("../../../examples/rules/motor.yaml")),
+        (
+            "compressor",
+            include_str!("../../../examples/rules/compressor.yaml"),
+        ),
+    ] {
+        let mut engine = Engine::new(RuleSet::parse_str(src, "m.yaml").unwrap());
+        let device = format!("{machine}-1");
+        let series = engine.series(&device, "p_inlet_kpa_7").unwrap();
+        let mut out = Vec::new();
+        for s in 0..3600i64 {
+            let value = if s == 3599 {
+                f64::NAN
+            } else if s % 7 == 0 {
+                51.0
+            } else {
+                50.0
+            };
+            engine.push(
+                Sample {
+                    series,
+                    ts: s * 1_000_000,
+                    value,
+                },
+                &mut out,
+            );
+        }
+        // The end of the input (an incident raise waits for the rest of its instant); the
+        // end of a recording is not silence, so `-silent` stays quiet.
+        engine.finish(&mut out);
+        let raised: Vec<String> = out
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::Alert {
+                    state: AlertState::Raised,
+                    ..
+                } => Some(format!("alert {} at {}", e.rule, e.ts / 1_000_000)),
+                EventKind::Incident {
+                    state: AlertState::Raised,
+                    ..
+                } => Some(format!("incident at {}", e.ts / 1_000_000)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            raised,
+            [
+                format!("alert {machine}-invalid at 3599"),
+                "incident at 3599".to_string()
+            ],
+            "{machine}"
+        );
+    }
 }

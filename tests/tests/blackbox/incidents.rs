@@ -1,5 +1,5 @@
 //! Device-level detection end to end through `weir replay`: the shipped pump rules
-//! (`examples/rules/pump-device.yaml`: a multivariate rule, physical limits, stuck-sensor
+//! (`examples/rules/pump.yaml`: a multivariate rule, physical limits, stuck-sensor
 //! rules, a `fuse` rule and `incidents:`) over the shipped cavitation recording
 //! (`data/sim/pump-process.csv`), after the pump's healthy recording for the warm-up.
 //! One fault must come out as one incident whose contributors are the alerts that fired,
@@ -57,7 +57,7 @@ fn replay(rules: &str, data: &std::path::Path) -> Result<Vec<Value>> {
 fn one_fault_is_one_incident_naming_its_alerts_which_stay_records() -> Result<()> {
     let dir = TestDir::new("incidents")?;
     let data = with_baseline(&dir, "data/sim/pump-process.csv")?;
-    let events = replay("examples/rules/pump-device.yaml", &data)?;
+    let events = replay("examples/rules/pump.yaml", &data)?;
     let incidents: Vec<&Value> = events.iter().filter(|e| e["kind"] == "incident").collect();
     let raises: Vec<&&Value> = incidents
         .iter()
@@ -111,7 +111,7 @@ fn a_quantised_sensor_never_gives_a_non_finite_score() -> Result<()> {
     // so the six-hour warm-up is over and the multivariate rule judges every window.
     let dir = TestDir::new("incidents-quantised")?;
     let data = with_baseline(&dir, "data/sim/pump-healthy.csv")?;
-    let events = replay("examples/rules/pump-device.yaml", &data)?;
+    let events = replay("examples/rules/pump.yaml", &data)?;
     for e in events.iter().filter(|e| e["kind"] == "alert") {
         for key in ["score", "value"] {
             if let Some(v) = e.get(key) {
