@@ -72,24 +72,29 @@ pub(crate) struct IncidentSpec {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct DeviceRules {
     pub fuse: Vec<FuseSpec>,
-    pub incidents: Option<IncidentSpec>,
-    /// Every `incidents:` section merged in, to report a second one.
+    /// One section per file that has one (a pump file and a motor file on one gateway);
+    /// a device belongs to the first whose `select.device` matches it.
+    pub incidents: Vec<IncidentSpec>,
+    /// Where each section was written, to report two for the same devices.
     pub incidents_at: Vec<(Arc<str>, Loc)>,
 }
 
 impl DeviceRules {
     pub fn is_empty(&self) -> bool {
-        self.fuse.is_empty() && self.incidents.is_none()
+        self.fuse.is_empty() && self.incidents.is_empty()
     }
 
-    /// Joins the sections of several files: fuse rules add up, the first `incidents` wins
-    /// (`merge` reports a second one).
+    /// Joins the sections of several files: fuse rules and incident sections add up
+    /// (`merge` reports two incident sections for the same devices).
     pub fn merge(&mut self, other: DeviceRules) {
         self.fuse.extend(other.fuse);
         self.incidents_at.extend(other.incidents_at);
-        if self.incidents.is_none() {
-            self.incidents = other.incidents;
-        }
+        self.incidents.extend(other.incidents);
+    }
+
+    /// The incident section a device belongs to: the first that selects it.
+    pub fn incidents_for(&self, device: &str) -> Option<&IncidentSpec> {
+        self.incidents.iter().find(|s| s.device.matches(device))
     }
 
     /// A description that changes whenever the sections do (a reload restarts their state
@@ -105,10 +110,11 @@ impl DeviceRules {
                 )
             })
             .collect();
-        let incidents = self
+        let incidents: Vec<String> = self
             .incidents
-            .as_ref()
-            .map(|i| format!("{:?}", (&i.name, &i.device, &i.rules, i.gap)));
+            .iter()
+            .map(|i| format!("{:?}", (&i.name, &i.device, &i.rules, i.gap)))
+            .collect();
         format!("{fuse:?}{incidents:?}")
     }
 }
@@ -185,11 +191,13 @@ impl Layer {
     /// The clock value past which [`Layer::process`] has something to expire even without
     /// new alerts (`i64::MAX`: nothing pending).
     pub fn next_deadline(&self, spec: &DeviceRules, slack: i64) -> i64 {
-        let gap = spec.incidents.as_ref().map_or(0, |s| s.gap);
-        let incidents = self.open.values().filter_map(|i| match i.quiet_since {
-            _ if !i.announced => Some(i.opened),
-            Some(q) => Some(q.saturating_add(gap)),
-            None => None,
+        let incidents = self.open.iter().filter_map(|(device, i)| {
+            let gap = spec.incidents_for(device).map_or(0, |s| s.gap);
+            match i.quiet_since {
+                _ if !i.announced => Some(i.opened),
+                Some(q) => Some(q.saturating_add(gap)),
+                None => None,
+            }
         });
         let fuse = self.fuse.values().filter_map(FuseState::next_expiry);
         incidents
@@ -257,10 +265,10 @@ impl Layer {
     }
 
     fn incident(&mut self, spec: &DeviceRules, a: &AlertIn, out: &mut Vec<Out>) {
-        let Some(s) = &spec.incidents else {
+        let Some(s) = spec.incidents_for(&a.device) else {
             return;
         };
-        if !s.device.matches(&a.device) || !s.rules.iter().any(|g| g.matches(&a.rule)) {
+        if !s.rules.iter().any(|g| g.matches(&a.rule)) {
             return;
         }
         let key = (a.rule.clone(), a.metric.clone());
@@ -326,12 +334,12 @@ impl Layer {
     /// more than `slack`), so every alert stamped with that instant — whatever order they
     /// arrived in — is among its contributors.
     fn announce(&mut self, spec: &DeviceRules, now: i64, slack: i64, out: &mut Vec<Out>) {
-        let Some(s) = &spec.incidents else {
-            return;
-        };
         let end = now == i64::MAX;
         let due = |i: &Incident| !i.announced && (end || now.saturating_sub(slack) > i.opened);
         for (device, inc) in self.open.iter_mut().filter(|(_, i)| due(i)) {
+            let Some(s) = spec.incidents_for(device) else {
+                continue;
+            };
             inc.announced = true;
             let contributors: Vec<Contributor> = inc
                 .contributors
@@ -367,20 +375,17 @@ impl Layer {
             self.after_fused(spec, &o, out);
             out.push(o);
         }
-        let Some(s) = &spec.incidents else {
-            return;
-        };
         let done: Vec<Box<str>> = self
             .open
             .iter()
-            .filter(|(_, i)| {
-                i.quiet_since
-                    .is_some_and(|q| passed(q.saturating_add(s.gap)))
+            .filter(|(device, i)| {
+                let gap = spec.incidents_for(device).map_or(0, |s| s.gap);
+                i.quiet_since.is_some_and(|q| passed(q.saturating_add(gap)))
             })
             .map(|(d, _)| d.clone())
             .collect();
         for device in done {
-            if let Some(inc) = self.open.remove(&device) {
+            if let (Some(s), Some(inc)) = (spec.incidents_for(&device), self.open.remove(&device)) {
                 close(s, device, inc, out);
             }
         }

@@ -274,7 +274,7 @@ fn the_shipped_machine_rule_files_load() {
     ] {
         let set = RuleSet::parse_str(src, name).unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            set.device.incidents.is_some() && !set.device.fuse.is_empty(),
+            !set.device.incidents.is_empty() && !set.device.fuse.is_empty(),
             "{name}"
         );
     }
@@ -331,6 +331,29 @@ fn a_fuse_rule_named_like_a_rule_and_a_second_incidents_section_are_refused() {
         d.message.contains("second `incidents:`") && d.message.contains("a.yaml:"),
         "{e}"
     );
+}
+
+/// A pump file and a motor file on one gateway: each brings its own `incidents:` section,
+/// each governs the devices it selects.
+#[test]
+fn incident_sections_for_different_devices_add_up() {
+    let files = [
+        include_str!("../../../examples/rules/pump.yaml"),
+        include_str!("../../../examples/rules/motor.yaml"),
+        include_str!("../../../examples/rules/compressor.yaml"),
+    ];
+    let sets: Vec<RuleSet> = files
+        .iter()
+        .enumerate()
+        .map(|(i, src)| RuleSet::parse_str(src, &format!("{i}.yaml")).unwrap())
+        .collect();
+    let merged = RuleSet::merge(sets).unwrap();
+    assert_eq!(merged.device.incidents.len(), 3);
+    assert_eq!(
+        merged.device.incidents_for("motor-2").map(|s| s.gap),
+        merged.device.incidents.get(1).map(|s| s.gap)
+    );
+    assert!(merged.device.incidents_for("boiler-1").is_none());
 }
 
 /// The machine files' first layer judges sensors whatever their names: a tag the file does

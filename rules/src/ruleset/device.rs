@@ -79,8 +79,10 @@ impl Compiler<'_> {
             }
         }
         if let Some(node) = root.get("incidents") {
-            out.incidents = self.incidents(node);
-            out.incidents_at.push((self.file.clone(), node.loc));
+            if let Some(section) = self.incidents(node) {
+                out.incidents.push(section);
+                out.incidents_at.push((self.file.clone(), node.loc));
+            }
         }
         out
     }
@@ -189,8 +191,8 @@ impl Compiler<'_> {
     }
 }
 
-/// Names a fuse rule shares with a rule or another fuse rule, and a second `incidents:`
-/// section, across every file of a rule set.
+/// Names a fuse rule shares with a rule or another fuse rule, and two `incidents:` sections
+/// for the same devices, across every file of a rule set.
 pub(super) fn clashes(rules: &[super::Rule], device: &DeviceRules) -> Vec<Diagnostic> {
     let mut first: HashMap<&str, (&str, Loc)> = rules
         .iter()
@@ -215,16 +217,27 @@ pub(super) fn clashes(rules: &[super::Rule], device: &DeviceRules) -> Vec<Diagno
             }
         }
     }
-    if let [(ofile, oloc), rest @ ..] = device.incidents_at.as_slice() {
-        for (file, loc) in rest {
+    // Two sections may govern different devices (a pump file and a motor file); two that
+    // select the same devices would leave the second with nothing to do.
+    for (i, (spec, (file, loc))) in device
+        .incidents
+        .iter()
+        .zip(&device.incidents_at)
+        .enumerate()
+    {
+        let earlier = device.incidents[..i]
+            .iter()
+            .zip(&device.incidents_at)
+            .find(|(other, _)| other.device == spec.device);
+        if let Some((_, (ofile, oloc))) = earlier {
             out.push(Diagnostic::new(
                 &**file,
                 loc.line,
                 loc.column,
                 None,
                 format!(
-                    "a second `incidents:` section (the first is at {ofile}:{}:{}): a rule \
-                     set has one",
+                    "a second `incidents:` section for the same devices (the first is at \
+                     {ofile}:{}:{}): give each section its own `select.device`",
                     oloc.line, oloc.column
                 ),
             ));
