@@ -78,11 +78,11 @@ impl Compiler<'_> {
                 _ => self.report(list.loc, None, "`fuse` must be a list"),
             }
         }
-        if let Some(node) = root.get("incidents") {
-            if let Some(section) = self.incidents(node) {
-                out.incidents.push(section);
-                out.incidents_at.push((self.file.clone(), node.loc));
-            }
+        if let Some(node) = root.get("incidents")
+            && let Some(section) = self.incidents(node)
+        {
+            out.incidents.push(section);
+            out.incidents_at.push((self.file.clone(), node.loc));
         }
         out
     }
