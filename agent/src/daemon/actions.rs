@@ -56,8 +56,8 @@ pub struct Actions {
 }
 
 impl Actions {
-    /// Without a configured broker every action is dropped and counted (the config check
-    /// warns about rules that name a local topic then).
+    /// Without a configured broker every action is dropped and counted
+    /// (`weir_engine_actions_dropped_total`).
     pub fn disabled() -> Actions {
         Actions {
             tx: None,
