@@ -39,7 +39,7 @@
 //! per (rule, series), allocated once and fixed for good: [`State::BYTES`] (208) plus 16
 //! bytes per block of the range (320 with the default 20 blocks) plus two bitsets of
 //! `bins^context` bits (128 bytes with the defaults, at most 1 KiB): 656 bytes with the
-//! defaults.
+//! defaults on 64-bit targets (600 on armv7).
 //!
 //! The first days are young: with `warmup: 200` a daily series can raise at its second day's
 //! noise, past a one-day range. NAB's short files need that early start; a gateway that can
