@@ -29,6 +29,7 @@ pub fn main(config: Option<&Path>) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     budget_warnings(&loaded, &outcome.rules);
+    actions_warnings(&loaded, &outcome.rules);
     println!(
         "{}: ok ({} sources, {} rules in {} files)",
         loaded.origin.name(),
@@ -37,6 +38,32 @@ pub fn main(config: Option<&Path>) -> anyhow::Result<ExitCode> {
         outcome.files_loaded
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Warns (without failing) about rules with an `alert.local_topic` when the config has no
+/// `actions:` broker: their local actions would all be dropped (counted in
+/// `weir_engine_actions_dropped_total`); the uplink still gets every alert.
+fn actions_warnings(loaded: &crate::config::Loaded, rules: &weir_rules::RuleSet) {
+    if loaded.config.actions.is_some() {
+        return;
+    }
+    let named: Vec<&str> = rules
+        .names()
+        .filter(|name| rules.local_topic(name).is_some())
+        .collect();
+    if named.is_empty() {
+        return;
+    }
+    eprintln!(
+        "{}: warning: rule(s) {} publish local actions (`alert.local_topic`) but the config has \
+         no `actions:` broker: those actions will be dropped and counted",
+        loaded.origin.name(),
+        named
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 /// Warns (without failing) when the rules could need more state than `engine.max_state_bytes`

@@ -119,3 +119,39 @@ fn a_device_chosen_name_never_adds_topic_levels_to_an_action() -> Result<()> {
     agent.assert_running()?;
     Ok(())
 }
+
+/// A rule with a local topic but no `actions:` broker in the config: `weir check` passes and
+/// warns, naming the rule; with a broker configured it does not warn.
+#[test]
+fn check_warns_about_local_topics_without_an_actions_broker() -> Result<()> {
+    let dir = weir_tests::TestDir::new("check-actions")?;
+    dir.write(
+        "rules.yaml",
+        "rules:\n  - name: hot-local\n    window: { tumbling: 1s }\n    aggregates: [max]\n    alert: { when: \"max > 1\", local_topic: \"actions/{device}\" }\n",
+    )?;
+    let base =
+        "gateway_id: gw-a\nrules: [rules.yaml]\nsources: [{simulator: {}}]\noutbox: {path: o.db}\n";
+    for (name, extra, warns) in [
+        ("without.yaml", "", true),
+        (
+            "with.yaml",
+            "actions: {host: 127.0.0.1, port: 1883}\n",
+            false,
+        ),
+    ] {
+        let config = dir.write(name, &format!("{base}{extra}"))?;
+        let out = weir_tests::weir_command()?
+            .arg("check")
+            .arg("--config")
+            .arg(&config)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{name}: {stderr}");
+        assert_eq!(
+            stderr.contains("warning: rule(s) `hot-local` publish local actions"),
+            warns,
+            "{name}: {stderr}"
+        );
+    }
+    Ok(())
+}
