@@ -193,3 +193,21 @@ pub fn start_with_cloud(
         agent,
     })
 }
+
+/// Runs `weir replay --rules RULES DATA`, requires success, and returns its events (one JSON
+/// object per stdout line) and its stderr (the summary).
+pub fn replay_events(rules: &Path, data: &Path) -> Result<(Vec<serde_json::Value>, String)> {
+    let out = weir_tests::weir_command()?
+        .arg("replay")
+        .arg("--rules")
+        .arg(rules)
+        .arg(data)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    anyhow::ensure!(out.status.success(), "weir replay failed: {stderr}");
+    let events = String::from_utf8(out.stdout)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    Ok((events, stderr))
+}

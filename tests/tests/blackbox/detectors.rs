@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use weir_tests::{Mosquitto, Publisher, TestDir, weir_command};
+use weir_tests::{Mosquitto, Publisher, TestDir};
 
-use crate::common::{Running, distinct_alerts, publish_series, start_with_cloud};
+use crate::common::{Running, distinct_alerts, publish_series, replay_events, start_with_cloud};
 
 const RULES: &str = "rules:
   - name: pressure-high
@@ -130,18 +130,7 @@ fn replay_reports_detector_alerts_with_scores_and_no_silence_at_the_end_of_the_f
         csv.push_str(&format!("{},{}\n", 1_700_000_000 + t, t % 7));
     }
     let data = dir.write("pump-3.csv", &csv)?;
-    let out = weir_command()?
-        .arg("replay")
-        .arg("--rules")
-        .arg(&rules)
-        .arg(&data)
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let (events, _) = replay_events(&rules, &data)?;
     let got: Vec<(String, String, i64)> = events
         .iter()
         .map(|e| {
@@ -196,18 +185,7 @@ fn replay_emits_trend_predictions_and_the_alert_when_the_limit_is_near() -> Resu
         ));
     }
     let data = dir.write("pump-9.csv", &csv)?;
-    let out = weir_command()?
-        .arg("replay")
-        .arg("--rules")
-        .arg(&rules)
-        .arg(&data)
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let (events, _) = replay_events(&rules, &data)?;
     let predictions: Vec<&serde_json::Value> = events
         .iter()
         .filter(|e| e["kind"] == "prediction")
@@ -252,18 +230,7 @@ fn replay_reports_changepoints_as_onset_and_return_events() -> Result<()> {
         csv.push_str(&format!("{},{}\n", 1_700_000_000 + t, level + ripple));
     }
     let data = dir.write("pump-5.csv", &csv)?;
-    let out = weir_command()?
-        .arg("replay")
-        .arg("--rules")
-        .arg(&rules)
-        .arg(&data)
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let (events, _) = replay_events(&rules, &data)?;
     let secs = |e: &serde_json::Value, key: &str| {
         e[key].as_i64().unwrap_or_default() / 1_000_000 - 1_700_000_000
     };

@@ -4,6 +4,8 @@
 use anyhow::Result;
 use weir_tests::{TestDir, weir_command};
 
+use crate::common::replay_events;
+
 /// A quantised flow meter (1 l/min steps) dithering around 50.
 fn healthy(n: usize, shift: impl Fn(usize) -> f64) -> String {
     let mut csv = String::from("timestamp,device,metric,value\n");
@@ -54,18 +56,7 @@ fn learn_writes_baselines_that_rules_reference_and_detectors_start_from() -> Res
         "faulty.csv",
         &healthy(120, |t| if t >= 30 { 2.0 } else { 0.0 }),
     )?;
-    let out = weir_command()?
-        .arg("replay")
-        .arg("--rules")
-        .arg(&rules)
-        .arg(&faulty)
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let (events, _) = replay_events(&rules, &faulty)?;
     let raised: Vec<i64> = events
         .iter()
         .filter(|e| e["state"] == "raised")

@@ -6,6 +6,8 @@
 use anyhow::Result;
 use weir_tests::{TestDir, weir_command};
 
+use crate::common::replay_events;
+
 const RULES: &str = "rules:\n  - name: high\n    select: { metric: \"*\" }\n    window: { tumbling: 1h }\n    aggregates: [count]\n    alert: { when: \"count > 2\", severity: info }\n";
 
 #[test]
@@ -16,18 +18,7 @@ fn replay_prints_one_json_event_per_line_and_a_summary_on_stderr() -> Result<()>
         "pump-7.csv",
         "timestamp,value\n2014-04-01 00:00:00,1\n2014-04-01 00:10:00,2\n2014-04-01 00:20:00,3\nnot,a,row\n2014-04-01 01:00:00,4\n",
     )?;
-    let out = weir_command()?
-        .arg("replay")
-        .arg("--rules")
-        .arg(&rules)
-        .arg(&data)
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let (events, stderr) = replay_events(&rules, &data)?;
     // Hour 0: 3 samples → window + raised. Hour 1 holds one sample when the file ends: a
     // partial window, not judged and never stamped after the last sample, but counted.
     assert_eq!(events.len(), 2, "{events:#?}");
@@ -88,18 +79,7 @@ fn replay_runs_a_grouped_rule_with_one_window_per_device_over_its_series() -> Re
          2014-04-01 01:00:00,pump-1,bearing_temp_de,70\n\
          2014-04-01 01:00:00,pump-2,bearing_temp_de,60\n",
     )?;
-    let out = weir_command()?
-        .arg("replay")
-        .arg("--rules")
-        .arg(&rules)
-        .arg(&data)
-        .output()?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let events: Vec<serde_json::Value> = String::from_utf8(out.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+    let (events, _) = replay_events(&rules, &data)?;
     // One window per pump (closed by the samples at 01:00), and pump-1's alert; the hour
     // from 01:00 is partial when the file ends.
     assert_eq!(events.len(), 3, "{events:#?}");
