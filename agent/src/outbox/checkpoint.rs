@@ -32,15 +32,22 @@ const WAKE_PAGES: i32 = 1_000;
 /// WAL may outgrow SQLite's own bound while the thread is behind.
 const INLINE_PAGES: i32 = 4_000;
 
-/// The checkpointer thread. Must be dropped after the writer's connection: the wal hook owns
-/// the thread's wake-up sender, so closing the connection is what tells the thread to end,
-/// and dropping this waits for it (its connection, closed last, then checkpoints the rest).
+/// The checkpointer thread. Must be dropped after the writer's connection has closed:
+/// dropping this drops the last wake-up sender, which ends the thread, and waits for it, so
+/// the thread's connection is the last to close and checkpoints the rest and deletes the WAL.
+///
+/// The wal hook holds a sender too, but it cannot be what ends the thread: rusqlite drops
+/// hooks *before* `sqlite3_close`, so the two connections would close at once, each would
+/// see the other's lock, neither would delete the WAL, and the next start would take the
+/// leftover WAL for an unclean shutdown (ids jump by a million; seen in CI).
 pub(super) struct Checkpointer {
+    keep_alive: Option<mpsc::SyncSender<()>>,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
+        drop(self.keep_alive.take());
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
@@ -59,6 +66,7 @@ pub(super) fn start(conn: &mut Connection, path: &Path, sync: Synchronous) -> Op
     };
     // Capacity 1: a wake-up already pending covers every commit until it is taken.
     let (wake, woken) = mpsc::sync_channel::<()>(1);
+    let keep_alive = wake.clone();
     let handle = std::thread::Builder::new()
         .name("weir-checkpoint".into())
         .spawn(move || run(&other, &woken))
@@ -76,11 +84,13 @@ pub(super) fn start(conn: &mut Connection, path: &Path, sync: Synchronous) -> Op
     };
     if let Err(e) = conn.wal_hook(Some(hook)) {
         tracing::warn!(error = %e, "outbox: checkpoints stay on the writer thread");
-        // The sender went with the refused hook, so the thread ends by itself.
+        // The hook's sender went with the refused hook; this ends the thread.
+        drop(keep_alive);
         let _ = handle.join();
         return None;
     }
     Some(Checkpointer {
+        keep_alive: Some(keep_alive),
         handle: Some(handle),
     })
 }
