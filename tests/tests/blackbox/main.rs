@@ -33,5 +33,6 @@ mod runtime;
 mod supervision;
 mod systemd;
 mod uplink_outage;
+mod uplink_schemas;
 mod uplink_status;
 mod uplink_tls;
