@@ -17,6 +17,7 @@ mod end_to_end;
 mod engine_budget;
 mod eval;
 mod harness;
+mod health_index;
 mod incidents;
 mod kill_loop;
 mod learn;
