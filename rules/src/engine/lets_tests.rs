@@ -33,7 +33,13 @@ fn run(rules: &str, windows: i64) -> Vec<Event> {
         let t = w * 10 * S;
         // The peer metric first, so it is in before the window of `temp` closes.
         out.extend(push(&mut e, "pump-1", "vibration", t + S, 1.0 + w as f64));
-        out.extend(push(&mut e, "pump-1", "temp", t + 2 * S, 50.0 + 2.0 * w as f64));
+        out.extend(push(
+            &mut e,
+            "pump-1",
+            "temp",
+            t + 2 * S,
+            50.0 + 2.0 * w as f64,
+        ));
     }
     out
 }
@@ -153,10 +159,19 @@ rules:
     let (level, secs) = *predictions.last().unwrap();
     let w = windows(&out);
     let last = w.last().unwrap()[0].1;
-    assert!((level - last).abs() < 0.1, "level {level}, published {last}");
+    assert!(
+        (level - last).abs() < 0.1,
+        "level {level}, published {last}"
+    );
     let want = (10.0 - level) / 0.04;
-    assert!((secs - want).abs() < 0.1 * want, "{secs} s, want about {want}");
-    assert!(out.iter().any(|e| matches!(e.kind, EventKind::Alert { .. })));
+    assert!(
+        (secs - want).abs() < 0.1 * want,
+        "{secs} s, want about {want}"
+    );
+    assert!(
+        out.iter()
+            .any(|e| matches!(e.kind, EventKind::Alert { .. }))
+    );
 }
 
 #[test]
@@ -169,8 +184,13 @@ rules:
     let: { hi: "mean * 2" }
     aggregates: [mean]
 "#;
-    let e = RuleSet::parse_str(unused, "r.yaml").unwrap_err().to_string();
-    assert!(e.contains("r.yaml:6:10") && e.contains("publishes none"), "{e}");
+    let e = RuleSet::parse_str(unused, "r.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("r.yaml:6:10") && e.contains("publishes none"),
+        "{e}"
+    );
     let nested = r#"
 rules:
   - name: r
@@ -179,8 +199,13 @@ rules:
     let: { hi: "mean * 2", lo: "ewma(hi, 0.2) - 1" }
     aggregates: [lo]
 "#;
-    let e = RuleSet::parse_str(nested, "r.yaml").unwrap_err().to_string();
-    assert!(e.contains("r.yaml:6:33") && e.contains("whole value of a `let`"), "{e}");
+    let e = RuleSet::parse_str(nested, "r.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("r.yaml:6:33") && e.contains("whole value of a `let`"),
+        "{e}"
+    );
     let unknown = r#"
 rules:
   - name: r
@@ -189,7 +214,12 @@ rules:
     let: { hi: "mean * 2" }
     aggregates: [hj]
 "#;
-    let e = RuleSet::parse_str(unknown, "r.yaml").unwrap_err().to_string();
-    assert!(e.contains("r.yaml:7:18") && e.contains("or a `let` name"), "{e}");
+    let e = RuleSet::parse_str(unknown, "r.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("r.yaml:7:18") && e.contains("or a `let` name"),
+        "{e}"
+    );
     assert!(Aggregate::from_name("hi").is_none());
 }

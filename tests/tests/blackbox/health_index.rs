@@ -35,7 +35,10 @@ fn replay_publishes_smooths_and_forecasts_a_two_sensor_health_index() -> Result<
         let vib = 1.0 + 0.05 * m as f64 + wiggle;
         let temp = 50.0 + 0.4 * m as f64;
         csv.push_str(&format!("{},pump-1,vibration,{vib}\n", t0 + 60 * m + 5));
-        csv.push_str(&format!("{},pump-1,bearing_temp,{temp}\n", t0 + 60 * m + 10));
+        csv.push_str(&format!(
+            "{},pump-1,bearing_temp,{temp}\n",
+            t0 + 60 * m + 10
+        ));
     }
     let data = dir.write("pump.csv", &csv)?;
     let (events, stderr) = replay_events(&rules, &data)?;
@@ -59,7 +62,10 @@ fn replay_publishes_smooths_and_forecasts_a_two_sensor_health_index() -> Result<
             .fold(0.0, f64::max)
     };
     let (raw, smooth) = (swing(|w| w.0), swing(|w| w.1));
-    assert!(raw > 0.09 && smooth < 0.5 * raw, "raw {raw}, smooth {smooth}");
+    assert!(
+        raw > 0.09 && smooth < 0.5 * raw,
+        "raw {raw}, smooth {smooth}"
+    );
 
     let predictions: Vec<&serde_json::Value> = events
         .iter()
@@ -71,7 +77,10 @@ fn replay_publishes_smooths_and_forecasts_a_two_sensor_health_index() -> Result<
     let level = last["level"].as_f64().unwrap();
     let secs = last["seconds_to_threshold"].as_f64().unwrap();
     let want = (1.0 - level) / 0.015 * 60.0;
-    assert!((secs - want).abs() < 0.2 * want, "{secs} s at level {level}, want {want}");
+    assert!(
+        (secs - want).abs() < 0.2 * want,
+        "{secs} s at level {level}, want {want}"
+    );
     let raised = events
         .iter()
         .find(|e| e["kind"] == "alert" && e["state"] == "raised")
