@@ -16,6 +16,7 @@ mod disk_full;
 mod end_to_end;
 mod engine_budget;
 mod eval;
+mod eval_beyond_nab;
 mod harness;
 mod health_index;
 mod incidents;
