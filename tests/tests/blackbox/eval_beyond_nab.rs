@@ -112,6 +112,7 @@ fn eval_scores_remaining_life_predictions_against_the_truth() -> Result<()> {
         units.as_os_str(),
         "--rul".as_ref(),
         truth.as_os_str(),
+        "--sensitivity".as_ref(),
     ])?;
     let line = |start: &str| {
         stdout
@@ -130,5 +131,20 @@ fn eval_scores_remaining_life_predictions_against_the_truth() -> Result<()> {
     let constant = line("constant guess");
     let baseline: f64 = constant[5].parse()?;
     assert!(baseline > 10.0, "{stdout}");
+    // Each constant moved a step: `above: 1` as a count (0 and 2) moves every forecast by
+    // many cycles; `over` changes nothing on exact lines; `min_points: 4` is refused.
+    let row = |key: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(key))
+            .unwrap_or_else(|| panic!("no `{key}` row in\n{stdout}"))
+    };
+    assert!(row("over: 1000s").contains("667s: 0.0 (+0.0)"), "{stdout}");
+    assert!(row("min_points: 5").contains("4: not valid"), "{stdout}");
+    let worst = row("worst one-step move:");
+    assert!(
+        worst.contains("above: 1 -> ") && worst.contains("[cliff"),
+        "{worst}"
+    );
     Ok(())
 }

@@ -126,7 +126,13 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
             .as_deref()
             .context("--data FILE (the units' histories) is needed with --rul")?;
         let mut out = std::io::stdout().lock();
-        remaining_life::run(&mut out, &rules, data, truth, args.rul_cap)?;
+        let how = remaining_life::RulArgs {
+            data,
+            truth,
+            cap: args.rul_cap,
+            sensitivity: args.sensitivity.then_some(args.rules.as_slice()),
+        };
+        remaining_life::run(&mut out, &rules, how)?;
         out.flush().context("cannot write the report")?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -213,27 +213,46 @@ pub fn forecast(
     })
 }
 
-/// Scores the rules' forecasts on every unit of `data` against `truth`, and prints them.
-pub fn run(
-    out: &mut impl Write,
+/// Every unit's forecast beside its true remaining life (units without one are skipped).
+fn forecasts(
     rules: &RuleSet,
-    data: &Path,
-    truth: &Path,
+    metrics: &[String],
+    units: &Units,
+    truth: &BTreeMap<String, f64>,
     cap: f64,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<(Forecast, f64)>> {
+    let mut pairs = Vec::new();
+    for (unit, rows) in units {
+        if let Some(&rul) = truth.get(unit) {
+            pairs.push((forecast(rules, unit, metrics, rows, cap)?, rul));
+        }
+    }
+    Ok(pairs)
+}
+
+/// What `weir eval --rul` reads and how it scores.
+pub struct RulArgs<'a> {
+    pub data: &'a Path,
+    pub truth: &'a Path,
+    pub cap: f64,
+    /// Also the one-step sensitivity table of these rule files.
+    pub sensitivity: Option<&'a [std::path::PathBuf]>,
+}
+
+/// Scores the rules' forecasts on every unit of `data` against `truth`, and prints them.
+pub fn run(out: &mut impl Write, rules: &RuleSet, args: RulArgs<'_>) -> anyhow::Result<()> {
+    let (data, cap) = (args.data, args.cap);
     let (metrics, units, skipped) = read_units(data)?;
     if skipped > 0 {
         eprintln!("{}: {skipped} unreadable rows skipped", data.display());
     }
-    let truth = read_truth(truth)?;
-    let mut pairs = Vec::new();
-    for (unit, rows) in &units {
-        let Some(&rul) = truth.get(unit) else {
+    let truth = read_truth(args.truth)?;
+    for (unit, _) in &units {
+        if !truth.contains_key(unit) {
             eprintln!("unit {unit}: no true remaining life, skipped");
-            continue;
-        };
-        pairs.push((forecast(rules, unit, &metrics, rows, cap)?, rul));
+        }
     }
+    let pairs = forecasts(rules, &metrics, &units, &truth, cap)?;
     let s = score(&pairs);
     let mean = pairs.iter().map(|p| p.1).sum::<f64>() / pairs.len().max(1) as f64;
     let constant: Vec<(Forecast, f64)> = pairs
@@ -263,6 +282,51 @@ pub fn run(
         "  constant guess   units {:>4}  RMSE {:>7.1}  PHM08 {:>10.3e}  late {:>3}  (every unit: the mean true life left, {mean:.1} cycles, which no gateway knows)",
         c.units, c.rmse, c.phm08, c.late
     )?;
+    if let Some(paths) = args.sensitivity {
+        writeln!(
+            out,
+            "\nconstant sensitivity (each constant one step down and up: ±1 for counts, ÷/× 1.5 \
+             otherwise; RMSE (change in cycles), PHM08):"
+        )?;
+        let rows = super::sensitivity::moves(paths, &mut |rules| {
+            let s = score(&forecasts(rules, &metrics, &units, &truth, cap)?);
+            Ok(vec![s.rmse, s.phm08])
+        })?;
+        let mut worst: Option<(f64, String)> = None;
+        for row in rows {
+            let mut cells = Vec::new();
+            for (step, scores) in row.cells {
+                let [rmse, phm] = match scores.as_deref() {
+                    Ok(&[rmse, phm]) => [rmse, phm],
+                    Ok(_) => [f64::NAN; 2],
+                    Err(problems) => {
+                        cells.push(format!("{step}: not valid ({problems})"));
+                        continue;
+                    }
+                };
+                let change = rmse - s.rmse;
+                if worst.as_ref().is_none_or(|(w, _)| change.abs() > w.abs()) {
+                    worst = Some((change, format!("{} -> {step}", row.here)));
+                }
+                cells.push(format!("{step}: {rmse:.1} ({change:+.1}) {phm:.2e}"));
+            }
+            writeln!(out, "  {:<56} {}", row.here, cells.join("   "))?;
+        }
+        if let Some((change, at)) = worst {
+            // A cliff: RMSE moves by more than 10 % of itself, and by at least one cycle
+            // (a perfect forecast would call every move a cliff).
+            writeln!(
+                out,
+                "worst one-step move: {at}, RMSE {change:+.1} cycles ({:+.0} %){}",
+                100.0 * change / s.rmse.max(1e-9),
+                if change.abs() > (0.1 * s.rmse).max(1.0) {
+                    "  [cliff: more than 10 %]"
+                } else {
+                    ""
+                }
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -304,7 +368,13 @@ mod tests {
         let (metrics, parsed, skipped) = read_units(&units_path).unwrap();
         assert_eq!((metrics.len(), parsed.len(), skipped), (1, 4, 1));
         let mut out = Vec::new();
-        run(&mut out, &rules, &units_path, &truth_path, 500.0).unwrap();
+        let args = RulArgs {
+            data: &units_path,
+            truth: &truth_path,
+            cap: 500.0,
+            sensitivity: None,
+        };
+        run(&mut out, &rules, args).unwrap();
         let text = String::from_utf8(out).unwrap();
         let truth = read_truth(&truth_path).unwrap();
         let pairs: Vec<(Forecast, f64)> = parsed
@@ -320,5 +390,33 @@ mod tests {
         assert!(s.rmse < 0.01, "{s:?}\n{text}");
         assert_eq!(s.unpredicted, 0);
         assert!(text.contains("constant guess"), "{text}");
+    }
+
+    /// The shipped run-to-failure rule on `data/rtf`: its figures as documented
+    /// (docs/health-index.md), and well ahead of the best constant guess.
+    #[test]
+    fn the_shipped_run_to_failure_rule_beats_the_constant_guess_on_data_rtf() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text =
+            std::fs::read_to_string(root.join("examples/rules/run-to-failure.yaml")).unwrap();
+        let rules = RuleSet::parse_str(&text, "run-to-failure.yaml").unwrap();
+        let (metrics, units, skipped) = read_units(&root.join("data/rtf/sensors.csv")).unwrap();
+        assert_eq!((metrics.len(), units.len(), skipped), (3, 60, 0));
+        let truth = read_truth(&root.join("data/rtf/truth.csv")).unwrap();
+        let pairs = forecasts(&rules, &metrics, &units, &truth, 500.0).unwrap();
+        let s = score(&pairs);
+        assert!((s.rmse - 18.3).abs() < 0.05, "{s:?}");
+        assert!((s.phm08 - 531.1).abs() < 1.0, "{s:?}");
+        assert_eq!((s.late, s.covered, s.unpredicted), (19, 51, 0));
+        let mean = pairs.iter().map(|p| p.1).sum::<f64>() / pairs.len() as f64;
+        let guess: Vec<(Forecast, f64)> = pairs
+            .iter()
+            .map(|&(f, t)| (Forecast { cycles: mean, ..f }, t))
+            .collect();
+        let g = score(&guess);
+        assert!(
+            s.rmse < 0.6 * g.rmse && s.phm08 < 0.2 * g.phm08,
+            "{s:?} vs {g:?}"
+        );
     }
 }
