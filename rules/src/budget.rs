@@ -99,7 +99,11 @@ pub(crate) fn slot_cost(rule: &Rule, slot: usize) -> usize {
     let detector = rule.detect.as_ref().map_or(0, |d| detector_bytes(&d.kind));
     let life = if rule.alert.is_some() { 64 } else { 0 };
     // The previous close's `let` values (module `expr::lets`).
-    let lets = rule.lets.len() * size_of::<f64>();
+    let lets = if rule.lets.is_empty() {
+        0
+    } else {
+        size_of::<crate::expr::LetMemory>() + rule.lets.len() * size_of::<f64>()
+    };
     slot.saturating_add(windows)
         .saturating_add(lets)
         .saturating_add(prev)

@@ -111,7 +111,7 @@ struct Slot {
     /// The rule's `let` values at the previous close (what `prev(<let>)` reads and the state
     /// of its `ewma(x, alpha)` values), for rules with `let:` only; allocated at the first
     /// close.
-    lets: Option<Box<[f64]>>,
+    lets: Option<Box<crate::expr::LetMemory>>,
     /// Index of the rule's detector state on this series in `Engine::dets` ([`NO_DET`] for
     /// rules without `detect:`).
     det: u32,
@@ -349,7 +349,9 @@ impl Engine {
                         + s.prev
                             .as_ref()
                             .map_or(0, |p| size_of::<Closed>() + p.acc.heap_bytes())
-                        + s.lets.as_ref().map_or(0, |l| size_of_val::<[f64]>(l))
+                        + s.lets.as_ref().map_or(0, |l| {
+                            size_of::<crate::expr::LetMemory>() + l.0.capacity() * size_of::<f64>()
+                        })
                         + self
                             .dets
                             .get(s.det as usize)

@@ -287,7 +287,10 @@ fn feed(
 /// Split borrows of a slot's alert state: `raised`, `(prev, lets)`, `det`, `life`.
 type SlotState<'a> = (
     &'a mut bool,
-    (&'a mut Option<Box<Closed>>, &'a mut Option<Box<[f64]>>),
+    (
+        &'a mut Option<Box<Closed>>,
+        &'a mut Option<Box<crate::expr::LetMemory>>,
+    ),
     Option<&'a mut Detector>,
     &'a mut Option<Box<Lifecycle>>,
 );
@@ -369,7 +372,7 @@ fn close(
         prev: prev.as_deref(),
         others: &others,
         lets: &[],
-        prev_lets: last_lets.as_deref().unwrap_or(&[]),
+        prev_lets: last_lets.as_deref().map_or(&[], |m| m.0.as_slice()),
     };
     // Empty (no allocation) unless the rule has `let:` values.
     let mut lets = Vec::new();
@@ -422,9 +425,10 @@ fn close(
             None => *prev = Some(Box::new(done.closed)),
         }
     }
-    match last_lets {
-        Some(l) if l.len() == lets.len() => l.copy_from_slice(&lets),
-        _ if !lets.is_empty() => *last_lets = Some(lets.into_boxed_slice()),
-        _ => {}
+    if !lets.is_empty() {
+        match last_lets {
+            Some(m) => m.0 = lets,
+            None => *last_lets = Some(Box::new(crate::expr::LetMemory(lets))),
+        }
     }
 }

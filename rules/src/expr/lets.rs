@@ -36,6 +36,11 @@ pub(super) const EWMA_PLACE: &str = "`ewma(x, alpha)` smooths a value across win
     state: write it as the whole value of a `let` (e.g. `hi_smooth: \"ewma(hi, 0.2)\"`) and use \
     that name; `ewma` alone is the window's own EWMA aggregate";
 
+/// The previous close's `let` values of a rule on one series (what `prev(<let>)` reads and
+/// the state of every `ewma(x, alpha)`), boxed so an engine slot pays one pointer for it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct LetMemory(pub Vec<f64>);
+
 /// How to compute a rule's `let` values, in order.
 #[derive(Clone, Default)]
 pub(crate) struct LetProgram {

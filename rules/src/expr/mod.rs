@@ -25,7 +25,7 @@ use crate::agg::Env;
 use crate::event::Aggregate;
 use parse::{ArithOp, Expr, ExprKind};
 
-pub(crate) use lets::LetProgram;
+pub(crate) use lets::{LetMemory, LetProgram};
 pub(crate) use parse::parse;
 
 /// A half-open range of character offsets into the expression text.
