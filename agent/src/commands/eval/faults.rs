@@ -366,6 +366,39 @@ mod tests {
         assert!((s.false_per_hour() - 3.0 * 3600.0 / 3400.0).abs() < 1e-9);
     }
 
+    /// The shipped machine rule files on the shipped simulator corpus: the figures in
+    /// docs/eval-faults-and-remaining-life.md.
+    #[test]
+    fn the_machine_rules_on_data_sim_score_as_documented() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let sets = ["pump", "motor", "compressor"].map(|m| {
+            let path = root.join(format!("examples/rules/{m}.yaml"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            RuleSet::parse_str(&text, &path.display().to_string()).unwrap()
+        });
+        let rules = RuleSet::merge(sets.into()).unwrap();
+        let how = Scoring {
+            grace: 1800 * S,
+            seeds: 10,
+            max_series: 1000,
+        };
+        let mut out = Vec::new();
+        let sim = root.join("data/sim");
+        run(&mut out, &rules, &sim, &sim.join("labels.json"), how).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let all = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("all "))
+            .unwrap();
+        let words: Vec<&str> = all.split_whitespace().collect();
+        assert_eq!(words[1..5], ["faults", "12", "detected", "6"], "{text}");
+        assert!(
+            all.contains("false alarms    1 (0.034 per healthy hour"),
+            "{text}"
+        );
+        assert!(text.contains("detected  4.60 ± 0.92"), "{text}");
+    }
+
     /// Random alarms at the rules' count: as many raises per file, none of them aimed.
     #[test]
     fn random_alarms_at_the_same_count_rarely_hit_a_short_fault() {
