@@ -6,8 +6,16 @@
 //! ```
 //!
 //! writes `DIR/units.csv` (`unit,cycle,value`: each unit's history up to the cycle it is
-//! cut at) and `DIR/truth.csv` (`unit,cut,rul,life,h0,a,b`), then prints RMSE and the PHM08
-//! score of the predicted remaining life at the cut, per model.
+//! cut at), `DIR/sensors.csv` (`unit,cycle,vibration,bearing_temp,debris`: the same units seen
+//! through three sensors instead of the health index) and `DIR/truth.csv`
+//! (`unit,cut,rul,life,h0,a,b`), then prints RMSE and the PHM08 score of the predicted
+//! remaining life at the cut, per model.
+//!
+//! The sensors follow the noiseless health index `h` from a new machine's level (`h` = 0)
+//! to an alarm limit (`h` = 1), each with its own noise: vibration RMS from 1.0 to 7.1 mm/s
+//! (the ISO 10816 zone C/D boundary) with σ = 0.25 mm/s, bearing temperature from 45 to
+//! 80 °C with σ = 1.5 °C, iron debris in the oil from 5 to 50 ppm with σ = 4 ppm. (Written
+//! with their own seed, so `units.csv` is the same as before they existed.)
 //!
 //! The law: a health index `h(t) = h0 + a·(e^{b·t} − 1)` plus Gaussian noise (σ = 0.02),
 //! failing when the noiseless `h` reaches 1. Per unit, `h0 ~ U(0.05, 0.15)`,
@@ -30,6 +38,12 @@ use weir_drivers::simulator::SplitMix64;
 use weir_rules::{Engine, EventKind, RuleSet, Sample};
 
 const UNITS: usize = 60;
+/// Per sensor: the new machine's level, the alarm limit (`h` = 1) and the noise.
+const SENSORS: [(&str, f64, f64, f64); 3] = [
+    ("vibration", 1.0, 7.1, 0.25),
+    ("bearing_temp", 45.0, 80.0, 1.5),
+    ("debris", 5.0, 50.0, 4.0),
+];
 const SIGMA: f64 = 0.02;
 const CAP: f64 = 500.0;
 
@@ -173,6 +187,21 @@ fn main() -> anyhow::Result<()> {
         )?;
     }
     std::fs::write(dir.join("units.csv"), csv)?;
+    let mut rng = SplitMix64::new(2010);
+    let names: Vec<&str> = SENSORS.iter().map(|s| s.0).collect();
+    let mut sensors = format!("unit,cycle,{}\n", names.join(","));
+    for (i, u) in units.iter().enumerate() {
+        for t in 0..=u.cut {
+            let h = u.h0 + u.a * ((u.b * t as f64).exp() - 1.0);
+            write!(sensors, "{i},{t}")?;
+            for (_, new, limit, sigma) in SENSORS {
+                let v = new + (limit - new) * h + sigma * normal(&mut rng);
+                write!(sensors, ",{v:.3}")?;
+            }
+            sensors.push('\n');
+        }
+    }
+    std::fs::write(dir.join("sensors.csv"), sensors)?;
     std::fs::write(dir.join("truth.csv"), truth)?;
     println!(
         "{UNITS} units, {} values; remaining life at the cut: RMSE (cycles), PHM08 score (sum), \

@@ -302,6 +302,8 @@ impl Acc {
                 .as_ref()
                 .and_then(|e| e.frames.as_ref())
                 .map_or(f64::NAN, |f| f.energy(usize::from(index))),
+            // Not accumulated: `Env::get` reads it from the rule's computed `let` values.
+            Aggregate::Let { .. } => f64::NAN,
         }
     }
 
@@ -334,11 +336,23 @@ pub(crate) struct Env<'a> {
     /// The latest values of the other metrics the rule reads (`metric.<name>`), in the
     /// order of the rule's `others`.
     pub others: &'a [f64],
+    /// The rule's `let` values for this window computed so far, in `let:` order (module
+    /// `expr::lets`); a value reads only the ones before it.
+    pub lets: &'a [f64],
+    /// The same values of the previous window on the same series (NaN before the first).
+    pub prev_lets: &'a [f64],
 }
 
 impl Env<'_> {
     #[inline]
     pub fn get(&self, a: Aggregate) -> f64 {
+        if let Aggregate::Let { index, .. } = a {
+            return self
+                .lets
+                .get(usize::from(index))
+                .copied()
+                .unwrap_or(f64::NAN);
+        }
         self.cur.acc.get(a, self.cur.secs)
     }
 

@@ -15,7 +15,8 @@
 //! - the most windows open at once: `ceil((size + lateness) / hop)` for hopping and tumbling
 //!   with lateness (the deque rounded up to a power of two), one for the others, and a
 //!   sliding window's ring of `max_samples` pairs;
-//! - the previous window for rules reading `prev(...)`, and a detector's history.
+//! - the previous window for rules reading `prev(...)`, the previous close's `let` values,
+//!   and a detector's history.
 //!
 //! The engine reserves that cost when it gives a rule a slot (a new series, a new group, a
 //! rule added by a reload) and refuses the slot when the reservation would pass the budget:
@@ -97,7 +98,14 @@ pub(crate) fn slot_cost(rule: &Rule, slot: usize) -> usize {
     };
     let detector = rule.detect.as_ref().map_or(0, |d| detector_bytes(&d.kind));
     let life = if rule.alert.is_some() { 64 } else { 0 };
+    // The previous close's `let` values (module `expr::lets`).
+    let lets = if rule.lets.is_empty() {
+        0
+    } else {
+        size_of::<crate::expr::LetMemory>() + rule.lets.len() * size_of::<f64>()
+    };
     slot.saturating_add(windows)
+        .saturating_add(lets)
         .saturating_add(prev)
         .saturating_add(detector)
         .saturating_add(life)

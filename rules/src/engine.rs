@@ -108,6 +108,10 @@ struct Slot {
     /// The previous closed window, kept only for rules whose condition reads `prev(...)`;
     /// allocated at the first close and overwritten in place after that.
     prev: Option<Box<Closed>>,
+    /// The rule's `let` values at the previous close (what `prev(<let>)` reads and the state
+    /// of its `ewma(x, alpha)` values), for rules with `let:` only; allocated at the first
+    /// close.
+    lets: Option<Box<crate::expr::LetMemory>>,
     /// Index of the rule's detector state on this series in `Engine::dets` ([`NO_DET`] for
     /// rules without `detect:`).
     det: u32,
@@ -148,6 +152,7 @@ impl Slot {
             emit_late: rule.emit_late,
             win: Win::new(rule.window, Acc::new(&rule.acc)),
             prev: None,
+            lets: None,
             det,
             life: rule
                 .alert
@@ -344,6 +349,9 @@ impl Engine {
                         + s.prev
                             .as_ref()
                             .map_or(0, |p| size_of::<Closed>() + p.acc.heap_bytes())
+                        + s.lets.as_ref().map_or(0, |l| {
+                            size_of::<crate::expr::LetMemory>() + l.0.capacity() * size_of::<f64>()
+                        })
                         + self
                             .dets
                             .get(s.det as usize)
@@ -437,6 +445,8 @@ pub use runtime::RuntimeCounter;
 
 #[cfg(test)]
 mod group_tests;
+#[cfg(test)]
+mod lets_tests;
 #[cfg(test)]
 mod peers_tests;
 #[cfg(test)]

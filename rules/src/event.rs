@@ -120,6 +120,14 @@ pub enum Aggregate {
         index: u8,
         name: &'static str,
     },
+    /// A `let` value of the rule, published with its window (`aggregates: [hi]`): computed
+    /// from the window's aggregates by the rule's expression (and smoothed across windows
+    /// when it is an `ewma(x, alpha)`), not accumulated from samples. `index` is its position
+    /// in the rule's `let:`; `name` is the interned name.
+    Let {
+        index: u8,
+        name: &'static str,
+    },
 }
 
 /// `p0` … `p99`, so [`Aggregate::as_str`] can stay `&'static str`.
@@ -179,7 +187,7 @@ impl Aggregate {
             Aggregate::CrestFactor => "crest_factor",
             Aggregate::Median => "median",
             Aggregate::Percentile(p) => PERCENTILE_NAMES[p as usize % 100],
-            Aggregate::BandEnergy { name, .. } => name,
+            Aggregate::BandEnergy { name, .. } | Aggregate::Let { name, .. } => name,
         }
     }
 
@@ -223,6 +231,8 @@ impl Aggregate {
                 | Aggregate::Median
                 | Aggregate::Percentile(_)
                 | Aggregate::BandEnergy { .. }
+                // Computed from the others: what it reads is counted where it is compiled.
+                | Aggregate::Let { .. }
         )
     }
 

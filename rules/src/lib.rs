@@ -54,6 +54,7 @@ mod error;
 mod event;
 mod expr;
 mod incident;
+mod interned;
 mod labels;
 pub mod learned;
 mod ruleset;

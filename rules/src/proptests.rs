@@ -147,6 +147,7 @@ fn aggregates(samples: &[(i64, f64)], secs: f64) -> Vec<(Aggregate, f64)> {
                 Aggregate::Median => quantile(0.5),
                 Aggregate::Percentile(p) => quantile(f64::from(p) / 100.0),
                 Aggregate::BandEnergy { index, .. } => band_energy(&vs, usize::from(index)),
+                Aggregate::Let { .. } => f64::NAN,
             };
             (a, v)
         })

@@ -47,8 +47,11 @@ pub(crate) struct Rule {
     pub ewma_alpha: f64,
     /// `late: emit`: samples too late for every window become `Late` events.
     pub emit_late: bool,
-    /// Aggregates to emit per closed window, in the order written; may be empty.
+    /// Aggregates to emit per closed window, in the order written; may be empty. May name
+    /// `let` values (`Aggregate::Let`).
     pub aggregates: Vec<Aggregate>,
+    /// The `let` values, computed once per closed window (module `expr::lets`).
+    pub lets: crate::expr::LetProgram,
     pub alert: Option<AlertRule>,
     /// The state its windows keep beyond the fixed-size totals (percentile sketch).
     pub acc: AccSpec,
@@ -95,7 +98,7 @@ impl Rule {
             .as_ref()
             .and_then(|d| d.value.as_ref())
             .is_some_and(|v| v.uses_prev);
-        when || value
+        when || value || self.lets.uses_prev
     }
 }
 

@@ -20,7 +20,7 @@
 //! is cross-built for armv7 and aarch64).
 
 use std::f64::consts::PI;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Frame sizes: powers of two in this range.
 pub(crate) const MIN_SIZE: usize = 8;
@@ -184,27 +184,11 @@ impl Frames {
     }
 }
 
-/// Most distinct band names a process interns (see [`band_name`]).
-const MAX_NAMES: usize = 4_096;
-
 /// `band_energy.<name>` as a `&'static str`, so an [`crate::Aggregate`] stays `Copy` and its
-/// name a static string like every other aggregate's. Each distinct name is leaked once and
-/// reused by every later rule load (reloading the same rules allocates nothing); `None` past
-/// [`MAX_NAMES`] distinct names, which bounds the leak to a few hundred KB.
+/// name a static string like every other aggregate's (see [`crate::interned`]); `None` past
+/// the process's limit of distinct names.
 pub(crate) fn band_name(name: &str) -> Option<&'static str> {
-    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-    let full = format!("band_energy.{name}");
-    // A panic while holding the lock cannot leave the list inconsistent: push is the only write.
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(n) = names.iter().find(|n| **n == full) {
-        return Some(n);
-    }
-    if names.len() >= MAX_NAMES {
-        return None;
-    }
-    let leaked: &'static str = Box::leak(full.into_boxed_str());
-    names.push(leaked);
-    Some(leaked)
+    crate::interned::name(format!("band_energy.{name}"))
 }
 
 #[cfg(test)]

@@ -95,6 +95,7 @@ impl Engine {
                     raised,
                     win,
                     prev,
+                    lets,
                     det,
                     life,
                     ..
@@ -118,7 +119,12 @@ impl Engine {
                     if !judge(&mut done) {
                         return;
                     }
-                    let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
+                    let state = (
+                        &mut *raised,
+                        (&mut *prev, &mut *lets),
+                        det.as_deref_mut(),
+                        &mut *life,
+                    );
                     close(rules, stats, *rule, state, target, &peers, done, out);
                 }));
                 if let (Some(d), Some(r)) = (det.as_deref_mut(), rules.rules.get(*rule as usize))
@@ -234,6 +240,7 @@ fn feed(
         emit_late,
         win,
         prev,
+        lets,
         det,
         life,
     } = slot;
@@ -247,7 +254,12 @@ fn feed(
         lean: *lean,
     };
     let pushed = win.push(s.ts, s.value, up, |done| {
-        let state = (&mut *raised, &mut *prev, det.as_deref_mut(), &mut *life);
+        let state = (
+            &mut *raised,
+            (&mut *prev, &mut *lets),
+            det.as_deref_mut(),
+            &mut *life,
+        );
         close(rules, stats, *rule, state, target, peers, done, out);
     });
     if !pushed.late
@@ -272,10 +284,13 @@ fn feed(
     pushed.deadline
 }
 
-/// Split borrows of a slot's alert state: `raised`, `prev`, `det`, `life`.
+/// Split borrows of a slot's alert state: `raised`, `(prev, lets)`, `det`, `life`.
 type SlotState<'a> = (
     &'a mut bool,
-    &'a mut Option<Box<Closed>>,
+    (
+        &'a mut Option<Box<Closed>>,
+        &'a mut Option<Box<crate::expr::LetMemory>>,
+    ),
     Option<&'a mut Detector>,
     &'a mut Option<Box<Lifecycle>>,
 );
@@ -339,7 +354,7 @@ fn close(
     done: Done,
     out: &mut Vec<Event>,
 ) {
-    let (raised, prev, det, life) = state;
+    let (raised, (prev, last_lets), det, life) = state;
     let series = target.id;
     stats.windows_closed += 1;
     let rule_index = rule;
@@ -352,11 +367,19 @@ fn close(
     } else {
         peers.values(rule_index, rule, done.start, done.closed.secs)
     };
-    let env = Env {
+    let mut env = Env {
         cur: &done.closed,
         prev: prev.as_deref(),
         others: &others,
+        lets: &[],
+        prev_lets: last_lets.as_deref().map_or(&[], |m| m.0.as_slice()),
     };
+    // Empty (no allocation) unless the rule has `let:` values.
+    let mut lets = Vec::new();
+    if !rule.lets.is_empty() {
+        rule.lets.eval(&env, &mut lets);
+        env.lets = &lets;
+    }
     if !rule.aggregates.is_empty() {
         out.push(Event {
             rule: rule.name.clone(),
@@ -395,11 +418,17 @@ fn close(
             }
             _ => {}
         }
-        if rule.uses_prev() {
-            match prev {
-                Some(p) => **p = done.closed,
-                None => *prev = Some(Box::new(done.closed)),
-            }
+    }
+    if rule.uses_prev() {
+        match prev {
+            Some(p) => **p = done.closed,
+            None => *prev = Some(Box::new(done.closed)),
+        }
+    }
+    if !lets.is_empty() {
+        match last_lets {
+            Some(m) => m.0 = lets,
+            None => *last_lets = Some(Box::new(crate::expr::LetMemory(lets))),
         }
     }
 }

@@ -14,6 +14,7 @@
 //! NaN semantics: arithmetic follows IEEE 754 (`ln(-1)` and `prev(x)` without a previous
 //! window are NaN) and every comparison with NaN is false, so such a condition does not hold.
 
+mod lets;
 mod lex;
 mod parse;
 
@@ -24,6 +25,7 @@ use crate::agg::Env;
 use crate::event::Aggregate;
 use parse::{ArithOp, Expr, ExprKind};
 
+pub(crate) use lets::{LetMemory, LetProgram};
 pub(crate) use parse::parse;
 
 /// A half-open range of character offsets into the expression text.
@@ -51,7 +53,7 @@ type NumFn = Arc<dyn Fn(&Env<'_>) -> f64 + Send + Sync>;
 type BoolFn = Arc<dyn Fn(&Env<'_>) -> bool + Send + Sync>;
 
 /// The functions an expression may call, for error messages.
-const FUNCTIONS: &str = "abs, min, max, clamp, sqrt, ln, prev";
+const FUNCTIONS: &str = "abs, min, max, clamp, sqrt, ln, prev, ewma";
 
 /// A compiled condition, evaluated when a window closes.
 #[derive(Clone)]
@@ -145,10 +147,13 @@ impl Number {
     }
 }
 
-/// A rule's named values (`let:`), each compiled once; a reference inlines its closure.
+/// A rule's named values (`let:`), each compiled once. They are computed once per closed
+/// window, in order (see [`LetProgram`]); a reference reads the computed value.
 #[derive(Clone, Default)]
 pub(crate) struct Scope {
     values: Vec<Value>,
+    /// How to compute each value, in `values` order.
+    program: LetProgram,
     /// The rule's `band_energy.<name>` aggregates (from its `fft.bands`).
     pub bands: Vec<Aggregate>,
     /// Other metrics of the device the rule's expressions read (`metric.<name>`), in order
@@ -162,7 +167,8 @@ pub(crate) struct Scope {
 #[derive(Clone)]
 struct Value {
     name: String,
-    f: NumFn,
+    /// Its position in `let:` (and in `Env::lets`).
+    index: usize,
     uses_prev: bool,
     reads: Vec<Aggregate>,
 }
@@ -205,7 +211,8 @@ impl Scope {
     }
 
     /// Compiles `src` (a number) as `name`, visible to later values and to the condition.
-    /// On error, the offset is inside `src`.
+    /// The whole of `src` may be `ewma(x, alpha)`: `x` smoothed across windows. On error, the
+    /// offset is inside `src`.
     pub fn define(&mut self, name: &str, src: &str) -> Result<(), ExprError> {
         let expr = parse(src)?;
         if is_bool(&expr) {
@@ -214,16 +221,31 @@ impl Scope {
                 "a named value must be a number, found a condition (true/false)",
             );
         }
-        let f = num(&expr, self)?;
-        let uses_prev = uses_prev(&expr, self);
-        let reads = reads(&expr, self);
+        let (inner, alpha) = match lets::smoothing(&expr)? {
+            Some((inner, alpha)) => (inner, Some(alpha)),
+            None => (&expr, None),
+        };
+        let f = num(inner, self)?;
+        let uses_prev = uses_prev(inner, self);
+        let reads = reads(inner, self);
+        self.program.push(f, alpha, uses_prev, &reads);
         self.values.push(Value {
             name: name.to_owned(),
-            f,
+            index: self.values.len(),
             uses_prev,
             reads,
         });
         Ok(())
+    }
+
+    /// The position of the `let` value `name`, if the rule defines one.
+    pub fn let_index(&self, name: &str) -> Option<usize> {
+        self.get(name).map(|v| v.index)
+    }
+
+    /// How to compute the rule's `let` values when a window closes.
+    pub fn program(&self) -> LetProgram {
+        self.program.clone()
     }
 }
 
@@ -231,9 +253,10 @@ impl Scope {
     /// Defines `name` as NaN: stands in for a value that failed to compile, so references
     /// to it are not reported a second time.
     pub fn placeholder(&mut self, name: &str) {
+        self.program.push(Arc::new(|_| f64::NAN), None, false, &[]);
         self.values.push(Value {
             name: name.to_owned(),
-            f: Arc::new(|_| f64::NAN),
+            index: self.values.len(),
             uses_prev: false,
             reads: Vec::new(),
         });
@@ -284,7 +307,11 @@ fn uses_prev(e: &Expr, sc: &Scope) -> bool {
     match &e.kind {
         ExprKind::Number(_) => false,
         ExprKind::Ident(name) => sc.get(name).is_some_and(|v| v.uses_prev),
-        ExprKind::Call { name, args } => name == "prev" || args.iter().any(|a| uses_prev(a, sc)),
+        // `prev(<let name>)` reads the let values kept across windows, not the previous window.
+        ExprKind::Call { name, args } if name == "prev" => {
+            !matches!(args.as_slice(), [a] if matches!(&a.kind, ExprKind::Ident(id) if sc.get(id).is_some()))
+        }
+        ExprKind::Call { args, .. } => args.iter().any(|a| uses_prev(a, sc)),
         ExprKind::Neg(a) | ExprKind::Not(a) => uses_prev(a, sc),
         ExprKind::Arith(_, a, b)
         | ExprKind::Compare(_, a, b)
@@ -371,7 +398,10 @@ fn num(e: &Expr, sc: &Scope) -> Result<NumFn, ExprError> {
         }
         ExprKind::Ident(name) => {
             if let Some(v) = sc.get(name) {
-                return Ok(v.f.clone());
+                let i = v.index;
+                return Ok(Arc::new(move |env| {
+                    env.lets.get(i).copied().unwrap_or(f64::NAN)
+                }));
             }
             // The lexer only joins `metric.` to a name, so `metric` is never empty here.
             // A bare `metric.<name>` is the mean of that metric over the same window.
@@ -512,12 +542,19 @@ fn call(e: &Expr, name: &str, args: &[Expr], sc: &Scope) -> Result<NumFn, ExprEr
             let ExprKind::Ident(agg) = &args[0].kind else {
                 return err(
                     args[0].span.start,
-                    "`prev` takes the name of an aggregate, e.g. `prev(mean)`",
+                    "`prev` takes the name of an aggregate or a `let` value, e.g. `prev(mean)`",
                 );
             };
+            if let Some(v) = sc.get(agg) {
+                let i = v.index;
+                return Ok(Arc::new(move |env| {
+                    env.prev_lets.get(i).copied().unwrap_or(f64::NAN)
+                }));
+            }
             let a = aggregate(agg, args[0].span.start, sc)?;
             Ok(Arc::new(move |env| env.prev(a)))
         }
+        "ewma" => err(e.span.start, lets::EWMA_PLACE),
         _ => err(
             e.span.start,
             format!("unknown function `{name}` (expected one of: {FUNCTIONS})"),

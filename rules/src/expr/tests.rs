@@ -27,6 +27,8 @@ fn eval_with(src: &str, prev: Option<&Closed>) -> (bool, f64) {
         cur: &cur,
         prev,
         others: &[],
+        lets: &[],
+        prev_lets: &[],
     };
     c.eval(&env)
 }

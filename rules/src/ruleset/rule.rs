@@ -98,9 +98,9 @@ impl Compiler<'_> {
             Some(Some((_, bands))) => bands.as_slice(),
             _ => &[],
         };
-        let aggregates =
-            self.aggregates(node, name, raw.aggregates.as_deref().unwrap_or(&[]), bands);
         let scope = self.lets(node, name, bands);
+        let aggregates =
+            self.aggregates(node, name, raw.aggregates.as_deref().unwrap_or(&[]), &scope);
         let detect = raw
             .detect
             .as_ref()
@@ -150,8 +150,12 @@ impl Compiler<'_> {
             let msg = "`aggregates` need a `window` to aggregate over";
             self.report(node.locate(&["aggregates"]), Some(name), msg);
         }
-        if raw.lets.is_some() && raw.alert.is_none() {
-            let msg = "`let` values are only used by `alert.when`, and this rule has no alert";
+        let publishes_let = aggregates
+            .as_ref()
+            .is_some_and(|a| a.iter().any(|a| matches!(a, Aggregate::Let { .. })));
+        if raw.lets.is_some() && raw.alert.is_none() && !publishes_let {
+            let msg = "`let` values are used by `alert`, `detect.value` and `aggregates`, and \
+                       this rule has no alert and publishes none of them";
             self.report(node.locate(&["let"]), Some(name), msg);
         }
         let silent = raw.aggregates.as_ref().is_none_or(Vec::is_empty) && raw.alert.is_none();
@@ -166,8 +170,10 @@ impl Compiler<'_> {
             return None;
         }
         let aggregates = aggregates?;
+        let lets = scope.program();
         let read = |f: fn(Aggregate) -> bool| {
             aggregates.iter().copied().any(f)
+                || lets.reads.iter().copied().any(f)
                 || alert
                     .as_ref()
                     .and_then(|a| a.condition.as_ref())
@@ -196,6 +202,7 @@ impl Compiler<'_> {
             ewma_alpha: ewma_alpha?,
             emit_late: emit_late?,
             aggregates,
+            lets,
             alert,
             acc,
             detect,
@@ -326,6 +333,15 @@ impl Compiler<'_> {
         })
     }
 
+    /// The published form of `let` value `name`, at position `index` of `let:`.
+    fn let_aggregate(&self, name: &str, index: usize) -> Result<Aggregate, String> {
+        let index = u8::try_from(index)
+            .map_err(|_| "only the first 256 `let` values can be published".to_owned())?;
+        let name = crate::interned::name(name.to_owned())
+            .ok_or("too many distinct published names in this process; restart the agent")?;
+        Ok(Aggregate::Let { index, name })
+    }
+
     fn glob(&mut self, node: &Node, path: &[&str], rule: &str, pattern: &str) -> Option<Glob> {
         Glob::new(pattern)
             .map_err(|(offset, msg)| {
@@ -340,7 +356,7 @@ impl Compiler<'_> {
         node: &Node,
         rule: &str,
         names: &[String],
-        bands: &[Aggregate],
+        scope: &Scope,
     ) -> Option<Vec<Aggregate>> {
         let items = match node.get("aggregates").map(|n| &n.kind) {
             Some(NodeKind::Seq(items)) => items.as_slice(),
@@ -350,8 +366,20 @@ impl Compiler<'_> {
         let mut ok = true;
         for (i, name) in names.iter().enumerate() {
             let loc = items.get(i).map_or(node.loc, |n| n.loc);
-            let band = bands.iter().find(|b| b.as_str() == name).copied();
+            let band = scope.bands.iter().find(|b| b.as_str() == name).copied();
             let found = band.or_else(|| Aggregate::from_name(name));
+            let found = match (found, scope.let_index(name)) {
+                (Some(a), _) => Some(a),
+                (None, Some(index)) => match self.let_aggregate(name, index) {
+                    Ok(a) => Some(a),
+                    Err(msg) => {
+                        self.report(loc, Some(rule), msg);
+                        ok = false;
+                        continue;
+                    }
+                },
+                (None, None) => None,
+            };
             match found {
                 Some(a) if out.contains(&a) => {
                     self.report(loc, Some(rule), format!("aggregate `{name}` listed twice"));
@@ -361,7 +389,7 @@ impl Compiler<'_> {
                 None => {
                     let known: Vec<&str> = Aggregate::ALL.iter().map(|a| a.as_str()).collect();
                     let msg = format!(
-                        "unknown aggregate `{name}` (expected one of: {}, {})",
+                        "unknown aggregate `{name}` (expected one of: {}, {}, or a `let` name)",
                         known.join(", "),
                         Aggregate::OTHER_NAMES
                     );

@@ -9,11 +9,22 @@
 //! healthy). Every column but the timestamp is a metric; an empty or unparsable cell is a
 //! missing value (skipped, not a zero). Each row's values go to the engine in column order.
 //!
-//! Scored per fault interval, on the rules' raised alerts:
+//! The simulator corpus's layout is read too (`data/sim`: long-format files,
+//! `timestamp,device,metric,value`, and its `labels.json`, where only `fault: true` labels are
+//! faults): see `recordings`.
 //!
-//! * **detected**: some alert was raised within the interval; its **delay** is the first such
-//!   raise minus the interval's start;
-//! * **false alarm**: a raise outside every interval, counted per hour of recording.
+//! Scored per fault, NAB-style: each fault's onset is a labelled changepoint and its window
+//! runs from the onset to the fault's end plus `--grace` (an alarm a little after the repair
+//! still saw the fault; default 0). On the rules' raised alerts:
+//!
+//! * **detected**: some alert was raised within the window; its **delay** is the first such
+//!   raise minus the onset;
+//! * **false alarm**: a raise outside every window, counted per hour of recording outside
+//!   the windows (the healthy hours; an alarm during a labelled load or regime change is a
+//!   false alarm: the machine was fine).
+//!
+//! Beside them, random alarms: on each file as many raises as the rules gave it, at uniform
+//! times over the recording, scored the same way (mean and spread over `--baselines` seeds).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -23,20 +34,30 @@ use anyhow::Context;
 use weir_rules::{AlertState, Engine, EventKind, Limits, RuleSet, Sample};
 
 use super::corpus;
+use super::recordings;
 use crate::commands::replay::input::parse_timestamp;
+use weir_drivers::simulator::SplitMix64;
 
 /// One recording: its timestamps and, per metric column, its values (NaN: missing).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Recording {
     pub metrics: Vec<String>,
     pub rows: Vec<(i64, Vec<f64>)>,
+    /// The device, when the file names it (long format).
+    pub device: Option<String>,
 }
 
-/// Reads a `timestamp,<metric>,<metric>,...` file with a header. Rows with an unreadable
+/// Reads a `timestamp,<metric>,<metric>,...` file with a header, or a long-format
+/// `timestamp,device,metric,value` one (module `recordings`). Rows with an unreadable
 /// timestamp or the wrong width are skipped and counted.
 pub fn read_recording(path: &Path) -> anyhow::Result<(Recording, u64)> {
     let (header, lines) = corpus::open_with_header(path)?;
     let names: Vec<String> = header.split(',').map(|n| n.trim().to_owned()).collect();
+    if recordings::is_long(&names) {
+        let (mut rec, device, skipped) = recordings::read_long(path, lines)?;
+        rec.device = device;
+        return Ok((rec, skipped));
+    }
     if names.len() < 2 {
         anyhow::bail!(
             "{}: the header must be `timestamp,<metric>,...`",
@@ -45,7 +66,7 @@ pub fn read_recording(path: &Path) -> anyhow::Result<(Recording, u64)> {
     }
     let mut out = Recording {
         metrics: names[1..].to_vec(),
-        rows: Vec::new(),
+        ..Recording::default()
     };
     let mut skipped = 0;
     for line in lines {
@@ -123,6 +144,8 @@ pub struct FaultScore {
     pub delays: Vec<i64>,
     pub false_alarms: u64,
     pub hours: f64,
+    /// Hours of recording outside the fault windows.
+    pub healthy_hours: f64,
 }
 
 impl FaultScore {
@@ -132,6 +155,16 @@ impl FaultScore {
         self.delays.extend(&other.delays);
         self.false_alarms += other.false_alarms;
         self.hours += other.hours;
+        self.healthy_hours += other.healthy_hours;
+    }
+
+    /// False alarms per healthy hour (NaN without one).
+    pub fn false_per_hour(&self) -> f64 {
+        if self.healthy_hours > 0.0 {
+            self.false_alarms as f64 / self.healthy_hours
+        } else {
+            f64::NAN
+        }
     }
 
     pub fn median_delay(&self) -> Option<i64> {
@@ -141,11 +174,17 @@ impl FaultScore {
     }
 }
 
-/// Scores raise times against fault intervals over a recording spanning `span` (µs).
+/// Scores raise times against fault windows over a recording spanning `span` (µs).
 pub fn score(raises: &[i64], faults: &[(i64, i64)], span: (i64, i64)) -> FaultScore {
+    let inside: i64 = faults
+        .iter()
+        .map(|&(s, e)| (e.min(span.1) - s.max(span.0)).max(0))
+        .sum();
+    let total = (span.1 - span.0).max(0);
     let mut out = FaultScore {
         faults: faults.len() as u64,
-        hours: (span.1 - span.0).max(0) as f64 / 3.6e9,
+        hours: total as f64 / 3.6e9,
+        healthy_hours: (total - inside).max(0) as f64 / 3.6e9,
         ..FaultScore::default()
     };
     for &(start, end) in faults {
@@ -161,19 +200,36 @@ pub fn score(raises: &[i64], faults: &[(i64, i64)], span: (i64, i64)) -> FaultSc
     out
 }
 
+/// How `weir eval --faults` scores: the fault windows' grace after each fault's end (µs)
+/// and the seeds of random alarms.
+#[derive(Debug, Clone, Copy)]
+pub struct Scoring {
+    pub grace: i64,
+    pub seeds: u64,
+    pub max_series: usize,
+}
+
+/// One scored file: its windows, span and the rules' raises, kept to score random alarms.
+struct Scored {
+    windows: Vec<(i64, i64)>,
+    span: (i64, i64),
+    raises: usize,
+}
+
 /// Runs the rules over every labelled recording in `data` and prints the figures.
 pub fn run(
     out: &mut impl Write,
     rules: &RuleSet,
     data: &Path,
     faults: &Path,
-    max_series: usize,
+    how: Scoring,
 ) -> anyhow::Result<()> {
-    let labels = corpus::read_windows(faults)?;
+    let labels = recordings::read_fault_labels(faults)?;
     let mut all = FaultScore::default();
     let mut per_file: BTreeMap<String, FaultScore> = BTreeMap::new();
+    let mut scored = Vec::new();
     for (key, path) in corpus::list_csv(data)? {
-        let Some(intervals) = labels.get(&key) else {
+        let Some(labelled) = labels.get(&key) else {
             eprintln!("{}: not in the fault labels, skipped", path.display());
             continue;
         };
@@ -181,36 +237,115 @@ pub fn run(
         if skipped > 0 {
             eprintln!("{}: {skipped} unreadable rows skipped", path.display());
         }
-        let device = path
-            .file_stem()
-            .map_or_else(|| "device".to_owned(), |s| s.to_string_lossy().into_owned());
-        let times = raises(rules, &device, &recording, max_series)?;
+        let device = labelled
+            .device
+            .clone()
+            .or_else(|| recording.device.clone())
+            .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "device".to_owned());
+        let times = raises(rules, &device, &recording, how.max_series)?;
         let first = recording.rows.iter().map(|r| r.0).min().unwrap_or(0);
         let last = recording.rows.iter().map(|r| r.0).max().unwrap_or(0);
-        let s = score(&times, intervals, (first, last));
+        let windows: Vec<(i64, i64)> = labelled
+            .faults
+            .iter()
+            .map(|&(s, e)| (s, e.saturating_add(how.grace)))
+            .collect();
+        let s = score(&times, &windows, (first, last));
         all.add(&s);
         per_file.insert(key, s);
+        scored.push(Scored {
+            windows,
+            span: (first, last),
+            raises: times.len(),
+        });
     }
-    writeln!(out, "faults (event-wise, every raised alert):")?;
+    writeln!(
+        out,
+        "faults (event-wise, every raised alert; window = onset to end + {:.0} s):",
+        how.grace as f64 / 1e6
+    )?;
     for (key, s) in per_file.iter().chain([(&"all".to_owned(), &all)]) {
         let delay = s
             .median_delay()
             .map_or("-".to_owned(), |d| format!("{:.0} s", d as f64 / 1e6));
         writeln!(
             out,
-            "  {key:<40} faults {:>3} detected {:>3} median delay {delay:>9} false alarms {:>4} ({:.4} per hour over {:.1} h)",
+            "  {key:<40} faults {:>3} detected {:>3} median delay {delay:>9} false alarms {:>4} ({:.3} per healthy hour, {:.1} of {:.1} h)",
             s.faults,
             s.detected,
             s.false_alarms,
-            if s.hours > 0.0 {
-                s.false_alarms as f64 / s.hours
-            } else {
-                f64::NAN
-            },
+            s.false_per_hour(),
+            s.healthy_hours,
             s.hours
         )?;
     }
+    if how.seeds > 0 {
+        let chance = random_alarms(&scored, how.seeds);
+        writeln!(
+            out,
+            "  {:<40} faults {:>3} detected {:>5.2} ± {:.2} median delay {:>9} false alarms {:.3} ± {:.3} per healthy hour",
+            format!("random alarms, same count per file ({} seeds)", how.seeds),
+            all.faults,
+            chance.detected.0,
+            chance.detected.1,
+            chance
+                .median_delay
+                .map_or("-".to_owned(), |d| format!("{d:.0} s")),
+            chance.false_per_hour.0,
+            chance.false_per_hour.1,
+        )?;
+    }
     Ok(())
+}
+
+/// Random alarms' figures: (mean, standard deviation) over seeds.
+#[derive(Debug, Clone, PartialEq)]
+struct Chance {
+    detected: (f64, f64),
+    false_per_hour: (f64, f64),
+    /// Median over seeds of each seed's median delay, seconds.
+    median_delay: Option<f64>,
+}
+
+/// Each file gets as many alarms as the rules raised on it, uniform over its span, scored
+/// like the rules' (seeds 1..=N through SplitMix64: reproducible).
+fn random_alarms(files: &[Scored], seeds: u64) -> Chance {
+    let mut detected = Vec::new();
+    let mut false_rate = Vec::new();
+    let mut delays = Vec::new();
+    for seed in 1..=seeds {
+        let mut rng = SplitMix64::new(seed);
+        let mut total = FaultScore::default();
+        for f in files {
+            let width = (f.span.1 - f.span.0).max(0) as f64;
+            let times: Vec<i64> = (0..f.raises)
+                .map(|_| f.span.0 + (rng.uniform() * width) as i64)
+                .collect();
+            total.add(&score(&times, &f.windows, f.span));
+        }
+        detected.push(total.detected as f64);
+        false_rate.push(total.false_per_hour());
+        if let Some(d) = total.median_delay() {
+            delays.push(d as f64 / 1e6);
+        }
+    }
+    delays.sort_by(f64::total_cmp);
+    Chance {
+        detected: mean_sd(&detected),
+        false_per_hour: mean_sd(&false_rate),
+        median_delay: delays.get(delays.len() / 2).copied(),
+    }
+}
+
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    if xs.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
 }
 
 #[cfg(test)]
@@ -227,6 +362,63 @@ mod tests {
         assert_eq!((s.faults, s.detected, s.false_alarms), (2, 1, 3));
         assert_eq!(s.delays, [30 * S]);
         assert!((s.hours - 1.0).abs() < 1e-12);
+        // 200 s of the hour are inside the faults: 3 false alarms over 3400 s.
+        assert!((s.false_per_hour() - 3.0 * 3600.0 / 3400.0).abs() < 1e-9);
+    }
+
+    /// The shipped machine rule files on the shipped simulator corpus: the figures in
+    /// docs/eval-faults-and-remaining-life.md.
+    #[test]
+    fn the_machine_rules_on_data_sim_score_as_documented() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let sets = ["pump", "motor", "compressor"].map(|m| {
+            let path = root.join(format!("examples/rules/{m}.yaml"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            RuleSet::parse_str(&text, &path.display().to_string()).unwrap()
+        });
+        let rules = RuleSet::merge(sets.into()).unwrap();
+        let how = Scoring {
+            grace: 1800 * S,
+            seeds: 10,
+            max_series: 1000,
+        };
+        let mut out = Vec::new();
+        let sim = root.join("data/sim");
+        run(&mut out, &rules, &sim, &sim.join("labels.json"), how).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let all = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("all "))
+            .unwrap();
+        let words: Vec<&str> = all.split_whitespace().collect();
+        assert_eq!(words[1..5], ["faults", "12", "detected", "6"], "{text}");
+        assert!(
+            all.contains("false alarms    1 (0.034 per healthy hour"),
+            "{text}"
+        );
+        assert!(text.contains("detected  4.60 ± 0.92"), "{text}");
+    }
+
+    /// Random alarms at the rules' count: as many raises per file, none of them aimed.
+    #[test]
+    fn random_alarms_at_the_same_count_rarely_hit_a_short_fault() {
+        let files = [Scored {
+            windows: vec![(1000 * S, 1100 * S)],
+            span: (0, 10_000 * S),
+            raises: 2,
+        }];
+        let c = random_alarms(&files, 200);
+        // Each alarm lands in the 1 % window with probability 0.01: about 0.02 detected.
+        assert!(c.detected.0 < 0.06, "{c:?}");
+        assert!(
+            (c.false_per_hour.0 - 2.0 * 3600.0 / 9900.0).abs() < 0.05,
+            "{c:?}"
+        );
+        assert_eq!(
+            c,
+            random_alarms(&files, 200),
+            "the same seeds give the same figures"
+        );
     }
 
     #[test]

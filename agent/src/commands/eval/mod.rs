@@ -13,6 +13,8 @@ mod chance;
 mod corpus;
 mod faults;
 mod nab;
+mod recordings;
+mod remaining_life;
 mod report;
 mod sensitivity;
 
@@ -44,7 +46,7 @@ pub struct EvalArgs {
     pub data: Option<PathBuf>,
     /// The labelled windows, NAB's `combined_windows.json` (`combined_labels.json` beside it,
     /// when present, gives the anomaly times the detection lead is measured from).
-    #[arg(long, value_name = "FILE", required_unless_present = "faults")]
+    #[arg(long, value_name = "FILE", required_unless_present_any = ["faults", "rul"])]
     pub labels: Option<PathBuf>,
     /// Instead of rules: a detector's published NAB output,
     /// `DIR/<category>/<detector>_<file>.csv` with an `anomaly_score` column.
@@ -68,6 +70,30 @@ pub struct EvalArgs {
     /// (`{"<file>.csv": [["start", "end"], ...]}`); scored event-wise.
     #[arg(long, value_name = "FILE", requires = "rules")]
     pub faults: Option<PathBuf>,
+    /// With `--faults`: a fault's window runs on this long after its end (an alarm just
+    /// after the repair still saw the fault), e.g. `30m`.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "0s",
+        requires = "faults"
+    )]
+    pub grace: String,
+    /// Remaining life instead: `--data FILE` holds run-to-failure histories
+    /// (`unit,cycle,<metric>,...`, one row per cycle, cut before failure) and FILE the true
+    /// remaining life at each cut (`unit,...,rul,...`); the last `trend` prediction of each
+    /// unit is scored (RMSE, PHM08). One cycle is one second of event time.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "rules",
+        conflicts_with = "faults"
+    )]
+    pub rul: Option<PathBuf>,
+    /// With `--rul`: a unit with no prediction, or one that never reaches the limit, is
+    /// predicted this many cycles.
+    #[arg(long, value_name = "CYCLES", default_value_t = 500.0, requires = "rul")]
+    pub rul_cap: f64,
 }
 
 pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -79,8 +105,34 @@ pub fn main(args: EvalArgs) -> anyhow::Result<ExitCode> {
             .data
             .as_deref()
             .context("--data DIR is needed with --faults")?;
+        let grace = weir_rules::duration::parse(&args.grace)
+            .map_err(|e| anyhow::anyhow!("--grace {}: {e}", args.grace))?;
+        let how = faults::Scoring {
+            grace: i64::try_from(grace.as_micros()).unwrap_or(i64::MAX),
+            seeds: args.baselines,
+            max_series: args.max_series,
+        };
         let mut out = std::io::stdout().lock();
-        faults::run(&mut out, &rules, data, faults, args.max_series)?;
+        faults::run(&mut out, &rules, data, faults, how)?;
+        out.flush().context("cannot write the report")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(truth) = &args.rul {
+        let Some(rules) = load_rules(&args.rules) else {
+            return Ok(ExitCode::from(2));
+        };
+        let data = args
+            .data
+            .as_deref()
+            .context("--data FILE (the units' histories) is needed with --rul")?;
+        let mut out = std::io::stdout().lock();
+        let how = remaining_life::RulArgs {
+            data,
+            truth,
+            cap: args.rul_cap,
+            sensitivity: args.sensitivity.then_some(args.rules.as_slice()),
+        };
+        remaining_life::run(&mut out, &rules, how)?;
         out.flush().context("cannot write the report")?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -87,21 +87,22 @@ impl Constant {
     }
 }
 
-/// Reruns the corpus with each constant of each rule file moved one step either way.
-pub fn table(
-    out: &mut impl Write,
+/// One constant of a rule file and the scores with it moved one step down and up.
+pub struct Row {
+    /// `file:line:col key: value`.
+    pub here: String,
+    /// Per step: the moved value as text, and the scores (or why the moved file is invalid).
+    pub cells: Vec<(String, Result<Vec<f64>, String>)>,
+}
+
+/// Moves each constant of each rule file one step either way and asks `score` for the
+/// figures of the rules with that one move (the other files as they are, all through the
+/// one rule-file loader, so baseline files and name clashes work as everywhere).
+pub fn moves(
     paths: &[PathBuf],
-    data: &Path,
-    labels: &corpus::Labels,
-    max_series: usize,
-    base: &[f64],
-) -> anyhow::Result<()> {
-    writeln!(
-        out,
-        "\nconstant sensitivity (each constant one step down and up: ±1 for counts and z, \
-         ÷/× 1.5 otherwise; normalised standard / low FP / low FN, change in standard):"
-    )?;
-    let mut worst: Option<(f64, String)> = None;
+    score: &mut dyn FnMut(&weir_rules::RuleSet) -> anyhow::Result<Vec<f64>>,
+) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
@@ -118,8 +119,6 @@ pub fn table(
             let mut cells = Vec::new();
             for step in c.steps() {
                 let moved = c.replaced(&text, &step);
-                // The moved text in place of its file, the others as they are, through the
-                // one rule-file loader (baseline files and name clashes as everywhere).
                 let files = paths.iter().enumerate().map(|(j, other)| {
                     if i == j {
                         Ok(crate::config::RuleFile {
@@ -130,30 +129,61 @@ pub fn table(
                         rule_files::read(other)
                     }
                 });
-                let rules = match rule_files::compile(files).all_or_nothing() {
-                    Ok(rules) => rules,
-                    Err(problems) => {
-                        cells.push(format!("{step}: not valid ({})", problems.join("; ")));
-                        continue;
-                    }
+                let scores = match rule_files::compile(files).all_or_nothing() {
+                    Ok(rules) => Ok(score(&rules)?),
+                    Err(problems) => Err(problems.join("; ")),
                 };
-                let (series, _) = super::run_rules(&rules, data, labels, max_series)?;
-                let total = series.iter().map(|s| s.windows.len()).sum();
-                let scores: Vec<f64> = super::evaluate(&series, total)
-                    .profiles
-                    .iter()
-                    .map(|p| p.normalised)
-                    .collect();
-                let delta = scores.first().copied().unwrap_or(f64::NAN)
-                    - base.first().copied().unwrap_or(f64::NAN);
-                if worst.as_ref().is_none_or(|(w, _)| delta.abs() > w.abs()) {
-                    worst = Some((delta, format!("{here} -> {step}")));
-                }
-                let all: Vec<String> = scores.iter().map(|s| format!("{s:.1}")).collect();
-                cells.push(format!("{step}: {} ({delta:+.1})", all.join(" / ")));
+                cells.push((step, scores));
             }
-            writeln!(out, "  {here:<56} {}", cells.join("   "))?;
+            rows.push(Row { here, cells });
         }
+    }
+    Ok(rows)
+}
+
+/// Reruns the corpus with each constant of each rule file moved one step either way.
+pub fn table(
+    out: &mut impl Write,
+    paths: &[PathBuf],
+    data: &Path,
+    labels: &corpus::Labels,
+    max_series: usize,
+    base: &[f64],
+) -> anyhow::Result<()> {
+    writeln!(
+        out,
+        "\nconstant sensitivity (each constant one step down and up: ±1 for counts and z, \
+         ÷/× 1.5 otherwise; normalised standard / low FP / low FN, change in standard):"
+    )?;
+    let rows = moves(paths, &mut |rules| {
+        let (series, _) = super::run_rules(rules, data, labels, max_series)?;
+        let total = series.iter().map(|s| s.windows.len()).sum();
+        Ok(super::evaluate(&series, total)
+            .profiles
+            .iter()
+            .map(|p| p.normalised)
+            .collect())
+    })?;
+    let mut worst: Option<(f64, String)> = None;
+    for row in rows {
+        let mut cells = Vec::new();
+        for (step, scores) in row.cells {
+            let scores = match scores {
+                Ok(scores) => scores,
+                Err(problems) => {
+                    cells.push(format!("{step}: not valid ({problems})"));
+                    continue;
+                }
+            };
+            let delta = scores.first().copied().unwrap_or(f64::NAN)
+                - base.first().copied().unwrap_or(f64::NAN);
+            if worst.as_ref().is_none_or(|(w, _)| delta.abs() > w.abs()) {
+                worst = Some((delta, format!("{} -> {step}", row.here)));
+            }
+            let all: Vec<String> = scores.iter().map(|s| format!("{s:.1}")).collect();
+            cells.push(format!("{step}: {} ({delta:+.1})", all.join(" / ")));
+        }
+        writeln!(out, "  {:<56} {}", row.here, cells.join("   "))?;
     }
     if let Some((delta, at)) = worst {
         writeln!(
