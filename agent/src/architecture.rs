@@ -21,12 +21,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "commands", "daemon", "config", "outbox", "uplink", "support",
+            "commands", "daemon", "config", "fleet", "outbox", "uplink", "support",
         ],
     ),
-    ("commands", &["config", "outbox", "uplink", "support"]),
-    ("daemon", &["config", "outbox", "uplink", "support"]),
-    ("config", &["outbox", "uplink", "support"]),
+    ("commands", &["config", "fleet", "outbox", "uplink", "support"]),
+    ("daemon", &["config", "fleet", "outbox", "uplink", "support"]),
+    ("config", &["fleet", "outbox", "uplink", "support"]),
+    ("fleet", &["support"]),
     ("outbox", &["support"]),
     ("uplink", &["support"]),
     ("support", &[]),

@@ -6,6 +6,7 @@
 //! - [`daemon`]: `weir run`: the pipeline, reload, signals, systemd, metrics and health.
 //! - [`config`]: the YAML config and its rule files, loaded and validated.
 //! - [`outbox`]: the crash-safe SQLite store-and-forward buffer.
+//! - [`fleet`]: signed rule bundles pushed over the broker: format, keys, versions on disk.
 //! - [`uplink`]: drains a queue of records (the outbox, handed over by the daemon) to an MQTT
 //!   broker.
 //! - [`support`]: the record vocabulary and payload format the outbox and the uplink share,
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod fleet;
 pub mod outbox;
 pub mod support;
 pub mod uplink;
