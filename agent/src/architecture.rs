@@ -24,8 +24,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "commands", "daemon", "config", "fleet", "outbox", "uplink", "support",
         ],
     ),
-    ("commands", &["config", "fleet", "outbox", "uplink", "support"]),
-    ("daemon", &["config", "fleet", "outbox", "uplink", "support"]),
+    (
+        "commands",
+        &["config", "fleet", "outbox", "uplink", "support"],
+    ),
+    (
+        "daemon",
+        &["config", "fleet", "outbox", "uplink", "support"],
+    ),
     ("config", &["fleet", "outbox", "uplink", "support"]),
     ("fleet", &["support"]),
     ("outbox", &["support"]),

@@ -594,7 +594,10 @@ fn validate(config: &Config, at: &Locations, file: &str) -> Vec<Problem> {
     }
     if let Some(fleet) = &config.fleet {
         if config.uplink.is_none() {
-            problem(None, "fleet: bundles arrive over the uplink; add an `uplink`".to_owned());
+            problem(
+                None,
+                "fleet: bundles arrive over the uplink; add an `uplink`".to_owned(),
+            );
         }
         for (field, message) in fleet.problems() {
             problem(None, format!("fleet.{field}: {message}"));

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use ring::signature::{ED25519, Ed25519KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
+use super::hex::{hex, unhex};
 use super::keys::TrustedKeys;
 
 /// The only bundle format this agent reads.
@@ -162,8 +163,7 @@ impl Bundle {
             return Err(Refusal::Unsigned);
         };
         let bad = |reason: String| Refusal::BadSignature { reason };
-        let signature =
-            unhex(signature).ok_or_else(|| bad("signature is not hex".to_owned()))?;
+        let signature = unhex(signature).ok_or_else(|| bad("signature is not hex".to_owned()))?;
         let message = self.canonical();
         let candidates: Vec<_> = match &self.key {
             Some(name) => trusted.named(name).into_iter().collect(),
@@ -210,23 +210,6 @@ pub fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Hex back to bytes; `None` for odd lengths or non-hex digits (whitespace around is trimmed).
-pub fn unhex(text: &str) -> Option<Vec<u8>> {
-    let text = text.trim();
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,7 +240,8 @@ mod tests {
             |b: &mut Bundle| b.version += 1,
             |b: &mut Bundle| b.target = "group/site=south".to_owned(),
             |b: &mut Bundle| {
-                b.rules.insert("a.yaml".to_owned(), "rules: [] \n".to_owned());
+                b.rules
+                    .insert("a.yaml".to_owned(), "rules: [] \n".to_owned());
             },
             |b: &mut Bundle| b.config = Some(String::new()),
         ] {

@@ -53,9 +53,7 @@ impl FleetConfig {
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut problems = Vec::new();
         for (key, value) in &self.labels {
-            let bad = |s: &str| {
-                s.is_empty() || s.contains(['/', '+', '#', '=', '\0'])
-            };
+            let bad = |s: &str| s.is_empty() || s.contains(['/', '+', '#', '=', '\0']);
             if bad(key) || bad(value) {
                 problems.push((
                     "labels",

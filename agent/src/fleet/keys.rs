@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
-use super::bundle::{hex, unhex};
+use super::hex::{hex, unhex};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -136,7 +136,9 @@ impl TrustedKeys {
                 .filter(|k| k.len() == 32)
             {
                 Some(key) => keys.push((name, key)),
-                None => tracing::warn!(path = %path.display(), "not a trusted key (32 bytes as hex); skipped"),
+                None => {
+                    tracing::warn!(path = %path.display(), "not a trusted key (32 bytes as hex); skipped")
+                }
             }
         }
         keys.sort();

@@ -17,6 +17,7 @@
 
 pub mod bundle;
 pub mod config;
+pub mod hex;
 pub mod keys;
 pub mod status;
 pub mod store;

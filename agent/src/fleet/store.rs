@@ -192,7 +192,9 @@ impl Store {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let versioned = name.strip_prefix('v').is_some_and(|n| n.parse::<u64>().is_ok());
+            let versioned = name
+                .strip_prefix('v')
+                .is_some_and(|n| n.parse::<u64>().is_ok());
             if versioned && !keep.contains(&name) {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
@@ -230,7 +232,13 @@ mod tests {
             let b = bundle(v);
             store.stage(&b).unwrap();
             store
-                .switch(&mut state, Version { version: v, hash: b.hash() })
+                .switch(
+                    &mut state,
+                    Version {
+                        version: v,
+                        hash: b.hash(),
+                    },
+                )
                 .unwrap();
         }
         assert!(!store.version_dir(1).exists(), "older versions are pruned");
