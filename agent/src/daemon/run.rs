@@ -49,6 +49,9 @@ pub fn main(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    if let Some(fleet) = &loaded.config.fleet {
+        crate::daemon::fleet::recover(fleet);
+    }
     let rules = {
         let outcome = crate::config::rule_files::load(&loaded);
         for rejected in &outcome.rejected {
@@ -89,18 +92,45 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .uplink
         .as_ref()
         .map(|_| Arc::new(uplink::UplinkCounters::default()));
+    let pipeline_counters = Arc::new(PipelineCounters::default());
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let reloader = Arc::new(Reloader {
+        config_path: config_path.clone(),
+        settings,
+        engine: reload_tx,
+    });
+    // Bundles arrive on the uplink's connection; the fleet task applies them with reloads.
+    let (fleet_control, fleet_task) = match config.fleet.clone() {
+        Some(cfg) => {
+            let health = crate::daemon::fleet::Health {
+                pipeline: pipeline_counters.clone(),
+            };
+            let (control, task) = crate::daemon::fleet::Fleet::start(
+                cfg,
+                &gateway_id,
+                &topic_prefix,
+                reloader.clone(),
+                config_path.clone(),
+                health,
+                shutdown.clone(),
+            );
+            (Some(control), Some(task))
+        }
+        None => (None, None),
+    };
     let uplink_task: Option<JoinHandle<()>> = config.uplink.map(|cfg| {
         let outbox = outbox.clone();
         let counters = uplink_counters.clone().unwrap_or_default();
         let gateway_id = gateway_id.clone();
         let stop = shutdown.clone();
         supervise::restarting("uplink".to_owned(), shutdown.clone(), move || {
-            let run = uplink::run(
+            let run = uplink::run_with_control(
                 cfg.clone(),
                 gateway_id.clone(),
                 outbox.clone(),
                 counters.clone(),
                 stop.clone(),
+                fleet_control.clone(),
             );
             async move {
                 fault::inject("uplink");
@@ -113,7 +143,6 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     }
 
     let (tx, rx) = mpsc::channel(config.engine.channel.get());
-    let pipeline_counters = Arc::new(PipelineCounters::default());
     let mut engine = Engine::with_limits(
         rules,
         Limits {
@@ -142,7 +171,6 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         clock_guard: config.engine.clock_guard.clone(),
         counters: pipeline_counters.clone(),
     };
-    let (reload_tx, reload_rx) = mpsc::channel(1);
     let mut pipeline_task = tokio::spawn(pipeline.run(rx, reload_rx));
 
     let mut sources = Vec::new();
@@ -221,11 +249,6 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         config.log.status_interval,
     ));
 
-    let reloader = Reloader {
-        config_path,
-        settings,
-        engine: reload_tx,
-    };
     let mut signals = Signals::install();
     // Set when a vital task ended: the agent then stops in order and exits with it.
     let mut vital_end = None;
@@ -258,12 +281,17 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
                 r.added.len(),
                 r.removed.len()
             ),
-            Outcome::Rejected => format!(
+            Outcome::Rejected(_) => format!(
                 "running: {} sources; reload rejected, the old rules keep running (see the log)",
                 sources.len()
             ),
         };
         crate::daemon::systemd::ready(&summary);
+    }
+    if let Some(task) = fleet_task {
+        // It holds a reloader (an engine sender): it must end for the engine's input to close.
+        shutdown.cancel();
+        let _ = task.await;
     }
     drop(reloader);
     tracing::info!("stopping: draining sources into the outbox");

@@ -48,6 +48,10 @@ pub struct State {
     pub last: Option<Attempt>,
     #[serde(default)]
     pub refused: BTreeMap<String, u64>,
+    /// Hashes of recent bundles already handled: a retained bundle delivered again after a
+    /// reconnect is ignored rather than handled (or counted) twice.
+    #[serde(default)]
+    pub seen: Vec<String>,
 }
 
 /// The versions directory.
