@@ -16,6 +16,7 @@ mod disk_full;
 mod end_to_end;
 mod engine_budget;
 mod eval;
+mod fleet;
 mod harness;
 mod incidents;
 mod kill_loop;

@@ -32,10 +32,17 @@ impl Fleet {
             Err(refusal) => return self.refuse(0, String::new(), refusal),
         };
         let hash = bundle.hash();
+        // The same signed bytes again (a retained bundle after a reconnect): handled already.
+        // The signature is part of the key: an unsigned copy of a bundle is another message.
+        let seen = format!("{hash}:{}", bundle.signature.as_deref().unwrap_or("-"));
         let running = self.state.current.as_ref().is_some_and(|v| v.hash == hash);
-        if running || self.state.seen.contains(&hash) {
+        if running || self.state.seen.contains(&seen) {
             tracing::debug!(version = bundle.version, "fleet: bundle already handled");
             return;
+        }
+        self.state.seen.push(seen);
+        if self.state.seen.len() > super::SEEN {
+            self.state.seen.remove(0);
         }
         if bundle.target != expected {
             let refusal = Refusal::WrongTarget {

@@ -158,12 +158,6 @@ impl Fleet {
 
     /// Records the last attempt, saves the state and publishes the status.
     fn record(&mut self, version: u64, hash: String, outcome: Outcome, errors: Vec<String>) {
-        if !hash.is_empty() && !self.state.seen.contains(&hash) {
-            self.state.seen.push(hash.clone());
-            if self.state.seen.len() > SEEN {
-                self.state.seen.remove(0);
-            }
-        }
         self.state.last = Some(Attempt {
             version,
             hash,
