@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::Fleet;
+use super::health::Baseline;
 use crate::config::{Loaded, Origin, RuleFile};
 use crate::daemon::reload::Outcome as Reload;
 use crate::fleet::{Bundle, Outcome, Refusal, TrustedKeys, Version};
@@ -95,6 +96,8 @@ impl Fleet {
             return self.record(bundle.version, hash, Outcome::Rejected, vec![problem]);
         }
         let started = Instant::now();
+        // Before the reload: rules that refuse series do so while they load.
+        let base = self.health.baseline();
         match self.reloader.reload().await {
             Reload::Applied(report) => {
                 tracing::info!(
@@ -111,7 +114,7 @@ impl Fleet {
             }
         }
         self.record(bundle.version, hash.clone(), Outcome::Trial, Vec::new());
-        match self.watch(shutdown).await {
+        match self.watch(base, shutdown).await {
             Watched::Healthy => {
                 tracing::info!(version = bundle.version, "fleet: version applied");
                 self.record(bundle.version, hash, Outcome::Applied, Vec::new());
@@ -187,8 +190,7 @@ impl Fleet {
     }
 
     /// Watches health for `fleet.watch`.
-    async fn watch(&self, shutdown: &CancellationToken) -> Watched {
-        let mut base = self.health.baseline();
+    async fn watch(&self, mut base: Baseline, shutdown: &CancellationToken) -> Watched {
         let end = Instant::now() + self.cfg.watch;
         let mut bad_since: Option<Instant> = None;
         let mut tick = tokio::time::interval(HEALTH_EVERY);
