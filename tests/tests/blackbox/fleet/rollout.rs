@@ -2,7 +2,6 @@
 //! back by the gateway itself; a group push reaches only the gateways with the label; a broker
 //! outage in the middle of a rollout leaves the gateway on one consistent version.
 
-
 use anyhow::Result;
 use weir_tests::{Collector, Mosquitto, TestDir};
 
