@@ -34,8 +34,15 @@ use crate::uplink::{self, UplinkConfig};
 
 /// `weir run` with the config at `config` (default: the installed one, else the demo).
 pub fn main(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let loaded = crate::config::load(config.as_deref())?;
+    let mut loaded = crate::config::load(config.as_deref())?;
     crate::daemon::logging::init(&loaded.config.log.level);
+    // A version left on trial by a stop or crash is rolled back before anything else loads;
+    // its config may have been the one just read.
+    if let Some(fleet) = &loaded.config.fleet
+        && crate::daemon::fleet::recover(fleet)
+    {
+        loaded = crate::config::load(config.as_deref())?;
+    }
     if config.is_none() {
         tracing::info!(config = %loaded.origin.name(), "no --config given");
     }
@@ -49,9 +56,6 @@ pub fn main(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    if let Some(fleet) = &loaded.config.fleet {
-        crate::daemon::fleet::recover(fleet);
-    }
     let rules = {
         let outcome = crate::config::rule_files::load(&loaded);
         for rejected in &outcome.rejected {

@@ -130,6 +130,13 @@ impl Store {
         Some(files)
     }
 
+    /// The agent config of the running version, if its bundle carried one.
+    pub fn current_config(&self) -> Option<PathBuf> {
+        let current = self.load().current?;
+        let path = self.version_dir(current.version).join("weir.yaml");
+        path.is_file().then_some(path)
+    }
+
     /// Writes `bundle` as version directory `v<version>`, complete and synced, beside the
     /// current one. Nothing runs it until [`Store::switch`].
     pub fn stage(&self, bundle: &Bundle) -> std::io::Result<PathBuf> {

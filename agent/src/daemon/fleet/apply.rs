@@ -106,6 +106,13 @@ impl Fleet {
                     ms = started.elapsed().as_millis() as u64,
                     "fleet: switched; watching health"
                 );
+                if bundle.config.is_some() {
+                    tracing::warn!(
+                        version = bundle.version,
+                        "fleet: the bundle's config takes effect when the agent restarts \
+                         (its rules run now)"
+                    );
+                }
             }
             Reload::Rejected(problems) => {
                 let mut why = vec!["rules rejected at load".to_owned()];
@@ -160,11 +167,21 @@ impl Fleet {
                     loaded.config.gateway_id, self.gateway_id
                 )]);
             }
-            if loaded.config.fleet.is_none() {
-                return Err(vec![
-                    "weir.yaml: no `fleet:` section: the gateway would stop taking bundles"
-                        .to_owned(),
-                ]);
+            match &loaded.config.fleet {
+                None => {
+                    return Err(vec![
+                        "weir.yaml: no `fleet:` section: the gateway would stop taking bundles"
+                            .to_owned(),
+                    ]);
+                }
+                Some(fleet) if fleet.dir != self.cfg.dir => {
+                    return Err(vec![format!(
+                        "weir.yaml: fleet.dir {} is not this gateway's {} (its versions would be lost)",
+                        fleet.dir.display(),
+                        self.cfg.dir.display()
+                    )]);
+                }
+                Some(_) => {}
             }
         }
         let files = bundle.rules.iter().map(|(name, text)| {

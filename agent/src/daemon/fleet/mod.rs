@@ -55,14 +55,15 @@ pub struct Fleet {
 }
 
 /// Before rules load at start: a version left on trial by a stop or crash is rolled back.
-pub fn recover(cfg: &FleetConfig) {
+/// True when it was (the config must then be read again).
+pub fn recover(cfg: &FleetConfig) -> bool {
     let store = Store::new(&cfg.dir);
     let mut state = store.load();
     let Some(last) = state.last.clone() else {
-        return;
+        return false;
     };
     if last.outcome != Outcome::Trial {
-        return;
+        return false;
     }
     let reason = format!(
         "the agent stopped while version {} was on trial; rolled back at start",
@@ -71,7 +72,7 @@ pub fn recover(cfg: &FleetConfig) {
     tracing::error!("{reason}");
     if let Err(e) = store.rollback(&mut state) {
         tracing::error!("fleet: cannot roll back ({e}); running the version on disk");
-        return;
+        return false;
     }
     state.last = Some(Attempt {
         outcome: Outcome::RolledBack,
@@ -82,6 +83,7 @@ pub fn recover(cfg: &FleetConfig) {
     if let Err(e) = store.save(&state) {
         tracing::error!("fleet: cannot record the rollback: {e}");
     }
+    true
 }
 
 impl Fleet {

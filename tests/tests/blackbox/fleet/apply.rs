@@ -145,3 +145,93 @@ fn fleet_applies_a_signed_bundle_keeping_state_and_rejects_a_rule_error_with_its
     agent.assert_running()?;
     Ok(())
 }
+
+#[test]
+fn fleet_bundle_config_runs_after_a_restart_and_a_stop_during_the_trial_rolls_back() -> Result<()> {
+    let dir = TestDir::new("fleet-config")?;
+    let key = operator_key(&dir)?;
+    let cloud = Mosquitto::start()?;
+    let status = statuses(cloud.port())?;
+    dir.write(
+        "rules/ticks.yaml",
+        "rules:\n  - name: ticks\n    window: { tumbling: 1s }\n    aggregates: [count]\n",
+    )?;
+    let gateway = Gateway {
+        id: "gw-cfg",
+        cloud: cloud.port(),
+        devices: None,
+        rules: &["rules/ticks.yaml"],
+        labels: "",
+        engine: "idle_close: 1s",
+    };
+    let trusted = dir.path().join("trusted");
+    // Long enough to stop the agent while a version is on trial.
+    let local = gateway.yaml(&trusted).replace("watch: 2s", "watch: 8s");
+    // The bundle's config: a second source.
+    let pushed = local.replace(
+        "  - simulator: { interval: 100ms }\n",
+        "  - simulator: { interval: 100ms }\n  - simulator: { name: second, interval: 1s }\n",
+    );
+    let config = dir.write("pushed.yaml", &pushed)?;
+    let from = bundle_dir(
+        &dir,
+        "b",
+        &[(
+            "ticks.yaml",
+            "rules:\n  - name: ticks\n    window: { tumbling: 1s }\n    aggregates: [count]\n",
+        )],
+    )?;
+    let push_with_config = |version: u64, wait: &str| -> Result<std::process::Output> {
+        Ok(weir_tests::weir_command()?
+            .arg("push")
+            .arg(&from)
+            .arg("--key")
+            .arg(&key)
+            .arg("--agent-config")
+            .arg(&config)
+            .args(["--gateway", "gw-cfg", "--port", &cloud.port().to_string()])
+            .args(["--version", &version.to_string(), "--wait", wait])
+            .output()?)
+    };
+
+    let mut agent = weir_tests::Agent::start(&dir, &local)?;
+    agent.wait_for_log("uplink connected", crate::common::STARTUP)?;
+    // Version 1 is switched to, then the agent stops during its trial.
+    let out = push_with_config(1, "3s")?;
+    assert_eq!(out.status.code(), Some(3), "still on trial: {}", text(&out));
+    agent.wait_for_log("fleet: switched", ROLLOUT)?;
+    agent.wait_for_log("takes effect when the agent restarts", ROLLOUT)?;
+    agent.terminate(crate::common::STARTUP)?;
+    let mut agent = weir_tests::Agent::start(&dir, &local)?;
+    agent.wait_for_log("rolled back at start", crate::common::STARTUP)?;
+    agent.wait_for_log(
+        "pipeline ready gateway=gw-cfg sources=1",
+        crate::common::STARTUP,
+    )?;
+    let back = wait_status(&status, "gw-cfg", "the rollback at start", |m| {
+        outcome(m) == Some("rolled_back")
+    })?;
+    assert_eq!(back.u64("version"), Some(0), "{}", back.summary());
+
+    // Version 2 runs its watch through; the next start uses the bundle's config.
+    let out = push_with_config(2, "40s")?;
+    assert!(out.status.success(), "{}\n{}", text(&out), agent.log_tail());
+    agent.terminate(crate::common::STARTUP)?;
+    let check = weir_tests::weir_command()?
+        .arg("check")
+        .arg("-c")
+        .arg(dir.path().join("weir.yaml"))
+        .output()?;
+    assert!(
+        text(&check).contains("ok (2 sources"),
+        "weir check does not see the bundle's config: {}",
+        text(&check)
+    );
+    let mut agent = weir_tests::Agent::start(&dir, &local)?;
+    agent.wait_for_log(
+        "pipeline ready gateway=gw-cfg sources=2",
+        crate::common::STARTUP,
+    )?;
+    agent.assert_running()?;
+    Ok(())
+}
