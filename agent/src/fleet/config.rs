@@ -78,3 +78,50 @@ impl FleetConfig {
         self.dir = resolve(&self.dir);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Loaded, Origin};
+
+    fn load(yaml: &str) -> Result<Loaded, String> {
+        let origin = Origin::File {
+            path: "/etc/weir/weir.yaml".into(),
+            base: "/etc/weir".into(),
+        };
+        Loaded::from_str(yaml, origin).map_err(|e| e.to_string())
+    }
+
+    const BASE: &str = "gateway_id: g\nsources: [{simulator: {}}]\noutbox: {path: /tmp/x.db}\n";
+
+    #[test]
+    fn fleet_needs_an_uplink_and_sane_labels_and_durations() {
+        let err = load(&format!("{BASE}fleet: {{}}\n")).unwrap_err();
+        assert!(
+            err.contains("fleet: bundles arrive over the uplink"),
+            "{err}"
+        );
+        let err = load(&format!(
+            "{BASE}uplink: {{}}\nfleet: {{labels: {{site: a/b}}, watch: 5s, unhealthy_for: 10s}}\n"
+        ))
+        .unwrap_err();
+        assert!(err.contains("fleet.labels"), "{err}");
+        assert!(err.contains("fleet.unhealthy_for"), "{err}");
+        let err = load(&format!("{BASE}uplink: {{}}\nfleet: {{watch: soon}}\n")).unwrap_err();
+        assert!(err.contains(":5:"), "a bad duration is located: {err}");
+    }
+
+    #[test]
+    fn relative_fleet_paths_are_resolved_against_the_config_directory() {
+        let loaded = load(&format!(
+            "{BASE}uplink: {{}}\nfleet: {{dir: fleet, labels: {{site: north}}}}\n"
+        ))
+        .unwrap();
+        let fleet = loaded.config.fleet.unwrap();
+        assert_eq!(fleet.dir, std::path::Path::new("/etc/weir/fleet"));
+        assert_eq!(
+            fleet.trusted_keys,
+            std::path::Path::new("/etc/weir/trusted-keys")
+        );
+        assert_eq!(fleet.labels["site"], "north");
+    }
+}
