@@ -31,6 +31,7 @@ mod reconnect_storm;
 mod reload;
 mod replay;
 mod runtime;
+mod schemas;
 mod supervision;
 mod systemd;
 mod uplink_outage;
