@@ -9,6 +9,7 @@ mod bad_input;
 mod clock;
 mod common;
 mod config_check;
+mod consumer;
 mod crash_recovery;
 mod detectors;
 mod devices;
