@@ -101,6 +101,13 @@ pub fn main(args: PushArgs) -> anyhow::Result<ExitCode> {
         json.len(),
         target.name()
     );
+    if json.len() > crate::fleet::bundle::MAX_BYTES {
+        bail!(
+            "the bundle is {} bytes; at most {} (gateways take MQTT packets up to 1 MiB)",
+            json.len(),
+            crate::fleet::bundle::MAX_BYTES
+        );
+    }
     if let Some(out) = &args.out {
         std::fs::write(out, &json).with_context(|| format!("cannot write {}", out.display()))?;
         return Ok(ExitCode::SUCCESS);

@@ -26,6 +26,9 @@ use super::keys::TrustedKeys;
 
 /// The only bundle format this agent reads.
 pub const FORMAT: u32 = 1;
+/// The largest bundle `weir push` sends (its JSON). The uplink accepts incoming packets up
+/// to 1 MiB; a larger retained bundle would fail the uplink's connection on every reconnect.
+pub const MAX_BYTES: usize = 768 * 1024;
 /// The largest rule file count, and name length, a bundle may carry.
 const MAX_FILES: usize = 256;
 const MAX_NAME: usize = 128;
