@@ -41,7 +41,11 @@ pub struct PushArgs {
     /// An agent config to carry in the bundle (validated by each gateway like `weir check`).
     #[arg(long, value_name = "FILE")]
     pub agent_config: Option<PathBuf>,
-    /// The broker the gateways' uplinks use.
+    /// Connect as this config's `uplink:` section does (host, port, TLS with client
+    /// certificates, topic_prefix); its other sections are ignored.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["host", "port", "topic_prefix"])]
+    pub config: Option<PathBuf>,
+    /// The broker the gateways' uplinks use (plain MQTT; use --config for TLS).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     #[arg(long, default_value_t = 1883)]
@@ -147,6 +151,48 @@ fn read_rules(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(rules)
 }
 
+/// Only the `uplink:` section of a config file, for `--config`.
+#[derive(serde::Deserialize)]
+struct UplinkOnly {
+    uplink: crate::uplink::UplinkConfig,
+}
+
+/// The broker connection: from `--config`'s `uplink:` section, else `--host`/`--port`.
+fn connection(args: &PushArgs) -> anyhow::Result<(rumqttc::MqttOptions, String)> {
+    let mut uplink = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let file = path.display().to_string();
+            let mut only: UplinkOnly = serde_saphyr::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{}", crate::config::yaml_problem(&file, &e)))?;
+            let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            if let Some(tls) = only.uplink.tls.as_mut() {
+                tls.resolve_paths(|p| {
+                    if p.is_absolute() {
+                        p.to_path_buf()
+                    } else {
+                        base.join(p)
+                    }
+                });
+            }
+            only.uplink
+        }
+        None => crate::uplink::UplinkConfig {
+            host: args.host.clone(),
+            port: args.port,
+            topic_prefix: args.topic_prefix.clone(),
+            ..Default::default()
+        },
+    };
+    // Not a gateway: no presence, no last will on a gateway's status topic.
+    uplink.status = false;
+    uplink.client_id = Some(format!("weir-push-{}", std::process::id()));
+    let mut opts = crate::uplink::mqtt_options(&uplink, "push")?;
+    opts.set_max_packet_size(4 << 20, 4 << 20);
+    Ok((opts, uplink.topic_prefix))
+}
+
 async fn publish_and_wait(
     args: &PushArgs,
     target: &Target,
@@ -154,18 +200,9 @@ async fn publish_and_wait(
     hash: &str,
     expect: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
-    let client_id = format!("weir-push-{}", std::process::id());
-    let mut opts = weir_drivers::mqtt::Connection {
-        client_id,
-        host: &args.host,
-        port: args.port,
-        keep_alive: Duration::from_secs(30),
-    }
-    .options()
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    opts.set_max_packet_size(4 << 20, 4 << 20);
+    let (opts, prefix) = connection(args)?;
     let (client, mut events) = AsyncClient::new(opts, 8);
-    let status_topics = format!("{}/fleet/status/+", args.topic_prefix);
+    let status_topics = format!("{prefix}/fleet/status/+");
     let deadline = tokio::time::Instant::now() + args.wait;
     let mut started: Option<Instant> = None;
     let mut finals: BTreeMap<String, Outcome> = BTreeMap::new();
@@ -183,7 +220,7 @@ async fn publish_and_wait(
             Ok(Event::Incoming(Packet::SubAck(_))) if started.is_none() => {
                 // Subscribed first, so no status written after the publish is missed.
                 client.try_publish(
-                    target.topic(&args.topic_prefix),
+                    target.topic(&prefix),
                     QoS::AtLeastOnce,
                     true,
                     bundle.clone(),
@@ -194,7 +231,7 @@ async fn publish_and_wait(
                 if let Some(t) = started {
                     eprintln!(
                         "published to {} in {} ms; waiting for gateways",
-                        target.topic(&args.topic_prefix),
+                        target.topic(&prefix),
                         t.elapsed().as_millis()
                     );
                 }

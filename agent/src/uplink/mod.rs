@@ -51,7 +51,7 @@ use crate::support::record::{Lane, LaneCursor, Record};
 pub use batch::Compression;
 pub use batch::{BatchConfig, Format};
 pub use config::UplinkConfig;
-use config::mqtt_options;
+pub use config::mqtt_options;
 pub use control::{Control, Inbound, Outbound};
 pub use counters::UplinkCounters;
 pub use group::{Grouped, Grouper, Message};

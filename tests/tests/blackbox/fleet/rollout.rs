@@ -106,13 +106,25 @@ fn fleet_group_rollout_reaches_only_gateways_with_the_label() -> Result<()> {
         })?;
     }
     let next = bundle_dir(&dir, "next", &[("next.yaml", NEXT)])?;
-    let out = push(
-        &next,
-        &key,
-        cloud.port(),
-        5,
-        &["--group", "site=north", "--expect", "2"],
-    )?;
+    // The operator connects as a gateway's uplink does (`--config`: host, port, prefix, TLS).
+    let out = weir_tests::weir_command()?
+        .arg("push")
+        .arg(&next)
+        .arg("--key")
+        .arg(&key)
+        .arg("--config")
+        .arg(dirs[0].path().join("weir.yaml"))
+        .args([
+            "--version",
+            "5",
+            "--wait",
+            "40s",
+            "--group",
+            "site=north",
+            "--expect",
+            "2",
+        ])
+        .output()?;
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("gw-n1: applied version 5"), "{said}");
