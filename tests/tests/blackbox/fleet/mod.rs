@@ -8,6 +8,7 @@
 mod apply;
 mod refuse;
 mod rollout;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
