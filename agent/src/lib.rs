@@ -12,9 +12,9 @@
 //! - [`support`]: the record vocabulary and payload format the outbox and the uplink share,
 //!   and the commands' progress line.
 //!
-//! Dependencies point one way: `cli → commands | daemon → config | outbox | uplink |
-//! support`; commands and daemon never import each other; outbox and uplink import only
-//! `support`. A unit test (`architecture`) reads the sources and fails on an import against
+//! Dependencies point one way: `cli → commands | daemon → config | fleet | outbox | uplink |
+//! support`; commands and daemon never import each other; fleet, outbox and uplink import
+//! only `support`. A unit test (`architecture`) reads the sources and fails on an import against
 //! that direction or a cycle: `cargo test -p weir-agent --lib architecture`.
 //!
 //! The binary (`main.rs`) only parses the command line and maps errors to exit codes; the
