@@ -104,7 +104,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         engine: reload_tx,
     });
     // Bundles arrive on the uplink's connection; the fleet task applies them with reloads.
-    let (fleet_control, fleet_task) = match config.fleet.clone() {
+    let (fleet_control, mut fleet_task) = match config.fleet.clone() {
         Some(cfg) => {
             let health = crate::daemon::fleet::Health {
                 pipeline: pipeline_counters.clone(),
@@ -269,6 +269,19 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
             ended = &mut writer_task => {
                 writer_ended = true;
                 vital_end = Some(supervise::vital_end("outbox writer", ended));
+                break;
+            }
+            // It ends only on shutdown; before, it is a bug (a panic): stop loudly rather than
+            // claim health while no bundle is taken or a version on trial is not watched.
+            ended = async {
+                match fleet_task.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                fleet_task = None;
+                let ended = ended.map(Ok::<(), std::convert::Infallible>);
+                vital_end = Some(supervise::vital_end("fleet task", ended));
                 break;
             }
         };

@@ -24,6 +24,7 @@ impl Fleet {
         else {
             return;
         };
+        crate::support::fault::inject("fleet");
         if message.payload.is_empty() {
             // A retained bundle cleared by the operator: nothing to do.
             return;

@@ -110,3 +110,36 @@ fn fleet_refuses_and_counts_unsigned_wrongly_signed_and_replayed_bundles() -> Re
     agent.assert_running()?;
     Ok(())
 }
+
+#[test]
+fn fleet_task_that_panics_stops_the_agent_loudly() -> Result<()> {
+    let dir = TestDir::new("fleet-panic")?;
+    operator_key(&dir)?;
+    let cloud = Mosquitto::start()?;
+    dir.write("rules/ticks.yaml", RULE)?;
+    let gateway = Gateway {
+        id: "gw-panic",
+        cloud: cloud.port(),
+        devices: None,
+        rules: &["rules/ticks.yaml"],
+        labels: "",
+        engine: "idle_close: 1s",
+    };
+    let yaml = gateway.yaml(&dir.path().join("trusted"));
+    let mut agent =
+        weir_tests::Agent::start_with_env(&dir, &yaml, &[("WEIR_FAULT", "fleet".as_ref())])?;
+    agent.wait_for_log("uplink connected", crate::common::STARTUP)?;
+    let mut publisher = Publisher::connect(cloud.port())?;
+    publisher.publish("weir/fleet/gateway/gw-panic", "{}")?;
+    let status = weir_tests::wait_until("the agent's exit", crate::common::STARTUP, || {
+        agent.exit_status()
+    })?;
+    assert!(!status.success(), "{status}");
+    let log = agent.log_contents();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("vital task ended unexpectedly") && l.contains("fleet task")),
+        "{log}"
+    );
+    Ok(())
+}
