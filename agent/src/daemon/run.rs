@@ -104,6 +104,10 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         engine: reload_tx,
     });
     // Bundles arrive on the uplink's connection; the fleet task applies them with reloads.
+    let fleet_counters = config
+        .fleet
+        .as_ref()
+        .map(|_| Arc::new(crate::daemon::fleet::FleetCounters::default()));
     let (fleet_control, mut fleet_task) = match config.fleet.clone() {
         Some(cfg) => {
             let health = crate::daemon::fleet::Health {
@@ -114,8 +118,8 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
                 &gateway_id,
                 &topic_prefix,
                 reloader.clone(),
-                config_path.clone(),
                 health,
+                fleet_counters.clone().unwrap_or_default(),
                 shutdown.clone(),
             );
             (Some(control), Some(task))
@@ -218,6 +222,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
                 pipeline: pipeline_counters.clone(),
                 sources: source_counters.clone(),
                 uplink: uplink_counters.clone(),
+                fleet: fleet_counters.clone(),
             };
             let stop = shutdown.clone();
             Some(supervise::restarting(

@@ -135,6 +135,7 @@ impl Fleet {
 
     fn refuse(&mut self, version: u64, hash: String, refusal: Refusal) {
         tracing::warn!(version, "fleet: bundle refused: {refusal}");
+        self.counters.refusal(&refusal);
         *self
             .state
             .refused

@@ -19,8 +19,10 @@
 //! agent must not keep it in a restart loop.
 
 mod apply;
+mod counters;
 mod health;
 
+pub use counters::FleetCounters;
 pub use health::Health;
 
 use std::path::PathBuf;
@@ -52,6 +54,7 @@ pub struct Fleet {
     config_path: Option<PathBuf>,
     health: Health,
     status: watch::Sender<Option<Outbound>>,
+    counters: Arc<FleetCounters>,
 }
 
 /// Before rules load at start: a version left on trial by a stop or crash is rolled back.
@@ -93,8 +96,8 @@ impl Fleet {
         gateway_id: &str,
         topic_prefix: &str,
         reloader: Arc<Reloader>,
-        config_path: Option<PathBuf>,
         health: Health,
+        counters: Arc<FleetCounters>,
         shutdown: CancellationToken,
     ) -> (Control, tokio::task::JoinHandle<()>) {
         let topics = topics::subscriptions(topic_prefix, gateway_id, &cfg.labels);
@@ -117,12 +120,13 @@ impl Fleet {
             gateway_id: gateway_id.to_owned(),
             topics,
             status_topic: topics::status_topic(topic_prefix, gateway_id),
+            config_path: reloader.config_path.clone(),
             store,
             state,
             reloader,
-            config_path,
             health,
             status,
+            counters,
         };
         (control, tokio::spawn(fleet.run(inbound, shutdown)))
     }
@@ -143,6 +147,10 @@ impl Fleet {
 
     /// The status message from the state, published (retained) by the uplink.
     fn publish_status(&self) {
+        let running = self.state.current.as_ref().map_or(0, |v| v.version);
+        self.counters
+            .version
+            .store(running, std::sync::atomic::Ordering::Relaxed);
         let status = Status {
             gateway: self.gateway_id.clone(),
             version: self.state.current.as_ref().map_or(0, |v| v.version),
@@ -160,6 +168,7 @@ impl Fleet {
 
     /// Records the last attempt, saves the state and publishes the status.
     fn record(&mut self, version: u64, hash: String, outcome: Outcome, errors: Vec<String>) {
+        self.counters.outcome(outcome);
         self.state.last = Some(Attempt {
             version,
             hash,

@@ -29,7 +29,13 @@ fn fleet_refuses_and_counts_unsigned_wrongly_signed_and_replayed_bundles() -> Re
         labels: "",
         engine: "idle_close: 1s",
     };
-    let mut agent = gateway.start(&dir, &dir.path().join("trusted"))?;
+    let metrics = weir_tests::free_port()?;
+    let yaml = gateway.yaml(&dir.path().join("trusted")).replace(
+        "metrics: { listen: ~ }",
+        &format!("metrics: {{ listen: \"127.0.0.1:{metrics}\" }}"),
+    );
+    let mut agent = weir_tests::Agent::start(&dir, &yaml)?;
+    agent.wait_for_log("uplink connected", crate::common::STARTUP)?;
     let from = bundle_dir(&dir, "b", &[("ticks.yaml", RULE)])?;
     // Version 1 written to a file (not published), for the replay below.
     let old = dir.path().join("v1.json");
@@ -107,6 +113,22 @@ fn fleet_refuses_and_counts_unsigned_wrongly_signed_and_replayed_bundles() -> Re
         log.contains("fleet: bundle refused: unsigned bundle"),
         "{log}"
     );
+    // The same counts on /metrics, in a valid exposition.
+    let (_, body) = crate::observability::get(metrics, "/metrics")?;
+    crate::observability::promtool_check(&body)?;
+    for (series, want) in [
+        ("weir_fleet_refused_total{reason=\"unsigned\"}", 1.0),
+        ("weir_fleet_refused_total{reason=\"bad_signature\"}", 2.0),
+        ("weir_fleet_refused_total{reason=\"replayed\"}", 1.0),
+        ("weir_fleet_applied_total", 1.0),
+        ("weir_fleet_version", 2.0),
+    ] {
+        assert_eq!(
+            crate::observability::sample(&body, series),
+            Some(want),
+            "{series}\n{body}"
+        );
+    }
     agent.assert_running()?;
     Ok(())
 }
