@@ -173,19 +173,25 @@ impl Store {
     }
 
     /// Makes `to` the running version and the running one the previous; removes older ones.
+    /// `state` changes only once the new state is on disk.
     pub fn switch(&self, state: &mut State, to: Version) -> std::io::Result<()> {
-        state.high = state.high.max(to.version);
-        state.previous = state.current.replace(to);
-        self.save(state)?;
+        let mut next = state.clone();
+        next.high = next.high.max(to.version);
+        next.previous = next.current.replace(to);
+        self.save(&next)?;
+        *state = next;
         self.prune(state);
         Ok(())
     }
 
     /// Makes the previous version (or none: the config's own rules) run again.
+    /// `state` changes only once the new state is on disk.
     pub fn rollback(&self, state: &mut State) -> std::io::Result<Option<Version>> {
-        let bad = state.current.take();
-        state.current = state.previous.take();
-        self.save(state)?;
+        let mut next = state.clone();
+        let bad = next.current.take();
+        next.current = next.previous.take();
+        self.save(&next)?;
+        *state = next;
         if let Some(bad) = &bad {
             self.discard(bad.version);
         }

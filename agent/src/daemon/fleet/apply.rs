@@ -8,7 +8,7 @@ use super::Fleet;
 use super::health::Baseline;
 use crate::config::{Loaded, Origin, RuleFile};
 use crate::daemon::reload::Outcome as Reload;
-use crate::fleet::{Bundle, Outcome, Refusal, TrustedKeys, Version};
+use crate::fleet::{Attempt, Bundle, Outcome, Refusal, TrustedKeys, Version};
 use crate::uplink::Inbound;
 
 /// How often health is read during the watch.
@@ -91,11 +91,22 @@ impl Fleet {
             version: bundle.version,
             hash: hash.clone(),
         };
+        // On trial from the moment it is switched to, in the same write: a stop between the
+        // switch and the end of the watch rolls it back at the next start (`recover`).
+        let before = self.state.last.replace(Attempt {
+            version: bundle.version,
+            hash: hash.clone(),
+            outcome: Outcome::Trial,
+            errors: Vec::new(),
+            at: weir_drivers::now_us(),
+        });
         if let Err(e) = self.store.switch(&mut self.state, to) {
+            self.state.last = before;
             let problem = format!("cannot switch to version {}: {e}", bundle.version);
             tracing::error!("fleet: {problem}");
             return self.record(bundle.version, hash, Outcome::Rejected, vec![problem]);
         }
+        self.publish_status();
         let started = Instant::now();
         // Before the reload: rules that refuse series do so while they load.
         let base = self.health.baseline();
@@ -121,7 +132,6 @@ impl Fleet {
                 return self.roll_back(bundle.version, hash, why).await;
             }
         }
-        self.record(bundle.version, hash.clone(), Outcome::Trial, Vec::new());
         match self.watch(base, shutdown).await {
             Watched::Healthy => {
                 tracing::info!(version = bundle.version, "fleet: version applied");
