@@ -4,7 +4,9 @@
 //! `main → commands | daemon → config | outbox | uplink | support`: the front door (`cli`)
 //! dispatches to the one-shot commands and to the daemon; those two never import each other;
 //! they use the configuration, the outbox, the uplink and the support helpers; the outbox and
-//! the uplink use only `support`. A rule like that decays one convenient `use` at a time, so
+//! the uplink use only `support`. The `fleet` room (bundles, keys, versions on disk), added
+//! after DESIGN.md was written, sits beside them: used by config, commands and daemon, using
+//! only `support`. A rule like that decays one convenient `use` at a time, so
 //! this test reads every file under `agent/src` and fails on an import that points the wrong
 //! way and on any cycle among the rooms. Run it with
 //! `cargo test -p weir-agent --lib architecture`.
@@ -21,12 +23,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "commands", "daemon", "config", "outbox", "uplink", "support",
+            "commands", "daemon", "config", "fleet", "outbox", "uplink", "support",
         ],
     ),
-    ("commands", &["config", "outbox", "uplink", "support"]),
-    ("daemon", &["config", "outbox", "uplink", "support"]),
-    ("config", &["outbox", "uplink", "support"]),
+    (
+        "commands",
+        &["config", "fleet", "outbox", "uplink", "support"],
+    ),
+    (
+        "daemon",
+        &["config", "fleet", "outbox", "uplink", "support"],
+    ),
+    ("config", &["fleet", "outbox", "uplink", "support"]),
+    ("fleet", &["support"]),
     ("outbox", &["support"]),
     ("uplink", &["support"]),
     ("support", &[]),

@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::eval::EvalArgs;
+use crate::commands::keygen::KeygenArgs;
 use crate::commands::learn::LearnArgs;
 use crate::commands::outbox::OutboxArgs;
+use crate::commands::push::PushArgs;
 use crate::commands::replay::ReplayArgs;
 use crate::commands::status::StatusArgs;
 
@@ -40,6 +42,11 @@ pub enum Command {
     Status(StatusArgs),
     /// Inspect or trim the outbox named by the config (safe while the agent runs).
     Outbox(OutboxArgs),
+    /// Sign a directory of rule files and push it to a gateway or a group of gateways over
+    /// the fleet's broker; print each gateway's outcome.
+    Push(PushArgs),
+    /// Write an Ed25519 key pair for signing fleet bundles.
+    Keygen(KeygenArgs),
 }
 
 impl Default for Command {

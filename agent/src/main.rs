@@ -19,6 +19,8 @@ fn main() -> ExitCode {
         cli::Command::Learn(args) => commands::learn::main(args),
         cli::Command::Status(args) => commands::status::main(args),
         cli::Command::Outbox(args) => commands::outbox::main(args),
+        cli::Command::Push(args) => commands::push::main(args),
+        cli::Command::Keygen(args) => commands::keygen::main(args),
     };
     match result {
         Ok(code) => code,

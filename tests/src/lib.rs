@@ -20,6 +20,7 @@ mod agent;
 mod mosquitto;
 mod mqtt;
 mod pki;
+pub mod schema;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,9 @@
 
 pub mod check;
 pub mod eval;
+pub mod keygen;
 pub mod learn;
 pub mod outbox;
+pub mod push;
 pub mod replay;
 pub mod status;

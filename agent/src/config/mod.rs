@@ -71,6 +71,9 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// Signed rule bundles over the uplink broker (see `docs/fleet.md`); absent: none taken.
+    #[serde(default)]
+    pub fleet: Option<crate::fleet::FleetConfig>,
 }
 
 /// `- { devices: "pump-*", set: { site: north } }`.
@@ -421,6 +424,9 @@ impl Loaded {
             if let Some(tls) = config.uplink.as_mut().and_then(|u| u.tls.as_mut()) {
                 tls.resolve_paths(|p| resolve(base, p));
             }
+            if let Some(fleet) = config.fleet.as_mut() {
+                fleet.resolve_paths(|p| resolve(base, p));
+            }
         }
         let problems = validate(&config, &at, &file);
         if !problems.is_empty() {
@@ -446,6 +452,9 @@ impl Loaded {
     /// Reads every rule file named by the config. Each entry is the file's result, so the
     /// caller decides whether one unreadable file is fatal (`check`) or skipped (`run`).
     pub fn rule_files(&self) -> Vec<Result<RuleFile, Problem>> {
+        if let Some(files) = rule_files::fleet_version(self) {
+            return files;
+        }
         self.config
             .rules
             .iter()
@@ -582,6 +591,17 @@ fn validate(config: &Config, at: &Locations, file: &str) -> Vec<Problem> {
                 config.outbox.path.join("outbox.db").display()
             ),
         );
+    }
+    if let Some(fleet) = &config.fleet {
+        if config.uplink.is_none() {
+            problem(
+                None,
+                "fleet: bundles arrive over the uplink; add an `uplink`".to_owned(),
+            );
+        }
+        for (field, message) in fleet.problems() {
+            problem(None, format!("fleet.{field}: {message}"));
+        }
     }
     if config.sources.is_empty() {
         problem(

@@ -45,6 +45,21 @@ pub fn load(loaded: &Loaded) -> Outcome {
     compile(loaded.rule_files())
 }
 
+/// The rule files of the fleet version the gateway runs, when `fleet:` is configured and a
+/// bundle has been applied: they replace the config's `rules:` list (`run`, `check` and
+/// reloads all see the same set).
+pub fn fleet_version(loaded: &Loaded) -> Option<Vec<Result<RuleFile, Problem>>> {
+    let fleet = loaded.config.fleet.as_ref()?;
+    let files = crate::fleet::Store::new(&fleet.dir).current_rule_files()?;
+    Some(files.iter().map(|p| read(p)).collect())
+}
+
+/// Compiles rule files already in memory (a fleet bundle being validated), exactly as
+/// [`load`] compiles the files a config names.
+pub fn load_files(files: Vec<RuleFile>) -> Outcome {
+    compile(files.into_iter().map(Ok))
+}
+
 /// The rule files given on the command line (`replay`, `eval`).
 pub fn load_paths(paths: &[PathBuf]) -> Outcome {
     compile(paths.iter().map(|p| read(p)))

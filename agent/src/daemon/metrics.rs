@@ -30,6 +30,8 @@ pub struct Sources {
     pub sources: Vec<(String, Arc<SourceCounters>)>,
     /// `None` when no uplink is configured (its families are then left out).
     pub uplink: Option<Arc<UplinkCounters>>,
+    /// `None` without `fleet:` (its families are then left out).
+    pub fleet: Option<Arc<crate::daemon::fleet::FleetCounters>>,
 }
 
 /// How a per-lane gauge is read from a lane's stats.
@@ -48,6 +50,7 @@ struct Snapshot {
     /// µs since the epoch when appends started waiting for room (`overflow: block`), if now.
     blocked_since: Option<i64>,
     uplink: Option<Arc<UplinkCounters>>,
+    fleet: Option<Arc<crate::daemon::fleet::FleetCounters>>,
     now_us: i64,
 }
 
@@ -229,6 +232,7 @@ impl Sources {
             ],
             blocked_since: self.outbox.blocked_since(),
             uplink: self.uplink.clone(),
+            fleet: self.fleet.clone(),
             now_us: now_us(),
         })
     }
@@ -375,6 +379,9 @@ impl Collector for Snapshot {
         blocked.encode(family)?;
         if let Some(uplink) = &self.uplink {
             encode_uplink(uplink, &mut encoder)?;
+        }
+        if let Some(fleet) = &self.fleet {
+            fleet.encode(&mut encoder)?;
         }
         Ok(())
     }

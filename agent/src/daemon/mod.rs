@@ -6,6 +6,7 @@
 pub mod actions;
 pub mod clock_guard;
 mod endpoint;
+pub mod fleet;
 pub mod logging;
 pub mod metrics;
 pub mod pipeline;

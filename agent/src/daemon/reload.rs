@@ -57,8 +57,8 @@ pub fn settings_of(config: &Config) -> String {
 #[derive(Debug)]
 pub enum Outcome {
     Applied(ReloadReport),
-    /// The old rules keep running.
-    Rejected,
+    /// The old rules keep running; every problem, one per line.
+    Rejected(Vec<String>),
 }
 
 impl Reloader {
@@ -89,10 +89,10 @@ impl Reloader {
             }
             Err(problems) => {
                 tracing::error!("reload rejected; the old rules keep running");
-                for problem in problems {
+                for problem in &problems {
                     tracing::error!("  {problem}");
                 }
-                Outcome::Rejected
+                Outcome::Rejected(problems)
             }
         }
     }

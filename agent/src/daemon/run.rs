@@ -34,8 +34,15 @@ use crate::uplink::{self, UplinkConfig};
 
 /// `weir run` with the config at `config` (default: the installed one, else the demo).
 pub fn main(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let loaded = crate::config::load(config.as_deref())?;
+    let mut loaded = crate::config::load(config.as_deref())?;
     crate::daemon::logging::init(&loaded.config.log.level);
+    // A version left on trial by a stop or crash is rolled back before anything else loads;
+    // its config may have been the one just read.
+    if let Some(fleet) = &loaded.config.fleet
+        && crate::daemon::fleet::recover(fleet)
+    {
+        loaded = crate::config::load(config.as_deref())?;
+    }
     if config.is_none() {
         tracing::info!(config = %loaded.origin.name(), "no --config given");
     }
@@ -89,18 +96,49 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .uplink
         .as_ref()
         .map(|_| Arc::new(uplink::UplinkCounters::default()));
+    let pipeline_counters = Arc::new(PipelineCounters::default());
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    let reloader = Arc::new(Reloader {
+        config_path: config_path.clone(),
+        settings,
+        engine: reload_tx,
+    });
+    // Bundles arrive on the uplink's connection; the fleet task applies them with reloads.
+    let fleet_counters = config
+        .fleet
+        .as_ref()
+        .map(|_| Arc::new(crate::daemon::fleet::FleetCounters::default()));
+    let (fleet_control, mut fleet_task) = match config.fleet.clone() {
+        Some(cfg) => {
+            let health = crate::daemon::fleet::Health {
+                pipeline: pipeline_counters.clone(),
+            };
+            let (control, task) = crate::daemon::fleet::Fleet::start(
+                cfg,
+                &gateway_id,
+                &topic_prefix,
+                reloader.clone(),
+                health,
+                fleet_counters.clone().unwrap_or_default(),
+                shutdown.clone(),
+            );
+            (Some(control), Some(task))
+        }
+        None => (None, None),
+    };
     let uplink_task: Option<JoinHandle<()>> = config.uplink.map(|cfg| {
         let outbox = outbox.clone();
         let counters = uplink_counters.clone().unwrap_or_default();
         let gateway_id = gateway_id.clone();
         let stop = shutdown.clone();
         supervise::restarting("uplink".to_owned(), shutdown.clone(), move || {
-            let run = uplink::run(
+            let run = uplink::run_with_control(
                 cfg.clone(),
                 gateway_id.clone(),
                 outbox.clone(),
                 counters.clone(),
                 stop.clone(),
+                fleet_control.clone(),
             );
             async move {
                 fault::inject("uplink");
@@ -113,7 +151,6 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     }
 
     let (tx, rx) = mpsc::channel(config.engine.channel.get());
-    let pipeline_counters = Arc::new(PipelineCounters::default());
     let mut engine = Engine::with_limits(
         rules,
         Limits {
@@ -142,7 +179,6 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         clock_guard: config.engine.clock_guard.clone(),
         counters: pipeline_counters.clone(),
     };
-    let (reload_tx, reload_rx) = mpsc::channel(1);
     let mut pipeline_task = tokio::spawn(pipeline.run(rx, reload_rx));
 
     let mut sources = Vec::new();
@@ -186,6 +222,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
                 pipeline: pipeline_counters.clone(),
                 sources: source_counters.clone(),
                 uplink: uplink_counters.clone(),
+                fleet: fleet_counters.clone(),
             };
             let stop = shutdown.clone();
             Some(supervise::restarting(
@@ -221,11 +258,6 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         config.log.status_interval,
     ));
 
-    let reloader = Reloader {
-        config_path,
-        settings,
-        engine: reload_tx,
-    };
     let mut signals = Signals::install();
     // Set when a vital task ended: the agent then stops in order and exits with it.
     let mut vital_end = None;
@@ -244,6 +276,19 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
                 vital_end = Some(supervise::vital_end("outbox writer", ended));
                 break;
             }
+            // It ends only on shutdown; before, it is a bug (a panic): stop loudly rather than
+            // claim health while no bundle is taken or a version on trial is not watched.
+            ended = async {
+                match fleet_task.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                fleet_task = None;
+                let ended = ended.map(Ok::<(), std::convert::Infallible>);
+                vital_end = Some(supervise::vital_end("fleet task", ended));
+                break;
+            }
         };
         if signal != Signal::Reload {
             break;
@@ -258,12 +303,17 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
                 r.added.len(),
                 r.removed.len()
             ),
-            Outcome::Rejected => format!(
+            Outcome::Rejected(_) => format!(
                 "running: {} sources; reload rejected, the old rules keep running (see the log)",
                 sources.len()
             ),
         };
         crate::daemon::systemd::ready(&summary);
+    }
+    if let Some(task) = fleet_task {
+        // It holds a reloader (an engine sender): it must end for the engine's input to close.
+        shutdown.cancel();
+        let _ = task.await;
     }
     drop(reloader);
     tracing::info!("stopping: draining sources into the outbox");

@@ -3,7 +3,7 @@
 //! No real input makes the pipeline, the outbox writer, a source or the uplink end: each
 //! retries or counts every failure it knows of. What is left is a bug (a panic), and the
 //! supervision that must catch it (see `daemon::supervise`) has to be proved on the real
-//! process. `WEIR_FAULT=pipeline,writer,source,uplink` (any of them) makes each named task
+//! process. `WEIR_FAULT=pipeline,writer,source,uplink,fleet` (any of them) makes each named task
 //! panic once, the first time it reaches its injection point. Release builds compile
 //! [`inject`] to nothing and never read the variable.
 

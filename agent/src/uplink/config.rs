@@ -132,10 +132,9 @@ impl Default for UplinkConfig {
     }
 }
 
-pub(super) fn mqtt_options(
-    cfg: &UplinkConfig,
-    gateway_id: &str,
-) -> Result<MqttOptions, UplinkError> {
+/// The client options for `cfg` (TLS included) as gateway `gateway_id` connects: the uplink's,
+/// and `weir push`'s (which turns `status` off: no last will on a gateway's topic).
+pub fn mqtt_options(cfg: &UplinkConfig, gateway_id: &str) -> Result<MqttOptions, UplinkError> {
     let bad = |field, reason| UplinkError::Config { field, reason };
     // rumqttc panics on these; refuse them here instead (the rest in `Connection::options`).
     if cfg.keep_alive < Duration::from_secs(1) {

@@ -20,10 +20,12 @@
 //! (rustls with `ring`, server verification and optional client certificates, every file
 //! checked when the config loads), [`batch`] (several records of one lane per message, JSON
 //! or binary, optionally DEFLATE-compressed, acknowledged and deleted as a unit) and
-//! [`counters`] (what `/metrics` shows of the uplink).
+//! [`counters`] (what `/metrics` shows of the uplink), and [`control`] (subscriptions and a
+//! retained message for the fleet, on the same connection).
 
 mod batch;
 mod config;
+mod control;
 mod counters;
 mod group;
 mod presence;
@@ -49,7 +51,8 @@ use crate::support::record::{Lane, LaneCursor, Record};
 pub use batch::Compression;
 pub use batch::{BatchConfig, Format};
 pub use config::UplinkConfig;
-use config::mqtt_options;
+pub use config::mqtt_options;
+pub use control::{Control, Inbound, Outbound};
 pub use counters::UplinkCounters;
 pub use group::{Grouped, Grouper, Message};
 pub use queue::Queue;
@@ -115,11 +118,24 @@ pub async fn run<Q: Queue>(
     counters: Arc<UplinkCounters>,
     shutdown: CancellationToken,
 ) -> Result<(), UplinkError> {
+    run_with_control(cfg, gateway_id, outbox, counters, shutdown, None).await
+}
+
+/// [`run`], also carrying `control`'s subscriptions and retained message (see [`control`]).
+pub async fn run_with_control<Q: Queue>(
+    cfg: UplinkConfig,
+    gateway_id: String,
+    outbox: Q,
+    counters: Arc<UplinkCounters>,
+    shutdown: CancellationToken,
+    control: Option<Control>,
+) -> Result<(), UplinkError> {
     let opts = mqtt_options(&cfg, &gateway_id)?;
     let inflight = cfg.inflight;
-    // Room for every in-flight publish plus the final DISCONNECT: try_publish never finds
-    // the request channel full.
-    let (client, eventloop) = AsyncClient::new(opts, inflight + 4);
+    let extra = control.as_ref().map_or(0, |c| c.subscriptions.len() + 1);
+    // Room for every in-flight publish, the control's subscriptions and retained message,
+    // plus the final DISCONNECT: try_publish never finds the request channel full.
+    let (client, eventloop) = AsyncClient::new(opts, inflight + 4 + extra);
     let shared = Arc::new(Shared::default());
     let wake = Arc::new(Notify::new());
     let stop = CancellationToken::new();
@@ -130,6 +146,7 @@ pub async fn run<Q: Queue>(
         Arc::clone(&wake),
         stop.clone(),
         counters,
+        control.as_ref().map(|c| c.inbound.clone()),
     ));
     let mut feeder = Feeder {
         client,
@@ -144,6 +161,8 @@ pub async fn run<Q: Queue>(
         ahead: VecDeque::new(),
         fetched: LaneCursor::START,
         generation: 0,
+        control,
+        retained_due: false,
     };
     let result = feeder.feed(&wake, &shutdown).await;
     if result.is_ok() {
@@ -173,6 +192,9 @@ struct Feeder<Q> {
     fetched: LaneCursor,
     /// Connection generation the cursors belong to.
     generation: u64,
+    control: Option<Control>,
+    /// The control's retained message is to be (re)published.
+    retained_due: bool,
 }
 
 impl<Q: Queue> Feeder<Q> {
@@ -200,9 +222,21 @@ impl<Q: Queue> Feeder<Q> {
                     None => std::future::pending().await,
                 }
             };
+            let retained = async {
+                match self.control.as_mut() {
+                    // A change not yet published waits for the connection (the wake-up).
+                    Some(c) if !self.retained_due => match c.retained.changed().await {
+                        Ok(()) => self.retained_due = true,
+                        // The fleet task is gone: nothing more to publish.
+                        Err(_) => self.control = None,
+                    },
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = timer => {}
+                _ = retained => {}
                 _ = wake.notified() => {}
                 _ = self.shared.closed() => return Err(UplinkError::TaskEnded),
                 r = changes.changed() => if r.is_err() {
@@ -243,6 +277,16 @@ impl<Q: Queue> Feeder<Q> {
                 self.generation = generation;
                 self.cursor = LaneCursor::START;
                 self.rewind();
+                if let Some(control) = &self.control {
+                    // Clean session: subscribe again, and republish the retained status.
+                    self.retained_due = true;
+                    for topic in &control.subscriptions {
+                        if let Err(e) = self.client.try_subscribe(topic.as_str(), QoS::AtLeastOnce)
+                        {
+                            tracing::warn!(error = %e, topic, "uplink could not subscribe");
+                        }
+                    }
+                }
                 // The birth goes first, before any record of this connection.
                 if let Some(presence) = &self.presence {
                     let payload = presence.online();
@@ -251,6 +295,18 @@ impl<Q: Queue> Feeder<Q> {
                     }
                     continue;
                 }
+            }
+            if self.retained_due
+                && let Some(control) = &self.control
+            {
+                let message = control.retained.borrow().clone();
+                if let Some(message) = message
+                    && !self.publish_retained(generation, message)
+                {
+                    return Ok(());
+                }
+                self.retained_due = false;
+                continue;
             }
             if changes.has_changed().unwrap_or(false) && !self.ahead.is_empty() {
                 // New records may belong to a higher lane: fetch again from what was sent,
@@ -372,6 +428,28 @@ impl<Q: Queue> Feeder<Q> {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "uplink could not queue its presence message");
+                false
+            }
+        }
+    }
+
+    /// Queues the control's retained message on connection `generation`, tracked like a
+    /// presence message. False if the connection is gone or the queue refused it.
+    fn publish_retained(&self, generation: u64, message: Outbound) -> bool {
+        let mut s = self.shared.lock();
+        if !s.connected || s.generation != generation {
+            return false;
+        }
+        match self
+            .client
+            .try_publish(message.topic, QoS::AtLeastOnce, true, message.payload)
+        {
+            Ok(()) => {
+                s.issued.push_back(Sent::Presence);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "uplink could not queue a retained status");
                 false
             }
         }

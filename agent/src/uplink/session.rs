@@ -101,6 +101,7 @@ pub(super) async fn poll(
     wake: Arc<Notify>,
     stop: CancellationToken,
     counters: Arc<UplinkCounters>,
+    inbound: Option<tokio::sync::mpsc::Sender<super::Inbound>>,
 ) {
     let _done = shared.done.clone().drop_guard();
     let max_inflight = eventloop.mqtt_options.inflight();
@@ -180,6 +181,18 @@ pub(super) async fn poll(
                         s.inflight.insert(pkid, (sent, Instant::now()));
                     }
                     None => tracing::debug!(pkid, "publish not issued by the feeder"),
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                // Only the control's subscriptions deliver here.
+                if let Some(inbound) = &inbound {
+                    let message = super::Inbound {
+                        topic: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                    };
+                    if let Err(e) = inbound.try_send(message) {
+                        tracing::warn!(topic = %p.topic, "uplink dropped an incoming message ({e}); a retained one comes again on reconnect");
+                    }
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => {
