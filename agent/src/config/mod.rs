@@ -13,7 +13,7 @@ mod daemon;
 mod locate;
 pub mod rule_files;
 
-pub use daemon::{Action, ActionsConfig, ClockGuard, MetricsConfig};
+pub use daemon::{Action, ActionsConfig, ClockGuard, MetricsConfig, PageConfig};
 pub use locate::load;
 
 use std::fmt;
@@ -506,6 +506,14 @@ pub fn yaml_problem(file: &str, e: &serde_saphyr::Error) -> Problem {
 struct Locations {
     #[serde(default)]
     outbox: Option<OutboxLocations>,
+    #[serde(default)]
+    metrics: Option<MetricsLocations>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MetricsLocations {
+    #[serde(default)]
+    listen: Option<Spanned<serde::de::IgnoredAny>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -580,6 +588,23 @@ fn validate(config: &Config, at: &Locations, file: &str) -> Vec<Problem> {
                 "outbox.path {} is a directory; name the database file in it, e.g. {}",
                 config.outbox.path.display(),
                 config.outbox.path.join("outbox.db").display()
+            ),
+        );
+    }
+    if let Some(addr) = config.metrics.listen
+        && !addr.ip().is_loopback()
+        && config.metrics.page.enabled
+        && config.metrics.page.token.is_none()
+    {
+        problem(
+            at.metrics
+                .as_ref()
+                .and_then(|m| m.listen.as_ref())
+                .map(|s| &s.referenced),
+            format!(
+                "metrics.listen: {addr} is not a loopback address, so the status page would \
+                 show this gateway to its whole network; set metrics.page.token (or \
+                 metrics.page.enabled: false)"
             ),
         );
     }

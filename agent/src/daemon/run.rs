@@ -49,8 +49,9 @@ pub fn main(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let rules = {
+    let (rules, page_rule_files) = {
         let outcome = crate::config::rule_files::load(&loaded);
+        let page_rule_files = crate::daemon::page::RuleFiles::of(&loaded, &outcome);
         for rejected in &outcome.rejected {
             tracing::error!(file = %rejected.file, "rule file rejected; the other rules keep running");
             for problem in &rejected.problems {
@@ -62,7 +63,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
             files = outcome.files_loaded,
             "rules loaded"
         );
-        outcome.rules
+        (outcome.rules, page_rule_files)
     };
     let settings = crate::daemon::reload::settings_of(&loaded.config);
     // Validated with the config: an error here cannot happen, and would only mean no labels.
@@ -132,7 +133,11 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         Some(cfg) => crate::daemon::actions::start(cfg, &gateway_id, shutdown.clone()),
         None => crate::daemon::actions::Actions::disabled(),
     };
+    let page = config.metrics.listen.and_then(|_| {
+        crate::daemon::page::Page::new(&config.metrics.page, &gateway_id, page_rule_files)
+    });
     let pipeline = Pipeline {
+        page: page.clone(),
         engine,
         run_hours,
         actions,
@@ -188,17 +193,19 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
                 uplink: uplink_counters.clone(),
             };
             let stop = shutdown.clone();
+            let page = page.clone();
             Some(supervise::restarting(
                 "metrics endpoint".to_owned(),
                 shutdown.clone(),
                 move || {
                     let (listener, sources, stop) = (first.take(), sources.clone(), stop.clone());
+                    let page = page.clone();
                     async move {
                         let listener = match listener {
                             Some(listener) => listener,
                             None => crate::daemon::endpoint::listen(addr).await?,
                         };
-                        crate::daemon::endpoint::serve(listener, sources, stop).await;
+                        crate::daemon::endpoint::serve(listener, sources, page, stop).await;
                         Ok::<(), std::io::Error>(())
                     }
                 },

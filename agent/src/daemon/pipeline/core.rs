@@ -12,6 +12,7 @@ use weir_rules::{Engine, Event, EventKind, Sample};
 use super::PipelineCounters;
 use crate::daemon::actions::UnsafeTopic;
 use crate::daemon::clock_guard::{ClockGuard, Verdict};
+use crate::daemon::page::Page;
 use crate::outbox::event_records as encode;
 use crate::outbox::{Lane, NewRecord};
 
@@ -23,6 +24,8 @@ pub struct Core {
     clock_guard: ClockGuard,
     counters: Arc<PipelineCounters>,
     events: Vec<Event>,
+    /// The status page's board, when the page is on: samples and events are recorded there.
+    page: Option<Page>,
 }
 
 /// What the events so far become.
@@ -51,12 +54,20 @@ impl Core {
             clock_guard,
             counters,
             events: Vec::new(),
+            page: None,
         }
+    }
+
+    /// Records samples and events on the status page from now on.
+    pub fn show_on(&mut self, page: Option<Page>) {
+        self.page = page;
     }
 
     /// Pushes readings that arrived at gateway time `now` (µs) through the clock guard into
     /// the engine.
     pub fn ingest(&mut self, readings: &[Reading], now: i64) {
+        // One lock per delivery, not per reading.
+        let mut board = self.page.as_ref().map(Page::board);
         for r in readings {
             let ts = match self.clock_guard.check(r.ts, now) {
                 Verdict::Ok(ts) => ts,
@@ -80,6 +91,10 @@ impl Core {
                         &mut self.events,
                     );
                     self.counters.samples.fetch_add(1, Ordering::Relaxed);
+                    if let Some(board) = board.as_mut() {
+                        let name = || format!("{}/{}", r.device, r.metric);
+                        board.sample(series, name, ts, r.value);
+                    }
                 }
                 Err(e) => {
                     let n = self
@@ -115,6 +130,12 @@ impl Core {
             actions: Vec::new(),
             refused_actions: Vec::new(),
         };
+        if let Some(page) = &self.page {
+            let engine = &self.engine;
+            page.events(&self.events, |series| {
+                engine.series_name(series).unwrap_or(("?", "?"))
+            });
+        }
         for event in self.events.drain(..) {
             let (device, metric) = self.engine.series_name(event.series).unwrap_or(("?", "?"));
             log_alert(&event, device, metric);

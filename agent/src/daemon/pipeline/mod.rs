@@ -88,6 +88,8 @@ pub struct Pipeline {
     /// Local publication of alerts with `alert.local_topic`.
     pub actions: crate::daemon::actions::Actions,
     pub counters: Arc<PipelineCounters>,
+    /// The status page, when it is on (`metrics.page`).
+    pub page: Option<crate::daemon::page::Page>,
 }
 
 /// The uplink topic of every lane, in `Lane` order.
@@ -114,8 +116,10 @@ impl Pipeline {
             run_hours,
             actions,
             counters,
+            page,
         } = self;
         let mut core = Core::new(engine, topics, clock_guard, Arc::clone(&counters));
+        core.show_on(page);
         let shell = Shell {
             outbox,
             run_hours,
