@@ -30,6 +30,7 @@ mod reconnect_storm;
 mod reload;
 mod replay;
 mod runtime;
+mod status_page;
 mod supervision;
 mod systemd;
 mod uplink_outage;
