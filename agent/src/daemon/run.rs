@@ -137,7 +137,9 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         crate::daemon::page::Page::new(&config.metrics.page, &gateway_id, page_rule_files)
     });
     let pipeline = Pipeline {
-        page: page.clone(),
+        watch: page
+            .clone()
+            .map(|p| Arc::new(p) as Arc<dyn crate::daemon::pipeline::Watch>),
         engine,
         run_hours,
         actions,
@@ -232,6 +234,10 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         config_path,
         settings,
         engine: reload_tx,
+        on_rule_files: page.clone().map(|page| {
+            Box::new(move |loaded: &Loaded, outcome: &_| page.reloaded(loaded, outcome))
+                as crate::daemon::reload::RuleFilesHook
+        }),
     };
     let mut signals = Signals::install();
     // Set when a vital task ended: the agent then stops in order and exits with it.

@@ -215,3 +215,52 @@ fn off_loopback_the_page_and_its_data_need_the_token_and_metrics_do_not() -> Res
     assert!(matches!(oversized, Ok(431) | Err(_)), "{oversized:?}");
     agent.assert_running()
 }
+
+#[test]
+fn rejected_rule_files_are_listed_with_file_line_col_at_start_and_after_a_reload() -> Result<()> {
+    let dir = TestDir::new("status-page-rules")?;
+    let port = free_port()?;
+    // A second rule file with a typo in a key: rejected at start, the demo rules run.
+    dir.write(
+        "rules/bad.yaml",
+        "rules:\n  - name: typo\n    selcet: { device: x, metric: y }\n",
+    )?;
+    dir.write("rules/demo.yaml", DEMO_RULES)?;
+    let config = format!(
+        "gateway_id: demo-gw\nrules: [rules/demo.yaml, rules/bad.yaml]\n\
+         sources: [{{simulator: {{interval: 500ms}}}}]\noutbox: {{path: outbox.db}}\n\
+         metrics: {{listen: \"127.0.0.1:{port}\"}}\n"
+    );
+    let mut agent = Agent::start(&dir, &config)?;
+    agent.wait_for_log("metrics endpoint listening", Duration::from_secs(30))?;
+    let rules = |agent: &Agent| -> Result<Value> {
+        let (code, body) = crate::observability::get(port, "/api/state")?;
+        assert_eq!(code, 200, "{body}");
+        let state: Value = serde_json::from_str(&body).map_err(|e| agent.explain(e.into()))?;
+        Ok(state["rules"].clone())
+    };
+    let at_start = rules(&agent)?;
+    assert_eq!(at_start["rules"], 3, "{at_start}");
+    assert_eq!(at_start["reload_rejected"], false, "{at_start}");
+    let problem = at_start["rejected"][0]["problems"][0].to_string();
+    assert!(problem.contains("bad.yaml:3:5"), "{at_start}");
+    assert!(
+        at_start["loaded"].to_string().contains("demo.yaml"),
+        "{at_start}"
+    );
+
+    // Broken demo rules on reload: refused, the old three rules keep running, and the page
+    // says so with the new problem's location.
+    dir.write("rules/demo.yaml", "rules:\n  - name: [\n")?;
+    let pid = agent.pid().to_string();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()?;
+    assert!(hup.success());
+    agent.wait_for_log("reload rejected", Duration::from_secs(20))?;
+    let after = rules(&agent)?;
+    assert_eq!(after["reload_rejected"], true, "{after}");
+    assert_eq!(after["rules"], 3, "{after}");
+    assert!(after.to_string().contains("demo.yaml:"), "{after}");
+    agent.assert_running()
+}

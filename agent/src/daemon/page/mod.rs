@@ -21,7 +21,9 @@ mod state;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use weir_rules::{Event, SeriesId};
+use weir_rules::{Event, Sample};
+
+use crate::daemon::pipeline::{Names, Watch};
 
 use crate::config::PageConfig;
 use board::Board;
@@ -94,24 +96,46 @@ impl Page {
         self.board.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Replaces the rule files shown (after a reload).
-    pub fn set_rule_files(&self, files: RuleFiles) {
-        *self.rule_files.lock().unwrap_or_else(|e| e.into_inner()) = files;
-    }
-
-    /// Records the events of one batch (`name` gives a series' device and metric).
-    pub fn events<'e, 'n>(
+    /// Shows what a reload found in the rule files: when it refuses them, the rules loaded
+    /// before keep running (and their count stays).
+    pub fn reloaded(
         &self,
-        events: impl IntoIterator<Item = &'e Event>,
-        name: impl Fn(SeriesId) -> (&'n str, &'n str),
+        loaded: &crate::config::Loaded,
+        outcome: &crate::config::rule_files::Outcome,
     ) {
+        let mut files = RuleFiles::of(loaded, outcome);
+        let mut shown = self.rule_files.lock().unwrap_or_else(|e| e.into_inner());
+        files.reload_rejected = !outcome.rejected.is_empty();
+        if files.reload_rejected {
+            files.rules = shown.rules;
+        }
+        *shown = files;
+    }
+}
+
+/// The pipeline shows the page what flows through the engine.
+impl Watch for Page {
+    fn samples(&self, samples: &[Sample], names: &Names<'_>) {
         let mut board = self.board();
-        for event in events {
-            let (device, metric) = name(event.series);
-            board.event(event, device, metric);
+        for s in samples {
+            let name = || {
+                let (device, metric) = names(s.series);
+                format!("{device}/{metric}")
+            };
+            board.sample(s.series, name, s.ts, s.value);
         }
     }
 
+    fn events(&self, events: &[Event], names: &Names<'_>) {
+        let mut board = self.board();
+        for event in events {
+            let (device, metric) = names(event.series);
+            board.event(event, device, metric);
+        }
+    }
+}
+
+impl Page {
     /// Whether `path` is the page's (so the listener routes it here).
     pub fn serves(path: &str) -> bool {
         ASSETS.iter().any(|(p, ..)| *p == path) || path == "/api/state"

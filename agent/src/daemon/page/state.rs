@@ -9,13 +9,17 @@ use serde_json::{Value, json};
 use weir_drivers::now_us;
 
 use super::Page;
-use super::board::{AlertEntry, BUCKET_US, BUCKETS, Board};
+use super::board::{AlertEntry, BUCKET_US, BUCKETS, SeriesView};
 use crate::daemon::metrics::Sources;
 use crate::outbox::Lane;
 use crate::support::plot;
 
 /// Series listed and drawn per page.
 pub const PER_PAGE: usize = 6;
+/// Raised alerts, cleared alerts and predictions sent per response (newest or soonest
+/// first); the totals are sent beside them. A fault on 10,000 devices is 1,000 raised
+/// alerts on the board: 200 KB every 2 s would be the page's whole budget.
+pub const LISTED: usize = 50;
 
 /// The rule files as loaded at start (or by the last reload).
 #[derive(Debug, Clone, Default)]
@@ -24,6 +28,9 @@ pub struct RuleFiles {
     /// `(file, problems as file:line:col: message)`.
     pub rejected: Vec<(String, Vec<String>)>,
     pub rules: usize,
+    /// The last reload found these files and refused them all: the rules loaded before keep
+    /// running.
+    pub reload_rejected: bool,
 }
 
 impl RuleFiles {
@@ -48,6 +55,7 @@ impl RuleFiles {
             loaded,
             rejected,
             rules: outcome.rules.len(),
+            reload_rejected: false,
         }
     }
 }
@@ -147,6 +155,7 @@ pub async fn render(page: &Page, sources: &Sources, filter: &str, page_no: usize
             .clone();
         json!({
             "rules": files.rules,
+            "reload_rejected": files.reload_rejected,
             "loaded": files.loaded,
             "rejected": files.rejected.iter().map(|(file, problems)| json!({
                 "file": file, "problems": problems,
@@ -154,8 +163,24 @@ pub async fn render(page: &Page, sources: &Sources, filter: &str, page_no: usize
         })
     };
     let since = now - BUCKETS as i64 * BUCKET_US;
+    // Copied under the lock, drawn after it: the pipeline waits for the copy only.
     let board = page.board();
-    let (series, svg) = series_page(&board, filter, page_no, since, now);
+    let (total, indices) = board.find(filter, page_no.saturating_mul(PER_PAGE), PER_PAGE);
+    let views: Vec<SeriesView> = indices
+        .iter()
+        .filter_map(|i| board.view(*i, since))
+        .collect();
+    let counts = (board.series_count(), board.series_untracked);
+    let mut active = board.active();
+    let active_total = active.len();
+    active.truncate(LISTED);
+    let cleared: Vec<AlertEntry> = board.cleared().cloned().collect();
+    let untracked_alerts = board.active_untracked;
+    let mut predictions = board.predictions();
+    let predictions_total = predictions.len();
+    predictions.truncate(LISTED);
+    drop(board);
+    let (series, svg) = series_page(&views, total, counts, filter, page_no, (since, now));
     let doc = json!({
         "now": now,
         "gateway": &*page.gateway_id,
@@ -168,11 +193,13 @@ pub async fn render(page: &Page, sources: &Sources, filter: &str, page_no: usize
             "late_dropped": p.late_dropped.load(Relaxed),
         },
         "alerts": {
-            "active": board.active().iter().map(alert_json).collect::<Vec<_>>(),
-            "cleared": board.cleared().map(alert_json).collect::<Vec<_>>(),
-            "untracked": board.active_untracked,
+            "active": active.iter().map(alert_json).collect::<Vec<_>>(),
+            "active_total": active_total,
+            "cleared": cleared.iter().map(alert_json).collect::<Vec<_>>(),
+            "untracked": untracked_alerts,
         },
-        "predictions": board.predictions().iter().map(|p| json!({
+        "predictions_total": predictions_total,
+        "predictions": predictions.iter().map(|p| json!({
             "rule": &*p.rule,
             "series": p.series,
             "ts": p.ts,
@@ -190,23 +217,19 @@ pub async fn render(page: &Page, sources: &Sources, filter: &str, page_no: usize
         "series": series,
         "plot": svg,
     });
-    drop(board);
     doc.to_string()
 }
 
-/// The series of page `page_no` among those matching `filter`, and their plot.
+/// The list of page `page_no` (`views`, of `total` matching `filter`; `(tracked,
+/// untracked)` series in all) and their plot over `(since, now)`.
 fn series_page(
-    board: &Board,
+    views: &[SeriesView],
+    total: usize,
+    (tracked, untracked): (usize, u64),
     filter: &str,
     page_no: usize,
-    since: i64,
-    now: i64,
+    (since, now): (i64, i64),
 ) -> (Value, String) {
-    let (total, indices) = board.find(filter, page_no.saturating_mul(PER_PAGE), PER_PAGE);
-    let views: Vec<_> = indices
-        .iter()
-        .filter_map(|i| board.view(*i, since))
-        .collect();
     let items: Vec<Value> = views
         .iter()
         .map(|v| {
@@ -242,8 +265,8 @@ fn series_page(
     };
     let json = json!({
         "total": total,
-        "tracked": board.series_count(),
-        "untracked": board.series_untracked,
+        "tracked": tracked,
+        "untracked": untracked,
         "page": page_no,
         "per_page": PER_PAGE,
         "query": filter,

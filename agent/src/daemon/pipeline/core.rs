@@ -10,9 +10,9 @@ use weir_drivers::Reading;
 use weir_rules::{Engine, Event, EventKind, Sample};
 
 use super::PipelineCounters;
+use super::watch::Watch;
 use crate::daemon::actions::UnsafeTopic;
 use crate::daemon::clock_guard::{ClockGuard, Verdict};
-use crate::daemon::page::Page;
 use crate::outbox::event_records as encode;
 use crate::outbox::{Lane, NewRecord};
 
@@ -24,8 +24,10 @@ pub struct Core {
     clock_guard: ClockGuard,
     counters: Arc<PipelineCounters>,
     events: Vec<Event>,
-    /// The status page's board, when the page is on: samples and events are recorded there.
-    page: Option<Page>,
+    /// Shown the accepted samples and the events (the status page, when it is on).
+    watch: Option<Arc<dyn Watch>>,
+    /// The samples of the delivery being ingested, for `watch`.
+    accepted: Vec<Sample>,
 }
 
 /// What the events so far become.
@@ -54,20 +56,19 @@ impl Core {
             clock_guard,
             counters,
             events: Vec::new(),
-            page: None,
+            watch: None,
+            accepted: Vec::new(),
         }
     }
 
-    /// Records samples and events on the status page from now on.
-    pub fn show_on(&mut self, page: Option<Page>) {
-        self.page = page;
+    /// Shows accepted samples and events to `watch` from now on.
+    pub fn show_to(&mut self, watch: Option<Arc<dyn Watch>>) {
+        self.watch = watch;
     }
 
     /// Pushes readings that arrived at gateway time `now` (µs) through the clock guard into
     /// the engine.
     pub fn ingest(&mut self, readings: &[Reading], now: i64) {
-        // One lock per delivery, not per reading.
-        let mut board = self.page.as_ref().map(Page::board);
         for r in readings {
             let ts = match self.clock_guard.check(r.ts, now) {
                 Verdict::Ok(ts) => ts,
@@ -82,18 +83,15 @@ impl Core {
             };
             match self.engine.series(&r.device, &r.metric) {
                 Ok(series) => {
-                    self.engine.push(
-                        Sample {
-                            series,
-                            ts,
-                            value: r.value,
-                        },
-                        &mut self.events,
-                    );
+                    let sample = Sample {
+                        series,
+                        ts,
+                        value: r.value,
+                    };
+                    self.engine.push(sample, &mut self.events);
                     self.counters.samples.fetch_add(1, Ordering::Relaxed);
-                    if let Some(board) = board.as_mut() {
-                        let name = || format!("{}/{}", r.device, r.metric);
-                        board.sample(series, name, ts, r.value);
+                    if self.watch.is_some() {
+                        self.accepted.push(sample);
                     }
                 }
                 Err(e) => {
@@ -108,6 +106,21 @@ impl Core {
                     }
                 }
             }
+        }
+        self.show_samples();
+    }
+
+    /// Shows `watch` the samples just accepted (once per delivery: one lock, not one per
+    /// reading).
+    fn show_samples(&mut self) {
+        if let Some(watch) = &self.watch
+            && !self.accepted.is_empty()
+        {
+            let engine = &self.engine;
+            watch.samples(&self.accepted, &|s| {
+                engine.series_name(s).unwrap_or(("?", "?"))
+            });
+            self.accepted.clear();
         }
     }
 
@@ -130,10 +143,10 @@ impl Core {
             actions: Vec::new(),
             refused_actions: Vec::new(),
         };
-        if let Some(page) = &self.page {
+        if let Some(watch) = &self.watch {
             let engine = &self.engine;
-            page.events(&self.events, |series| {
-                engine.series_name(series).unwrap_or(("?", "?"))
+            watch.events(&self.events, &|s| {
+                engine.series_name(s).unwrap_or(("?", "?"))
             });
         }
         for event in self.events.drain(..) {

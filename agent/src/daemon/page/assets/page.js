@@ -73,7 +73,7 @@
       rows.push(tr);
     }
     fill("alerts", rows, "no alerts");
-    $("alert-count").textContent = a.active.length + " raised" + (a.untracked ? ", " + a.untracked + " more not listed" : "");
+    $("alert-count").textContent = a.active_total + " raised" + (a.active_total > a.active.length ? " (the newest " + a.active.length + " listed)" : "") + (a.untracked ? ", " + a.untracked + " more not kept" : "");
   }
   function predictions(list) {
     fill("predictions", list.map((p) => {
@@ -127,6 +127,7 @@
     }
     $("rules").replaceChildren(...items);
     $("rules").insertBefore(el("li", r.rules + " rules running"), $("rules").firstChild);
+    if (r.reload_rejected) $("rules").appendChild(el("li", "The last reload was rejected: the rules loaded before keep running.", "rejected"));
   }
   function render(s) {
     offset = s.now - Date.now() * 1000;
@@ -134,6 +135,7 @@
     sources(s.sources);
     alerts(s.alerts);
     predictions(s.predictions);
+    $("predictions-count").textContent = s.predictions_total > s.predictions.length ? "the soonest " + s.predictions.length + " of " + s.predictions_total : "";
     series(s.series, s.plot);
     outbox(s.outbox, s.uplink);
     rules(s.rules);
