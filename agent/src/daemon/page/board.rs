@@ -173,6 +173,9 @@ fn push_capped<T>(ring: &mut VecDeque<T>, cap: usize, item: T) {
     ring.push_back(item);
 }
 
+/// A series' name (`device/metric`) by id.
+pub type SeriesNames<'a> = dyn Fn(SeriesId) -> String + 'a;
+
 /// An alert's lifecycle as the page lists it.
 #[derive(Debug, Clone)]
 pub struct AlertEntry {
@@ -248,13 +251,15 @@ impl Board {
         }
     }
 
-    /// The track of `series`, created (named by `name()`) when it is the next one and there
-    /// is room.
-    fn track(&mut self, series: SeriesId, name: impl FnOnce() -> String) -> Option<&mut Track> {
+    /// The track of `series`, created (with any before it not seen yet, as series ids are
+    /// dense: the engine may know series from before the page) when there is room.
+    fn track(&mut self, series: SeriesId, names: &SeriesNames) -> Option<&mut Track> {
         let i = series.0 as usize;
-        if i == self.tracks.len() && i < self.max_series {
-            self.tracks.push(Track::new(name().into_boxed_str()));
-        } else if i >= self.max_series {
+        while self.tracks.len() <= i && self.tracks.len() < self.max_series {
+            let id = SeriesId(self.tracks.len() as u32);
+            self.tracks.push(Track::new(names(id).into_boxed_str()));
+        }
+        if i >= self.max_series {
             self.series_untracked = self
                 .series_untracked
                 .max(u64::from(series.0) + 1 - self.max_series as u64);
@@ -262,8 +267,8 @@ impl Board {
         self.tracks.get_mut(i)
     }
 
-    pub fn sample(&mut self, series: SeriesId, name: impl FnOnce() -> String, ts: i64, v: f64) {
-        if let Some(track) = self.track(series, name) {
+    pub fn sample(&mut self, series: SeriesId, ts: i64, v: f64, names: &SeriesNames) {
+        if let Some(track) = self.track(series, names) {
             track.add(ts, v);
         }
     }
@@ -279,16 +284,16 @@ impl Board {
         }
     }
 
-    /// Records what the page shows of `event` (of series `device/metric`).
-    pub fn event(&mut self, event: &Event, device: &str, metric: &str) {
-        let name = || format!("{device}/{metric}");
+    /// Records what the page shows of `event`.
+    pub fn event(&mut self, event: &Event, names: &SeriesNames) {
+        let name = || names(event.series);
         match &event.kind {
             EventKind::Window { end, values, .. } => {
                 let Some((_, value)) = values.first() else {
                     return;
                 };
                 let rule = self.rule_index(&event.rule);
-                if let Some(track) = self.track(event.series, name) {
+                if let Some(track) = self.track(event.series, names) {
                     let point = WindowPoint {
                         ts: end.saturating_sub(1),
                         value: *value as f32,
@@ -307,7 +312,7 @@ impl Board {
             } => {
                 let raised = *state == AlertState::Raised;
                 let rule = self.rule_index(&event.rule);
-                if let Some(track) = self.track(event.series, name) {
+                if let Some(track) = self.track(event.series, names) {
                     let mark = MarkPoint {
                         ts: event.ts,
                         raised,

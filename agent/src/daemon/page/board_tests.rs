@@ -6,6 +6,10 @@ use super::*;
 
 const T0: i64 = 1_700_000_000_000_000;
 
+fn pump(_: SeriesId) -> String {
+    "pump-1/temperature".to_owned()
+}
+
 fn alert(rule: &str, series: u32, ts: i64, state: AlertState) -> Event {
     Event {
         rule: Arc::from(rule),
@@ -33,12 +37,7 @@ fn a_series_keeps_only_its_last_buckets_and_its_extremes() {
         } else {
             (i % 7) as f64
         };
-        board.sample(
-            SeriesId(0),
-            || "pump-1/temperature".into(),
-            T0 + i * 100_000,
-            v,
-        );
+        board.sample(SeriesId(0), T0 + i * 100_000, v, &pump);
     }
     let view = board.view(0, i64::MIN).expect("tracked");
     assert!(view.samples.len() <= BUCKETS, "{}", view.samples.len());
@@ -56,7 +55,7 @@ fn a_series_keeps_only_its_last_buckets_and_its_extremes() {
 fn series_beyond_the_cap_are_counted_not_tracked() {
     let mut board = Board::new(2);
     for s in 0..5u32 {
-        board.sample(SeriesId(s), || format!("d{s}/m"), T0, 1.0);
+        board.sample(SeriesId(s), T0, 1.0, &|id| format!("d{}/m", id.0));
     }
     assert_eq!(board.series_count(), 2);
     assert_eq!(board.series_untracked, 3);
@@ -65,23 +64,25 @@ fn series_beyond_the_cap_are_counted_not_tracked() {
 }
 
 #[test]
+fn series_the_engine_knew_before_the_page_are_tracked_too() {
+    let mut board = Board::new(10);
+    // Series 0..=2 were created before the page saw anything (restored engine state).
+    board.sample(SeriesId(3), T0, 1.0, &|id| format!("d{}/m", id.0));
+    assert_eq!(board.series_count(), 4);
+    assert_eq!(board.view(3, i64::MIN).expect("tracked").name, "d3/m");
+    assert_eq!(board.view(1, i64::MIN).expect("tracked").name, "d1/m");
+}
+
+#[test]
 fn an_alert_goes_from_raised_to_cleared_with_its_condition() {
     let mut board = Board::new(10);
-    board.sample(SeriesId(0), || "pump-1/temperature".into(), T0, 1.0);
-    board.event(
-        &alert("hot", 0, T0 + 5, AlertState::Raised),
-        "pump-1",
-        "temperature",
-    );
+    board.sample(SeriesId(0), T0, 1.0, &pump);
+    board.event(&alert("hot", 0, T0 + 5, AlertState::Raised), &pump);
     let active = board.active();
     assert_eq!(active.len(), 1);
     assert_eq!(&*active[0].condition, "mean > 80");
     assert_eq!(active[0].series, "pump-1/temperature");
-    board.event(
-        &alert("hot", 0, T0 + 9, AlertState::Cleared),
-        "pump-1",
-        "temperature",
-    );
+    board.event(&alert("hot", 0, T0 + 9, AlertState::Cleared), &pump);
     assert!(board.active().is_empty());
     let cleared: Vec<_> = board.cleared().collect();
     assert_eq!(
@@ -99,7 +100,7 @@ fn a_full_series_holds_no_more_than_the_bytes_per_series_bound() {
     let name = "d".repeat(64);
     for i in 0..1_000i64 {
         let ts = T0 + i * 1_000_000;
-        board.sample(SeriesId(0), || format!("{name}/m"), ts, 1.0);
+        board.sample(SeriesId(0), ts, 1.0, &|_| format!("{name}/m"));
         let window = Event {
             rule: Arc::from("r"),
             series: SeriesId(0),
@@ -110,13 +111,13 @@ fn a_full_series_holds_no_more_than_the_bytes_per_series_bound() {
                 values: vec![(weir_rules::Aggregate::Mean, 1.0)],
             },
         };
-        board.event(&window, &name, "m");
+        board.event(&window, &|_| format!("{name}/m"));
         let state = if i % 2 == 0 {
             AlertState::Raised
         } else {
             AlertState::Cleared
         };
-        board.event(&alert("r", 0, ts, state), &name, "m");
+        board.event(&alert("r", 0, ts, state), &|_| format!("{name}/m"));
     }
     // The name is 66 bytes: 2 over the bound's allowance.
     let held = board.series_bytes();

@@ -116,23 +116,26 @@ impl Page {
 /// The pipeline shows the page what flows through the engine.
 impl Watch for Page {
     fn samples(&self, samples: &[Sample], names: &Names<'_>) {
+        let names = |id| full_name(names, id);
         let mut board = self.board();
         for s in samples {
-            let name = || {
-                let (device, metric) = names(s.series);
-                format!("{device}/{metric}")
-            };
-            board.sample(s.series, name, s.ts, s.value);
+            board.sample(s.series, s.ts, s.value, &names);
         }
     }
 
     fn events(&self, events: &[Event], names: &Names<'_>) {
+        let names = |id| full_name(names, id);
         let mut board = self.board();
         for event in events {
-            let (device, metric) = names(event.series);
-            board.event(event, device, metric);
+            board.event(event, &names);
         }
     }
+}
+
+/// `device/metric`.
+fn full_name(names: &Names<'_>, id: weir_rules::SeriesId) -> String {
+    let (device, metric) = names(id);
+    format!("{device}/{metric}")
 }
 
 impl Page {
