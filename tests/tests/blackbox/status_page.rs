@@ -15,11 +15,21 @@ use serde_json::Value;
 use weir_tests::{Agent, Browser, TestDir, free_port, wait_until};
 
 const DEMO_RULES: &str = include_str!("../../../examples/rules/demo.yaml");
+/// Added to the demo rules for the browser: the pump's temperature rises 2 °C/s from 5 s on
+/// (the simulator's degradation), so a trend towards 95 °C is forecast within seconds.
+const TREND_RULE: &str = "
+  - name: pump-temperature-trend
+    select: { device: \"pump-*\", metric: temperature }
+    window: { tumbling: 1s }
+    detect: { trend: { above: 95, over: 20s, horizon: 1h, min_r2: 0.5, min_points: 6 } }
+    alert: { severity: warning }
+";
 const TOKEN: &str = "page-token-0123456789";
 
-/// The demo config with the metrics listener at `listen` and `page` as `metrics.page`.
-fn start_demo(dir: &TestDir, listen: &str, page: &str) -> Result<Agent> {
-    dir.write("rules/demo.yaml", DEMO_RULES)?;
+/// The demo config (with `extra_rules` after the demo's) with the metrics listener at
+/// `listen` and `page` as `metrics.page`.
+fn start_demo(dir: &TestDir, listen: &str, page: &str, extra_rules: &str) -> Result<Agent> {
+    dir.write("rules/demo.yaml", &format!("{DEMO_RULES}{extra_rules}"))?;
     let config = format!(
         "gateway_id: demo-gw\nrules: [rules/demo.yaml]\n\
          sources: [{{simulator: {{seed: 42, interval: 500ms}}}}]\n\
@@ -50,7 +60,7 @@ fn wait_for(browser: &Browser, what: &str, secs: u64, script: &str) -> Result<Va
 fn the_page_shows_sources_series_and_the_fault_alert_live_in_chromium_offline() -> Result<()> {
     let dir = TestDir::new("status-page")?;
     let port = free_port()?;
-    let mut agent = start_demo(&dir, &format!("127.0.0.1:{port}"), "")?;
+    let mut agent = start_demo(&dir, &format!("127.0.0.1:{port}"), "", TREND_RULE)?;
     let browser = Browser::start(&dir)?;
     // The browser really has no network: a public site does not load.
     let outside = browser
@@ -112,6 +122,18 @@ fn the_page_shows_sources_series_and_the_fault_alert_live_in_chromium_offline() 
     assert!(alert.to_string().contains("motor-1/vibration"), "{alert}");
     let marks = browser.execute("return document.querySelectorAll('#plot line.raise').length")?;
     assert!(marks.as_u64() >= Some(1), "no alert mark drawn: {marks}");
+    // The pump's trend is forecast, and its countdown runs.
+    let countdown = "const r = document.querySelector('#predictions tbody tr[data-eta]'); \
+                     return r && r.dataset.eta ? r.cells[2].textContent : null";
+    let first_count = wait_for(&browser, "the pump's trend forecast", 60, countdown)?;
+    assert!(
+        first_count.as_str().is_some_and(|t| t.ends_with('s')),
+        "{first_count}"
+    );
+    wait_until("the countdown to move", Duration::from_secs(10), || {
+        let now = browser.execute(countdown)?;
+        Ok((now != first_count).then_some(()))
+    })?;
     // It went on updating, and the page was never reloaded.
     let later = wait_until("the readings to grow", Duration::from_secs(20), || {
         let n = readings(&browser)?;
@@ -183,7 +205,7 @@ fn off_loopback_the_page_and_its_data_need_the_token_and_metrics_do_not() -> Res
     let dir = TestDir::new("status-page-token")?;
     let port = free_port()?;
     let page = format!(", page: {{token: {TOKEN}}}");
-    let mut agent = start_demo(&dir, &format!("0.0.0.0:{port}"), &page)?;
+    let mut agent = start_demo(&dir, &format!("0.0.0.0:{port}"), &page, "")?;
     let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
     assert_eq!(status(port, "/", "")?, 401);
     assert_eq!(status(port, "/api/state", "")?, 401);

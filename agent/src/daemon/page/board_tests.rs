@@ -127,3 +127,35 @@ fn a_full_series_holds_no_more_than_the_bytes_per_series_bound() {
         "{held}: the bound is far too loose"
     );
 }
+
+#[test]
+fn a_prediction_becomes_an_absolute_time_and_never_when_flat() {
+    let mut board = Board::new(10);
+    let prediction = |rule: &str, s: f64| Event {
+        rule: Arc::from(rule),
+        series: SeriesId(0),
+        ts: T0,
+        kind: EventKind::Prediction {
+            threshold: 95.0,
+            seconds_to_threshold: s,
+            slope: 1.0,
+            r2: 0.9,
+            points: 10,
+            level: 80.0,
+            early_seconds: s / 2.0,
+            late_seconds: f64::INFINITY,
+            model: "line",
+        },
+    };
+    board.event(&prediction("soon", 15.0), &pump);
+    board.event(&prediction("flat", f64::INFINITY), &pump);
+    let p = board.predictions();
+    assert_eq!(p.len(), 2);
+    assert_eq!((&*p[0].rule, p[0].eta), ("soon", Some(T0 + 15_000_000)));
+    assert_eq!((p[0].early, p[0].late), (Some(T0 + 7_500_000), None));
+    assert_eq!((&*p[1].rule, p[1].eta), ("flat", None));
+    // The latest forecast replaces the one before.
+    board.event(&prediction("soon", 5.0), &pump);
+    assert_eq!(board.predictions()[0].eta, Some(T0 + 5_000_000));
+    assert_eq!(board.predictions().len(), 2);
+}
