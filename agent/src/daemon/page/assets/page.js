@@ -39,8 +39,9 @@
     const d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60), x = Math.floor(s % 60);
     return (d ? d + "d " : "") + (d || h ? h + "h " : "") + (d || h || m ? m + "m " : "") + x + "s";
   }
+  // UTC, as the plots' axes (and the agent's log) are.
   function time(us) {
-    return us === null || us === undefined ? "" : new Date(us / 1000).toLocaleTimeString();
+    return us === null || us === undefined ? "" : new Date(us / 1000).toISOString().slice(11, 19) + " UTC";
   }
   function num(v) {
     return v === null || v === undefined ? "–" : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-2) ? v.toExponential(3) : v.toFixed(2);
@@ -153,7 +154,7 @@
       root.dataset.updates = String(updates);
       live.textContent = "live";
       live.className = "badge ok";
-      $("updated").textContent = "updated " + new Date().toLocaleTimeString();
+      $("updated").textContent = "updated " + time(Date.now() * 1000);
     } catch (e) {
       live.textContent = "agent not answering (" + e.message + ")";
       live.className = "badge bad";
