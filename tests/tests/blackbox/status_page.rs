@@ -286,3 +286,20 @@ fn rejected_rule_files_are_listed_with_file_line_col_at_start_and_after_a_reload
     assert!(after.to_string().contains("demo.yaml:"), "{after}");
     agent.assert_running()
 }
+
+#[test]
+fn with_the_page_off_a_non_loopback_listener_serves_metrics_only() -> Result<()> {
+    let dir = TestDir::new("status-page-off")?;
+    let port = free_port()?;
+    let mut agent = start_demo(
+        &dir,
+        &format!("0.0.0.0:{port}"),
+        ", page: {enabled: false}",
+        "",
+    )?;
+    assert_eq!(status(port, "/", "")?, 404);
+    assert_eq!(status(port, "/api/state", "")?, 404);
+    assert_eq!(status(port, "/page.js", "")?, 404);
+    assert_eq!(status(port, "/metrics", "")?, 200);
+    agent.assert_running()
+}
