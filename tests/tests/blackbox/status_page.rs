@@ -2,8 +2,9 @@
 //! demo (simulated pump, motor and compressor, the demo rules, whose motor alert is the
 //! simulator's injected vibration fault): the page loads with no network but loopback,
 //! shows the sources, the series and the fault's alert, and updates without a reload. A
-//! screenshot is kept under `target/test-artifacts/`. And off loopback the page and its data
-//! need the token while `/metrics` and `/healthz` do not.
+//! screenshot is kept under `target/test-artifacts/`. Off loopback the page and its data
+//! need the token while `/metrics` and `/healthz` do not; with the page off there is none.
+//! Rejected rule files are listed with `file:line:col`, at start and after a reload.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
