@@ -17,6 +17,7 @@
 //! `/usr/sbin/mosquitto`).
 
 mod agent;
+mod browser;
 mod mosquitto;
 mod mqtt;
 mod pki;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub use agent::{Agent, weir_bin, weir_command};
+pub use browser::Browser;
 pub use mosquitto::{Mosquitto, MosquittoBuilder, TlsListener};
 pub use mqtt::{Collector, Message, Publisher, distinct_records};
 pub use pki::Pki;

@@ -41,6 +41,58 @@ pub struct MetricsConfig {
     /// Where `/metrics` and `/healthz` are served; `null` turns the listener off.
     #[serde(default = "default_listen", deserialize_with = "de_listen")]
     pub listen: Option<SocketAddr>,
+    /// The status page at `/` (see `docs/status-page.md`).
+    #[serde(default)]
+    pub page: PageConfig,
+}
+
+/// `metrics.page`: the live status page served beside `/metrics`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageConfig {
+    /// `false` serves `/metrics` and `/healthz` only.
+    #[serde(default = "default_page_enabled")]
+    pub enabled: bool,
+    /// Required for the page and its data when set; must be set when `metrics.listen` is not
+    /// a loopback address (`weir check` refuses the config otherwise). At least 16 characters
+    /// of `A-Z a-z 0-9 . _ ~ -`, so it travels in a URL unchanged.
+    #[serde(default, deserialize_with = "de_token")]
+    pub token: Option<String>,
+    /// Series the page keeps a recent past for (at most 2,224 bytes each, see `daemon::page::board`); later ones are counted
+    /// and not shown. The engine's own `max_series` is separate.
+    #[serde(default = "default_page_series")]
+    pub max_series: usize,
+}
+
+const fn default_page_enabled() -> bool {
+    true
+}
+const fn default_page_series() -> usize {
+    2_000
+}
+
+impl Default for PageConfig {
+    fn default() -> Self {
+        PageConfig {
+            enabled: default_page_enabled(),
+            token: None,
+            max_series: default_page_series(),
+        }
+    }
+}
+
+fn de_token<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let token = Option::<String>::deserialize(d)?;
+    if let Some(t) = &token {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_~".contains(c);
+        if t.len() < 16 || !t.chars().all(allowed) {
+            return Err(serde::de::Error::custom(
+                "metrics.page.token: give at least 16 characters of A-Z a-z 0-9 . _ ~ - \
+                 (for example the output of `openssl rand -hex 16`)",
+            ));
+        }
+    }
+    Ok(token)
 }
 
 /// Port 0 would listen on a random port no scraper or health check can find.
@@ -62,6 +114,7 @@ impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             listen: default_listen(),
+            page: PageConfig::default(),
         }
     }
 }

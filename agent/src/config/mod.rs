@@ -13,7 +13,7 @@ mod daemon;
 mod locate;
 pub mod rule_files;
 
-pub use daemon::{Action, ActionsConfig, ClockGuard, MetricsConfig};
+pub use daemon::{Action, ActionsConfig, ClockGuard, MetricsConfig, PageConfig};
 pub use locate::load;
 
 use std::fmt;
@@ -515,6 +515,14 @@ pub fn yaml_problem(file: &str, e: &serde_saphyr::Error) -> Problem {
 struct Locations {
     #[serde(default)]
     outbox: Option<OutboxLocations>,
+    #[serde(default)]
+    metrics: Option<MetricsLocations>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct MetricsLocations {
+    #[serde(default)]
+    listen: Option<Spanned<serde::de::IgnoredAny>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -602,6 +610,23 @@ fn validate(config: &Config, at: &Locations, file: &str) -> Vec<Problem> {
         for (field, message) in fleet.problems() {
             problem(None, format!("fleet.{field}: {message}"));
         }
+    }
+    if let Some(addr) = config.metrics.listen
+        && !addr.ip().is_loopback()
+        && config.metrics.page.enabled
+        && config.metrics.page.token.is_none()
+    {
+        problem(
+            at.metrics
+                .as_ref()
+                .and_then(|m| m.listen.as_ref())
+                .map(|s| &s.referenced),
+            format!(
+                "metrics.listen: {addr} is not a loopback address, so the status page would \
+                 show this gateway to its whole network; set metrics.page.token (or \
+                 metrics.page.enabled: false)"
+            ),
+        );
     }
     if config.sources.is_empty() {
         problem(

@@ -1,5 +1,6 @@
-//! The small HTTP listener that serves `/metrics` (rendered by [`super::metrics`]) and
-//! `/healthz`: one `GET` per connection, nothing else.
+//! The small HTTP listener that serves `/metrics` (rendered by [`super::metrics`]),
+//! `/healthz` and the status page (`/`, `/api/state`, its assets: [`super::page`]): one `GET`
+//! per connection, nothing else.
 //!
 //! It runs inside the agent, so it must not become a way to hurt it: at most
 //! [`MAX_CONNECTIONS`] connections are served at once (more are answered 503 and closed), a
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use weir_drivers::now_us;
 
 use super::metrics::{Sources, render, stalled_sources};
+use super::page::{self, Page};
 
 /// Listens on `addr`, before the agent reports itself ready, so that a health check made as
 /// soon as systemd sees READY finds the endpoint. A bind failure (a port that is taken) is
@@ -57,7 +59,12 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `listener` (from [`bind`]) until `shutdown`, one request per connection, within
 /// the bounds the module docs give (16 connections, 8 KiB heads read within 5 s).
-pub async fn serve(listener: TcpListener, sources: Sources, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    sources: Sources,
+    page: Option<Page>,
+    shutdown: CancellationToken,
+) {
     let health = Health::default();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -81,10 +88,11 @@ pub async fn serve(listener: TcpListener, sources: Sources, shutdown: Cancellati
         };
         let sources = sources.clone();
         let health = health.clone();
+        let page = page.clone();
         tokio::spawn(async move {
             // One request per connection, bounded in time: a stuck client costs a slot, briefly.
-            let _ =
-                tokio::time::timeout(EXCHANGE_TIMEOUT, respond(stream, &sources, &health)).await;
+            let exchange = respond(stream, &sources, &health, page.as_ref());
+            let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await;
             drop(slot);
         });
     }
@@ -113,7 +121,8 @@ impl Health {
 
 /// How reading a request head ended.
 enum Head {
-    /// The request line, once the head is complete (or the client stopped sending).
+    /// The request line and headers, once the head is complete (or the client stopped
+    /// sending).
     Complete(String),
     TooLarge,
     TimedOut,
@@ -142,25 +151,45 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Head> {
         Err(_) => Ok(Head::TimedOut),
         Ok(Err(e)) => Err(e),
         Ok(Ok(false)) => Ok(Head::TooLarge),
-        Ok(Ok(true)) => {
-            let head = String::from_utf8_lossy(&buf[..len]);
-            Ok(Head::Complete(head.lines().next().unwrap_or("").to_owned()))
-        }
+        Ok(Ok(true)) => Ok(Head::Complete(
+            String::from_utf8_lossy(&buf[..len]).into_owned(),
+        )),
     }
 }
 
 /// The path a `GET` asks for, without its query string (`/metrics?x=1` is `/metrics`).
 fn get_path(request_line: &str) -> Option<&str> {
+    get_target(request_line).map(|(path, _)| path)
+}
+
+/// The path and query string (after `?`) a `GET` asks for.
+fn get_target(request_line: &str) -> Option<(&str, Option<&str>)> {
     let target = request_line
         .strip_prefix("GET ")?
         .split_whitespace()
         .next()?;
-    Some(target.split_once('?').map_or(target, |(path, _)| path))
+    Some(match target.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (target, None),
+    })
 }
 
-async fn respond(mut stream: TcpStream, sources: &Sources, health: &Health) -> std::io::Result<()> {
-    let request_line = match read_head(&mut stream).await? {
-        Head::Complete(line) => line,
+/// The value of header `name` (case-insensitive) in a request head.
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+async fn respond(
+    mut stream: TcpStream,
+    sources: &Sources,
+    health: &Health,
+    page: Option<&Page>,
+) -> std::io::Result<()> {
+    let head = match read_head(&mut stream).await? {
+        Head::Complete(head) => head,
         Head::TooLarge => {
             return reply(
                 &mut stream,
@@ -174,7 +203,19 @@ async fn respond(mut stream: TcpStream, sources: &Sources, health: &Health) -> s
             return reply(&mut stream, "408 Request Timeout", "text/plain", "").await;
         }
     };
-    let (status, content_type, body) = match get_path(&request_line) {
+    let request_line = head.lines().next().unwrap_or("");
+    if let (Some(page), Some((path, query))) = (page, get_target(request_line))
+        && Page::serves(path)
+    {
+        let request = page::Request {
+            path,
+            query,
+            authorization: header(&head, "authorization"),
+        };
+        let r = page.respond(&request, sources).await;
+        return reply_with(&mut stream, r.status, r.content_type, r.headers, &r.body).await;
+    }
+    let (status, content_type, body) = match get_path(request_line) {
         Some("/metrics") => match render(sources).await {
             Some(text) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text),
             None => (
@@ -235,8 +276,19 @@ async fn reply(
     content_type: &str,
     body: &str,
 ) -> std::io::Result<()> {
+    reply_with(stream, status, content_type, "", body).await
+}
+
+/// [`reply`] with extra header lines (each ending in CRLF).
+async fn reply_with(
+    stream: &mut TcpStream,
+    status: &str,
+    content_type: &str,
+    headers: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(response.as_bytes()).await?;
@@ -245,7 +297,15 @@ async fn reply(
 
 #[cfg(test)]
 mod tests {
-    use super::get_path;
+    use super::{get_path, header};
+
+    #[test]
+    fn headers_are_found_whatever_their_case() {
+        let head = "GET / HTTP/1.1\r\nHost: x\r\nauthorization:  Bearer abc \r\n\r\n";
+        assert_eq!(header(head, "Authorization"), Some("Bearer abc"));
+        assert_eq!(header(head, "cookie"), None);
+        assert_eq!(header("GET /x: y HTTP/1.1\r\n\r\n", "GET /x"), None);
+    }
 
     #[test]
     fn a_query_string_routes_like_the_bare_path() {

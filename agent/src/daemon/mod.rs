@@ -1,6 +1,6 @@
 //! `weir run`: the long-running agent. [`run`] wires sources → engine → outbox → uplink;
 //! the other modules are the parts it wires (the pipeline, reload, signals, systemd,
-//! metrics and health, actions, the clock guard, the run-hours store, and the outbox handed
+//! metrics and health, the status page, actions, the clock guard, the run-hours store, and the outbox handed
 //! to the uplink as its queue).
 
 pub mod actions;
@@ -9,6 +9,7 @@ mod endpoint;
 pub mod fleet;
 pub mod logging;
 pub mod metrics;
+pub mod page;
 pub mod pipeline;
 pub mod reload;
 pub mod run;

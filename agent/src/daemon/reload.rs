@@ -26,6 +26,10 @@ pub struct Request {
     pub done: oneshot::Sender<ReloadReport>,
 }
 
+/// See [`Reloader::on_rule_files`].
+pub type RuleFilesHook =
+    Box<dyn Fn(&crate::config::Loaded, &crate::config::rule_files::Outcome) + Send + Sync>;
+
 /// What a reload needs to remember from start-up.
 pub struct Reloader {
     /// The `--config` argument, resolved again on every reload exactly as at start.
@@ -34,6 +38,9 @@ pub struct Reloader {
     /// change to them needs a restart.
     pub settings: String,
     pub engine: mpsc::Sender<Request>,
+    /// Told what each reload found in the rule files, before it is applied or refused (the
+    /// status page lists them).
+    pub on_rule_files: Option<RuleFilesHook>,
 }
 
 /// Everything in the config but the rule file list, in a form that compares. Sources are
@@ -103,6 +110,9 @@ impl Reloader {
             vec![format!("{e:#}")]
         })?;
         let outcome = crate::config::rule_files::load(&loaded);
+        if let Some(hook) = &self.on_rule_files {
+            hook(&loaded, &outcome);
+        }
         if !outcome.rejected.is_empty() {
             return Err(outcome
                 .rejected

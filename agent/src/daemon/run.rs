@@ -56,8 +56,9 @@ pub fn main(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let rules = {
+    let (rules, page_rule_files) = {
         let outcome = crate::config::rule_files::load(&loaded);
+        let page_rule_files = crate::daemon::page::RuleFiles::of(&loaded, &outcome);
         for rejected in &outcome.rejected {
             tracing::error!(file = %rejected.file, "rule file rejected; the other rules keep running");
             for problem in &rejected.problems {
@@ -69,7 +70,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
             files = outcome.files_loaded,
             "rules loaded"
         );
-        outcome.rules
+        (outcome.rules, page_rule_files)
     };
     let settings = crate::daemon::reload::settings_of(&loaded.config);
     // Validated with the config: an error here cannot happen, and would only mean no labels.
@@ -98,10 +99,17 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .map(|_| Arc::new(uplink::UplinkCounters::default()));
     let pipeline_counters = Arc::new(PipelineCounters::default());
     let (reload_tx, reload_rx) = mpsc::channel(1);
+    let page = config.metrics.listen.and_then(|_| {
+        crate::daemon::page::Page::new(&config.metrics.page, &gateway_id, page_rule_files)
+    });
     let reloader = Arc::new(Reloader {
         config_path: config_path.clone(),
         settings,
         engine: reload_tx,
+        on_rule_files: page.clone().map(|page| {
+            Box::new(move |loaded: &Loaded, outcome: &_| page.reloaded(loaded, outcome))
+                as crate::daemon::reload::RuleFilesHook
+        }),
     });
     // Bundles arrive on the uplink's connection; the fleet task applies them with reloads.
     let fleet_counters = config
@@ -170,6 +178,9 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         None => crate::daemon::actions::Actions::disabled(),
     };
     let pipeline = Pipeline {
+        watch: page
+            .clone()
+            .map(|p| Arc::new(p) as Arc<dyn crate::daemon::pipeline::Watch>),
         engine,
         run_hours,
         actions,
@@ -225,17 +236,19 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
                 fleet: fleet_counters.clone(),
             };
             let stop = shutdown.clone();
+            let page = page.clone();
             Some(supervise::restarting(
                 "metrics endpoint".to_owned(),
                 shutdown.clone(),
                 move || {
                     let (listener, sources, stop) = (first.take(), sources.clone(), stop.clone());
+                    let page = page.clone();
                     async move {
                         let listener = match listener {
                             Some(listener) => listener,
                             None => crate::daemon::endpoint::listen(addr).await?,
                         };
-                        crate::daemon::endpoint::serve(listener, sources, stop).await;
+                        crate::daemon::endpoint::serve(listener, sources, page, stop).await;
                         Ok::<(), std::io::Error>(())
                     }
                 },

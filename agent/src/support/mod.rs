@@ -5,5 +5,6 @@
 
 pub mod fault;
 pub mod payload;
+pub mod plot;
 pub mod progress;
 pub mod record;

@@ -252,6 +252,19 @@ fn cases() -> Vec<Case> {
             "listen:",
             "address",
         ),
+        // The status page would show the gateway to its whole network without a token.
+        case(
+            "status page off loopback without a token",
+            "metrics:\n  listen: '0.0.0.0:9464'\n",
+            "listen:",
+            "not a loopback address",
+        ),
+        case(
+            "status page token too short",
+            "metrics:\n  listen: '0.0.0.0:9464'\n  page:\n    token: short\n",
+            "token:",
+            "at least 16 characters",
+        ),
         // labels
         case(
             "labels pattern",

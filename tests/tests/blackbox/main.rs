@@ -35,6 +35,7 @@ mod reload;
 mod replay;
 mod runtime;
 mod schemas;
+mod status_page;
 mod supervision;
 mod systemd;
 mod uplink_outage;

@@ -10,6 +10,7 @@ use weir_drivers::Reading;
 use weir_rules::{Engine, Event, EventKind, Sample};
 
 use super::PipelineCounters;
+use super::watch::Watch;
 use crate::daemon::actions::UnsafeTopic;
 use crate::daemon::clock_guard::{ClockGuard, Verdict};
 use crate::outbox::event_records as encode;
@@ -23,6 +24,10 @@ pub struct Core {
     clock_guard: ClockGuard,
     counters: Arc<PipelineCounters>,
     events: Vec<Event>,
+    /// Shown the accepted samples and the events (the status page, when it is on).
+    watch: Option<Arc<dyn Watch>>,
+    /// The samples of the delivery being ingested, for `watch`.
+    accepted: Vec<Sample>,
 }
 
 /// What the events so far become.
@@ -51,7 +56,14 @@ impl Core {
             clock_guard,
             counters,
             events: Vec::new(),
+            watch: None,
+            accepted: Vec::new(),
         }
+    }
+
+    /// Shows accepted samples and events to `watch` from now on.
+    pub fn show_to(&mut self, watch: Option<Arc<dyn Watch>>) {
+        self.watch = watch;
     }
 
     /// Pushes readings that arrived at gateway time `now` (µs) through the clock guard into
@@ -71,15 +83,16 @@ impl Core {
             };
             match self.engine.series(&r.device, &r.metric) {
                 Ok(series) => {
-                    self.engine.push(
-                        Sample {
-                            series,
-                            ts,
-                            value: r.value,
-                        },
-                        &mut self.events,
-                    );
+                    let sample = Sample {
+                        series,
+                        ts,
+                        value: r.value,
+                    };
+                    self.engine.push(sample, &mut self.events);
                     self.counters.samples.fetch_add(1, Ordering::Relaxed);
+                    if self.watch.is_some() {
+                        self.accepted.push(sample);
+                    }
                 }
                 Err(e) => {
                     let n = self
@@ -93,6 +106,21 @@ impl Core {
                     }
                 }
             }
+        }
+        self.show_samples();
+    }
+
+    /// Shows `watch` the samples just accepted (once per delivery: one lock, not one per
+    /// reading).
+    fn show_samples(&mut self) {
+        if let Some(watch) = &self.watch
+            && !self.accepted.is_empty()
+        {
+            let engine = &self.engine;
+            watch.samples(&self.accepted, &|s| {
+                engine.series_name(s).unwrap_or(("?", "?"))
+            });
+            self.accepted.clear();
         }
     }
 
@@ -115,6 +143,12 @@ impl Core {
             actions: Vec::new(),
             refused_actions: Vec::new(),
         };
+        if let Some(watch) = &self.watch {
+            let engine = &self.engine;
+            watch.events(&self.events, &|s| {
+                engine.series_name(s).unwrap_or(("?", "?"))
+            });
+        }
         for event in self.events.drain(..) {
             let (device, metric) = self.engine.series_name(event.series).unwrap_or(("?", "?"));
             log_alert(&event, device, metric);

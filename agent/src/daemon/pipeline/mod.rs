@@ -20,8 +20,10 @@
 mod core;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 pub use self::core::Core;
+pub use self::watch::{Names, Watch};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,6 +90,8 @@ pub struct Pipeline {
     /// Local publication of alerts with `alert.local_topic`.
     pub actions: crate::daemon::actions::Actions,
     pub counters: Arc<PipelineCounters>,
+    /// Shown the samples and events (the status page, when it is on).
+    pub watch: Option<Arc<dyn Watch>>,
 }
 
 /// The uplink topic of every lane, in `Lane` order.
@@ -114,8 +118,10 @@ impl Pipeline {
             run_hours,
             actions,
             counters,
+            watch,
         } = self;
         let mut core = Core::new(engine, topics, clock_guard, Arc::clone(&counters));
+        core.show_to(watch);
         let shell = Shell {
             outbox,
             run_hours,

@@ -169,6 +169,7 @@ async fn the_loop_commits_what_a_delivery_causes_and_stops_when_the_sources_hang
         run_hours: RunHoursFile::at(dir.path().join("run-hours.json")),
         actions: crate::daemon::actions::Actions::disabled(),
         counters: Arc::clone(&counters),
+        watch: None,
     };
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let (_reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
