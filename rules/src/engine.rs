@@ -174,6 +174,8 @@ struct Series {
     fwd_len: u32,
     /// A group series: `device` names the group, `metric` the rule's metric pattern.
     group: bool,
+    /// Changed since the last checkpoint (module `snapshot`), and so in `Engine::dirty`.
+    dirty: bool,
 }
 
 impl Series {
@@ -218,6 +220,10 @@ pub struct Engine {
     costs: Vec<usize>,
     /// `fuse:` and `incidents:` state, and what it needs (module `device`).
     alerts: device::AlertLayer,
+    /// Series changed since the last checkpoint, each once (module `snapshot`).
+    dirty: Vec<u32>,
+    /// The next checkpoint holds every series (first one, after a reload or a restore).
+    full_checkpoint: bool,
 }
 
 impl Engine {
@@ -242,6 +248,8 @@ impl Engine {
             labels: DeviceLabels::default(),
             stats: EngineStats::default(),
             alerts: device::AlertLayer::default(),
+            dirty: Vec::new(),
+            full_checkpoint: true,
         }
         .with_alert_layer()
     }
@@ -288,11 +296,14 @@ impl Engine {
             fwd_first,
             fwd_len: 0,
             group: false,
+            dirty: false,
         });
         self.index
             .entry(device.into())
             .or_default()
             .insert(metric.into(), id);
+        // New state: the next checkpoint holds it even if no sample ever reaches it.
+        self.touch(id.0);
         // After the series' own slots, so its range stays contiguous.
         for (rule, key) in grouped {
             match self.join_group(rule, key) {
@@ -432,6 +443,7 @@ mod group;
 mod peers;
 mod reload;
 mod runtime;
+mod snapshot;
 pub use reload::ReloadReport;
 pub use runtime::RuntimeCounter;
 

@@ -59,6 +59,7 @@ pub mod learned;
 mod ruleset;
 mod schema;
 mod sketch;
+mod snapshot;
 mod spectrum;
 mod tree;
 mod window;
@@ -71,6 +72,7 @@ pub use event::{
 };
 pub use labels::{DeviceLabels, LabelError};
 pub use ruleset::RuleSet;
+pub use snapshot::{Checkpoint, FORMAT as CHECKPOINT_FORMAT, RestoreReport, SnapshotError};
 
 #[cfg(test)]
 mod agg_tests;
@@ -78,3 +80,5 @@ mod agg_tests;
 mod budget_tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod snapshot_tests;

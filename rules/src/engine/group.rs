@@ -44,7 +44,9 @@ impl Engine {
             fwd_first: 0,
             fwd_len: 0,
             group: true,
+            dirty: false,
         });
+        self.touch(id.0);
         self.groups.insert((rule, key), id);
         Some(id)
     }
