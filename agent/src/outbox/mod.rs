@@ -77,6 +77,7 @@ mod blocked;
 mod checkpoint;
 pub mod config;
 mod disk;
+mod engine_state;
 pub mod event_records;
 mod schema;
 mod store;
@@ -84,6 +85,8 @@ mod writer;
 
 #[cfg(test)]
 mod bounds_tests;
+#[cfg(test)]
+mod engine_state_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
@@ -96,6 +99,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Semaphore, oneshot, watch};
 
 pub use config::{OutboxConfig, Overflow};
+pub use engine_state::{CheckpointInfo, info as checkpoint_info};
 pub use store::SCHEMA_VERSION;
 pub use writer::AfterCommit;
 use writer::{Command, Writer};
@@ -213,6 +217,8 @@ pub struct OutboxStats {
     pub max_bytes: u64,
     /// Evicted since this process opened the outbox.
     pub evicted: u64,
+    /// The rule engine's last checkpoint (module `engine_state`), if any.
+    pub checkpoint: Option<CheckpointInfo>,
 }
 
 impl OutboxStats {
@@ -223,6 +229,7 @@ impl OutboxStats {
             lanes,
             max_bytes,
             evicted: OutboxCounters::get(&counters.evicted),
+            checkpoint: None,
         }
     }
 }
@@ -351,17 +358,7 @@ impl Outbox {
         records: Vec<NewRecord>,
         acks: Vec<weir_drivers::Ack>,
     ) -> Result<(), OutboxError> {
-        let hooks = acks
-            .into_iter()
-            .map(|ack| -> AfterCommit {
-                Box::new(move || {
-                    if let Err(e) = ack.ack() {
-                        tracing::warn!(error = %e, "ack after commit failed; source will redeliver");
-                    }
-                })
-            })
-            .collect();
-        self.append_with(records, hooks).await
+        self.append_with(records, ack_hooks(acks)).await
     }
 
     /// [`Outbox::append`] with arbitrary after-commit hooks.
@@ -398,9 +395,32 @@ impl Outbox {
             .send_async(Command::Append {
                 records,
                 after_commit,
+                state: Vec::new(),
             })
             .await
             .map_err(|_| OutboxError::Closed)
+    }
+
+    /// Queues an engine checkpoint: it is committed in the transaction of the records
+    /// queued before it (or a later one), then `acks` fire (module `engine_state`).
+    pub async fn checkpoint(
+        &self,
+        state: weir_rules::Checkpoint,
+        acks: Vec<weir_drivers::Ack>,
+    ) -> Result<(), OutboxError> {
+        self.tx
+            .send_async(Command::Append {
+                records: Vec::new(),
+                after_commit: ack_hooks(acks),
+                state: vec![state],
+            })
+            .await
+            .map_err(|_| OutboxError::Closed)
+    }
+
+    /// The engine checkpoint stored, if any.
+    pub async fn engine_state(&self) -> Result<Option<weir_rules::Checkpoint>, OutboxError> {
+        self.request(|reply| Command::LoadState { reply }).await
     }
 
     async fn request<T>(
@@ -462,4 +482,17 @@ impl Outbox {
     pub fn block_episodes(&self) -> u64 {
         self.blocked.episodes()
     }
+}
+
+/// Transport acks as after-commit hooks (a failed ack is logged: the source redelivers).
+fn ack_hooks(acks: Vec<weir_drivers::Ack>) -> Vec<AfterCommit> {
+    acks.into_iter()
+        .map(|ack| -> AfterCommit {
+            Box::new(move || {
+                if let Err(e) = ack.ack() {
+                    tracing::warn!(error = %e, "ack after commit failed; source will redeliver");
+                }
+            })
+        })
+        .collect()
 }

@@ -12,15 +12,22 @@
 //! The loop ends when every source has dropped its sender (they do on shutdown), after the
 //! last queued delivery has been processed and committed.
 //!
+//! With `engine.checkpoint_interval` set (the default), the engine's state is checkpointed
+//! into the outbox too, and acknowledgements wait for the checkpoint instead (module
+//! `checkpoints`).
+//!
 //! The work per delivery (clock guard, engine, events into outbox records) is [`Core`]:
 //! synchronous, handed the time, unit-tested without a runtime. This module is the async shell
 //! around it: it waits for deliveries, ticks and reloads, reads the clock, and awaits the
 //! outbox.
 
+mod checkpoints;
 mod core;
 #[cfg(test)]
 mod tests;
 
+use self::checkpoints::Checkpoints;
+pub use self::checkpoints::restore as restore_engine;
 pub use self::core::Core;
 
 use std::sync::Arc;
@@ -82,6 +89,8 @@ pub struct Pipeline {
     /// The uplink topic of each lane, indexed by `Lane as usize` (built once, cloned per event).
     pub topics: [String; 3],
     pub idle_close: Duration,
+    /// Engine checkpoints into the outbox (`Duration::ZERO`: none; module `checkpoints`).
+    pub checkpoint_interval: Duration,
     pub clock_guard: ClockGuard,
     /// Where run-hour counters are persisted.
     pub run_hours: RunHoursFile,
@@ -110,11 +119,14 @@ impl Pipeline {
             outbox,
             topics,
             idle_close,
+            checkpoint_interval,
             clock_guard,
             run_hours,
             actions,
             counters,
         } = self;
+        // The engine was restored from the last checkpoint before the sources started.
+        let mut checkpoints = Checkpoints::new(checkpoint_interval);
         let mut core = Core::new(engine, topics, clock_guard, Arc::clone(&counters));
         let shell = Shell {
             outbox,
@@ -155,7 +167,16 @@ impl Pipeline {
                     }
                 }
             }
-            shell.flush(&mut core, &mut acks).await?;
+            if checkpoints.enabled() {
+                // Acks wait for the checkpoint that holds the state their samples changed.
+                checkpoints.hold(&mut acks);
+                shell.flush(&mut core, &mut acks).await?;
+                checkpoints
+                    .maybe_write(&mut core.engine, &shell.outbox, false)
+                    .await?;
+            } else {
+                shell.flush(&mut core, &mut acks).await?;
+            }
             core.publish_stats();
             let actions = &shell.actions.counters;
             shell
@@ -173,6 +194,11 @@ impl Pipeline {
             shell.counters.turns.fetch_add(1, Ordering::Relaxed);
         }
         shell.save_runtime(&core.engine, &mut saved).await;
+        if checkpoints.enabled() {
+            checkpoints
+                .maybe_write(&mut core.engine, &shell.outbox, true)
+                .await?;
+        }
         Ok(())
     }
 }
