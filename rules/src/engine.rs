@@ -89,6 +89,9 @@ pub struct EngineStats {
     /// Windows still open when [`Engine::finish`] ended the input: partial, so dropped
     /// unjudged (see `finish`).
     pub partial_windows: u64,
+    /// Samples dropped after a restore as redeliveries of samples the restored state already
+    /// holds (see [`Engine::guard_redeliveries`]).
+    pub redelivered_dropped: u64,
 }
 
 /// The state of one rule on one series.
@@ -176,6 +179,12 @@ struct Series {
     group: bool,
     /// Changed since the last checkpoint (module `snapshot`), and so in `Engine::dirty`.
     dirty: bool,
+    /// The newest timestamp pushed to this series (`i64::MIN`: none).
+    newest: i64,
+    /// After a restore with [`Engine::guard_redeliveries`]: samples at or before this are
+    /// redeliveries of samples already in the restored state, dropped; cleared by the first
+    /// newer sample (`i64::MIN`: no guard).
+    guard: i64,
 }
 
 impl Series {
@@ -297,6 +306,8 @@ impl Engine {
             fwd_len: 0,
             group: false,
             dirty: false,
+            newest: i64::MIN,
+            guard: i64::MIN,
         });
         self.index
             .entry(device.into())

@@ -242,6 +242,8 @@ impl Engine {
             fwd_len: 0,
             group: true,
             dirty: false,
+            newest: i64::MIN,
+            guard: i64::MIN,
         });
         self.touch(id.0);
         self.alerts.series.insert(device.into(), id);

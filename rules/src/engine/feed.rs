@@ -20,6 +20,16 @@ use crate::window::Done;
 impl Engine {
     /// [`Engine::push`] before the alert layer (`device`): windows and detectors.
     pub(super) fn push_windows(&mut self, s: Sample, out: &mut Vec<Event>) {
+        if let Some(series) = self.series.get_mut(s.series.0 as usize) {
+            if series.guard != i64::MIN {
+                if s.ts <= series.guard {
+                    self.stats.redelivered_dropped += 1;
+                    return;
+                }
+                series.guard = i64::MIN;
+            }
+            series.newest = series.newest.max(s.ts);
+        }
         if s.value.is_nan() {
             self.stats.nan_dropped += 1;
             self.nan_to_detectors(s, out);

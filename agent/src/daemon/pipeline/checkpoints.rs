@@ -12,9 +12,12 @@
 //! Without pending acks (serial, Modbus, the simulator), a checkpoint is written every
 //! `engine.checkpoint_interval`, which bounds what those sources can lose in a crash.
 //!
-//! **Duplicates after a crash.** The samples acknowledged are exactly those whose state is
-//! in a committed checkpoint, so a redelivered message was never in the restored state: it
-//! is counted once. The records of events emitted after the last checkpoint may already be
+//! **Duplicates after a crash.** A sample is acknowledged only after a checkpoint holding
+//! its state committed, so a message the broker sends again was either never in the restored
+//! state (its ack was held: counted once, now), or its ack was lost between the commit and
+//! the broker: then it is at or before its series' newest checkpointed timestamp and
+//! [`Engine::guard_redeliveries`] drops it (counted in `redelivered_dropped`), so no sample
+//! is counted twice. The records of events emitted after the last checkpoint may already be
 //! committed (an earlier transaction of the same turn): those events are emitted again when
 //! the redelivered samples arrive, so a consumer may see them twice, under new ids; at most
 //! one loop turn's events (sources with acks) or one interval's (without).
@@ -85,6 +88,7 @@ pub async fn restore(engine: &mut Engine, outbox: &Outbox, run_hours: &RunHoursF
         Ok(None) => tracing::info!("no engine checkpoint in the outbox: engine state starts fresh"),
         Ok(Some(c)) => match engine.restore(&c) {
             Ok(report) => {
+                engine.guard_redeliveries();
                 tracing::info!(
                     series = report.series,
                     rules_kept = report.kept.len(),
