@@ -52,7 +52,7 @@ rules:
 
 /// Message `k`'s value: a level that moves every 80 messages, with a little ripple.
 fn level(k: u64) -> u64 {
-    if (k / 80) % 2 == 0 {
+    if (k / 80).is_multiple_of(2) {
         10 + k % 3
     } else {
         40 + k % 3
