@@ -54,6 +54,7 @@ mod error;
 mod event;
 mod expr;
 mod incident;
+mod input_log;
 mod labels;
 pub mod learned;
 mod ruleset;
@@ -70,6 +71,7 @@ pub use error::{Diagnostic, EngineError, RuleError};
 pub use event::{
     Aggregate, AlertState, ChangeKind, Contributor, Event, EventKind, Sample, SeriesId, Severity,
 };
+pub use input_log::InputLog;
 pub use labels::{DeviceLabels, LabelError};
 pub use ruleset::RuleSet;
 pub use snapshot::{Checkpoint, FORMAT as CHECKPOINT_FORMAT, RestoreReport, SnapshotError};

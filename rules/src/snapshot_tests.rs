@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 
-use crate::{Checkpoint, Engine, Event, RuleSet, Sample, SnapshotError};
+use crate::{Checkpoint, Engine, Event, InputLog, RuleSet, Sample, SnapshotError};
 
 const S: i64 = 1_000_000;
 
@@ -168,43 +168,49 @@ impl Store {
     }
 }
 
-/// Runs `steps` on `e`; `t` is the clock in seconds. Returns the events.
-fn run(e: &mut Engine, t: &mut i64, steps: &[Step], store: &mut Store) -> Vec<Event> {
+/// Runs `steps` on `e`; `t` is the clock in seconds. Returns the events. Every input is
+/// also written to `log`, which each checkpoint empties (as the agent's outbox does).
+fn run(
+    e: &mut Engine,
+    t: &mut i64,
+    steps: &[Step],
+    store: &mut Store,
+    log: &mut InputLog,
+) -> Vec<Event> {
     let mut out = Vec::new();
     for step in steps {
         match *step {
             Step::Push(d, m, dt, v) => {
                 *t += dt;
-                let series = e.series(DEVICES[d], METRICS[m]).unwrap();
-                let value = f64::from(v);
-                e.push(
-                    Sample {
-                        series,
-                        ts: *t * S,
-                        value,
-                    },
-                    &mut out,
-                );
+                push_logged(e, log, d, m, *t * S, f64::from(v), &mut out);
             }
-            Step::NaN(d, m) => {
-                let series = e.series(DEVICES[d], METRICS[m]).unwrap();
-                e.push(
-                    Sample {
-                        series,
-                        ts: *t * S,
-                        value: f64::NAN,
-                    },
-                    &mut out,
-                );
-            }
+            Step::NaN(d, m) => push_logged(e, log, d, m, *t * S, f64::NAN, &mut out),
             Step::Advance(dt) => {
                 *t += dt;
                 e.advance(*t * S, &mut out);
+                log.advance(*t * S);
             }
-            Step::Checkpoint => store.write(e.checkpoint()),
+            Step::Checkpoint => {
+                store.write(e.checkpoint());
+                log.take();
+            }
         }
     }
     out
+}
+
+fn push_logged(
+    e: &mut Engine,
+    log: &mut InputLog,
+    d: usize,
+    m: usize,
+    ts: i64,
+    value: f64,
+    out: &mut Vec<Event>,
+) {
+    let series = e.series(DEVICES[d], METRICS[m]).unwrap();
+    e.push(Sample { series, ts, value }, out);
+    log.sample(&DEVICES[d].into(), &METRICS[m].into(), ts, value);
 }
 
 /// Events compared by their debug text: NaN scores compare equal to themselves there.
@@ -215,26 +221,34 @@ fn text(events: &[Event]) -> Vec<String> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
-    /// Stop after any prefix (at the last checkpoint it wrote plus a final one), restore a
-    /// fresh engine from what the store holds, and continue: the same events as never stopping.
+    /// Stop after any prefix, restore a fresh engine from what the store holds (the last
+    /// checkpoint, and with `log` the input since it replayed; without, a checkpoint at the
+    /// cut), and continue: the same events as never stopping.
     #[test]
     fn restore_continues_like_an_engine_that_never_stopped(
         steps in steps(),
         cut in 0.0f64..1.0,
+        with_log: bool,
     ) {
         let cut = (steps.len() as f64 * cut) as usize;
         let (mut whole, mut t) = (Engine::new(rules()), 0);
-        let expected = run(&mut whole, &mut t, &steps, &mut Store::default());
-        whole.advance(i64::MAX, &mut Vec::new());
+        let expected = run(&mut whole, &mut t, &steps, &mut Store::default(), &mut InputLog::default());
 
-        let mut store = Store::default();
+        let (mut store, mut log) = (Store::default(), InputLog::default());
         let (mut first, mut t) = (Engine::new(rules()), 0);
-        let mut got = run(&mut first, &mut t, &steps[..cut], &mut store);
-        store.write(first.checkpoint());
+        let mut got = run(&mut first, &mut t, &steps[..cut], &mut store, &mut log);
+        if !with_log {
+            store.write(first.checkpoint());
+        }
         let mut second = Engine::new(rules());
-        let report = second.restore(&store.read()).unwrap();
-        prop_assert!(report.changed.is_empty() && report.removed.is_empty());
-        got.extend(run(&mut second, &mut t, &steps[cut..], &mut Store::default()));
+        if !store.global.is_empty() {
+            let report = second.restore(&store.read()).unwrap();
+            prop_assert!(report.changed.is_empty() && report.removed.is_empty());
+        }
+        if with_log {
+            second.replay(&log.take()).unwrap();
+        }
+        got.extend(run(&mut second, &mut t, &steps[cut..], &mut Store::default(), &mut InputLog::default()));
         prop_assert_eq!(text(&got), text(&expected));
         prop_assert_eq!(second.stats().series, whole.stats().series);
     }
