@@ -67,6 +67,11 @@ impl InputLog {
         self.inputs.is_empty()
     }
 
+    /// Whether the batch holds a sample (not only `advance` calls).
+    pub fn has_samples(&self) -> bool {
+        !self.names.is_empty()
+    }
+
     /// The batch, encoded; the log is empty again.
     pub fn take(&mut self) -> Vec<u8> {
         self.index.clear();

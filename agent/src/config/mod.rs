@@ -139,10 +139,10 @@ pub struct EngineConfig {
     )]
     pub idle_close: Duration,
     /// How often the engine's state (open windows, detectors, alerts) is checkpointed into
-    /// the outbox database, so a restart carries on where it stopped; `0s` turns it off.
-    /// Only series that changed are written. A device message acknowledged to its broker
-    /// waits for the next checkpoint, which the engine then writes at once (see
-    /// `docs/engine-state.md`): the interval bounds what sources without acks can lose.
+    /// the outbox database; between checkpoints its input is logged beside the records, so
+    /// a restart carries on exactly where it stopped. `0s` turns both off (state is then
+    /// lost at a restart). Only series that changed are written: a shorter interval writes
+    /// more flash, a longer one replays more input at start (see `docs/engine-state.md`).
     #[serde(
         default = "default_checkpoint_interval",
         deserialize_with = "weir_drivers::duration::deserialize"
@@ -166,7 +166,7 @@ const fn default_idle_close() -> Duration {
     Duration::from_secs(2)
 }
 const fn default_checkpoint_interval() -> Duration {
-    Duration::from_secs(5)
+    Duration::from_secs(60)
 }
 const fn default_channel() -> NonZeroUsize {
     NonZeroUsize::new(1024).expect("1024 is not zero")

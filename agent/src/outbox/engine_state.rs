@@ -1,13 +1,15 @@
 //! The rule engine's checkpoints, in the outbox database beside the records they produced.
 //!
-//! Why here and not in a file of their own: a checkpoint is written in the SAME transaction
-//! as the records of the events the engine emitted up to it (the pipeline queues those
-//! first, and the writer groups queued commands into one transaction), so after `kill -9`
-//! or a power cut the state and the records never disagree: either both are there or
-//! neither. A second file could not give that without a two-phase commit.
+//! Why here and not in a file of their own: every batch of engine input is logged in the SAME
+//! transaction as the records of the events it caused (and before the device acks fire), and
+//! a checkpoint empties the log in the transaction that writes it, so after `kill -9` or a
+//! power cut the last checkpoint plus the logged input is exactly the state that produced
+//! the committed records: they never disagree. A second file could not give that without a
+//! two-phase commit. See `weir_rules::InputLog` for why input is logged rather than state.
 //!
 //! ```sql
 //! CREATE TABLE engine_state (series INTEGER PRIMARY KEY, state BLOB NOT NULL);
+//! CREATE TABLE engine_log (seq INTEGER PRIMARY KEY, batch BLOB NOT NULL); -- input since
 //! CREATE TABLE engine_meta (
 //!     id INTEGER PRIMARY KEY CHECK (id = 0),  -- one row
 //!     global BLOB NOT NULL,                   -- the engine-wide record
@@ -23,8 +25,26 @@
 use rusqlite::{Connection, Transaction, params};
 use weir_rules::Checkpoint;
 
+/// What the pipeline writes of the engine, in queue order within a transaction.
+#[derive(Debug)]
+pub enum StateOp {
+    /// A batch of engine input ([`weir_rules::InputLog`]), beside the records it caused.
+    Log(Vec<u8>),
+    /// A checkpoint: it holds the effect of every input logged before it, so the log is
+    /// emptied in the same transaction.
+    Checkpoint(Checkpoint),
+}
+
+/// What was stored: the last checkpoint and the input logged after it, oldest first.
+#[derive(Debug, Default)]
+pub struct StoredState {
+    pub checkpoint: Option<Checkpoint>,
+    pub log: Vec<Vec<u8>>,
+}
+
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS engine_state (series INTEGER PRIMARY KEY, state BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS engine_log (seq INTEGER PRIMARY KEY, batch BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS engine_meta (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     global BLOB NOT NULL,
@@ -44,13 +64,28 @@ pub struct CheckpointInfo {
     pub bytes: u64,
 }
 
-/// Writes `c` inside `tx` (the transaction of the records that came before it).
-pub(super) fn write(
+/// Applies `op` inside `tx` (the transaction of the records queued with and before it).
+pub(super) fn apply(
     tx: &Transaction<'_>,
-    c: &Checkpoint,
+    op: &StateOp,
     now: i64,
     last_id: i64,
 ) -> rusqlite::Result<()> {
+    match op {
+        StateOp::Log(batch) => {
+            tx.prepare_cached("INSERT INTO engine_log (batch) VALUES (?1)")?
+                .execute(params![batch])?;
+            Ok(())
+        }
+        StateOp::Checkpoint(c) => {
+            write(tx, c, now, last_id)?;
+            tx.prepare_cached("DELETE FROM engine_log")?.execute([])?;
+            Ok(())
+        }
+    }
+}
+
+fn write(tx: &Transaction<'_>, c: &Checkpoint, now: i64, last_id: i64) -> rusqlite::Result<()> {
     if c.full {
         tx.execute("DELETE FROM engine_state", [])?;
     }
@@ -67,8 +102,19 @@ pub(super) fn write(
     Ok(())
 }
 
-/// The stored checkpoint, if one was ever written.
-pub(super) fn read(conn: &Connection) -> rusqlite::Result<Option<Checkpoint>> {
+/// The stored checkpoint and the input logged after it.
+pub(super) fn read(conn: &Connection) -> rusqlite::Result<StoredState> {
+    let mut q = conn.prepare("SELECT batch FROM engine_log ORDER BY seq")?;
+    let log = q
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(StoredState {
+        checkpoint: read_checkpoint(conn)?,
+        log,
+    })
+}
+
+fn read_checkpoint(conn: &Connection) -> rusqlite::Result<Option<Checkpoint>> {
     let global: Option<Vec<u8>> = conn
         .query_row("SELECT global FROM engine_meta WHERE id = 0", [], |r| {
             r.get(0)

@@ -45,7 +45,7 @@ async fn a_restored_engine_continues_from_the_checkpoints_committed_with_the_rec
         .unwrap();
     let full = first.checkpoint();
     assert!(full.full);
-    outbox.checkpoint(full, vec![]).await.unwrap();
+    outbox.checkpoint(full).await.unwrap();
     // Only series "a" moves on: the next checkpoint holds it alone.
     for t in 13..15 {
         let series = first.series("a", "m").unwrap();
@@ -60,7 +60,7 @@ async fn a_restored_engine_continues_from_the_checkpoints_committed_with_the_rec
     }
     let part = first.checkpoint();
     assert_eq!(part.series.len(), 1);
-    outbox.checkpoint(part, vec![]).await.unwrap();
+    outbox.checkpoint(part).await.unwrap();
     flush(&outbox).await;
     let stats = outbox.stats().await.unwrap();
     let info = stats.checkpoint.expect("a checkpoint was written");
@@ -70,9 +70,10 @@ async fn a_restored_engine_continues_from_the_checkpoints_committed_with_the_rec
     thread.join().unwrap();
 
     let (outbox, thread) = Outbox::open(&cfg(dir.path())).unwrap();
-    let saved = outbox.engine_state().await.unwrap().expect("stored");
+    let saved = outbox.engine_state().await.unwrap();
+    assert!(saved.log.is_empty());
     let mut second = engine();
-    let report = second.restore(&saved).unwrap();
+    let report = second.restore(&saved.checkpoint.expect("stored")).unwrap();
     assert_eq!(report.series, 3);
     // The rest of the input: "a" from 15, the others from 13 (where their state stopped).
     for t in 13..40 {
@@ -110,4 +111,63 @@ async fn all_records(outbox: &Outbox) -> usize {
         .await
         .unwrap()
         .len()
+}
+
+/// The input logged with the records after a checkpoint is read back in order and replayed
+/// on top of it; the next checkpoint empties the log in its own transaction.
+#[tokio::test]
+async fn input_logged_after_the_checkpoint_is_replayed_and_the_next_checkpoint_drops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut whole, mut expected) = (engine(), Vec::new());
+    feed(&mut whole, 0, 30, &mut expected);
+
+    let (outbox, thread) = Outbox::open(&cfg(dir.path())).unwrap();
+    let (mut first, mut got) = (engine(), Vec::new());
+    feed(&mut first, 0, 10, &mut got);
+    outbox.checkpoint(first.checkpoint()).await.unwrap();
+    for (from, to) in [(10, 14), (14, 20)] {
+        let mut log = weir_rules::InputLog::default();
+        for t in from..to {
+            for d in ["a", "b", "c"] {
+                let series = first.series(d, "m").unwrap();
+                let value = (t % 7) as f64 + if d == "b" { 50.0 } else { 0.0 };
+                first.push(
+                    Sample {
+                        series,
+                        ts: t * S,
+                        value,
+                    },
+                    &mut got,
+                );
+                log.sample(&d.into(), &"m".into(), t * S, value);
+            }
+        }
+        outbox
+            .append_logged(vec![rec(Lane::Aggregates, from as u64)], vec![], log.take())
+            .await
+            .unwrap();
+    }
+    flush(&outbox).await;
+    drop(outbox);
+    thread.join().unwrap(); // the "crash": nothing more of `first` is written
+
+    let (outbox, thread) = Outbox::open(&cfg(dir.path())).unwrap();
+    let saved = outbox.engine_state().await.unwrap();
+    assert_eq!(saved.log.len(), 2);
+    let mut second = engine();
+    second.restore(saved.checkpoint.as_ref().unwrap()).unwrap();
+    for batch in &saved.log {
+        second.replay(batch).unwrap();
+    }
+    feed(&mut second, 20, 30, &mut got);
+    let key = |e: &Event| format!("{e:?}");
+    assert_eq!(
+        got.iter().map(key).collect::<Vec<_>>(),
+        expected.iter().map(key).collect::<Vec<_>>()
+    );
+    outbox.checkpoint(second.checkpoint()).await.unwrap();
+    flush(&outbox).await;
+    assert!(outbox.engine_state().await.unwrap().log.is_empty());
+    drop(outbox);
+    thread.join().unwrap();
 }

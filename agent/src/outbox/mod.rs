@@ -99,7 +99,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Semaphore, oneshot, watch};
 
 pub use config::{OutboxConfig, Overflow};
-pub use engine_state::{CheckpointInfo, info as checkpoint_info};
+use engine_state::StateOp;
+pub use engine_state::{CheckpointInfo, StoredState, info as checkpoint_info};
 pub use store::SCHEMA_VERSION;
 pub use writer::AfterCommit;
 use writer::{Command, Writer};
@@ -361,11 +362,32 @@ impl Outbox {
         self.append_with(records, ack_hooks(acks)).await
     }
 
+    /// [`Outbox::append`] with a batch of engine input ([`weir_rules::InputLog`]) written in
+    /// the same transaction as the records, before the acks fire.
+    pub async fn append_logged(
+        &self,
+        records: Vec<NewRecord>,
+        acks: Vec<weir_drivers::Ack>,
+        log: Vec<u8>,
+    ) -> Result<(), OutboxError> {
+        self.append_ops(records, ack_hooks(acks), vec![StateOp::Log(log)])
+            .await
+    }
+
     /// [`Outbox::append`] with arbitrary after-commit hooks.
     pub async fn append_with(
         &self,
+        records: Vec<NewRecord>,
+        after_commit: Vec<AfterCommit>,
+    ) -> Result<(), OutboxError> {
+        self.append_ops(records, after_commit, Vec::new()).await
+    }
+
+    async fn append_ops(
+        &self,
         mut records: Vec<NewRecord>,
         after_commit: Vec<AfterCommit>,
+        state: Vec<StateOp>,
     ) -> Result<(), OutboxError> {
         for (index, r) in records.iter().enumerate() {
             r.validate(self.max_bytes)
@@ -395,31 +417,27 @@ impl Outbox {
             .send_async(Command::Append {
                 records,
                 after_commit,
-                state: Vec::new(),
+                state,
             })
             .await
             .map_err(|_| OutboxError::Closed)
     }
 
     /// Queues an engine checkpoint: it is committed in the transaction of the records
-    /// queued before it (or a later one), then `acks` fire (module `engine_state`).
-    pub async fn checkpoint(
-        &self,
-        state: weir_rules::Checkpoint,
-        acks: Vec<weir_drivers::Ack>,
-    ) -> Result<(), OutboxError> {
+    /// queued before it (or a later one) and empties the input log (module `engine_state`).
+    pub async fn checkpoint(&self, state: weir_rules::Checkpoint) -> Result<(), OutboxError> {
         self.tx
             .send_async(Command::Append {
                 records: Vec::new(),
-                after_commit: ack_hooks(acks),
-                state: vec![state],
+                after_commit: Vec::new(),
+                state: vec![StateOp::Checkpoint(state)],
             })
             .await
             .map_err(|_| OutboxError::Closed)
     }
 
-    /// The engine checkpoint stored, if any.
-    pub async fn engine_state(&self) -> Result<Option<weir_rules::Checkpoint>, OutboxError> {
+    /// The stored engine checkpoint and the input logged since.
+    pub async fn engine_state(&self) -> Result<StoredState, OutboxError> {
         self.request(|reply| Command::LoadState { reply }).await
     }
 

@@ -187,7 +187,7 @@ impl Store {
         &mut self,
         records: impl Iterator<Item = &'a NewRecord>,
         make_room: bool,
-        states: &[weir_rules::Checkpoint],
+        states: &[super::engine_state::StateOp],
     ) -> Result<AppendOutcome, rusqlite::Error> {
         let mut totals = self.totals;
         let mut outcome = AppendOutcome::default();
@@ -267,8 +267,8 @@ impl Store {
         }
         if !states.is_empty() {
             let now = weir_drivers::now_us();
-            for c in states {
-                super::engine_state::write(&tx, c, now, last_id)?;
+            for op in states {
+                super::engine_state::apply(&tx, op, now, last_id)?;
             }
         }
         tx.commit()?;
@@ -400,7 +400,7 @@ impl Store {
         Ok((deleted, freed))
     }
 
-    pub(crate) fn engine_state(&self) -> Result<Option<weir_rules::Checkpoint>, rusqlite::Error> {
+    pub(crate) fn engine_state(&self) -> Result<super::engine_state::StoredState, rusqlite::Error> {
         super::engine_state::read(&self.conn)
     }
 

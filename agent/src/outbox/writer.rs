@@ -33,12 +33,12 @@ pub(crate) enum Command {
     Append {
         records: Vec<NewRecord>,
         after_commit: Vec<AfterCommit>,
-        /// Engine checkpoints, written after the records in the same transaction.
-        state: Vec<weir_rules::Checkpoint>,
+        /// Engine input and checkpoints, written after the records in the same transaction.
+        state: Vec<super::engine_state::StateOp>,
     },
     /// The stored engine checkpoint (read once at start).
     LoadState {
-        reply: Reply<Option<weir_rules::Checkpoint>>,
+        reply: Reply<super::engine_state::StoredState>,
     },
     Fetch {
         limit: usize,
@@ -110,7 +110,7 @@ impl Writer {
         &mut self,
         mut records: Vec<NewRecord>,
         mut hooks: Vec<AfterCommit>,
-        mut states: Vec<weir_rules::Checkpoint>,
+        mut states: Vec<super::engine_state::StateOp>,
     ) -> Option<Command> {
         let deadline = Instant::now() + self.batch_delay;
         let mut next = None;
@@ -192,7 +192,7 @@ impl Writer {
         &mut self,
         records: Vec<NewRecord>,
         hooks: Vec<AfterCommit>,
-        states: Vec<weir_rules::Checkpoint>,
+        states: Vec<super::engine_state::StateOp>,
         retried_full: bool,
     ) {
         if records.is_empty() && states.is_empty() {

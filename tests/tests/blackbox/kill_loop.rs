@@ -5,8 +5,8 @@
 //! The input makes the expected events known: message `k` carries event time `base + k s` and
 //! value `level(k)`, so with 1 s tumbling windows every message closes the window of the one
 //! before it and one `window` record per `k` is expected. The engine's state is checkpointed
-//! in the outbox and a message is acknowledged only once its state is (guarantee 6), so the
-//! state check is exact:
+//! in the outbox and its input logged with the records, before the message is acknowledged
+//! (guarantee 6), so the state check is exact:
 //! - no window lost, and every 1 s window counts exactly its one sample (none counted twice);
 //! - every 10-sample `count` window (state that spans many messages, so many kills) has the
 //!   count and sum of exactly its ten samples;
@@ -120,10 +120,12 @@ fn kill_9_loop_loses_no_acknowledged_event_and_no_engine_state() -> Result<()> {
     }
     .yaml()
     // The feeder stamps one second per message, running hours ahead of the wall clock: a
-    // synthetic timeline, so the clock guard must not restamp it.
+    // synthetic timeline, so the clock guard must not restamp it. Checkpoints every 300 ms, so
+    // kills land both between checkpoints (state = checkpoint + replayed input) and soon
+    // after a start (state = input replayed across several runs).
     .replace(
         "engine: { idle_close: 5s }",
-        "engine: { idle_close: 5s, clock_guard: { max_ahead: 3650d } }",
+        "engine: { idle_close: 5s, checkpoint_interval: 300ms, clock_guard: { max_ahead: 3650d } }",
     );
     // Event time: whole seconds from now on, one second per message.
     let base_ms = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis() as u64 / 1000 * 1000;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use weir_drivers::Reading;
-use weir_rules::{Engine, Event, EventKind, Sample};
+use weir_rules::{Engine, Event, EventKind, InputLog, Sample};
 
 use super::PipelineCounters;
 use crate::daemon::actions::UnsafeTopic;
@@ -23,6 +23,9 @@ pub struct Core {
     clock_guard: ClockGuard,
     counters: Arc<PipelineCounters>,
     events: Vec<Event>,
+    /// The engine's input since the last write, when engine state is kept (module
+    /// `checkpoints`).
+    log: Option<InputLog>,
 }
 
 /// What the events so far become.
@@ -51,7 +54,34 @@ impl Core {
             clock_guard,
             counters,
             events: Vec::new(),
+            log: None,
         }
+    }
+
+    /// Logs the engine's input from now on (module `checkpoints`).
+    pub fn log_input(&mut self) {
+        self.log = Some(InputLog::default());
+    }
+
+    /// Forgets the input logged so far (a checkpoint holds its effect).
+    pub fn clear_log(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.take();
+        }
+    }
+
+    /// Whether samples were logged since the last write (they must reach the outbox even
+    /// when they caused no event).
+    pub fn has_logged_samples(&self) -> bool {
+        self.log.as_ref().is_some_and(InputLog::has_samples)
+    }
+
+    /// The input logged since the last write, encoded, if input is logged.
+    pub fn take_log(&mut self) -> Option<Vec<u8>> {
+        self.log
+            .as_mut()
+            .filter(|l| !l.is_empty())
+            .map(InputLog::take)
     }
 
     /// Pushes readings that arrived at gateway time `now` (µs) through the clock guard into
@@ -79,6 +109,9 @@ impl Core {
                         },
                         &mut self.events,
                     );
+                    if let Some(log) = &mut self.log {
+                        log.sample(&r.device, &r.metric, ts, r.value);
+                    }
                     self.counters.samples.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
@@ -99,6 +132,9 @@ impl Core {
     /// Moves event time to `watermark` (µs): windows that end before it close.
     pub fn advance(&mut self, watermark: i64) {
         self.engine.advance(watermark, &mut self.events);
+        if let Some(log) = &mut self.log {
+            log.advance(watermark);
+        }
     }
 
     /// Whether events wait to become records.

@@ -12,9 +12,9 @@
 //! The loop ends when every source has dropped its sender (they do on shutdown), after the
 //! last queued delivery has been processed and committed.
 //!
-//! With `engine.checkpoint_interval` set (the default), the engine's state is checkpointed
-//! into the outbox too, and acknowledgements wait for the checkpoint instead (module
-//! `checkpoints`).
+//! With `engine.checkpoint_interval` set (the default), the engine's input is logged with
+//! the records and its state checkpointed into the outbox, so a restart carries on where it
+//! stopped (module `checkpoints`).
 //!
 //! The work per delivery (clock guard, engine, events into outbox records) is [`Core`]:
 //! synchronous, handed the time, unit-tested without a runtime. This module is the async shell
@@ -128,6 +128,9 @@ impl Pipeline {
         // The engine was restored from the last checkpoint before the sources started.
         let mut checkpoints = Checkpoints::new(checkpoint_interval);
         let mut core = Core::new(engine, topics, clock_guard, Arc::clone(&counters));
+        if !checkpoint_interval.is_zero() {
+            core.log_input();
+        }
         let shell = Shell {
             outbox,
             run_hours,
@@ -138,6 +141,8 @@ impl Pipeline {
         let mut saved = core.engine.runtime_counters();
         let mut last_save = tokio::time::Instant::now();
         loop {
+            // A reload cannot be replayed from the input log: checkpoint right after it.
+            let mut reloaded = false;
             tokio::select! {
                 delivery = rx.recv() => {
                     let Some(delivery) = delivery else { break };
@@ -156,6 +161,7 @@ impl Pipeline {
                 }
                 Some(request) = reloads.recv() => {
                     let report = core.engine.reload(request.rules);
+                    reloaded = true;
                     // The requester may have given up waiting; the swap stands regardless.
                     let _ = request.done.send(report);
                 }
@@ -167,15 +173,11 @@ impl Pipeline {
                     }
                 }
             }
+            shell.flush(&mut core, &mut acks).await?;
             if checkpoints.enabled() {
-                // Acks wait for the checkpoint that holds the state their samples changed.
-                checkpoints.hold(&mut acks);
-                shell.flush(&mut core, &mut acks).await?;
                 checkpoints
-                    .maybe_write(&mut core.engine, &shell.outbox, false)
+                    .maybe_write(&mut core, &shell.outbox, reloaded)
                     .await?;
-            } else {
-                shell.flush(&mut core, &mut acks).await?;
             }
             core.publish_stats();
             let actions = &shell.actions.counters;
@@ -196,7 +198,7 @@ impl Pipeline {
         shell.save_runtime(&core.engine, &mut saved).await;
         if checkpoints.enabled() {
             checkpoints
-                .maybe_write(&mut core.engine, &shell.outbox, true)
+                .maybe_write(&mut core, &shell.outbox, true)
                 .await?;
         }
         Ok(())
@@ -234,7 +236,7 @@ impl Shell {
     /// Commits the records of the events so far with `acks` (fired once they are durable),
     /// and hands alerts with a `local_topic` to the actions publisher.
     async fn flush(&self, core: &mut Core, acks: &mut Vec<Ack>) -> Result<(), OutboxError> {
-        if !core.has_events() && acks.is_empty() {
+        if !core.has_events() && acks.is_empty() && !core.has_logged_samples() {
             return Ok(());
         }
         crate::support::fault::inject("pipeline");
@@ -246,7 +248,12 @@ impl Shell {
             self.actions.refuse(rule, why);
         }
         let n = out.records.len() as u64;
-        match self.outbox.append(out.records, std::mem::take(acks)).await {
+        let acks = std::mem::take(acks);
+        let appended = match core.take_log() {
+            Some(log) => self.outbox.append_logged(out.records, acks, log).await,
+            None => self.outbox.append(out.records, acks).await,
+        };
+        match appended {
             // Only a record the encoder got wrong lands here (config validation rules out
             // bad topics and a bound smaller than a record). Its messages stay unacked, so
             // the device broker redelivers them after a reconnect; the engine goes on.
