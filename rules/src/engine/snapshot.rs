@@ -281,6 +281,15 @@ impl Engine {
         }
     }
 
+    /// Whether [`Engine::push`] would drop this sample as a redelivery (see
+    /// [`Engine::guard_redeliveries`]). A caller that logs the engine's input
+    /// ([`crate::InputLog`]) must not log such a sample: replayed, it would be counted.
+    pub fn is_redelivery(&self, s: &crate::Sample) -> bool {
+        self.series
+            .get(s.series.0 as usize)
+            .is_some_and(|series| series.guard != i64::MIN && s.ts <= series.guard)
+    }
+
     /// Puts one series record's state into the engine's series `at`.
     fn install(&mut self, at: usize, rec: SeriesIn, fps: &[u64], old_name: &HashMap<u64, &str>) {
         let Some(series) = self.series.get(at) else {

@@ -101,14 +101,20 @@ impl Core {
             };
             match self.engine.series(&r.device, &r.metric) {
                 Ok(series) => {
-                    self.engine.push(
-                        Sample {
-                            series,
-                            ts,
-                            value: r.value,
-                        },
-                        &mut self.events,
-                    );
+                    let sample = Sample {
+                        series,
+                        ts,
+                        value: r.value,
+                    };
+                    // Already in the restored state: neither pushed nor logged (replayed, it
+                    // would be counted after all).
+                    if self.engine.is_redelivery(&sample) {
+                        self.counters
+                            .redelivered_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    self.engine.push(sample, &mut self.events);
                     if let Some(log) = &mut self.log {
                         log.sample(&r.device, &r.metric, ts, r.value);
                     }

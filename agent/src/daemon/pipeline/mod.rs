@@ -61,6 +61,9 @@ pub struct PipelineCounters {
     pub series_rejected: AtomicU64,
     /// Samples whose device timestamp was far off the gateway clock (restamped or dropped).
     pub clock_skewed: AtomicU64,
+    /// Samples a broker sent again after a restart whose state was already restored
+    /// (`Engine::guard_redeliveries`), dropped.
+    pub redelivered_dropped: AtomicU64,
     pub events: AtomicU64,
     pub alerts: AtomicU64,
     /// Events that could not be encoded (should stay 0; logged at ERROR).
