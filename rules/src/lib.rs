@@ -20,6 +20,11 @@
 //! alert transition then goes through one lifecycle (module `alert`): deduplication,
 //! `suppress`/`cooldown` storm control and a `message` template.
 //!
+//! [`Engine::checkpoint`] encodes the state that changed since the last checkpoint (module
+//! `snapshot`), [`Engine::restore`] puts a checkpoint back into a fresh engine, and
+//! [`InputLog`] with [`Engine::replay`] carries the input since: how the agent keeps window,
+//! detector and alert state across restarts.
+//!
 //! The engine never reads the clock, never logs and never does I/O: the same samples in the
 //! same order give the same events, byte for byte. That is what makes `weir replay` exact and
 //! lets the engine be checked against a brute-force reference model.
