@@ -106,7 +106,7 @@ fn weir_run(
         "rules:\n  - name: count\n    select: { device: \"*\", metric: m }\n    window: { tumbling: 1s }\n    aggregates: [count]\n",
     )?;
     let config = format!(
-        "gateway_id: bench\nrules: [rules.yaml]\nsources:\n  - mqtt:\n      port: {}\n      subscriptions: [{{ topic: \"bench/{{device}}/{{metric}}\" }}]\noutbox:\n  path: {:?}\n  max_bytes: 1GiB\nengine: {{ idle_close: 1h, checkpoint_interval: {checkpoint_interval} }}\nlog: {{ level: info, status_interval: 100ms }}\n",
+        "gateway_id: bench\nrules: [rules.yaml]\nsources:\n  - mqtt:\n      port: {}\n      subscriptions: [{{ topic: \"bench/{{device}}/{{metric}}\" }}]\noutbox:\n  path: {:?}\n  max_bytes: 1GiB\nengine: {{ idle_close: 1h, checkpoint_interval: {checkpoint_interval}, clock_guard: {{ max_ahead: 1h }} }}\nlog: {{ level: info, status_interval: 100ms }}\n",
         devices.port(),
         dir.path().join("outbox.db").display().to_string(),
     );
