@@ -74,7 +74,7 @@ impl AccSpec {
 
 /// State that only the rules asking for it pay for, boxed beside the totals so the common
 /// window stays one fixed-size [`Acc`] and the hot path one predictable branch longer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Extra {
     /// Third and fourth central moment sums (Pébay's update).
     moments: Option<(f64, f64)>,
@@ -129,7 +129,7 @@ impl Extra {
 }
 
 /// Running totals of one window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Acc {
     pub count: u64,
     sum: f64,
@@ -202,6 +202,16 @@ impl Acc {
     /// Bytes owned on the heap.
     pub fn heap_bytes(&self) -> usize {
         self.extra.as_ref().map_or(0, |e| e.heap_bytes())
+    }
+
+    /// Gives an accumulator read from a snapshot its rule's FFT plan back (module
+    /// `snapshot`: the plan is derived from the rule, not state).
+    pub fn set_plan(&mut self, plan: Option<&Arc<FftPlan>>) {
+        if let (Some(e), Some(plan)) = (&mut self.extra, plan)
+            && let Some(f) = &mut e.frames
+        {
+            f.set_plan(plan);
+        }
     }
 
     /// Always inlined: hopping and sliding windows call it in loops, where a call per sample
@@ -321,7 +331,7 @@ impl Acc {
 }
 
 /// A closed window's accumulator with its length, kept for `prev(...)` in expressions.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Closed {
     pub acc: Acc,
     pub secs: f64,

@@ -41,7 +41,7 @@ pub(crate) struct Target<'a> {
 }
 
 /// Per (rule, series) storm-control state. 24 bytes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Lifecycle {
     /// Event time of the last raise and clear sent; `i64::MIN` before the first.
     last_raise: i64,

@@ -89,6 +89,9 @@ pub struct EngineStats {
     /// Windows still open when [`Engine::finish`] ended the input: partial, so dropped
     /// unjudged (see `finish`).
     pub partial_windows: u64,
+    /// Samples dropped after a restore as redeliveries of samples the restored state already
+    /// holds (see [`Engine::guard_redeliveries`]).
+    pub redelivered_dropped: u64,
 }
 
 /// The state of one rule on one series.
@@ -179,6 +182,14 @@ struct Series {
     fwd_len: u32,
     /// A group series: `device` names the group, `metric` the rule's metric pattern.
     group: bool,
+    /// Changed since the last checkpoint (module `snapshot`), and so in `Engine::dirty`.
+    dirty: bool,
+    /// The newest timestamp pushed to this series (`i64::MIN`: none).
+    newest: i64,
+    /// After a restore with [`Engine::guard_redeliveries`]: samples at or before this are
+    /// redeliveries of samples already in the restored state, dropped; cleared by the first
+    /// newer sample (`i64::MIN`: no guard).
+    guard: i64,
 }
 
 impl Series {
@@ -223,6 +234,10 @@ pub struct Engine {
     costs: Vec<usize>,
     /// `fuse:` and `incidents:` state, and what it needs (module `device`).
     alerts: device::AlertLayer,
+    /// Series changed since the last checkpoint, each once (module `snapshot`).
+    dirty: Vec<u32>,
+    /// The next checkpoint holds every series (first one, after a reload or a restore).
+    full_checkpoint: bool,
 }
 
 impl Engine {
@@ -247,6 +262,8 @@ impl Engine {
             labels: DeviceLabels::default(),
             stats: EngineStats::default(),
             alerts: device::AlertLayer::default(),
+            dirty: Vec::new(),
+            full_checkpoint: true,
         }
         .with_alert_layer()
     }
@@ -293,11 +310,16 @@ impl Engine {
             fwd_first,
             fwd_len: 0,
             group: false,
+            dirty: false,
+            newest: i64::MIN,
+            guard: i64::MIN,
         });
         self.index
             .entry(device.into())
             .or_default()
             .insert(metric.into(), id);
+        // New state: the next checkpoint holds it even if no sample ever reaches it.
+        self.touch(id.0);
         // After the series' own slots, so its range stays contiguous.
         for (rule, key) in grouped {
             match self.join_group(rule, key) {
@@ -440,6 +462,7 @@ mod group;
 mod peers;
 mod reload;
 mod runtime;
+mod snapshot;
 pub use reload::ReloadReport;
 pub use runtime::RuntimeCounter;
 

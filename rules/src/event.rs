@@ -21,7 +21,9 @@ pub struct Sample {
 }
 
 /// How urgent an alert is. Ordered: `Info < Warning < Critical`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Severity {
     Info,
     Warning,
@@ -45,7 +47,7 @@ impl fmt::Display for Severity {
 }
 
 /// An alert's transition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum AlertState {
     Raised,
     Cleared,
@@ -332,7 +334,7 @@ pub enum EventKind {
 }
 
 /// One alert that joined an incident.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Contributor {
     pub rule: Arc<str>,
     /// The alert's metric (`*` for device-level rules).

@@ -145,7 +145,7 @@ pub(crate) const MAX_KEPT: usize = 86_400;
 
 /// What a statistical detector's input looked like over a recording: the state of the
 /// recording detector [`crate::RuleSet::for_learning`] puts in its place.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Running {
     n: u64,
     mean: f64,

@@ -20,6 +20,11 @@
 //! alert transition then goes through one lifecycle (module `alert`): deduplication,
 //! `suppress`/`cooldown` storm control and a `message` template.
 //!
+//! [`Engine::checkpoint`] encodes the state that changed since the last checkpoint (module
+//! `snapshot`), [`Engine::restore`] puts a checkpoint back into a fresh engine, and
+//! [`InputLog`] with [`Engine::replay`] carries the input since: how the agent keeps window,
+//! detector and alert state across restarts.
+//!
 //! The engine never reads the clock, never logs and never does I/O: the same samples in the
 //! same order give the same events, byte for byte. That is what makes `weir replay` exact and
 //! lets the engine be checked against a brute-force reference model.
@@ -54,12 +59,14 @@ mod error;
 mod event;
 mod expr;
 mod incident;
+mod input_log;
 mod interned;
 mod labels;
 pub mod learned;
 mod ruleset;
 mod schema;
 mod sketch;
+mod snapshot;
 mod spectrum;
 mod tree;
 mod window;
@@ -70,8 +77,10 @@ pub use error::{Diagnostic, EngineError, RuleError};
 pub use event::{
     Aggregate, AlertState, ChangeKind, Contributor, Event, EventKind, Sample, SeriesId, Severity,
 };
+pub use input_log::InputLog;
 pub use labels::{DeviceLabels, LabelError};
 pub use ruleset::RuleSet;
+pub use snapshot::{Checkpoint, FORMAT as CHECKPOINT_FORMAT, RestoreReport, SnapshotError};
 
 #[cfg(test)]
 mod agg_tests;
@@ -79,3 +88,5 @@ mod agg_tests;
 mod budget_tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod snapshot_tests;

@@ -30,7 +30,7 @@
 pub(crate) const DEFAULT_K: usize = 256;
 
 /// A compactor sketch over `f64` values (never NaN: the engine drops NaN samples).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Sketch {
     /// Values per level before it compacts; even, ≥ 2.
     k: usize,

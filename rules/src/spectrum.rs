@@ -42,6 +42,17 @@ pub(crate) struct FftPlan {
 }
 
 impl FftPlan {
+    /// The plan of a buffer just read from a snapshot, replaced by the rule's own before use.
+    fn placeholder() -> Arc<FftPlan> {
+        Arc::new(FftPlan {
+            size: 0,
+            hann: Box::default(),
+            twiddle: Box::default(),
+            norm: 0.0,
+            bands: Box::default(),
+        })
+    }
+
     /// `size` a power of two in `MIN_SIZE..=MAX_SIZE`, `sample_rate > 0`, each band
     /// `0 ≤ lo ≤ hi ≤ sample_rate / 2`; returns the message for the first band that holds no
     /// bin (`Err(index, message)`).
@@ -130,8 +141,10 @@ impl FftPlan {
 }
 
 /// One open window's frame buffer and band sums.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Frames {
+    /// Not in a snapshot: derived from the rule, put back by [`Frames::set_plan`].
+    #[serde(skip, default = "FftPlan::placeholder")]
     plan: Arc<FftPlan>,
     /// The current frame, filling; transformed in place when full.
     buf: Vec<(f64, f64)>,
@@ -148,6 +161,11 @@ impl Frames {
             energy: vec![0.0; plan.bands.len()].into(),
             frames: 0,
         }
+    }
+
+    /// Gives a buffer read from a snapshot (which holds no plan) its rule's plan back.
+    pub fn set_plan(&mut self, plan: &Arc<FftPlan>) {
+        self.plan = plan.clone();
     }
 
     /// An empty buffer for the same plan.

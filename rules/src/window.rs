@@ -90,7 +90,7 @@ pub(crate) struct Done {
 }
 
 /// The open windows of one rule on one series.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Win {
     Tumbling {
         size: i64,
@@ -221,6 +221,18 @@ impl Win {
             } if *s == start => Some(acc),
             Win::Hopping { open, .. } => open.iter().find(|(s, _)| *s == start).map(|(_, a)| a),
             _ => None,
+        }
+    }
+
+    /// Every accumulator this state holds (module `snapshot` puts their FFT plans back).
+    pub fn accs_mut(&mut self, f: &mut dyn FnMut(&mut Acc)) {
+        match self {
+            Win::Hopping { open, proto, .. } => {
+                open.iter_mut().for_each(|(_, a)| f(a));
+                f(proto);
+            }
+            Win::Sliding { proto, .. } => f(proto),
+            Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => f(acc),
         }
     }
 

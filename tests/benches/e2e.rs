@@ -1,6 +1,7 @@
 //! End-to-end ingest throughput: device publisher → local broker → `weir` (release build) →
 //! engine → SQLite outbox commit, compared in the same run with what the same broker delivers
-//! to a plain MQTT subscriber. The ratio is the figure to compare across machines.
+//! to a plain MQTT subscriber. The ratio is the figure to compare across machines. The agent
+//! runs twice, with engine checkpoints off and on (`engine.checkpoint_interval`).
 //!
 //!     cargo bench -p weir-tests --bench e2e            # 200,000 samples over 100 series
 //!     WEIR_BENCH_SAMPLES=1000000 cargo bench -p weir-tests --bench e2e
@@ -42,7 +43,62 @@ fn main() -> Result<()> {
     let broker = Mosquitto::start()?;
     let baseline = runtime.block_on(baseline(broker.port(), per_series))?;
 
-    // Weir: the same stream through the agent to committed outbox records.
+    // Weir: the same stream through the agent to committed outbox records, without and
+    // with engine checkpoints (`engine.checkpoint_interval`), in the same run.
+    let off = weir_run(&runtime, per_series, "0s")?;
+    let on = weir_run(&runtime, per_series, "5s")?;
+    // The baseline again, after: the better of the two is the broker's figure.
+    let baseline = baseline.min(runtime.block_on(baseline_run(broker.port(), per_series))?);
+
+    let rate = |d: Duration| samples as f64 / d.as_secs_f64();
+    println!(
+        "e2e ingest, {samples} samples over {SERIES} series, {PUBLISHERS} publishers, QoS 1, loopback"
+    );
+    println!(
+        "  broker → plain subscriber : {:>10.0} samples/s  ({:.2} s)",
+        rate(baseline),
+        baseline.as_secs_f64()
+    );
+    for (name, run) in [("checkpoints off", &off), ("checkpoints on ", &on)] {
+        println!("  {name}:");
+        println!(
+            "    broker → weir → committed : {:>10.0} samples/s  ({:.2} s; publisher done after {:.2} s)",
+            rate(run.weir),
+            run.weir.as_secs_f64(),
+            run.published.as_secs_f64()
+        );
+        println!(
+            "    ratio weir / broker       : {:>10.2}",
+            baseline.as_secs_f64() / run.weir.as_secs_f64()
+        );
+        println!(
+            "    weir CPU                  : {:>10.2} s  → {:.0} samples per CPU-second",
+            run.cpu,
+            samples as f64 / run.cpu.max(1e-9)
+        );
+        println!("    weir RSS at the end       : {:>10} KiB", run.rss);
+    }
+    println!(
+        "  ingest with checkpoints on / off: {:.2}",
+        off.weir.as_secs_f64() / on.weir.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// One agent run's figures.
+struct WeirRun {
+    weir: Duration,
+    published: Duration,
+    cpu: f64,
+    rss: u64,
+}
+
+/// The stream through a fresh broker and agent with `engine.checkpoint_interval` set.
+fn weir_run(
+    runtime: &tokio::runtime::Runtime,
+    per_series: u64,
+    checkpoint_interval: &str,
+) -> Result<WeirRun> {
     let devices = Mosquitto::start()?;
     let dir = TestDir::new("bench-e2e")?;
     dir.write(
@@ -50,7 +106,7 @@ fn main() -> Result<()> {
         "rules:\n  - name: count\n    select: { device: \"*\", metric: m }\n    window: { tumbling: 1s }\n    aggregates: [count]\n",
     )?;
     let config = format!(
-        "gateway_id: bench\nrules: [rules.yaml]\nsources:\n  - mqtt:\n      port: {}\n      subscriptions: [{{ topic: \"bench/{{device}}/{{metric}}\" }}]\noutbox:\n  path: {:?}\n  max_bytes: 1GiB\nengine: {{ idle_close: 1h }}\nlog: {{ level: info, status_interval: 100ms }}\n",
+        "gateway_id: bench\nrules: [rules.yaml]\nsources:\n  - mqtt:\n      port: {}\n      subscriptions: [{{ topic: \"bench/{{device}}/{{metric}}\" }}]\noutbox:\n  path: {:?}\n  max_bytes: 1GiB\nengine: {{ idle_close: 1h, checkpoint_interval: {checkpoint_interval}, clock_guard: {{ max_ahead: 1h }} }}\nlog: {{ level: info, status_interval: 100ms }}\n",
         devices.port(),
         dir.path().join("outbox.db").display().to_string(),
     );
@@ -72,35 +128,12 @@ fn main() -> Result<()> {
     let weir = started.elapsed();
     let cpu = cpu_seconds(agent.pid()).unwrap_or(0.0) - cpu_before;
     let rss = rss_kib(agent.pid()).unwrap_or(0);
-    // The baseline again, after: the better of the two is the broker's figure.
-    let baseline = baseline.min(runtime.block_on(baseline_run(broker.port(), per_series))?);
-
-    let rate = |d: Duration| samples as f64 / d.as_secs_f64();
-    println!(
-        "e2e ingest, {samples} samples over {SERIES} series, {PUBLISHERS} publishers, QoS 1, loopback"
-    );
-    println!(
-        "  broker → plain subscriber : {:>10.0} samples/s  ({:.2} s)",
-        rate(baseline),
-        baseline.as_secs_f64()
-    );
-    println!(
-        "  broker → weir → committed : {:>10.0} samples/s  ({:.2} s; publisher done after {:.2} s)",
-        rate(weir),
-        weir.as_secs_f64(),
-        published.as_secs_f64()
-    );
-    println!(
-        "  ratio weir / broker       : {:>10.2}",
-        baseline.as_secs_f64() / weir.as_secs_f64()
-    );
-    println!(
-        "  weir CPU                  : {:>10.2} s  → {:.0} samples per CPU-second",
+    Ok(WeirRun {
+        weir,
+        published,
         cpu,
-        samples as f64 / cpu.max(1e-9)
-    );
-    println!("  weir RSS at the end       : {:>10} KiB", rss);
-    Ok(())
+        rss,
+    })
 }
 
 fn build_release() -> Result<()> {

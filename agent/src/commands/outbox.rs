@@ -114,6 +114,18 @@ fn stats(path: &Path) -> anyhow::Result<ExitCode> {
         bytes += b.max(0) as u64;
     }
     writeln!(out, "{:<12} {count:>10} {bytes:>14}", "total")?;
+    match crate::outbox::checkpoint_info(&tx)? {
+        Some(c) => {
+            let secs = u64::try_from(now.saturating_sub(c.written_at) / 1_000_000).unwrap_or(0);
+            let age = weir_drivers::duration::format(Duration::from_secs(secs));
+            writeln!(
+                out,
+                "engine checkpoint: age {age}, {} series, {} bytes",
+                c.series, c.bytes
+            )?;
+        }
+        None => writeln!(out, "engine checkpoint: none")?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

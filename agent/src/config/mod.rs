@@ -141,6 +141,16 @@ pub struct EngineConfig {
         deserialize_with = "weir_drivers::duration::deserialize"
     )]
     pub idle_close: Duration,
+    /// How often the engine's state (open windows, detectors, alerts) is checkpointed into
+    /// the outbox database; between checkpoints its input is logged beside the records, so
+    /// a restart carries on exactly where it stopped. `0s` turns both off (state is then
+    /// lost at a restart). Only series that changed are written: a shorter interval writes
+    /// more flash, a longer one replays more input at start (see `docs/engine-state.md`).
+    #[serde(
+        default = "default_checkpoint_interval",
+        deserialize_with = "weir_drivers::duration::deserialize"
+    )]
+    pub checkpoint_interval: Duration,
     /// Capacity of the channel from the sources to the engine (back-pressure beyond it).
     #[serde(default = "default_channel", deserialize_with = "de_channel")]
     pub channel: NonZeroUsize,
@@ -158,6 +168,9 @@ const fn default_max_state_bytes() -> usize {
 const fn default_idle_close() -> Duration {
     Duration::from_secs(2)
 }
+const fn default_checkpoint_interval() -> Duration {
+    Duration::from_secs(60)
+}
 const fn default_channel() -> NonZeroUsize {
     NonZeroUsize::new(1024).expect("1024 is not zero")
 }
@@ -168,6 +181,7 @@ impl Default for EngineConfig {
             max_series: default_max_series(),
             max_state_bytes: default_max_state_bytes(),
             idle_close: default_idle_close(),
+            checkpoint_interval: default_checkpoint_interval(),
             channel: default_channel(),
             clock_guard: ClockGuard::default(),
         }

@@ -44,7 +44,7 @@ struct Snapshot {
     /// Per source: transport up, the receive time of its last reading (µs; 0 = none), and
     /// whether it is stalled (connections keep failing before a message gets through).
     source_health: Vec<(String, bool, i64, bool)>,
-    pipeline: [(&'static str, &'static str, u64); 16],
+    pipeline: [(&'static str, &'static str, u64); 17],
     outbox: OutboxStats,
     outbox_counters: [(&'static str, &'static str, u64); 10],
     /// µs since the epoch when appends started waiting for room (`overflow: block`), if now.
@@ -140,6 +140,11 @@ impl Sources {
                     "clock_skewed",
                     "Samples whose device timestamp was far off the gateway clock (restamped or dropped).",
                     p.clock_skewed.load(Relaxed),
+                ),
+                (
+                    "redelivered_dropped",
+                    "Samples a broker sent again after a restart that the restored engine state already held, dropped.",
+                    p.redelivered_dropped.load(Relaxed),
                 ),
                 (
                     "late_dropped",

@@ -168,10 +168,14 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     );
     engine.set_labels(device_labels);
     let run_hours = RunHoursFile::beside(&config.outbox.path);
-    let saved = run_hours.load();
-    if !saved.is_empty() {
-        let restored = engine.restore_runtime(&saved);
-        tracing::info!(path = %run_hours.path().display(), restored, saved = saved.len(), "run-time counters restored");
+    if config.engine.checkpoint_interval.is_zero() {
+        let saved = run_hours.load();
+        if !saved.is_empty() {
+            let restored = engine.restore_runtime(&saved);
+            tracing::info!(path = %run_hours.path().display(), restored, saved = saved.len(), "run-time counters restored");
+        }
+    } else {
+        crate::daemon::pipeline::restore_engine(&mut engine, &outbox, &run_hours).await;
     }
     let actions = match &config.actions {
         Some(cfg) => crate::daemon::actions::start(cfg, &gateway_id, shutdown.clone()),
@@ -187,6 +191,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         outbox: outbox.clone(),
         topics: crate::daemon::pipeline::lane_topics(&topic_prefix, &gateway_id),
         idle_close: config.engine.idle_close,
+        checkpoint_interval: config.engine.checkpoint_interval,
         clock_guard: config.engine.clock_guard.clone(),
         counters: pipeline_counters.clone(),
     };

@@ -77,6 +77,7 @@ mod blocked;
 mod checkpoint;
 pub mod config;
 mod disk;
+mod engine_state;
 pub mod event_records;
 mod schema;
 mod store;
@@ -84,6 +85,8 @@ mod writer;
 
 #[cfg(test)]
 mod bounds_tests;
+#[cfg(test)]
+mod engine_state_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
@@ -96,6 +99,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Semaphore, oneshot, watch};
 
 pub use config::{OutboxConfig, Overflow};
+use engine_state::StateOp;
+pub use engine_state::{CheckpointInfo, StoredState, info as checkpoint_info};
 pub use store::SCHEMA_VERSION;
 pub use writer::AfterCommit;
 use writer::{Command, Writer};
@@ -213,6 +218,8 @@ pub struct OutboxStats {
     pub max_bytes: u64,
     /// Evicted since this process opened the outbox.
     pub evicted: u64,
+    /// The rule engine's last checkpoint (module `engine_state`), if any.
+    pub checkpoint: Option<CheckpointInfo>,
 }
 
 impl OutboxStats {
@@ -223,6 +230,7 @@ impl OutboxStats {
             lanes,
             max_bytes,
             evicted: OutboxCounters::get(&counters.evicted),
+            checkpoint: None,
         }
     }
 }
@@ -351,24 +359,35 @@ impl Outbox {
         records: Vec<NewRecord>,
         acks: Vec<weir_drivers::Ack>,
     ) -> Result<(), OutboxError> {
-        let hooks = acks
-            .into_iter()
-            .map(|ack| -> AfterCommit {
-                Box::new(move || {
-                    if let Err(e) = ack.ack() {
-                        tracing::warn!(error = %e, "ack after commit failed; source will redeliver");
-                    }
-                })
-            })
-            .collect();
-        self.append_with(records, hooks).await
+        self.append_with(records, ack_hooks(acks)).await
+    }
+
+    /// [`Outbox::append`] with a batch of engine input ([`weir_rules::InputLog`]) written in
+    /// the same transaction as the records, before the acks fire.
+    pub async fn append_logged(
+        &self,
+        records: Vec<NewRecord>,
+        acks: Vec<weir_drivers::Ack>,
+        log: Vec<u8>,
+    ) -> Result<(), OutboxError> {
+        self.append_ops(records, ack_hooks(acks), vec![StateOp::Log(log)])
+            .await
     }
 
     /// [`Outbox::append`] with arbitrary after-commit hooks.
     pub async fn append_with(
         &self,
+        records: Vec<NewRecord>,
+        after_commit: Vec<AfterCommit>,
+    ) -> Result<(), OutboxError> {
+        self.append_ops(records, after_commit, Vec::new()).await
+    }
+
+    async fn append_ops(
+        &self,
         mut records: Vec<NewRecord>,
         after_commit: Vec<AfterCommit>,
+        state: Vec<StateOp>,
     ) -> Result<(), OutboxError> {
         for (index, r) in records.iter().enumerate() {
             r.validate(self.max_bytes)
@@ -398,9 +417,28 @@ impl Outbox {
             .send_async(Command::Append {
                 records,
                 after_commit,
+                state,
             })
             .await
             .map_err(|_| OutboxError::Closed)
+    }
+
+    /// Queues an engine checkpoint: it is committed in the transaction of the records
+    /// queued before it (or a later one) and empties the input log (module `engine_state`).
+    pub async fn checkpoint(&self, state: weir_rules::Checkpoint) -> Result<(), OutboxError> {
+        self.tx
+            .send_async(Command::Append {
+                records: Vec::new(),
+                after_commit: Vec::new(),
+                state: vec![StateOp::Checkpoint(state)],
+            })
+            .await
+            .map_err(|_| OutboxError::Closed)
+    }
+
+    /// The stored engine checkpoint and the input logged since.
+    pub async fn engine_state(&self) -> Result<StoredState, OutboxError> {
+        self.request(|reply| Command::LoadState { reply }).await
     }
 
     async fn request<T>(
@@ -462,4 +500,17 @@ impl Outbox {
     pub fn block_episodes(&self) -> u64 {
         self.blocked.episodes()
     }
+}
+
+/// Transport acks as after-commit hooks (a failed ack is logged: the source redelivers).
+fn ack_hooks(acks: Vec<weir_drivers::Ack>) -> Vec<AfterCommit> {
+    acks.into_iter()
+        .map(|ack| -> AfterCommit {
+            Box::new(move || {
+                if let Err(e) = ack.ack() {
+                    tracing::warn!(error = %e, "ack after commit failed; source will redeliver");
+                }
+            })
+        })
+        .collect()
 }

@@ -172,10 +172,22 @@ impl Store {
     /// Inserts `records` and applies the bound, in one transaction: with `make_room` the
     /// oldest records of the lowest lane are evicted, else records that do not fit are
     /// refused (not inserted). Totals change only once the commit succeeded.
+    #[cfg(test)]
     pub(crate) fn append<'a>(
         &mut self,
         records: impl Iterator<Item = &'a NewRecord>,
         make_room: bool,
+    ) -> Result<AppendOutcome, rusqlite::Error> {
+        self.append_with_state(records, make_room, &[])
+    }
+
+    /// [`Store::append`], with engine checkpoints written in the same transaction, after
+    /// the records (module `engine_state`).
+    pub(crate) fn append_with_state<'a>(
+        &mut self,
+        records: impl Iterator<Item = &'a NewRecord>,
+        make_room: bool,
+        states: &[super::engine_state::StateOp],
     ) -> Result<AppendOutcome, rusqlite::Error> {
         let mut totals = self.totals;
         let mut outcome = AppendOutcome::default();
@@ -252,6 +264,12 @@ impl Store {
         if last_id != self.last_id {
             tx.prepare_cached("UPDATE sequence SET last_id = ?1")?
                 .execute([last_id])?;
+        }
+        if !states.is_empty() {
+            let now = weir_drivers::now_us();
+            for op in states {
+                super::engine_state::apply(&tx, op, now, last_id)?;
+            }
         }
         tx.commit()?;
         self.totals = totals;
@@ -380,6 +398,16 @@ impl Store {
         tx.commit()?;
         self.totals = totals;
         Ok((deleted, freed))
+    }
+
+    pub(crate) fn engine_state(&self) -> Result<super::engine_state::StoredState, rusqlite::Error> {
+        super::engine_state::read(&self.conn)
+    }
+
+    pub(crate) fn checkpoint_info(
+        &self,
+    ) -> Result<Option<super::engine_state::CheckpointInfo>, rusqlite::Error> {
+        super::engine_state::info(&self.conn)
     }
 
     pub(crate) fn lane_stats(&mut self) -> Result<[LaneStats; 3], rusqlite::Error> {

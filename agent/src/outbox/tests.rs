@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::store::ID_GAP_AFTER_UNCLEAN_SHUTDOWN;
 use super::*;
 
-fn cfg(dir: &Path) -> OutboxConfig {
+pub(super) fn cfg(dir: &Path) -> OutboxConfig {
     OutboxConfig {
         path: dir.join("data").join("outbox.db"),
         max_bytes: 1 << 30,
@@ -17,7 +17,7 @@ fn cfg(dir: &Path) -> OutboxConfig {
     }
 }
 
-fn rec(lane: Lane, n: u64) -> NewRecord {
+pub(super) fn rec(lane: Lane, n: u64) -> NewRecord {
     NewRecord::json(
         lane,
         format!("weir/gw-1/{lane}"),
@@ -32,7 +32,7 @@ fn n_of(r: &Record) -> u64 {
 }
 
 /// Resolves once everything queued before it has been committed.
-async fn flush(outbox: &Outbox) {
+pub(super) async fn flush(outbox: &Outbox) {
     let (tx, rx) = tokio::sync::oneshot::channel();
     outbox
         .append_with(

@@ -33,6 +33,12 @@ pub(crate) enum Command {
     Append {
         records: Vec<NewRecord>,
         after_commit: Vec<AfterCommit>,
+        /// Engine input and checkpoints, written after the records in the same transaction.
+        state: Vec<super::engine_state::StateOp>,
+    },
+    /// The stored engine checkpoint (read once at start).
+    LoadState {
+        reply: Reply<super::engine_state::StoredState>,
     },
     Fetch {
         limit: usize,
@@ -91,7 +97,8 @@ impl Writer {
                 Command::Append {
                     records,
                     after_commit,
-                } => next = self.append_group(records, after_commit),
+                    state,
+                } => next = self.append_group(records, after_commit, state),
                 other => self.serve(other),
             }
         }
@@ -103,6 +110,7 @@ impl Writer {
         &mut self,
         mut records: Vec<NewRecord>,
         mut hooks: Vec<AfterCommit>,
+        mut states: Vec<super::engine_state::StateOp>,
     ) -> Option<Command> {
         let deadline = Instant::now() + self.batch_delay;
         let mut next = None;
@@ -116,9 +124,11 @@ impl Writer {
                 Some(Command::Append {
                     records: more,
                     after_commit,
+                    state,
                 }) => {
                     records.extend(more);
                     hooks.extend(after_commit);
+                    states.extend(state);
                 }
                 Some(other) => {
                     next = Some(other);
@@ -127,7 +137,7 @@ impl Writer {
                 None => break,
             }
         }
-        self.commit(records, hooks);
+        self.commit_inner(records, hooks, states, false);
         next
     }
 
@@ -177,18 +187,15 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, records: Vec<NewRecord>, hooks: Vec<AfterCommit>) {
-        self.commit_inner(records, hooks, false);
-    }
-
     /// [`Self::commit`]; `retried_full` after a disk-full failure of the same records.
     fn commit_inner(
         &mut self,
         records: Vec<NewRecord>,
         hooks: Vec<AfterCommit>,
+        states: Vec<super::engine_state::StateOp>,
         retried_full: bool,
     ) {
-        if records.is_empty() {
+        if records.is_empty() && states.is_empty() {
             // Nothing to write: everything queued before was committed already.
             hooks.into_iter().for_each(|h| h());
             return;
@@ -212,7 +219,10 @@ impl Writer {
             Overflow::Block => self.disk.full_since.is_none(),
             Overflow::DropNewest => false,
         };
-        match self.store.append(records.iter(), make_room) {
+        match self
+            .store
+            .append_with_state(records.iter(), make_room, &states)
+        {
             Ok(outcome) => {
                 let c = &self.counters;
                 let refused: u64 = outcome.refused.iter().sum::<u64>() + outcome.unnumbered;
@@ -296,7 +306,7 @@ impl Writer {
                 }
                 self.store.set_disk_bound(Some(bound));
                 self.store.relieve_disk();
-                self.commit_inner(records, hooks, true);
+                self.commit_inner(records, hooks, states, true);
             }
             Err(e) if is_disk_full(&e) => {
                 // Even at the held size these do not fit (an insert needs pages a delete in
@@ -341,6 +351,16 @@ impl Writer {
         // A dropped reply receiver just means the caller stopped waiting.
         match cmd {
             Command::Append { .. } => {}
+            Command::LoadState { reply } => {
+                let r = self
+                    .store
+                    .engine_state()
+                    .map_err(|source| OutboxError::Sqlite {
+                        op: "read engine state",
+                        source,
+                    });
+                let _ = reply.send(r);
+            }
             Command::Fetch {
                 limit,
                 after,
@@ -374,7 +394,11 @@ impl Writer {
                 let r = self
                     .store
                     .lane_stats()
-                    .map(|lanes| OutboxStats::new(lanes, self.store.max_bytes(), &self.counters))
+                    .and_then(|lanes| {
+                        let mut s = OutboxStats::new(lanes, self.store.max_bytes(), &self.counters);
+                        s.checkpoint = self.store.checkpoint_info()?;
+                        Ok(s)
+                    })
                     .map_err(|source| OutboxError::Sqlite {
                         op: "stats",
                         source,

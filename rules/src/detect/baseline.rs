@@ -112,7 +112,7 @@ impl Floor {
 
 /// The smallest non-zero step between consecutive learned values: a sensor's resolution as
 /// its data shows it. 16 bytes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Step {
     last: f64,
     /// ∞ until two different values were learned.
@@ -154,7 +154,7 @@ impl BaselineSpec {
 }
 
 /// Mean and variance of what has been learned, and the smallest step. 40 bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Baseline {
     n: u32,
     mean: f64,

@@ -83,7 +83,7 @@ pub(crate) struct Change {
 }
 
 /// One side of the two-sided CUSUM: the sum, when it last left zero, and the values since.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Side {
     sum: f64,
     from: i64,
@@ -111,7 +111,7 @@ impl Side {
 }
 
 /// 120 bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct State {
     /// The home level (learned first, kept for good) and its σ; `home_sigma` is 0 until then.
     home: f64,

@@ -67,7 +67,7 @@ pub(crate) struct EwmaSpec {
 }
 
 /// 96 bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct EwmaState {
     base: Baseline,
     /// In control: the baseline as of the last value with no evidence of a shift. In alarm:
@@ -181,7 +181,7 @@ pub(crate) struct CusumSpec {
 }
 
 /// 104 bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct CusumState {
     base: Baseline,
     /// In control: the baseline as of the last time both sums were 0. In alarm: the level

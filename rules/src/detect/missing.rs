@@ -23,7 +23,7 @@ pub(crate) struct Spec {
 }
 
 /// 16 bytes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct State {
     /// The newest sample's timestamp; `i64::MIN` before the first.
     last: i64,

@@ -172,7 +172,7 @@ impl DetectKind {
 }
 
 /// A detector's state on one series.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Detector {
     Threshold(threshold::State),
     ZScore(zscore::ZState),

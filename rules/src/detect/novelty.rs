@@ -209,7 +209,7 @@ pub(crate) fn compile(raw: &RawSpec, bad: &mut dyn FnMut(&str, String)) -> Optio
 }
 
 /// A running mean and variance with exponential forgetting (West's update).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Usual {
     mean: f64,
     var: f64,
@@ -229,7 +229,7 @@ impl Usual {
 }
 
 /// The learned state of one series.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct State {
     /// Values seen (finite ones).
     n: u64,

@@ -26,7 +26,7 @@ pub(crate) struct Spec {
 }
 
 /// 32 bytes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct State {
     pub run_us: i64,
     pub starts: u64,

@@ -19,7 +19,7 @@ pub(crate) struct RateSpec {
 }
 
 /// 24 bytes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RateState {
     /// The previous input; `ts == i64::MIN` before the first.
     ts: i64,
@@ -66,7 +66,7 @@ pub(crate) struct FlatSpec {
 }
 
 /// 32 bytes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct FlatState {
     /// When the current run started; `i64::MIN` before the first input.
     since: i64,

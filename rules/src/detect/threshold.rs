@@ -44,7 +44,7 @@ impl Spec {
 }
 
 /// 16 bytes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct State {
     /// When the current run beyond `raise` started; `i64::MIN` when not in one.
     since: i64,

@@ -94,7 +94,7 @@ pub(crate) struct Forecast {
     pub model: &'static str,
 }
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct State {
     buf: VecDeque<(i64, f64)>,
 }

@@ -26,7 +26,7 @@ pub(crate) struct ZSpec {
     pub baseline: BaselineSpec,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ZState {
     base: Baseline,
 }
@@ -70,7 +70,7 @@ pub(crate) struct RobustSpec {
 /// The consistency constant that makes the MAD of normal data estimate σ.
 const MAD_SCALE: f64 = 0.6745;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RobustState {
     /// The window in arrival order, to know which value leaves next.
     buf: VecDeque<f64>,

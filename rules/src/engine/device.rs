@@ -21,19 +21,19 @@ use crate::window::WindowSpec;
 /// The alert layer's state beside the engine.
 #[derive(Debug, Default)]
 pub(super) struct AlertLayer {
-    layer: Layer,
+    pub(super) layer: Layer,
     /// The engine's clock: the latest sample time or watermark seen.
-    clock: i64,
+    pub(super) clock: i64,
     /// The longest window of the rule set: how long after its timestamp an alert may still
     /// be emitted (a window closes when a later sample arrives).
     slack: i64,
     /// Each device's series for fused alerts and incidents (metric `*`).
     series: HashMap<Box<str>, SeriesId>,
     /// Until the clock passes this, a batch without alerts has nothing to do.
-    next: i64,
+    pub(super) next: i64,
     /// The sections' definition, to keep the state across a reload that did not change them.
-    definition: String,
-    active: bool,
+    pub(super) definition: String,
+    pub(super) active: bool,
 }
 
 impl AlertLayer {
@@ -222,7 +222,7 @@ impl Engine {
 
     /// The series fused alerts and incidents of `device` are emitted on (metric `*`),
     /// interned like a group (never matched by rules); `None` when `max_series` is reached.
-    fn device_series(&mut self, device: &str) -> Option<SeriesId> {
+    pub(super) fn device_series(&mut self, device: &str) -> Option<SeriesId> {
         if let Some(id) = self.alerts.series.get(device) {
             return Some(*id);
         }
@@ -241,7 +241,11 @@ impl Engine {
             fwd_first: 0,
             fwd_len: 0,
             group: true,
+            dirty: false,
+            newest: i64::MIN,
+            guard: i64::MIN,
         });
+        self.touch(id.0);
         self.alerts.series.insert(device.into(), id);
         Some(id)
     }

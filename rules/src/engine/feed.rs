@@ -20,6 +20,16 @@ use crate::window::Done;
 impl Engine {
     /// [`Engine::push`] before the alert layer (`device`): windows and detectors.
     pub(super) fn push_windows(&mut self, s: Sample, out: &mut Vec<Event>) {
+        if let Some(series) = self.series.get_mut(s.series.0 as usize) {
+            if series.guard != i64::MIN {
+                if s.ts <= series.guard {
+                    self.stats.redelivered_dropped += 1;
+                    return;
+                }
+                series.guard = i64::MIN;
+            }
+            series.newest = series.newest.max(s.ts);
+        }
         if s.value.is_nan() {
             self.stats.nan_dropped += 1;
             self.nan_to_detectors(s, out);
@@ -29,6 +39,7 @@ impl Engine {
             return;
         }
         self.newest = self.newest.max(s.ts);
+        self.touch_with_groups(s.series.0);
         self.feed_peers(s.series, s.ts, s.value);
         let series = &self.series[s.series.0 as usize];
         let target = Target {
@@ -85,10 +96,11 @@ impl Engine {
         if watermark < self.next_deadline {
             return;
         }
-        self.advance_peers(watermark);
+        let mut touched = self.advance_peers(watermark);
         let mut next = i64::MAX;
         for (id, series) in self.series.iter().enumerate() {
             let range = series.first as usize..(series.first + series.len) as usize;
+            let mut changed = false;
             for slot in &mut self.slots[range] {
                 let Slot {
                     rule,
@@ -116,6 +128,7 @@ impl Engine {
                     device: &series.device,
                 };
                 next = next.min(win.advance(watermark, |mut done| {
+                    changed = true;
                     if !judge(&mut done) {
                         return;
                     }
@@ -130,13 +143,19 @@ impl Engine {
                 if let (Some(d), Some(r)) = (det.as_deref_mut(), rules.rules.get(*rule as usize))
                     && let (Some(spec), Some(a)) = (&r.detect, &r.alert)
                 {
+                    changed |= d.deadline(&spec.kind) <= watermark;
                     d.advance(&spec.kind, watermark, &mut |v| {
                         alert::transition(r, a, raised, life, stats, target, v, None, out);
                     });
                 }
                 next = next.min(det_deadline(rules, *rule, det.as_deref()));
             }
+            if changed {
+                // `id` fits in u32: it was checked when the series was interned.
+                touched.push(id as u32);
+            }
         }
+        touched.into_iter().for_each(|id| self.touch(id));
         self.next_deadline = next;
     }
 
@@ -188,12 +207,28 @@ impl Engine {
         self.end_alert_layer(before, out);
     }
 
+    /// Marks the sample's series and every group it feeds changed (module `snapshot`).
+    #[inline]
+    fn touch_with_groups(&mut self, id: u32) {
+        self.touch(id);
+        let Some(series) = self.series.get(id as usize) else {
+            return;
+        };
+        for k in series.fwd() {
+            if let Some(&g) = self.fwd.get(k) {
+                self.touch(g);
+            }
+        }
+    }
+
     /// NaN reaches no window, but a per-sample detector may care (`range` reports it,
     /// `missing` takes it as a sign of life; the others skip it).
     fn nan_to_detectors(&mut self, s: Sample, out: &mut Vec<Event>) {
-        let Some(series) = self.series.get(s.series.0 as usize) else {
+        if self.series.get(s.series.0 as usize).is_none() {
             return;
-        };
+        }
+        self.touch(s.series.0);
+        let series = &self.series[s.series.0 as usize];
         let range = series.first as usize..(series.first + series.len) as usize;
         let target = Target {
             id: s.series,

@@ -44,7 +44,11 @@ impl Engine {
             fwd_first: 0,
             fwd_len: 0,
             group: true,
+            dirty: false,
+            newest: i64::MIN,
+            guard: i64::MIN,
         });
+        self.touch(id.0);
         self.groups.insert((rule, key), id);
         Some(id)
     }

@@ -54,14 +54,14 @@ pub(super) const LAG: i64 = 16;
 #[derive(Debug, Clone)]
 pub(super) struct PeerWin {
     /// The reading rule's index.
-    rule: u32,
-    win: Win,
+    pub(super) rule: u32,
+    pub(super) win: Win,
     /// The aggregates the rule reads of this metric: what a closed window keeps.
     aggs: Box<[Aggregate]>,
     /// Windows closed, newest last, at most `keep`: their starts, and `aggs.len()` values
     /// each in `values`.
-    starts: VecDeque<i64>,
-    values: VecDeque<f64>,
+    pub(super) starts: VecDeque<i64>,
+    pub(super) values: VecDeque<f64>,
     keep: usize,
     up: Update,
 }
@@ -103,10 +103,13 @@ impl PeerWin {
         done.into_iter().for_each(|d| self.keep_closed(d));
     }
 
-    fn advance(&mut self, watermark: i64) {
+    /// Whether a window closed (the state changed).
+    fn advance(&mut self, watermark: i64) -> bool {
         let mut done = Vec::new();
         self.win.advance(watermark, |d| done.push(d));
+        let closed = !done.is_empty();
         done.into_iter().for_each(|d| self.keep_closed(d));
+        closed
     }
 
     /// Keeps what the rule reads of a closed window (its `aggs`), dropping the oldest kept.
@@ -217,10 +220,22 @@ impl Engine {
         }
     }
 
-    pub(super) fn advance_peers(&mut self, watermark: i64) {
-        for p in &mut self.peers {
-            p.advance(watermark);
+    /// Advances every peer window; returns the series whose peer windows closed one.
+    pub(super) fn advance_peers(&mut self, watermark: i64) -> Vec<u32> {
+        let mut touched = Vec::new();
+        if self.peers.is_empty() {
+            return touched;
         }
+        for (id, s) in self.series.iter().enumerate() {
+            let mut changed = false;
+            for p in self.peers.get_mut(s.peers()).into_iter().flatten() {
+                changed |= p.advance(watermark);
+            }
+            if changed {
+                touched.push(u32::try_from(id).unwrap_or(u32::MAX));
+            }
+        }
+        touched
     }
 }
 

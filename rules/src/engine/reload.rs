@@ -266,6 +266,8 @@ impl Engine {
         self.restore_runtime(&counters);
         // Restarted and added slots have no deadline yet: make the next `advance` look.
         self.next_deadline = i64::MIN;
+        // Slots moved and changed: the next checkpoint rewrites every series.
+        self.full_checkpoint = true;
         report
     }
 }

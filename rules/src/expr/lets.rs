@@ -38,7 +38,7 @@ pub(super) const EWMA_PLACE: &str = "`ewma(x, alpha)` smooths a value across win
 
 /// The previous close's `let` values of a rule on one series (what `prev(<let>)` reads and
 /// the state of every `ewma(x, alpha)`), boxed so an engine slot pays one pointer for it.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct LetMemory(pub Vec<f64>);
 
 /// How to compute a rule's `let` values, in order.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::{AlertIn, FuseSpec, Out};
 use crate::event::AlertState;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Member {
     rule: Arc<str>,
     metric: Box<str>,
@@ -21,7 +21,7 @@ struct Member {
 
 /// One fuse rule's state on one device. Members that no longer count are dropped, so it
 /// holds at most the alerts raised within `within`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct FuseState {
     members: Vec<Member>,
     raised: bool,

@@ -154,7 +154,7 @@ pub(crate) enum Out {
 }
 
 /// One device's open incident.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Incident {
     opened: i64,
     contributors: Vec<Contributor>,
@@ -167,7 +167,7 @@ struct Incident {
 }
 
 /// The layer's state: fuse members per (fuse rule, device) and open incidents per device.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Layer {
     fuse: BTreeMap<(u32, Box<str>), FuseState>,
     open: BTreeMap<Box<str>, Incident>,

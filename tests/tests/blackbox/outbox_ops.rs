@@ -98,6 +98,8 @@ fn outbox_commands_read_and_purge_beside_a_running_agent() -> Result<()> {
         })
         .with_context(|| format!("no total in {stats}"))?;
     assert!(total >= pending, "{stats}");
+    // Within the first minute (`engine.checkpoint_interval`) no checkpoint is written yet.
+    assert!(stats.contains("engine checkpoint: none"), "{stats}");
 
     let export = weir_outbox(&agent, &["export"])?;
     let lines: Vec<serde_json::Value> = export
@@ -119,6 +121,12 @@ fn outbox_commands_read_and_purge_beside_a_running_agent() -> Result<()> {
     agent.assert_running()?;
     let status = agent.terminate(T)?;
     assert!(status.success(), "{status}\n{}", agent.log_tail());
+    // A clean stop writes the engine's checkpoint: its age and size are shown.
+    let stats = weir_outbox(&agent, &["stats"])?;
+    assert!(
+        stats.contains("engine checkpoint: age ") && stats.contains(", 1 series, "),
+        "{stats}"
+    );
     Ok(())
 }
 

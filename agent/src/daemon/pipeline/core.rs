@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use weir_drivers::Reading;
-use weir_rules::{Engine, Event, EventKind, Sample};
+use weir_rules::{Engine, Event, EventKind, InputLog, Sample};
 
 use super::PipelineCounters;
 use super::watch::Watch;
@@ -28,6 +28,9 @@ pub struct Core {
     watch: Option<Arc<dyn Watch>>,
     /// The samples of the delivery being ingested, for `watch`.
     accepted: Vec<Sample>,
+    /// The engine's input since the last write, when engine state is kept (module
+    /// `checkpoints`).
+    log: Option<InputLog>,
 }
 
 /// What the events so far become.
@@ -58,7 +61,34 @@ impl Core {
             events: Vec::new(),
             watch: None,
             accepted: Vec::new(),
+            log: None,
         }
+    }
+
+    /// Logs the engine's input from now on (module `checkpoints`).
+    pub fn log_input(&mut self) {
+        self.log = Some(InputLog::default());
+    }
+
+    /// Forgets the input logged so far (a checkpoint holds its effect).
+    pub fn clear_log(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.take();
+        }
+    }
+
+    /// Whether samples were logged since the last write (they must reach the outbox even
+    /// when they caused no event).
+    pub fn has_logged_samples(&self) -> bool {
+        self.log.as_ref().is_some_and(InputLog::has_samples)
+    }
+
+    /// The input logged since the last write, encoded, if input is logged.
+    pub fn take_log(&mut self) -> Option<Vec<u8>> {
+        self.log
+            .as_mut()
+            .filter(|l| !l.is_empty())
+            .map(InputLog::take)
     }
 
     /// Shows accepted samples and events to `watch` from now on.
@@ -88,7 +118,18 @@ impl Core {
                         ts,
                         value: r.value,
                     };
+                    // Already in the restored state: neither pushed nor logged (replayed, it
+                    // would be counted after all).
+                    if self.engine.is_redelivery(&sample) {
+                        self.counters
+                            .redelivered_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     self.engine.push(sample, &mut self.events);
+                    if let Some(log) = &mut self.log {
+                        log.sample(&r.device, &r.metric, ts, r.value);
+                    }
                     self.counters.samples.fetch_add(1, Ordering::Relaxed);
                     if self.watch.is_some() {
                         self.accepted.push(sample);
@@ -127,6 +168,9 @@ impl Core {
     /// Moves event time to `watermark` (µs): windows that end before it close.
     pub fn advance(&mut self, watermark: i64) {
         self.engine.advance(watermark, &mut self.events);
+        if let Some(log) = &mut self.log {
+            log.advance(watermark);
+        }
     }
 
     /// Whether events wait to become records.

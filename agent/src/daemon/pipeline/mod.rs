@@ -12,16 +12,23 @@
 //! The loop ends when every source has dropped its sender (they do on shutdown), after the
 //! last queued delivery has been processed and committed.
 //!
+//! With `engine.checkpoint_interval` set (the default), the engine's input is logged with
+//! the records and its state checkpointed into the outbox, so a restart carries on where it
+//! stopped (module `checkpoints`).
+//!
 //! The work per delivery (clock guard, engine, events into outbox records) is [`Core`]:
 //! synchronous, handed the time, unit-tested without a runtime. This module is the async shell
 //! around it: it waits for deliveries, ticks and reloads, reads the clock, and awaits the
 //! outbox.
 
+mod checkpoints;
 mod core;
 #[cfg(test)]
 mod tests;
 mod watch;
 
+use self::checkpoints::Checkpoints;
+pub use self::checkpoints::restore as restore_engine;
 pub use self::core::Core;
 pub use self::watch::{Names, Watch};
 
@@ -56,6 +63,9 @@ pub struct PipelineCounters {
     pub series_rejected: AtomicU64,
     /// Samples whose device timestamp was far off the gateway clock (restamped or dropped).
     pub clock_skewed: AtomicU64,
+    /// Samples a broker sent again after a restart whose state was already restored
+    /// (`Engine::guard_redeliveries`), dropped.
+    pub redelivered_dropped: AtomicU64,
     pub events: AtomicU64,
     pub alerts: AtomicU64,
     /// Events that could not be encoded (should stay 0; logged at ERROR).
@@ -84,6 +94,8 @@ pub struct Pipeline {
     /// The uplink topic of each lane, indexed by `Lane as usize` (built once, cloned per event).
     pub topics: [String; 3],
     pub idle_close: Duration,
+    /// Engine checkpoints into the outbox (`Duration::ZERO`: none; module `checkpoints`).
+    pub checkpoint_interval: Duration,
     pub clock_guard: ClockGuard,
     /// Where run-hour counters are persisted.
     pub run_hours: RunHoursFile,
@@ -114,14 +126,20 @@ impl Pipeline {
             outbox,
             topics,
             idle_close,
+            checkpoint_interval,
             clock_guard,
             run_hours,
             actions,
             counters,
             watch,
         } = self;
+        // The engine was restored from the last checkpoint before the sources started.
+        let mut checkpoints = Checkpoints::new(checkpoint_interval);
         let mut core = Core::new(engine, topics, clock_guard, Arc::clone(&counters));
         core.show_to(watch);
+        if !checkpoint_interval.is_zero() {
+            core.log_input();
+        }
         let shell = Shell {
             outbox,
             run_hours,
@@ -132,6 +150,8 @@ impl Pipeline {
         let mut saved = core.engine.runtime_counters();
         let mut last_save = tokio::time::Instant::now();
         loop {
+            // A reload cannot be replayed from the input log: checkpoint right after it.
+            let mut reloaded = false;
             tokio::select! {
                 delivery = rx.recv() => {
                     let Some(delivery) = delivery else { break };
@@ -150,6 +170,7 @@ impl Pipeline {
                 }
                 Some(request) = reloads.recv() => {
                     let report = core.engine.reload(request.rules);
+                    reloaded = true;
                     // The requester may have given up waiting; the swap stands regardless.
                     let _ = request.done.send(report);
                 }
@@ -162,6 +183,11 @@ impl Pipeline {
                 }
             }
             shell.flush(&mut core, &mut acks).await?;
+            if checkpoints.enabled() {
+                checkpoints
+                    .maybe_write(&mut core, &shell.outbox, reloaded)
+                    .await?;
+            }
             core.publish_stats();
             let actions = &shell.actions.counters;
             shell
@@ -179,6 +205,11 @@ impl Pipeline {
             shell.counters.turns.fetch_add(1, Ordering::Relaxed);
         }
         shell.save_runtime(&core.engine, &mut saved).await;
+        if checkpoints.enabled() {
+            checkpoints
+                .maybe_write(&mut core, &shell.outbox, true)
+                .await?;
+        }
         Ok(())
     }
 }
@@ -214,7 +245,7 @@ impl Shell {
     /// Commits the records of the events so far with `acks` (fired once they are durable),
     /// and hands alerts with a `local_topic` to the actions publisher.
     async fn flush(&self, core: &mut Core, acks: &mut Vec<Ack>) -> Result<(), OutboxError> {
-        if !core.has_events() && acks.is_empty() {
+        if !core.has_events() && acks.is_empty() && !core.has_logged_samples() {
             return Ok(());
         }
         crate::support::fault::inject("pipeline");
@@ -226,7 +257,12 @@ impl Shell {
             self.actions.refuse(rule, why);
         }
         let n = out.records.len() as u64;
-        match self.outbox.append(out.records, std::mem::take(acks)).await {
+        let acks = std::mem::take(acks);
+        let appended = match core.take_log() {
+            Some(log) => self.outbox.append_logged(out.records, acks, log).await,
+            None => self.outbox.append(out.records, acks).await,
+        };
+        match appended {
             // Only a record the encoder got wrong lands here (config validation rules out
             // bad topics and a bound smaller than a record). Its messages stay unacked, so
             // the device broker redelivers them after a reconnect; the engine goes on.

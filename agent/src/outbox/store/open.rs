@@ -141,6 +141,8 @@ impl Store {
                 )));
             }
         }
+        conn.execute_batch(super::super::engine_state::SCHEMA)
+            .map_err(|e| classify("create engine state tables", e))?;
         // A `records` table of another shape makes the file unusable, not fatal.
         conn.prepare(
             "SELECT id, lane, topic, created_at, payload, \

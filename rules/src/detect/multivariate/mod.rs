@@ -108,7 +108,7 @@ pub(crate) struct Spec {
 }
 
 /// One device's state. Fixed size, boxed in [`super::Detector`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct State {
     /// Series of the device feeding each metric (`u32::MAX`: none yet), by metric index.
     members: [u32; MAX_METRICS],
@@ -119,6 +119,7 @@ pub(crate) struct State {
     /// Mean absolute deviation (σ / 1.2533).
     mad: [f64; MAX_METRICS],
     /// Covariance of the standardised vector, row-major `MAX_METRICS²`.
+    #[serde(with = "crate::snapshot::array")]
     cov: [f64; MAX_METRICS * MAX_METRICS],
     /// The last judged window's contributions.
     contrib: [f64; MAX_METRICS],
