@@ -128,6 +128,28 @@ impl Extra {
     }
 }
 
+/// The totals of a window computed elsewhere (a sliding window keeps its own, see
+/// `sliding`), to be read as an [`Acc`] with no extra state. Field meanings are [`Acc`]'s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Totals {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub first: f64,
+    pub first_ts: i64,
+    pub last: f64,
+    pub last_ts: i64,
+    pub mean: f64,
+    pub m2: f64,
+    pub sumsq: f64,
+    pub ewma: f64,
+    pub base: i64,
+    pub mean_t: f64,
+    pub m2t: f64,
+    pub cxy: f64,
+}
+
 /// Running totals of one window.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Acc {
@@ -183,6 +205,34 @@ impl Acc {
             extra: spec.any().then(|| Box::new(Extra::new(spec))),
             ..Acc::EMPTY
         }
+    }
+
+    /// An accumulator holding `t` and no extra state.
+    pub fn from_totals(t: Totals) -> Acc {
+        Acc {
+            count: t.count,
+            sum: t.sum,
+            min: t.min,
+            max: t.max,
+            first: t.first,
+            first_ts: t.first_ts,
+            last: t.last,
+            last_ts: t.last_ts,
+            mean: t.mean,
+            m2: t.m2,
+            sumsq: t.sumsq,
+            ewma: t.ewma,
+            base: t.base,
+            mean_t: t.mean_t,
+            m2t: t.m2t,
+            cxy: t.cxy,
+            extra: None,
+        }
+    }
+
+    /// Keeps a sketch, moments or FFT frames beside the totals.
+    pub fn has_extra(&self) -> bool {
+        self.extra.is_some()
     }
 
     /// An empty accumulator of the same kind (allocates only if this one has extra state).

@@ -85,9 +85,9 @@ pub(crate) fn slot_cost(rule: &Rule, slot: usize) -> usize {
                 .saturating_mul(open)
                 .saturating_add(size_of::<Acc>() + acc)
         }
-        WindowSpec::Sliding { cap, .. } => cap
-            .saturating_mul(size_of::<(i64, f64)>())
-            .saturating_add(size_of::<Acc>() + acc),
+        WindowSpec::Sliding { cap, .. } => {
+            size_of::<crate::sliding::Ring>() + crate::sliding::Ring::worst_bytes(cap, acc)
+        }
         WindowSpec::Tumbling { .. } | WindowSpec::Count { .. } | WindowSpec::Session { .. } => acc,
     };
     let prev = if rule.uses_prev() {

@@ -59,6 +59,7 @@ pub mod learned;
 mod ruleset;
 mod schema;
 mod sketch;
+mod sliding;
 mod spectrum;
 mod tree;
 mod window;

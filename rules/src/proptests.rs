@@ -526,3 +526,4 @@ proptest! {
 
 mod order;
 mod peers;
+mod sliding;

@@ -9,7 +9,7 @@
 //! | `tumbling: D` | `[k·D, (k+1)·D)`, aligned to the epoch | one inline [`Acc`] |
 //! | `hopping: { size: S, hop: H }` | `[k·H, k·H + S)`, so each sample is in about S/H windows | `ceil(S/H)` accumulators allocated once (S/H ≤ [`MAX_OVERLAP`]); `ceil((S + D)/H)` with lateness D |
 //! | `count: N` | every N samples of the series, in arrival order | one inline [`Acc`] |
-//! | `sliding: D` | on every sample at `t`, `(t - D, t]` | a ring of at most `max_samples` (default 1024) `(ts, value)` pairs, 16 bytes each, grown on demand |
+//! | `sliding: D` | on every sample at `t`, `(t - D, t]` | a ring of at most `max_samples` (default 1024) `(ts, value)` pairs, 16 bytes each, grown on demand, and two extremum deques (8 bytes per entry, a few entries on noisy data) |
 //! | `session: G` | a run of samples with gaps `< G`, ending `G` after its last sample | one inline [`Acc`] |
 //!
 //! Rules naming a percentile or with an `fft:` section also keep, per open window, a quantile
@@ -33,8 +33,9 @@
 //! window is `[start, end)` like the others) and event time `t`. They need samples in order:
 //! one older than the newest seen is late. When more than `max_samples` fall within `D`, the
 //! oldest is dropped and counted in `EngineStats::window_overflow`, so memory stays bounded
-//! whatever a device sends. Their aggregates are recomputed from the ring on each sample —
-//! O(samples in window), exact for every aggregate.
+//! whatever a device sends. Their aggregates are kept incrementally, O(1) amortised per
+//! sample (module `sliding`), except for rules with a percentile, skewness, kurtosis or an
+//! FFT, which recompute from the ring on each sample: O(samples in window).
 //!
 //! Session windows are formed in arrival order: a sample at or after `last + G` closes the
 //! open session; `advance` past `last + G` closes it too. A sample before the end of the
@@ -44,6 +45,7 @@
 use std::collections::VecDeque;
 
 use crate::agg::{Acc, Closed, Update};
+use crate::sliding::Ring;
 
 /// Hopping windows may overlap at most this many times (`size / hop`), bounding the work
 /// per sample and the memory per series.
@@ -123,10 +125,9 @@ pub(crate) enum Win {
         cap: usize,
         /// The newest timestamp seen; older samples are late.
         newest: i64,
-        /// The window's samples `(ts, value)` in arrival order; at most `cap` of them.
-        buf: VecDeque<(i64, f64)>,
-        /// An empty accumulator of the rule's kind, filled from `buf` on each sample.
-        proto: Box<Acc>,
+        /// The window's samples in arrival order (at most `cap`) and its running totals;
+        /// boxed so this variant does not make every window state bigger.
+        ring: Box<Ring>,
     },
     Session {
         gap: i64,
@@ -195,10 +196,7 @@ impl Win {
                 size,
                 cap,
                 newest: i64::MIN,
-                // Grows with use, never past `cap`: a few reallocations per series while
-                // warming up, none in steady state.
-                buf: VecDeque::new(),
-                proto: Box::new(proto),
+                ring: Box::new(Ring::new(proto)),
             },
             WindowSpec::Session { gap } => Win::Session {
                 gap,
@@ -233,9 +231,7 @@ impl Win {
                     + size_of::<Acc>()
                     + proto.heap_bytes()
             }
-            Win::Sliding { buf, proto, .. } => {
-                buf.capacity() * size_of::<(i64, f64)>() + size_of::<Acc>() + proto.heap_bytes()
-            }
+            Win::Sliding { ring, .. } => size_of::<Ring>() + ring.heap_bytes(),
             Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => {
                 acc.heap_bytes()
             }
@@ -328,28 +324,15 @@ impl Win {
                 size,
                 cap,
                 newest,
-                buf,
-                proto,
+                ring,
             } => {
                 if ts < *newest {
                     return Pushed::new(true, i64::MAX);
                 }
                 *newest = ts;
                 let from = ts.saturating_sub(*size);
-                while buf.front().is_some_and(|&(t, _)| t <= from) {
-                    buf.pop_front();
-                }
-                let overflow = buf.len() >= *cap;
-                if overflow {
-                    buf.pop_front();
-                }
-                buf.push_back((ts, v));
-                // Recomputed from the buffer: exact for every aggregate (min, max and the
-                // EWMA cannot be "un-added"), at O(samples in window) ≤ `cap` per sample.
-                let mut acc = proto.fresh();
-                for &(t, x) in buf.iter() {
-                    acc.add(t, x, up);
-                }
+                // O(1) amortised for rules without extra state (module `sliding`).
+                let (acc, overflow) = ring.push(ts, v, from, *cap, up);
                 done(Done {
                     ts,
                     start: from.saturating_add(1),
