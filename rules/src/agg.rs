@@ -67,7 +67,8 @@ impl Update {
 }
 
 impl AccSpec {
-    fn any(&self) -> bool {
+    /// Keeps state beyond the fixed-size totals.
+    pub(crate) fn any(&self) -> bool {
         self.sketch || self.moments || self.fft.is_some()
     }
 }
@@ -228,6 +229,50 @@ impl Acc {
             cxy: t.cxy,
             extra: None,
         }
+    }
+
+    /// Adds the totals of `b`, a window over a later stretch of time (a later pane of a
+    /// hopping window), to this one, as if its samples had been added here: Chan's pairwise
+    /// update for the mean, M2 and the time co-moments (after moving `b`'s time origin to
+    /// this one's). Neither may keep extra state; the EWMA, which depends on arrival order
+    /// across both, is left to the caller.
+    pub fn merge(&mut self, b: &Acc) {
+        if b.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = b.clone();
+            return;
+        }
+        let (na, nb) = (self.count as f64, b.count as f64);
+        let n = na + nb;
+        let dv = b.mean - self.mean;
+        let shift = b.base.saturating_sub(self.base) as f64;
+        let dt = b.mean_t + shift - self.mean_t;
+        let w = na * nb / n;
+        self.m2 += b.m2 + dv * dv * w;
+        self.m2t += b.m2t + dt * dt * w;
+        self.cxy += b.cxy + dt * dv * w;
+        self.mean += dv * nb / n;
+        self.mean_t += dt * nb / n;
+        self.count += b.count;
+        self.sum += b.sum;
+        self.sumsq += b.sumsq;
+        self.min = self.min.min(b.min);
+        self.max = self.max.max(b.max);
+        if b.first_ts < self.first_ts {
+            self.first_ts = b.first_ts;
+            self.first = b.first;
+        }
+        if b.last_ts >= self.last_ts {
+            self.last_ts = b.last_ts;
+            self.last = b.last;
+        }
+    }
+
+    /// Sets the EWMA (kept outside, see [`Acc::merge`]).
+    pub fn set_ewma(&mut self, ewma: f64) {
+        self.ewma = ewma;
     }
 
     /// Keeps a sketch, moments or FFT frames beside the totals.

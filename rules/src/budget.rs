@@ -75,6 +75,16 @@ pub(crate) fn slot_cost(rule: &Rule, slot: usize) -> usize {
             size,
             hop,
             lateness,
+        } if !rule.acc.any()
+            && let Some(pane) = crate::panes::pane_len(size, hop) =>
+        {
+            let open = overlap(size.saturating_add(lateness), hop).clamp(1, MAX_OPEN);
+            crate::panes::worst_bytes(size, lateness, pane, usize::try_from(open).unwrap_or(1))
+        }
+        WindowSpec::Hopping {
+            size,
+            hop,
+            lateness,
         } => {
             let open = overlap(size.saturating_add(lateness), hop).clamp(1, MAX_OPEN);
             let open = usize::try_from(open)

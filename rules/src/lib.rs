@@ -56,6 +56,7 @@ mod expr;
 mod incident;
 mod labels;
 pub mod learned;
+mod panes;
 mod ruleset;
 mod schema;
 mod sketch;

@@ -525,5 +525,6 @@ proptest! {
 }
 
 mod order;
+mod panes;
 mod peers;
 mod sliding;

@@ -45,6 +45,7 @@
 use std::collections::VecDeque;
 
 use crate::agg::{Acc, Closed, Update};
+use crate::panes::{Panes, pane_len};
 use crate::sliding::Ring;
 
 /// Hopping windows may overlap at most this many times (`size / hop`), bounding the work
@@ -116,6 +117,9 @@ pub(crate) enum Win {
         /// this variant does not make every window state bigger.
         proto: Box<Acc>,
     },
+    /// A hopping window of a rule without extra state: panes shared between the
+    /// overlapping windows (module `panes`).
+    Panes(Panes),
     Count {
         n: u64,
         acc: Acc,
@@ -150,7 +154,7 @@ pub(crate) struct Pushed {
 }
 
 impl Pushed {
-    const fn new(late: bool, deadline: i64) -> Pushed {
+    pub(crate) const fn new(late: bool, deadline: i64) -> Pushed {
         Pushed {
             late,
             deadline,
@@ -159,7 +163,7 @@ impl Pushed {
     }
 }
 
-fn secs(us: i64) -> f64 {
+pub(crate) fn secs(us: i64) -> f64 {
     us as f64 / 1e6
 }
 
@@ -174,6 +178,15 @@ impl Win {
                 open: false,
                 acc: proto,
             },
+            WindowSpec::Hopping {
+                size,
+                hop,
+                lateness,
+            } if !proto.has_extra()
+                && let Some(pane) = pane_len(size, hop) =>
+            {
+                Win::Panes(Panes::new(size, hop, lateness, pane))
+            }
             WindowSpec::Hopping {
                 size,
                 hop,
@@ -209,15 +222,19 @@ impl Win {
 
     /// The accumulator of the open time window starting at `start`, if one is open (for
     /// another metric's rule reading this one over the same window).
-    pub fn open_at(&self, start: i64) -> Option<&Acc> {
+    pub fn open_at(&self, start: i64) -> Option<Acc> {
         match self {
             Win::Tumbling {
                 start: s,
                 open: true,
                 acc,
                 ..
-            } if *s == start => Some(acc),
-            Win::Hopping { open, .. } => open.iter().find(|(s, _)| *s == start).map(|(_, a)| a),
+            } if *s == start => Some(acc.clone()),
+            Win::Hopping { open, .. } => open
+                .iter()
+                .find(|(s, _)| *s == start)
+                .map(|(_, a)| a.clone()),
+            Win::Panes(p) => p.open_at(start),
             _ => None,
         }
     }
@@ -232,6 +249,7 @@ impl Win {
                     + proto.heap_bytes()
             }
             Win::Sliding { ring, .. } => size_of::<Ring>() + ring.heap_bytes(),
+            Win::Panes(p) => p.heap_bytes(),
             Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => {
                 acc.heap_bytes()
             }
@@ -303,6 +321,7 @@ impl Win {
                         .map_or(i64::MAX, |(s, _)| s.saturating_add(size)),
                 )
             }
+            Win::Panes(p) => p.push(ts, v, up, &mut done),
             Win::Count { n, acc } => {
                 acc.add(ts, v, up);
                 if acc.count >= *n {
@@ -417,6 +436,7 @@ impl Win {
                 open.front()
                     .map_or(i64::MAX, |(s, _)| s.saturating_add(size))
             }
+            Win::Panes(p) => p.advance(watermark, &mut done),
             Win::Session {
                 gap,
                 floor,
@@ -477,20 +497,7 @@ fn add_hopping(
     v: f64,
     up: Update,
 ) -> bool {
-    // i128: exact at the ends of the i64 range.
-    let (t, s, h, c) = (
-        i128::from(ts),
-        i128::from(size),
-        i128::from(hop),
-        i128::from(closed),
-    );
-    let highest = t - t.rem_euclid(h);
-    // The lowest start whose window contains `ts` and ends after `closed`.
-    let lowest = ((t - s).div_euclid(h) * h + h).max((c - s).div_euclid(h) * h + h);
-    if lowest > highest {
-        return false;
-    }
-    let (Ok(lowest), Ok(highest)) = (i64::try_from(lowest), i64::try_from(highest)) else {
+    let Some((lowest, highest)) = starts_containing(size, hop, closed, ts) else {
         return false;
     };
     let mut i = open.partition_point(|(start, _)| *start < lowest);
@@ -510,6 +517,25 @@ fn add_hopping(
             _ => return true,
         }
     }
+}
+
+/// The lowest and highest start of the hopping windows that contain `ts` and end after
+/// `closed`; `None` if there is none (the sample is late).
+pub(crate) fn starts_containing(size: i64, hop: i64, closed: i64, ts: i64) -> Option<(i64, i64)> {
+    // i128: exact at the ends of the i64 range.
+    let (t, s, h, c) = (
+        i128::from(ts),
+        i128::from(size),
+        i128::from(hop),
+        i128::from(closed),
+    );
+    let highest = t - t.rem_euclid(h);
+    // The lowest start whose window contains `ts` and ends after `closed`.
+    let lowest = ((t - s).div_euclid(h) * h + h).max((c - s).div_euclid(h) * h + h);
+    if lowest > highest {
+        return None;
+    }
+    Some((i64::try_from(lowest).ok()?, i64::try_from(highest).ok()?))
 }
 
 /// Closes the open windows ending at or before `upto`; returns the end of the last one closed.
