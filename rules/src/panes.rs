@@ -73,6 +73,9 @@ pub(crate) struct Panes {
     wins: VecDeque<(i64, f64)>,
     /// Where the last sample went, while nothing has moved since (see [`Hot`]).
     hot: Option<Hot>,
+    /// The end of the oldest open window (`i64::MAX` if none), kept here so the fast path
+    /// does not wait on a cache miss into `wins`.
+    deadline: i64,
 }
 
 /// The pane `[start, end)` of the last sample that took the full path, its index in
@@ -100,6 +103,7 @@ impl Panes {
             panes: VecDeque::new(),
             wins: VecDeque::new(),
             hot: None,
+            deadline: i64::MAX,
         }
     }
 
@@ -109,9 +113,15 @@ impl Panes {
     }
 
     fn deadline(&self) -> i64 {
-        self.wins
+        self.deadline
+    }
+
+    /// Refreshes `deadline` after `wins` changed.
+    fn set_deadline(&mut self) {
+        self.deadline = self
+            .wins
             .front()
-            .map_or(i64::MAX, |(s, _)| s.saturating_add(self.size))
+            .map_or(i64::MAX, |(s, _)| s.saturating_add(self.size));
     }
 
     pub fn push(&mut self, ts: i64, v: f64, up: Update, done: &mut impl FnMut(Done)) -> Pushed {
@@ -143,6 +153,7 @@ impl Panes {
             self.closed = upto;
             self.drop_panes();
         }
+        self.set_deadline();
         let Some((lowest, highest)) = starts_containing(self.size, self.hop, self.closed, ts)
         else {
             return Pushed::new(true, self.deadline());
@@ -184,6 +195,7 @@ impl Panes {
             pane,
             wins: (first_win, i),
         });
+        self.set_deadline();
         Pushed::new(false, self.deadline())
     }
 
@@ -195,6 +207,7 @@ impl Panes {
             self.hot = None;
             self.closed = self.closed.max(end);
             self.drop_panes();
+            self.set_deadline();
         }
         self.deadline()
     }
