@@ -59,7 +59,7 @@ fn detector_bytes(kind: &DetectKind) -> usize {
     fresh
         + match kind {
             // The window and a sorted copy of it.
-            DetectKind::Robust(s) => 2 * s.window * size_of::<f64>(),
+            DetectKind::Robust(s) => s.window * (size_of::<f64>() + size_of::<u16>()),
             DetectKind::Trend(s) => s.points * size_of::<(i64, f64)>(),
             _ => 0,
         }

@@ -5,18 +5,16 @@
 //! * `robust_zscore`: `0.6745 · (x − median) / MAD` over the last `window` values (Iglewicz
 //!   and Hoaglin's modified z-score). A median and a median absolute deviation are not
 //!   dragged by the outliers they are meant to find, so one spike does not hide the next,
-//!   at the price of a bounded buffer (8 bytes per value, twice: in arrival order and
-//!   sorted) and per value two binary searches and one shift (of the values between where
-//!   the leaving value was and where the new one goes) to keep the sorted copy, and a binary
-//!   search over the two runs of distances either side of the median for the MAD (no copy,
-//!   no selection: O(log window)).
+//!   at the price of a bounded buffer (10 bytes per value: sorted, with each value's arrival
+//!   number) and, per value, a rank count, a scan for the leaving value and one shift (of
+//!   the values between where the leaving value was and where the new one goes), then a
+//!   binary search over the two runs of distances either side of the median for the MAD
+//!   (no copy, no selection: O(log window)).
 //!
 //! Both flag `|score| > z`; NaN inputs are skipped (neither judged nor learned). Both divide
 //! by a spread floored as `baseline`'s module docs describe (`min_sigma`, `resolution`, or
 //! the learned step / √12), so a quantised sensor whose MAD is 0 scores one step at about
 //! 3.5, never 1000 or ∞.
-
-use std::collections::VecDeque;
 
 use super::Verdict;
 use super::baseline::{Baseline, BaselineSpec, Floor, Learn, MAX_LEARNED, Step, finite_score};
@@ -74,18 +72,22 @@ const MAD_SCALE: f64 = 0.6745;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct RobustState {
-    /// The window in arrival order, to know which value leaves next.
-    buf: VecDeque<f64>,
-    /// The same values sorted: the median is read off the middle, and the MAD found by
-    /// walking outwards from it, with no copy and no selection per input.
+    /// The window's values, sorted: the median is read off the middle, and the MAD found
+    /// by a binary search outwards from it, with no copy and no selection per input.
     sorted: Vec<f64>,
+    /// `age[i]` is the arrival number (mod 2¹⁶; windows hold at most 4,096) of `sorted[i]`,
+    /// to find the value that leaves next: 2 bytes per value instead of a second copy of
+    /// the window in arrival order (8 bytes per value).
+    age: Vec<u16>,
+    /// The arrival number of the oldest value in the window.
+    oldest: u16,
     /// The smallest step between consecutive values learned, for the noise floor.
     step: Step,
 }
 
 impl RobustState {
     pub fn heap_bytes(&self) -> usize {
-        (self.buf.capacity() + self.sorted.capacity()) * size_of::<f64>()
+        self.sorted.capacity() * size_of::<f64>() + self.age.capacity() * size_of::<u16>()
     }
 
     pub fn feed(&mut self, spec: &RobustSpec, ts: i64, x: f64) -> Option<Verdict> {
@@ -95,7 +97,7 @@ impl RobustState {
         if x.abs() > MAX_LEARNED {
             // Judged against the window, never kept in it (see `baseline`).
             let score = self.score(spec, x);
-            return (self.buf.len() >= spec.window).then_some(Verdict {
+            return (self.sorted.len() >= spec.window).then_some(Verdict {
                 ts,
                 anomalous: score.abs() > spec.z,
                 value: x,
@@ -103,7 +105,7 @@ impl RobustState {
                 forecast: None,
             });
         }
-        if self.buf.len() < spec.window {
+        if self.sorted.len() < spec.window {
             self.insert(x);
             return None;
         }
@@ -115,10 +117,7 @@ impl RobustState {
             Learn::Frozen => false,
         };
         if learn {
-            match self.buf.pop_front() {
-                Some(old) => self.replace(old, x),
-                None => self.insert(x),
-            }
+            self.replace(x);
         }
         Some(Verdict {
             ts,
@@ -129,34 +128,41 @@ impl RobustState {
         })
     }
 
-    /// `old` (just taken from `buf`) leaves the sorted copy and `x` enters: one shift of the
-    /// values between their two places, not a removal and an insertion that each shift half
-    /// the window.
-    fn replace(&mut self, old: f64, x: f64) {
+    /// The oldest value leaves the window and `x` enters: one shift of the values between
+    /// their two places, not a removal and an insertion that each shift half the window.
+    fn replace(&mut self, x: f64) {
         self.step.observe(x);
-        self.buf.push_back(x);
-        let v = &mut self.sorted;
-        let at_old = rank(v, old);
-        let at_new = rank(v, x);
-        if at_old >= v.len() {
-            // Not there (cannot happen: every value in `buf` is in `sorted`); stay sorted.
-            v.insert(at_new, x);
-        } else if at_new <= at_old {
+        let Some(at_old) = self.age.iter().position(|&a| a == self.oldest) else {
+            // Cannot happen (every arrival number in the window is in `age`); stay sorted.
+            self.insert(x);
+            return;
+        };
+        let age = self.oldest.wrapping_add(self.sorted.len() as u16);
+        self.oldest = self.oldest.wrapping_add(1);
+        let at_new = rank(&self.sorted, x);
+        let (v, a) = (&mut self.sorted, &mut self.age);
+        if at_new <= at_old {
             // x ≤ old: the values in [at_new, at_old) move up into old's place.
             v.copy_within(at_new..at_old, at_new + 1);
+            a.copy_within(at_new..at_old, at_new + 1);
             v[at_new] = x;
+            a[at_new] = age;
         } else {
             // old < x: the values in (at_old, at_new) move down into old's place.
             v.copy_within(at_old + 1..at_new, at_old);
+            a.copy_within(at_old + 1..at_new, at_old);
             v[at_new - 1] = x;
+            a[at_new - 1] = age;
         }
     }
 
+    /// Adds `x` to a window that is not full.
     fn insert(&mut self, x: f64) {
         self.step.observe(x);
-        self.buf.push_back(x);
+        let age = self.oldest.wrapping_add(self.sorted.len() as u16);
         let at = rank(&self.sorted, x);
         self.sorted.insert(at, x);
+        self.age.insert(at, age);
     }
 
     /// `(x − median) / σ̂` with `σ̂ = MAD / 0.6745`, floored like every spread (see
@@ -295,25 +301,27 @@ mod tests {
         assert!(median_sorted(&[]).is_nan());
     }
 
-    /// The one-shift replacement keeps the sorted copy equal to sorting the window, with
-    /// ties, repeats and values leaving from either side of the one entering.
+    /// The one-shift replacement keeps the sorted copy equal to sorting the window (kept
+    /// here in arrival order), with ties, repeats and values leaving from either side of the
+    /// one entering, across the wrap of the 16-bit arrival numbers.
     #[test]
     fn replacing_keeps_the_sorted_copy_sorted() {
         let mut st = RobustState::default();
+        let mut window = std::collections::VecDeque::new();
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for i in 0..5_000 {
+        for i in 0..70_000 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             let v = (x % 11) as f64 - 5.0;
-            match st.buf.len() < 16 {
-                true => st.insert(v),
-                false => {
-                    let old = st.buf.pop_front().unwrap();
-                    st.replace(old, v);
-                }
+            if window.len() < 16 {
+                st.insert(v);
+            } else {
+                window.pop_front();
+                st.replace(v);
             }
-            let mut want: Vec<f64> = st.buf.iter().copied().collect();
+            window.push_back(v);
+            let mut want: Vec<f64> = window.iter().copied().collect();
             want.sort_by(f64::total_cmp);
             assert_eq!(st.sorted, want, "step {i}");
         }
