@@ -270,6 +270,11 @@ impl Acc {
         }
     }
 
+    /// The EWMA so far (stale for a lean rule, which never reads it).
+    pub fn ewma(&self) -> f64 {
+        self.ewma
+    }
+
     /// Sets the EWMA (kept outside, see [`Acc::merge`]).
     pub fn set_ewma(&mut self, ewma: f64) {
         self.ewma = ewma;
