@@ -241,6 +241,19 @@ fn window_kinds(only: &str) {
             rate / full_rate
         );
     }
+    if "sliding 10s, p95".contains(only) || only.is_empty() {
+        let (rate, events) = throughput_of(
+            100,
+            WINDOW_KIND_ROUNDS,
+            "{ sliding: 10s }",
+            "alert: { when: \"p95 > 80\" }",
+        );
+        println!(
+            "  {:<32} {:>6.2} M samples/s/core  ({events} events)",
+            "sliding 10s, p95",
+            rate / 1e6
+        );
+    }
 }
 
 /// The same 100 rules and stream, ungrouped and grouped, measured in one run so the ratio

@@ -81,6 +81,9 @@ pub(crate) struct Extra {
     moments: Option<(f64, f64)>,
     sketch: Option<Sketch>,
     frames: Option<Frames>,
+    /// The window's values, sorted: a sliding window's exact percentiles (module
+    /// `sliding`), in place of the sketch.
+    sorted: Option<Vec<f64>>,
 }
 
 impl Extra {
@@ -89,6 +92,7 @@ impl Extra {
             moments: spec.moments.then_some((0.0, 0.0)),
             sketch: spec.sketch.then(|| Sketch::new(DEFAULT_K)),
             frames: spec.fft.as_ref().map(Frames::new),
+            sorted: None,
         }
     }
 
@@ -97,6 +101,7 @@ impl Extra {
             moments: self.moments.map(|_| (0.0, 0.0)),
             sketch: self.sketch.as_ref().map(Sketch::fresh),
             frames: self.frames.as_ref().map(Frames::fresh),
+            sorted: None,
         }
     }
 
@@ -126,6 +131,10 @@ impl Extra {
         size_of::<Extra>()
             + self.sketch.as_ref().map_or(0, Sketch::heap_bytes)
             + self.frames.as_ref().map_or(0, Frames::heap_bytes)
+            + self
+                .sorted
+                .as_ref()
+                .map_or(0, |s| s.capacity() * size_of::<f64>())
     }
 }
 
@@ -285,6 +294,25 @@ impl Acc {
         self.extra.is_some()
     }
 
+    /// Keeps a percentile sketch and nothing else beside the totals.
+    pub fn sketch_only(&self) -> bool {
+        self.extra
+            .as_ref()
+            .is_some_and(|e| e.sketch.is_some() && e.moments.is_none() && e.frames.is_none())
+    }
+
+    /// This accumulator, answering percentiles exactly from `sorted` (the window's values
+    /// in ascending order) instead of a sketch.
+    pub fn with_sorted(mut self, sorted: Vec<f64>) -> Acc {
+        self.extra = Some(Box::new(Extra {
+            moments: None,
+            sketch: None,
+            frames: None,
+            sorted: Some(sorted),
+        }));
+        self
+    }
+
     /// An empty accumulator of the same kind (allocates only if this one has extra state).
     pub fn fresh(&self) -> Acc {
         Acc {
@@ -411,7 +439,16 @@ impl Acc {
 
     /// NaN when the rule keeps no sketch (validation makes sure it does when it asks).
     fn quantile(&self, q: f64) -> f64 {
-        match self.extra.as_ref().and_then(|e| e.sketch.as_ref()) {
+        let Some(extra) = self.extra.as_ref() else {
+            return f64::NAN;
+        };
+        if let Some(sorted) = &extra.sorted {
+            // Nearest rank, 1-based, as the sketch answers.
+            let n = sorted.len();
+            let rank = ((q * n as f64).ceil() as usize).clamp(1, n.max(1));
+            return sorted.get(rank - 1).copied().unwrap_or(f64::NAN);
+        }
+        match &extra.sketch {
             Some(s) => s.quantile(q),
             None => f64::NAN,
         }

@@ -96,12 +96,18 @@ pub(crate) fn slot_cost(rule: &Rule, slot: usize) -> usize {
                 .saturating_add(size_of::<Acc>() + acc)
         }
         WindowSpec::Sliding { cap, .. } => {
-            size_of::<crate::sliding::Ring>() + crate::sliding::Ring::worst_bytes(cap, acc)
+            size_of::<crate::sliding::Ring>()
+                + crate::sliding::Ring::worst_bytes(cap, acc, rule.acc.sketch)
         }
         WindowSpec::Tumbling { .. } | WindowSpec::Count { .. } | WindowSpec::Session { .. } => acc,
     };
     let prev = if rule.uses_prev() {
-        size_of::<Closed>() + acc
+        // A sliding window's closed state carries its sorted values for exact percentiles.
+        let sorted = match rule.window {
+            WindowSpec::Sliding { cap, .. } if rule.acc.sketch => cap * size_of::<f64>(),
+            _ => 0,
+        };
+        size_of::<Closed>() + acc + sorted
     } else {
         0
     };

@@ -12,6 +12,7 @@
 //! | variance, stddev, rms | Welford's mean and M2, with the inverse update for the sample that leaves | O(1) |
 //! | slope | Welford's co-moments of time and value, same inverse update | O(1) |
 //! | ewma | the window's EWMA (seeded by its oldest sample); when `x₁` leaves and `x₂` becomes the oldest, `e ← e − (1−α)^(n−1)·(x₁ − x₂)` | O(1) |
+//! | median, percentiles | the window's values kept sorted (exact, nearest rank, where tumbling windows use a sketch) | a binary search and a shift in, the same out, and a copy of the sorted values into each window's totals: O(window) memory moves, no comparisons beyond O(log window) |
 //!
 //! **Drift.** Subtracting what was added is exact for integers but not for all floats, and a
 //! large value leaving a window of small ones leaves its rounding behind (M2 falls from 1e18
@@ -32,11 +33,12 @@
 //! aggregates are recomputed from the ring on each sample, as before, and the totals are
 //! rebuilt once the last one has left.
 //!
-//! Rules that keep state beyond the totals (percentile sketch, skewness and kurtosis, FFT
-//! frames: see [`crate::agg`]) still recompute from the ring on every sample, exact and
-//! O(samples in window).
+//! Rules reading skewness or kurtosis, or with an FFT (see [`crate::agg`]), still recompute
+//! from the ring on every sample, exact and O(samples in window).
 //!
-//! **Memory.** The ring: 16 bytes per sample. The extremum deques: 8 bytes per entry, at most
+//! **Memory.** The ring: 16 bytes per sample, and 8 more for rules reading percentiles (the
+//! sorted copy; each window's totals, and the `prev` one, carry a copy too). The extremum
+//! deques: 8 bytes per entry, at most
 //! one entry per sample in the ring each, and on noisy data about `ln(n)` entries (a value
 //! stays in the max deque only while no later value is larger).
 
@@ -96,6 +98,9 @@ struct Moving {
     peak_m2t: f64,
     /// Infinite values in the ring: while any, the totals are not kept (`stale`).
     infinite: usize,
+    /// The ring's values, sorted, for rules reading percentiles (exact, nearest rank); a
+    /// binary search and a shift per sample entering or leaving.
+    sorted: Option<Vec<f64>>,
     /// The totals do not describe the ring and must be rebuilt before use.
     stale: bool,
 }
@@ -103,7 +108,12 @@ struct Moving {
 impl Ring {
     /// `proto`: an empty accumulator of the rule's kind ([`Acc::new`]).
     pub fn new(proto: Acc) -> Ring {
-        let mode = if proto.has_extra() {
+        let mode = if proto.sketch_only() {
+            Mode::Moving(Box::new(Moving {
+                sorted: Some(Vec::new()),
+                ..Moving::default()
+            }))
+        } else if proto.has_extra() {
             Mode::Recompute(Box::new(proto))
         } else {
             Mode::Moving(Box::default())
@@ -121,15 +131,20 @@ impl Ring {
         let buf = self.buf.capacity() * size_of::<(i64, f64)>();
         buf + match &self.mode {
             Mode::Moving(m) => {
-                size_of::<Moving>() + (m.maxq.capacity() + m.minq.capacity()) * size_of::<u64>()
+                size_of::<Moving>()
+                    + (m.maxq.capacity() + m.minq.capacity()) * size_of::<u64>()
+                    + m.sorted
+                        .as_ref()
+                        .map_or(0, |s| s.capacity() * size_of::<f64>())
             }
             Mode::Recompute(proto) => size_of::<Acc>() + proto.heap_bytes(),
         }
     }
 
-    /// The most a ring of `cap` samples may own, for the state budget.
-    pub fn worst_bytes(cap: usize, proto_heap: usize) -> usize {
-        let deques = 2 * size_of::<u64>();
+    /// The most a ring of `cap` samples may own, for the state budget (with `sketch`, the
+    /// sorted copy for exact percentiles).
+    pub fn worst_bytes(cap: usize, proto_heap: usize, sketch: bool) -> usize {
+        let deques = 2 * size_of::<u64>() + if sketch { size_of::<f64>() } else { 0 };
         cap.saturating_mul(size_of::<(i64, f64)>() + deques)
             .saturating_add(size_of::<Moving>().max(size_of::<Acc>() + proto_heap))
     }
@@ -190,6 +205,7 @@ impl Default for Moving {
             peak_m2: 0.0,
             peak_m2t: 0.0,
             infinite: 0,
+            sorted: None,
             stale: false,
         }
     }
@@ -216,6 +232,10 @@ impl Moving {
             self.minq.pop_back();
         }
         self.minq.push_back(seq);
+        if let Some(sorted) = &mut self.sorted {
+            let at = sorted.partition_point(|y| y.total_cmp(&v).is_lt());
+            sorted.insert(at, v);
+        }
         if !v.is_finite() {
             self.infinite += 1;
             self.stale = true;
@@ -260,6 +280,12 @@ impl Moving {
         if self.minq.front() == Some(&seq) {
             self.minq.pop_front();
         }
+        if let Some(sorted) = &mut self.sorted {
+            let at = sorted.partition_point(|y| y.total_cmp(&v).is_lt());
+            if at < sorted.len() {
+                sorted.remove(at);
+            }
+        }
         if !v.is_finite() {
             self.infinite -= 1;
         }
@@ -301,6 +327,7 @@ impl Moving {
             maxq,
             minq,
             alpha: self.alpha,
+            sorted: self.sorted.take(),
             ..Moving::default()
         };
     }
@@ -318,6 +345,7 @@ impl Moving {
             minq,
             alpha: up.alpha,
             base: buf.front().map_or(0, |s| s.0),
+            sorted: self.sorted.take(),
             ..Moving::default()
         };
         let mut n = 0.0;
@@ -347,6 +375,21 @@ impl Moving {
         let (Some(&(first_ts, first)), Some(&(last_ts, last))) = (buf.front(), buf.back()) else {
             return Acc::EMPTY;
         };
+        let acc = self.base_totals(buf, up, (first, first_ts), (last, last_ts));
+        match &self.sorted {
+            Some(sorted) => acc.with_sorted(sorted.clone()),
+            None => acc,
+        }
+    }
+
+    /// [`Moving::totals`] without percentiles; `first` and `last` are the ring's ends.
+    fn base_totals(
+        &mut self,
+        buf: &VecDeque<(i64, f64)>,
+        up: Update,
+        (first, first_ts): (f64, i64),
+        (last, last_ts): (f64, i64),
+    ) -> Acc {
         if self.infinite > 0 {
             // Infinite totals cannot be un-added: recompute, exactly as a fresh window.
             let mut acc = Acc::EMPTY;

@@ -34,8 +34,9 @@
 //! one older than the newest seen is late. When more than `max_samples` fall within `D`, the
 //! oldest is dropped and counted in `EngineStats::window_overflow`, so memory stays bounded
 //! whatever a device sends. Their aggregates are kept incrementally, O(1) amortised per
-//! sample (module `sliding`), except for rules with a percentile, skewness, kurtosis or an
-//! FFT, which recompute from the ring on each sample: O(samples in window).
+//! sample (module `sliding`; percentiles exact from a sorted copy), except for rules with
+//! skewness, kurtosis or an FFT, which recompute from the ring on each sample: O(samples in
+//! window).
 //!
 //! Session windows are formed in arrival order: a sample at or after `last + G` closes the
 //! open session; `advance` past `last + G` closes it too. A sample before the end of the

@@ -1,6 +1,6 @@
-//! Sliding windows of rules without extra state (no percentile, skewness, kurtosis or FFT),
-//! whose aggregates are kept incrementally (module `sliding`), against the brute-force model
-//! that recomputes every window from its samples: caps from 1 to 64, long streams so that
+//! Sliding windows of rules without moments or an FFT, whose aggregates (percentiles
+//! included) are kept incrementally (module `sliding`), against the brute-force model
+//! that recomputes every window from its samples: caps from 1 to 300, long streams so that
 //! the periodic exact recomputation runs many times, gaps that empty the window, and level
 //! jumps of 1e9 that would leave rounding residue in the running totals if it were not
 //! cleaned up.
@@ -10,12 +10,21 @@ use proptest::prelude::*;
 use super::{ALPHA, SIZE, Window, aggregates, same, windows_at_sample};
 use crate::{Aggregate, Engine, RuleSet, Sample};
 
-/// Every aggregate the incremental path keeps.
+/// Every aggregate the incremental path keeps, percentiles included (exact, from the
+/// window's sorted values).
 fn kept() -> Vec<Aggregate> {
-    Aggregate::ALL
+    let mut all: Vec<Aggregate> = Aggregate::ALL
         .into_iter()
         .filter(|a| !matches!(a, Aggregate::Skewness | Aggregate::Kurtosis))
-        .collect()
+        .collect();
+    all.extend([
+        Aggregate::Median,
+        Aggregate::Percentile(1),
+        Aggregate::Percentile(25),
+        Aggregate::Percentile(95),
+        Aggregate::Percentile(99),
+    ]);
+    all
 }
 
 fn rules(cap: usize, lean: bool) -> RuleSet {
@@ -66,13 +75,15 @@ fn stream() -> impl Strategy<Value = (Vec<(i64, i32, bool)>, usize, bool)> {
     (
         prop::collection::vec(
             (
-                prop_oneof![8 => 0i64..600, 1 => 0i64..10_000],
+                // Runs of dense samples fill windows past 256 values.
+                prop_oneof![8 => 0i64..600, 4 => 0i64..20, 1 => 0i64..10_000],
                 -1_000i32..1_000,
                 prop::bool::weighted(0.05),
             ),
-            0..600,
+            0..700,
         ),
-        prop_oneof![1usize..4, 4usize..65],
+        // Up to 300: beyond the sketch's 256 exact values, percentiles stay exact here.
+        prop_oneof![1usize..4, 4usize..65, 250usize..300],
         any::<bool>(),
     )
 }
