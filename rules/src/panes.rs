@@ -238,8 +238,12 @@ impl Cold {
             lateness,
             closed: i64::MIN,
             pane,
-            panes: VecDeque::new(),
-            wins: VecDeque::new(),
+            // In order, a series holds one window's panes and one more, and `size / hop`
+            // windows (rounded up): allocated once; lateness grows them on demand.
+            panes: VecDeque::with_capacity(usize::try_from(size / pane.max(1) + 1).unwrap_or(1)),
+            wins: VecDeque::with_capacity(
+                usize::try_from(crate::window::overlap(size, hop)).unwrap_or(1),
+            ),
             hot: None,
             checkout: Checkout {
                 count: 0,
