@@ -67,7 +67,8 @@ impl Update {
 }
 
 impl AccSpec {
-    fn any(&self) -> bool {
+    /// Keeps state beyond the fixed-size totals.
+    pub(crate) fn any(&self) -> bool {
         self.sketch || self.moments || self.fft.is_some()
     }
 }
@@ -80,6 +81,9 @@ pub(crate) struct Extra {
     moments: Option<(f64, f64)>,
     sketch: Option<Sketch>,
     frames: Option<Frames>,
+    /// The window's values, sorted: a sliding window's exact percentiles (module
+    /// `sliding`), in place of the sketch.
+    sorted: Option<Vec<f64>>,
 }
 
 impl Extra {
@@ -88,6 +92,7 @@ impl Extra {
             moments: spec.moments.then_some((0.0, 0.0)),
             sketch: spec.sketch.then(|| Sketch::new(DEFAULT_K)),
             frames: spec.fft.as_ref().map(Frames::new),
+            sorted: None,
         }
     }
 
@@ -96,6 +101,7 @@ impl Extra {
             moments: self.moments.map(|_| (0.0, 0.0)),
             sketch: self.sketch.as_ref().map(Sketch::fresh),
             frames: self.frames.as_ref().map(Frames::fresh),
+            sorted: None,
         }
     }
 
@@ -125,7 +131,33 @@ impl Extra {
         size_of::<Extra>()
             + self.sketch.as_ref().map_or(0, Sketch::heap_bytes)
             + self.frames.as_ref().map_or(0, Frames::heap_bytes)
+            + self
+                .sorted
+                .as_ref()
+                .map_or(0, |s| s.capacity() * size_of::<f64>())
     }
+}
+
+/// The totals of a window computed elsewhere (a sliding window keeps its own, see
+/// `sliding`), to be read as an [`Acc`] with no extra state. Field meanings are [`Acc`]'s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Totals {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub first: f64,
+    pub first_ts: i64,
+    pub last: f64,
+    pub last_ts: i64,
+    pub mean: f64,
+    pub m2: f64,
+    pub sumsq: f64,
+    pub ewma: f64,
+    pub base: i64,
+    pub mean_t: f64,
+    pub m2t: f64,
+    pub cxy: f64,
 }
 
 /// Running totals of one window.
@@ -183,6 +215,102 @@ impl Acc {
             extra: spec.any().then(|| Box::new(Extra::new(spec))),
             ..Acc::EMPTY
         }
+    }
+
+    /// An accumulator holding `t` and no extra state.
+    pub fn from_totals(t: Totals) -> Acc {
+        Acc {
+            count: t.count,
+            sum: t.sum,
+            min: t.min,
+            max: t.max,
+            first: t.first,
+            first_ts: t.first_ts,
+            last: t.last,
+            last_ts: t.last_ts,
+            mean: t.mean,
+            m2: t.m2,
+            sumsq: t.sumsq,
+            ewma: t.ewma,
+            base: t.base,
+            mean_t: t.mean_t,
+            m2t: t.m2t,
+            cxy: t.cxy,
+            extra: None,
+        }
+    }
+
+    /// Adds the totals of `b`, a window over a later stretch of time (a later pane of a
+    /// hopping window), to this one, as if its samples had been added here: Chan's pairwise
+    /// update for the mean, M2 and the time co-moments (after moving `b`'s time origin to
+    /// this one's). Neither may keep extra state; the EWMA, which depends on arrival order
+    /// across both, is left to the caller.
+    pub fn merge(&mut self, b: &Acc) {
+        if b.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            *self = b.clone();
+            return;
+        }
+        let (na, nb) = (self.count as f64, b.count as f64);
+        let n = na + nb;
+        let dv = b.mean - self.mean;
+        let shift = b.base.saturating_sub(self.base) as f64;
+        let dt = b.mean_t + shift - self.mean_t;
+        let w = na * nb / n;
+        self.m2 += b.m2 + dv * dv * w;
+        self.m2t += b.m2t + dt * dt * w;
+        self.cxy += b.cxy + dt * dv * w;
+        self.mean += dv * nb / n;
+        self.mean_t += dt * nb / n;
+        self.count += b.count;
+        self.sum += b.sum;
+        self.sumsq += b.sumsq;
+        self.min = self.min.min(b.min);
+        self.max = self.max.max(b.max);
+        if b.first_ts < self.first_ts {
+            self.first_ts = b.first_ts;
+            self.first = b.first;
+        }
+        if b.last_ts >= self.last_ts {
+            self.last_ts = b.last_ts;
+            self.last = b.last;
+        }
+    }
+
+    /// The EWMA so far (stale for a lean rule, which never reads it).
+    pub fn ewma(&self) -> f64 {
+        self.ewma
+    }
+
+    /// Sets the EWMA (kept outside, see [`Acc::merge`]).
+    pub fn set_ewma(&mut self, ewma: f64) {
+        self.ewma = ewma;
+    }
+
+    /// Keeps a sketch, moments or FFT frames beside the totals.
+    pub fn has_extra(&self) -> bool {
+        self.extra.is_some()
+    }
+
+    /// Keeps a percentile sketch and nothing else beside the totals.
+    pub fn sketch_only(&self) -> bool {
+        self.extra
+            .as_ref()
+            .is_some_and(|e| e.sketch.is_some() && e.moments.is_none() && e.frames.is_none())
+    }
+
+    /// This accumulator, answering percentiles exactly from `sorted` (the window's values
+    /// in ascending order) instead of a sketch.
+    pub fn with_sorted(mut self, sorted: Vec<f64>) -> Acc {
+        self.extra = Some(Box::new(Extra {
+            moments: None,
+            sketch: None,
+            frames: None,
+            sorted: Some(sorted),
+        }));
+        self
     }
 
     /// An empty accumulator of the same kind (allocates only if this one has extra state).
@@ -323,7 +451,16 @@ impl Acc {
 
     /// NaN when the rule keeps no sketch (validation makes sure it does when it asks).
     fn quantile(&self, q: f64) -> f64 {
-        match self.extra.as_ref().and_then(|e| e.sketch.as_ref()) {
+        let Some(extra) = self.extra.as_ref() else {
+            return f64::NAN;
+        };
+        if let Some(sorted) = &extra.sorted {
+            // Nearest rank, 1-based, as the sketch answers.
+            let n = sorted.len();
+            let rank = ((q * n as f64).ceil() as usize).clamp(1, n.max(1));
+            return sorted.get(rank - 1).copied().unwrap_or(f64::NAN);
+        }
+        match &extra.sketch {
             Some(s) => s.quantile(q),
             None => f64::NAN,
         }

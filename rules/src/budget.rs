@@ -60,7 +60,7 @@ fn detector_bytes(kind: &DetectKind) -> usize {
     fresh
         + match kind {
             // The window and a sorted copy of it.
-            DetectKind::Robust(s) => 2 * s.window * size_of::<f64>(),
+            DetectKind::Robust(s) => s.window * (size_of::<f64>() + size_of::<u16>()),
             DetectKind::Trend(s) => s.points * size_of::<(i64, f64)>(),
             _ => 0,
         }
@@ -76,6 +76,16 @@ pub(crate) fn slot_cost(rule: &Rule, slot: usize) -> usize {
             size,
             hop,
             lateness,
+        } if !rule.acc.any()
+            && let Some(pane) = crate::panes::pane_len(size, hop) =>
+        {
+            let open = overlap(size.saturating_add(lateness), hop).clamp(1, MAX_OPEN);
+            crate::panes::worst_bytes(size, lateness, pane, usize::try_from(open).unwrap_or(1))
+        }
+        WindowSpec::Hopping {
+            size,
+            hop,
+            lateness,
         } => {
             let open = overlap(size.saturating_add(lateness), hop).clamp(1, MAX_OPEN);
             let open = usize::try_from(open)
@@ -86,13 +96,19 @@ pub(crate) fn slot_cost(rule: &Rule, slot: usize) -> usize {
                 .saturating_mul(open)
                 .saturating_add(size_of::<Acc>() + acc)
         }
-        WindowSpec::Sliding { cap, .. } => cap
-            .saturating_mul(size_of::<(i64, f64)>())
-            .saturating_add(size_of::<Acc>() + acc),
+        WindowSpec::Sliding { cap, .. } => {
+            size_of::<crate::sliding::Ring>()
+                + crate::sliding::Ring::worst_bytes(cap, acc, rule.acc.sketch)
+        }
         WindowSpec::Tumbling { .. } | WindowSpec::Count { .. } | WindowSpec::Session { .. } => acc,
     };
     let prev = if rule.uses_prev() {
-        size_of::<Closed>() + acc
+        // A sliding window's closed state carries its sorted values for exact percentiles.
+        let sorted = match rule.window {
+            WindowSpec::Sliding { cap, .. } if rule.acc.sketch => cap * size_of::<f64>(),
+            _ => 0,
+        };
+        size_of::<Closed>() + acc + sorted
     } else {
         0
     };

@@ -526,4 +526,6 @@ proptest! {
 }
 
 mod order;
+mod panes;
 mod peers;
+mod sliding;

@@ -33,6 +33,18 @@ rules:
     select: { metric: temp }
     window: { hopping: { size: 20s, hop: 5s }, lateness: 3s }
     aggregates: [count, mean, median]
+  - name: hop-panes
+    select: { metric: temp }
+    window: { hopping: { size: 20s, hop: 5s }, lateness: 3s }
+    aggregates: [count, mean, min, max, ewma, stddev]
+  - name: slide-moving
+    select: { metric: flow }
+    window: { sliding: 12s, max_samples: 6 }
+    aggregates: [count, mean, min, max, stddev, ewma]
+  - name: slide-sorted
+    select: { metric: flow }
+    window: { sliding: 12s, max_samples: 6 }
+    aggregates: [count, p90, skewness]
   - name: count
     window: { count: 5 }
     aggregates: [count, sum, last]

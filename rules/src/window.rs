@@ -9,7 +9,7 @@
 //! | `tumbling: D` | `[k·D, (k+1)·D)`, aligned to the epoch | one inline [`Acc`] |
 //! | `hopping: { size: S, hop: H }` | `[k·H, k·H + S)`, so each sample is in about S/H windows | `ceil(S/H)` accumulators allocated once (S/H ≤ [`MAX_OVERLAP`]); `ceil((S + D)/H)` with lateness D |
 //! | `count: N` | every N samples of the series, in arrival order | one inline [`Acc`] |
-//! | `sliding: D` | on every sample at `t`, `(t - D, t]` | a ring of at most `max_samples` (default 1024) `(ts, value)` pairs, 16 bytes each, grown on demand |
+//! | `sliding: D` | on every sample at `t`, `(t - D, t]` | a ring of at most `max_samples` (default 1024) `(ts, value)` pairs, 16 bytes each, grown on demand, and two extremum deques (8 bytes per entry, a few entries on noisy data) |
 //! | `session: G` | a run of samples with gaps `< G`, ending `G` after its last sample | one inline [`Acc`] |
 //!
 //! Rules naming a percentile or with an `fft:` section also keep, per open window, a quantile
@@ -33,8 +33,10 @@
 //! window is `[start, end)` like the others) and event time `t`. They need samples in order:
 //! one older than the newest seen is late. When more than `max_samples` fall within `D`, the
 //! oldest is dropped and counted in `EngineStats::window_overflow`, so memory stays bounded
-//! whatever a device sends. Their aggregates are recomputed from the ring on each sample —
-//! O(samples in window), exact for every aggregate.
+//! whatever a device sends. Their aggregates are kept incrementally, O(1) amortised per
+//! sample (module `sliding`; percentiles exact from a sorted copy), except for rules with
+//! skewness, kurtosis or an FFT, which recompute from the ring on each sample: O(samples in
+//! window).
 //!
 //! Session windows are formed in arrival order: a sample at or after `last + G` closes the
 //! open session; `advance` past `last + G` closes it too. A sample before the end of the
@@ -44,6 +46,8 @@
 use std::collections::VecDeque;
 
 use crate::agg::{Acc, Closed, Update};
+use crate::panes::{Panes, pane_len};
+use crate::sliding::Ring;
 
 /// Hopping windows may overlap at most this many times (`size / hop`), bounding the work
 /// per sample and the memory per series.
@@ -114,6 +118,9 @@ pub(crate) enum Win {
         /// this variant does not make every window state bigger.
         proto: Box<Acc>,
     },
+    /// A hopping window of a rule without extra state: panes shared between the
+    /// overlapping windows (module `panes`).
+    Panes(Panes),
     Count {
         n: u64,
         acc: Acc,
@@ -123,10 +130,9 @@ pub(crate) enum Win {
         cap: usize,
         /// The newest timestamp seen; older samples are late.
         newest: i64,
-        /// The window's samples `(ts, value)` in arrival order; at most `cap` of them.
-        buf: VecDeque<(i64, f64)>,
-        /// An empty accumulator of the rule's kind, filled from `buf` on each sample.
-        proto: Box<Acc>,
+        /// The window's samples in arrival order (at most `cap`) and its running totals;
+        /// boxed so this variant does not make every window state bigger.
+        ring: Box<Ring>,
     },
     Session {
         gap: i64,
@@ -149,7 +155,7 @@ pub(crate) struct Pushed {
 }
 
 impl Pushed {
-    const fn new(late: bool, deadline: i64) -> Pushed {
+    pub(crate) const fn new(late: bool, deadline: i64) -> Pushed {
         Pushed {
             late,
             deadline,
@@ -158,7 +164,7 @@ impl Pushed {
     }
 }
 
-fn secs(us: i64) -> f64 {
+pub(crate) fn secs(us: i64) -> f64 {
     us as f64 / 1e6
 }
 
@@ -173,6 +179,15 @@ impl Win {
                 open: false,
                 acc: proto,
             },
+            WindowSpec::Hopping {
+                size,
+                hop,
+                lateness,
+            } if !proto.has_extra()
+                && let Some(pane) = pane_len(size, hop) =>
+            {
+                Win::Panes(Panes::new(size, hop, lateness, pane))
+            }
             WindowSpec::Hopping {
                 size,
                 hop,
@@ -195,10 +210,7 @@ impl Win {
                 size,
                 cap,
                 newest: i64::MIN,
-                // Grows with use, never past `cap`: a few reallocations per series while
-                // warming up, none in steady state.
-                buf: VecDeque::new(),
-                proto: Box::new(proto),
+                ring: Box::new(Ring::new(proto)),
             },
             WindowSpec::Session { gap } => Win::Session {
                 gap,
@@ -211,15 +223,19 @@ impl Win {
 
     /// The accumulator of the open time window starting at `start`, if one is open (for
     /// another metric's rule reading this one over the same window).
-    pub fn open_at(&self, start: i64) -> Option<&Acc> {
+    pub fn open_at(&self, start: i64) -> Option<Acc> {
         match self {
             Win::Tumbling {
                 start: s,
                 open: true,
                 acc,
                 ..
-            } if *s == start => Some(acc),
-            Win::Hopping { open, .. } => open.iter().find(|(s, _)| *s == start).map(|(_, a)| a),
+            } if *s == start => Some(acc.clone()),
+            Win::Hopping { open, .. } => open
+                .iter()
+                .find(|(s, _)| *s == start)
+                .map(|(_, a)| a.clone()),
+            Win::Panes(p) => p.open_at(start),
             _ => None,
         }
     }
@@ -231,7 +247,8 @@ impl Win {
                 open.iter_mut().for_each(|(_, a)| f(a));
                 f(proto);
             }
-            Win::Sliding { proto, .. } => f(proto),
+            Win::Sliding { ring, .. } => ring.accs_mut(f),
+            Win::Panes(p) => p.accs_mut(f),
             Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => f(acc),
         }
     }
@@ -245,9 +262,8 @@ impl Win {
                     + size_of::<Acc>()
                     + proto.heap_bytes()
             }
-            Win::Sliding { buf, proto, .. } => {
-                buf.capacity() * size_of::<(i64, f64)>() + size_of::<Acc>() + proto.heap_bytes()
-            }
+            Win::Sliding { ring, .. } => size_of::<Ring>() + ring.heap_bytes(),
+            Win::Panes(p) => p.heap_bytes(),
             Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => {
                 acc.heap_bytes()
             }
@@ -319,6 +335,7 @@ impl Win {
                         .map_or(i64::MAX, |(s, _)| s.saturating_add(size)),
                 )
             }
+            Win::Panes(p) => p.push(ts, v, up, &mut done),
             Win::Count { n, acc } => {
                 acc.add(ts, v, up);
                 if acc.count >= *n {
@@ -340,28 +357,15 @@ impl Win {
                 size,
                 cap,
                 newest,
-                buf,
-                proto,
+                ring,
             } => {
                 if ts < *newest {
                     return Pushed::new(true, i64::MAX);
                 }
                 *newest = ts;
                 let from = ts.saturating_sub(*size);
-                while buf.front().is_some_and(|&(t, _)| t <= from) {
-                    buf.pop_front();
-                }
-                let overflow = buf.len() >= *cap;
-                if overflow {
-                    buf.pop_front();
-                }
-                buf.push_back((ts, v));
-                // Recomputed from the buffer: exact for every aggregate (min, max and the
-                // EWMA cannot be "un-added"), at O(samples in window) ≤ `cap` per sample.
-                let mut acc = proto.fresh();
-                for &(t, x) in buf.iter() {
-                    acc.add(t, x, up);
-                }
+                // O(1) amortised for rules without extra state (module `sliding`).
+                let (acc, overflow) = ring.push(ts, v, from, *cap, up);
                 done(Done {
                     ts,
                     start: from.saturating_add(1),
@@ -446,6 +450,7 @@ impl Win {
                 open.front()
                     .map_or(i64::MAX, |(s, _)| s.saturating_add(size))
             }
+            Win::Panes(p) => p.advance(watermark, &mut done),
             Win::Session {
                 gap,
                 floor,
@@ -506,20 +511,7 @@ fn add_hopping(
     v: f64,
     up: Update,
 ) -> bool {
-    // i128: exact at the ends of the i64 range.
-    let (t, s, h, c) = (
-        i128::from(ts),
-        i128::from(size),
-        i128::from(hop),
-        i128::from(closed),
-    );
-    let highest = t - t.rem_euclid(h);
-    // The lowest start whose window contains `ts` and ends after `closed`.
-    let lowest = ((t - s).div_euclid(h) * h + h).max((c - s).div_euclid(h) * h + h);
-    if lowest > highest {
-        return false;
-    }
-    let (Ok(lowest), Ok(highest)) = (i64::try_from(lowest), i64::try_from(highest)) else {
+    let Some((lowest, highest)) = starts_containing(size, hop, closed, ts) else {
         return false;
     };
     let mut i = open.partition_point(|(start, _)| *start < lowest);
@@ -539,6 +531,25 @@ fn add_hopping(
             _ => return true,
         }
     }
+}
+
+/// The lowest and highest start of the hopping windows that contain `ts` and end after
+/// `closed`; `None` if there is none (the sample is late).
+pub(crate) fn starts_containing(size: i64, hop: i64, closed: i64, ts: i64) -> Option<(i64, i64)> {
+    // i128: exact at the ends of the i64 range.
+    let (t, s, h, c) = (
+        i128::from(ts),
+        i128::from(size),
+        i128::from(hop),
+        i128::from(closed),
+    );
+    let highest = t - t.rem_euclid(h);
+    // The lowest start whose window contains `ts` and ends after `closed`.
+    let lowest = ((t - s).div_euclid(h) * h + h).max((c - s).div_euclid(h) * h + h);
+    if lowest > highest {
+        return None;
+    }
+    Some((i64::try_from(lowest).ok()?, i64::try_from(highest).ok()?))
 }
 
 /// Closes the open windows ending at or before `upto`; returns the end of the last one closed.

@@ -30,7 +30,8 @@ const DEFAULT_BASELINE: u64 = 30;
 const DEFAULT_CHART_BASELINE: u64 = 200;
 const MAX_BASELINE: u64 = 1_000_000;
 const DEFAULT_ROBUST_WINDOW: u64 = 64;
-/// The robust window is copied and partially sorted on every value: O(window) per input.
+/// The robust window is kept sorted: one shift of up to `window` values per input (see
+/// `zscore`).
 pub(crate) const MAX_ROBUST_WINDOW: u64 = 4_096;
 const DEFAULT_LAMBDA: f64 = 0.1;
 const DEFAULT_LIMIT: f64 = 3.5;

@@ -132,7 +132,7 @@ impl PeerWin {
     /// open window, or a closed one kept; `None` when neither is there (no sample).
     fn value(&self, start: i64, secs: f64, agg: Aggregate) -> Option<f64> {
         if let Some(acc) = self.win.open_at(start) {
-            return Some(peer_value(Some(acc), agg, secs));
+            return Some(peer_value(Some(&acc), agg, secs));
         }
         let i = self.starts.iter().rposition(|s| *s == start)?;
         let k = self.aggs.iter().position(|a| *a == agg)?;
