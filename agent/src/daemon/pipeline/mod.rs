@@ -169,6 +169,10 @@ impl Pipeline {
                     }
                 }
                 Some(request) = reloads.recv() => {
+                    // Before the rules are matched again, so selections and groups see them.
+                    if let Some(labels) = request.labels {
+                        core.engine.set_labels(labels);
+                    }
                     let report = core.engine.reload(request.rules);
                     reloaded = true;
                     // The requester may have given up waiting; the swap stands regardless.

@@ -1,0 +1,206 @@
+//! Reload of more than rules: SIGHUP restarts a source whose settings changed while the
+//! unchanged one keeps every sample, gives the engine new device labels, and names what
+//! waits for a restart; `weir check --diff` says the same before the reload.
+//!
+//! Samples carry timestamps minutes ahead (within the clock guard), so windows close only on
+//! the test's own later samples and counts are exact whatever the machine's load.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use weir_tests::{Collector, Message, Mosquitto, Publisher, TestDir, weir_command};
+
+use crate::common::STARTUP;
+
+const RULES: &str = r#"
+rules:
+  - name: plant-count
+    select: { device: pump-1, metric: temp }
+    window: { tumbling: 1m }
+    aggregates: [count]
+  - name: flow
+    select: { device: dev-a, metric: flow }
+    window: { count: 1 }
+    aggregates: [last]
+  - name: site-last
+    select: { metric: load }
+    group_by: label.site
+    window: { count: 1 }
+    aggregates: [last]
+"#;
+
+/// Two MQTT sources on the devices' broker: `plant` (never changed) and `line` (its
+/// subscription is what the test changes).
+fn config(devices: u16, cloud: u16, line_topic: &str, labels: &str, max_bytes: &str) -> String {
+    format!(
+        "gateway_id: gw-reload-settings\n\
+         rules: [rules.yaml]\n\
+         labels:\n{labels}\
+         sources:\n\
+         \x20 - mqtt:\n      name: plant\n      port: {devices}\n      subscriptions: [{{ topic: \"plant/{{device}}/{{metric}}\" }}]\n\
+         \x20 - mqtt:\n      name: line\n      port: {devices}\n      subscriptions: [{{ topic: \"{line_topic}\" }}]\n\
+         outbox: {{ path: outbox.db, max_bytes: {max_bytes} }}\n\
+         uplink: {{ host: 127.0.0.1, port: {cloud} }}\n\
+         engine: {{ idle_close: 5s }}\n\
+         metrics: {{ listen: ~ }}\n"
+    )
+}
+
+const NORTH: &str = "  - { devices: \"pump-*\", set: { site: north } }\n";
+const PUMP_2_SOUTH: &str = "  - { devices: \"pump-*\", set: { site: north } }\n  - { devices: pump-2, set: { site: south } }\n";
+
+fn sighup(pid: u32) -> Result<()> {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .context("running `kill -HUP`")?;
+    anyhow::ensure!(status.success(), "kill -HUP {pid}: {status}");
+    Ok(())
+}
+
+/// `weir check --config weir.yaml --diff [--against OLD]`: exit code and stdout.
+fn check_diff(dir: &TestDir, against: Option<&str>) -> Result<(i32, String)> {
+    let mut cmd = weir_command()?;
+    cmd.arg("check")
+        .arg("--config")
+        .arg(dir.path().join("weir.yaml"))
+        .arg("--diff");
+    if let Some(old) = against {
+        cmd.arg("--against").arg(dir.path().join(old));
+    }
+    let out = cmd.output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    Ok((out.status.code().unwrap_or(-1), format!("{stdout}{stderr}")))
+}
+
+fn last_of(messages: &[Message], rule: &str, device: &str, value: f64) -> bool {
+    messages.iter().any(|m| {
+        m.str("rule") == Some(rule)
+            && m.str("device") == Some(device)
+            && m.field("values")
+                .and_then(|v| v.get("last"))
+                .and_then(|v| v.as_f64())
+                == Some(value)
+    })
+}
+
+#[test]
+fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> Result<()> {
+    let dir = TestDir::new("reload-settings")?;
+    let devices = Mosquitto::start()?;
+    let cloud = Mosquitto::start()?;
+    let collector = Collector::start(cloud.port(), "weir/#")?;
+    dir.write("rules.yaml", RULES)?;
+    let (dp, cp) = (devices.port(), cloud.port());
+    let mut agent = weir_tests::Agent::start(
+        &dir,
+        &config(dp, cp, "line/{device}/{metric}", NORTH, "64MiB"),
+    )?;
+    agent.wait_for_log("uplink connected", STARTUP)?;
+    devices
+        .wait_for_subscription("line/+/+", STARTUP)
+        .map_err(|e| agent.explain(e))?;
+    devices
+        .wait_for_subscription("plant/+/+", STARTUP)
+        .map_err(|e| agent.explain(e))?;
+    let mut publisher = Publisher::connect(dp)?;
+    let now_ms = u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis())?;
+    // Two to three minutes ahead, on a minute boundary.
+    let base = (now_ms + 180_000) / 60_000 * 60_000;
+    let at = |offset_ms: u64, value: f64| {
+        format!("{{\"value\": {value}, \"ts\": {}}}", base + offset_ms)
+    };
+
+    // Before: the old subscription and the old labels work.
+    for k in 0..10 {
+        publisher.publish("plant/pump-1/temp", at(k * 1000, 20.0))?;
+    }
+    publisher.publish("line/dev-a/flow", at(1, 1.0))?;
+    publisher.publish("plant/pump-2/load", at(1, 1.0))?;
+    collector
+        .wait_for(
+            "flow and pump-2's north group before the reload",
+            STARTUP,
+            |m| last_of(m, "flow", "dev-a", 1.0) && last_of(m, "site-last", "site=north", 1.0),
+        )
+        .map_err(|e| agent.explain(e))?;
+
+    // Nothing changed yet: `--diff` against the running copy finds nothing.
+    let (code, out) = check_diff(&dir, None)?;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("0 change(s)"), "{out}");
+
+    // Change the line source's topic, move pump-2 to the south site, and raise a bound
+    // that needs a restart. Keep the old file for `--against`.
+    std::fs::copy(dir.path().join("weir.yaml"), dir.path().join("old.yaml"))?;
+    dir.write(
+        "weir.yaml",
+        &config(dp, cp, "line2/{device}/{metric}", PUMP_2_SOUTH, "32MiB"),
+    )?;
+    for against in [None, Some("old.yaml")] {
+        let (code, out) = check_diff(&dir, against)?;
+        assert_eq!(code, 3, "a restart-only change exits 3: {out}");
+        for line in [
+            "labels changed: applied live by a reload",
+            "outbox.max_bytes changed: needs a restart",
+            "sources.line changed: applied live by a reload",
+        ] {
+            assert!(out.contains(line), "{line:?} missing from:\n{out}");
+        }
+        assert!(!out.contains("sources.plant"), "{out}");
+    }
+
+    sighup(agent.pid())?;
+    // The unchanged source keeps publishing into the reload.
+    for k in 10..20 {
+        publisher.publish("plant/pump-1/temp", at(k * 1000, 20.0))?;
+    }
+    agent.wait_for_log("source restarted", STARTUP)?;
+    devices
+        .wait_for_subscription("line2/+/+", STARTUP)
+        .map_err(|e| agent.explain(e))?;
+    for k in 20..30 {
+        publisher.publish("plant/pump-1/temp", at(k * 1000, 20.0))?;
+    }
+    publisher.publish("line2/dev-a/flow", at(2, 2.0))?;
+    publisher.publish("plant/pump-2/load", at(2, 2.0))?;
+    // Closes the first minute of `plant-count`.
+    publisher.publish("plant/pump-1/temp", at(60_000, 20.0))?;
+    let messages = collector
+        .wait_for(
+            "the new topic, the new label and the closed minute",
+            STARTUP,
+            |m| {
+                last_of(m, "flow", "dev-a", 2.0)
+                    && last_of(m, "site-last", "site=south", 2.0)
+                    && m.iter().any(|m| m.str("rule") == Some("plant-count"))
+            },
+        )
+        .map_err(|e| agent.explain(e))?;
+    let count = messages
+        .iter()
+        .find(|m| m.str("rule") == Some("plant-count"))
+        .and_then(|m| m.field("values")?.get("count")?.as_f64());
+    assert_eq!(count, Some(30.0), "the unchanged source lost samples");
+
+    let log = agent.log_contents();
+    let restarted: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("source restarted"))
+        .collect();
+    assert_eq!(restarted.len(), 1, "{}", agent.log_tail());
+    assert!(restarted[0].contains("source=line"), "{}", restarted[0]);
+    assert!(
+        log.contains("device labels reloaded"),
+        "{}",
+        agent.log_tail()
+    );
+    let named = log
+        .lines()
+        .find(|l| l.contains("not applied by a reload"))
+        .unwrap_or_default();
+    assert!(named.contains("outbox.max_bytes"), "{}", agent.log_tail());
+    agent.assert_running()?;
+    Ok(())
+}
