@@ -12,7 +12,9 @@
 //!   `select.labels` or `group_by: label.x` rule sees the new labels at once;
 //! - `sources.<name>` whose settings changed: that source alone is stopped (a device message
 //!   it had not acknowledged is redelivered by its broker) and started with the new settings;
-//!   the others keep running.
+//!   the others keep running;
+//! - `actions`: a new local publisher is started and the engine switched to it, then the old
+//!   one stopped (local actions are best effort; the uplink carries every alert anyway).
 //!
 //! Everything else waits for a restart, because applying it live would move something other
 //! parts hold on to: the outbox file, the uplink's identity and session, the gateway id in
@@ -107,7 +109,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         Restart,
     );
     cmp("uplink", d(&old.uplink), d(&new.uplink), Restart);
-    cmp("actions", d(&old.actions), d(&new.actions), Restart);
+    cmp("actions", d(&old.actions), d(&new.actions), Live);
     cmp("engine", d(&old.engine), d(&new.engine), Restart);
     cmp("metrics", d(&old.metrics), d(&new.metrics), Restart);
     cmp("log", d(&old.log), d(&new.log), Restart);

@@ -33,6 +33,8 @@ pub struct Request {
     pub rules: RuleSet,
     /// New device labels, set before the rules are matched again (`None`: unchanged).
     pub labels: Option<DeviceLabels>,
+    /// A new local actions publisher (`None`: unchanged).
+    pub actions: Option<crate::daemon::actions::Actions>,
     pub done: oneshot::Sender<ReloadReport>,
 }
 
@@ -52,6 +54,8 @@ pub struct Reloader {
     pub engine: mpsc::Sender<Request>,
     /// The running sources, restarted one by one when their settings change.
     pub sources: Arc<crate::daemon::sources::Running>,
+    /// The local actions publisher, replaced when `actions:` changes.
+    pub actions: Mutex<crate::daemon::actions::Publisher>,
     /// Told what each reload found in the rule files, before it is applied or refused (the
     /// status page lists them).
     pub on_rule_files: Option<RuleFilesHook>,
@@ -130,7 +134,16 @@ impl Reloader {
                 "not applied by a reload: takes effect when the agent restarts"
             );
         }
-        let labels_changed = diff(&applied, &new).iter().any(|c| c.setting == "labels");
+        let live = diff(&applied, &new);
+        let labels_changed = live.iter().any(|c| c.setting == "labels");
+        let mut publisher = self.actions.lock().await;
+        let (actions, old_actions) = match live.iter().any(|c| c.setting == "actions") {
+            true => {
+                let (actions, old) = publisher.replace(new.actions.as_ref());
+                (Some(actions), Some(old))
+            }
+            false => (None, None),
+        };
         let labels = match labels_changed {
             // Validated with the config.
             true => Some(
@@ -143,6 +156,7 @@ impl Reloader {
         let request = Request {
             rules: outcome.rules,
             labels,
+            actions,
             done,
         };
         let stopped = || vec!["the engine is stopping; reload skipped".to_owned()];
@@ -150,6 +164,11 @@ impl Reloader {
         let report = report.await.map_err(|_| stopped())?;
         if labels_changed {
             tracing::info!("device labels reloaded");
+        }
+        if let Some(old) = old_actions {
+            // The engine publishes through the new one now.
+            old.cancel();
+            tracing::info!("local actions broker reloaded");
         }
         for name in changed_sources(&applied, &new) {
             let Some(cfg) = new.sources.iter().find(|s| s.value.name() == name) else {

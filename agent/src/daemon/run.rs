@@ -117,7 +117,13 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     let page = config.metrics.listen.and_then(|_| {
         crate::daemon::page::Page::new(&config.metrics.page, &gateway_id, page_rule_files)
     });
+    let (publisher, actions) = crate::daemon::actions::Publisher::start(
+        config.actions.as_ref(),
+        &gateway_id,
+        shutdown.clone(),
+    );
     let reloader = Arc::new(Reloader {
+        actions: tokio::sync::Mutex::new(publisher),
         config_path: config_path.clone(),
         started,
         applied: tokio::sync::Mutex::new(applied),
@@ -193,10 +199,6 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     } else {
         crate::daemon::pipeline::restore_engine(&mut engine, &outbox, &run_hours).await;
     }
-    let actions = match &config.actions {
-        Some(cfg) => crate::daemon::actions::start(cfg, &gateway_id, shutdown.clone()),
-        None => crate::daemon::actions::Actions::disabled(),
-    };
     let pipeline = Pipeline {
         watch: page
             .clone()

@@ -204,3 +204,57 @@ fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> 
     agent.assert_running()?;
     Ok(())
 }
+
+#[test]
+fn sighup_moves_local_actions_to_the_new_broker() -> Result<()> {
+    let dir = TestDir::new("reload-actions")?;
+    let devices = Mosquitto::start()?;
+    let other = Mosquitto::start()?;
+    let on_other = Collector::start(other.port(), "actions/#")?;
+    dir.write(
+        "rules/hot.yaml",
+        "rules:\n  - name: hot\n    select: { device: pump-1, metric: temp }\n    window: { count: 1 }\n    aggregates: [last]\n    alert: { when: \"last > 80\", local_topic: \"actions/{device}/{rule}\" }\n",
+    )?;
+    let outbox = dir.path().join("outbox.db");
+    let base = crate::common::AgentConfig {
+        gateway: "gw-reload-actions",
+        devices_port: devices.port(),
+        cloud_port: None,
+        rules: &["rules/hot.yaml"],
+        outbox: &outbox,
+        extra_topics: &[],
+    }
+    .yaml();
+    let actions_on = |port: u16| format!("{base}actions: {{ host: 127.0.0.1, port: {port} }}\n");
+    let mut agent = weir_tests::Agent::start(&dir, &actions_on(devices.port()))?;
+    agent.wait_for_log("actions broker connected", STARTUP)?;
+    devices
+        .wait_for_subscription(crate::common::PLANT_FILTER, STARTUP)
+        .map_err(|e| agent.explain(e))?;
+
+    dir.write("weir.yaml", &actions_on(other.port()))?;
+    let (code, out) = check_diff(&dir, None)?;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("actions changed: applied live by a reload"),
+        "{out}"
+    );
+    sighup(agent.pid())?;
+    agent.wait_for_log("local actions broker reloaded", STARTUP)?;
+    // Connected to the new broker: the agent says so a second time.
+    weir_tests::wait_until("the new actions broker's connection", STARTUP, || {
+        let log = agent.log_contents();
+        Ok((log.matches("actions broker connected").count() >= 2).then_some(()))
+    })
+    .map_err(|e| agent.explain(e))?;
+    let mut publisher = Publisher::connect(devices.port())?;
+    publisher.publish("plant/pump-1/temp", "95")?;
+    let got = on_other
+        .wait_for("the alert on the new actions broker", STARTUP, |m| {
+            !m.is_empty()
+        })
+        .map_err(|e| agent.explain(e))?;
+    assert_eq!(got[0].topic, "actions/pump-1/hot", "{}", got[0].summary());
+    agent.assert_running()?;
+    Ok(())
+}

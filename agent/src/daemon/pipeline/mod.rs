@@ -140,7 +140,7 @@ impl Pipeline {
         if !checkpoint_interval.is_zero() {
             core.log_input();
         }
-        let shell = Shell {
+        let mut shell = Shell {
             outbox,
             run_hours,
             actions,
@@ -172,6 +172,9 @@ impl Pipeline {
                     // Before the rules are matched again, so selections and groups see them.
                     if let Some(labels) = request.labels {
                         core.engine.set_labels(labels);
+                    }
+                    if let Some(actions) = request.actions {
+                        shell.actions = actions;
                     }
                     let report = core.engine.reload(request.rules);
                     reloaded = true;
