@@ -12,15 +12,18 @@
 //!   `select.labels` or `group_by: label.x` rule sees the new labels at once;
 //! - `sources.<name>` whose settings changed: that source alone is stopped (a device message
 //!   it had not acknowledged is redelivered by its broker) and started with the new settings;
-//!   the others keep running;
+//!   the others keep running. A source added is started, one removed is stopped (by name: a
+//!   renamed source is one removed and one added);
 //! - `actions`: a new local publisher is started and the engine switched to it, then the old
 //!   one stopped (local actions are best effort; the uplink carries every alert anyway).
 //!
 //! Everything else waits for a restart, because applying it live would move something other
 //! parts hold on to: the outbox file, the uplink's identity and session, the gateway id in
-//! every record's id, the engine's channel and budgets, the metrics listener, the log filter,
-//! the fleet store. Adding or removing a source also needs a restart: the metrics endpoint
-//! and the status line list the sources they were started with.
+//! every record's id, the engine's channel and budgets, the metrics listener and status page,
+//! the log filter, the fleet store. The outbox bounds too: `max_bytes` is held by the
+//! store's eviction, by every append's size check and, under `overflow: block`, by the
+//! permits sized when the outbox opened; changing them under a running writer is a change to
+//! the outbox's invariants, not a reload.
 //!
 //! Settings are compared by value (their `Debug` form, which shows every field), never by
 //! YAML text, so comments, key order and moved lines are not changes.
@@ -127,21 +130,21 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         changes.push(Change {
             setting: format!("sources.{name}"),
             what: "added",
-            applies: Restart,
+            applies: Live,
         });
     }
     for name in old_names.iter().filter(|n| !new_names.contains(n)) {
         changes.push(Change {
             setting: format!("sources.{name}"),
             what: "removed",
-            applies: Restart,
+            applies: Live,
         });
     }
     changes
 }
 
 /// Names of the sources in both configs whose settings differ (their YAML location aside).
-pub fn changed_sources(old: &Config, new: &Config) -> Vec<String> {
+fn changed_sources(old: &Config, new: &Config) -> Vec<String> {
     sources(new)
         .filter_map(|n| {
             let o = sources(old).find(|o| o.name() == n.name())?;
@@ -213,13 +216,13 @@ sources:
     }
 
     #[test]
-    fn added_and_removed_sources_need_a_restart() {
+    fn added_and_removed_sources_are_applied_live() {
         let new = BASE.replace("name: b,", "name: c,");
         assert_eq!(
             changed(&new),
             [
-                "sources.c added: needs a restart",
-                "sources.b removed: needs a restart"
+                "sources.c added: applied live by a reload",
+                "sources.b removed: applied live by a reload"
             ]
         );
     }

@@ -26,7 +26,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use weir_rules::{DeviceLabels, ReloadReport, RuleSet};
 
 use crate::config::Config;
-use crate::config::diff::{Applies, changed_sources, diff};
+use crate::config::diff::{Applies, diff};
 
 /// A new rule set for the engine task, and where to say what became of the old one.
 pub struct Request {
@@ -170,11 +170,24 @@ impl Reloader {
             old.cancel();
             tracing::info!("local actions broker reloaded");
         }
-        for name in changed_sources(&applied, &new) {
-            let Some(cfg) = new.sources.iter().find(|s| s.value.name() == name) else {
+        for change in &live {
+            let Some(name) = change.setting.strip_prefix("sources.") else {
                 continue;
             };
-            self.sources.restart(cfg.value.clone()).await;
+            let cfg = new.sources.iter().find(|s| s.value.name() == name);
+            match (change.what, cfg) {
+                ("removed", _) => {
+                    self.sources.remove(name).await;
+                }
+                ("added", Some(cfg)) => {
+                    self.sources.add(vec![cfg.value.clone()]).await;
+                    tracing::info!(source = %name, "source added");
+                }
+                (_, Some(cfg)) => {
+                    self.sources.restart(cfg.value.clone()).await;
+                }
+                (_, None) => {}
+            }
         }
         *applied = new;
         Ok(report)

@@ -218,7 +218,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     sources
         .add(config.sources.into_iter().map(|s| s.value).collect())
         .await;
-    let source_counters = sources.counters().await;
+    let source_counters = sources.list();
     // Listening before READY: see `endpoint::bind`. A port that is taken is retried.
     let metrics_task = match config.metrics.listen {
         Some(addr) => {
@@ -303,7 +303,9 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
             break;
         }
         crate::daemon::systemd::reloading();
-        let summary = match reloader.reload().await {
+        let outcome = reloader.reload().await;
+        let source_count = sources.count().await;
+        let summary = match outcome {
             Outcome::Applied(r) => format!(
                 "running: {} sources; rules reloaded: {} kept, {} restarted, {} added, {} removed",
                 source_count,
@@ -360,7 +362,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
 async fn summary_loop(
     outbox: Outbox,
     pipeline: Arc<PipelineCounters>,
-    sources: Vec<(String, Arc<SourceCounters>)>,
+    sources: crate::daemon::sources::SourceList,
     every: Duration,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
@@ -369,6 +371,7 @@ async fn summary_loop(
     tick.tick().await;
     loop {
         tick.tick().await;
+        let sources = sources.get();
         let received: u64 = sources.iter().map(|(_, c)| c.readings.load(Relaxed)).sum();
         let sum = |f: fn(&SourceCounters) -> &std::sync::atomic::AtomicU64| -> u64 {
             sources.iter().map(|(_, c)| f(c).load(Relaxed)).sum()

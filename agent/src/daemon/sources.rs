@@ -27,6 +27,34 @@ use crate::support::fault;
 /// How long a source may take to stop (at shutdown or for a restart).
 const STOP_WITHIN: Duration = Duration::from_secs(5);
 
+/// Each running source's name and counters, in config order, as the metrics endpoint, the
+/// status page and the status line read them: it changes when a reload adds or removes a
+/// source. The lock is never held across an await.
+#[derive(Clone, Default)]
+pub struct SourceList(Arc<std::sync::RwLock<Named>>);
+
+/// Source names with their counters.
+type Named = Vec<(String, Arc<SourceCounters>)>;
+
+impl SourceList {
+    /// The list now.
+    pub fn get(&self) -> Named {
+        // A panic while holding it cannot leave the list half written: every write is one
+        // assignment.
+        match self.0.read() {
+            Ok(list) => list.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, list: Named) {
+        match self.0.write() {
+            Ok(mut l) => *l = list,
+            Err(poisoned) => *poisoned.into_inner() = list,
+        }
+    }
+}
+
 struct Source {
     name: String,
     counters: Arc<SourceCounters>,
@@ -40,6 +68,7 @@ pub struct Running {
     /// `None` once stopping: no source is started after that.
     tx: Mutex<Option<mpsc::Sender<Delivery>>>,
     shutdown: CancellationToken,
+    list: SourceList,
 }
 
 impl Running {
@@ -49,7 +78,42 @@ impl Running {
             sources: Mutex::new(Vec::new()),
             tx: Mutex::new(Some(tx)),
             shutdown,
+            list: SourceList::default(),
         }
+    }
+
+    /// The names and counters of the running sources, kept current.
+    pub fn list(&self) -> SourceList {
+        self.list.clone()
+    }
+
+    fn publish(&self, sources: &[Source]) {
+        self.list.set(
+            sources
+                .iter()
+                .map(|s| (s.name.clone(), s.counters.clone()))
+                .collect(),
+        );
+    }
+
+    /// Stops the source `name` and forgets it; `false` when there is none.
+    pub async fn remove(&self, name: &str) -> bool {
+        let mut sources = self.sources.lock().await;
+        let Some(i) = sources.iter().position(|s| s.name == name) else {
+            return false;
+        };
+        let source = sources.remove(i);
+        self.publish(&sources);
+        drop(sources);
+        source.stop.cancel();
+        if tokio::time::timeout(STOP_WITHIN, source.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!(source = %name, "source did not stop within 5 s");
+        }
+        tracing::info!(source = %name, "source removed");
+        true
     }
 
     /// Starts every source in `configs` (none once stopping).
@@ -61,15 +125,7 @@ impl Running {
         for cfg in configs {
             sources.push(spawn(cfg, Arc::default(), tx.clone(), &self.shutdown));
         }
-    }
-
-    /// Each source's name and counters, in config order.
-    pub async fn counters(&self) -> Vec<(String, Arc<SourceCounters>)> {
-        let sources = self.sources.lock().await;
-        sources
-            .iter()
-            .map(|s| (s.name.clone(), s.counters.clone()))
-            .collect()
+        self.publish(&sources);
     }
 
     pub async fn count(&self) -> usize {
@@ -100,6 +156,7 @@ impl Running {
     pub async fn stop_all(&self) {
         self.tx.lock().await.take();
         let sources = std::mem::take(&mut *self.sources.lock().await);
+        self.publish(&[]);
         for source in sources {
             source.stop.cancel();
             if tokio::time::timeout(STOP_WITHIN, source.task)
@@ -142,5 +199,41 @@ fn spawn(
         counters,
         stop,
         task,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_drivers::simulator::SimulatorConfig;
+
+    fn simulator(name: &str) -> SourceConfig {
+        let yaml = format!("name: {name}\ninterval: 1h\n");
+        SourceConfig::Simulator(serde_saphyr::from_str::<SimulatorConfig>(&yaml).expect("valid"))
+    }
+
+    #[tokio::test]
+    async fn the_list_follows_sources_added_restarted_and_removed() {
+        let (tx, _rx) = mpsc::channel(16);
+        let shutdown = CancellationToken::new();
+        let running = Running::new(tx, shutdown.clone());
+        let list = running.list();
+        running.add(vec![simulator("a"), simulator("b")]).await;
+        let names = |l: &SourceList| l.get().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(names(&list), ["a", "b"]);
+        let before = list.get()[1].1.clone();
+        assert!(running.restart(simulator("b")).await);
+        // Same counters after a restart, so the metrics keep counting.
+        assert!(Arc::ptr_eq(&before, &list.get()[1].1));
+        assert!(running.remove("a").await);
+        assert!(!running.remove("a").await);
+        assert_eq!(names(&list), ["b"]);
+        shutdown.cancel();
+        running.stop_all().await;
+        assert!(names(&list).is_empty());
+        assert!(
+            !running.restart(simulator("b")).await,
+            "nothing starts once stopping"
+        );
     }
 }

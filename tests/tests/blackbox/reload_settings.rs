@@ -30,8 +30,15 @@ rules:
 "#;
 
 /// Two MQTT sources on the devices' broker: `plant` (never changed) and `line` (its
-/// subscription is what the test changes).
-fn config(devices: u16, cloud: u16, line_topic: &str, labels: &str, max_bytes: &str) -> String {
+/// subscription is what the test changes), and `more` sources.
+fn config(
+    devices: u16,
+    cloud: u16,
+    line_topic: &str,
+    labels: &str,
+    max_bytes: &str,
+    more: &str,
+) -> String {
     format!(
         "gateway_id: gw-reload-settings\n\
          rules: [rules.yaml]\n\
@@ -39,6 +46,7 @@ fn config(devices: u16, cloud: u16, line_topic: &str, labels: &str, max_bytes: &
          sources:\n\
          \x20 - mqtt:\n      name: plant\n      port: {devices}\n      subscriptions: [{{ topic: \"plant/{{device}}/{{metric}}\" }}]\n\
          \x20 - mqtt:\n      name: line\n      port: {devices}\n      subscriptions: [{{ topic: \"{line_topic}\" }}]\n\
+         {more}\
          outbox: {{ path: outbox.db, max_bytes: {max_bytes} }}\n\
          uplink: {{ host: 127.0.0.1, port: {cloud} }}\n\
          engine: {{ idle_close: 5s }}\n\
@@ -95,7 +103,7 @@ fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> 
     let (dp, cp) = (devices.port(), cloud.port());
     let mut agent = weir_tests::Agent::start(
         &dir,
-        &config(dp, cp, "line/{device}/{metric}", NORTH, "64MiB"),
+        &config(dp, cp, "line/{device}/{metric}", NORTH, "64MiB", ""),
     )?;
     agent.wait_for_log("uplink connected", STARTUP)?;
     devices
@@ -136,7 +144,14 @@ fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> 
     std::fs::copy(dir.path().join("weir.yaml"), dir.path().join("old.yaml"))?;
     dir.write(
         "weir.yaml",
-        &config(dp, cp, "line2/{device}/{metric}", PUMP_2_SOUTH, "32MiB"),
+        &config(
+            dp,
+            cp,
+            "line2/{device}/{metric}",
+            PUMP_2_SOUTH,
+            "32MiB",
+            &format!("  - mqtt: {{ name: extra, port: {dp}, subscriptions: [{{ topic: \"extra/{{device}}/{{metric}}\" }}] }}\n"),
+        ),
     )?;
     for against in [None, Some("old.yaml")] {
         let (code, out) = check_diff(&dir, against)?;
@@ -145,6 +160,7 @@ fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> 
             "labels changed: applied live by a reload",
             "outbox.max_bytes changed: needs a restart",
             "sources.line changed: applied live by a reload",
+            "sources.extra added: applied live by a reload",
         ] {
             assert!(out.contains(line), "{line:?} missing from:\n{out}");
         }
@@ -157,13 +173,16 @@ fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> 
         publisher.publish("plant/pump-1/temp", at(k * 1000, 20.0))?;
     }
     agent.wait_for_log("source restarted", STARTUP)?;
-    devices
-        .wait_for_subscription("line2/+/+", STARTUP)
-        .map_err(|e| agent.explain(e))?;
+    for filter in ["line2/+/+", "extra/+/+"] {
+        devices
+            .wait_for_subscription(filter, STARTUP)
+            .map_err(|e| agent.explain(e))?;
+    }
     for k in 20..30 {
         publisher.publish("plant/pump-1/temp", at(k * 1000, 20.0))?;
     }
     publisher.publish("line2/dev-a/flow", at(2, 2.0))?;
+    publisher.publish("extra/dev-a/flow", at(3, 3.0))?;
     publisher.publish("plant/pump-2/load", at(2, 2.0))?;
     // Closes the first minute of `plant-count`.
     publisher.publish("plant/pump-1/temp", at(60_000, 20.0))?;
