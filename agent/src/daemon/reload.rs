@@ -96,7 +96,7 @@ impl Reloader {
                 Outcome::Applied(report)
             }
             Err(problems) => {
-                tracing::error!("reload rejected; the old rules keep running");
+                tracing::error!("reload rejected; the old rules and settings keep running");
                 for problem in &problems {
                     tracing::error!("  {problem}");
                 }
