@@ -14,12 +14,15 @@
 //!   it had not acknowledged is redelivered by its broker) and started with the new settings;
 //!   the others keep running. A source added is started, one removed is stopped (by name: a
 //!   renamed source is one removed and one added);
+//! - `engine.idle_close` and `engine.clock_guard`: handed to the engine's task with the rules
+//!   and used from the next sample and tick on (the reload is checkpointed, so the input log
+//!   never has to replay across the change);
 //! - `actions`: a new local publisher is started and the engine switched to it, then the old
 //!   one stopped (local actions are best effort; the uplink carries every alert anyway).
 //!
 //! Everything else waits for a restart, because applying it live would move something other
 //! parts hold on to: the outbox file, the uplink's identity and session, the gateway id in
-//! every record's id, the engine's channel and budgets, the metrics listener and status page,
+//! every record's id, the engine's channel, budgets and checkpoint interval, the metrics listener and status page,
 //! the log filter, the fleet store. The outbox bounds too: `max_bytes` is held by the
 //! store's eviction, by every append's size check and, under `overflow: block`, by the
 //! permits sized when the outbox opened; changing them under a running writer is a change to
@@ -113,7 +116,38 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     );
     cmp("uplink", d(&old.uplink), d(&new.uplink), Restart);
     cmp("actions", d(&old.actions), d(&new.actions), Live);
-    cmp("engine", d(&old.engine), d(&new.engine), Restart);
+    let (o, n) = (&old.engine, &new.engine);
+    cmp(
+        "engine.max_series",
+        d(&o.max_series),
+        d(&n.max_series),
+        Restart,
+    );
+    cmp(
+        "engine.max_state_bytes",
+        d(&o.max_state_bytes),
+        d(&n.max_state_bytes),
+        Restart,
+    );
+    cmp(
+        "engine.idle_close",
+        d(&o.idle_close),
+        d(&n.idle_close),
+        Live,
+    );
+    cmp(
+        "engine.checkpoint_interval",
+        d(&o.checkpoint_interval),
+        d(&n.checkpoint_interval),
+        Restart,
+    );
+    cmp("engine.channel", d(&o.channel), d(&n.channel), Restart);
+    cmp(
+        "engine.clock_guard",
+        d(&o.clock_guard),
+        d(&n.clock_guard),
+        Live,
+    );
     cmp("metrics", d(&old.metrics), d(&new.metrics), Restart);
     cmp("log", d(&old.log), d(&new.log), Restart);
     cmp("fleet", d(&old.fleet), d(&new.fleet), Restart);

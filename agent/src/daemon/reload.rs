@@ -35,6 +35,9 @@ pub struct Request {
     pub labels: Option<DeviceLabels>,
     /// A new local actions publisher (`None`: unchanged).
     pub actions: Option<crate::daemon::actions::Actions>,
+    /// New `engine.idle_close` / `engine.clock_guard` (`None`: unchanged).
+    pub idle_close: Option<std::time::Duration>,
+    pub clock_guard: Option<crate::config::ClockGuard>,
     pub done: oneshot::Sender<ReloadReport>,
 }
 
@@ -135,9 +138,10 @@ impl Reloader {
             );
         }
         let live = diff(&applied, &new);
-        let labels_changed = live.iter().any(|c| c.setting == "labels");
+        let changed = |setting: &str| live.iter().any(|c| c.setting == setting);
+        let labels_changed = changed("labels");
         let mut publisher = self.actions.lock().await;
-        let (actions, old_actions) = match live.iter().any(|c| c.setting == "actions") {
+        let (actions, old_actions) = match changed("actions") {
             true => {
                 let (actions, old) = publisher.replace(new.actions.as_ref());
                 (Some(actions), Some(old))
@@ -157,6 +161,8 @@ impl Reloader {
             rules: outcome.rules,
             labels,
             actions,
+            idle_close: changed("engine.idle_close").then_some(new.engine.idle_close),
+            clock_guard: changed("engine.clock_guard").then(|| new.engine.clock_guard.clone()),
             done,
         };
         let stopped = || vec!["the engine is stopping; reload skipped".to_owned()];

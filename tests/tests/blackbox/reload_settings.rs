@@ -19,7 +19,7 @@ rules:
     window: { tumbling: 1m }
     aggregates: [count]
   - name: flow
-    select: { device: dev-a, metric: flow }
+    select: { device: "dev-*", metric: flow }
     window: { count: 1 }
     aggregates: [last]
   - name: site-last
@@ -38,6 +38,7 @@ fn config(
     labels: &str,
     max_bytes: &str,
     more: &str,
+    clock_guard: &str,
 ) -> String {
     format!(
         "gateway_id: gw-reload-settings\n\
@@ -49,7 +50,7 @@ fn config(
          {more}\
          outbox: {{ path: outbox.db, max_bytes: {max_bytes} }}\n\
          uplink: {{ host: 127.0.0.1, port: {cloud} }}\n\
-         engine: {{ idle_close: 5s }}\n\
+         engine: {{ idle_close: 5s, clock_guard: {{ action: {clock_guard} }} }}\n\
          metrics: {{ listen: ~ }}\n"
     )
 }
@@ -103,7 +104,15 @@ fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> 
     let (dp, cp) = (devices.port(), cloud.port());
     let mut agent = weir_tests::Agent::start(
         &dir,
-        &config(dp, cp, "line/{device}/{metric}", NORTH, "64MiB", ""),
+        &config(
+            dp,
+            cp,
+            "line/{device}/{metric}",
+            NORTH,
+            "64MiB",
+            "",
+            "restamp",
+        ),
     )?;
     agent.wait_for_log("uplink connected", STARTUP)?;
     devices
@@ -151,6 +160,7 @@ fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> 
             PUMP_2_SOUTH,
             "32MiB",
             &format!("  - mqtt: {{ name: extra, port: {dp}, subscriptions: [{{ topic: \"extra/{{device}}/{{metric}}\" }}] }}\n"),
+            "drop",
         ),
     )?;
     for against in [None, Some("old.yaml")] {
@@ -161,6 +171,7 @@ fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> 
             "outbox.max_bytes changed: needs a restart",
             "sources.line changed: applied live by a reload",
             "sources.extra added: applied live by a reload",
+            "engine.clock_guard changed: applied live by a reload",
         ] {
             assert!(out.contains(line), "{line:?} missing from:\n{out}");
         }
@@ -182,6 +193,13 @@ fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> 
         publisher.publish("plant/pump-1/temp", at(k * 1000, 20.0))?;
     }
     publisher.publish("line2/dev-a/flow", at(2, 2.0))?;
+    // A year ahead: the old clock guard would restamp it (a new series, so not late), the
+    // new one drops it; the sample after it on the same source proves it was judged.
+    publisher.publish(
+        "line2/dev-b/flow",
+        format!("{{\"value\": 9, \"ts\": {}}}", base + 365 * 86_400_000),
+    )?;
+    publisher.publish("line2/dev-b/flow", at(4, 4.0))?;
     publisher.publish("extra/dev-a/flow", at(3, 3.0))?;
     publisher.publish("plant/pump-2/load", at(2, 2.0))?;
     // Closes the first minute of `plant-count`.
@@ -202,6 +220,12 @@ fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> 
         .find(|m| m.str("rule") == Some("plant-count"))
         .and_then(|m| m.field("values")?.get("count")?.as_f64());
     assert_eq!(count, Some(30.0), "the unchanged source lost samples");
+    // Judged by the new guard (the sample after it on the same source was processed).
+    let judged = agent.wait_for_line("the clock guard's verdict", STARTUP, |l| {
+        l.contains("device clock far off") && l.contains("dev-b")
+    })?;
+    assert!(judged.contains("sample dropped"), "{judged}");
+    assert!(!last_of(&messages, "flow", "dev-b", 9.0), "{judged}");
 
     let log = agent.log_contents();
     let restarted: Vec<&str> = log

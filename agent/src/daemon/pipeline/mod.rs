@@ -125,7 +125,7 @@ impl Pipeline {
             engine,
             outbox,
             topics,
-            idle_close,
+            mut idle_close,
             checkpoint_interval,
             clock_guard,
             run_hours,
@@ -175,6 +175,12 @@ impl Pipeline {
                     }
                     if let Some(actions) = request.actions {
                         shell.actions = actions;
+                    }
+                    if let Some(lag) = request.idle_close {
+                        idle_close = lag;
+                    }
+                    if let Some(guard) = request.clock_guard {
+                        core.set_clock_guard(guard);
                     }
                     let report = core.engine.reload(request.rules);
                     reloaded = true;
