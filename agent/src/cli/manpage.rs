@@ -18,8 +18,8 @@ const EXTRA: &str = r#".SH "EXIT STATUS"
 needs a restart.
 .SH SIGNALS
 SIGTERM or SIGINT stops cleanly: sources stop, queued samples are processed and committed,
-the outbox is closed, exit 0. SIGHUP reloads: rules, labels, sources and local actions are
-applied live, other changes are named in the log and wait for a restart (\fBweir check \-\-diff\fR
+the outbox is closed, exit 0. SIGHUP reloads: rules, labels, sources, the uplink connection and
+local actions are applied live, other changes are named in the log and wait for a restart (\fBweir check \-\-diff\fR
 says which before).
 .SH FILES
 .TP

@@ -17,13 +17,17 @@
 //! - `engine.idle_close` and `engine.clock_guard`: handed to the engine's task with the rules
 //!   and used from the next sample and tick on (the reload is checkpointed, so the input log
 //!   never has to replay across the change);
+//! - `uplink.host`, `port`, `tls`, `keep_alive`, `inflight`, `status`, `format`, `batch`:
+//!   the uplink is stopped and started with them (`crate::daemon::uplink_task`); the outbox
+//!   keeps every record until the broker acknowledges it, so nothing is lost;
 //! - `actions`: a new local publisher is started and the engine switched to it, then the old
 //!   one stopped (local actions are best effort; the uplink carries every alert anyway).
 //!
 //! Everything else waits for a restart, because applying it live would move something other
-//! parts hold on to: the outbox file, the uplink's identity and session, the gateway id in
-//! every record's id, the engine's channel, budgets and checkpoint interval, the metrics listener and status page,
-//! the log filter, the fleet store. The outbox bounds too: `max_bytes` is held by the
+//! parts hold on to: the outbox file, the uplink's identity (`client_id`, `topic_prefix`,
+//! and whether there is an uplink at all), the gateway id in every record's id, the engine's
+//! channel, budgets and checkpoint interval, the metrics listener and status page, the log
+//! filter, the fleet store. The outbox bounds too: `max_bytes` is held by the
 //! store's eviction, by every append's size check and, under `overflow: block`, by the
 //! permits sized when the outbox opened; changing them under a running writer is a change to
 //! the outbox's invariants, not a reload.
@@ -114,7 +118,50 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         d(&n.synchronous),
         Restart,
     );
-    cmp("uplink", d(&old.uplink), d(&new.uplink), Restart);
+    match (&old.uplink, &new.uplink) {
+        (Some(o), Some(n)) => {
+            // Exhaustive: a new uplink field does not compile until it is classified here.
+            let crate::uplink::UplinkConfig {
+                host: _,
+                port: _,
+                client_id: _,
+                topic_prefix: _,
+                inflight: _,
+                keep_alive: _,
+                status: _,
+                tls: _,
+                format: _,
+                batch: _,
+            } = o;
+            cmp(
+                "uplink.client_id",
+                d(&o.client_id),
+                d(&n.client_id),
+                Restart,
+            );
+            cmp(
+                "uplink.topic_prefix",
+                d(&o.topic_prefix),
+                d(&n.topic_prefix),
+                Restart,
+            );
+            cmp("uplink.host", d(&o.host), d(&n.host), Live);
+            cmp("uplink.port", d(&o.port), d(&n.port), Live);
+            cmp("uplink.tls", d(&o.tls), d(&n.tls), Live);
+            cmp(
+                "uplink.keep_alive",
+                d(&o.keep_alive),
+                d(&n.keep_alive),
+                Live,
+            );
+            cmp("uplink.inflight", d(&o.inflight), d(&n.inflight), Live);
+            cmp("uplink.status", d(&o.status), d(&n.status), Live);
+            cmp("uplink.format", d(&o.format), d(&n.format), Live);
+            cmp("uplink.batch", d(&o.batch), d(&n.batch), Live);
+        }
+        // Added or removed: the lanes' topics, the fleet and the overflow check depend on it.
+        (o, n) => cmp("uplink", d(o), d(n), Restart),
+    }
     cmp("actions", d(&old.actions), d(&new.actions), Live);
     let (o, n) = (&old.engine, &new.engine);
     cmp(
@@ -246,6 +293,36 @@ sources:
                 "outbox.max_bytes changed: needs a restart",
                 "sources.b changed: applied live by a reload",
             ]
+        );
+    }
+
+    #[test]
+    fn an_uplink_connection_change_is_live_and_its_identity_needs_a_restart() {
+        let with =
+            |extra: &str| format!("{BASE}uplink: {{ host: 127.0.0.1, port: 1883{extra} }}\n");
+        let old = config(&with(""));
+        let moved = config(&with(", keep_alive: 10s").replace("1883", "8883"));
+        let renamed = config(&with(", topic_prefix: other"));
+        let said = |new: &Config| {
+            diff(&old, new)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            said(&moved),
+            [
+                "uplink.port changed: applied live by a reload",
+                "uplink.keep_alive changed: applied live by a reload"
+            ]
+        );
+        assert_eq!(
+            said(&renamed),
+            ["uplink.topic_prefix changed: needs a restart"]
+        );
+        assert_eq!(
+            diff(&config(BASE), &old)[0].to_string(),
+            "uplink changed: needs a restart"
         );
     }
 

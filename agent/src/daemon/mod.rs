@@ -19,3 +19,4 @@ pub mod sources;
 pub mod supervise;
 pub mod systemd;
 mod uplink_queue;
+pub mod uplink_task;

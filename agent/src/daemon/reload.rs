@@ -13,8 +13,10 @@
 //!
 //! What else is applied live, and what waits for a restart, is the table in
 //! [`crate::config::diff`] (the one `weir check --diff` prints): device labels go to the
-//! engine with the rules, in the same swap; a source whose settings changed is stopped and
-//! started again with them while the others keep running ([`crate::daemon::sources`]). Every
+//! engine with the rules, in the same swap (with `engine.idle_close` and
+//! `engine.clock_guard`); a source whose settings changed is stopped and started again with
+//! them while the others keep running ([`crate::daemon::sources`]); the uplink and the local
+//! actions publisher are restarted when their connection settings change. Every
 //! restart-only change is named in the log, at every reload until the agent restarts (it is
 //! compared with the config the agent started with).
 
@@ -57,6 +59,8 @@ pub struct Reloader {
     pub engine: mpsc::Sender<Request>,
     /// The running sources, restarted one by one when their settings change.
     pub sources: Arc<crate::daemon::sources::Running>,
+    /// The uplink (set once it is started), restarted when its connection settings change.
+    pub uplink: std::sync::OnceLock<crate::daemon::uplink_task::Uplink>,
     /// The local actions publisher, replaced when `actions:` changes.
     pub actions: Mutex<crate::daemon::actions::Publisher>,
     /// Told what each reload found in the rule files, before it is applied or refused (the
@@ -175,6 +179,13 @@ impl Reloader {
             // The engine publishes through the new one now.
             old.cancel();
             tracing::info!("local actions broker reloaded");
+        }
+        if live
+            .iter()
+            .any(|c| c.setting.starts_with("uplink.") && c.applies == Applies::Live)
+            && let (Some(uplink), Some(cfg)) = (self.uplink.get(), &new.uplink)
+        {
+            uplink.restart(cfg.clone()).await;
         }
         for change in &live {
             let Some(name) = change.setting.strip_prefix("sources.") else {

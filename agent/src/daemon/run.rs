@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use weir_drivers::SourceCounters;
 use weir_rules::{Engine, Limits};
@@ -129,6 +128,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         applied: tokio::sync::Mutex::new(applied),
         engine: reload_tx,
         sources: sources.clone(),
+        uplink: std::sync::OnceLock::new(),
         on_rule_files: page.clone().map(|page| {
             Box::new(move |loaded: &Loaded, outcome: &_| page.reloaded(loaded, outcome))
                 as crate::daemon::reload::RuleFilesHook
@@ -157,26 +157,39 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         }
         None => (None, None),
     };
-    let uplink_task: Option<JoinHandle<()>> = config.uplink.map(|cfg| {
+    let uplink_task = config.uplink.map(|cfg| {
         let outbox = outbox.clone();
         let counters = uplink_counters.clone().unwrap_or_default();
         let gateway_id = gateway_id.clone();
-        let stop = shutdown.clone();
-        supervise::restarting("uplink".to_owned(), shutdown.clone(), move || {
-            let run = uplink::run_with_control(
-                cfg.clone(),
-                gateway_id.clone(),
+        let fleet_control = fleet_control.clone();
+        let start: crate::daemon::uplink_task::Start = Box::new(move |cfg, stop| {
+            let (outbox, counters, gateway_id, fleet_control) = (
                 outbox.clone(),
                 counters.clone(),
-                stop.clone(),
+                gateway_id.clone(),
                 fleet_control.clone(),
             );
-            async move {
-                fault::inject("uplink");
-                run.await
-            }
-        })
+            supervise::restarting("uplink".to_owned(), stop.clone(), move || {
+                let run = uplink::run_with_control(
+                    cfg.clone(),
+                    gateway_id.clone(),
+                    outbox.clone(),
+                    counters.clone(),
+                    stop.clone(),
+                    fleet_control.clone(),
+                );
+                async move {
+                    fault::inject("uplink");
+                    run.await
+                }
+            })
+        });
+        crate::daemon::uplink_task::Uplink::start(cfg, shutdown.clone(), start)
     });
+    if let Some(uplink) = &uplink_task {
+        // Set once, here: the reloader was built before (the fleet task needs it first).
+        let _ = reloader.uplink.set(uplink.clone());
+    }
     if uplink_task.is_none() {
         tracing::warn!("no uplink configured: events are kept in the outbox only");
     }
@@ -340,8 +353,8 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         true => Ok(()),
         false => pipeline_task.await.context("the engine task panicked")?,
     };
-    if let Some(task) = uplink_task {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    if let Some(uplink) = uplink_task {
+        uplink.stopped(Duration::from_secs(5)).await;
     }
     drop(outbox);
     if !writer_ended {

@@ -301,3 +301,52 @@ fn sighup_moves_local_actions_to_the_new_broker() -> Result<()> {
     agent.assert_running()?;
     Ok(())
 }
+
+#[test]
+fn sighup_moves_the_uplink_to_the_new_broker_and_delivers_there() -> Result<()> {
+    let dir = TestDir::new("reload-uplink")?;
+    let devices = Mosquitto::start()?;
+    let first = Mosquitto::start()?;
+    let second = Mosquitto::start()?;
+    let on_second = Collector::start(second.port(), "weir/#")?;
+    dir.write(
+        "rules/r.yaml",
+        "rules:\n  - name: flow\n    select: { device: dev-a, metric: flow }\n    window: { count: 1 }\n    aggregates: [last]\n",
+    )?;
+    let outbox = dir.path().join("outbox.db");
+    let yaml = |cloud: u16| {
+        crate::common::AgentConfig {
+            gateway: "gw-reload-uplink",
+            devices_port: devices.port(),
+            cloud_port: Some(cloud),
+            rules: &["rules/r.yaml"],
+            outbox: &outbox,
+            extra_topics: &[],
+        }
+        .yaml()
+    };
+    let mut agent = weir_tests::Agent::start(&dir, &yaml(first.port()))?;
+    agent.wait_for_log("uplink connected", STARTUP)?;
+    devices
+        .wait_for_subscription(crate::common::PLANT_FILTER, STARTUP)
+        .map_err(|e| agent.explain(e))?;
+
+    dir.write("weir.yaml", &yaml(second.port()))?;
+    let (code, out) = check_diff(&dir, None)?;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("uplink.port changed: applied live by a reload"),
+        "{out}"
+    );
+    sighup(agent.pid())?;
+    agent.wait_for_log("uplink restarted with its new settings", STARTUP)?;
+    let mut publisher = Publisher::connect(devices.port())?;
+    publisher.publish("plant/dev-a/flow", "7")?;
+    on_second
+        .wait_for("the window on the new uplink broker", STARTUP, |m| {
+            last_of(m, "flow", "dev-a", 7.0)
+        })
+        .map_err(|e| agent.explain(e))?;
+    agent.assert_running()?;
+    Ok(())
+}
