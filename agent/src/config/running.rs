@@ -3,7 +3,8 @@
 //!
 //! `weir run` writes it at start, beside the outbox (`running-config.yaml` in the same
 //! directory, so in `StateDirectory=` under systemd), through a temporary file renamed over
-//! the old one. It holds the start-up config rather than the last reloaded one on purpose:
+//! the old one, readable by its owner only (the config may hold `metrics.page.token`). It
+//! holds the start-up config rather than the last reloaded one on purpose:
 //! a restart-only setting changed at an earlier reload is still not in effect, and `--diff`
 //! must keep naming it until the agent restarts. (A live change already applied shows again
 //! as "applied live by a reload": reloading it again changes nothing.)
@@ -13,6 +14,7 @@
 //! place (the usual case: `/etc/weir/weir.yaml`, edited in place).
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{ConfigError, Loaded, Origin, Problem};
@@ -22,13 +24,19 @@ pub fn path_beside(outbox: &Path) -> PathBuf {
     outbox.with_file_name("running-config.yaml")
 }
 
-/// Writes the copy of `loaded` beside its outbox.
-pub fn save(loaded: &Loaded) -> std::io::Result<PathBuf> {
-    let path = path_beside(&loaded.config.outbox.path);
+/// Writes `text`, the running config, beside the outbox at `outbox`.
+pub fn save(outbox: &Path, text: &str) -> std::io::Result<PathBuf> {
+    let path = path_beside(outbox);
     let tmp = path.with_extension("yaml.tmp");
     {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(loaded.text.as_bytes())?;
+        // Owner only: the config may hold the status page's token.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(text.as_bytes())?;
         file.sync_all()?;
     }
     std::fs::rename(&tmp, &path)?;

@@ -72,11 +72,6 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         );
         (outcome.rules, page_rule_files)
     };
-    // What `weir check --diff` compares with. Without it only `--diff` suffers.
-    match crate::config::running::save(&loaded) {
-        Ok(path) => tracing::debug!(path = %path.display(), "running config recorded"),
-        Err(e) => tracing::warn!("cannot record the running config for `weir check --diff`: {e}"),
-    }
     // Parsed again rather than cloned (the config types are not `Clone`); it parsed above.
     let started = crate::config::Loaded::from_str(&loaded.text, loaded.origin.clone())
         .context("the config no longer parses")?
@@ -84,6 +79,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     let applied = crate::config::Loaded::from_str(&loaded.text, loaded.origin.clone())
         .context("the config no longer parses")?
         .config;
+    let loaded_text = loaded.text.clone();
     // Validated with the config: an error here cannot happen, and would only mean no labels.
     let device_labels = loaded.config.device_labels().unwrap_or_default();
     let config = loaded.config;
@@ -96,6 +92,12 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .context("the outbox opener panicked")?
         .with_context(|| format!("cannot open the outbox {}", config.outbox.path.display()))?;
     tracing::info!(path = %config.outbox.path.display(), "outbox open");
+    // What `weir check --diff` compares with (beside the outbox, whose directory now exists).
+    // Without it only `--diff` suffers.
+    match crate::config::running::save(&config.outbox.path, &loaded_text) {
+        Ok(path) => tracing::debug!(path = %path.display(), "running config recorded"),
+        Err(e) => tracing::warn!("cannot record the running config for `weir check --diff`: {e}"),
+    }
     // Joined from the start, so that the writer's end is noticed whenever it comes.
     let mut writer_task = tokio::task::spawn_blocking(move || outbox_thread.join());
 
