@@ -144,14 +144,6 @@ impl Reloader {
         let live = diff(&applied, &new);
         let changed = |setting: &str| live.iter().any(|c| c.setting == setting);
         let labels_changed = changed("labels");
-        let mut publisher = self.actions.lock().await;
-        let (actions, old_actions) = match changed("actions") {
-            true => {
-                let (actions, old) = publisher.replace(new.actions.as_ref());
-                (Some(actions), Some(old))
-            }
-            false => (None, None),
-        };
         let labels = match labels_changed {
             // Validated with the config.
             true => Some(
@@ -159,6 +151,15 @@ impl Reloader {
                     .map_err(|e| vec![format!("labels: {e}")])?,
             ),
             false => None,
+        };
+        // Last before the swap: nothing below can refuse the reload.
+        let mut publisher = self.actions.lock().await;
+        let (actions, old_actions) = match changed("actions") {
+            true => {
+                let (actions, old) = publisher.replace(new.actions.as_ref());
+                (Some(actions), Some(old))
+            }
+            false => (None, None),
         };
         let (done, report) = oneshot::channel();
         let request = Request {
