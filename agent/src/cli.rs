@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::commands::check::CheckArgs;
 use crate::commands::eval::EvalArgs;
 use crate::commands::keygen::KeygenArgs;
 use crate::commands::learn::LearnArgs;
@@ -29,8 +30,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the agent (the default when no command is given).
     Run(ConfigArgs),
-    /// Check a config and its rule files; print every problem as file:line:column.
-    Check(ConfigArgs),
+    /// Check a config and its rule files; print every problem as file:line:column. With
+    /// `--diff`, also say which changes a reload (SIGHUP) applies live and which need a restart.
+    Check(CheckArgs),
     /// Run rule files over a recorded CSV or JSON-lines file; print the events as JSON lines.
     Replay(ReplayArgs),
     /// Learn each statistical detector's baseline from a healthy recording, for rules to

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command.unwrap_or_default() {
         cli::Command::Run(args) => daemon::run::main(args.config),
-        cli::Command::Check(args) => commands::check::main(args.config.as_deref()),
+        cli::Command::Check(args) => commands::check::main(&args),
         cli::Command::Replay(args) => commands::replay::main(args),
         cli::Command::Eval(args) => commands::eval::main(args),
         cli::Command::Learn(args) => commands::learn::main(args),

@@ -14,10 +14,13 @@ use clap::CommandFactory;
 /// Sections clap does not know: what the exit codes, files and signals mean.
 const EXTRA: &str = r#".SH "EXIT STATUS"
 0 success; 1 runtime failure; 2 invalid configuration or rules (\fBweir check\fR, and
-\fBweir run\fR or \fBweir replay\fR refusing to start).
+\fBweir run\fR or \fBweir replay\fR refusing to start); 3 \fBweir check \-\-diff\fR: a change
+needs a restart.
 .SH SIGNALS
 SIGTERM or SIGINT stops cleanly: sources stop, queued samples are processed and committed,
-the outbox is closed, exit 0.
+the outbox is closed, exit 0. SIGHUP reloads: rules, labels, sources, the uplink connection and
+local actions are applied live, other changes are named in the log and wait for a restart (\fBweir check \-\-diff\fR
+says which before).
 .SH FILES
 .TP
 \fI/etc/weir/weir.yaml\fR

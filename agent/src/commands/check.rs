@@ -1,10 +1,71 @@
-//! `weir check`: validate a config and its rule files without running anything.
+//! `weir check`: validate a config and its rule files without running anything, and with
+//! `--diff`, say what a reload would change.
+//!
+//! Exit codes: 0 the config is valid (and, with `--diff`, every change a reload applies
+//! live, or nothing changed); 2 the config or a rule file is refused (or, with `--diff`, the
+//! config compared with is); 3 with `--diff`, valid, but at least one change needs a restart
+//! (a reload would apply the rest and name those in its log); 1 any other failure.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::Args;
+
+use crate::config::diff::{Applies, diff};
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The agent's YAML config (default: as for `weir run`).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Also compare the config with the one the running agent started with (the copy
+    /// `weir run` keeps beside its outbox, `running-config.yaml`) and print, per changed
+    /// setting, whether a reload (SIGHUP) applies it live or it needs a restart. Exit 3 when
+    /// one needs a restart.
+    #[arg(long)]
+    pub diff: bool,
+    /// With `--diff`: compare with this config file instead of the running agent's.
+    #[arg(long, value_name = "OLD", requires = "diff")]
+    pub against: Option<PathBuf>,
+}
+
+/// `weir check [--diff [--against OLD]]`.
+pub fn main(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let code = check(args.config.as_deref())?;
+    if code != ExitCode::SUCCESS || !args.diff {
+        return Ok(code);
+    }
+    let new = crate::config::load(args.config.as_deref())?;
+    let old = match &args.against {
+        Some(path) => crate::config::Loaded::from_path(path),
+        None => crate::config::running::load(&new),
+    };
+    let old = match old {
+        Ok(old) => old,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let changes = diff(&old.config, &new.config);
+    println!(
+        "{} against {}: {} change(s)",
+        new.origin.name(),
+        old.origin.name(),
+        changes.len()
+    );
+    for change in &changes {
+        println!("  {change}");
+    }
+    println!("  rule files: reloaded by every reload (unchanged rules keep their state)");
+    if changes.iter().any(|c| c.applies == Applies::Restart) {
+        return Ok(ExitCode::from(3));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Checks the config at `config` (default: as for `weir run`) and its rule files.
-pub fn main(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+fn check(config: Option<&Path>) -> anyhow::Result<ExitCode> {
     // `config::load` refuses what every command would (an outbox path that is a directory
     // among them); the probe below writes a file, so only `weir check` makes it.
     let loaded = crate::config::load(config)?;

@@ -10,8 +10,10 @@
 //! the config file, so a config and its rules can be moved together.
 
 mod daemon;
+pub mod diff;
 mod locate;
 pub mod rule_files;
+pub mod running;
 
 pub use daemon::{Action, ActionsConfig, ClockGuard, MetricsConfig, PageConfig};
 pub use locate::load;
@@ -388,6 +390,9 @@ impl Origin {
 pub struct Loaded {
     pub config: Config,
     pub origin: Origin,
+    /// The YAML it was read from, kept so the daemon can record what it runs (see
+    /// [`running`]).
+    pub text: String,
 }
 
 /// A rule file's text as the engine should see it: a name for diagnostics and its source.
@@ -460,7 +465,11 @@ impl Loaded {
                 }],
             });
         }
-        Ok(Loaded { config, origin })
+        Ok(Loaded {
+            config,
+            origin,
+            text: text.to_owned(),
+        })
     }
 
     /// Reads every rule file named by the config. Each entry is the file's result, so the

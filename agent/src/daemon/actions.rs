@@ -101,8 +101,64 @@ impl Actions {
     }
 }
 
-/// Starts the local publisher; it runs until `shutdown`.
-pub fn start(cfg: &ActionsConfig, gateway_id: &str, shutdown: CancellationToken) -> Actions {
+/// The local publisher as a reload replaces it: a changed `actions:` section starts a new
+/// publisher (its own stop signal under the agent's shutdown) counting into the same
+/// counters, and the old one is stopped once the engine has switched to the new one. What the
+/// old one still had queued is not sent (best effort, as above).
+pub struct Publisher {
+    gateway_id: String,
+    shutdown: CancellationToken,
+    stop: CancellationToken,
+    counters: Arc<ActionCounters>,
+}
+
+impl Publisher {
+    /// Starts the publisher for `cfg` (`None`: every action is dropped and counted).
+    pub fn start(
+        cfg: Option<&ActionsConfig>,
+        gateway_id: &str,
+        shutdown: CancellationToken,
+    ) -> (Publisher, Actions) {
+        let mut publisher = Publisher {
+            gateway_id: gateway_id.to_owned(),
+            stop: shutdown.child_token(),
+            shutdown,
+            counters: Arc::default(),
+        };
+        let actions = publisher.begin(cfg);
+        (publisher, actions)
+    }
+
+    /// Starts a publisher for `cfg`; returns it and the stop signal of the one it replaces,
+    /// to cancel once the engine holds the new one.
+    pub fn replace(&mut self, cfg: Option<&ActionsConfig>) -> (Actions, CancellationToken) {
+        let old = std::mem::replace(&mut self.stop, self.shutdown.child_token());
+        (self.begin(cfg), old)
+    }
+
+    fn begin(&mut self, cfg: Option<&ActionsConfig>) -> Actions {
+        match cfg {
+            Some(cfg) => start(
+                cfg,
+                &self.gateway_id,
+                self.stop.clone(),
+                self.counters.clone(),
+            ),
+            None => Actions {
+                tx: None,
+                counters: self.counters.clone(),
+            },
+        }
+    }
+}
+
+/// Starts the local publisher, counting into `counters`; it runs until `shutdown`.
+fn start(
+    cfg: &ActionsConfig,
+    gateway_id: &str,
+    shutdown: CancellationToken,
+    counters: Arc<ActionCounters>,
+) -> Actions {
     let client_id = cfg
         .client_id
         .clone()
@@ -120,12 +176,11 @@ pub fn start(cfg: &ActionsConfig, gateway_id: &str, shutdown: CancellationToken)
             // `actions:` is validated at load, so this is a bug, not an operator's typo:
             // actions are best effort, the uplink keeps the durable copy.
             tracing::error!(error = %e, "actions: cannot configure the local broker's client; every action is dropped and counted");
-            return Actions::disabled();
+            return Actions { tx: None, counters };
         }
     };
     let (client, mut eventloop) = AsyncClient::new(opts, QUEUE);
     let (tx, mut rx) = mpsc::channel::<(String, Vec<u8>)>(QUEUE);
-    let counters = Arc::new(ActionCounters::default());
     let published = counters.clone();
     let target = format!("{}:{}", cfg.host, cfg.port);
     tokio::spawn(async move {

@@ -229,7 +229,7 @@ async fn respond(
             let outbox = tokio::time::timeout(Duration::from_secs(2), sources.outbox.stats())
                 .await
                 .is_ok_and(|r| r.is_ok());
-            let stalled = stalled_sources(&sources.sources);
+            let stalled = stalled_sources(&sources.sources.get());
             if let Some(since) = sources.outbox.blocked_since() {
                 (
                     "503 Service Unavailable",

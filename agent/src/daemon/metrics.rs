@@ -27,7 +27,8 @@ use crate::uplink::UplinkCounters;
 pub struct Sources {
     pub outbox: Outbox,
     pub pipeline: Arc<PipelineCounters>,
-    pub sources: Vec<(String, Arc<SourceCounters>)>,
+    /// Current at every scrape: a reload may add or remove sources.
+    pub sources: crate::daemon::sources::SourceList,
     /// `None` when no uplink is configured (its families are then left out).
     pub uplink: Option<Arc<UplinkCounters>>,
     /// `None` without `fleet:` (its families are then left out).
@@ -62,9 +63,9 @@ impl Sources {
             .ok()?;
         let p = &self.pipeline;
         let c: Arc<OutboxCounters> = self.outbox.counters();
+        let sources = self.sources.get();
         Some(Snapshot {
-            sources: self
-                .sources
+            sources: sources
                 .iter()
                 .map(|(name, s)| {
                     (
@@ -83,8 +84,7 @@ impl Sources {
                     )
                 })
                 .collect(),
-            source_health: self
-                .sources
+            source_health: sources
                 .iter()
                 .map(|(name, s)| {
                     (

@@ -15,6 +15,8 @@ pub mod reload;
 pub mod run;
 pub mod run_hours;
 pub mod signals;
+pub mod sources;
 pub mod supervise;
 pub mod systemd;
 mod uplink_queue;
+pub mod uplink_task;

@@ -1,4 +1,5 @@
-//! SIGHUP: re-read the config, recompile every rule file, and swap the engine's rules.
+//! SIGHUP: re-read the config, recompile every rule file, swap the engine's rules and labels,
+//! and restart the sources whose settings changed.
 //!
 //! All-or-nothing, unlike start-up. At start the agent must run *something*, so a broken file
 //! is skipped and the others run. On reload a working set is already running: replacing it
@@ -10,19 +11,35 @@
 //! sample is seen by half a rule set. Rules whose definition did not change keep their state
 //! (see `weir_rules::Engine::reload`).
 //!
-//! Only rules are reloaded. Sources, outbox, uplink and the other settings are wired once at
-//! start; when they changed, the reload says so and they take effect on the next restart.
+//! What else is applied live, and what waits for a restart, is the table in
+//! [`crate::config::diff`] (the one `weir check --diff` prints): device labels go to the
+//! engine with the rules, in the same swap (with `engine.idle_close` and
+//! `engine.clock_guard`); a source whose settings changed is stopped and started again with
+//! them while the others keep running ([`crate::daemon::sources`]); the uplink and the local
+//! actions publisher are restarted when their connection settings change. Every
+//! restart-only change is named in the log, at every reload until the agent restarts (it is
+//! compared with the config the agent started with).
 
 use std::path::PathBuf;
 
-use tokio::sync::{mpsc, oneshot};
-use weir_rules::{ReloadReport, RuleSet};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+use weir_rules::{DeviceLabels, ReloadReport, RuleSet};
 
 use crate::config::Config;
+use crate::config::diff::{Applies, diff};
 
 /// A new rule set for the engine task, and where to say what became of the old one.
 pub struct Request {
     pub rules: RuleSet,
+    /// New device labels, set before the rules are matched again (`None`: unchanged).
+    pub labels: Option<DeviceLabels>,
+    /// A new local actions publisher (`None`: unchanged).
+    pub actions: Option<crate::daemon::actions::Actions>,
+    /// New `engine.idle_close` / `engine.clock_guard` (`None`: unchanged).
+    pub idle_close: Option<std::time::Duration>,
+    pub clock_guard: Option<crate::config::ClockGuard>,
     pub done: oneshot::Sender<ReloadReport>,
 }
 
@@ -34,30 +51,21 @@ pub type RuleFilesHook =
 pub struct Reloader {
     /// The `--config` argument, resolved again on every reload exactly as at start.
     pub config_path: Option<PathBuf>,
-    /// The settings other than `rules:` as they were at start, to tell the operator when a
-    /// change to them needs a restart.
-    pub settings: String,
+    /// The config the agent started with: restart-only changes are named against it.
+    pub started: Config,
+    /// The config of the last applied reload (at first, the one started with): live changes
+    /// are found against it. Locked for a whole reload, so two never interleave.
+    pub applied: Mutex<Config>,
     pub engine: mpsc::Sender<Request>,
+    /// The running sources, restarted one by one when their settings change.
+    pub sources: Arc<crate::daemon::sources::Running>,
+    /// The uplink (set once it is started), restarted when its connection settings change.
+    pub uplink: std::sync::OnceLock<crate::daemon::uplink_task::Uplink>,
+    /// The local actions publisher, replaced when `actions:` changes.
+    pub actions: Mutex<crate::daemon::actions::Publisher>,
     /// Told what each reload found in the rule files, before it is applied or refused (the
     /// status page lists them).
     pub on_rule_files: Option<RuleFilesHook>,
-}
-
-/// Everything in the config but the rule file list, in a form that compares. Sources are
-/// compared without their YAML locations, which move when lines are added above them.
-pub fn settings_of(config: &Config) -> String {
-    let sources: Vec<_> = config.sources.iter().map(|s| &s.value).collect();
-    format!(
-        "{:?} {:?} {sources:?} {:?} {:?} {:?} {:?} {:?} {:?}",
-        config.gateway_id,
-        config.labels,
-        config.outbox,
-        config.uplink,
-        config.actions,
-        config.engine,
-        config.metrics,
-        config.log
-    )
 }
 
 /// How a reload ended, for the systemd status line.
@@ -95,7 +103,7 @@ impl Reloader {
                 Outcome::Applied(report)
             }
             Err(problems) => {
-                tracing::error!("reload rejected; the old rules keep running");
+                tracing::error!("reload rejected; the old rules and settings keep running");
                 for problem in &problems {
                     tracing::error!("  {problem}");
                 }
@@ -105,6 +113,7 @@ impl Reloader {
     }
 
     async fn try_reload(&self) -> Result<ReloadReport, Vec<String>> {
+        let mut applied = self.applied.lock().await;
         let loaded = crate::config::load(self.config_path.as_deref()).map_err(|e| {
             // The config error already lists every problem with its location.
             vec![format!("{e:#}")]
@@ -120,20 +129,86 @@ impl Reloader {
                 .flat_map(|r| r.problems)
                 .collect());
         }
-        if settings_of(&loaded.config) != self.settings {
+        let new = loaded.config;
+        for change in diff(&self.started, &new)
+            .iter()
+            .filter(|c| c.applies == Applies::Restart)
+        {
             tracing::warn!(
                 config = %loaded.origin.name(),
-                "settings other than `rules` changed; they take effect when the agent restarts"
+                setting = %change.setting,
+                change = change.what,
+                "not applied by a reload: takes effect when the agent restarts"
             );
         }
+        let live = diff(&applied, &new);
+        let changed = |setting: &str| live.iter().any(|c| c.setting == setting);
+        let labels_changed = changed("labels");
+        let labels = match labels_changed {
+            // Validated with the config.
+            true => Some(
+                new.device_labels()
+                    .map_err(|e| vec![format!("labels: {e}")])?,
+            ),
+            false => None,
+        };
+        // Last before the swap: nothing below can refuse the reload.
+        let mut publisher = self.actions.lock().await;
+        let (actions, old_actions) = match changed("actions") {
+            true => {
+                let (actions, old) = publisher.replace(new.actions.as_ref());
+                (Some(actions), Some(old))
+            }
+            false => (None, None),
+        };
         let (done, report) = oneshot::channel();
         let request = Request {
             rules: outcome.rules,
+            labels,
+            actions,
+            idle_close: changed("engine.idle_close").then_some(new.engine.idle_close),
+            clock_guard: changed("engine.clock_guard").then(|| new.engine.clock_guard.clone()),
             done,
         };
         let stopped = || vec!["the engine is stopping; reload skipped".to_owned()];
         self.engine.send(request).await.map_err(|_| stopped())?;
-        report.await.map_err(|_| stopped())
+        let report = report.await.map_err(|_| stopped())?;
+        if labels_changed {
+            tracing::info!("device labels reloaded");
+        }
+        if let Some(old) = old_actions {
+            // The engine publishes through the new one now.
+            old.cancel();
+            tracing::info!("local actions broker reloaded");
+        }
+        if live
+            .iter()
+            .any(|c| c.setting.starts_with("uplink.") && c.applies == Applies::Live)
+            && let (Some(uplink), Some(cfg)) = (self.uplink.get(), &new.uplink)
+        {
+            uplink.restart(cfg.clone()).await;
+        }
+        for change in &live {
+            let Some(name) = change.setting.strip_prefix("sources.") else {
+                continue;
+            };
+            let cfg = new.sources.iter().find(|s| s.value.name() == name);
+            match (change.what, cfg) {
+                ("removed", _) => {
+                    self.sources.remove(name).await;
+                }
+                ("added", Some(cfg)) => {
+                    self.sources.add(vec![cfg.value.clone()]).await;
+                    tracing::info!(source = %name, "source added");
+                }
+                (_, Some(cfg)) => {
+                    self.sources.restart(cfg.value.clone()).await;
+                }
+                (_, None) => {}
+            }
+        }
+        *applied = new;
+        Ok(report)
     }
 }
 

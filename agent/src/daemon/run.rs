@@ -1,5 +1,5 @@
 //! `weir run`: wires sources → engine → outbox → uplink and runs until SIGTERM or Ctrl-C,
-//! reloading its rules on SIGHUP.
+//! reloading on SIGHUP (rules, labels and changed sources; see [`crate::daemon::reload`]).
 //!
 //! Start order follows the data backwards (outbox, uplink, engine, then sources) so nothing
 //! produces into a stage that is not there yet. Stop order follows it forwards: sources stop
@@ -17,16 +17,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use weir_drivers::{SourceCounters, modbus, mqtt, serial, simulator};
+use weir_drivers::SourceCounters;
 use weir_rules::{Engine, Limits};
 
-use crate::config::{Loaded, SourceConfig};
+use crate::config::Loaded;
 use crate::daemon::pipeline::{Pipeline, PipelineCounters};
 use crate::daemon::reload::{Outcome, Reloader};
 use crate::daemon::run_hours::RunHoursFile;
 use crate::daemon::signals::{Signal, Signals};
+use crate::daemon::sources::Running as Sources;
 use crate::daemon::supervise;
 use crate::outbox::{Lane, Outbox};
 use crate::support::fault;
@@ -72,7 +72,14 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         );
         (outcome.rules, page_rule_files)
     };
-    let settings = crate::daemon::reload::settings_of(&loaded.config);
+    // Parsed again rather than cloned (the config types are not `Clone`); it parsed above.
+    let started = crate::config::Loaded::from_str(&loaded.text, loaded.origin.clone())
+        .context("the config no longer parses")?
+        .config;
+    let applied = crate::config::Loaded::from_str(&loaded.text, loaded.origin.clone())
+        .context("the config no longer parses")?
+        .config;
+    let loaded_text = loaded.text.clone();
     // Validated with the config: an error here cannot happen, and would only mean no labels.
     let device_labels = loaded.config.device_labels().unwrap_or_default();
     let config = loaded.config;
@@ -85,6 +92,12 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .context("the outbox opener panicked")?
         .with_context(|| format!("cannot open the outbox {}", config.outbox.path.display()))?;
     tracing::info!(path = %config.outbox.path.display(), "outbox open");
+    // What `weir check --diff` compares with (beside the outbox, whose directory now exists).
+    // Without it only `--diff` suffers.
+    match crate::config::running::save(&config.outbox.path, &loaded_text) {
+        Ok(path) => tracing::debug!(path = %path.display(), "running config recorded"),
+        Err(e) => tracing::warn!("cannot record the running config for `weir check --diff`: {e}"),
+    }
     // Joined from the start, so that the writer's end is noticed whenever it comes.
     let mut writer_task = tokio::task::spawn_blocking(move || outbox_thread.join());
 
@@ -99,13 +112,25 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .map(|_| Arc::new(uplink::UplinkCounters::default()));
     let pipeline_counters = Arc::new(PipelineCounters::default());
     let (reload_tx, reload_rx) = mpsc::channel(1);
+    let (tx, rx) = mpsc::channel(config.engine.channel.get());
+    // Started last (below), after the engine; the reloader needs the handle now.
+    let sources = Arc::new(Sources::new(tx, shutdown.clone()));
     let page = config.metrics.listen.and_then(|_| {
         crate::daemon::page::Page::new(&config.metrics.page, &gateway_id, page_rule_files)
     });
+    let (publisher, actions) = crate::daemon::actions::Publisher::start(
+        config.actions.as_ref(),
+        &gateway_id,
+        shutdown.clone(),
+    );
     let reloader = Arc::new(Reloader {
+        actions: tokio::sync::Mutex::new(publisher),
         config_path: config_path.clone(),
-        settings,
+        started,
+        applied: tokio::sync::Mutex::new(applied),
         engine: reload_tx,
+        sources: sources.clone(),
+        uplink: std::sync::OnceLock::new(),
         on_rule_files: page.clone().map(|page| {
             Box::new(move |loaded: &Loaded, outcome: &_| page.reloaded(loaded, outcome))
                 as crate::daemon::reload::RuleFilesHook
@@ -134,31 +159,43 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         }
         None => (None, None),
     };
-    let uplink_task: Option<JoinHandle<()>> = config.uplink.map(|cfg| {
+    let uplink_task = config.uplink.map(|cfg| {
         let outbox = outbox.clone();
         let counters = uplink_counters.clone().unwrap_or_default();
         let gateway_id = gateway_id.clone();
-        let stop = shutdown.clone();
-        supervise::restarting("uplink".to_owned(), shutdown.clone(), move || {
-            let run = uplink::run_with_control(
-                cfg.clone(),
-                gateway_id.clone(),
+        let fleet_control = fleet_control.clone();
+        let start: crate::daemon::uplink_task::Start = Box::new(move |cfg, stop| {
+            let (outbox, counters, gateway_id, fleet_control) = (
                 outbox.clone(),
                 counters.clone(),
-                stop.clone(),
+                gateway_id.clone(),
                 fleet_control.clone(),
             );
-            async move {
-                fault::inject("uplink");
-                run.await
-            }
-        })
+            supervise::restarting("uplink".to_owned(), stop.clone(), move || {
+                let run = uplink::run_with_control(
+                    cfg.clone(),
+                    gateway_id.clone(),
+                    outbox.clone(),
+                    counters.clone(),
+                    stop.clone(),
+                    fleet_control.clone(),
+                );
+                async move {
+                    fault::inject("uplink");
+                    run.await
+                }
+            })
+        });
+        crate::daemon::uplink_task::Uplink::start(cfg, shutdown.clone(), start)
     });
+    if let Some(uplink) = &uplink_task {
+        // Set once, here: the reloader was built before (the fleet task needs it first).
+        let _ = reloader.uplink.set(uplink.clone());
+    }
     if uplink_task.is_none() {
         tracing::warn!("no uplink configured: events are kept in the outbox only");
     }
 
-    let (tx, rx) = mpsc::channel(config.engine.channel.get());
     let mut engine = Engine::with_limits(
         rules,
         Limits {
@@ -177,10 +214,6 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     } else {
         crate::daemon::pipeline::restore_engine(&mut engine, &outbox, &run_hours).await;
     }
-    let actions = match &config.actions {
-        Some(cfg) => crate::daemon::actions::start(cfg, &gateway_id, shutdown.clone()),
-        None => crate::daemon::actions::Actions::disabled(),
-    };
     let pipeline = Pipeline {
         watch: page
             .clone()
@@ -197,38 +230,10 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     };
     let mut pipeline_task = tokio::spawn(pipeline.run(rx, reload_rx));
 
-    let mut sources = Vec::new();
-    for source in config.sources.into_iter().map(|s| s.value) {
-        let counters = Arc::new(SourceCounters::default());
-        let name = source.name().to_owned();
-        let tx = tx.clone();
-        let stop = shutdown.clone();
-        let task = supervise::restarting(format!("source {name}"), shutdown.clone(), {
-            let counters = counters.clone();
-            move || {
-                let (source, tx, counters, stop) =
-                    (source.clone(), tx.clone(), counters.clone(), stop.clone());
-                async move {
-                    fault::inject("source");
-                    match source {
-                        SourceConfig::Simulator(cfg) => {
-                            simulator::run(cfg, tx, counters, stop).await
-                        }
-                        SourceConfig::Mqtt(cfg) => mqtt::run(cfg, tx, counters, stop).await,
-                        SourceConfig::Serial(cfg) => serial::run(cfg, tx, counters, stop).await,
-                        SourceConfig::Modbus(cfg) => modbus::run(cfg, tx, counters, stop).await,
-                    }
-                }
-            }
-        });
-        sources.push((name, counters, task));
-    }
-    // Only the sources hold senders now, so the engine's input closes when they stop.
-    drop(tx);
-    let source_counters: Vec<(String, Arc<SourceCounters>)> = sources
-        .iter()
-        .map(|(n, c, _)| (n.clone(), c.clone()))
-        .collect();
+    sources
+        .add(config.sources.into_iter().map(|s| s.value).collect())
+        .await;
+    let source_counters = sources.list();
     // Listening before READY: see `endpoint::bind`. A port that is taken is retried.
     let metrics_task = match config.metrics.listen {
         Some(addr) => {
@@ -261,8 +266,9 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         }
         None => None,
     };
-    tracing::info!(gateway = %gateway_id, sources = sources.len(), "pipeline ready");
-    crate::daemon::systemd::ready(&format!("running: {} sources", sources.len()));
+    let source_count = sources.count().await;
+    tracing::info!(gateway = %gateway_id, sources = source_count, "pipeline ready");
+    crate::daemon::systemd::ready(&format!("running: {source_count} sources"));
     let watchdog = tokio::spawn(crate::daemon::systemd::watchdog(
         pipeline_counters.turns.clone(),
         outbox.clone(),
@@ -312,18 +318,19 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
             break;
         }
         crate::daemon::systemd::reloading();
-        let summary = match reloader.reload().await {
+        let outcome = reloader.reload().await;
+        let source_count = sources.count().await;
+        let summary = match outcome {
             Outcome::Applied(r) => format!(
                 "running: {} sources; rules reloaded: {} kept, {} restarted, {} added, {} removed",
-                sources.len(),
+                source_count,
                 r.kept.len(),
                 r.restarted.len(),
                 r.added.len(),
                 r.removed.len()
             ),
             Outcome::Rejected(_) => format!(
-                "running: {} sources; reload rejected, the old rules keep running (see the log)",
-                sources.len()
+                "running: {source_count} sources; reload rejected, the old config keeps running (see the log)"
             ),
         };
         crate::daemon::systemd::ready(&summary);
@@ -338,14 +345,8 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     crate::daemon::systemd::stopping();
     shutdown.cancel();
     watchdog.abort();
-    for (name, _, task) in sources {
-        if tokio::time::timeout(Duration::from_secs(5), task)
-            .await
-            .is_err()
-        {
-            tracing::warn!(source = %name, "source did not stop within 5 s");
-        }
-    }
+    // The engine's input closes once every source and the set's own sender are gone.
+    sources.stop_all().await;
     summaries.abort();
     if let Some(task) = metrics_task {
         task.abort();
@@ -354,8 +355,8 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         true => Ok(()),
         false => pipeline_task.await.context("the engine task panicked")?,
     };
-    if let Some(task) = uplink_task {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    if let Some(uplink) = uplink_task {
+        uplink.stopped(Duration::from_secs(5)).await;
     }
     drop(outbox);
     if !writer_ended {
@@ -376,7 +377,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
 async fn summary_loop(
     outbox: Outbox,
     pipeline: Arc<PipelineCounters>,
-    sources: Vec<(String, Arc<SourceCounters>)>,
+    sources: crate::daemon::sources::SourceList,
     every: Duration,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
@@ -385,6 +386,7 @@ async fn summary_loop(
     tick.tick().await;
     loop {
         tick.tick().await;
+        let sources = sources.get();
         let received: u64 = sources.iter().map(|(_, c)| c.readings.load(Relaxed)).sum();
         let sum = |f: fn(&SourceCounters) -> &std::sync::atomic::AtomicU64| -> u64 {
             sources.iter().map(|(_, c)| f(c).load(Relaxed)).sum()

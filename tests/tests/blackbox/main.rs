@@ -32,6 +32,7 @@ mod overflow_block;
 mod oversized;
 mod reconnect_storm;
 mod reload;
+mod reload_settings;
 mod replay;
 mod runtime;
 mod schemas;

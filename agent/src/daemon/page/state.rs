@@ -100,6 +100,7 @@ pub async fn render(page: &Page, sources: &Sources, filter: &str, page_no: usize
         .and_then(Result::ok);
     let source_list: Vec<Value> = sources
         .sources
+        .get()
         .iter()
         .map(|(name, c)| {
             let last = c.last_reading_us.load(Relaxed);

@@ -65,6 +65,11 @@ impl Core {
         }
     }
 
+    /// Judges timestamps by `guard` from the next sample on (a reload).
+    pub fn set_clock_guard(&mut self, guard: ClockGuard) {
+        self.clock_guard = guard;
+    }
+
     /// Logs the engine's input from now on (module `checkpoints`).
     pub fn log_input(&mut self) {
         self.log = Some(InputLog::default());

@@ -125,7 +125,7 @@ impl Pipeline {
             engine,
             outbox,
             topics,
-            idle_close,
+            mut idle_close,
             checkpoint_interval,
             clock_guard,
             run_hours,
@@ -140,7 +140,7 @@ impl Pipeline {
         if !checkpoint_interval.is_zero() {
             core.log_input();
         }
-        let shell = Shell {
+        let mut shell = Shell {
             outbox,
             run_hours,
             actions,
@@ -169,6 +169,19 @@ impl Pipeline {
                     }
                 }
                 Some(request) = reloads.recv() => {
+                    // Before the rules are matched again, so selections and groups see them.
+                    if let Some(labels) = request.labels {
+                        core.engine.set_labels(labels);
+                    }
+                    if let Some(actions) = request.actions {
+                        shell.actions = actions;
+                    }
+                    if let Some(lag) = request.idle_close {
+                        idle_close = lag;
+                    }
+                    if let Some(guard) = request.clock_guard {
+                        core.set_clock_guard(guard);
+                    }
                     let report = core.engine.reload(request.rules);
                     reloaded = true;
                     // The requester may have given up waiting; the swap stands regardless.
