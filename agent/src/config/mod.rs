@@ -256,7 +256,7 @@ impl<'de> Deserialize<'de> for GatewayId {
 
 fn de_log_level<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let level = String::deserialize(d)?;
-    match tracing_subscriber::EnvFilter::try_new(&level) {
+    match level.parse::<tracing_subscriber::filter::Targets>() {
         Ok(_) => Ok(level),
         Err(e) => Err(serde::de::Error::custom(format!(
             "log.level `{level}`: {e} (try `info`, `debug`, or `weir=debug,info`)"

@@ -12,9 +12,12 @@ use std::sync::atomic::Ordering;
 use crate::outbox::{NewRecord, Outbox, OutboxConfig, OutboxCounters, PAYLOAD_V1, Record};
 
 fn init_logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
-        .with_env_filter("weir=debug")
+        .finish()
+        .with(tracing_subscriber::filter::Targets::new().with_target("weir", tracing::Level::DEBUG))
         .try_init();
 }
 
