@@ -303,6 +303,31 @@ fn a_checkpoint_holds_only_the_series_changed_since_the_last_one() {
     assert!(ids.contains(&p2));
 }
 
+/// A checkpoint holds every changed series' record at once: growth slack in each record
+/// was most of the agent's peak memory at 10,000 series (docs/footprint.md).
+#[test]
+fn checkpoint_records_carry_no_growth_slack() {
+    let mut e = Engine::new(rules());
+    let mut out = Vec::new();
+    for (k, d) in DEVICES.iter().enumerate() {
+        for t in 0..50 {
+            sample(
+                &mut e,
+                d,
+                "temp",
+                t * S,
+                20.0 + (t % 7) as f64 + k as f64,
+                &mut out,
+            );
+        }
+    }
+    let c = e.checkpoint();
+    assert!(!c.series.is_empty());
+    for (id, bytes) in &c.series {
+        assert_eq!(bytes.capacity(), bytes.len(), "series {id}");
+    }
+}
+
 #[test]
 fn a_changed_rule_starts_fresh_and_is_reported_while_the_others_keep_their_state() {
     let src = "rules:\n  - name: a\n    window: { tumbling: 10s }\n    aggregates: [count]\n  - name: b\n    window: { tumbling: 10s }\n    aggregates: [count]\n";
