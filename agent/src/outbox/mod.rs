@@ -79,6 +79,7 @@ pub mod config;
 mod disk;
 mod engine_state;
 pub mod event_records;
+mod live;
 mod schema;
 mod store;
 mod writer;
@@ -96,11 +97,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 pub use config::{OutboxConfig, Overflow};
 use engine_state::StateOp;
 pub use engine_state::{CheckpointInfo, StoredState, info as checkpoint_info};
+pub use live::{Applied, LiveSettings};
 pub use store::SCHEMA_VERSION;
 pub use writer::AfterCommit;
 use writer::{Command, Writer};
@@ -271,9 +273,9 @@ pub struct Outbox {
     tx: flume::Sender<Command>,
     changes: watch::Receiver<u64>,
     counters: Arc<OutboxCounters>,
-    max_bytes: u64,
-    /// Free bytes under `overflow: block`: appends take permits, the writer returns them.
-    room: Option<Arc<Semaphore>>,
+    /// `max_bytes` and, under `overflow: block`, the free bytes appends take permits from
+    /// (the writer returns them); both change with [`Outbox::set`].
+    shared: Arc<live::Shared>,
     /// Appends waiting for `room`, reported by [`Outbox::blocked_since`].
     blocked: Arc<blocked::Blocked>,
 }
@@ -313,25 +315,23 @@ impl Outbox {
         let (tx, rx) = flume::bounded(QUEUE_CAPACITY);
         let (changes_tx, changes) = watch::channel(0);
         let counters = Arc::new(OutboxCounters::default());
-        let room_cap = usize::try_from(cfg.max_bytes)
-            .unwrap_or(usize::MAX)
-            .min(Semaphore::MAX_PERMITS);
         let stored = totals.iter().map(|t| t.bytes).sum::<u64>();
-        let room = (cfg.overflow == Overflow::Block).then(|| {
-            let free = usize::try_from(cfg.max_bytes.saturating_sub(stored)).unwrap_or(usize::MAX);
-            Arc::new(Semaphore::new(free.min(room_cap)))
-        });
+        let room = (cfg.overflow == Overflow::Block).then(|| live::new_room(cfg.max_bytes, stored));
+        let shared = Arc::new(live::Shared::new(cfg.max_bytes, room.clone()));
+        let settings = LiveSettings::of(cfg);
         let writer = Writer {
             store,
             rx,
-            batch_max: cfg.batch_max.max(1),
-            batch_delay: cfg.batch_delay,
+            batch_max: settings.batch_max,
+            batch_delay: settings.batch_delay,
             changes: changes_tx,
             counters: Arc::clone(&counters),
-            overflow: cfg.overflow,
-            max_age: cfg.max_age,
-            room: room.clone(),
-            room_cap,
+            overflow: settings.overflow,
+            max_age: settings.max_age,
+            room,
+            room_cap: live::room_cap(cfg.max_bytes),
+            room_debt: 0,
+            shared: Arc::clone(&shared),
             disk: disk::DiskGuard::new(&cfg.path),
         };
         let handle = std::thread::Builder::new()
@@ -342,8 +342,7 @@ impl Outbox {
             tx,
             changes,
             counters,
-            max_bytes: cfg.max_bytes,
-            room,
+            shared,
             blocked: Arc::default(),
         };
         Ok((outbox, OutboxThread { handle }))
@@ -389,29 +388,17 @@ impl Outbox {
         after_commit: Vec<AfterCommit>,
         state: Vec<StateOp>,
     ) -> Result<(), OutboxError> {
+        let max_bytes = self.shared.max_bytes();
         for (index, r) in records.iter().enumerate() {
-            r.validate(self.max_bytes)
+            r.validate(max_bytes)
                 .map_err(|reason| OutboxError::InvalidRecord { index, reason })?;
         }
         // Here, on the caller's task, not on the writer thread that every record waits for.
         for r in &mut records {
             r.payload = crate::support::payload::compact(std::mem::take(&mut r.payload));
         }
-        if let Some(room) = &self.room {
-            for r in &records {
-                let wanted = permits(r.size());
-                match room.try_acquire_many(wanted) {
-                    Ok(permit) => permit.forget(),
-                    Err(tokio::sync::TryAcquireError::Closed) => return Err(OutboxError::Closed),
-                    Err(tokio::sync::TryAcquireError::NoPermits) => {
-                        let _waiting = self.blocked.wait(self.max_bytes);
-                        room.acquire_many(wanted)
-                            .await
-                            .map_err(|_| OutboxError::Closed)?
-                            .forget();
-                    }
-                }
-            }
+        for r in &records {
+            self.take_room(r.size()).await;
         }
         self.tx
             .send_async(Command::Append {
@@ -421,6 +408,44 @@ impl Outbox {
             })
             .await
             .map_err(|_| OutboxError::Closed)
+    }
+
+    /// Under `overflow: block`, takes `size` permits of free bytes, waiting until the uplink
+    /// has made room. A closed semaphore means a reload moved away from `block` (see
+    /// `live`): the current one, if any, is looked up again.
+    async fn take_room(&self, size: u64) {
+        while let Some(room) = self.shared.room() {
+            // A record is never larger than `max_bytes` (validated), unless a reload lowered
+            // it since: never wait for more permits than the semaphore can hold.
+            let wanted = permits(size.min(self.shared.max_bytes()));
+            let taken = match room.try_acquire_many(wanted) {
+                Ok(permit) => Some(permit),
+                Err(tokio::sync::TryAcquireError::Closed) => None,
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    let _waiting = self.blocked.wait(self.shared.max_bytes());
+                    room.acquire_many(wanted).await.ok()
+                }
+            };
+            match taken {
+                Some(permit) => return permit.forget(),
+                // Closed, and still the current one: the writer is gone.
+                None if self
+                    .shared
+                    .room()
+                    .is_some_and(|now| Arc::ptr_eq(&now, &room)) =>
+                {
+                    return;
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Applies new bounds, overflow policy and batching (a reload), in queue order: after
+    /// every command queued before it. What a change does is in module `live`; a lowered
+    /// `max_bytes` evicts what is stored above it before this returns.
+    pub async fn set(&self, settings: LiveSettings) -> Result<Applied, OutboxError> {
+        self.request(|reply| Command::Set { settings, reply }).await
     }
 
     /// Queues an engine checkpoint: it is committed in the transaction of the records

@@ -13,7 +13,7 @@
 //! Operations: append (with `drop_oldest`'s eviction or `drop_newest`'s refusal), fetch from
 //! a cursor, delete (acked ids, mixed with ids that are gone or never existed), expire by age,
 //! purge by another connection (what `weir outbox purge` does), a clean reopen (possibly
-//! with another `max_bytes`), and a crash: the files as they are on disk at that instant
+//! with another `max_bytes`), a reload's new `max_bytes` on the open store, and a crash: the files as they are on disk at that instant
 //! (the database, then its WAL: what `kill -9` leaves) are reopened by a fresh store.
 
 use std::collections::VecDeque;
@@ -72,6 +72,10 @@ enum Op {
     Reopen {
         max_bytes: usize,
     },
+    /// A reload's new `max_bytes` on the open store: a lowered one evicts at once.
+    SetMaxBytes {
+        max_bytes: usize,
+    },
     Crash,
 }
 
@@ -94,6 +98,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => prop::array::uniform3(prop::option::of(0..14i64)).prop_map(|cutoff| Op::Expire { cutoff }),
         1 => (prop::option::of(0..3usize), 0..14i64).prop_map(|(lane, before)| Op::Purge { lane, before }),
         1 => (0..MAX_BYTES.len()).prop_map(|max_bytes| Op::Reopen { max_bytes }),
+        1 => (0..MAX_BYTES.len()).prop_map(|max_bytes| Op::SetMaxBytes { max_bytes }),
         1 => Just(Op::Crash),
     ]
 }
@@ -357,6 +362,15 @@ impl Harness {
                 // still hold frames at that instant: then the next open jumps, which is safe.
                 self.adopt_jump(false)?;
                 self.model.wrote = false;
+            }
+            Op::SetMaxBytes { max_bytes } => {
+                let max_bytes = MAX_BYTES[*max_bytes];
+                self.store().set_max_bytes(max_bytes);
+                let got = self.store().shrink().unwrap();
+                self.model.max_bytes = max_bytes;
+                let (evicted, bytes, ..) = self.model.append(&[], true);
+                prop_assert_eq!((got.count, got.bytes), (evicted, bytes));
+                prop_assert!(self.store().stored_bytes() <= max_bytes);
             }
             Op::Crash => {
                 // What is on disk at this instant: the database first, then the WAL (a

@@ -105,6 +105,28 @@ impl Store {
             .map_or(self.max_bytes, |b| b.min(self.max_bytes))
     }
 
+    /// A new `max_bytes` (a reload): appends enforce it from now on; [`Store::shrink`] brings
+    /// what is stored under it.
+    pub(crate) fn set_max_bytes(&mut self, max_bytes: u64) {
+        self.max_bytes = max_bytes;
+    }
+
+    /// Evicts, in one transaction, what is stored above the bound (after a lowered
+    /// `max_bytes`): the oldest records of the lowest lane first, as `drop_oldest` does on
+    /// append, whatever the policy (what is already stored cannot be refused).
+    pub(crate) fn shrink(&mut self) -> Result<Removed, rusqlite::Error> {
+        let mut totals = self.totals;
+        let bound = self.bound();
+        if totals.iter().map(|t| t.bytes).sum::<u64>() <= bound {
+            return Ok(Removed::default());
+        }
+        let tx = self.conn.transaction()?;
+        let removed = evict_to(&tx, &mut totals, bound)?;
+        tx.commit()?;
+        self.totals = totals;
+        Ok(removed)
+    }
+
     /// While the disk is full the outbox cannot grow: `Some(bytes)` makes appends evict (or
     /// refuse) as if `max_bytes` were `bytes`; `None` lifts that again.
     pub(crate) fn set_disk_bound(&mut self, bytes: Option<u64>) {
@@ -230,37 +252,9 @@ impl Store {
                 )))?;
             }
         }
-        // Lowest priority first: aggregates, then predictions, alerts last.
-        for lane in Lane::ALL.iter().rev() {
-            let total: u64 = totals.iter().map(|t| t.bytes).sum();
-            if total <= bound {
-                break;
-            }
-            let excess = total - bound;
-            let (last_id, count, freed) = {
-                let mut scan = tx.prepare_cached(&format!(
-                    "SELECT id, {ROW_BYTES} FROM records WHERE lane = ?1 ORDER BY id"
-                ))?;
-                let mut rows = scan.query([*lane as i64])?;
-                let (mut last_id, mut count, mut freed) = (0i64, 0u64, 0u64);
-                while freed < excess {
-                    let Some(row) = rows.next()? else { break };
-                    last_id = row.get(0)?;
-                    freed += row.get::<_, i64>(1)?.max(0) as u64;
-                    count += 1;
-                }
-                (last_id, count, freed)
-            };
-            if count > 0 {
-                tx.prepare_cached("DELETE FROM records WHERE lane = ?1 AND id <= ?2")?
-                    .execute(params![*lane as i64, last_id])?;
-                let t = &mut totals[*lane as usize];
-                t.count = t.count.saturating_sub(count);
-                t.bytes = t.bytes.saturating_sub(freed);
-                outcome.evicted[*lane as usize] = count;
-                outcome.evicted_bytes += freed;
-            }
-        }
+        let evicted = evict_to(&tx, &mut totals, bound)?;
+        outcome.evicted = evicted.count;
+        outcome.evicted_bytes = evicted.bytes;
         if last_id != self.last_id {
             tx.prepare_cached("UPDATE sequence SET last_id = ?1")?
                 .execute([last_id])?;
@@ -428,6 +422,47 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Evicts within `tx` until the stored total is at most `bound`: the oldest records of the
+/// lowest-priority lane first (aggregates, then predictions, alerts last). `totals` follows.
+fn evict_to(
+    tx: &rusqlite::Transaction<'_>,
+    totals: &mut [Totals; 3],
+    bound: u64,
+) -> Result<Removed, rusqlite::Error> {
+    let mut removed = Removed::default();
+    for lane in Lane::ALL.iter().rev() {
+        let total: u64 = totals.iter().map(|t| t.bytes).sum();
+        if total <= bound {
+            break;
+        }
+        let excess = total - bound;
+        let (last_id, count, freed) = {
+            let mut scan = tx.prepare_cached(&format!(
+                "SELECT id, {ROW_BYTES} FROM records WHERE lane = ?1 ORDER BY id"
+            ))?;
+            let mut rows = scan.query([*lane as i64])?;
+            let (mut last_id, mut count, mut freed) = (0i64, 0u64, 0u64);
+            while freed < excess {
+                let Some(row) = rows.next()? else { break };
+                last_id = row.get(0)?;
+                freed += row.get::<_, i64>(1)?.max(0) as u64;
+                count += 1;
+            }
+            (last_id, count, freed)
+        };
+        if count > 0 {
+            tx.prepare_cached("DELETE FROM records WHERE lane = ?1 AND id <= ?2")?
+                .execute(params![*lane as i64, last_id])?;
+            let t = &mut totals[*lane as usize];
+            t.count = t.count.saturating_sub(count);
+            t.bytes = t.bytes.saturating_sub(freed);
+            removed.count[*lane as usize] = count;
+            removed.bytes += freed;
+        }
+    }
+    Ok(removed)
 }
 
 /// Maximal runs of consecutive values in `sorted` (ascending, no duplicates), as

@@ -52,6 +52,11 @@ pub(crate) enum Command {
     Stats {
         reply: Reply<OutboxStats>,
     },
+    /// New bounds, policy and batching (a reload; module `live`).
+    Set {
+        settings: super::LiveSettings,
+        reply: Reply<super::Applied>,
+    },
 }
 
 pub(crate) struct Writer {
@@ -67,6 +72,11 @@ pub(crate) struct Writer {
     pub room: Option<Arc<Semaphore>>,
     /// The most permits `room` may hold: `max_bytes`, capped to what a semaphore can count.
     pub room_cap: usize,
+    /// Permits a lowered `max_bytes` could not take back from `room` (appends held them):
+    /// paid from the next freed bytes before any is given back (module `live`).
+    pub room_debt: u64,
+    /// What the appenders read: `max_bytes` and `room`.
+    pub shared: Arc<super::live::Shared>,
     /// Disk-full handling (see [`super::disk`]).
     pub disk: super::disk::DiskGuard,
 }
@@ -99,6 +109,11 @@ impl Writer {
                     after_commit,
                     state,
                 } => next = self.append_group(records, after_commit, state),
+                Command::Set { settings, reply } => {
+                    let _ = reply.send(Ok(self.set(settings)));
+                    // New ages are applied at once.
+                    next_expiry = Instant::now();
+                }
                 other => self.serve(other),
             }
         }
@@ -141,13 +156,94 @@ impl Writer {
         next
     }
 
-    /// Returns freed bytes to the `block` policy's semaphore.
-    fn give_room(&self, bytes: u64) {
+    /// Returns freed bytes to the `block` policy's semaphore (after paying its debt).
+    fn give_room(&mut self, bytes: u64) {
         if let Some(room) = &self.room {
+            let paid = bytes.min(self.room_debt);
+            self.room_debt -= paid;
             let free = self.room_cap.saturating_sub(room.available_permits());
-            let add = usize::try_from(bytes).unwrap_or(usize::MAX).min(free);
+            let add = usize::try_from(bytes - paid)
+                .unwrap_or(usize::MAX)
+                .min(free);
             room.add_permits(add);
         }
+    }
+
+    /// Applies new settings between two commands (module `live`): the policy's semaphore
+    /// first, then the bound (what is stored above a lowered one is evicted now).
+    fn set(&mut self, new: super::LiveSettings) -> super::Applied {
+        let old_max = self.store.max_bytes();
+        self.batch_max = new.batch_max.max(1);
+        self.batch_delay = new.batch_delay;
+        self.max_age = new.max_age;
+        self.refresh();
+        match (self.room.take(), new.overflow) {
+            (Some(room), Overflow::Block) => {
+                self.room_cap = super::live::room_cap(new.max_bytes);
+                self.room = Some(room);
+                if new.max_bytes >= old_max {
+                    self.give_room(new.max_bytes - old_max);
+                } else if let Some(room) = &self.room {
+                    let lower = old_max - new.max_bytes;
+                    let taken = room.forget_permits(usize::try_from(lower).unwrap_or(usize::MAX));
+                    self.room_debt += lower - taken as u64;
+                }
+            }
+            (Some(room), _) => {
+                // Swapped out before it is closed, so an append that wakes finds the new state.
+                self.shared.set_room(None);
+                room.close();
+                self.room_debt = 0;
+            }
+            (None, Overflow::Block) => {
+                self.room_cap = super::live::room_cap(new.max_bytes);
+                let room = super::live::new_room(new.max_bytes, self.store.stored_bytes());
+                self.shared.set_room(Some(room.clone()));
+                self.room = Some(room);
+                self.room_debt = 0;
+            }
+            (None, _) => {}
+        }
+        self.overflow = new.overflow;
+        self.store.set_max_bytes(new.max_bytes);
+        self.shared.set_max_bytes(new.max_bytes);
+        let mut applied = super::Applied::default();
+        match self.store.shrink() {
+            Ok(removed) => {
+                self.give_room(removed.bytes);
+                applied.evicted = removed.count.iter().sum();
+                applied.evicted_bytes = removed.bytes;
+                let c = Arc::clone(&self.counters);
+                for lane in Lane::ALL {
+                    let n = removed.count[lane as usize];
+                    if n > 0 {
+                        c.evicted.fetch_add(n, Ordering::Relaxed);
+                        c.evicted_full.fetch_add(n, Ordering::Relaxed);
+                        tracing::error!(
+                            evicted = n,
+                            lane = lane.as_str(),
+                            reason = "max_bytes lowered",
+                            bound_bytes = self.store.bound(),
+                            evicted_total = c.evicted_full.load(Ordering::Relaxed),
+                            "outbox over its new max_bytes: evicted oldest records (data lost)"
+                        );
+                    }
+                }
+            }
+            // The next append evicts down to the bound in its own transaction.
+            Err(e) => {
+                tracing::error!(error = %e, "outbox: eviction to the new max_bytes failed; the next append retries it")
+            }
+        }
+        tracing::info!(
+            max_bytes = new.max_bytes,
+            overflow = ?new.overflow,
+            max_age = ?new.max_age,
+            batch_max = new.batch_max,
+            batch_delay_ms = new.batch_delay.as_millis() as u64,
+            "outbox settings applied"
+        );
+        applied
     }
 
     /// Picks up a purge by another process, so the bound is not enforced on stale totals.
@@ -224,7 +320,7 @@ impl Writer {
             .append_with_state(records.iter(), make_room, &states)
         {
             Ok(outcome) => {
-                let c = &self.counters;
+                let c = Arc::clone(&self.counters);
                 let refused: u64 = outcome.refused.iter().sum::<u64>() + outcome.unnumbered;
                 c.appended
                     .fetch_add(records.len() as u64 - refused, Ordering::Relaxed);
@@ -313,7 +409,7 @@ impl Writer {
                 // the same transaction cannot give back on a full disk): the newest are
                 // dropped, counted like the policy's drops, and their acks fire — their fate
                 // is decided, and what is stored is kept.
-                let c = &self.counters;
+                let c = Arc::clone(&self.counters);
                 for lane in Lane::ALL {
                     let n = records.iter().filter(|r| r.lane == lane).count() as u64;
                     if n > 0 {
@@ -350,7 +446,7 @@ impl Writer {
     fn serve(&mut self, cmd: Command) {
         // A dropped reply receiver just means the caller stopped waiting.
         match cmd {
-            Command::Append { .. } => {}
+            Command::Append { .. } | Command::Set { .. } => {}
             Command::LoadState { reply } => {
                 let r = self
                     .store
