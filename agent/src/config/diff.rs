@@ -21,16 +21,21 @@
 //!   the uplink is stopped and started with them (`crate::daemon::uplink_task`); the outbox
 //!   keeps every record until the broker acknowledges it, so nothing is lost;
 //! - `actions`: a new local publisher is started and the engine switched to it, then the old
-//!   one stopped (local actions are best effort; the uplink carries every alert anyway).
+//!   one stopped (local actions are best effort; the uplink carries every alert anyway);
+//! - `outbox.max_bytes`, `max_age`, `overflow`, `batch_max`, `batch_delay`: handed to the
+//!   outbox's writer, which applies them between two commands; a lowered `max_bytes` evicts
+//!   what is stored above it at once, counted, and `block`'s free-byte permits are resized
+//!   (`crate::outbox::LiveSettings`, module `outbox::live`);
+//! - `metrics.listen`: the listener is stopped and started on the new address, with the same
+//!   counters and status page (`crate::daemon::metrics_listener`); `metrics.page.*`: the
+//!   page takes them in place (`crate::daemon::page::Page::apply`).
 //!
 //! Everything else waits for a restart, because applying it live would move something other
-//! parts hold on to: the outbox file, the uplink's identity (`client_id`, `topic_prefix`,
-//! and whether there is an uplink at all), the gateway id in every record's id, the engine's
-//! channel, budgets and checkpoint interval, the metrics listener and status page, the log
-//! filter, the fleet store. The outbox bounds too: `max_bytes` is held by the
-//! store's eviction, by every append's size check and, under `overflow: block`, by the
-//! permits sized when the outbox opened; changing them under a running writer is a change to
-//! the outbox's invariants, not a reload.
+//! parts hold on to: the outbox file (`outbox.path`: ids, checkpoint and input log live in
+//! it) and its `synchronous` mode (set on the writer's connection and on the WAL checkpoint
+//! thread's), the uplink's identity (`client_id`, `topic_prefix`, and whether there is an
+//! uplink at all), the gateway id in every record's id, the engine's channel, budgets and
+//! checkpoint interval, the log filter, the fleet store.
 //!
 //! Settings are compared by value (their `Debug` form, which shows every field), never by
 //! YAML text, so comments, key order and moved lines are not changes.
@@ -91,26 +96,26 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     cmp("rules", d(&old.rules), d(&new.rules), Live);
     cmp("labels", d(&old.labels), d(&new.labels), Live);
     let (o, n) = (&old.outbox, &new.outbox);
+    // Exhaustive: a new outbox field does not compile until it is classified here.
+    let crate::outbox::OutboxConfig {
+        path: _,
+        max_bytes: _,
+        batch_max: _,
+        batch_delay: _,
+        synchronous: _,
+        max_age: _,
+        overflow: _,
+    } = o;
     cmp("outbox.path", d(&o.path), d(&n.path), Restart);
-    cmp(
-        "outbox.max_bytes",
-        d(&o.max_bytes),
-        d(&n.max_bytes),
-        Restart,
-    );
-    cmp("outbox.max_age", d(&o.max_age), d(&n.max_age), Restart);
-    cmp("outbox.overflow", d(&o.overflow), d(&n.overflow), Restart);
-    cmp(
-        "outbox.batch_max",
-        d(&o.batch_max),
-        d(&n.batch_max),
-        Restart,
-    );
+    cmp("outbox.max_bytes", d(&o.max_bytes), d(&n.max_bytes), Live);
+    cmp("outbox.max_age", d(&o.max_age), d(&n.max_age), Live);
+    cmp("outbox.overflow", d(&o.overflow), d(&n.overflow), Live);
+    cmp("outbox.batch_max", d(&o.batch_max), d(&n.batch_max), Live);
     cmp(
         "outbox.batch_delay",
         d(&o.batch_delay),
         d(&n.batch_delay),
-        Restart,
+        Live,
     );
     cmp(
         "outbox.synchronous",
@@ -195,7 +200,31 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         d(&n.clock_guard),
         Live,
     );
-    cmp("metrics", d(&old.metrics), d(&new.metrics), Restart);
+    let (o, n) = (&old.metrics, &new.metrics);
+    let super::PageConfig {
+        enabled: _,
+        token: _,
+        max_series: _,
+    } = &o.page;
+    cmp("metrics.listen", d(&o.listen), d(&n.listen), Live);
+    cmp(
+        "metrics.page.enabled",
+        d(&o.page.enabled),
+        d(&n.page.enabled),
+        Live,
+    );
+    cmp(
+        "metrics.page.token",
+        d(&o.page.token),
+        d(&n.page.token),
+        Live,
+    );
+    cmp(
+        "metrics.page.max_series",
+        d(&o.page.max_series),
+        d(&n.page.max_series),
+        Live,
+    );
     cmp("log", d(&old.log), d(&new.log), Restart);
     cmp("fleet", d(&old.fleet), d(&new.fleet), Restart);
     for name in changed_sources(old, new) {
@@ -290,7 +319,7 @@ sources:
             [
                 "gateway_id changed: needs a restart",
                 "labels changed: applied live by a reload",
-                "outbox.max_bytes changed: needs a restart",
+                "outbox.max_bytes changed: applied live by a reload",
                 "sources.b changed: applied live by a reload",
             ]
         );
@@ -323,6 +352,31 @@ sources:
         assert_eq!(
             diff(&config(BASE), &old)[0].to_string(),
             "uplink changed: needs a restart"
+        );
+    }
+
+    #[test]
+    fn metrics_and_outbox_bounds_are_live_and_the_outbox_file_needs_a_restart() {
+        let new = BASE
+            .replace(
+                "max_bytes: 1MiB }",
+                "max_bytes: 512KiB, max_age: 1d, overflow: drop_newest, batch_max: 10, synchronous: full }",
+            )
+            .replace("outbox.db", "other.db")
+            + "metrics: { listen: 127.0.0.1:9999, page: { max_series: 10, token: abcdefghijklmnop } }\n";
+        assert_eq!(
+            changed(&new),
+            [
+                "outbox.path changed: needs a restart",
+                "outbox.max_bytes changed: applied live by a reload",
+                "outbox.max_age changed: applied live by a reload",
+                "outbox.overflow changed: applied live by a reload",
+                "outbox.batch_max changed: applied live by a reload",
+                "outbox.synchronous changed: needs a restart",
+                "metrics.listen changed: applied live by a reload",
+                "metrics.page.token changed: applied live by a reload",
+                "metrics.page.max_series changed: applied live by a reload",
+            ]
         );
     }
 

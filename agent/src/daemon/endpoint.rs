@@ -204,7 +204,8 @@ async fn respond(
         }
     };
     let request_line = head.lines().next().unwrap_or("");
-    if let (Some(page), Some((path, query))) = (page, get_target(request_line))
+    if let (Some(page), Some((path, query))) =
+        (page.filter(|p| p.enabled()), get_target(request_line))
         && Page::serves(path)
     {
         let request = page::Request {

@@ -9,6 +9,7 @@ mod endpoint;
 pub mod fleet;
 pub mod logging;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod page;
 pub mod pipeline;
 pub mod reload;

@@ -29,6 +29,7 @@ use weir_rules::{DeviceLabels, ReloadReport, RuleSet};
 
 use crate::config::Config;
 use crate::config::diff::{Applies, diff};
+use crate::outbox::LiveSettings;
 
 /// A new rule set for the engine task, and where to say what became of the old one.
 pub struct Request {
@@ -61,6 +62,12 @@ pub struct Reloader {
     pub sources: Arc<crate::daemon::sources::Running>,
     /// The uplink (set once it is started), restarted when its connection settings change.
     pub uplink: std::sync::OnceLock<crate::daemon::uplink_task::Uplink>,
+    /// The metrics listener (set once it is started), moved when `metrics.listen` changes.
+    pub metrics: std::sync::OnceLock<Arc<crate::daemon::metrics_listener::Listener>>,
+    /// The status page, given new `metrics.page` settings in place.
+    pub page: crate::daemon::page::Page,
+    /// The outbox, given new bounds, overflow policy and batching.
+    pub outbox: crate::outbox::Outbox,
     /// The local actions publisher, replaced when `actions:` changes.
     pub actions: Mutex<crate::daemon::actions::Publisher>,
     /// Told what each reload found in the rule files, before it is applied or refused (the
@@ -187,6 +194,30 @@ impl Reloader {
             && let (Some(uplink), Some(cfg)) = (self.uplink.get(), &new.uplink)
         {
             uplink.restart(cfg.clone()).await;
+        }
+        let live_in = |prefix: &str| {
+            live.iter()
+                .any(|c| c.setting.starts_with(prefix) && c.applies == Applies::Live)
+        };
+        if live_in("outbox.") {
+            match self.outbox.set(LiveSettings::of(&new.outbox)).await {
+                Ok(applied) => tracing::info!(
+                    evicted = applied.evicted,
+                    evicted_bytes = applied.evicted_bytes,
+                    "outbox bounds reloaded"
+                ),
+                Err(e) => tracing::error!("outbox bounds not reloaded: {e}"),
+            }
+        }
+        if live_in("metrics.") {
+            self.page
+                .apply(&new.metrics.page, new.metrics.listen.is_some());
+            if changed("metrics.listen")
+                && let Some(metrics) = self.metrics.get()
+            {
+                metrics.restart(new.metrics.listen).await;
+            }
+            tracing::info!("metrics settings reloaded");
         }
         for change in &live {
             let Some(name) = change.setting.strip_prefix("sources.") else {

@@ -115,9 +115,13 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     let (tx, rx) = mpsc::channel(config.engine.channel.get());
     // Started last (below), after the engine; the reloader needs the handle now.
     let sources = Arc::new(Sources::new(tx, shutdown.clone()));
-    let page = config.metrics.listen.and_then(|_| {
-        crate::daemon::page::Page::new(&config.metrics.page, &gateway_id, page_rule_files)
-    });
+    // For the agent's life: a reload may turn it on or off (module `page`).
+    let page = crate::daemon::page::Page::new(
+        &config.metrics.page,
+        config.metrics.listen.is_some(),
+        &gateway_id,
+        page_rule_files,
+    );
     let (publisher, actions) = crate::daemon::actions::Publisher::start(
         config.actions.as_ref(),
         &gateway_id,
@@ -131,7 +135,11 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         engine: reload_tx,
         sources: sources.clone(),
         uplink: std::sync::OnceLock::new(),
-        on_rule_files: page.clone().map(|page| {
+        metrics: std::sync::OnceLock::new(),
+        outbox: outbox.clone(),
+        page: page.clone(),
+        on_rule_files: Some({
+            let page = page.clone();
             Box::new(move |loaded: &Loaded, outcome: &_| page.reloaded(loaded, outcome))
                 as crate::daemon::reload::RuleFilesHook
         }),
@@ -215,9 +223,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         crate::daemon::pipeline::restore_engine(&mut engine, &outbox, &run_hours).await;
     }
     let pipeline = Pipeline {
-        watch: page
-            .clone()
-            .map(|p| Arc::new(p) as Arc<dyn crate::daemon::pipeline::Watch>),
+        watch: Some(Arc::new(page.clone()) as Arc<dyn crate::daemon::pipeline::Watch>),
         engine,
         run_hours,
         actions,
@@ -235,37 +241,23 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .await;
     let source_counters = sources.list();
     // Listening before READY: see `endpoint::bind`. A port that is taken is retried.
-    let metrics_task = match config.metrics.listen {
-        Some(addr) => {
-            let mut first = crate::daemon::endpoint::bind(addr).await;
-            let sources = crate::daemon::metrics::Sources {
+    let metrics = Arc::new(
+        crate::daemon::metrics_listener::Listener::start(
+            config.metrics.listen,
+            crate::daemon::metrics::Sources {
                 outbox: outbox.clone(),
                 pipeline: pipeline_counters.clone(),
                 sources: source_counters.clone(),
                 uplink: uplink_counters.clone(),
                 fleet: fleet_counters.clone(),
-            };
-            let stop = shutdown.clone();
-            let page = page.clone();
-            Some(supervise::restarting(
-                "metrics endpoint".to_owned(),
-                shutdown.clone(),
-                move || {
-                    let (listener, sources, stop) = (first.take(), sources.clone(), stop.clone());
-                    let page = page.clone();
-                    async move {
-                        let listener = match listener {
-                            Some(listener) => listener,
-                            None => crate::daemon::endpoint::listen(addr).await?,
-                        };
-                        crate::daemon::endpoint::serve(listener, sources, page, stop).await;
-                        Ok::<(), std::io::Error>(())
-                    }
-                },
-            ))
-        }
-        None => None,
-    };
+            },
+            page.clone(),
+            shutdown.clone(),
+        )
+        .await,
+    );
+    // Set once, here: the reloader was built before (the fleet task needs it first).
+    let _ = reloader.metrics.set(metrics.clone());
     let source_count = sources.count().await;
     tracing::info!(gateway = %gateway_id, sources = source_count, "pipeline ready");
     crate::daemon::systemd::ready(&format!("running: {source_count} sources"));
@@ -348,9 +340,7 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     // The engine's input closes once every source and the set's own sender are gone.
     sources.stop_all().await;
     summaries.abort();
-    if let Some(task) = metrics_task {
-        task.abort();
-    }
+    metrics.stop().await;
     let pipeline_result = match pipeline_ended {
         true => Ok(()),
         false => pipeline_task.await.context("the engine task panicked")?,

@@ -251,6 +251,18 @@ impl Board {
         }
     }
 
+    /// A new bound (a reload): lowered, the tracks above it are dropped at once (their
+    /// memory with them) and counted as untracked from their next sample; raised, series
+    /// above the old bound are tracked from their next sample.
+    pub fn set_max_series(&mut self, max_series: usize) {
+        self.max_series = max_series;
+        if self.tracks.len() > max_series {
+            self.tracks.truncate(max_series);
+            self.tracks.shrink_to_fit();
+        }
+        self.series_untracked = 0;
+    }
+
     /// The track of `series`, created (with any before it not seen yet, as series ids are
     /// dense: the engine may know series from before the page) when there is room.
     fn track(&mut self, series: SeriesId, names: &SeriesNames) -> Option<&mut Track> {

@@ -64,6 +64,31 @@ fn series_beyond_the_cap_are_counted_not_tracked() {
 }
 
 #[test]
+fn a_reloaded_max_series_drops_tracks_above_a_lower_bound_and_tracks_more_under_a_higher() {
+    let names = |id: SeriesId| format!("d{}/m", id.0);
+    let mut board = Board::new(4);
+    for s in 0..6u32 {
+        board.sample(SeriesId(s), T0, 1.0, &names);
+    }
+    assert_eq!((board.series_count(), board.series_untracked), (4, 2));
+    let bytes = board.series_bytes();
+    board.set_max_series(2);
+    assert_eq!(board.series_count(), 2);
+    assert!(
+        board.series_bytes() < bytes,
+        "the dropped tracks' memory goes"
+    );
+    for s in 0..6u32 {
+        board.sample(SeriesId(s), T0 + 1, 1.0, &names);
+    }
+    assert_eq!((board.series_count(), board.series_untracked), (2, 4));
+    assert_eq!(board.view(1, i64::MIN).expect("kept").samples.len(), 1);
+    board.set_max_series(10);
+    board.sample(SeriesId(5), T0 + 2, 1.0, &names);
+    assert_eq!((board.series_count(), board.series_untracked), (6, 0));
+}
+
+#[test]
 fn series_the_engine_knew_before_the_page_are_tracked_too() {
     let mut board = Board::new(10);
     // Series 0..=2 were created before the page saw anything (restored engine state).

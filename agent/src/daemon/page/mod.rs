@@ -14,11 +14,17 @@
 //!   shows one page of series (searched by name), so a response is bounded too.
 //! - Read-only, and behind `metrics.page.token` when one is set (required off loopback; see
 //!   [`auth`]). `/metrics` and `/healthz` stay open for scrapers and probes.
+//! - Its settings change with a reload ([`Page::apply`]): the page exists for the agent's
+//!   life, and `metrics.page.enabled` (with a listener) only decides whether it records and
+//!   answers. Turned off, its board is emptied (its memory given back); a new token answers
+//!   from the next request; a lowered `max_series` drops the tracks above it at once, a
+//!   raised one tracks the series above the old bound from their next sample.
 
 mod auth;
 pub mod board;
 mod state;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use weir_rules::{Event, Sample};
@@ -57,9 +63,11 @@ const HEADERS: &str = "Content-Security-Policy: default-src 'self'; img-src 'sel
 /// The page's state, shared by the pipeline (which records into it) and the listener.
 #[derive(Clone)]
 pub struct Page {
+    /// `metrics.page.enabled` and a listener: whether it records and answers.
+    enabled: Arc<AtomicBool>,
     board: Arc<Mutex<Board>>,
     rule_files: Arc<Mutex<RuleFiles>>,
-    token: Option<Arc<str>>,
+    token: Arc<Mutex<Option<Arc<str>>>>,
     gateway_id: Arc<str>,
 }
 
@@ -80,14 +88,39 @@ pub struct Request<'a> {
 }
 
 impl Page {
-    /// `None` when `metrics.page.enabled` is false.
-    pub fn new(config: &PageConfig, gateway_id: &str, rule_files: RuleFiles) -> Option<Page> {
-        config.enabled.then(|| Page {
+    /// On when `metrics.page.enabled` and `listening` (a `metrics.listen` is set).
+    pub fn new(
+        config: &PageConfig,
+        listening: bool,
+        gateway_id: &str,
+        rule_files: RuleFiles,
+    ) -> Page {
+        Page {
+            enabled: Arc::new(AtomicBool::new(config.enabled && listening)),
             board: Arc::new(Mutex::new(Board::new(config.max_series))),
             rule_files: Arc::new(Mutex::new(rule_files)),
-            token: config.token.as_deref().map(Arc::from),
+            token: Arc::new(Mutex::new(config.token.as_deref().map(Arc::from))),
             gateway_id: Arc::from(gateway_id),
-        })
+        }
+    }
+
+    /// Whether the page records what flows and answers its paths.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Acquire)
+    }
+
+    /// Takes new `metrics.page` settings (a reload; see the module docs).
+    pub fn apply(&self, config: &PageConfig, listening: bool) {
+        let on = config.enabled && listening;
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) =
+            config.token.as_deref().map(Arc::from);
+        let mut board = self.board();
+        if on {
+            board.set_max_series(config.max_series);
+        } else {
+            *board = Board::new(config.max_series);
+        }
+        self.enabled.store(on, Ordering::Release);
     }
 
     /// The board, for a batch of recordings. A poisoned lock (a panic while recording) is
@@ -115,6 +148,10 @@ impl Page {
 
 /// The pipeline shows the page what flows through the engine.
 impl Watch for Page {
+    fn watching(&self) -> bool {
+        self.enabled()
+    }
+
     fn samples(&self, samples: &[Sample], names: &Names<'_>) {
         let names = |id| full_name(names, id);
         let mut board = self.board();
@@ -163,8 +200,8 @@ impl Page {
                 body: (*body).to_owned(),
             };
         }
-        let token = self.token.as_deref();
-        if !auth::allowed(token, request.authorization, request.query) {
+        let token = self.token.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if !auth::allowed(token.as_deref(), request.authorization, request.query) {
             return Response {
                 status: "401 Unauthorized",
                 content_type: "text/html; charset=utf-8",

@@ -104,6 +104,8 @@ impl Core {
     /// Pushes readings that arrived at gateway time `now` (µs) through the clock guard into
     /// the engine.
     pub fn ingest(&mut self, readings: &[Reading], now: i64) {
+        // Asked once per delivery: the page may be turned off or on by a reload.
+        let watching = self.watch.as_ref().is_some_and(|w| w.watching());
         for r in readings {
             let ts = match self.clock_guard.check(r.ts, now) {
                 Verdict::Ok(ts) => ts,
@@ -136,7 +138,7 @@ impl Core {
                         log.sample(&r.device, &r.metric, ts, r.value);
                     }
                     self.counters.samples.fetch_add(1, Ordering::Relaxed);
-                    if self.watch.is_some() {
+                    if watching {
                         self.accepted.push(sample);
                     }
                 }
@@ -192,7 +194,7 @@ impl Core {
             actions: Vec::new(),
             refused_actions: Vec::new(),
         };
-        if let Some(watch) = &self.watch {
+        if let Some(watch) = self.watch.as_ref().filter(|w| w.watching()) {
             let engine = &self.engine;
             watch.events(&self.events, &|s| {
                 engine.series_name(s).unwrap_or(("?", "?"))

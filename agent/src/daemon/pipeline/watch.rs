@@ -9,6 +9,10 @@ use weir_rules::{Event, Sample, SeriesId};
 pub type Names<'a> = dyn Fn(SeriesId) -> (&'a str, &'a str) + 'a;
 
 pub trait Watch: Send + Sync {
+    /// Whether it wants to be shown anything now (the page may be turned off by a reload).
+    fn watching(&self) -> bool {
+        true
+    }
     /// The samples of one delivery the engine accepted, in order.
     fn samples(&self, samples: &[Sample], names: &Names<'_>);
     /// The events of one batch, in order.
