@@ -158,7 +158,7 @@ fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> 
             cp,
             "line2/{device}/{metric}",
             PUMP_2_SOUTH,
-            "32MiB",
+            "32MiB, synchronous: full",
             &format!("  - mqtt: {{ name: extra, port: {dp}, subscriptions: [{{ topic: \"extra/{{device}}/{{metric}}\" }}] }}\n"),
             "drop",
         ),
@@ -168,7 +168,8 @@ fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> 
         assert_eq!(code, 3, "a restart-only change exits 3: {out}");
         for line in [
             "labels changed: applied live by a reload",
-            "outbox.max_bytes changed: needs a restart",
+            "outbox.max_bytes changed: applied live by a reload",
+            "outbox.synchronous changed: needs a restart",
             "sources.line changed: applied live by a reload",
             "sources.extra added: applied live by a reload",
             "engine.clock_guard changed: applied live by a reload",
@@ -243,7 +244,12 @@ fn sighup_restarts_a_changed_source_keeps_the_other_and_applies_new_labels() -> 
         .lines()
         .find(|l| l.contains("not applied by a reload"))
         .unwrap_or_default();
-    assert!(named.contains("outbox.max_bytes"), "{}", agent.log_tail());
+    assert!(named.contains("outbox.synchronous"), "{}", agent.log_tail());
+    assert!(
+        log.contains("outbox bounds reloaded"),
+        "{}",
+        agent.log_tail()
+    );
     agent.assert_running()?;
     Ok(())
 }
@@ -347,6 +353,172 @@ fn sighup_moves_the_uplink_to_the_new_broker_and_delivers_there() -> Result<()> 
             last_of(m, "flow", "dev-a", 7.0)
         })
         .map_err(|e| agent.explain(e))?;
+    agent.assert_running()?;
+    Ok(())
+}
+
+/// The sum of every sample of metric `name` (all label sets) in a Prometheus text scrape.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            let metric = key.split('{').next()?;
+            (metric == name).then(|| value.parse().ok())?
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+fn scrape(port: u16) -> Result<String> {
+    let (code, body) = crate::observability::get(port, "/metrics")?;
+    anyhow::ensure!(code == 200, "/metrics answered {code}: {body}");
+    Ok(body)
+}
+
+/// Waits until metric `name` on `port` reaches at least `want`.
+fn wait_for_metric(agent: &mut weir_tests::Agent, port: u16, name: &str, want: f64) -> Result<f64> {
+    weir_tests::wait_until(&format!("{name} >= {want}"), STARTUP, || {
+        let got = metric(&scrape(port)?, name).unwrap_or(0.0);
+        Ok((got >= want).then_some(got))
+    })
+    .map_err(|e| agent.explain(e))
+}
+
+#[test]
+fn sighup_moves_the_metrics_listener_and_its_counters_keep_counting() -> Result<()> {
+    let dir = TestDir::new("reload-metrics")?;
+    let devices = Mosquitto::start()?;
+    dir.write(
+        "rules/r.yaml",
+        "rules:\n  - name: flow\n    select: { device: dev-a, metric: flow }\n    window: { count: 1 }\n    aggregates: [last]\n",
+    )?;
+    let outbox = dir.path().join("outbox.db");
+    let base = crate::common::AgentConfig {
+        gateway: "gw-reload-metrics",
+        devices_port: devices.port(),
+        cloud_port: None,
+        rules: &["rules/r.yaml"],
+        outbox: &outbox,
+        extra_topics: &[],
+    }
+    .yaml();
+    let on = |port: u16| {
+        base.replace(
+            "metrics: { listen: ~ }",
+            &format!("metrics: {{ listen: \"127.0.0.1:{port}\" }}"),
+        )
+    };
+    let (old_port, new_port) = (weir_tests::free_port()?, weir_tests::free_port()?);
+    let mut agent = weir_tests::Agent::start(&dir, &on(old_port))?;
+    devices
+        .wait_for_subscription(crate::common::PLANT_FILTER, STARTUP)
+        .map_err(|e| agent.explain(e))?;
+    let mut publisher = Publisher::connect(devices.port())?;
+    for k in 0..5 {
+        publisher.publish("plant/dev-a/flow", format!("{k}"))?;
+    }
+    wait_for_metric(&mut agent, old_port, "weir_engine_samples_total", 5.0)?;
+
+    dir.write("weir.yaml", &on(new_port))?;
+    let (code, out) = check_diff(&dir, None)?;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("metrics.listen changed: applied live by a reload"),
+        "{out}"
+    );
+    sighup(agent.pid())?;
+    agent.wait_for_line("the listener on the new port", STARTUP, |l| {
+        l.contains("metrics endpoint listening") && l.contains(&format!(":{new_port}"))
+    })?;
+    // The same counters: the five samples from before are still counted, and new ones add.
+    let before = metric(&scrape(new_port)?, "weir_engine_samples_total");
+    assert_eq!(before, Some(5.0), "{}", agent.log_tail());
+    for k in 5..8 {
+        publisher.publish("plant/dev-a/flow", format!("{k}"))?;
+    }
+    wait_for_metric(&mut agent, new_port, "weir_engine_samples_total", 8.0)?;
+    // The old port is closed.
+    let refused = std::net::TcpStream::connect(("127.0.0.1", old_port));
+    assert!(refused.is_err(), "the old port still answers");
+    assert!(agent.log_contents().contains("metrics settings reloaded"));
+    agent.assert_running()?;
+    Ok(())
+}
+
+#[test]
+fn sighup_lowering_outbox_max_bytes_evicts_down_to_it_at_once() -> Result<()> {
+    let dir = TestDir::new("reload-outbox")?;
+    let devices = Mosquitto::start()?;
+    dir.write(
+        "rules/r.yaml",
+        "rules:\n  - name: flow\n    select: { metric: flow }\n    window: { count: 1 }\n    aggregates: [last]\n",
+    )?;
+    let outbox = dir.path().join("outbox.db");
+    let port = weir_tests::free_port()?;
+    // No uplink: every record stays in the outbox.
+    let yaml = |max_bytes: &str| {
+        crate::common::AgentConfig {
+            gateway: "gw-reload-outbox",
+            devices_port: devices.port(),
+            cloud_port: None,
+            rules: &["rules/r.yaml"],
+            outbox: &outbox,
+            extra_topics: &[],
+        }
+        .yaml()
+        .replace(
+            "metrics: { listen: ~ }",
+            &format!("metrics: {{ listen: \"127.0.0.1:{port}\" }}"),
+        )
+        .replace("outbox:\n", &format!("outbox:\n  max_bytes: {max_bytes}\n"))
+    };
+    let mut agent = weir_tests::Agent::start(&dir, &yaml("1MiB"))?;
+    devices
+        .wait_for_subscription(crate::common::PLANT_FILTER, STARTUP)
+        .map_err(|e| agent.explain(e))?;
+    let mut publisher = Publisher::connect(devices.port())?;
+    // About 150 bytes a record: well above 64 KiB in all.
+    let n = 800;
+    for k in 0..n {
+        publisher.publish(&format!("plant/dev-{}/flow", k % 50), format!("{k}"))?;
+    }
+    wait_for_metric(
+        &mut agent,
+        port,
+        "weir_outbox_committed_total",
+        f64::from(n),
+    )?;
+    let stored = metric(&scrape(port)?, "weir_outbox_bytes").unwrap_or(0.0);
+    assert!(
+        stored > 65_536.0,
+        "{stored} bytes stored: too few for the test"
+    );
+    assert_eq!(
+        metric(&scrape(port)?, "weir_outbox_evicted_total"),
+        Some(0.0)
+    );
+
+    dir.write("weir.yaml", &yaml("64KiB"))?;
+    let (code, out) = check_diff(&dir, None)?;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("outbox.max_bytes changed: applied live by a reload"),
+        "{out}"
+    );
+    sighup(agent.pid())?;
+    agent.wait_for_log("outbox bounds reloaded", STARTUP)?;
+    let text = scrape(port)?;
+    let stored = metric(&text, "weir_outbox_bytes").unwrap_or(f64::MAX);
+    assert!(
+        stored <= 65_536.0,
+        "{stored} bytes stored over the new bound"
+    );
+    let evicted = metric(&text, "weir_outbox_evicted_full_total").unwrap_or(0.0);
+    assert!(evicted > 0.0, "{text}");
+    let log = agent.log_contents();
+    assert!(log.contains("max_bytes lowered"), "{}", agent.log_tail());
     agent.assert_running()?;
     Ok(())
 }
