@@ -24,7 +24,6 @@ use weir_rules::{Engine, Limits};
 use crate::config::Loaded;
 use crate::daemon::pipeline::{Pipeline, PipelineCounters};
 use crate::daemon::reload::{Outcome, Reloader};
-use crate::daemon::run_hours::RunHoursFile;
 use crate::daemon::signals::{Signal, Signals};
 use crate::daemon::sources::Running as Sources;
 use crate::daemon::supervise;
@@ -212,20 +211,20 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         },
     );
     engine.set_labels(device_labels);
-    let run_hours = RunHoursFile::beside(&config.outbox.path);
-    if config.engine.checkpoint_interval.is_zero() {
-        let saved = run_hours.load();
-        if !saved.is_empty() {
-            let restored = engine.restore_runtime(&saved);
-            tracing::info!(path = %run_hours.path().display(), restored, saved = saved.len(), "run-time counters restored");
-        }
-    } else {
-        crate::daemon::pipeline::restore_engine(&mut engine, &outbox, &run_hours).await;
+    if !config.engine.checkpoint_interval.is_zero() {
+        crate::daemon::pipeline::restore_engine(&mut engine, &outbox).await;
     }
+    let old_run_hours = crate::daemon::run_hours::OldFile::beside(&config.outbox.path);
+    crate::daemon::run_hours::restore(
+        &mut engine,
+        &outbox,
+        &old_run_hours,
+        !config.engine.checkpoint_interval.is_zero(),
+    )
+    .await;
     let pipeline = Pipeline {
         watch: Some(Arc::new(page.clone()) as Arc<dyn crate::daemon::pipeline::Watch>),
         engine,
-        run_hours,
         actions,
         outbox: outbox.clone(),
         topics: crate::daemon::pipeline::lane_topics(&topic_prefix, &gateway_id),
@@ -340,7 +339,9 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
     // The engine's input closes once every source and the set's own sender are gone.
     sources.stop_all().await;
     summaries.abort();
+    // It holds an outbox handle: the writer ends once every handle is gone.
     metrics.stop().await;
+    drop(metrics);
     let pipeline_result = match pipeline_ended {
         true => Ok(()),
         false => pipeline_task.await.context("the engine task panicked")?,

@@ -16,14 +16,25 @@
 //!     written_at INTEGER NOT NULL,            -- µs since the epoch, of the last checkpoint
 //!     last_record_id INTEGER NOT NULL         -- the newest record id when it was written
 //! );
+//! CREATE TABLE run_hours (                    -- `runtime` rules' counters, by rule and series
+//!     rule TEXT NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
+//!     run_us INTEGER NOT NULL, starts INTEGER NOT NULL,
+//!     PRIMARY KEY (rule, device, metric)
+//! ) WITHOUT ROWID;
 //! ```
+//! `run_hours` holds the run-hour counters apart from the checkpoint, written in the same
+//! transactions (each checkpoint's, or every minute when checkpoints are off) with the
+//! counters that changed since: they must survive what the rest of the state may not — a
+//! checkpoint of another format, `engine.checkpoint_interval: 0s` — since a maintenance
+//! counter that starts from zero is wrong for months. It replaced `runtime.json` beside the
+//! outbox (imported once at start; see `daemon::run_hours`).
 //! `state` and `global` are `weir_rules` checkpoint records (byte 0 = their format). A
 //! checkpoint updates only the series that changed; a full one replaces the table. The tables
 //! are created with `IF NOT EXISTS` on every open, so an outbox of an older weir gains them
 //! without a schema version change, and an older weir ignores them.
 
 use rusqlite::{Connection, Transaction, params};
-use weir_rules::Checkpoint;
+use weir_rules::{Checkpoint, RuntimeCounter};
 
 /// What the pipeline writes of the engine, in queue order within a transaction.
 #[derive(Debug)]
@@ -33,6 +44,8 @@ pub enum StateOp {
     /// A checkpoint: it holds the effect of every input logged before it, so the log is
     /// emptied in the same transaction.
     Checkpoint(Checkpoint),
+    /// Run-hour counters that changed (each replaces its row).
+    RunHours(Vec<RuntimeCounter>),
 }
 
 /// What was stored: the last checkpoint and the input logged after it, oldest first.
@@ -51,6 +64,14 @@ CREATE TABLE IF NOT EXISTS engine_meta (
     written_at INTEGER NOT NULL,
     last_record_id INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS run_hours (
+    rule TEXT NOT NULL,
+    device TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    run_us INTEGER NOT NULL,
+    starts INTEGER NOT NULL,
+    PRIMARY KEY (rule, device, metric)
+) WITHOUT ROWID;
 ";
 
 /// What `weir outbox stats` shows of the last checkpoint.
@@ -82,7 +103,34 @@ pub(super) fn apply(
             tx.prepare_cached("DELETE FROM engine_log")?.execute([])?;
             Ok(())
         }
+        StateOp::RunHours(counters) => {
+            let mut put = tx.prepare_cached(
+                "INSERT OR REPLACE INTO run_hours (rule, device, metric, run_us, starts) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for c in counters {
+                let starts = i64::try_from(c.starts).unwrap_or(i64::MAX);
+                put.execute(params![c.rule, c.device, c.metric, c.run_us, starts])?;
+            }
+            Ok(())
+        }
     }
+}
+
+/// Every stored run-hour counter.
+pub(super) fn read_run_hours(conn: &Connection) -> rusqlite::Result<Vec<RuntimeCounter>> {
+    let mut q =
+        conn.prepare("SELECT rule, device, metric, run_us, starts FROM run_hours ORDER BY rule")?;
+    q.query_map([], |r| {
+        Ok(RuntimeCounter {
+            rule: r.get(0)?,
+            device: r.get(1)?,
+            metric: r.get(2)?,
+            run_us: r.get(3)?,
+            starts: u64::try_from(r.get::<_, i64>(4)?).unwrap_or(0),
+        })
+    })?
+    .collect()
 }
 
 fn write(tx: &Transaction<'_>, c: &Checkpoint, now: i64, last_id: i64) -> rusqlite::Result<()> {

@@ -45,7 +45,7 @@ async fn a_restored_engine_continues_from_the_checkpoints_committed_with_the_rec
         .unwrap();
     let full = first.checkpoint();
     assert!(full.full);
-    outbox.checkpoint(full).await.unwrap();
+    outbox.checkpoint(full, Vec::new()).await.unwrap();
     // Only series "a" moves on: the next checkpoint holds it alone.
     for t in 13..15 {
         let series = first.series("a", "m").unwrap();
@@ -60,7 +60,7 @@ async fn a_restored_engine_continues_from_the_checkpoints_committed_with_the_rec
     }
     let part = first.checkpoint();
     assert_eq!(part.series.len(), 1);
-    outbox.checkpoint(part).await.unwrap();
+    outbox.checkpoint(part, Vec::new()).await.unwrap();
     flush(&outbox).await;
     let stats = outbox.stats().await.unwrap();
     let info = stats.checkpoint.expect("a checkpoint was written");
@@ -124,7 +124,10 @@ async fn input_logged_after_the_checkpoint_is_replayed_and_the_next_checkpoint_d
     let (outbox, thread) = Outbox::open(&cfg(dir.path())).unwrap();
     let (mut first, mut got) = (engine(), Vec::new());
     feed(&mut first, 0, 10, &mut got);
-    outbox.checkpoint(first.checkpoint()).await.unwrap();
+    outbox
+        .checkpoint(first.checkpoint(), Vec::new())
+        .await
+        .unwrap();
     for (from, to) in [(10, 14), (14, 20)] {
         let mut log = weir_rules::InputLog::default();
         for t in from..to {
@@ -165,7 +168,10 @@ async fn input_logged_after_the_checkpoint_is_replayed_and_the_next_checkpoint_d
         got.iter().map(key).collect::<Vec<_>>(),
         expected.iter().map(key).collect::<Vec<_>>()
     );
-    outbox.checkpoint(second.checkpoint()).await.unwrap();
+    outbox
+        .checkpoint(second.checkpoint(), Vec::new())
+        .await
+        .unwrap();
     flush(&outbox).await;
     assert!(outbox.engine_state().await.unwrap().log.is_empty());
     drop(outbox);

@@ -450,15 +450,34 @@ impl Outbox {
 
     /// Queues an engine checkpoint: it is committed in the transaction of the records
     /// queued before it (or a later one) and empties the input log (module `engine_state`).
-    pub async fn checkpoint(&self, state: weir_rules::Checkpoint) -> Result<(), OutboxError> {
-        self.tx
-            .send_async(Command::Append {
-                records: Vec::new(),
-                after_commit: Vec::new(),
-                state: vec![StateOp::Checkpoint(state)],
-            })
+    /// `run_hours`, the run-hour counters changed since the last ones written, go in the same
+    /// transaction.
+    pub async fn checkpoint(
+        &self,
+        state: weir_rules::Checkpoint,
+        run_hours: Vec<weir_rules::RuntimeCounter>,
+    ) -> Result<(), OutboxError> {
+        let mut ops = vec![StateOp::Checkpoint(state)];
+        if !run_hours.is_empty() {
+            ops.push(StateOp::RunHours(run_hours));
+        }
+        self.append_ops(Vec::new(), Vec::new(), ops).await
+    }
+
+    /// Queues run-hour counters (those changed since the last written); `after_commit` runs
+    /// once they are durable.
+    pub async fn save_run_hours(
+        &self,
+        counters: Vec<weir_rules::RuntimeCounter>,
+        after_commit: Vec<AfterCommit>,
+    ) -> Result<(), OutboxError> {
+        self.append_ops(Vec::new(), after_commit, vec![StateOp::RunHours(counters)])
             .await
-            .map_err(|_| OutboxError::Closed)
+    }
+
+    /// The stored run-hour counters (module `engine_state`).
+    pub async fn run_hours(&self) -> Result<Vec<weir_rules::RuntimeCounter>, OutboxError> {
+        self.request(|reply| Command::LoadRunHours { reply }).await
     }
 
     /// The stored engine checkpoint and the input logged since.

@@ -398,6 +398,10 @@ impl Store {
         super::engine_state::read(&self.conn)
     }
 
+    pub(crate) fn run_hours(&self) -> Result<Vec<weir_rules::RuntimeCounter>, rusqlite::Error> {
+        super::engine_state::read_run_hours(&self.conn)
+    }
+
     pub(crate) fn checkpoint_info(
         &self,
     ) -> Result<Option<super::engine_state::CheckpointInfo>, rusqlite::Error> {

@@ -40,6 +40,10 @@ pub(crate) enum Command {
     LoadState {
         reply: Reply<super::engine_state::StoredState>,
     },
+    /// The stored run-hour counters (read once at start).
+    LoadRunHours {
+        reply: Reply<Vec<weir_rules::RuntimeCounter>>,
+    },
     Fetch {
         limit: usize,
         after: LaneCursor,
@@ -453,6 +457,16 @@ impl Writer {
                     .engine_state()
                     .map_err(|source| OutboxError::Sqlite {
                         op: "read engine state",
+                        source,
+                    });
+                let _ = reply.send(r);
+            }
+            Command::LoadRunHours { reply } => {
+                let r = self
+                    .store
+                    .run_hours()
+                    .map_err(|source| OutboxError::Sqlite {
+                        op: "read run hours",
                         source,
                     });
                 let _ = reply.send(r);

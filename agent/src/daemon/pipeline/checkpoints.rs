@@ -32,7 +32,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 use weir_rules::Engine;
 
-use crate::daemon::run_hours::RunHoursFile;
 use crate::outbox::{Outbox, OutboxError};
 
 pub(super) struct Checkpoints {
@@ -59,6 +58,7 @@ impl Checkpoints {
         &mut self,
         core: &mut super::Core,
         outbox: &Outbox,
+        run_hours: &mut crate::daemon::run_hours::Saved,
         force: bool,
     ) -> Result<(), OutboxError> {
         if !force && self.last.elapsed() < self.interval {
@@ -70,15 +70,17 @@ impl Checkpoints {
         if checkpoint.series.is_empty() && !checkpoint.full {
             return Ok(());
         }
-        outbox.checkpoint(checkpoint).await
+        // The run-hour counters that changed go in the same transaction (module `run_hours`).
+        outbox
+            .checkpoint(checkpoint, run_hours.changed(&core.engine))
+            .await
     }
 }
 
 /// Puts the outbox's engine state back into `engine` (fresh: nothing interned): the last
-/// checkpoint, then the input logged since, replayed. Then the run-hour counters of
-/// `run_hours` for the series the checkpoint did not hold (the checkpoint is newer). What
-/// cannot be restored is logged; the engine then starts fresh.
-pub async fn restore(engine: &mut Engine, outbox: &Outbox, run_hours: &RunHoursFile) {
+/// checkpoint, then the input logged since, replayed. What cannot be restored is logged; the
+/// engine then starts fresh. Run hours come after (`crate::daemon::run_hours::restore`).
+pub async fn restore(engine: &mut Engine, outbox: &Outbox) {
     let started = std::time::Instant::now();
     match outbox.engine_state().await {
         Ok(stored) => {
@@ -135,19 +137,5 @@ pub async fn restore(engine: &mut Engine, outbox: &Outbox, run_hours: &RunHoursF
         Err(e) => {
             tracing::error!(error = %e, "cannot read the engine state: engine state starts fresh")
         }
-    }
-    let have = engine.runtime_counters();
-    let saved: Vec<_> = run_hours
-        .load()
-        .into_iter()
-        .filter(|c| {
-            !have
-                .iter()
-                .any(|h| h.rule == c.rule && h.device == c.device && h.metric == c.metric)
-        })
-        .collect();
-    if !saved.is_empty() {
-        let restored = engine.restore_runtime(&saved);
-        tracing::info!(path = %run_hours.path().display(), restored, saved = saved.len(), "run-time counters restored");
     }
 }

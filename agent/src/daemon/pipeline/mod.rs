@@ -41,7 +41,6 @@ use weir_drivers::{Ack, Delivery, now_us};
 use weir_rules::Engine;
 
 use crate::daemon::clock_guard::ClockGuard;
-use crate::daemon::run_hours::RunHoursFile;
 use crate::outbox::{Outbox, OutboxError};
 use crate::uplink::topic_for;
 
@@ -49,7 +48,8 @@ use crate::uplink::topic_for;
 const MAX_BATCH: usize = 512;
 /// How often event time is advanced on wall time.
 const TICK: Duration = Duration::from_millis(250);
-/// Run-hour counters are written at most this often (and at shutdown): flash wears.
+/// Without checkpoints, run-hour counters are written at most this often (and at shutdown):
+/// flash wears. With them, they go with each checkpoint.
 const SAVE_RUNTIME_EVERY: Duration = Duration::from_secs(60);
 
 /// Counters for the status line and, later, metrics.
@@ -97,8 +97,6 @@ pub struct Pipeline {
     /// Engine checkpoints into the outbox (`Duration::ZERO`: none; module `checkpoints`).
     pub checkpoint_interval: Duration,
     pub clock_guard: ClockGuard,
-    /// Where run-hour counters are persisted.
-    pub run_hours: RunHoursFile,
     /// Local publication of alerts with `alert.local_topic`.
     pub actions: crate::daemon::actions::Actions,
     pub counters: Arc<PipelineCounters>,
@@ -128,7 +126,6 @@ impl Pipeline {
             mut idle_close,
             checkpoint_interval,
             clock_guard,
-            run_hours,
             actions,
             counters,
             watch,
@@ -142,12 +139,11 @@ impl Pipeline {
         }
         let mut shell = Shell {
             outbox,
-            run_hours,
             actions,
             counters,
         };
         let mut acks = Vec::new();
-        let mut saved = core.engine.runtime_counters();
+        let mut saved = crate::daemon::run_hours::Saved::of(&core.engine);
         let mut last_save = tokio::time::Instant::now();
         loop {
             // A reload cannot be replayed from the input log: checkpoint right after it.
@@ -189,16 +185,16 @@ impl Pipeline {
                 }
                 _ = tick.tick() => {
                     core.advance(now_us().saturating_sub(micros(idle_close)));
-                    if last_save.elapsed() >= SAVE_RUNTIME_EVERY {
+                    if !checkpoints.enabled() && last_save.elapsed() >= SAVE_RUNTIME_EVERY {
                         last_save = tokio::time::Instant::now();
-                        shell.save_runtime(&core.engine, &mut saved).await;
+                        shell.save_run_hours(&core.engine, &mut saved).await?;
                     }
                 }
             }
             shell.flush(&mut core, &mut acks).await?;
             if checkpoints.enabled() {
                 checkpoints
-                    .maybe_write(&mut core, &shell.outbox, reloaded)
+                    .maybe_write(&mut core, &shell.outbox, &mut saved, reloaded)
                     .await?;
             }
             core.publish_stats();
@@ -217,42 +213,37 @@ impl Pipeline {
             );
             shell.counters.turns.fetch_add(1, Ordering::Relaxed);
         }
-        shell.save_runtime(&core.engine, &mut saved).await;
         if checkpoints.enabled() {
             checkpoints
-                .maybe_write(&mut core, &shell.outbox, true)
+                .maybe_write(&mut core, &shell.outbox, &mut saved, true)
                 .await?;
+        } else {
+            shell.save_run_hours(&core.engine, &mut saved).await?;
         }
         Ok(())
     }
 }
 
-/// What the loop awaits: the outbox, the run-hours file, the actions publisher.
+/// What the loop awaits: the outbox and the actions publisher.
 struct Shell {
     outbox: Outbox,
-    run_hours: RunHoursFile,
     actions: crate::daemon::actions::Actions,
     counters: Arc<PipelineCounters>,
 }
 
 impl Shell {
-    /// Writes the run-hour counters if they changed since `saved`, off the async threads.
-    async fn save_runtime(&self, engine: &Engine, saved: &mut Vec<weir_rules::RuntimeCounter>) {
-        let now = engine.runtime_counters();
-        if now == *saved {
-            return;
+    /// Queues the run-hour counters that changed since `saved` for the next transaction
+    /// (checkpoints off; with them, they go with each checkpoint).
+    async fn save_run_hours(
+        &self,
+        engine: &Engine,
+        saved: &mut crate::daemon::run_hours::Saved,
+    ) -> Result<(), OutboxError> {
+        let changed = saved.changed(engine);
+        if changed.is_empty() {
+            return Ok(());
         }
-        let path = self.run_hours.path().to_path_buf();
-        let counters = now.clone();
-        let written =
-            tokio::task::spawn_blocking(move || RunHoursFile::at(path).save(&counters)).await;
-        match written {
-            Ok(Ok(())) => *saved = now,
-            Ok(Err(e)) => {
-                tracing::error!(path = %self.run_hours.path().display(), "cannot save run-time counters: {e}")
-            }
-            Err(e) => tracing::error!("run-time counter writer failed: {e}"),
-        }
+        self.outbox.save_run_hours(changed, Vec::new()).await
     }
 
     /// Commits the records of the events so far with `acks` (fired once they are durable),

@@ -167,7 +167,6 @@ async fn the_loop_commits_what_a_delivery_causes_and_stops_when_the_sources_hang
         idle_close: Duration::from_secs(2),
         checkpoint_interval: Duration::from_secs(5),
         clock_guard: ClockGuard::default(),
-        run_hours: RunHoursFile::at(dir.path().join("run-hours.json")),
         actions: crate::daemon::actions::Actions::disabled(),
         counters: Arc::clone(&counters),
         watch: None,
