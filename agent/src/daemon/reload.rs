@@ -48,6 +48,15 @@ pub struct Request {
 pub type RuleFilesHook =
     Box<dyn Fn(&crate::config::Loaded, &crate::config::rule_files::Outcome) + Send + Sync>;
 
+/// See [`Reloader::on_metrics`].
+pub type MetricsHook = Box<
+    dyn Fn(
+            &crate::config::MetricsConfig,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// What a reload needs to remember from start-up.
 pub struct Reloader {
     /// The `--config` argument, resolved again on every reload exactly as at start.
@@ -62,10 +71,11 @@ pub struct Reloader {
     pub sources: Arc<crate::daemon::sources::Running>,
     /// The uplink (set once it is started), restarted when its connection settings change.
     pub uplink: std::sync::OnceLock<crate::daemon::uplink_task::Uplink>,
-    /// The metrics listener (set once it is started), moved when `metrics.listen` changes.
-    pub metrics: std::sync::OnceLock<Arc<crate::daemon::metrics_listener::Listener>>,
-    /// The status page, given new `metrics.page` settings in place.
-    pub page: crate::daemon::page::Page,
+    /// Given the new `metrics:` settings when they changed (set once the listener is
+    /// started): the status page takes them in place and the listener moves to a new
+    /// address. A hook, as `on_rule_files`: the page and the listener read the metrics, whose
+    /// sources include the fleet's counters, and the fleet task holds this reloader.
+    pub on_metrics: std::sync::OnceLock<MetricsHook>,
     /// The outbox, given new bounds, overflow policy and batching.
     pub outbox: crate::outbox::Outbox,
     /// The local actions publisher, replaced when `actions:` changes.
@@ -209,14 +219,10 @@ impl Reloader {
                 Err(e) => tracing::error!("outbox bounds not reloaded: {e}"),
             }
         }
-        if live_in("metrics.") {
-            self.page
-                .apply(&new.metrics.page, new.metrics.listen.is_some());
-            if changed("metrics.listen")
-                && let Some(metrics) = self.metrics.get()
-            {
-                metrics.restart(new.metrics.listen).await;
-            }
+        if live_in("metrics.")
+            && let Some(hook) = self.on_metrics.get()
+        {
+            hook(&new.metrics).await;
             tracing::info!("metrics settings reloaded");
         }
         for change in &live {

@@ -134,9 +134,8 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         engine: reload_tx,
         sources: sources.clone(),
         uplink: std::sync::OnceLock::new(),
-        metrics: std::sync::OnceLock::new(),
+        on_metrics: std::sync::OnceLock::new(),
         outbox: outbox.clone(),
-        page: page.clone(),
         on_rule_files: Some({
             let page = page.clone();
             Box::new(move |loaded: &Loaded, outcome: &_| page.reloaded(loaded, outcome))
@@ -256,7 +255,14 @@ async fn run(loaded: Loaded, config_path: Option<PathBuf>) -> anyhow::Result<()>
         .await,
     );
     // Set once, here: the reloader was built before (the fleet task needs it first).
-    let _ = reloader.metrics.set(metrics.clone());
+    let _ = reloader.on_metrics.set({
+        let (metrics, page) = (metrics.clone(), page.clone());
+        Box::new(move |cfg: &crate::config::MetricsConfig| {
+            page.apply(&cfg.page, cfg.listen.is_some());
+            let (metrics, listen) = (metrics.clone(), cfg.listen);
+            Box::pin(async move { metrics.restart(listen).await })
+        })
+    });
     let source_count = sources.count().await;
     tracing::info!(gateway = %gateway_id, sources = source_count, "pipeline ready");
     crate::daemon::systemd::ready(&format!("running: {source_count} sources"));
