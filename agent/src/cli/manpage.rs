@@ -18,9 +18,12 @@ const EXTRA: &str = r#".SH "EXIT STATUS"
 needs a restart.
 .SH SIGNALS
 SIGTERM or SIGINT stops cleanly: sources stop, queued samples are processed and committed,
-the outbox is closed, exit 0. SIGHUP reloads: rules, labels, sources, the uplink connection and
-local actions are applied live, other changes are named in the log and wait for a restart (\fBweir check \-\-diff\fR
-says which before).
+the outbox is closed, exit 0. SIGHUP reloads: rules, labels, sources, the uplink connection,
+local actions, the metrics listener and status page, and the outbox's bounds, overflow policy
+and batching are applied live; \fBgateway_id\fR, \fBoutbox.path\fR, \fBoutbox.synchronous\fR,
+\fBuplink.client_id\fR, \fBuplink.topic_prefix\fR, adding or removing \fBuplink\fR, the
+engine's budgets, channel and checkpoint interval, \fBlog\fR and \fBfleet\fR are named in the
+log and wait for a restart (\fBweir check \-\-diff\fR says which before).
 .SH FILES
 .TP
 \fI/etc/weir/weir.yaml\fR

@@ -1,6 +1,6 @@
 //! `weir run`: the long-running agent. [`run`] wires sources → engine → outbox → uplink;
 //! the other modules are the parts it wires (the pipeline, reload, signals, systemd,
-//! metrics and health, the status page, actions, the clock guard, the run-hours store, and the outbox handed
+//! metrics and health (and the listener as a reload moves it), the status page, actions, the clock guard, the run-hours store, and the outbox handed
 //! to the uplink as its queue).
 
 pub mod actions;

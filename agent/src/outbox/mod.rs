@@ -23,6 +23,10 @@
 //!   is a reported state ([`Outbox::blocked_since`], one ERROR line per episode: `blocked`).
 //! - Records older than `max_age` (by `created_at`, per lane) are evicted within about
 //!   [`writer::EXPIRE_EVERY`], oldest first in id order.
+//! - The bounds, the policy and the batching may change while the outbox runs
+//!   ([`Outbox::set`], a reload; module `live`): a lowered `max_bytes` is met at once by
+//!   evicting what is stored above it (counted like any eviction), and under `block` the
+//!   free-byte permits are resized so that stored + queued + free equals the new bound again.
 //! - Every record dropped by a bound is counted in [`OutboxCounters::evicted`] and by reason
 //!   (`evicted_full`, `refused_full`, `expired`) and logged at ERROR with its lane and reason.
 //! - The totals live in memory (one `SUM` on open), so an append never scans the table.
