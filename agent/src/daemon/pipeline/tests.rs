@@ -256,3 +256,56 @@ fn the_input_log_replays_to_the_same_state() {
     );
     assert!(!core.has_logged_samples());
 }
+
+/// Run-hour counters reach the outbox database's `run_hours` table at shutdown: with the
+/// last checkpoint, or on their own when checkpoints are off (then also every minute).
+#[tokio::test]
+async fn run_hours_are_written_to_the_outbox_at_shutdown_with_or_without_checkpoints() {
+    for interval in [Duration::ZERO, Duration::from_secs(60)] {
+        run_hours_reach_the_outbox(interval).await;
+    }
+}
+
+async fn run_hours_reach_the_outbox(checkpoint_interval: Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    let (outbox, thread) = Outbox::open(&OutboxConfig {
+        path: dir.path().join("outbox.db"),
+        ..OutboxConfig::default()
+    })
+    .unwrap();
+    let rules = "rules:\n  - name: hours\n    select: { metric: current }\n    detect: { runtime: { running_above: 1, hours: 100 } }\n    alert: {}\n";
+    let pipeline = Pipeline {
+        engine: Engine::new(RuleSet::parse_str(rules, "r.yaml").unwrap()),
+        outbox: outbox.clone(),
+        topics: lane_topics("weir", "gw"),
+        idle_close: Duration::from_secs(2),
+        checkpoint_interval,
+        clock_guard: ClockGuard::default(),
+        actions: crate::daemon::actions::Actions::disabled(),
+        counters: Arc::new(PipelineCounters::default()),
+        watch: None,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let (_reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let task = tokio::spawn(pipeline.run(rx, reload_rx));
+    let t0 = weir_drivers::now_us() - 10 * S;
+    let readings = (0..4)
+        .map(|k| reading("pump-1", "current", t0 + k * S, 5.0))
+        .collect();
+    tx.send(Delivery {
+        readings,
+        ack: None,
+    })
+    .await
+    .unwrap();
+    drop(tx);
+    task.await.unwrap().unwrap();
+    let stored = outbox.run_hours().await.unwrap();
+    assert_eq!(stored.len(), 1, "{checkpoint_interval:?}: {stored:?}");
+    assert_eq!(
+        (stored[0].rule.as_str(), stored[0].run_us),
+        ("hours", 3 * S)
+    );
+    drop(outbox);
+    thread.join().unwrap();
+}
