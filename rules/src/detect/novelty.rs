@@ -346,8 +346,8 @@ impl State {
     }
 
     /// How far past the range `x` is, in units of the margin (> 1: a new extreme).
-    fn extreme(&self, spec: &Spec, x: f64) -> f64 {
-        match self.range() {
+    fn extreme(spec: &Spec, range: Option<(f64, f64)>, x: f64) -> f64 {
+        match range {
             Some((lo, hi)) if hi > lo => {
                 let past = (x - hi).max(lo - x) / (hi - lo);
                 past / spec.margin
@@ -360,7 +360,7 @@ impl State {
     /// past the longest in the range (> 1: stuck). A run is judged once it is at least
     /// `recent` values long (an episode, not a coincidence) and only on a series whose range
     /// has width: a series that has never moved has no usual run to be stuck against.
-    fn stuck(&mut self, spec: &Spec, x: f64) -> f64 {
+    fn stuck(&mut self, spec: &Spec, range: Option<(f64, f64)>, x: f64) -> f64 {
         self.run = if x == self.last { self.run + 1 } else { 0 };
         self.last = x;
         let longest = (0..self.full)
@@ -369,7 +369,7 @@ impl State {
         self.cur_run = self
             .cur_run
             .max(u16::try_from(self.run).unwrap_or(u16::MAX));
-        match self.range() {
+        match range {
             Some((lo, hi)) if hi > lo => {
                 let limit = f64::from(longest).max(spec.recent - 1.0).max(0.5);
                 f64::from(self.run) / limit
@@ -398,11 +398,11 @@ impl State {
     }
 
     /// Learns the context `x` completes; how surprising the recent rate of new contexts is.
-    fn novel_context(&mut self, spec: &Spec, x: f64) -> f64 {
+    fn novel_context(&mut self, spec: &Spec, range: Option<(f64, f64)>, x: f64) -> f64 {
         let bins = spec.bins;
         // Levels mean nothing before the first block gives a range: neither judged nor
         // learned until then, so the first real contexts are not a "burst" of novelty.
-        let Some((lo, hi)) = self.range() else {
+        let Some((lo, hi)) = range else {
             return 0.0;
         };
         let (lo, hi) = (lo.min(x), hi.max(x));
@@ -438,9 +438,11 @@ impl State {
         if !x.is_finite() {
             return None;
         }
-        let extreme = self.extreme(spec, x);
-        let novelty = self.novel_context(spec, x);
-        let stuck = self.stuck(spec, x);
+        // The range before `x`, once for the three tests that read it.
+        let range = self.range();
+        let extreme = Self::extreme(spec, range, x);
+        let novelty = self.novel_context(spec, range, x);
+        let stuck = self.stuck(spec, range, x);
         self.extend_range(x);
         let surprise = self.surprise(spec, x);
         self.n += 1;

@@ -149,7 +149,7 @@ fn stuck_matches_a_brute_force_over_the_history() {
     let mut state = State::new(&spec);
     let mut runs: Vec<u32> = Vec::new();
     for (i, &x) in xs.iter().enumerate() {
-        let got = state.stuck(&spec, x);
+        let got = state.stuck(&spec, state.range(), x);
         state.extend_range(x);
         let run = match runs.last() {
             Some(&r) if xs[i - 1] == x => r + 1,
