@@ -24,7 +24,7 @@
 //! | `trend` (time to a limit, least squares) | `trend` | 16 B per point of the fit |
 //! | `changepoint` (level shifts as events: CUSUM with restart) | `changepoint` | 120 B |
 //! | `multivariate` (several metrics of one device, `group_by: device`) | `multivariate` | 848 B per device, boxed |
-//! | `novelty` (new extreme, surprising error, new context; learns, no parameters needed) | `novelty` | 656 B (defaults), boxed |
+//! | `novelty` (new extreme, surprising error, new context, stuck value; learns, no parameters needed) | `novelty` | 736 B (defaults), boxed |
 //!
 //! each held in an enum the size of the largest (128 B: the changepoint state and the tag), kept in one vector beside the
 //! engine's slots. Measured with `cargo bench -p weir-rules --bench detectors`.

@@ -1,5 +1,5 @@
 //! `novelty`: an online learning detector for a series nobody has described — "has this series
-//! ever done this before?" — asked three cheap ways at once.
+//! ever done this before?" — asked four cheap ways at once.
 //!
 //! The other detectors need a user who knows the signal (a limit, a z that suits its noise,
 //! a window that suits its period). `novelty` learns what is usual from the series itself,
@@ -26,20 +26,27 @@
 //!    way as the error: `z` deviations above its usual rate. This catches what neither of the
 //!    others can: a daily pattern that flattens, skips a peak or changes its shape while staying
 //!    inside the usual range at its usual noise.
+//! 4. **A stuck value.** The value has repeated itself exactly for longer than any run of
+//!    repeats in the range (each block keeps its longest run, 2 bytes), and for at least
+//!    `recent` values. A frozen sensor, a dead process whose last reading is re-sent, a
+//!    gateway filling gaps with the last value: the commonest fault of machine telemetry, and
+//!    invisible to the others (inside the range, a smaller error than usual, one context
+//!    repeated). Scale-free like the extreme: a series read at a coarse resolution already
+//!    has long runs in its range, and one that has never moved (no range width) is not judged.
 //!
 //! Nothing is judged in the first `warmup` values (the statistics are learned meanwhile). The
-//! verdict is anomalous while any of the three says so; the rule's alert is raised on the
-//! first such value and cleared when all three are quiet again, so one episode raises once.
-//! The score is the largest of the three statistics, in "how far past its limit" units
+//! verdict is anomalous while any of the four says so; the rule's alert is raised on the
+//! first such value and cleared when all four are quiet again, so one episode raises once.
+//! The score is the largest of the four statistics, in "how far past its limit" units
 //! (1 = at the limit): finite always.
 //!
 //! No look-ahead: nothing depends on the series' length, its overall minimum or maximum, or
 //! a value not yet seen (a unit test checks that a prefix gets the same verdicts whatever
 //! follows). Deterministic: the same values in the same order give the same verdicts. State
-//! per (rule, series), allocated once and fixed for good: [`State::BYTES`] (208) plus 16
-//! bytes per block of the range (320 with the default 20 blocks) plus two bitsets of
-//! `bins^context` bits (128 bytes with the defaults, at most 1 KiB): 656 bytes with the
-//! defaults on 64-bit targets (600 on armv7).
+//! per (rule, series), allocated once and fixed for good: [`State::BYTES`] (248) plus 18
+//! bytes per block of the range (360 with the default 20 blocks) plus two bitsets of
+//! `bins^context` bits (128 bytes with the defaults, at most 1 KiB): 736 bytes with the
+//! defaults on 64-bit targets (672 on armv7).
 //!
 //! The first days are young: with `warmup: 200` a daily series can raise at its second day's
 //! noise, past a one-day range. NAB's short files need that early start; a gateway that can
@@ -202,8 +209,8 @@ pub(crate) fn compile(raw: &RawSpec, bad: &mut dyn FnMut(&str, String)) -> Optio
         context: u32::try_from(context).ok()?,
     };
     let text = format!(
-        "novelty(new extreme past {margin} of the last {range} values' range, or recent error or \
-         new contexts {z} sigma above usual)"
+        "novelty(new extreme past {margin} of the last {range} values' range, recent error or \
+         new contexts {z} sigma above usual, or a value stuck longer than any run in the range)"
     );
     Some((spec, text))
 }
@@ -257,6 +264,14 @@ pub(crate) struct State {
     /// The recent rate of never-seen contexts, and what is usual for it.
     recent_novelty: f64,
     novelty: Usual,
+    /// The last value (NaN before the first), and how many values in a row have equalled the
+    /// one before them.
+    last: f64,
+    run: u32,
+    /// The longest such run in each full block (a ring beside `block_max`), and in the block
+    /// being filled; saturating (a run of 65535 repeats is longer than any range).
+    block_run: Vec<u16>,
+    cur_run: u16,
 }
 
 impl State {
@@ -284,12 +299,17 @@ impl State {
             in_range: 0,
             recent_novelty: 0.0,
             novelty: Usual::default(),
+            last: f64::NAN,
+            run: 0,
+            block_run: vec![0; spec.blocks()],
+            cur_run: 0,
         }
     }
 
     pub fn heap_bytes(&self) -> usize {
         (self.seen.capacity() + self.seen_before.capacity()) * size_of::<u64>()
             + (self.block_max.capacity() + self.block_min.capacity()) * size_of::<f64>()
+            + self.block_run.capacity() * size_of::<u16>()
     }
 
     /// The range of the full blocks and the one being filled; `None` before a block is full.
@@ -315,6 +335,8 @@ impl State {
         if self.cur_n >= BLOCK {
             self.block_max[self.next] = self.cur_max;
             self.block_min[self.next] = self.cur_min;
+            self.block_run[self.next] = self.cur_run;
+            self.cur_run = 0;
             self.next = (self.next + 1) % self.block_max.len();
             self.full = (self.full + 1).min(self.block_max.len());
             self.cur_max = f64::NEG_INFINITY;
@@ -324,11 +346,33 @@ impl State {
     }
 
     /// How far past the range `x` is, in units of the margin (> 1: a new extreme).
-    fn extreme(&self, spec: &Spec, x: f64) -> f64 {
-        match self.range() {
+    fn extreme(spec: &Spec, range: Option<(f64, f64)>, x: f64) -> f64 {
+        match range {
             Some((lo, hi)) if hi > lo => {
                 let past = (x - hi).max(lo - x) / (hi - lo);
                 past / spec.margin
+            }
+            _ => 0.0,
+        }
+    }
+
+    /// Learns whether `x` repeats the value before it; how far the current run of repeats is
+    /// past the longest in the range (> 1: stuck). A run is judged once it is at least
+    /// `recent` values long (an episode, not a coincidence) and only on a series whose range
+    /// has width: a series that has never moved has no usual run to be stuck against.
+    fn stuck(&mut self, spec: &Spec, range: Option<(f64, f64)>, x: f64) -> f64 {
+        self.run = if x == self.last { self.run + 1 } else { 0 };
+        self.last = x;
+        let longest = (0..self.full)
+            .map(|i| self.block_run[i])
+            .fold(self.cur_run, u16::max);
+        self.cur_run = self
+            .cur_run
+            .max(u16::try_from(self.run).unwrap_or(u16::MAX));
+        match range {
+            Some((lo, hi)) if hi > lo => {
+                let limit = f64::from(longest).max(spec.recent - 1.0).max(0.5);
+                f64::from(self.run) / limit
             }
             _ => 0.0,
         }
@@ -354,11 +398,11 @@ impl State {
     }
 
     /// Learns the context `x` completes; how surprising the recent rate of new contexts is.
-    fn novel_context(&mut self, spec: &Spec, x: f64) -> f64 {
+    fn novel_context(&mut self, spec: &Spec, range: Option<(f64, f64)>, x: f64) -> f64 {
         let bins = spec.bins;
         // Levels mean nothing before the first block gives a range: neither judged nor
         // learned until then, so the first real contexts are not a "burst" of novelty.
-        let Some((lo, hi)) = self.range() else {
+        let Some((lo, hi)) = range else {
             return 0.0;
         };
         let (lo, hi) = (lo.min(x), hi.max(x));
@@ -394,13 +438,19 @@ impl State {
         if !x.is_finite() {
             return None;
         }
-        let extreme = self.extreme(spec, x);
-        let novelty = self.novel_context(spec, x);
+        // The range before `x`, once for the three tests that read it.
+        let range = self.range();
+        let extreme = Self::extreme(spec, range, x);
+        let novelty = self.novel_context(spec, range, x);
+        let stuck = self.stuck(spec, range, x);
         self.extend_range(x);
         let surprise = self.surprise(spec, x);
         self.n += 1;
         // Each statistic in units of its own limit: > 1 is anomalous.
-        let score = extreme.max(surprise / spec.z).max(novelty / spec.z);
+        let score = extreme
+            .max(surprise / spec.z)
+            .max(novelty / spec.z)
+            .max(stuck);
         let judged = self.n > u64::from(spec.warmup);
         Some(Verdict {
             ts,
