@@ -465,6 +465,7 @@ mod runtime;
 mod snapshot;
 pub use reload::ReloadReport;
 pub use runtime::RuntimeCounter;
+pub use snapshot::CheckpointChunks;
 
 #[cfg(test)]
 mod group_tests;
