@@ -31,7 +31,7 @@
 use std::sync::Arc;
 
 /// The format byte that starts every record. Bump it when any state type changes shape.
-pub const FORMAT: u8 = 1;
+pub const FORMAT: u8 = 2;
 
 /// The state changed since the previous checkpoint, encoded; also what
 /// [`crate::Engine::restore`] reads back (then with every series the store holds).

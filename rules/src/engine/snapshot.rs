@@ -43,7 +43,8 @@ struct SeriesOut<'a> {
 struct SlotOut<'a> {
     rule: u64,
     raised: bool,
-    win: &'a Win,
+    /// `None` for a direct slot (a detector rule without a window has no window state).
+    win: Option<&'a Win>,
     prev: Option<&'a Closed>,
     life: Option<&'a Lifecycle>,
     det: Option<&'a Detector>,
@@ -74,7 +75,7 @@ struct SeriesIn {
 struct SlotIn {
     rule: u64,
     raised: bool,
-    win: Win,
+    win: Option<Win>,
     prev: Option<Box<Closed>>,
     life: Option<Box<Lifecycle>>,
     det: Option<Detector>,
@@ -188,7 +189,7 @@ impl Engine {
             .map(|slot| SlotOut {
                 rule: fps.get(slot.rule as usize).copied().unwrap_or(0),
                 raised: slot.raised,
-                win: &slot.win,
+                win: self.wins.get(slot.win as usize),
                 prev: slot.prev.as_deref(),
                 life: slot.life.as_deref(),
                 det: self.dets.get(slot.det as usize),
@@ -344,7 +345,8 @@ impl Engine {
                 .find(|s| s.as_ref().is_some_and(|s| s.rule == fp))
                 .and_then(Option::take)
             {
-                put_slot(slot, s, rule.acc.fft.as_ref(), &mut self.dets);
+                let tables = (&mut self.dets[..], &mut self.wins[..]);
+                put_slot(slot, s, rule.acc.fft.as_ref(), tables);
             } else if let Some(s) = saved.iter().flatten().find(|s| {
                 old_name
                     .get(&s.rule)
@@ -374,11 +376,13 @@ fn put_slot(
     slot: &mut Slot,
     s: SlotIn,
     plan: Option<&Arc<crate::spectrum::FftPlan>>,
-    dets: &mut [Detector],
+    (dets, wins): (&mut [Detector], &mut [Win]),
 ) {
     slot.raised = s.raised;
-    slot.win = s.win;
-    slot.win.accs_mut(&mut |a: &mut Acc| a.set_plan(plan));
+    if let (Some(w), Some(saved)) = (wins.get_mut(slot.win as usize), s.win) {
+        *w = saved;
+        w.accs_mut(&mut |a: &mut Acc| a.set_plan(plan));
+    }
     slot.prev = s.prev;
     if let Some(p) = &mut slot.prev {
         p.acc.set_plan(plan);
