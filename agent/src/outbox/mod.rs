@@ -342,6 +342,7 @@ impl Outbox {
     /// Opens or creates the database (and its parent directories), then starts the writer.
     pub fn open(cfg: &OutboxConfig) -> Result<(Outbox, OutboxThread), OutboxError> {
         let store = store::Store::open(&cfg.path, cfg.max_bytes, cfg.synchronous)?;
+        store.set_cache_kib(cfg.cache_kib);
         let totals = store.totals();
         tracing::info!(
             path = %cfg.path.display(),
