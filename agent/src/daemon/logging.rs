@@ -21,7 +21,10 @@ pub fn init(level: &str) {
         .or_else(|| level.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    // `fmt()` caps events at INFO by default, below any filter: without this, `weir=debug`
+    // (or `RUST_LOG=debug`) printed nothing more than `info`. The filter decides.
     let builder = tracing_subscriber::fmt()
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal() && !journald);
     // A second init (tests, `check` after `run`) is harmless: keep the first subscriber.
