@@ -112,28 +112,6 @@ impl Ages {
         }
     }
 
-    /// Where arrival number `n` is.
-    fn position(&self, n: u16) -> Option<usize> {
-        match self {
-            Ages::Narrow(a) => a.iter().position(|&x| x == n as u8),
-            Ages::Wide(a) => a.iter().position(|&x| x == n),
-        }
-    }
-
-    fn copy_within(&mut self, from: std::ops::Range<usize>, to: usize) {
-        match self {
-            Ages::Narrow(a) => a.copy_within(from, to),
-            Ages::Wide(a) => a.copy_within(from, to),
-        }
-    }
-
-    fn set(&mut self, at: usize, n: u16) {
-        match self {
-            Ages::Narrow(a) => a[at] = n as u8,
-            Ages::Wide(a) => a[at] = n,
-        }
-    }
-
     fn insert(&mut self, at: usize, n: u16) {
         match self {
             Ages::Narrow(a) => a.insert(at, n as u8),
@@ -192,27 +170,19 @@ impl RobustState {
     /// their two places, not a removal and an insertion that each shift half the window.
     fn replace(&mut self, x: f64) {
         self.step.observe(x);
-        let Some(at_old) = self.age.position(self.oldest) else {
+        let age = self.oldest.wrapping_add(self.sorted.len() as u16);
+        let oldest = self.oldest;
+        let v = &mut self.sorted;
+        // One dispatch per value, then the loops of the arrival numbers' own width.
+        let replaced = match &mut self.age {
+            Ages::Narrow(a) => shift(v, a, oldest as u8, age as u8, x),
+            Ages::Wide(a) => shift(v, a, oldest, age, x),
+        };
+        if replaced {
+            self.oldest = self.oldest.wrapping_add(1);
+        } else {
             // Cannot happen (every arrival number in the window is in `age`); stay sorted.
             self.insert(x);
-            return;
-        };
-        let age = self.oldest.wrapping_add(self.sorted.len() as u16);
-        self.oldest = self.oldest.wrapping_add(1);
-        let at_new = rank(&self.sorted, x);
-        let (v, a) = (&mut self.sorted, &mut self.age);
-        if at_new <= at_old {
-            // x ≤ old: the values in [at_new, at_old) move up into old's place.
-            v.copy_within(at_new..at_old, at_new + 1);
-            a.copy_within(at_new..at_old, at_new + 1);
-            v[at_new] = x;
-            a.set(at_new, age);
-        } else {
-            // old < x: the values in (at_old, at_new) move down into old's place.
-            v.copy_within(at_old + 1..at_new, at_old);
-            a.copy_within(at_old + 1..at_new, at_old);
-            v[at_new - 1] = x;
-            a.set(at_new - 1, age);
         }
     }
 
@@ -241,6 +211,30 @@ impl RobustState {
         let sigma = (mad / MAD_SCALE).max(spec.floor.sigma(self.step.min, med));
         finite_score((x - med) / sigma)
     }
+}
+
+/// Replaces the value of arrival number `oldest` in the sorted values `v` (arrival numbers
+/// `a`) with `x`, of arrival number `age`: one shift of the values between their two
+/// places. False if `oldest` is not in `a`.
+fn shift<T: Copy + PartialEq>(v: &mut [f64], a: &mut [T], oldest: T, age: T, x: f64) -> bool {
+    let Some(at_old) = a.iter().position(|&n| n == oldest) else {
+        return false;
+    };
+    let at_new = rank(v, x);
+    if at_new <= at_old {
+        // x ≤ old: the values in [at_new, at_old) move up into old's place.
+        v.copy_within(at_new..at_old, at_new + 1);
+        a.copy_within(at_new..at_old, at_new + 1);
+        v[at_new] = x;
+        a[at_new] = age;
+    } else {
+        // old < x: the values in (at_old, at_new) move down into old's place.
+        v.copy_within(at_old + 1..at_new, at_old);
+        a.copy_within(at_old + 1..at_new, at_old);
+        v[at_new - 1] = x;
+        a[at_new - 1] = age;
+    }
+    true
 }
 
 /// How many of the sorted values `v` are below `x` (all finite: non-finite values are never
