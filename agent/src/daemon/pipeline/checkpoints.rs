@@ -83,8 +83,12 @@ impl Checkpoints {
         self.last = Instant::now();
         core.clear_log();
         if self.previous.as_ref().is_some_and(|p| !p.get()) {
-            // Its series are no longer marked changed: only a full checkpoint has them.
-            tracing::warn!("the previous engine checkpoint was not stored: writing a full one");
+            // Its series are no longer marked changed: only a full checkpoint has them. Not
+            // stored means failed (the writer logged why) or, just after it, not committed
+            // yet: a full checkpoint is right either way.
+            tracing::info!(
+                "previous engine checkpoint not stored (yet): this one holds every series"
+            );
             core.engine.checkpoint_full_next();
         }
         let started = std::time::Instant::now();
