@@ -6,6 +6,7 @@
 //!     WEIR_BENCH_RECORDS=1000000 cargo bench -p weir-agent --bench outbox
 //!     WEIR_BENCH_INFLIGHT=256 cargo bench -p weir-agent --bench outbox   # uplink.inflight
 //!     WEIR_BENCH_BATCH_MAX=4096 cargo bench -p weir-agent --bench outbox  # outbox.batch_max
+//!     WEIR_BENCH_CACHE_KIB=2000 cargo bench -p weir-agent --bench outbox  # writer page cache
 //!
 //! Targets (issue 6): ingest ≥ 200,000 records/s, drain ≥ 50,000 records/s, ≤ 2 bytes written
 //! per payload byte. "Written" is `write_bytes` from `/proc/self/io` (what this process sent
@@ -49,6 +50,14 @@ fn batch_max() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(OutboxConfig::default().batch_max)
+}
+
+/// The writer's SQLite page cache, KiB: `WEIR_BENCH_CACHE_KIB`, else the outbox's own.
+fn cache_kib() -> u32 {
+    std::env::var("WEIR_BENCH_CACHE_KIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(OutboxConfig::default().cache_kib)
 }
 
 /// Records per `append` call: what the pipeline folds into one call at most.
@@ -277,6 +286,7 @@ async fn run_one(
         max_bytes: 1 << 40,
         synchronous: scenario.sync,
         batch_max: batch_max(),
+        cache_kib: cache_kib(),
         ..OutboxConfig::default()
     };
     // Build the input first: the figure is the outbox's, not the formatter's.
@@ -389,10 +399,11 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     println!(
-        "outbox bench: {records} records of ~{} bytes (topic + payload), {PER_APPEND} per append, outbox.batch_max {}, uplink.inflight {}",
+        "outbox bench: {records} records of ~{} bytes (topic + payload), {PER_APPEND} per append, outbox.batch_max {}, uplink.inflight {}, writer page cache {} KiB",
         record(1).size(),
         batch_max(),
-        inflight()
+        inflight(),
+        cache_kib()
     );
     let scenarios = [
         Scenario {

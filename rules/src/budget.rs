@@ -7,7 +7,8 @@
 //! worst case per series is therefore computed once, when the rules are loaded
 //! ([`slot_cost`]), from what its state can hold:
 //!
-//! - the slot itself, inline;
+//! - the slot itself, inline, and its window state (none for a detector rule without a
+//!   window);
 //! - per open window, its accumulator and, when the rule asks for them, the extras: the
 //!   moment sums, the percentile sketch at its exact size (256 values, 2 KB: windows of up to
 //!   255 samples; each doubling beyond adds one level of at most 2 KB — the estimate is for
@@ -37,7 +38,7 @@ use crate::agg::{Acc, AccSpec, Closed};
 use crate::detect::{DetectKind, Detector};
 use crate::ruleset::Rule;
 use crate::sketch::DEFAULT_K;
-use crate::window::{MAX_OPEN, WindowSpec, overlap};
+use crate::window::{MAX_OPEN, Win, WindowSpec, overlap};
 
 /// [`crate::Limits::max_state_bytes`] by default: 64 MiB (see the module docs).
 pub const DEFAULT_MAX_STATE_BYTES: usize = 64 << 20;
@@ -71,36 +72,11 @@ fn detector_bytes(kind: &DetectKind) -> usize {
 pub(crate) fn slot_cost(rule: &Rule, slot: usize) -> usize {
     let acc = acc_heap(&rule.acc);
     let per_window = size_of::<(i64, Acc)>().saturating_add(acc);
-    let windows = match rule.window {
-        WindowSpec::Hopping {
-            size,
-            hop,
-            lateness,
-        } if !rule.acc.any()
-            && let Some(pane) = crate::panes::pane_len(size, hop) =>
-        {
-            let open = overlap(size.saturating_add(lateness), hop).clamp(1, MAX_OPEN);
-            crate::panes::worst_bytes(size, lateness, pane, usize::try_from(open).unwrap_or(1))
-        }
-        WindowSpec::Hopping {
-            size,
-            hop,
-            lateness,
-        } => {
-            let open = overlap(size.saturating_add(lateness), hop).clamp(1, MAX_OPEN);
-            let open = usize::try_from(open)
-                .unwrap_or(usize::MAX)
-                .next_power_of_two();
-            // The open windows, and the prototype accumulator copied for each new one.
-            per_window
-                .saturating_mul(open)
-                .saturating_add(size_of::<Acc>() + acc)
-        }
-        WindowSpec::Sliding { cap, .. } => {
-            size_of::<crate::sliding::Ring>()
-                + crate::sliding::Ring::worst_bytes(cap, acc, rule.acc.sketch)
-        }
-        WindowSpec::Tumbling { .. } | WindowSpec::Count { .. } | WindowSpec::Session { .. } => acc,
+    // A detector rule without a window has no window state (`Engine::wins`).
+    let windows = if crate::engine::is_direct(rule) {
+        0
+    } else {
+        size_of::<Win>().saturating_add(windows_bytes(rule, acc, per_window))
     };
     let prev = if rule.uses_prev() {
         // A sliding window's closed state carries its sorted values for exact percentiles.
@@ -153,4 +129,40 @@ pub(crate) fn per_series(rules: &[Rule], slot: usize) -> usize {
         })
         .max()
         .unwrap_or(0)
+}
+
+/// What a rule's open windows own beyond the inline window state: `acc` is one accumulator's
+/// heap, `per_window` an open window's entry with it.
+fn windows_bytes(rule: &Rule, acc: usize, per_window: usize) -> usize {
+    match rule.window {
+        WindowSpec::Hopping {
+            size,
+            hop,
+            lateness,
+        } if !rule.acc.any()
+            && let Some(pane) = crate::panes::pane_len(size, hop) =>
+        {
+            let open = overlap(size.saturating_add(lateness), hop).clamp(1, MAX_OPEN);
+            crate::panes::worst_bytes(size, lateness, pane, usize::try_from(open).unwrap_or(1))
+        }
+        WindowSpec::Hopping {
+            size,
+            hop,
+            lateness,
+        } => {
+            let open = overlap(size.saturating_add(lateness), hop).clamp(1, MAX_OPEN);
+            let open = usize::try_from(open)
+                .unwrap_or(usize::MAX)
+                .next_power_of_two();
+            // The open windows, and the prototype accumulator copied for each new one.
+            per_window
+                .saturating_mul(open)
+                .saturating_add(size_of::<Acc>() + acc)
+        }
+        WindowSpec::Sliding { cap, .. } => {
+            size_of::<crate::sliding::Ring>()
+                + crate::sliding::Ring::worst_bytes(cap, acc, rule.acc.sketch)
+        }
+        WindowSpec::Tumbling { .. } | WindowSpec::Count { .. } | WindowSpec::Session { .. } => acc,
+    }
 }

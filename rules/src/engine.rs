@@ -107,7 +107,9 @@ struct Slot {
     /// [`crate::agg::AccSpec::lean`], copied likewise (it fits the padding after `rule`).
     lean: bool,
     emit_late: bool,
-    win: Win,
+    /// Index of the rule's window state on this series in `Engine::wins` ([`NO_WIN`] for a
+    /// detector rule without a window, which has none: a window state is 176 bytes).
+    win: u32,
     /// The previous closed window, kept only for rules whose condition reads `prev(...)`;
     /// allocated at the first close and overwritten in place after that.
     prev: Option<Box<Closed>>,
@@ -123,17 +125,16 @@ struct Slot {
 }
 /// `Slot::det` of a rule without a detector.
 const NO_DET: u32 = u32::MAX;
+/// `Slot::win` of a direct slot.
+const NO_WIN: u32 = u32::MAX;
 
 impl Slot {
     /// A fresh slot for `rule` (at `rule_index`); its detector state, if any, is appended
-    /// to `dets`. `None` when `dets` would outgrow u32 indices.
+    /// to `tables.dets`, its window state, if any, to `tables.wins`. `None` when a table
+    /// would outgrow u32 indices.
     /// `name` is the series' (or group's) `(device, metric)`, to find a learned baseline.
-    fn new(
-        rule_index: u32,
-        rule: &Rule,
-        dets: &mut Vec<Detector>,
-        name: (&str, &str),
-    ) -> Option<Slot> {
+    fn new(rule_index: u32, rule: &Rule, tables: Tables<'_>, name: (&str, &str)) -> Option<Slot> {
+        let (dets, wins) = tables;
         let det = match &rule.detect {
             Some(d) => {
                 let at = u32::try_from(dets.len()).ok()?;
@@ -146,14 +147,22 @@ impl Slot {
             }
             None => NO_DET,
         };
+        let direct = is_direct(rule);
+        let win = if direct {
+            NO_WIN
+        } else {
+            let at = u32::try_from(wins.len()).ok()?;
+            wins.push(Win::new(rule.window, Acc::new(&rule.acc)));
+            at
+        };
         Some(Slot {
             rule: rule_index,
             raised: false,
-            direct: rule.detect.is_some() && !rule.windowed,
+            direct,
             alpha: rule.ewma_alpha,
             lean: rule.acc.lean,
             emit_late: rule.emit_late,
-            win: Win::new(rule.window, Acc::new(&rule.acc)),
+            win,
             prev: None,
             lets: None,
             det,
@@ -164,6 +173,15 @@ impl Slot {
                 .map(|_| Box::default()),
         })
     }
+}
+
+/// The engine's detector and window tables, where [`Slot::new`] appends a slot's state.
+type Tables<'a> = (&'a mut Vec<Detector>, &'a mut Vec<Win>);
+
+/// A detector rule without a window: its samples go straight to the detector, and its slot
+/// has no window state.
+pub(crate) fn is_direct(rule: &Rule) -> bool {
+    rule.detect.is_some() && !rule.windowed
 }
 
 #[derive(Debug)]
@@ -222,6 +240,8 @@ pub struct Engine {
     /// per-sample detector is then read sequentially like the slots, where a box per slot
     /// cost a cache miss per sample (measured: 90% of the per-sample time).
     dets: Vec<Detector>,
+    /// Window states, in slot order, beside the slots like `dets`; direct slots have none.
+    wins: Vec<Win>,
     /// Peer windows (module `peers`), a run per series.
     peers: Vec<peers::PeerWin>,
     /// No open window ends before this, so `advance` below it has nothing to do.
@@ -256,6 +276,7 @@ impl Engine {
             fwd: Vec::new(),
             groups: HashMap::new(),
             dets: Vec::new(),
+            wins: Vec::new(),
             peers: Vec::new(),
             next_deadline: i64::MAX,
             newest: i64::MIN,
@@ -293,8 +314,9 @@ impl Engine {
                 if !admit(&mut self.stats, &self.costs, i, self.limits.max_state_bytes) {
                     continue;
                 }
-                let slot = Slot::new(i, rule, &mut self.dets, (device, metric))
-                    .ok_or_else(|| too_many.clone())?;
+                let tables = (&mut self.dets, &mut self.wins);
+                let slot =
+                    Slot::new(i, rule, tables, (device, metric)).ok_or_else(|| too_many.clone())?;
                 self.slots.push(slot);
             }
         }
@@ -357,6 +379,8 @@ impl Engine {
         self.slots.capacity() * size_of::<Slot>()
             + self.fwd.capacity() * size_of::<u32>()
             + self.dets.capacity() * size_of::<Detector>()
+            + self.wins.capacity() * size_of::<Win>()
+            + self.wins.iter().map(Win::heap_bytes).sum::<usize>()
             + self.peers.capacity() * size_of::<peers::PeerWin>()
             + self
                 .peers
@@ -367,10 +391,9 @@ impl Engine {
                 .slots
                 .iter()
                 .map(|s| {
-                    s.win.heap_bytes()
-                        + s.prev
-                            .as_ref()
-                            .map_or(0, |p| size_of::<Closed>() + p.acc.heap_bytes())
+                    s.prev
+                        .as_ref()
+                        .map_or(0, |p| size_of::<Closed>() + p.acc.heap_bytes())
                         + s.lets.as_ref().map_or(0, |l| {
                             size_of::<crate::expr::LetMemory>() + l.0.capacity() * size_of::<f64>()
                         })
@@ -465,6 +488,7 @@ mod runtime;
 mod snapshot;
 pub use reload::ReloadReport;
 pub use runtime::RuntimeCounter;
+pub use snapshot::CheckpointChunks;
 
 #[cfg(test)]
 mod group_tests;

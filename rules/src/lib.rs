@@ -74,7 +74,7 @@ mod tree;
 mod window;
 
 pub use budget::DEFAULT_MAX_STATE_BYTES;
-pub use engine::{Engine, EngineStats, Limits, ReloadReport, RuntimeCounter};
+pub use engine::{CheckpointChunks, Engine, EngineStats, Limits, ReloadReport, RuntimeCounter};
 pub use error::{Diagnostic, EngineError, RuleError};
 pub use event::{
     Aggregate, AlertState, ChangeKind, Contributor, Event, EventKind, Sample, SeriesId, Severity,

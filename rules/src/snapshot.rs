@@ -31,8 +31,9 @@
 use std::sync::Arc;
 
 /// The format byte that starts every record. Bump it when any state type changes shape
-/// (2: `novelty` gained its stuck test's run and block runs).
-pub const FORMAT: u8 = 2;
+/// (2: `novelty` gained its stuck test's run and block runs; 3: a slot's window state is
+/// optional, kept in its own table).
+pub const FORMAT: u8 = 3;
 
 /// The state changed since the previous checkpoint, encoded; also what
 /// [`crate::Engine::restore`] reads back (then with every series the store holds).

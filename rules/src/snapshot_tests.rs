@@ -328,6 +328,47 @@ fn checkpoint_records_carry_no_growth_slack() {
     }
 }
 
+/// The chunks of a checkpoint are the records `checkpoint` returns, split at the byte bound:
+/// the agent stores one chunk before it encodes the next (docs/footprint.md).
+#[test]
+fn checkpoint_chunks_are_the_checkpoint_split_at_the_byte_bound() {
+    let fill = |e: &mut Engine| {
+        let mut out = Vec::new();
+        for (k, d) in DEVICES.iter().enumerate() {
+            for m in METRICS {
+                for t in 0..50 {
+                    let v = 20.0 + (t % 7) as f64 + k as f64;
+                    sample(e, d, m, t * S, v, &mut out);
+                }
+            }
+        }
+    };
+    let (mut whole, mut split) = (Engine::new(rules()), Engine::new(rules()));
+    fill(&mut whole);
+    fill(&mut split);
+    let all = whole.checkpoint();
+    let largest = all.series.iter().map(|(_, b)| b.len()).max().unwrap();
+    let mut chunks = split.checkpoint_chunks(largest);
+    assert!(chunks.full());
+    assert_eq!(chunks.global(), &all.global[..]);
+    let parts: Vec<_> = chunks.by_ref().collect();
+    assert!(
+        parts.len() > 1 && parts.len() < all.series.len(),
+        "{}",
+        parts.len()
+    );
+    for part in &parts {
+        // The bound is reached by the last record of a chunk, never passed before it.
+        let before_last: usize = part[..part.len() - 1].iter().map(|(_, b)| b.len()).sum();
+        assert!(before_last < largest, "{before_last}");
+    }
+    assert_eq!(parts.concat(), all.series);
+    // Taking the chunks took the changed set, as `checkpoint` does.
+    assert!(split.checkpoint().series.is_empty());
+    split.checkpoint_full_next();
+    assert_eq!(split.checkpoint().series.len(), all.series.len());
+}
+
 #[test]
 fn a_changed_rule_starts_fresh_and_is_reported_while_the_others_keep_their_state() {
     let src = "rules:\n  - name: a\n    window: { tumbling: 10s }\n    aggregates: [count]\n  - name: b\n    window: { tumbling: 10s }\n    aggregates: [count]\n";
@@ -437,4 +478,4 @@ fn the_record_format_is_pinned() {
     assert_eq!(hex, GOLDEN, "state format changed: bump FORMAT");
 }
 
-const GOLDEN: &str = "020164016d0080897a019ac2c683ebf6addd27000080dac40900000101000000000000044000000000000004400000000000000440000000000000044080897a000000000000044080897a000000000000000000000000000000000000000000000000000000000000f87f00000000000000000000000000000000000000000000000000000000000000";
+const GOLDEN: &str = "030164016d0080897a019ac2c683ebf6addd2700010080dac40900000101000000000000044000000000000004400000000000000440000000000000044080897a000000000000044080897a000000000000000000000000000000000000000000000000000000000000f87f00000000000000000000000000000000000000000000000000000000000000";

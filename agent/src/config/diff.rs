@@ -105,6 +105,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
         synchronous: _,
         max_age: _,
         overflow: _,
+        cache_kib: _, // not a setting (never read from YAML)
     } = o;
     cmp("outbox.path", d(&o.path), d(&n.path), Restart);
     cmp("outbox.max_bytes", d(&o.max_bytes), d(&n.max_bytes), Live);

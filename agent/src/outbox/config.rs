@@ -34,6 +34,22 @@ pub struct OutboxConfig {
     /// What happens when an append does not fit under `max_bytes`.
     #[serde(default)]
     pub overflow: Overflow,
+    /// SQLite's page cache on the writer's connection, KiB ([`WRITER_CACHE_KIB`]). Not a
+    /// setting (never read from YAML): the outbox bench compares values with it.
+    #[serde(skip, default = "default_cache_kib")]
+    #[doc(hidden)]
+    pub cache_kib: u32,
+}
+
+/// SQLite's page cache on the writer's connection, KiB. SQLite's default is 2,000 KiB, and
+/// the writer filled it: it was the largest fixed item of the agent's heap (issue 19,
+/// docs/footprint.md). The writer appends at the end of the records table, drains from its
+/// start and rewrites the engine state table in key order, so few pages are hot; what a
+/// smaller cache costs in ingest and drain is measured in docs/footprint.md.
+pub const WRITER_CACHE_KIB: u32 = 512;
+
+const fn default_cache_kib() -> u32 {
+    WRITER_CACHE_KIB
 }
 
 /// `outbox.overflow`: the policy when the byte bound is reached. Every record it drops is
@@ -155,6 +171,7 @@ impl Default for OutboxConfig {
             synchronous: Synchronous::default(),
             max_age: MaxAge::default(),
             overflow: Overflow::default(),
+            cache_kib: default_cache_kib(),
         }
     }
 }

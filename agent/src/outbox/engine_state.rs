@@ -33,6 +33,9 @@
 //! are created with `IF NOT EXISTS` on every open, so an outbox of an older weir gains them
 //! without a schema version change, and an older weir ignores them.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use rusqlite::{Connection, Transaction, params};
 use weir_rules::{Checkpoint, RuntimeCounter};
 
@@ -46,7 +49,39 @@ pub enum StateOp {
     Checkpoint(Checkpoint),
     /// Run-hour counters that changed (each replaces its row).
     RunHours(Vec<RuntimeCounter>),
+    /// A checkpoint whose series records arrive while the writer writes them, a chunk at a
+    /// time, in the transaction it was queued in ([`crate::outbox::Outbox::checkpoint_stream`]):
+    /// the agent holds one chunk of encoded state, not a second copy of the engine's.
+    Stream(CheckpointStream),
 }
+
+/// The writer's end of a streamed checkpoint.
+#[derive(Debug)]
+pub struct CheckpointStream {
+    pub(super) full: bool,
+    pub(super) global: Vec<u8>,
+    pub(super) parts: flume::Receiver<Part>,
+    pub(super) status: Arc<AtomicU8>,
+}
+
+/// What the pipeline sends down a [`CheckpointStream`].
+#[derive(Debug)]
+pub(super) enum Part {
+    /// `(series id, record)`, as in [`Checkpoint::series`].
+    Series(Vec<(u32, Vec<u8>)>),
+    /// Every record has been sent.
+    End,
+}
+
+/// [`CheckpointStream::status`]: not taken by the writer yet.
+pub(super) const NEW: u8 = 0;
+/// Taken by a transaction and not written in it: abandoned half way, or a retry of a
+/// transaction that failed after taking it (its parts are gone). Never stored.
+pub(super) const BEGUN: u8 = 1;
+/// Written in the current transaction, not committed yet.
+pub(super) const WRITTEN: u8 = 2;
+/// Committed.
+pub(super) const STORED: u8 = 3;
 
 /// What was stored: the last checkpoint and the input logged after it, oldest first.
 #[derive(Debug, Default)]
@@ -114,6 +149,7 @@ pub(super) fn apply(
             }
             Ok(())
         }
+        StateOp::Stream(c) => write_stream(tx, c, now, last_id),
     }
 }
 
@@ -131,6 +167,52 @@ pub(super) fn read_run_hours(conn: &Connection) -> rusqlite::Result<Vec<RuntimeC
         })
     })?
     .collect()
+}
+
+/// Writes the parts of `c` as they arrive. A stream that ends without [`Part::End`] (the
+/// pipeline stopped half way) is rolled back to where it began and the rest of the
+/// transaction commits without it; a stream an earlier attempt of this transaction took
+/// (a retry after a full disk: its parts are gone) is left out. Either way its status stays
+/// [`BEGUN`], and the pipeline makes its next checkpoint full.
+fn write_stream(
+    tx: &Transaction<'_>,
+    c: &CheckpointStream,
+    now: i64,
+    last_id: i64,
+) -> rusqlite::Result<()> {
+    if c.status.swap(BEGUN, Ordering::AcqRel) != NEW {
+        return Ok(());
+    }
+    tx.execute_batch("SAVEPOINT engine_checkpoint")?;
+    if c.full {
+        tx.execute("DELETE FROM engine_state", [])?;
+    }
+    let mut put =
+        tx.prepare_cached("INSERT OR REPLACE INTO engine_state (series, state) VALUES (?1, ?2)")?;
+    loop {
+        match c.parts.recv() {
+            Ok(Part::Series(series)) => {
+                for (id, bytes) in &series {
+                    put.execute(params![i64::from(*id), bytes])?;
+                }
+            }
+            Ok(Part::End) => break,
+            Err(flume::RecvError::Disconnected) => {
+                tracing::warn!("engine checkpoint abandoned half way: not stored");
+                tx.execute_batch("ROLLBACK TO engine_checkpoint; RELEASE engine_checkpoint")?;
+                return Ok(());
+            }
+        }
+    }
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO engine_meta (id, global, written_at, last_record_id) \
+         VALUES (0, ?1, ?2, ?3)",
+    )?
+    .execute(params![c.global, now, last_id])?;
+    tx.prepare_cached("DELETE FROM engine_log")?.execute([])?;
+    tx.execute_batch("RELEASE engine_checkpoint")?;
+    c.status.store(WRITTEN, Ordering::Release);
+    Ok(())
 }
 
 fn write(tx: &Transaction<'_>, c: &Checkpoint, now: i64, last_id: i64) -> rusqlite::Result<()> {

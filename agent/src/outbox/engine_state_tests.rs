@@ -177,3 +177,62 @@ async fn input_logged_after_the_checkpoint_is_replayed_and_the_next_checkpoint_d
     drop(outbox);
     thread.join().unwrap();
 }
+
+/// A checkpoint streamed a chunk at a time is stored as the whole checkpoint would be, and
+/// only once its transaction has committed; a stream dropped half way is not stored (the
+/// checkpoint before it stays), and the records queued with it are.
+#[tokio::test]
+async fn a_streamed_checkpoint_is_stored_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outbox, thread) = Outbox::open(&cfg(dir.path())).unwrap();
+    let (mut split, mut whole, mut out) = (engine(), engine(), Vec::new());
+    feed(&mut split, 0, 20, &mut out);
+    feed(&mut whole, 0, 20, &mut out);
+    let expected = whole.checkpoint();
+
+    // Chunks of one record: the writer takes them one by one.
+    let mut chunks = split.checkpoint_chunks(1);
+    let sink = outbox
+        .checkpoint_stream(chunks.full(), chunks.global().to_vec(), Vec::new())
+        .await
+        .unwrap();
+    let mut sent = 0;
+    for chunk in chunks.by_ref() {
+        assert_eq!(chunk.len(), 1);
+        sink.send(chunk).await;
+        sent += 1;
+    }
+    assert_eq!(sent, expected.series.len());
+    let stored = sink.end().await;
+    flush(&outbox).await;
+    assert!(stored.get());
+    let saved = outbox.engine_state().await.unwrap().checkpoint.unwrap();
+    assert_eq!(saved.global, expected.global);
+    assert_eq!(saved.series, expected.series);
+
+    // Half a checkpoint, then the sink is dropped: a record queued before it commits.
+    feed(&mut split, 20, 25, &mut out);
+    outbox
+        .append(vec![rec(Lane::Aggregates, 1)], vec![])
+        .await
+        .unwrap();
+    let mut chunks = split.checkpoint_chunks(1);
+    let sink = outbox
+        .checkpoint_stream(chunks.full(), chunks.global().to_vec(), Vec::new())
+        .await
+        .unwrap();
+    let first = chunks.next().unwrap();
+    sink.send(first).await;
+    let abandoned = CheckpointStored(std::sync::Arc::clone(&sink.status));
+    drop(sink);
+    flush(&outbox).await;
+    assert!(!abandoned.get());
+    let after = outbox.engine_state().await.unwrap().checkpoint.unwrap();
+    assert_eq!(
+        after.series, expected.series,
+        "the earlier checkpoint stays"
+    );
+    assert_eq!(all_records(&outbox).await, 1);
+    drop(outbox);
+    thread.join().unwrap();
+}

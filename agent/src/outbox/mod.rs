@@ -111,6 +111,45 @@ pub use store::SCHEMA_VERSION;
 pub use writer::AfterCommit;
 use writer::{Command, Writer};
 
+/// The pipeline's end of a streamed engine checkpoint ([`Outbox::checkpoint_stream`]).
+/// Dropped before [`CheckpointSink::end`], the checkpoint is not stored (the records queued
+/// with it are).
+pub struct CheckpointSink {
+    parts: flume::Sender<engine_state::Part>,
+    status: Arc<std::sync::atomic::AtomicU8>,
+}
+
+impl CheckpointSink {
+    /// Hands the writer the next `(series id, record)` chunk; waits while it is still
+    /// writing the one before. A writer that gave the stream up (its transaction failed) or
+    /// has stopped takes nothing more: the chunk is dropped and the checkpoint is not
+    /// stored, which [`CheckpointStored::get`] says (a stopped writer fails the next append).
+    pub async fn send(&self, series: Vec<(u32, Vec<u8>)>) {
+        let _ = self
+            .parts
+            .send_async(engine_state::Part::Series(series))
+            .await;
+    }
+
+    /// Every chunk has been sent; [`CheckpointStored::get`] says when it has been stored.
+    pub async fn end(self) -> CheckpointStored {
+        let _ = self.parts.send_async(engine_state::Part::End).await;
+        CheckpointStored(self.status)
+    }
+}
+
+/// Whether a streamed checkpoint has been committed.
+#[derive(Debug, Clone)]
+pub struct CheckpointStored(Arc<std::sync::atomic::AtomicU8>);
+
+impl CheckpointStored {
+    /// True once the transaction that wrote it has committed; false while it has not, and
+    /// for good if it failed or was abandoned.
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::Acquire) == engine_state::STORED
+    }
+}
+
 /// Commands the writer's queue holds before `append` has to wait.
 const QUEUE_CAPACITY: usize = 64;
 
@@ -309,6 +348,7 @@ impl Outbox {
     /// Opens or creates the database (and its parent directories), then starts the writer.
     pub fn open(cfg: &OutboxConfig) -> Result<(Outbox, OutboxThread), OutboxError> {
         let store = store::Store::open(&cfg.path, cfg.max_bytes, cfg.synchronous)?;
+        store.set_cache_kib(cfg.cache_kib);
         let totals = store.totals();
         tracing::info!(
             path = %cfg.path.display(),
@@ -482,6 +522,54 @@ impl Outbox {
     /// The stored run-hour counters (module `engine_state`).
     pub async fn run_hours(&self) -> Result<Vec<weir_rules::RuntimeCounter>, OutboxError> {
         self.request(|reply| Command::LoadRunHours { reply }).await
+    }
+
+    /// Queues an engine checkpoint whose series records the caller then sends a chunk at a
+    /// time ([`CheckpointSink::send`], then [`CheckpointSink::end`]), each a chunk of
+    /// [`weir_rules::Engine::checkpoint_chunks`]; the writer writes each
+    /// chunk as it arrives, in the transaction of the records queued before it, and takes the
+    /// next only after that, so at most a few chunks of encoded state exist at once. The
+    /// caller must not append anything else until the sink has ended (the writer is inside the
+    /// transaction meanwhile). `global` is the engine-wide record; `run_hours`, the run-hour
+    /// counters that changed, are written in the same transaction (after the checkpoint, and
+    /// also when the stream is abandoned: they are counters, restored only where ahead).
+    pub async fn checkpoint_stream(
+        &self,
+        full: bool,
+        global: Vec<u8>,
+        run_hours: Vec<weir_rules::RuntimeCounter>,
+    ) -> Result<CheckpointSink, OutboxError> {
+        // Capacity 1: the chunk being encoded, one queued, one being written.
+        let (parts, rx) = flume::bounded(1);
+        let status = Arc::new(std::sync::atomic::AtomicU8::new(engine_state::NEW));
+        let committed = Arc::clone(&status);
+        let hook: AfterCommit = Box::new(move || {
+            // Only a stream that was written in this transaction becomes stored.
+            let _ = committed.compare_exchange(
+                engine_state::WRITTEN,
+                engine_state::STORED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        });
+        let mut state = vec![StateOp::Stream(engine_state::CheckpointStream {
+            full,
+            global,
+            parts: rx,
+            status: Arc::clone(&status),
+        })];
+        if !run_hours.is_empty() {
+            state.push(StateOp::RunHours(run_hours));
+        }
+        self.tx
+            .send_async(Command::Append {
+                records: Vec::new(),
+                after_commit: vec![hook],
+                state,
+            })
+            .await
+            .map_err(|_| OutboxError::Closed)?;
+        Ok(CheckpointSink { parts, status })
     }
 
     /// The stored engine checkpoint and the input logged since.

@@ -144,6 +144,17 @@ impl Store {
     /// instead of 1,000 and truncated to 512 KiB at each reset, so it stays small (bounded) on
     /// a disk that has proved small. Best effort:
     /// errors are the next append's to report.
+    /// Bounds SQLite's page cache on the writer's connection (`PRAGMA cache_size`), KiB.
+    pub(crate) fn set_cache_kib(&self, kib: u32) {
+        // A negative cache_size is in KiB. Best effort: SQLite's default cache still works.
+        if let Err(e) = self
+            .conn
+            .pragma_update(None, "cache_size", -i64::from(kib.max(1)))
+        {
+            tracing::warn!(error = %e, "outbox: cannot set the page cache size");
+        }
+    }
+
     pub(crate) fn relieve_disk(&mut self) {
         let _ = self.conn.pragma_update(None, "wal_autocheckpoint", 64);
         // A WAL reset after a checkpoint is cut back to this size, so it cannot keep the

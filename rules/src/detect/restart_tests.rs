@@ -113,5 +113,5 @@ fn detector_state_sizes_are_as_documented() {
     assert_eq!(size_of::<zscore::ZState>(), 40);
     assert_eq!(size_of::<chart::EwmaState>(), 96);
     assert_eq!(size_of::<chart::CusumState>(), 104);
-    assert_eq!(size_of::<Detector>(), 128);
+    assert_eq!(size_of::<Detector>(), 104);
 }

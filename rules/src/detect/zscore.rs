@@ -75,19 +75,54 @@ pub(crate) struct RobustState {
     /// The window's values, sorted: the median is read off the middle, and the MAD found
     /// by a binary search outwards from it, with no copy and no selection per input.
     sorted: Vec<f64>,
-    /// `age[i]` is the arrival number (mod 2¹⁶; windows hold at most 4,096) of `sorted[i]`,
-    /// to find the value that leaves next: 2 bytes per value instead of a second copy of
-    /// the window in arrival order (8 bytes per value).
-    age: Vec<u16>,
-    /// The arrival number of the oldest value in the window.
+    /// `age[i]` is the arrival number of `sorted[i]`, to find the value that leaves next:
+    /// 1 byte per value (mod 2⁸) for windows of at most 256 values, 2 bytes (mod 2¹⁶;
+    /// windows hold at most 4,096) above, instead of a second copy of the window in arrival
+    /// order (8 bytes per value).
+    age: Ages,
+    /// The arrival number of the oldest value in the window (mod 2¹⁶; its low byte is the
+    /// number mod 2⁸).
     oldest: u16,
     /// The smallest step between consecutive values learned, for the noise floor.
     step: Step,
 }
 
+/// Arrival numbers, as narrow as the window allows: distinct within a window of at most 256
+/// values mod 2⁸, of at most 65,536 mod 2¹⁶.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+enum Ages {
+    Narrow(Vec<u8>),
+    Wide(Vec<u16>),
+}
+
+impl Default for Ages {
+    fn default() -> Self {
+        Ages::Narrow(Vec::new())
+    }
+}
+
+/// The most values [`Ages::Narrow`] tells apart.
+const NARROW: usize = 256;
+
+impl Ages {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Ages::Narrow(a) => a.capacity(),
+            Ages::Wide(a) => a.capacity() * size_of::<u16>(),
+        }
+    }
+
+    fn insert(&mut self, at: usize, n: u16) {
+        match self {
+            Ages::Narrow(a) => a.insert(at, n as u8),
+            Ages::Wide(a) => a.insert(at, n),
+        }
+    }
+}
+
 impl RobustState {
     pub fn heap_bytes(&self) -> usize {
-        self.sorted.capacity() * size_of::<f64>() + self.age.capacity() * size_of::<u16>()
+        self.sorted.capacity() * size_of::<f64>() + self.age.heap_bytes()
     }
 
     pub fn feed(&mut self, spec: &RobustSpec, ts: i64, x: f64) -> Option<Verdict> {
@@ -106,6 +141,9 @@ impl RobustState {
             });
         }
         if self.sorted.len() < spec.window {
+            if self.sorted.is_empty() && spec.window > NARROW {
+                self.age = Ages::Wide(Vec::new());
+            }
             self.insert(x);
             return None;
         }
@@ -132,27 +170,19 @@ impl RobustState {
     /// their two places, not a removal and an insertion that each shift half the window.
     fn replace(&mut self, x: f64) {
         self.step.observe(x);
-        let Some(at_old) = self.age.iter().position(|&a| a == self.oldest) else {
+        let age = self.oldest.wrapping_add(self.sorted.len() as u16);
+        let oldest = self.oldest;
+        let v = &mut self.sorted;
+        // One dispatch per value, then the loops of the arrival numbers' own width.
+        let replaced = match &mut self.age {
+            Ages::Narrow(a) => shift(v, a, oldest as u8, age as u8, x),
+            Ages::Wide(a) => shift(v, a, oldest, age, x),
+        };
+        if replaced {
+            self.oldest = self.oldest.wrapping_add(1);
+        } else {
             // Cannot happen (every arrival number in the window is in `age`); stay sorted.
             self.insert(x);
-            return;
-        };
-        let age = self.oldest.wrapping_add(self.sorted.len() as u16);
-        self.oldest = self.oldest.wrapping_add(1);
-        let at_new = rank(&self.sorted, x);
-        let (v, a) = (&mut self.sorted, &mut self.age);
-        if at_new <= at_old {
-            // x ≤ old: the values in [at_new, at_old) move up into old's place.
-            v.copy_within(at_new..at_old, at_new + 1);
-            a.copy_within(at_new..at_old, at_new + 1);
-            v[at_new] = x;
-            a[at_new] = age;
-        } else {
-            // old < x: the values in (at_old, at_new) move down into old's place.
-            v.copy_within(at_old + 1..at_new, at_old);
-            a.copy_within(at_old + 1..at_new, at_old);
-            v[at_new - 1] = x;
-            a[at_new - 1] = age;
         }
     }
 
@@ -181,6 +211,30 @@ impl RobustState {
         let sigma = (mad / MAD_SCALE).max(spec.floor.sigma(self.step.min, med));
         finite_score((x - med) / sigma)
     }
+}
+
+/// Replaces the value of arrival number `oldest` in the sorted values `v` (arrival numbers
+/// `a`) with `x`, of arrival number `age`: one shift of the values between their two
+/// places. False if `oldest` is not in `a`.
+fn shift<T: Copy + PartialEq>(v: &mut [f64], a: &mut [T], oldest: T, age: T, x: f64) -> bool {
+    let Some(at_old) = a.iter().position(|&n| n == oldest) else {
+        return false;
+    };
+    let at_new = rank(v, x);
+    if at_new <= at_old {
+        // x ≤ old: the values in [at_new, at_old) move up into old's place.
+        v.copy_within(at_new..at_old, at_new + 1);
+        a.copy_within(at_new..at_old, at_new + 1);
+        v[at_new] = x;
+        a[at_new] = age;
+    } else {
+        // old < x: the values in (at_old, at_new) move down into old's place.
+        v.copy_within(at_old + 1..at_new, at_old);
+        a.copy_within(at_old + 1..at_new, at_old);
+        v[at_new - 1] = x;
+        a[at_new - 1] = age;
+    }
+    true
 }
 
 /// How many of the sorted values `v` are below `x` (all finite: non-finite values are never
@@ -303,27 +357,67 @@ mod tests {
 
     /// The one-shift replacement keeps the sorted copy equal to sorting the window (kept
     /// here in arrival order), with ties, repeats and values leaving from either side of the
-    /// one entering, across the wrap of the 16-bit arrival numbers.
+    /// one entering, across the wrap of the arrival numbers: 8-bit ones for windows of up to
+    /// 256 values (at 255 and 256, the edge), 16-bit ones above and, forced, below (the
+    /// layout before the narrow one, so both give the same window).
     #[test]
     fn replacing_keeps_the_sorted_copy_sorted() {
-        let mut st = RobustState::default();
-        let mut window = std::collections::VecDeque::new();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        for i in 0..70_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let v = (x % 11) as f64 - 5.0;
-            if window.len() < 16 {
-                st.insert(v);
-            } else {
-                window.pop_front();
-                st.replace(v);
+        for (window, wide, steps, every) in [
+            (16, false, 70_000, 1),
+            (255, false, 3_000, 1),
+            (256, false, 3_000, 1),
+            (16, true, 70_000, 1),
+            (256, true, 3_000, 1),
+            (257, true, 70_000, 97),
+        ] {
+            let mut st = RobustState::default();
+            if wide {
+                st.age = Ages::Wide(Vec::new());
             }
-            window.push_back(v);
-            let mut want: Vec<f64> = window.iter().copied().collect();
-            want.sort_by(f64::total_cmp);
-            assert_eq!(st.sorted, want, "step {i}");
+            let mut queue = std::collections::VecDeque::new();
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            for i in 0..steps {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let v = (x % 11) as f64 - 5.0;
+                if queue.len() < window {
+                    st.insert(v);
+                } else {
+                    queue.pop_front();
+                    st.replace(v);
+                }
+                queue.push_back(v);
+                if i % every == 0 || i + 1 == steps {
+                    let mut want: Vec<f64> = queue.iter().copied().collect();
+                    want.sort_by(f64::total_cmp);
+                    assert_eq!(st.sorted, want, "window {window}, wide {wide}, step {i}");
+                }
+            }
+            assert_eq!(matches!(st.age, Ages::Wide(_)), wide);
+        }
+    }
+
+    /// A window above 256 values switches to 16-bit arrival numbers at its first value; one
+    /// of up to 256 keeps 8-bit ones (1 byte per value).
+    #[test]
+    fn arrival_numbers_are_as_narrow_as_the_window_allows() {
+        let spec = |window| RobustSpec {
+            z: 5.0,
+            window,
+            learn: Learn::All,
+            floor: Floor {
+                min_sigma: 0.0,
+                resolution: 0.0,
+            },
+        };
+        for (window, wide) in [(64, false), (256, false), (257, true), (4096, true)] {
+            let mut st = RobustState::default();
+            for i in 0..window + 10 {
+                st.feed(&spec(window), i as i64, (i % 7) as f64);
+            }
+            assert_eq!(matches!(st.age, Ages::Wide(_)), wide, "window {window}");
+            assert_eq!(st.sorted.len(), window);
         }
     }
 }

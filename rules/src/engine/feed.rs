@@ -15,7 +15,7 @@ use crate::alert::{self, Lifecycle, Target};
 use crate::detect::{Detector, Verdict};
 use crate::event::{Aggregate, Event, EventKind, Sample, SeriesId};
 use crate::ruleset::RuleSet;
-use crate::window::Done;
+use crate::window::{Done, Win};
 
 impl Engine {
     /// [`Engine::push`] before the alert layer (`device`): windows and detectors.
@@ -55,7 +55,12 @@ impl Engine {
         };
         let mut deadline = self.next_deadline;
         for slot in &mut self.slots[series.slots()] {
-            let cx = (&self.rules, &mut self.stats, &mut self.dets[..]);
+            let cx = (
+                &self.rules,
+                &mut self.stats,
+                &mut self.dets[..],
+                &mut self.wins[..],
+            );
             deadline = deadline.min(feed(cx, slot, target, &peers, s, out));
         }
         for &g in &self.fwd[series.fwd()] {
@@ -73,7 +78,12 @@ impl Engine {
                 ..peers
             };
             for slot in &mut self.slots[group.slots()] {
-                let cx = (&self.rules, &mut self.stats, &mut self.dets[..]);
+                let cx = (
+                    &self.rules,
+                    &mut self.stats,
+                    &mut self.dets[..],
+                    &mut self.wins[..],
+                );
                 deadline = deadline.min(feed(cx, slot, target, &peers, s, out));
             }
         }
@@ -127,18 +137,21 @@ impl Engine {
                     peers: &self.peers,
                     device: &series.device,
                 };
-                next = next.min(win.advance(watermark, |mut done| {
-                    changed = true;
-                    if !judge(&mut done) {
-                        return;
-                    }
-                    let state = (
-                        &mut *raised,
-                        (&mut *prev, &mut *lets),
-                        det.as_deref_mut(),
-                        &mut *life,
-                    );
-                    close(rules, stats, *rule, state, target, &peers, done, out);
+                let win = self.wins.get_mut(*win as usize);
+                next = next.min(win.map_or(i64::MAX, |win| {
+                    win.advance(watermark, |mut done| {
+                        changed = true;
+                        if !judge(&mut done) {
+                            return;
+                        }
+                        let state = (
+                            &mut *raised,
+                            (&mut *prev, &mut *lets),
+                            det.as_deref_mut(),
+                            &mut *life,
+                        );
+                        close(rules, stats, *rule, state, target, &peers, done, out);
+                    })
                 }));
                 if let (Some(d), Some(r)) = (det.as_deref_mut(), rules.rules.get(*rule as usize))
                     && let (Some(spec), Some(a)) = (&r.detect, &r.alert)
@@ -259,7 +272,7 @@ impl Engine {
 /// series.
 #[inline]
 fn feed(
-    (rules, stats, dets): (&RuleSet, &mut EngineStats, &mut [Detector]),
+    (rules, stats, dets, wins): (&RuleSet, &mut EngineStats, &mut [Detector], &mut [Win]),
     slot: &mut Slot,
     target: Target<'_>,
     peers: &PeerView<'_>,
@@ -284,6 +297,10 @@ fn feed(
         let state = (raised, det, life);
         return feed_direct(rules, stats, *rule, state, target, s, out);
     }
+    // Every slot but a direct one has its window state (`Slot::new`).
+    let Some(win) = wins.get_mut(*win as usize) else {
+        return i64::MAX;
+    };
     let up = Update {
         alpha: *alpha,
         lean: *lean,

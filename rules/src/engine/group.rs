@@ -32,7 +32,7 @@ impl Engine {
         ) {
             return None;
         }
-        let slot = Slot::new(rule, r, &mut self.dets, (&key, &g.metric))?;
+        let slot = Slot::new(rule, r, (&mut self.dets, &mut self.wins), (&key, &g.metric))?;
         self.slots.push(slot);
         self.series.push(Series {
             device: key.clone(),

@@ -21,10 +21,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Engine, EngineStats, NO_DET, Slot};
+use super::{Engine, EngineStats, NO_DET, NO_WIN, Slot, Tables};
 use crate::detect::Detector;
 use crate::event::SeriesId;
 use crate::ruleset::{Rule, RuleSet};
+use crate::window::Win;
 
 /// What a [`Engine::reload`] did, by rule name, for the log line an operator reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -110,6 +111,10 @@ impl Engine {
             .into_iter()
             .map(Some)
             .collect();
+        let mut old_wins: Vec<Option<Win>> = std::mem::take(&mut self.wins)
+            .into_iter()
+            .map(Some)
+            .collect();
         let mut raised_removed = vec![false; fates.len()];
 
         // Groups first, so every series finds its kept group whatever the ids' order. A
@@ -137,15 +142,9 @@ impl Engine {
                     continue;
                 }
                 let name = (&*series.device, &*series.metric);
-                let slot = carry(
-                    old.take(),
-                    j,
-                    rule,
-                    &fates,
-                    &mut old_dets,
-                    &mut self.dets,
-                    name,
-                );
+                let old_tables = (&mut old_dets[..], &mut old_wins[..]);
+                let tables = (&mut self.dets, &mut self.wins);
+                let slot = carry(old.take(), j, rule, &fates, old_tables, tables, name);
                 if let Some(slot) = slot {
                     reserve(&mut self.stats, &self.costs, j);
                     group_slots.push((id, slot));
@@ -180,6 +179,7 @@ impl Engine {
                 rules,
                 slots,
                 dets,
+                wins,
                 labels,
                 fwd,
                 stats,
@@ -216,7 +216,9 @@ impl Engine {
                     }
                     // `None` only past u32 indices, which `max_series` rules out.
                     let name = (&*series.device, &*series.metric);
-                    if let Some(slot) = carry(old, i, rule, &fates, &mut old_dets, dets, name) {
+                    let old_tables = (&mut old_dets[..], &mut old_wins[..]);
+                    let tables = (&mut *dets, &mut *wins);
+                    if let Some(slot) = carry(old, i, rule, &fates, old_tables, tables, name) {
                         slots.push(slot);
                     }
                 }
@@ -274,19 +276,19 @@ impl Engine {
 
 /// The new slot of rule `i` on a series whose old slot for it (same name) was `old`: the old
 /// one itself when the rule is unchanged, a fresh one remembering a raised alert when it
-/// changed, a fresh one when it is new. `None` only past u32 detector indices.
+/// changed, a fresh one when it is new. `None` only past u32 detector or window indices.
 fn carry(
     old: Option<Slot>,
     i: u32,
     rule: &Rule,
     fates: &[Fate],
-    old_dets: &mut [Option<Detector>],
-    dets: &mut Vec<Detector>,
+    (old_dets, old_wins): (&mut [Option<Detector>], &mut [Option<Win>]),
+    (dets, wins): Tables<'_>,
     name: (&str, &str),
 ) -> Option<Slot> {
     match old {
         Some(old) if fates.get(old.rule as usize) == Some(&Fate::Kept(i)) => {
-            // Its detector state moves with it into the new detector table.
+            // Its detector and window states move with it into the new tables.
             let det = match old_dets.get_mut(old.det as usize).and_then(Option::take) {
                 Some(d) => {
                     dets.push(d);
@@ -294,17 +296,25 @@ fn carry(
                 }
                 None => NO_DET,
             };
+            let win = match old_wins.get_mut(old.win as usize).and_then(Option::take) {
+                Some(w) => {
+                    wins.push(w);
+                    index(wins.len() - 1)
+                }
+                None => NO_WIN,
+            };
             Some(Slot {
                 rule: i,
                 det,
+                win,
                 ..old
             })
         }
-        Some(old) => Slot::new(i, rule, dets, name).map(|fresh| Slot {
+        Some(old) => Slot::new(i, rule, (dets, wins), name).map(|fresh| Slot {
             raised: old.raised,
             ..fresh
         }),
-        None => Slot::new(i, rule, dets, name),
+        None => Slot::new(i, rule, (dets, wins), name),
     }
 }
 

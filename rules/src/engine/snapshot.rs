@@ -43,7 +43,8 @@ struct SeriesOut<'a> {
 struct SlotOut<'a> {
     rule: u64,
     raised: bool,
-    win: &'a Win,
+    /// `None` for a direct slot (a detector rule without a window has no window state).
+    win: Option<&'a Win>,
     prev: Option<&'a Closed>,
     life: Option<&'a Lifecycle>,
     det: Option<&'a Detector>,
@@ -74,7 +75,7 @@ struct SeriesIn {
 struct SlotIn {
     rule: u64,
     raised: bool,
-    win: Win,
+    win: Option<Win>,
     prev: Option<Box<Closed>>,
     life: Option<Box<Lifecycle>>,
     det: Option<Detector>,
@@ -112,7 +113,28 @@ impl Engine {
 
     /// The state changed since the previous checkpoint (every series for the first one, and
     /// after a reload or restore), encoded; see module `snapshot`. Pure: the caller stores it.
+    /// Holds every changed series' record at once; [`Engine::checkpoint_chunks`] gives the
+    /// same records a chunk at a time.
     pub fn checkpoint(&mut self) -> Checkpoint {
+        let mut chunks = self.checkpoint_chunks(usize::MAX);
+        let series = chunks.by_ref().flatten().collect();
+        Checkpoint {
+            full: chunks.full(),
+            global: chunks.global().to_vec(),
+            series,
+        }
+    }
+
+    /// The records of [`Engine::checkpoint`], a chunk of at most about `max_bytes` of
+    /// encoded state at a time (at least one series per chunk), in id order: a caller that
+    /// stores each chunk before asking for the next holds one chunk of encoded state rather
+    /// than a second copy of the engine's (issue 19: at 10,000 series that copy was most of
+    /// the agent's peak RSS; docs/footprint.md). The chunks borrow the engine, so it cannot
+    /// change between them: together they are one consistent checkpoint. The changed set is
+    /// taken when this is called: dropping the chunks before the last one loses the rest of
+    /// this checkpoint, so a caller that cannot store it all should follow with
+    /// [`Engine::checkpoint_full_next`].
+    pub fn checkpoint_chunks(&mut self, max_bytes: usize) -> CheckpointChunks<'_> {
         let fps = self.fingerprints();
         let full = self.full_checkpoint;
         let mut ids = std::mem::take(&mut self.dirty);
@@ -123,43 +145,10 @@ impl Engine {
         } else {
             ids.sort_unstable();
         }
-        let mut series = Vec::with_capacity(ids.len());
-        for id in ids {
-            let Some(s) = self.series.get_mut(id as usize) else {
-                continue;
-            };
-            s.dirty = false;
-            let s = &self.series[id as usize];
-            let slots = self.slots[s.slots()]
-                .iter()
-                .map(|slot| SlotOut {
-                    rule: fps.get(slot.rule as usize).copied().unwrap_or(0),
-                    raised: slot.raised,
-                    win: &slot.win,
-                    prev: slot.prev.as_deref(),
-                    life: slot.life.as_deref(),
-                    det: self.dets.get(slot.det as usize),
-                    lets: slot.lets.as_deref(),
-                })
-                .collect();
-            let peers = self.peers[s.peers()]
-                .iter()
-                .map(|p| PeerOut {
-                    rule: fps.get(p.rule as usize).copied().unwrap_or(0),
-                    win: &p.win,
-                    starts: &p.starts,
-                    values: &p.values,
-                })
-                .collect();
-            let rec = SeriesOut {
-                device: &s.device,
-                metric: &s.metric,
-                group: s.group,
-                newest: s.newest,
-                slots,
-                peers,
-            };
-            series.push((id, encode(&rec)));
+        for &id in &ids {
+            if let Some(s) = self.series.get_mut(id as usize) {
+                s.dirty = false;
+            }
         }
         self.full_checkpoint = false;
         let global = GlobalRec {
@@ -175,11 +164,56 @@ impl Engine {
                 self.alerts.layer.clone(),
             ),
         };
-        Checkpoint {
-            full,
+        CheckpointChunks {
             global: encode(&global),
-            series,
+            engine: self,
+            fps,
+            ids: ids.into_iter(),
+            full,
+            max_bytes,
         }
+    }
+
+    /// Makes the next checkpoint full (every series, replacing what the store holds): for a
+    /// caller whose last checkpoint was not stored, so that series it held are not left out
+    /// of the next one.
+    pub fn checkpoint_full_next(&mut self) {
+        self.full_checkpoint = true;
+    }
+
+    /// Series `id`'s record, or `None` for an id the engine does not have.
+    fn encode_series(&self, id: u32, fps: &[u64]) -> Option<Vec<u8>> {
+        let s = self.series.get(id as usize)?;
+        let slots = self.slots[s.slots()]
+            .iter()
+            .map(|slot| SlotOut {
+                rule: fps.get(slot.rule as usize).copied().unwrap_or(0),
+                raised: slot.raised,
+                win: self.wins.get(slot.win as usize),
+                prev: slot.prev.as_deref(),
+                life: slot.life.as_deref(),
+                det: self.dets.get(slot.det as usize),
+                lets: slot.lets.as_deref(),
+            })
+            .collect();
+        let peers = self.peers[s.peers()]
+            .iter()
+            .map(|p| PeerOut {
+                rule: fps.get(p.rule as usize).copied().unwrap_or(0),
+                win: &p.win,
+                starts: &p.starts,
+                values: &p.values,
+            })
+            .collect();
+        let rec = SeriesOut {
+            device: &s.device,
+            metric: &s.metric,
+            group: s.group,
+            newest: s.newest,
+            slots,
+            peers,
+        };
+        Some(encode(&rec))
     }
 
     /// Puts the state of `checkpoint` back into this engine, which must not have interned a
@@ -311,7 +345,8 @@ impl Engine {
                 .find(|s| s.as_ref().is_some_and(|s| s.rule == fp))
                 .and_then(Option::take)
             {
-                put_slot(slot, s, rule.acc.fft.as_ref(), &mut self.dets);
+                let tables = (&mut self.dets[..], &mut self.wins[..]);
+                put_slot(slot, s, rule.acc.fft.as_ref(), tables);
             } else if let Some(s) = saved.iter().flatten().find(|s| {
                 old_name
                     .get(&s.rule)
@@ -341,11 +376,13 @@ fn put_slot(
     slot: &mut Slot,
     s: SlotIn,
     plan: Option<&Arc<crate::spectrum::FftPlan>>,
-    dets: &mut [Detector],
+    (dets, wins): (&mut [Detector], &mut [Win]),
 ) {
     slot.raised = s.raised;
-    slot.win = s.win;
-    slot.win.accs_mut(&mut |a: &mut Acc| a.set_plan(plan));
+    if let (Some(w), Some(saved)) = (wins.get_mut(slot.win as usize), s.win) {
+        *w = saved;
+        w.accs_mut(&mut |a: &mut Acc| a.set_plan(plan));
+    }
     slot.prev = s.prev;
     if let Some(p) = &mut slot.prev {
         p.acc.set_plan(plan);
@@ -354,5 +391,51 @@ fn put_slot(
     slot.lets = s.lets;
     if let (Some(d), Some(saved)) = (dets.get_mut(slot.det as usize), s.det) {
         *d = saved;
+    }
+}
+
+/// One checkpoint, a chunk of series records at a time ([`Engine::checkpoint_chunks`]).
+pub struct CheckpointChunks<'a> {
+    engine: &'a Engine,
+    fps: Vec<u64>,
+    ids: std::vec::IntoIter<u32>,
+    full: bool,
+    global: Vec<u8>,
+    max_bytes: usize,
+}
+
+impl CheckpointChunks<'_> {
+    /// As [`Checkpoint::full`]: every series is in the chunks and the store should drop any
+    /// record not in them.
+    pub fn full(&self) -> bool {
+        self.full
+    }
+
+    /// The engine-wide record ([`Checkpoint::global`]).
+    pub fn global(&self) -> &[u8] {
+        &self.global
+    }
+
+    /// Series records not yet returned.
+    pub fn remaining(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+impl Iterator for CheckpointChunks<'_> {
+    /// `(series id, record)` in id order, as in [`Checkpoint::series`].
+    type Item = Vec<(u32, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut chunk = Vec::new();
+        let mut bytes = 0usize;
+        while bytes < self.max_bytes {
+            let Some(id) = self.ids.next() else { break };
+            if let Some(rec) = self.engine.encode_series(id, &self.fps) {
+                bytes = bytes.saturating_add(rec.len());
+                chunk.push((id, rec));
+            }
+        }
+        (!chunk.is_empty()).then_some(chunk)
     }
 }

@@ -26,17 +26,32 @@
 //! **Cost.** The log costs about 17 bytes per sample; a checkpoint writes the state of the
 //! series that changed since the previous one (all of them on a busy gateway), so the
 //! interval trades flash writes against replay time at start (see `docs/engine-state.md`).
+//!
+//! **Memory.** A checkpoint is encoded and handed to the writer [`CHUNK_BYTES`] at a time,
+//! each chunk written before the next is encoded (`Outbox::checkpoint_stream`), so the
+//! agent holds a few chunks of encoded state rather than a second copy of the engine's (at
+//! 10,000 series of issue 19's workload that copy was ~10 MiB of the peak RSS;
+//! docs/footprint.md). The engine takes no input meanwhile: its state must not change
+//! between chunks. Samples wait in the source channel for the write (about the time the
+//! writer took for the whole checkpoint before, now on the pipeline's path: tens of
+//! milliseconds at 10,000 series). A checkpoint that was not stored (a failed commit, a
+//! full disk) makes the next one full, so no series it held is left behind.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 use weir_rules::Engine;
 
-use crate::outbox::{Outbox, OutboxError};
+use crate::outbox::{CheckpointStored, Outbox, OutboxError};
+
+/// Encoded engine state per chunk handed to the writer.
+pub(super) const CHUNK_BYTES: usize = 128 * 1024;
 
 pub(super) struct Checkpoints {
     interval: Duration,
     last: Instant,
+    /// Whether the previous checkpoint was committed (`None` before the first).
+    previous: Option<CheckpointStored>,
 }
 
 impl Checkpoints {
@@ -44,6 +59,7 @@ impl Checkpoints {
         Checkpoints {
             interval,
             last: Instant::now(),
+            previous: None,
         }
     }
 
@@ -66,14 +82,41 @@ impl Checkpoints {
         }
         self.last = Instant::now();
         core.clear_log();
-        let checkpoint = core.engine.checkpoint();
-        if checkpoint.series.is_empty() && !checkpoint.full {
+        if self.previous.as_ref().is_some_and(|p| !p.get()) {
+            // Its series are no longer marked changed: only a full checkpoint has them. Not
+            // stored means failed (the writer logged why) or, just after it, not committed
+            // yet: a full checkpoint is right either way.
+            tracing::info!(
+                "previous engine checkpoint not stored (yet): this one holds every series"
+            );
+            core.engine.checkpoint_full_next();
+        }
+        let started = std::time::Instant::now();
+        // The run-hour counters that changed go in the checkpoint's transaction (module
+        // `run_hours`), taken before the chunks borrow the engine.
+        let hours = run_hours.changed(&core.engine);
+        let mut chunks = core.engine.checkpoint_chunks(CHUNK_BYTES);
+        let (full, series) = (chunks.full(), chunks.remaining());
+        if series == 0 && !full {
+            if !hours.is_empty() {
+                outbox.save_run_hours(hours, Vec::new()).await?;
+            }
             return Ok(());
         }
-        // The run-hour counters that changed go in the same transaction (module `run_hours`).
-        outbox
-            .checkpoint(checkpoint, run_hours.changed(&core.engine))
-            .await
+        let sink = outbox
+            .checkpoint_stream(full, chunks.global().to_vec(), hours)
+            .await?;
+        for chunk in chunks.by_ref() {
+            sink.send(chunk).await;
+        }
+        self.previous = Some(sink.end().await);
+        tracing::debug!(
+            series,
+            full,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "engine checkpoint handed to the outbox"
+        );
+        Ok(())
     }
 }
 
