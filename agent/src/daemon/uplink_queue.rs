@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use tokio::sync::watch;
 
-use crate::outbox::{LaneCursor, Outbox, OutboxError, Record};
+use crate::outbox::{LaneCursor, LaneRange, Outbox, OutboxError, Record};
 use crate::uplink::Queue;
 
 impl Queue for Outbox {
@@ -22,6 +22,13 @@ impl Queue for Outbox {
 
     fn delete(&self, ids: Vec<u64>) -> impl Future<Output = Result<(), OutboxError>> + Send {
         Outbox::delete(self, ids)
+    }
+
+    fn delete_ranges(
+        &self,
+        ranges: Vec<LaneRange>,
+    ) -> impl Future<Output = Result<(), OutboxError>> + Send {
+        Outbox::delete_ranges(self, ranges)
     }
 
     fn changes(&self) -> watch::Receiver<u64> {

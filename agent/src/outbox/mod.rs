@@ -156,7 +156,7 @@ const QUEUE_CAPACITY: usize = 64;
 #[cfg(test)]
 pub use crate::support::payload::compact;
 pub use crate::support::payload::{PAYLOAD_V1, json_body};
-pub use crate::support::record::{Lane, LaneCursor, Record, check_topic};
+pub use crate::support::record::{Lane, LaneCursor, LaneRange, Record, check_topic};
 
 /// A record to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -609,6 +609,17 @@ impl Outbox {
             return Ok(());
         }
         self.request(|reply| Command::Delete { ids, reply })
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes acknowledged ranges (see [`LaneRange`]) in one transaction; the uplink's path,
+    /// one seek per range rather than per run of consecutive ids.
+    pub async fn delete_ranges(&self, ranges: Vec<LaneRange>) -> Result<(), OutboxError> {
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        self.request(|reply| Command::DeleteRanges { ranges, reply })
             .await
             .map(|_| ())
     }

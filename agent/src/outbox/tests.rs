@@ -148,6 +148,49 @@ async fn delete_removes_exactly_the_given_ids_runs_and_strays_alike() {
 }
 
 #[tokio::test]
+async fn delete_ranges_removes_only_its_lane_between_the_bounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outbox, thread) = Outbox::open(&cfg(dir.path())).unwrap();
+    // Ids 1..=12, lanes alerts, predictions, aggregates in turn (id 1 alerts, 2 predictions…).
+    let recs = (0..12)
+        .map(|n| rec(Lane::ALL[(n % 3) as usize], n))
+        .collect();
+    outbox.append(recs, vec![]).await.unwrap();
+    flush(&outbox).await;
+    let range = |lane, after, last| LaneRange { lane, after, last };
+    outbox
+        .delete_ranges(vec![
+            // Aggregates 6 and 9: the exclusive start spares 3, the end spares 12, and the
+            // other lanes' ids in between (4, 5, 7, 8) stay.
+            range(Lane::Aggregates, 3, 9),
+            // Alerts 1 (from the start of the lane); an empty and an inverted range do nothing.
+            range(Lane::Alerts, 0, 1),
+            range(Lane::Predictions, 5, 5),
+            range(Lane::Predictions, 11, 2),
+            // Aggregates 3 and 6 again (counted once), and a range past the last id.
+            range(Lane::Aggregates, 0, 6),
+            range(Lane::Predictions, 8, u64::MAX),
+        ])
+        .await
+        .unwrap();
+    let mut left: Vec<u64> = all(&outbox).await.iter().map(|r| r.id).collect();
+    left.sort_unstable();
+    assert_eq!(left, [2, 4, 5, 7, 8, 10, 12]);
+    assert_eq!(OutboxCounters::get(&outbox.counters().deleted), 5);
+    let stats = outbox.stats().await.unwrap();
+    let left_bytes: u64 = all(&outbox)
+        .await
+        .iter()
+        .map(|r| (r.topic.len() + r.payload.len()) as u64)
+        .sum();
+    assert_eq!((stats.count, stats.bytes), (7, left_bytes));
+    let per_lane: Vec<u64> = stats.lanes.iter().map(|l| l.count).collect();
+    assert_eq!(per_lane, [3, 3, 1]);
+    drop(outbox);
+    thread.join().unwrap();
+}
+
+#[tokio::test]
 async fn cursor_skips_in_flight_but_new_alerts_jump_the_queue() {
     let dir = tempfile::tempdir().unwrap();
     let (outbox, _thread) = Outbox::open(&cfg(dir.path())).unwrap();

@@ -18,7 +18,9 @@ use tokio::sync::{Semaphore, oneshot, watch};
 
 use super::config::{MaxAge, Overflow};
 use super::store::Store;
-use super::{Lane, LaneCursor, NewRecord, OutboxCounters, OutboxError, OutboxStats, Record};
+use super::{
+    Lane, LaneCursor, LaneRange, NewRecord, OutboxCounters, OutboxError, OutboxStats, Record,
+};
 
 /// How often records past `max_age` are looked for.
 pub(crate) const EXPIRE_EVERY: Duration = Duration::from_secs(1);
@@ -51,6 +53,10 @@ pub(crate) enum Command {
     },
     Delete {
         ids: Vec<u64>,
+        reply: Reply<u64>,
+    },
+    DeleteRanges {
+        ranges: Vec<LaneRange>,
         reply: Reply<u64>,
     },
     Stats {
@@ -158,6 +164,17 @@ impl Writer {
         }
         self.commit_inner(records, hooks, states, false);
         next
+    }
+
+    /// Counts a delete's rows and returns its bytes to the `block` policy; the rows deleted.
+    fn deleted(&mut self, r: Result<(u64, u64), rusqlite::Error>) -> Result<u64, OutboxError> {
+        let (n, freed) = r.map_err(|source| OutboxError::Sqlite {
+            op: "delete",
+            source,
+        })?;
+        self.counters.deleted.fetch_add(n, Ordering::Relaxed);
+        self.give_room(freed);
+        Ok(n)
     }
 
     /// Returns freed bytes to the `block` policy's semaphore (after paying its debt).
@@ -486,18 +503,12 @@ impl Writer {
                 let _ = reply.send(r);
             }
             Command::Delete { ids, reply } => {
-                let r = self
-                    .store
-                    .delete(&ids)
-                    .map_err(|source| OutboxError::Sqlite {
-                        op: "delete",
-                        source,
-                    });
-                if let Ok((n, freed)) = r {
-                    self.counters.deleted.fetch_add(n, Ordering::Relaxed);
-                    self.give_room(freed);
-                }
-                let _ = reply.send(r.map(|(n, _)| n));
+                let r = self.store.delete(&ids);
+                let _ = reply.send(self.deleted(r));
+            }
+            Command::DeleteRanges { ranges, reply } => {
+                let r = self.store.delete_ranges(&ranges);
+                let _ = reply.send(self.deleted(r));
             }
             Command::Stats { reply } => {
                 self.refresh();

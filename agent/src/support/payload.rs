@@ -28,6 +28,18 @@ const CODES: [u8; 28] = [
     0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f,
 ];
 
+/// For each byte below 0x20, the index of the token it codes ([`NO_TOKEN`] if none).
+const TOKEN_OF: [u8; 32] = {
+    let mut table = [NO_TOKEN; 32];
+    let mut t = 0;
+    while t < CODES.len() {
+        table[CODES[t] as usize] = t as u8;
+        t += 1;
+    }
+    table
+};
+const NO_TOKEN: u8 = u8::MAX;
+
 /// The substrings of `outbox::event_records::write_json`'s output that every record
 /// repeats, in the order the encoder writes them. Changing an entry changes what stored
 /// records mean: append new ones only, and only in a new format version.
@@ -111,18 +123,20 @@ pub fn json_body(payload: &[u8]) -> Result<Cow<'_, [u8]>, &'static str> {
     match payload.split_first() {
         Some((&PAYLOAD_V1, body)) => Ok(Cow::Borrowed(body)),
         Some((&PAYLOAD_V2, body)) => {
+            // Copies the plain runs whole and looks each code up in a table: the uplink
+            // decodes every record it publishes, so this is on the drain's path.
             let mut out = Vec::with_capacity(body.len() * 2 + 32);
-            for &b in body {
-                if b >= 0x20 {
-                    out.push(b);
-                } else {
-                    let t = CODES
-                        .iter()
-                        .position(|&c| c == b)
-                        .ok_or("payload holds an unknown token")?;
-                    out.extend_from_slice(TOKENS[t]);
-                }
+            let mut rest = body;
+            while let Some(at) = rest.iter().position(|&b| b < 0x20) {
+                out.extend_from_slice(&rest[..at]);
+                let token = TOKEN_OF[usize::from(rest[at])];
+                let token = TOKENS
+                    .get(usize::from(token))
+                    .ok_or("payload holds an unknown token")?;
+                out.extend_from_slice(token);
+                rest = &rest[at + 1..];
             }
+            out.extend_from_slice(rest);
             Ok(Cow::Owned(out))
         }
         Some(_) => Err("unsupported payload format version"),

@@ -64,6 +64,20 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
+/// The records of `lane` with `after < id <= last`: acknowledged records as the uplink hands
+/// them to the outbox for deletion. The uplink publishes each lane in id order from
+/// consecutive fetches, so a run of acknowledged records of one lane is one range, whatever
+/// the other lanes' ids between them: one seek and one range delete instead of a delete per
+/// run of consecutive ids (a lane's ids are interleaved with the other lanes').
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneRange {
+    pub lane: Lane,
+    /// Exclusive: the lane's record just before the range (0 = none), not deleted.
+    pub after: u64,
+    /// Inclusive.
+    pub last: u64,
+}
+
 /// Where a fetch from the outbox resumes in each lane: only ids above `after(lane)` are returned.
 /// The uplink advances it past what it has in flight and resets it on reconnect.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -3,13 +3,13 @@
 //!
 //! The uplink does not import the outbox: the daemon hands it the outbox as a [`Queue`]
 //! (`daemon::uplink_queue`). That keeps the dependency one way (DESIGN.md, "The agent crate's
-//! rooms") and says exactly which four things the uplink needs from its store.
+//! rooms") and says exactly which things the uplink needs from its store.
 
 use std::future::Future;
 
 use tokio::sync::watch;
 
-use crate::support::record::{LaneCursor, Record};
+use crate::support::record::{LaneCursor, LaneRange, Record};
 
 /// A store of records the uplink publishes and then deletes.
 pub trait Queue: Send + Sync + 'static {
@@ -22,8 +22,14 @@ pub trait Queue: Send + Sync + 'static {
         after: LaneCursor,
     ) -> impl Future<Output = Result<Vec<Record>, Self::Error>> + Send;
 
-    /// Deletes records for good (acknowledged by the broker, or unpublishable).
+    /// Deletes records for good (unpublishable ones).
     fn delete(&self, ids: Vec<u64>) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Deletes acknowledged records: every record of a range's lane inside the range.
+    fn delete_ranges(
+        &self,
+        ranges: Vec<LaneRange>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Changes on every commit of new records; closed when the queue is.
     fn changes(&self) -> watch::Receiver<u64>;

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use weir_drivers::backoff::Backoff;
 
 use super::counters::UplinkCounters;
+use crate::support::record::LaneRange;
 
 /// Reconnect delays: from 100 ms to 10 s, with jitter ([`Backoff`]).
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -24,12 +25,16 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// While the uplink keeps failing, a WARN reminder at most this often.
 const DOWN_REMINDER: Duration = Duration::from_secs(60);
 
-/// What a publish carried: a record or a batch of records (deleted once acknowledged), or a
-/// presence message.
+/// What a publish carried: records of one lane (deleted once acknowledged), or a presence
+/// message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Sent {
-    Record(u64),
-    Batch(Vec<u64>),
+    /// A record alone or a batch: `count` records, every one of `range`'s lane inside
+    /// `range` that was not left out as unpublishable (those are deleted anyway).
+    Records {
+        range: LaneRange,
+        count: u64,
+    },
     Presence,
 }
 
@@ -37,10 +42,40 @@ impl Sent {
     /// Records carried.
     fn records(&self) -> u64 {
         match self {
-            Sent::Record(_) => 1,
-            Sent::Batch(ids) => ids.len() as u64,
+            Sent::Records { count, .. } => *count,
             Sent::Presence => 0,
         }
+    }
+}
+
+/// Acknowledged records awaiting deletion, as few ranges as the acknowledgements allow: a
+/// range grows when the next acknowledged range of its lane starts right where it ends.
+/// PUBACKs come in publish order (MQTT requires it for QoS 1), so a delete batch is one
+/// range per lane; out of order, ranges stay apart and nothing unacknowledged is covered.
+#[derive(Debug, Default)]
+pub(super) struct Acked {
+    ranges: Vec<LaneRange>,
+    records: usize,
+}
+
+impl Acked {
+    pub fn push(&mut self, range: LaneRange, records: u64) {
+        self.records += usize::try_from(records).unwrap_or(usize::MAX);
+        let open = self.ranges.iter_mut().rev().find(|r| r.lane == range.lane);
+        match open {
+            Some(open) if open.last == range.after => open.last = range.last,
+            _ => self.ranges.push(range),
+        }
+    }
+
+    /// Records acknowledged.
+    pub fn len(&self) -> usize {
+        self.records
+    }
+
+    pub fn take(&mut self) -> Vec<LaneRange> {
+        self.records = 0;
+        std::mem::take(&mut self.ranges)
     }
 }
 
@@ -55,7 +90,7 @@ pub(super) struct State {
     /// Packet id -> what was published and when, awaiting PUBACK.
     pub inflight: HashMap<u16, (Sent, Instant)>,
     /// Acknowledged by the broker, to be deleted from the outbox.
-    pub acked: Vec<u64>,
+    pub acked: Acked,
 }
 
 #[derive(Debug, Default)]
@@ -82,8 +117,8 @@ impl Shared {
         self.lock().acked.len()
     }
 
-    pub fn take_acked(&self) -> Vec<u64> {
-        std::mem::take(&mut self.lock().acked)
+    pub fn take_acked(&self) -> Vec<LaneRange> {
+        self.lock().acked.take()
     }
 
     pub async fn closed(&self) {
@@ -159,10 +194,8 @@ pub(super) async fn poll(
                     let mut s = shared.lock();
                     if let Some((sent, sent_at)) = s.inflight.remove(&ack.pkid) {
                         let n = sent.records();
-                        match sent {
-                            Sent::Record(id) => s.acked.push(id),
-                            Sent::Batch(ids) => s.acked.extend(ids),
-                            Sent::Presence => {}
+                        if let Sent::Records { range, count } = sent {
+                            s.acked.push(range, count);
                         }
                         if n > 0 {
                             counters.observe_ack(n, sent_at.elapsed());
@@ -252,5 +285,52 @@ pub(super) async fn poll(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::support::record::Lane;
+
+    fn range(lane: Lane, after: u64, last: u64) -> LaneRange {
+        LaneRange { lane, after, last }
+    }
+
+    #[test]
+    fn in_order_acks_make_one_range_per_lane() {
+        let mut acked = Acked::default();
+        // Aggregates 3, 4, 6 (5 is an alert), a batch 7..=9, alerts 5 and 10 in between.
+        acked.push(range(Lane::Aggregates, 0, 3), 1);
+        acked.push(range(Lane::Alerts, 0, 5), 1);
+        acked.push(range(Lane::Aggregates, 3, 4), 1);
+        acked.push(range(Lane::Aggregates, 4, 6), 1);
+        acked.push(range(Lane::Alerts, 5, 10), 1);
+        acked.push(range(Lane::Aggregates, 6, 9), 3);
+        assert_eq!(acked.len(), 8);
+        assert_eq!(
+            acked.take(),
+            [range(Lane::Aggregates, 0, 9), range(Lane::Alerts, 0, 10)]
+        );
+        assert_eq!(acked.len(), 0);
+        assert!(acked.take().is_empty());
+    }
+
+    #[test]
+    fn an_ack_out_of_order_never_covers_a_record_still_in_flight() {
+        let mut acked = Acked::default();
+        // Published 1, 2, 3, 4 in one lane; 3 is acknowledged before 2, and 2 never.
+        acked.push(range(Lane::Alerts, 0, 1), 1);
+        acked.push(range(Lane::Alerts, 2, 3), 1);
+        acked.push(range(Lane::Alerts, 3, 4), 1);
+        let ranges = acked.take();
+        assert_eq!(
+            ranges,
+            [range(Lane::Alerts, 0, 1), range(Lane::Alerts, 2, 4)]
+        );
+        assert!(
+            !ranges.iter().any(|r| r.after < 2 && 2 <= r.last),
+            "2 is not acknowledged"
+        );
     }
 }

@@ -126,6 +126,75 @@ async fn a_record_with_a_wildcard_topic_is_dropped_and_counted_and_the_rest_deli
     thread.join().unwrap();
 }
 
+/// Reads one MQTT packet: (type nibble, body).
+async fn read_packet(sock: &mut tokio::net::TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    use tokio::io::AsyncReadExt;
+    let kind = sock.read_u8().await? >> 4;
+    let (mut len, mut shift) = (0usize, 0);
+    loop {
+        let b = sock.read_u8().await?;
+        len |= usize::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    let mut body = vec![0; len];
+    sock.read_exact(&mut body).await?;
+    Ok((kind, body))
+}
+
+/// rumqttc does its I/O only inside `EventLoop::poll`. Publishes queued before a poll all
+/// reach the socket in that one poll with the uplink's options (the patched rumqttc's
+/// `max_request_batch`, see the workspace Cargo.toml); upstream writes one per poll.
+#[tokio::test]
+async fn publishes_queued_together_leave_in_one_poll() {
+    use tokio::io::AsyncWriteExt;
+    const N: usize = 10;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let cfg = UplinkConfig {
+        port: listener.local_addr().unwrap().port(),
+        ..UplinkConfig::default()
+    };
+    let (client, mut eventloop) = AsyncClient::new(mqtt_options(&cfg, "gw").unwrap(), N + 4);
+    for i in 0..N {
+        client
+            .try_publish(
+                "weir/gw/alerts",
+                QoS::AtLeastOnce,
+                false,
+                vec![b'x'; 100 + i],
+            )
+            .unwrap();
+    }
+    let (counted, mut count) = tokio::sync::watch::channel(0);
+    let broker = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        assert_eq!(read_packet(&mut sock).await.unwrap().0, 1, "CONNECT");
+        sock.write_all(&[0x20, 2, 0, 0]).await.unwrap(); // CONNACK, accepted
+        while let Ok((kind, _)) = read_packet(&mut sock).await {
+            if kind == 3 {
+                counted.send_modify(|n| *n += 1);
+            }
+        }
+    });
+    assert!(matches!(
+        eventloop.poll().await.unwrap(),
+        Event::Incoming(Packet::ConnAck(_))
+    ));
+    assert!(matches!(
+        eventloop.poll().await.unwrap(),
+        Event::Outgoing(rumqttc::Outgoing::Publish(_))
+    ));
+    // No more polls: whatever reaches the broker now was written by that one.
+    let all = tokio::time::timeout(Duration::from_secs(2), count.wait_for(|&n| n == N))
+        .await
+        .is_ok();
+    assert!(all, "{} of {N} publishes in one poll", *count.borrow());
+    drop(eventloop);
+    broker.await.unwrap();
+}
+
 #[test]
 fn topics_and_config() {
     assert_eq!(

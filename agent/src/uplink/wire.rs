@@ -2,6 +2,8 @@
 //! front, e.g. `{"id":"gw-1:42","seq":42,"gateway":"gw-1","kind":"alert",...}`. Splicing
 //! (rather than parse and re-serialise) keeps the body byte-for-byte and costs one copy.
 
+use std::io::Write;
+
 use crate::support::payload::json_body;
 use crate::support::record::Record;
 
@@ -39,12 +41,13 @@ impl Encoder {
         let rest = &body[1..]; // after `{`, through the closing `}`
         let gw = &self.gateway_json;
         let seq = record.id;
-        let head = format!(
+        let mut out = Vec::with_capacity(2 * gw.len() + rest.len() + 64);
+        // Written in place (no `format!` and copy): this runs for every record published.
+        let _ = write!(
+            out,
             "{{\"id\":\"{}:{seq}\",\"seq\":{seq},\"gateway\":{gw}",
             &gw[1..gw.len() - 1]
         );
-        let mut out = Vec::with_capacity(head.len() + rest.len() + 1);
-        out.extend_from_slice(head.as_bytes());
         let inner = rest.trim_ascii_start();
         if inner.first() == Some(&b'}') {
             out.push(b'}'); // empty object: no comma
