@@ -13,10 +13,14 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Installs the global subscriber. `RUST_LOG`, when set, overrides the config's level.
+/// Installs the global subscriber. `RUST_LOG`, when set and not empty, overrides the
+/// config's level.
 pub fn init(level: &str) {
+    // An empty `RUST_LOG` (as `RUST_LOG= weir run` sets it) counts as unset: parsed, it
+    // would be a filter that lets nothing through.
     let filter = std::env::var("RUST_LOG")
         .ok()
+        .filter(|v| !v.trim().is_empty())
         .and_then(|v| v.parse::<Targets>().ok())
         .or_else(|| level.parse::<Targets>().ok())
         .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));

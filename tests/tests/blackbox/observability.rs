@@ -140,3 +140,40 @@ fn weir_status_fails_clearly_when_no_agent_runs() -> Result<()> {
     assert!(err.contains("no agent answering"), "{err}");
     Ok(())
 }
+
+/// `log.level: weir=debug` and `RUST_LOG=debug` print DEBUG lines; `info` does not. (The
+/// fmt subscriber capped events at INFO below the filter, so neither printed a DEBUG line.)
+/// "running config recorded" is logged at DEBUG before "pipeline ready" at INFO, by the same
+/// task, so its absence once "pipeline ready" is in the log is an answer, not a race.
+#[test]
+fn log_level_debug_prints_debug_lines_and_info_does_not() -> Result<()> {
+    let dir = TestDir::new("log-level")?;
+    dir.write(
+        "rules.yaml",
+        "rules:\n  - name: r\n    window: { tumbling: 1s }\n    aggregates: [count]\n",
+    )?;
+    let outbox = dir.path().join("outbox.db").display().to_string();
+    let config = |level: &str| {
+        format!(
+            "gateway_id: gw-log\nrules: [rules.yaml]\nsources: [{{simulator: {{interval: 100ms}}}}]\noutbox: {{path: {outbox:?}}}\nlog: {{level: {level:?}}}\n"
+        )
+    };
+    let debug_line = "running config recorded";
+    for (level, rust_log, printed) in [
+        ("weir=debug,info", "", true),
+        ("info", "debug", true),
+        ("info", "", false),
+    ] {
+        let mut agent =
+            Agent::start_with_env(&dir, &config(level), &[("RUST_LOG", rust_log.as_ref())])?;
+        agent.wait_for_log("pipeline ready", Duration::from_secs(20))?;
+        let log = agent.log_contents();
+        assert_eq!(
+            log.contains(debug_line) && log.contains("DEBUG"),
+            printed,
+            "log.level {level:?}, RUST_LOG {rust_log:?}:\n{}",
+            agent.log_tail()
+        );
+    }
+    Ok(())
+}
