@@ -42,7 +42,9 @@
 
 use std::fmt;
 
-use super::{Config, SourceConfig};
+use super::{Config, EngineConfig, PageConfig, SourceConfig};
+use crate::outbox::OutboxConfig;
+use crate::uplink::UplinkConfig;
 
 /// How a change takes effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,185 +75,128 @@ impl fmt::Display for Change {
     }
 }
 
+/// Compares a section field by field, in the order listed, each field named `<prefix><field>`
+/// and taking effect as its [`Applies`] says. The section is destructured without `..`, so a
+/// field added to its type does not compile until it is listed here: compared, or under
+/// `skip` (not a setting, or compared on its own below).
+macro_rules! section {
+    ($changes:ident, $prefix:literal, $ty:path, $old:expr, $new:expr,
+     [$($field:ident: $applies:ident),* $(,)?] $(, skip [$($skip:ident),* $(,)?])?) => {{
+        let (old, new): (&$ty, &$ty) = ($old, $new);
+        let $ty { $($field: _,)* $($($skip: _,)*)? } = old;
+        $($changes.compare(
+            concat!($prefix, stringify!($field)),
+            &old.$field,
+            &new.$field,
+            Applies::$applies,
+        );)*
+    }};
+}
+
 /// Every setting that differs between `old` and `new`, in the order of the config's sections.
 pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
-    let mut changes = Vec::new();
-    let mut cmp = |setting: &str, a: String, b: String, applies: Applies| {
-        if a != b {
-            changes.push(Change {
+    use Applies::{Live, Restart};
+    let mut changes = Changes(Vec::new());
+    // Exhaustive: a new section does not compile until it is compared here.
+    let Config {
+        gateway_id: _,
+        rules: _,
+        labels: _,
+        sources: _, // by name, after the other sections
+        outbox: _,
+        uplink: _,
+        actions: _,
+        engine: _,
+        metrics: _,
+        log: _,
+        fleet: _,
+    } = old;
+    changes.compare("gateway_id", &old.gateway_id, &new.gateway_id, Restart);
+    changes.compare("rules", &old.rules, &new.rules, Live);
+    changes.compare("labels", &old.labels, &new.labels, Live);
+    section!(changes, "outbox.", OutboxConfig, &old.outbox, &new.outbox, [
+        path: Restart,
+        max_bytes: Live,
+        max_age: Live,
+        overflow: Live,
+        batch_max: Live,
+        batch_delay: Live,
+        synchronous: Restart,
+    ], skip [cache_kib]); // not a setting (never read from YAML)
+    match (&old.uplink, &new.uplink) {
+        (Some(o), Some(n)) => section!(changes, "uplink.", UplinkConfig, o, n, [
+            client_id: Restart,
+            topic_prefix: Restart,
+            host: Live,
+            port: Live,
+            tls: Live,
+            keep_alive: Live,
+            inflight: Live,
+            status: Live,
+            format: Live,
+            batch: Live,
+        ]),
+        // Added or removed: the lanes' topics, the fleet and the overflow check depend on it.
+        (o, n) => changes.compare("uplink", o, n, Restart),
+    }
+    changes.compare("actions", &old.actions, &new.actions, Live);
+    section!(changes, "engine.", EngineConfig, &old.engine, &new.engine, [
+        max_series: Restart,
+        max_state_bytes: Restart,
+        idle_close: Live,
+        checkpoint_interval: Restart,
+        channel: Restart,
+        clock_guard: Live,
+    ]);
+    section!(changes, "metrics.", super::MetricsConfig, &old.metrics, &new.metrics,
+        [listen: Live], skip [page]); // field by field next
+    section!(changes, "metrics.page.", PageConfig, &old.metrics.page, &new.metrics.page, [
+        enabled: Live,
+        token: Live,
+        max_series: Live,
+    ]);
+    changes.compare("log", &old.log, &new.log, Restart);
+    changes.compare("fleet", &old.fleet, &new.fleet, Restart);
+    let names = |c: &Config| -> Vec<String> { sources(c).map(|s| s.name().to_owned()).collect() };
+    let (old_names, new_names) = (names(old), names(new));
+    let added = new_names.iter().filter(|n| !old_names.contains(n));
+    let removed = old_names.iter().filter(|n| !new_names.contains(n));
+    for (what, names) in [
+        ("changed", changed_sources(old, new)),
+        ("added", added.cloned().collect()),
+        ("removed", removed.cloned().collect()),
+    ] {
+        for name in names {
+            changes.0.push(Change {
+                setting: format!("sources.{name}"),
+                what,
+                applies: Live,
+            });
+        }
+    }
+    changes.0
+}
+
+/// The changes found so far, in the order the settings were compared.
+struct Changes(Vec<Change>);
+
+impl Changes {
+    /// Notes `setting` as changed when `old` and `new` differ by value (their `Debug` form).
+    fn compare(
+        &mut self,
+        setting: &str,
+        old: &dyn fmt::Debug,
+        new: &dyn fmt::Debug,
+        applies: Applies,
+    ) {
+        if format!("{old:?}") != format!("{new:?}") {
+            self.0.push(Change {
                 setting: setting.to_owned(),
                 what: "changed",
                 applies,
             });
         }
-    };
-    let d = |v: &dyn fmt::Debug| format!("{v:?}");
-    use Applies::{Live, Restart};
-    cmp(
-        "gateway_id",
-        d(&old.gateway_id),
-        d(&new.gateway_id),
-        Restart,
-    );
-    cmp("rules", d(&old.rules), d(&new.rules), Live);
-    cmp("labels", d(&old.labels), d(&new.labels), Live);
-    let (o, n) = (&old.outbox, &new.outbox);
-    // Exhaustive: a new outbox field does not compile until it is classified here.
-    let crate::outbox::OutboxConfig {
-        path: _,
-        max_bytes: _,
-        batch_max: _,
-        batch_delay: _,
-        synchronous: _,
-        max_age: _,
-        overflow: _,
-        cache_kib: _, // not a setting (never read from YAML)
-    } = o;
-    cmp("outbox.path", d(&o.path), d(&n.path), Restart);
-    cmp("outbox.max_bytes", d(&o.max_bytes), d(&n.max_bytes), Live);
-    cmp("outbox.max_age", d(&o.max_age), d(&n.max_age), Live);
-    cmp("outbox.overflow", d(&o.overflow), d(&n.overflow), Live);
-    cmp("outbox.batch_max", d(&o.batch_max), d(&n.batch_max), Live);
-    cmp(
-        "outbox.batch_delay",
-        d(&o.batch_delay),
-        d(&n.batch_delay),
-        Live,
-    );
-    cmp(
-        "outbox.synchronous",
-        d(&o.synchronous),
-        d(&n.synchronous),
-        Restart,
-    );
-    match (&old.uplink, &new.uplink) {
-        (Some(o), Some(n)) => {
-            // Exhaustive: a new uplink field does not compile until it is classified here.
-            let crate::uplink::UplinkConfig {
-                host: _,
-                port: _,
-                client_id: _,
-                topic_prefix: _,
-                inflight: _,
-                keep_alive: _,
-                status: _,
-                tls: _,
-                format: _,
-                batch: _,
-            } = o;
-            cmp(
-                "uplink.client_id",
-                d(&o.client_id),
-                d(&n.client_id),
-                Restart,
-            );
-            cmp(
-                "uplink.topic_prefix",
-                d(&o.topic_prefix),
-                d(&n.topic_prefix),
-                Restart,
-            );
-            cmp("uplink.host", d(&o.host), d(&n.host), Live);
-            cmp("uplink.port", d(&o.port), d(&n.port), Live);
-            cmp("uplink.tls", d(&o.tls), d(&n.tls), Live);
-            cmp(
-                "uplink.keep_alive",
-                d(&o.keep_alive),
-                d(&n.keep_alive),
-                Live,
-            );
-            cmp("uplink.inflight", d(&o.inflight), d(&n.inflight), Live);
-            cmp("uplink.status", d(&o.status), d(&n.status), Live);
-            cmp("uplink.format", d(&o.format), d(&n.format), Live);
-            cmp("uplink.batch", d(&o.batch), d(&n.batch), Live);
-        }
-        // Added or removed: the lanes' topics, the fleet and the overflow check depend on it.
-        (o, n) => cmp("uplink", d(o), d(n), Restart),
     }
-    cmp("actions", d(&old.actions), d(&new.actions), Live);
-    let (o, n) = (&old.engine, &new.engine);
-    cmp(
-        "engine.max_series",
-        d(&o.max_series),
-        d(&n.max_series),
-        Restart,
-    );
-    cmp(
-        "engine.max_state_bytes",
-        d(&o.max_state_bytes),
-        d(&n.max_state_bytes),
-        Restart,
-    );
-    cmp(
-        "engine.idle_close",
-        d(&o.idle_close),
-        d(&n.idle_close),
-        Live,
-    );
-    cmp(
-        "engine.checkpoint_interval",
-        d(&o.checkpoint_interval),
-        d(&n.checkpoint_interval),
-        Restart,
-    );
-    cmp("engine.channel", d(&o.channel), d(&n.channel), Restart);
-    cmp(
-        "engine.clock_guard",
-        d(&o.clock_guard),
-        d(&n.clock_guard),
-        Live,
-    );
-    let (o, n) = (&old.metrics, &new.metrics);
-    let super::PageConfig {
-        enabled: _,
-        token: _,
-        max_series: _,
-    } = &o.page;
-    cmp("metrics.listen", d(&o.listen), d(&n.listen), Live);
-    cmp(
-        "metrics.page.enabled",
-        d(&o.page.enabled),
-        d(&n.page.enabled),
-        Live,
-    );
-    cmp(
-        "metrics.page.token",
-        d(&o.page.token),
-        d(&n.page.token),
-        Live,
-    );
-    cmp(
-        "metrics.page.max_series",
-        d(&o.page.max_series),
-        d(&n.page.max_series),
-        Live,
-    );
-    cmp("log", d(&old.log), d(&new.log), Restart);
-    cmp("fleet", d(&old.fleet), d(&new.fleet), Restart);
-    for name in changed_sources(old, new) {
-        changes.push(Change {
-            setting: format!("sources.{name}"),
-            what: "changed",
-            applies: Live,
-        });
-    }
-    let names = |c: &Config| -> Vec<String> { sources(c).map(|s| s.name().to_owned()).collect() };
-    let (old_names, new_names) = (names(old), names(new));
-    for name in new_names.iter().filter(|n| !old_names.contains(n)) {
-        changes.push(Change {
-            setting: format!("sources.{name}"),
-            what: "added",
-            applies: Live,
-        });
-    }
-    for name in old_names.iter().filter(|n| !new_names.contains(n)) {
-        changes.push(Change {
-            setting: format!("sources.{name}"),
-            what: "removed",
-            applies: Live,
-        });
-    }
-    changes
 }
 
 /// Names of the sources in both configs whose settings differ (their YAML location aside).

@@ -1,4 +1,5 @@
 use super::*;
+use std::path::Path;
 
 fn parse(text: &str) -> Result<Loaded, ConfigError> {
     Loaded::from_str(
