@@ -117,15 +117,22 @@ async fn fetch_is_lane_priority_then_fifo_and_delete_removes() {
     thread.join().unwrap();
 }
 
-#[tokio::test]
-async fn delete_removes_exactly_the_given_ids_runs_and_strays_alike() {
-    let dir = tempfile::tempdir().unwrap();
-    let (outbox, thread) = Outbox::open(&cfg(dir.path())).unwrap();
+/// An outbox in `dir` holding ids 1..=12 committed, lanes alerts, predictions, aggregates in
+/// turn (id 1 alerts, 2 predictions, 3 aggregates, 4 alerts…).
+async fn open_with_twelve_in_turn(dir: &Path) -> (Outbox, OutboxThread) {
+    let (outbox, thread) = Outbox::open(&cfg(dir)).unwrap();
     let recs = (0..12)
         .map(|n| rec(Lane::ALL[(n % 3) as usize], n))
         .collect();
     outbox.append(recs, vec![]).await.unwrap();
     flush(&outbox).await;
+    (outbox, thread)
+}
+
+#[tokio::test]
+async fn delete_removes_exactly_the_given_ids_runs_and_strays_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let (outbox, thread) = open_with_twelve_in_turn(dir.path()).await;
     // Runs (3..=5, 7..=8) are deleted by range; 6 sits between them and must stay. Unsorted,
     // duplicated and unknown ids are fine.
     outbox
@@ -150,13 +157,7 @@ async fn delete_removes_exactly_the_given_ids_runs_and_strays_alike() {
 #[tokio::test]
 async fn delete_ranges_removes_only_its_lane_between_the_bounds() {
     let dir = tempfile::tempdir().unwrap();
-    let (outbox, thread) = Outbox::open(&cfg(dir.path())).unwrap();
-    // Ids 1..=12, lanes alerts, predictions, aggregates in turn (id 1 alerts, 2 predictions…).
-    let recs = (0..12)
-        .map(|n| rec(Lane::ALL[(n % 3) as usize], n))
-        .collect();
-    outbox.append(recs, vec![]).await.unwrap();
-    flush(&outbox).await;
+    let (outbox, thread) = open_with_twelve_in_turn(dir.path()).await;
     let range = |lane, after, last| LaneRange { lane, after, last };
     outbox
         .delete_ranges(vec![
