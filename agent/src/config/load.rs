@@ -51,12 +51,10 @@ impl Loaded {
     pub fn from_path(path: &Path) -> Result<Loaded, ConfigError> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            problems: vec![Problem {
-                file: file.clone(),
-                line: 0,
-                column: 0,
-                message: format!("cannot read config: {e}"),
-            }],
+            problems: vec![Problem::unlocated(
+                file.clone(),
+                format!("cannot read config: {e}"),
+            )],
         })?;
         let base = path
             .parent()
@@ -101,12 +99,7 @@ impl Loaded {
             && let Err(e) = crate::uplink::tls_client_config(tls)
         {
             return Err(ConfigError {
-                problems: vec![Problem {
-                    file,
-                    line: 0,
-                    column: 0,
-                    message: e.to_string(),
-                }],
+                problems: vec![Problem::unlocated(file, e.to_string())],
             });
         }
         Ok(Loaded {
@@ -136,11 +129,11 @@ impl Loaded {
                             name: format!("<built-in demo>/{name}"),
                             text: (*text).to_owned(),
                         })
-                        .ok_or_else(|| Problem {
-                            file: self.origin.name(),
-                            line: 0,
-                            column: 0,
-                            message: format!("the built-in demo has no rule file `{key}`"),
+                        .ok_or_else(|| {
+                            Problem::unlocated(
+                                self.origin.name(),
+                                format!("the built-in demo has no rule file `{key}`"),
+                            )
                         })
                 }
             })
@@ -185,12 +178,7 @@ pub fn replay_settings_from_path(
 ) -> Result<(weir_rules::DeviceLabels, Option<usize>), ConfigError> {
     let file = path.display().to_string();
     let problem = |message: String| ConfigError {
-        problems: vec![Problem {
-            file: file.clone(),
-            line: 0,
-            column: 0,
-            message,
-        }],
+        problems: vec![Problem::unlocated(file.clone(), message)],
     };
     let text =
         std::fs::read_to_string(path).map_err(|e| problem(format!("cannot read config: {e}")))?;

@@ -15,6 +15,19 @@ pub struct Problem {
     pub message: String,
 }
 
+impl Problem {
+    /// A problem with the file as a whole (it cannot be read, it is not the file expected):
+    /// no line or column to point at, printed as `file: message`.
+    pub fn unlocated(file: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            file: file.into(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line == 0 {

@@ -70,12 +70,10 @@ pub fn read(path: &Path) -> Result<RuleFile, Problem> {
     let name = path.display().to_string();
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(RuleFile { name, text }),
-        Err(e) => Err(Problem {
-            file: name,
-            line: 0,
-            column: 0,
-            message: format!("cannot read rule file: {e}"),
-        }),
+        Err(e) => Err(Problem::unlocated(
+            name,
+            format!("cannot read rule file: {e}"),
+        )),
     }
 }
 

@@ -47,15 +47,13 @@ pub fn save(outbox: &Path, text: &str) -> std::io::Result<PathBuf> {
 pub fn load(current: &Loaded) -> Result<Loaded, ConfigError> {
     let path = path_beside(&current.config.outbox.path);
     let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
-        problems: vec![Problem {
-            file: path.display().to_string(),
-            line: 0,
-            column: 0,
-            message: format!(
+        problems: vec![Problem::unlocated(
+            path.display().to_string(),
+            format!(
                 "cannot read the running agent's config ({e}): `weir run` writes it at start; \
                  compare with a file instead with `--against OLD`"
             ),
-        }],
+        )],
     })?;
     let origin = match &current.origin {
         Origin::File { base, .. } => Origin::File {
