@@ -14,18 +14,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::endpoint;
 use crate::daemon::metrics::Sources;
 use crate::daemon::page::Page;
-use crate::daemon::supervise;
+use crate::daemon::supervise::{self, Running};
 
 struct Current {
     addr: SocketAddr,
-    stop: CancellationToken,
-    task: JoinHandle<()>,
+    running: Running,
 }
 
 /// The running metrics listener, if `metrics.listen` is set.
@@ -66,11 +64,7 @@ impl Listener {
             return;
         }
         if let Some(old) = current.take() {
-            old.stop.cancel();
-            if tokio::time::timeout(Duration::from_secs(5), old.task)
-                .await
-                .is_err()
-            {
+            if !old.running.stop(Duration::from_secs(5)).await {
                 tracing::warn!(addr = %old.addr, "the metrics listener did not stop within 5 s");
             }
             tracing::info!(addr = %old.addr, "metrics endpoint closed");
@@ -83,8 +77,8 @@ impl Listener {
     /// Stops the listener (at shutdown).
     pub async fn stop(&self) {
         if let Some(current) = self.current.lock().await.take() {
-            current.stop.cancel();
-            current.task.abort();
+            current.running.stop.cancel();
+            current.running.task.abort();
         }
     }
 
@@ -104,6 +98,9 @@ impl Listener {
                 Ok::<(), std::io::Error>(())
             }
         });
-        Current { addr, stop, task }
+        Current {
+            addr,
+            running: Running { stop, task },
+        }
     }
 }

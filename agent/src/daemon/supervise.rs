@@ -99,6 +99,22 @@ pub fn vital_end<E: Display>(task: &str, ended: Result<Result<(), E>, JoinError>
     anyhow::anyhow!("the {task} ended unexpectedly: {cause}")
 }
 
+/// A task under its own stop signal, as a reload restarts it (the uplink, the metrics
+/// listener): [`Running::stop`] cancels the signal and waits for the task to end.
+pub struct Running {
+    pub stop: CancellationToken,
+    pub task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Cancels the stop signal and waits at most `within` for the task to end; false when it
+    /// had not (it is left to end on its own).
+    pub async fn stop(self, within: Duration) -> bool {
+        self.stop.cancel();
+        tokio::time::timeout(within, self.task).await.is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,22 +15,18 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::daemon::supervise::Running;
 use crate::uplink::UplinkConfig;
 
 /// Starts an uplink with these settings, running until the token is cancelled.
 pub type Start = Box<dyn Fn(UplinkConfig, CancellationToken) -> JoinHandle<()> + Send + Sync>;
-
-struct Current {
-    stop: CancellationToken,
-    task: JoinHandle<()>,
-}
 
 /// The running uplink.
 #[derive(Clone)]
 pub struct Uplink {
     start: Arc<Start>,
     shutdown: CancellationToken,
-    current: Arc<Mutex<Option<Current>>>,
+    current: Arc<Mutex<Option<Running>>>,
 }
 
 impl Uplink {
@@ -40,7 +36,7 @@ impl Uplink {
         Uplink {
             start: Arc::new(start),
             shutdown,
-            current: Arc::new(Mutex::new(Some(Current { stop, task }))),
+            current: Arc::new(Mutex::new(Some(Running { stop, task }))),
         }
     }
 
@@ -50,18 +46,14 @@ impl Uplink {
         if self.shutdown.is_cancelled() {
             return;
         }
-        if let Some(old) = current.take() {
-            old.stop.cancel();
-            if tokio::time::timeout(Duration::from_secs(5), old.task)
-                .await
-                .is_err()
-            {
-                tracing::warn!("the uplink did not stop within 5 s; starting the new one anyway");
-            }
+        if let Some(old) = current.take()
+            && !old.stop(Duration::from_secs(5)).await
+        {
+            tracing::warn!("the uplink did not stop within 5 s; starting the new one anyway");
         }
         let stop = self.shutdown.child_token();
         let task = (self.start)(cfg, stop.clone());
-        *current = Some(Current { stop, task });
+        *current = Some(Running { stop, task });
         tracing::info!("uplink restarted with its new settings");
     }
 
