@@ -309,13 +309,12 @@ impl Store {
                 (last_id, count, freed)
             };
             if count > 0 {
-                tx.prepare_cached("DELETE FROM records WHERE lane = ?1 AND id <= ?2")?
-                    .execute(params![lane as i64, last_id])?;
-                let t = &mut totals[lane as usize];
-                t.count = t.count.saturating_sub(count);
-                t.bytes = t.bytes.saturating_sub(freed);
-                removed.count[lane as usize] = count;
-                removed.bytes += freed;
+                delete_oldest(
+                    &tx,
+                    (&mut totals, &mut removed),
+                    lane,
+                    (last_id, count, freed),
+                )?;
             }
         }
         tx.commit()?;
@@ -516,16 +515,28 @@ fn evict_to(
             (last_id, count, freed)
         };
         if count > 0 {
-            tx.prepare_cached("DELETE FROM records WHERE lane = ?1 AND id <= ?2")?
-                .execute(params![*lane as i64, last_id])?;
-            let t = &mut totals[*lane as usize];
-            t.count = t.count.saturating_sub(count);
-            t.bytes = t.bytes.saturating_sub(freed);
-            removed.count[*lane as usize] = count;
-            removed.bytes += freed;
+            delete_oldest(tx, (totals, &mut removed), *lane, (last_id, count, freed))?;
         }
     }
     Ok(removed)
+}
+
+/// Deletes `lane`'s records up to `last_id` (its oldest, `count` of them, `freed` bytes:
+/// what the caller's scan found) and takes them off `totals` and onto `removed`.
+fn delete_oldest(
+    tx: &rusqlite::Transaction<'_>,
+    (totals, removed): (&mut [Totals; 3], &mut Removed),
+    lane: Lane,
+    (last_id, count, freed): (i64, u64, u64),
+) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached("DELETE FROM records WHERE lane = ?1 AND id <= ?2")?
+        .execute(params![lane as i64, last_id])?;
+    let t = &mut totals[lane as usize];
+    t.count = t.count.saturating_sub(count);
+    t.bytes = t.bytes.saturating_sub(freed);
+    removed.count[lane as usize] = count;
+    removed.bytes += freed;
+    Ok(())
 }
 
 /// Maximal runs of consecutive values in `sorted` (ascending, no duplicates), as

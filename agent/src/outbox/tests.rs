@@ -129,6 +129,22 @@ async fn open_with_twelve_in_turn(dir: &Path) -> (Outbox, OutboxThread) {
     (outbox, thread)
 }
 
+/// Asserts that exactly the ids `left` are stored and that the stats' count and bytes are
+/// theirs; returns the stats.
+async fn assert_left(outbox: &Outbox, left: &[u64]) -> OutboxStats {
+    let stored = all(outbox).await;
+    let mut ids: Vec<u64> = stored.iter().map(|r| r.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, left);
+    let bytes: u64 = stored
+        .iter()
+        .map(|r| (r.topic.len() + r.payload.len()) as u64)
+        .sum();
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!((stats.count, stats.bytes), (left.len() as u64, bytes));
+    stats
+}
+
 #[tokio::test]
 async fn delete_removes_exactly_the_given_ids_runs_and_strays_alike() {
     let dir = tempfile::tempdir().unwrap();
@@ -139,17 +155,8 @@ async fn delete_removes_exactly_the_given_ids_runs_and_strays_alike() {
         .delete(vec![8, 3, 4, 5, 7, 1, 4, 12, 99, u64::MAX])
         .await
         .unwrap();
-    let mut left: Vec<u64> = all(&outbox).await.iter().map(|r| r.id).collect();
-    left.sort_unstable();
-    assert_eq!(left, [2, 6, 9, 10, 11]);
+    assert_left(&outbox, &[2, 6, 9, 10, 11]).await;
     assert_eq!(OutboxCounters::get(&outbox.counters().deleted), 7);
-    let stats = outbox.stats().await.unwrap();
-    let left_bytes: u64 = all(&outbox)
-        .await
-        .iter()
-        .map(|r| (r.topic.len() + r.payload.len()) as u64)
-        .sum();
-    assert_eq!((stats.count, stats.bytes), (5, left_bytes));
     drop(outbox);
     thread.join().unwrap();
 }
@@ -174,17 +181,8 @@ async fn delete_ranges_removes_only_its_lane_between_the_bounds() {
         ])
         .await
         .unwrap();
-    let mut left: Vec<u64> = all(&outbox).await.iter().map(|r| r.id).collect();
-    left.sort_unstable();
-    assert_eq!(left, [2, 4, 5, 7, 8, 10, 12]);
+    let stats = assert_left(&outbox, &[2, 4, 5, 7, 8, 10, 12]).await;
     assert_eq!(OutboxCounters::get(&outbox.counters().deleted), 5);
-    let stats = outbox.stats().await.unwrap();
-    let left_bytes: u64 = all(&outbox)
-        .await
-        .iter()
-        .map(|r| (r.topic.len() + r.payload.len()) as u64)
-        .sum();
-    assert_eq!((stats.count, stats.bytes), (7, left_bytes));
     let per_lane: Vec<u64> = stats.lanes.iter().map(|l| l.count).collect();
     assert_eq!(per_lane, [3, 3, 1]);
     drop(outbox);
