@@ -44,14 +44,12 @@ use weir_rules::{Checkpoint, RuntimeCounter};
 pub enum StateOp {
     /// A batch of engine input ([`weir_rules::InputLog`]), beside the records it caused.
     Log(Vec<u8>),
-    /// A checkpoint: it holds the effect of every input logged before it, so the log is
-    /// emptied in the same transaction.
-    Checkpoint(Checkpoint),
     /// Run-hour counters that changed (each replaces its row).
     RunHours(Vec<RuntimeCounter>),
-    /// A checkpoint whose series records arrive while the writer writes them, a chunk at a
-    /// time, in the transaction it was queued in ([`crate::outbox::Outbox::checkpoint_stream`]):
-    /// the agent holds one chunk of encoded state, not a second copy of the engine's.
+    /// A checkpoint: it holds the effect of every input logged before it, so the log is
+    /// emptied in the same transaction. Its series records arrive while the writer writes
+    /// them, a chunk at a time ([`crate::outbox::Outbox::checkpoint_stream`]): the agent holds
+    /// one chunk of encoded state, not a second copy of the engine's.
     Stream(CheckpointStream),
 }
 
@@ -133,11 +131,6 @@ pub(super) fn apply(
                 .execute(params![batch])?;
             Ok(())
         }
-        StateOp::Checkpoint(c) => {
-            write(tx, c, now, last_id)?;
-            tx.prepare_cached("DELETE FROM engine_log")?.execute([])?;
-            Ok(())
-        }
         StateOp::RunHours(counters) => {
             let mut put = tx.prepare_cached(
                 "INSERT OR REPLACE INTO run_hours (rule, device, metric, run_us, starts) \
@@ -212,23 +205,6 @@ fn write_stream(
     tx.prepare_cached("DELETE FROM engine_log")?.execute([])?;
     tx.execute_batch("RELEASE engine_checkpoint")?;
     c.status.store(WRITTEN, Ordering::Release);
-    Ok(())
-}
-
-fn write(tx: &Transaction<'_>, c: &Checkpoint, now: i64, last_id: i64) -> rusqlite::Result<()> {
-    if c.full {
-        tx.execute("DELETE FROM engine_state", [])?;
-    }
-    let mut put =
-        tx.prepare_cached("INSERT OR REPLACE INTO engine_state (series, state) VALUES (?1, ?2)")?;
-    for (id, bytes) in &c.series {
-        put.execute(params![i64::from(*id), bytes])?;
-    }
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO engine_meta (id, global, written_at, last_record_id) \
-         VALUES (0, ?1, ?2, ?3)",
-    )?
-    .execute(params![c.global, now, last_id])?;
     Ok(())
 }
 
