@@ -210,7 +210,7 @@ impl Engine {
         if !s.group {
             return Some((&s.device, &s.metric));
         }
-        if self.alerts.series.get(&s.device) == Some(&e.series) {
+        if self.alerts.series.get(&*s.device) == Some(&e.series) {
             return Some((&s.device, "*"));
         }
         let rule = self.rules.rules.iter().find(|r| r.name == e.rule)?;
@@ -231,9 +231,10 @@ impl Engine {
         }
         let id = SeriesId(u32::try_from(self.series.len()).ok()?);
         let first = u32::try_from(self.slots.len()).ok()?;
+        let (device_name, metric) = (self.name(device), self.name("*"));
         self.series.push(Series {
-            device: device.into(),
-            metric: "*".into(),
+            device: device_name,
+            metric,
             first,
             len: 0,
             peer_first: 0,

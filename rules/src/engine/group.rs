@@ -34,9 +34,11 @@ impl Engine {
         }
         let slot = Slot::new(rule, r, (&mut self.dets, &mut self.wins), (&key, &g.metric))?;
         self.slots.push(slot);
+        let device = super::intern(&mut self.names, &key);
+        let metric = super::intern(&mut self.names, &g.metric);
         self.series.push(Series {
-            device: key.clone(),
-            metric: g.metric.clone(),
+            device,
+            metric,
             first,
             len: 1,
             peer_first: 0,

@@ -149,7 +149,7 @@ impl Engine {
                     reserve(&mut self.stats, &self.costs, j);
                     group_slots.push((id, slot));
                     self.groups
-                        .insert((j, series.device.clone()), SeriesId(index(id)));
+                        .insert((j, (*series.device).into()), SeriesId(index(id)));
                 }
             }
         }

@@ -273,7 +273,7 @@ impl Engine {
         let mut placed = Vec::with_capacity(records.len());
         for (id, rec) in &records {
             let same = self.series.get(*id as usize).is_some_and(|s| {
-                s.group == rec.group && s.device == rec.device && s.metric == rec.metric
+                s.group == rec.group && *s.device == *rec.device && *s.metric == *rec.metric
             });
             let at = if same {
                 Some(*id as usize)

@@ -608,3 +608,26 @@ fn finish_judges_a_window_the_data_filled_and_stamps_it_at_the_last_sample() {
     ));
     assert_eq!(e.stats().partial_windows, 0);
 }
+
+/// A device's series share its name, a metric's series share theirs, and the index keys are
+/// those same copies: one allocation per distinct name, not three per series.
+#[test]
+fn series_names_are_shared_not_copied() {
+    let mut e = engine(
+        "rules:\n  - name: r\n    select: { metric: \"*\" }\n    window: { tumbling: 10s }\n    aggregates: [mean]\n",
+    );
+    let ids: Vec<SeriesId> = [("gw-1", "temp"), ("gw-1", "rpm"), ("gw-2", "temp")]
+        .iter()
+        .map(|(d, m)| e.series(d, m).unwrap())
+        .collect();
+    let s = |id: SeriesId| &e.series[id.0 as usize];
+    assert!(Arc::ptr_eq(&s(ids[0]).device, &s(ids[1]).device));
+    assert!(Arc::ptr_eq(&s(ids[0]).metric, &s(ids[2]).metric));
+    assert!(!Arc::ptr_eq(&s(ids[0]).device, &s(ids[2]).device));
+    let (key, metrics) = e.index.get_key_value("gw-1").unwrap();
+    assert!(Arc::ptr_eq(key, &s(ids[0]).device));
+    let (metric_key, _) = metrics.get_key_value("rpm").unwrap();
+    assert!(Arc::ptr_eq(metric_key, &s(ids[1]).metric));
+    assert_eq!(e.names.len(), 4);
+    assert_eq!(e.series_name(ids[2]), Some(("gw-2", "temp")));
+}
