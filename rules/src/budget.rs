@@ -96,7 +96,8 @@ pub(crate) fn slot_cost(rule: &Rule, slot: usize) -> usize {
     } else {
         size_of::<crate::expr::LetMemory>() + rule.lets.len() * size_of::<f64>()
     };
-    slot.saturating_add(windows)
+    slot.saturating_add(crate::engine::slot_more_bytes(rule))
+        .saturating_add(windows)
         .saturating_add(lets)
         .saturating_add(prev)
         .saturating_add(detector)

@@ -9,8 +9,8 @@
 //! `push`, `feed` and `close`; release builds use one unit and fat LTO either way).
 
 use super::peers::PeerView;
-use super::{Engine, EngineStats, Slot};
-use crate::agg::{Closed, Env, Update};
+use super::{Engine, EngineStats, More, Slot};
+use crate::agg::{Closed, DEFAULT_EWMA_ALPHA, Env, Update};
 use crate::alert::{self, Lifecycle, Target};
 use crate::detect::{Detector, Verdict};
 use crate::event::{Aggregate, Event, EventKind, Sample, SeriesId};
@@ -116,12 +116,12 @@ impl Engine {
                     rule,
                     raised,
                     win,
-                    prev,
-                    lets,
                     det,
-                    life,
+                    more,
                     ..
                 } = slot;
+                let mut spare = More::default();
+                let More { prev, lets, life } = Slot::more(more, &mut spare);
                 let stats = &mut self.stats;
                 let rules = &self.rules;
                 let mut det = self.dets.get_mut(*det as usize);
@@ -251,7 +251,9 @@ impl Engine {
         let mut deadline = self.next_deadline;
         for slot in self.slots[range].iter_mut().filter(|slot| slot.direct) {
             let det = self.dets.get_mut(slot.det as usize);
-            let state = (&mut slot.raised, det, &mut slot.life);
+            let mut spare = More::default();
+            let life = &mut Slot::more(&mut slot.more, &mut spare).life;
+            let state = (&mut slot.raised, det, life);
             let due = feed_direct(
                 &self.rules,
                 &mut self.stats,
@@ -281,17 +283,16 @@ fn feed(
 ) -> i64 {
     let Slot {
         rule,
+        win,
+        det,
         raised,
         direct,
-        alpha,
         lean,
         emit_late,
-        win,
-        prev,
-        lets,
-        det,
-        life,
+        more,
     } = slot;
+    let mut spare = More::default();
+    let More { prev, lets, life } = Slot::more(more, &mut spare);
     let mut det = dets.get_mut(*det as usize);
     if *direct {
         let state = (raised, det, life);
@@ -301,10 +302,15 @@ fn feed(
     let Some(win) = wins.get_mut(*win as usize) else {
         return i64::MAX;
     };
-    let up = Update {
-        alpha: *alpha,
-        lean: *lean,
+    // A lean rule never reads the EWMA, so only a full one looks its factor up.
+    let alpha = match *lean {
+        true => DEFAULT_EWMA_ALPHA,
+        false => rules
+            .rules
+            .get(*rule as usize)
+            .map_or(DEFAULT_EWMA_ALPHA, |r| r.ewma_alpha),
     };
+    let up = Update { alpha, lean: *lean };
     let pushed = win.push(s.ts, s.value, up, |done| {
         let state = (
             &mut *raised,

@@ -190,10 +190,10 @@ impl Engine {
                 rule: fps.get(slot.rule as usize).copied().unwrap_or(0),
                 raised: slot.raised,
                 win: self.wins.get(slot.win as usize),
-                prev: slot.prev.as_deref(),
-                life: slot.life.as_deref(),
+                prev: slot.more.as_ref().and_then(|m| m.prev.as_deref()),
+                life: slot.more.as_ref().and_then(|m| m.life.as_deref()),
                 det: self.dets.get(slot.det as usize),
-                lets: slot.lets.as_deref(),
+                lets: slot.more.as_ref().and_then(|m| m.lets.as_deref()),
             })
             .collect();
         let peers = self.peers[s.peers()]
@@ -383,12 +383,16 @@ fn put_slot(
         *w = saved;
         w.accs_mut(&mut |a: &mut Acc| a.set_plan(plan));
     }
-    slot.prev = s.prev;
-    if let Some(p) = &mut slot.prev {
+    let mut prev = s.prev;
+    if let Some(p) = &mut prev {
         p.acc.set_plan(plan);
     }
-    slot.life = s.life;
-    slot.lets = s.lets;
+    if slot.more.is_some() || prev.is_some() || s.life.is_some() || s.lets.is_some() {
+        let more = slot.more.get_or_insert_with(Box::default);
+        more.prev = prev;
+        more.life = s.life;
+        more.lets = s.lets;
+    }
     if let (Some(d), Some(saved)) = (dets.get_mut(slot.det as usize), s.det) {
         *d = saved;
     }

@@ -631,3 +631,46 @@ fn series_names_are_shared_not_copied() {
     assert_eq!(e.names.len(), 4);
     assert_eq!(e.series_name(ids[2]), Some(("gw-2", "temp")));
 }
+
+/// A slot is three indices, four flags and one pointer: what only some rules keep (`prev`,
+/// `let` memory, storm control) is behind the pointer, allocated only for those rules, and
+/// a slot without it reads as empty.
+#[test]
+fn a_slot_is_24_bytes_and_keeps_more_only_when_its_rule_needs_it() {
+    assert_eq!(size_of::<Slot>(), 24);
+    let mut e = engine(
+        r#"
+rules:
+  - name: plain
+    window: { tumbling: 10s }
+    alert: { when: "max > 80" }
+  - name: reads_prev
+    window: { tumbling: 10s }
+    alert: { when: "mean > prev(mean) + 5" }
+  - name: storm
+    window: { tumbling: 10s }
+    alert: { when: "max > 80", cooldown: 1m }
+"#,
+    );
+    let id = e.series("pump-1", "temp").unwrap();
+    let more: Vec<bool> = e.slots.iter().map(|s| s.more.is_some()).collect();
+    assert_eq!(more, [false, true, true]);
+    // `prev(mean)` is read from the kept window: 10 → 20 raises (20 > 10 + 5).
+    push(&mut e, id, 0, 10.0);
+    push(&mut e, id, 10 * S, 20.0);
+    let out = push(&mut e, id, 20 * S, 20.0);
+    let raised: Vec<&str> = out
+        .iter()
+        .filter(|ev| {
+            matches!(
+                ev.kind,
+                EventKind::Alert {
+                    state: AlertState::Raised,
+                    ..
+                }
+            )
+        })
+        .map(|ev| &*ev.rule)
+        .collect();
+    assert_eq!(raised, ["reads_prev"]);
+}
