@@ -71,7 +71,7 @@ pub(crate) fn transition(
     rule: &Rule,
     alert: &AlertRule,
     raised: &mut bool,
-    life: &mut Option<Box<Lifecycle>>,
+    life: Option<&mut Lifecycle>,
     stats: &mut EngineStats,
     target: Target<'_>,
     v: Verdict,
@@ -115,7 +115,7 @@ pub(crate) fn transition(
         _ => return,
     };
     *raised = v.anomalous;
-    if let Some(l) = life.as_deref_mut() {
+    if let Some(l) = life {
         let within = |last: i64, d: i64| last != i64::MIN && v.ts.saturating_sub(last) < d;
         match state {
             AlertState::Raised => {

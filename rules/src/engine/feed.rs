@@ -10,7 +10,7 @@
 
 use super::peers::PeerView;
 use super::{Engine, EngineStats, More, Slot};
-use crate::agg::{Closed, DEFAULT_EWMA_ALPHA, Env, Update};
+use crate::agg::{DEFAULT_EWMA_ALPHA, Env, Update};
 use crate::alert::{self, Lifecycle, Target};
 use crate::detect::{Detector, Verdict};
 use crate::event::{Aggregate, Event, EventKind, Sample, SeriesId};
@@ -120,8 +120,6 @@ impl Engine {
                     more,
                     ..
                 } = slot;
-                let mut spare = More::default();
-                let More { prev, lets, life } = Slot::more(more, &mut spare);
                 let stats = &mut self.stats;
                 let rules = &self.rules;
                 let mut det = self.dets.get_mut(*det as usize);
@@ -144,12 +142,7 @@ impl Engine {
                         if !judge(&mut done) {
                             return;
                         }
-                        let state = (
-                            &mut *raised,
-                            (&mut *prev, &mut *lets),
-                            det.as_deref_mut(),
-                            &mut *life,
-                        );
+                        let state = (&mut *raised, &mut *more, det.as_deref_mut());
                         close(rules, stats, *rule, state, target, &peers, done, out);
                     })
                 }));
@@ -158,7 +151,7 @@ impl Engine {
                 {
                     changed |= d.deadline(&spec.kind) <= watermark;
                     d.advance(&spec.kind, watermark, &mut |v| {
-                        alert::transition(r, a, raised, life, stats, target, v, None, out);
+                        alert::transition(r, a, raised, life(more), stats, target, v, None, out);
                     });
                 }
                 next = next.min(det_deadline(rules, *rule, det.as_deref()));
@@ -251,9 +244,7 @@ impl Engine {
         let mut deadline = self.next_deadline;
         for slot in self.slots[range].iter_mut().filter(|slot| slot.direct) {
             let det = self.dets.get_mut(slot.det as usize);
-            let mut spare = More::default();
-            let life = &mut Slot::more(&mut slot.more, &mut spare).life;
-            let state = (&mut slot.raised, det, life);
+            let state = (&mut slot.raised, &mut slot.more, det);
             let due = feed_direct(
                 &self.rules,
                 &mut self.stats,
@@ -291,11 +282,9 @@ fn feed(
         emit_late,
         more,
     } = slot;
-    let mut spare = More::default();
-    let More { prev, lets, life } = Slot::more(more, &mut spare);
     let mut det = dets.get_mut(*det as usize);
     if *direct {
-        let state = (raised, det, life);
+        let state = (raised, more, det);
         return feed_direct(rules, stats, *rule, state, target, s, out);
     }
     // Every slot but a direct one has its window state (`Slot::new`).
@@ -312,12 +301,7 @@ fn feed(
     };
     let up = Update { alpha, lean: *lean };
     let pushed = win.push(s.ts, s.value, up, |done| {
-        let state = (
-            &mut *raised,
-            (&mut *prev, &mut *lets),
-            det.as_deref_mut(),
-            &mut *life,
-        );
+        let state = (&mut *raised, &mut *more, det.as_deref_mut());
         close(rules, stats, *rule, state, target, peers, done, out);
     });
     if !pushed.late
@@ -345,13 +329,14 @@ fn feed(
 /// Split borrows of a slot's alert state: `raised`, `(prev, lets)`, `det`, `life`.
 type SlotState<'a> = (
     &'a mut bool,
-    (
-        &'a mut Option<Box<Closed>>,
-        &'a mut Option<Box<crate::expr::LetMemory>>,
-    ),
+    &'a mut Option<Box<More>>,
     Option<&'a mut Detector>,
-    &'a mut Option<Box<Lifecycle>>,
 );
+
+/// A slot's storm-control state, if it keeps one: looked up per verdict, not per sample.
+fn life(more: &mut Option<Box<More>>) -> Option<&mut Lifecycle> {
+    more.as_deref_mut().and_then(|m| m.life.as_deref_mut())
+}
 
 /// Feeds a sample straight to a windowless rule's detector; returns when the detector next
 /// needs an `advance`.
@@ -360,11 +345,7 @@ fn feed_direct(
     rules: &RuleSet,
     stats: &mut EngineStats,
     rule: u32,
-    (raised, det, life): (
-        &mut bool,
-        Option<&mut Detector>,
-        &mut Option<Box<Lifecycle>>,
-    ),
+    (raised, more, det): SlotState<'_>,
     target: Target<'_>,
     s: Sample,
     out: &mut Vec<Event>,
@@ -376,7 +357,7 @@ fn feed_direct(
         return i64::MAX;
     };
     d.feed(&spec.kind, s.ts, s.value, &mut |v| {
-        alert::transition(r, a, raised, life, stats, target, v, None, out);
+        alert::transition(r, a, raised, life(more), stats, target, v, None, out);
     });
     d.deadline(&spec.kind)
 }
@@ -412,7 +393,15 @@ fn close(
     done: Done,
     out: &mut Vec<Event>,
 ) {
-    let (raised, (prev, last_lets), det, life) = state;
+    let (raised, more, det) = state;
+    // Per window closed, not per sample: a slot without `More` reads an empty one, and
+    // writes nothing to it (`Slot::needs_more`).
+    let mut spare = More::default();
+    let More {
+        prev,
+        lets: last_lets,
+        life,
+    } = Slot::more(more, &mut spare);
     let series = target.id;
     stats.windows_closed += 1;
     let rule_index = rule;
@@ -461,7 +450,17 @@ fn close(
                     score: f64::NAN,
                     forecast: None,
                 };
-                alert::transition(rule, a, raised, life, stats, target, v, Some(&env), out);
+                alert::transition(
+                    rule,
+                    a,
+                    raised,
+                    life.as_deref_mut(),
+                    stats,
+                    target,
+                    v,
+                    Some(&env),
+                    out,
+                );
             }
             (None, Some(spec), Some(d)) => {
                 let x = spec
@@ -470,7 +469,17 @@ fn close(
                     .map_or_else(|| env.get(Aggregate::Mean), |v| v.eval(&env));
                 let before = out.len();
                 d.feed(&spec.kind, done.ts, x, &mut |v| {
-                    alert::transition(rule, a, raised, life, stats, target, v, Some(&env), out);
+                    alert::transition(
+                        rule,
+                        a,
+                        raised,
+                        life.as_deref_mut(),
+                        stats,
+                        target,
+                        v,
+                        Some(&env),
+                        out,
+                    );
                 });
                 super::device::attach_contributions(d, &spec.kind, &mut out[before..]);
             }
