@@ -13,6 +13,9 @@
 
 use weir_rules::{Engine, Limits, RuleSet, Sample, SeriesId};
 
+#[path = "common/telemetry.rs"]
+mod telemetry;
+
 const RULES: &str = "rules:
   - name: hot
     select: { metric: \"*\" }
@@ -48,6 +51,8 @@ fn main() {
     println!(
         "engine memory, 3 rules per series (tumbling mean/max + alert, robust_zscore 64, cusum), 1 Hz, after 120 s:"
     );
+    let decimals = telemetry::decimals();
+    println!("  {}", telemetry::describe(decimals));
     println!(
         "  {:>8} {:>10} {:>12} {:>12} {:>10} {:>12}",
         "series", "RSS idle", "RSS growth", "rule state", "per series", "state/series"
@@ -79,7 +84,8 @@ fn main() {
                 noise ^= noise << 13;
                 noise ^= noise >> 7;
                 noise ^= noise << 17;
-                let value = 20.0 + (noise >> 11) as f64 / (1u64 << 53) as f64;
+                let value =
+                    telemetry::as_sent(decimals, 20.0 + (noise >> 11) as f64 / (1u64 << 53) as f64);
                 engine.push(
                     Sample {
                         series: id,
