@@ -256,24 +256,25 @@ fn mad_sorted<S: Sorted + ?Sized>(v: &S, med: f64) -> f64 {
     let below = |i: usize| med - v.at(split - 1 - i);
     let above = |j: usize| v.at(split + j) - med;
     let (nb, na) = (split, n - split);
-    let kth = |k: usize| kth_of_two(&below, nb, &above, na, k);
-    let k = n / 2;
+    let (previous, kth) = kth_of_two(&below, nb, &above, na, n / 2);
     if n % 2 == 1 {
-        kth(k)
+        kth
     } else {
-        (kth(k - 1) + kth(k)) / 2.0
+        (previous + kth) / 2.0
     }
 }
 
 /// The `k`-th smallest (from 0) of the union of two ascending runs `a` (`na` long) and `b`,
-/// `k < na + nb`.
+/// `k < na + nb`, and the `k − 1`-th (−∞ for `k` = 0): one search for both, as the even
+/// windows' MAD needs the two middle distances (each value read costs a division when the
+/// window is kept as decimal integers, module [`window`]).
 fn kth_of_two(
     a: &impl Fn(usize) -> f64,
     na: usize,
     b: &impl Fn(usize) -> f64,
     nb: usize,
     k: usize,
-) -> f64 {
+) -> (f64, f64) {
     // The k + 1 smallest hold `i` values of `a` and `k + 1 - i` of `b`.
     let take = k + 1;
     let (mut lo, mut hi) = (take.saturating_sub(nb), take.min(na));
@@ -285,13 +286,22 @@ fn kth_of_two(
         } else if j > 0 && i < na && b(j - 1) > a(i) {
             lo = i + 1; // too few from `a`
         } else {
+            // The k + 1 smallest are a[..i] and b[..j]: the k-th is their largest, the
+            // (k − 1)-th the largest once that one is set aside.
             let from_a = if i > 0 { a(i - 1) } else { f64::NEG_INFINITY };
             let from_b = if j > 0 { b(j - 1) } else { f64::NEG_INFINITY };
-            return from_a.max(from_b);
+            let previous = if from_a >= from_b {
+                let next_a = if i > 1 { a(i - 2) } else { f64::NEG_INFINITY };
+                next_a.max(from_b)
+            } else {
+                let next_b = if j > 1 { b(j - 2) } else { f64::NEG_INFINITY };
+                from_a.max(next_b)
+            };
+            return (previous, from_a.max(from_b));
         }
         if lo > hi {
             // Unreachable for ascending runs; answer something finite-safe.
-            return f64::NAN;
+            return (f64::NAN, f64::NAN);
         }
     }
 }
@@ -408,3 +418,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -215,3 +215,32 @@ fn heap_bytes_counts_the_encoding_held() {
     v.insert(0.1 + 0.2);
     assert_eq!(v.heap_bytes(), 128 * 8);
 }
+
+/// Every value of the window, and the floats either side of it, ranked by the integer
+/// threshold as by comparing `f64`s, at every scale (`x · 10ᵈ` of a kept value is not always
+/// its integer: the threshold steps to the exact one).
+#[test]
+fn ranks_of_kept_values_and_their_neighbours_at_every_scale() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for d in 0..=MAX_SCALE {
+        for wide in [false, true] {
+            let span: i64 = if wide { 2_000_000_000 } else { 30_000 };
+            let xs: Vec<f64> = (0..200)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    ((seed % (2 * span as u64)) as i64 - span) as f64 / P10[usize::from(d)]
+                })
+                .collect();
+            let v = values(&xs);
+            assert!(encoding(&v).is_some_and(|e| e.0 <= d), "scale {d}");
+            for &x in &xs {
+                for probe in [x.next_down(), x, x.next_up()] {
+                    let want = xs.iter().filter(|&&y| y < probe).count();
+                    assert_eq!(v.with_sorted(RankOf(probe)), want, "{probe:e} at scale {d}");
+                }
+            }
+        }
+    }
+}
