@@ -244,3 +244,13 @@ fn ranks_of_kept_values_and_their_neighbours_at_every_scale() {
         }
     }
 }
+
+#[test]
+fn windows_holding_the_same_values_are_equal_whatever_their_encodings() {
+    let narrow = values(&[1.5, 2.0]);
+    let wide = Values::F64(vec![1.5, 2.0]);
+    assert_ne!(encoding(&narrow), encoding(&wide));
+    assert_eq!(narrow, wide);
+    assert_ne!(narrow, Values::F64(vec![1.5, 2.5]));
+    assert_ne!(narrow, Values::F64(vec![1.5]));
+}
