@@ -1,6 +1,7 @@
 //! Anomaly detectors: throughput, state size and false alarms, printed as figures.
 //!
-//! `cargo bench -p weir-rules --bench detectors`
+//! `cargo bench -p weir-rules --bench detectors`; `WEIR_BENCH_DECIMALS=<d>` rounds every value
+//! to `d` decimals (module `telemetry`), `WEIR_BENCH_KIND=<index>` runs one kind alone.
 //!
 //! * Throughput: 10,000 series fed round-robin (one sample per series every 100 ms of event
 //!   time), `advance` after every round as the agent does, 100 rules where rules `2j` and

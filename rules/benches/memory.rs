@@ -2,7 +2,9 @@
 //! every series at 1 Hz, three rules on every series (a 10 s tumbling mean/max with an
 //! alert, `robust_zscore` over 64 values, CUSUM on the 10 s mean).
 //!
-//! `cargo bench -p weir-rules --bench memory`
+//! `cargo bench -p weir-rules --bench memory` (values with 53 random bits);
+//! `WEIR_BENCH_DECIMALS=2 cargo bench -p weir-rules --bench memory` (values with 2 decimals,
+//! as the agent's footprint script publishes: `robust_zscore` keeps them in 2 bytes each).
 //!
 //! For each count, in a fresh process state as far as one process allows (counts run from
 //! small to large, so the allocator's high-water mark of one does not hide the next): the
