@@ -1,6 +1,7 @@
 //! Anomaly detectors: throughput, state size and false alarms, printed as figures.
 //!
-//! `cargo bench -p weir-rules --bench detectors`
+//! `cargo bench -p weir-rules --bench detectors`; `WEIR_BENCH_DECIMALS=<d>` rounds every value
+//! to `d` decimals (module `telemetry`), `WEIR_BENCH_KIND=<index>` runs one kind alone.
 //!
 //! * Throughput: 10,000 series fed round-robin (one sample per series every 100 ms of event
 //!   time), `advance` after every round as the agent does, 100 rules where rules `2j` and
@@ -17,6 +18,8 @@ use std::hint::black_box;
 #[path = "common/cpu_clock.rs"]
 mod cpu_clock;
 use cpu_clock::CpuClock;
+#[path = "common/telemetry.rs"]
+mod telemetry;
 
 use weir_rules::{Engine, EventKind, Limits, RuleSet, Sample, SeriesId};
 
@@ -125,6 +128,7 @@ fn throughput(bodies: &[&str], rounds: i64) -> (f64, u64) {
     let mut noise = Noise(0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::with_capacity(4 * SERIES);
     let mut alerts = 0u64;
+    let decimals = telemetry::decimals();
     let start = CpuClock::now();
     for round in 0..rounds {
         let ts = round * 100_000;
@@ -135,7 +139,7 @@ fn throughput(bodies: &[&str], rounds: i64) -> (f64, u64) {
             } else {
                 0.0
             };
-            let value = 20.0 + step + noise.next();
+            let value = telemetry::as_sent(decimals, 20.0 + step + noise.next());
             engine.push(Sample { series, ts, value }, &mut out);
         }
         engine.advance(ts, &mut out);
@@ -205,9 +209,10 @@ fn state(body: &str) -> usize {
     let (mut engine, ids) = engine_of(&[body], 1, STATE_SERIES);
     let mut out = Vec::new();
     let mut noise = Noise(7);
+    let decimals = telemetry::decimals();
     for round in 0..1_000i64 {
         for &series in &ids {
-            let value = 20.0 + noise.next();
+            let value = telemetry::as_sent(decimals, 20.0 + noise.next());
             engine.push(
                 Sample {
                     series,
@@ -234,6 +239,7 @@ fn main() {
         .and_then(|k| KINDS.get(k))
     {
         let (rate, alerts) = throughput(&[k.1], 1_000);
+        println!("  {}", telemetry::describe(telemetry::decimals()));
         println!(
             "  {:<30} {:>6.2} M samples/s/core  ({alerts} alerts)",
             k.0,
@@ -296,7 +302,8 @@ fn state_table() {
     println!(
         "state per series per rule (engine slot + window state + detector + heap, excluding \
          interning), and the difference from a plain tumbling-window rule ({plain} bytes; a \
-         detector rule without a window has no window state):"
+         detector rule without a window has no window state; {}):",
+        telemetry::describe(telemetry::decimals())
     );
     for (name, body) in KINDS {
         let bytes = state(body);

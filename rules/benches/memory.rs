@@ -2,7 +2,9 @@
 //! every series at 1 Hz, three rules on every series (a 10 s tumbling mean/max with an
 //! alert, `robust_zscore` over 64 values, CUSUM on the 10 s mean).
 //!
-//! `cargo bench -p weir-rules --bench memory`
+//! `cargo bench -p weir-rules --bench memory` (values with 53 random bits);
+//! `WEIR_BENCH_DECIMALS=2 cargo bench -p weir-rules --bench memory` (values with 2 decimals,
+//! as the agent's footprint script publishes: `robust_zscore` keeps them in 2 bytes each).
 //!
 //! For each count, in a fresh process state as far as one process allows (counts run from
 //! small to large, so the allocator's high-water mark of one does not hide the next): the
@@ -12,6 +14,9 @@
 //! RSS growth and the state account is interning, the series table and allocator overhead.
 
 use weir_rules::{Engine, Limits, RuleSet, Sample, SeriesId};
+
+#[path = "common/telemetry.rs"]
+mod telemetry;
 
 const RULES: &str = "rules:
   - name: hot
@@ -48,6 +53,8 @@ fn main() {
     println!(
         "engine memory, 3 rules per series (tumbling mean/max + alert, robust_zscore 64, cusum), 1 Hz, after 120 s:"
     );
+    let decimals = telemetry::decimals();
+    println!("  {}", telemetry::describe(decimals));
     println!(
         "  {:>8} {:>10} {:>12} {:>12} {:>10} {:>12}",
         "series", "RSS idle", "RSS growth", "rule state", "per series", "state/series"
@@ -79,7 +86,8 @@ fn main() {
                 noise ^= noise << 13;
                 noise ^= noise >> 7;
                 noise ^= noise << 17;
-                let value = 20.0 + (noise >> 11) as f64 / (1u64 << 53) as f64;
+                let value =
+                    telemetry::as_sent(decimals, 20.0 + (noise >> 11) as f64 / (1u64 << 53) as f64);
                 engine.push(
                     Sample {
                         series: id,

@@ -16,7 +16,7 @@
 //! |---|---|---|
 //! | `threshold` (hysteresis, `for:` debounce) | `threshold` | 16 B |
 //! | `zscore` (EWMA baseline) | `zscore` | 40 B |
-//! | `robust_zscore` (median/MAD over a window) | `zscore` | 16 B per value of the window |
+//! | `robust_zscore` (median/MAD over a window) | `zscore` | 3 B (decimals in 16 bits), 5 B (32 bits) or 9 B per value of the window |
 //! | `ewma_chart`, `cusum` (restart after an alarm) | `chart` | 96 B, 104 B |
 //! | `rate`, `flatline`, `range` (NaN, out of range) | `signal` | ≤ 32 B |
 //! | `missing` (no sample for a duration) | `missing` | 16 B |

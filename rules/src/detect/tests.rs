@@ -423,10 +423,12 @@ fn detector_state_bytes_are_bounded() {
         for t in 1_000..10_000 {
             r.push(t * S, 1.0 + (t % 5) as f64);
         }
-        assert_eq!(
-            r.engine.state_bytes(),
-            warm,
-            "{detect}: grows with the data"
+        // Never more; `robust_zscore`'s window of noise narrows to 2-byte integers once the
+        // values are whole numbers (module `zscore::window`).
+        assert!(
+            r.engine.state_bytes() <= warm,
+            "{detect}: grows with the data: {} > {warm}",
+            r.engine.state_bytes()
         );
         // Two 64-value buffers of 16 bytes at most, on top of the engine's own vectors.
         assert!(warm < 4_000, "{detect}: {warm}");

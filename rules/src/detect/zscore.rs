@@ -5,19 +5,23 @@
 //! * `robust_zscore`: `0.6745 · (x − median) / MAD` over the last `window` values (Iglewicz
 //!   and Hoaglin's modified z-score). A median and a median absolute deviation are not
 //!   dragged by the outliers they are meant to find, so one spike does not hide the next,
-//!   at the price of a bounded buffer (10 bytes per value: sorted, with each value's arrival
-//!   number) and, per value, a rank count, a scan for the leaving value and one shift (of
-//!   the values between where the leaving value was and where the new one goes), then a
-//!   binary search over the two runs of distances either side of the median for the MAD
-//!   (no copy, no selection: O(log window)).
+//!   at the price of a bounded buffer (sorted, with each value's arrival number: 3 bytes per
+//!   value for decimal telemetry that fits `i16` at its scale, 5 for `i32`, 9 for arbitrary
+//!   floats; module [`window`]) and, per value, a rank count, a scan for the leaving value and
+//!   one shift (of the values between where the leaving value was and where the new one
+//!   goes), then a binary search over the two runs of distances either side of the median for
+//!   the MAD (no copy, no selection: O(log window)).
 //!
 //! Both flag `|score| > z`; NaN inputs are skipped (neither judged nor learned). Both divide
 //! by a spread floored as `baseline`'s module docs describe (`min_sigma`, `resolution`, or
 //! the learned step / √12), so a quantised sensor whose MAD is 0 scores one step at about
 //! 3.5, never 1000 or ∞.
 
+mod window;
+
 use super::Verdict;
 use super::baseline::{Baseline, BaselineSpec, Floor, Learn, MAX_LEARNED, Step, finite_score};
+use window::{Sorted, SortedFn, Values};
 
 /// Validated parameters of `zscore`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,8 +77,9 @@ const MAD_SCALE: f64 = 0.6745;
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RobustState {
     /// The window's values, sorted: the median is read off the middle, and the MAD found
-    /// by a binary search outwards from it, with no copy and no selection per input.
-    sorted: Vec<f64>,
+    /// by a binary search outwards from it, with no copy and no selection per input. Kept
+    /// in the narrowest exact encoding (module [`window`]); a sequence of `f64` on the wire.
+    sorted: Values,
     /// `age[i]` is the arrival number of `sorted[i]`, to find the value that leaves next:
     /// 1 byte per value (mod 2⁸) for windows of at most 256 values, 2 bytes (mod 2¹⁶;
     /// windows hold at most 4,096) above, instead of a second copy of the window in arrival
@@ -122,7 +127,7 @@ impl Ages {
 
 impl RobustState {
     pub fn heap_bytes(&self) -> usize {
-        self.sorted.capacity() * size_of::<f64>() + self.age.heap_bytes()
+        self.sorted.heap_bytes() + self.age.heap_bytes()
     }
 
     pub fn feed(&mut self, spec: &RobustSpec, ts: i64, x: f64) -> Option<Verdict> {
@@ -141,7 +146,7 @@ impl RobustState {
             });
         }
         if self.sorted.len() < spec.window {
-            if self.sorted.is_empty() && spec.window > NARROW {
+            if self.sorted.len() == 0 && spec.window > NARROW {
                 self.age = Ages::Wide(Vec::new());
             }
             self.insert(x);
@@ -173,13 +178,19 @@ impl RobustState {
         let age = self.oldest.wrapping_add(self.sorted.len() as u16);
         let oldest = self.oldest;
         let v = &mut self.sorted;
-        // One dispatch per value, then the loops of the arrival numbers' own width.
+        // One dispatch per value, then the loops of the values' and the arrival numbers' own
+        // widths.
         let replaced = match &mut self.age {
-            Ages::Narrow(a) => shift(v, a, oldest as u8, age as u8, x),
-            Ages::Wide(a) => shift(v, a, oldest, age, x),
+            Ages::Narrow(a) => v.replace(a, oldest as u8, age as u8, x),
+            Ages::Wide(a) => v.replace(a, oldest, age, x),
         };
         if replaced {
             self.oldest = self.oldest.wrapping_add(1);
+            // Once per window length of replacements, back to the narrowest encoding the
+            // values allow (after a value that widened the window has left it).
+            if usize::from(self.oldest) % v.len() == 0 && !v.is_narrowest() {
+                v.narrow();
+            }
         } else {
             // Cannot happen (every arrival number in the window is in `age`); stay sorted.
             self.insert(x);
@@ -190,73 +201,45 @@ impl RobustState {
     fn insert(&mut self, x: f64) {
         self.step.observe(x);
         let age = self.oldest.wrapping_add(self.sorted.len() as u16);
-        let at = rank(&self.sorted, x);
-        self.sorted.insert(at, x);
+        let at = self.sorted.insert(x);
         self.age.insert(at, age);
     }
 
     /// `(x − median) / σ̂` with `σ̂ = MAD / 0.6745`, floored like every spread (see
     /// `baseline`'s noise floor).
     fn score(&self, spec: &RobustSpec, x: f64) -> f64 {
-        let v = &self.sorted;
+        let (med, mad) = self.sorted.with_sorted(MedianSpread);
+        let sigma = (mad / MAD_SCALE).max(spec.floor.sigma(self.step.min, med));
+        finite_score((x - med) / sigma)
+    }
+}
+
+/// The median of sorted values and their spread: the MAD or, when that is 0, the scaled mean
+/// absolute deviation.
+struct MedianSpread;
+
+impl SortedFn<(f64, f64)> for MedianSpread {
+    fn call<S: Sorted + ?Sized>(self, v: &S) -> (f64, f64) {
         let n = v.len();
         let med = median_sorted(v);
         let mut mad = mad_sorted(v, med);
         if mad == 0.0 {
             // More than half the window is one value (a quantised sensor at rest): fall back
             // to the mean absolute deviation, scaled to estimate σ the same way.
-            let mean_ad = v.iter().map(|y| (y - med).abs()).sum::<f64>() / n as f64;
+            let mean_ad = (0..n).map(|i| (v.at(i) - med).abs()).sum::<f64>() / n as f64;
             mad = mean_ad * 1.2533 * MAD_SCALE;
         }
-        let sigma = (mad / MAD_SCALE).max(spec.floor.sigma(self.step.min, med));
-        finite_score((x - med) / sigma)
-    }
-}
-
-/// Replaces the value of arrival number `oldest` in the sorted values `v` (arrival numbers
-/// `a`) with `x`, of arrival number `age`: one shift of the values between their two
-/// places. False if `oldest` is not in `a`.
-fn shift<T: Copy + PartialEq>(v: &mut [f64], a: &mut [T], oldest: T, age: T, x: f64) -> bool {
-    let Some(at_old) = a.iter().position(|&n| n == oldest) else {
-        return false;
-    };
-    let at_new = rank(v, x);
-    if at_new <= at_old {
-        // x ≤ old: the values in [at_new, at_old) move up into old's place.
-        v.copy_within(at_new..at_old, at_new + 1);
-        a.copy_within(at_new..at_old, at_new + 1);
-        v[at_new] = x;
-        a[at_new] = age;
-    } else {
-        // old < x: the values in (at_old, at_new) move down into old's place.
-        v.copy_within(at_old + 1..at_new, at_old);
-        a.copy_within(at_old + 1..at_new, at_old);
-        v[at_new - 1] = x;
-        a[at_new - 1] = age;
-    }
-    true
-}
-
-/// How many of the sorted values `v` are below `x` (all finite: non-finite values are never
-/// learned), which is where `x` goes. Up to 256 values, a branch-free count: it compiles to
-/// vector compares over the whole window, whose cache lines load in parallel, where a binary
-/// search waits for one miss after another (20,000 windows of 64 values do not fit a
-/// gateway's cache: this made `robust_zscore` 1.8× faster in the detectors bench).
-fn rank(v: &[f64], x: f64) -> usize {
-    if v.len() <= 256 {
-        v.iter().map(|&y| usize::from(y < x)).sum()
-    } else {
-        v.partition_point(|&y| y < x)
+        (med, mad)
     }
 }
 
 /// The median of sorted values (the mean of the middle two for an even count).
-fn median_sorted(v: &[f64]) -> f64 {
+fn median_sorted<S: Sorted + ?Sized>(v: &S) -> f64 {
     let n = v.len();
     match n {
         0 => f64::NAN,
-        _ if n % 2 == 1 => v[n / 2],
-        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        _ if n % 2 == 1 => v.at(n / 2),
+        _ => (v.at(n / 2 - 1) + v.at(n / 2)) / 2.0,
     }
 }
 
@@ -264,33 +247,34 @@ fn median_sorted(v: &[f64]) -> f64 {
 /// themselves sorted (growing outwards from the split), so the k-th smallest distance is the
 /// k-th smallest of two sorted runs, found by a binary search over how many come from the
 /// lower run: O(log n), no allocation, and only a few cache lines of the window touched.
-fn mad_sorted(v: &[f64], med: f64) -> f64 {
+fn mad_sorted<S: Sorted + ?Sized>(v: &S, med: f64) -> f64 {
     let n = v.len();
     if n == 0 {
         return f64::NAN;
     }
-    let split = rank(v, med);
-    let below = |i: usize| med - v[split - 1 - i];
-    let above = |j: usize| v[split + j] - med;
+    let split = v.rank(med);
+    let below = |i: usize| med - v.at(split - 1 - i);
+    let above = |j: usize| v.at(split + j) - med;
     let (nb, na) = (split, n - split);
-    let kth = |k: usize| kth_of_two(&below, nb, &above, na, k);
-    let k = n / 2;
+    let (previous, kth) = kth_of_two(&below, nb, &above, na, n / 2);
     if n % 2 == 1 {
-        kth(k)
+        kth
     } else {
-        (kth(k - 1) + kth(k)) / 2.0
+        (previous + kth) / 2.0
     }
 }
 
 /// The `k`-th smallest (from 0) of the union of two ascending runs `a` (`na` long) and `b`,
-/// `k < na + nb`.
+/// `k < na + nb`, and the `k − 1`-th (−∞ for `k` = 0): one search for both, as the even
+/// windows' MAD needs the two middle distances (each value read costs a division when the
+/// window is kept as decimal integers, module [`window`]).
 fn kth_of_two(
     a: &impl Fn(usize) -> f64,
     na: usize,
     b: &impl Fn(usize) -> f64,
     nb: usize,
     k: usize,
-) -> f64 {
+) -> (f64, f64) {
     // The k + 1 smallest hold `i` values of `a` and `k + 1 - i` of `b`.
     let take = k + 1;
     let (mut lo, mut hi) = (take.saturating_sub(nb), take.min(na));
@@ -302,13 +286,22 @@ fn kth_of_two(
         } else if j > 0 && i < na && b(j - 1) > a(i) {
             lo = i + 1; // too few from `a`
         } else {
+            // The k + 1 smallest are a[..i] and b[..j]: the k-th is their largest, the
+            // (k − 1)-th the largest once that one is set aside.
             let from_a = if i > 0 { a(i - 1) } else { f64::NEG_INFINITY };
             let from_b = if j > 0 { b(j - 1) } else { f64::NEG_INFINITY };
-            return from_a.max(from_b);
+            let previous = if from_a >= from_b {
+                let next_a = if i > 1 { a(i - 2) } else { f64::NEG_INFINITY };
+                next_a.max(from_b)
+            } else {
+                let next_b = if j > 1 { b(j - 2) } else { f64::NEG_INFINITY };
+                from_a.max(next_b)
+            };
+            return (previous, from_a.max(from_b));
         }
         if lo > hi {
             // Unreachable for ascending runs; answer something finite-safe.
-            return f64::NAN;
+            return (f64::NAN, f64::NAN);
         }
     }
 }
@@ -348,11 +341,11 @@ mod tests {
                     .collect();
                 let (m, mad) = brute(&v);
                 v.sort_by(f64::total_cmp);
-                assert_eq!(median_sorted(&v), m, "{v:?}");
-                assert_eq!(mad_sorted(&v, m), mad, "{v:?}");
+                assert_eq!(median_sorted(&v[..]), m, "{v:?}");
+                assert_eq!(mad_sorted(&v[..], m), mad, "{v:?}");
             }
         }
-        assert!(median_sorted(&[]).is_nan());
+        assert!(median_sorted::<[f64]>(&[]).is_nan());
     }
 
     /// The one-shift replacement keeps the sorted copy equal to sorting the window (kept
@@ -391,7 +384,11 @@ mod tests {
                 if i % every == 0 || i + 1 == steps {
                     let mut want: Vec<f64> = queue.iter().copied().collect();
                     want.sort_by(f64::total_cmp);
-                    assert_eq!(st.sorted, want, "window {window}, wide {wide}, step {i}");
+                    assert_eq!(
+                        st.sorted.to_f64(),
+                        want,
+                        "window {window}, wide {wide}, step {i}"
+                    );
                 }
             }
             assert_eq!(matches!(st.age, Ages::Wide(_)), wide);
@@ -421,3 +418,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod proptests;
