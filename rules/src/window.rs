@@ -45,7 +45,7 @@
 
 use std::collections::VecDeque;
 
-use crate::agg::{Acc, Closed, Update};
+use crate::agg::{Acc, Closed, InlineAcc, Update};
 use crate::panes::{Panes, pane_len};
 use crate::sliding::Ring;
 
@@ -103,7 +103,7 @@ pub(crate) enum Win {
         floor: i64,
         start: i64,
         open: bool,
-        acc: Acc,
+        acc: InlineAcc,
     },
     Hopping {
         size: i64,
@@ -123,7 +123,7 @@ pub(crate) enum Win {
     Panes(Panes),
     Count {
         n: u64,
-        acc: Acc,
+        acc: InlineAcc,
     },
     Sliding {
         size: i64,
@@ -139,7 +139,7 @@ pub(crate) enum Win {
         /// Samples before this (the end of the last closed session) are late.
         floor: i64,
         open: bool,
-        acc: Acc,
+        acc: InlineAcc,
     },
 }
 
@@ -177,7 +177,7 @@ impl Win {
                 floor: i64::MIN,
                 start: 0,
                 open: false,
-                acc: proto,
+                acc: InlineAcc::from(proto),
             },
             WindowSpec::Hopping {
                 size,
@@ -205,7 +205,10 @@ impl Win {
                     proto: Box::new(proto),
                 }
             }
-            WindowSpec::Count { n } => Win::Count { n, acc: proto },
+            WindowSpec::Count { n } => Win::Count {
+                n,
+                acc: InlineAcc::from(proto),
+            },
             WindowSpec::Sliding { size, cap } => Win::Sliding {
                 size,
                 cap,
@@ -216,7 +219,7 @@ impl Win {
                 gap,
                 floor: i64::MIN,
                 open: false,
-                acc: proto,
+                acc: InlineAcc::from(proto),
             },
         }
     }
@@ -230,7 +233,7 @@ impl Win {
                 open: true,
                 acc,
                 ..
-            } if *s == start => Some(acc.clone()),
+            } if *s == start => Some(acc.to_acc()),
             Win::Hopping { open, .. } => open
                 .iter()
                 .find(|(s, _)| *s == start)
@@ -240,16 +243,19 @@ impl Win {
         }
     }
 
-    /// Every accumulator this state holds (module `snapshot` puts their FFT plans back).
-    pub fn accs_mut(&mut self, f: &mut dyn FnMut(&mut Acc)) {
+    /// Gives every accumulator this state holds its rule's FFT plan back (module
+    /// `snapshot`: the plan is derived from the rule, not state).
+    pub fn set_plan(&mut self, plan: Option<&std::sync::Arc<crate::spectrum::FftPlan>>) {
         match self {
             Win::Hopping { open, proto, .. } => {
-                open.iter_mut().for_each(|(_, a)| f(a));
-                f(proto);
+                open.iter_mut().for_each(|(_, a)| a.set_plan(plan));
+                proto.set_plan(plan);
             }
-            Win::Sliding { ring, .. } => ring.accs_mut(f),
-            Win::Panes(p) => p.accs_mut(f),
-            Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => f(acc),
+            Win::Sliding { ring, .. } => ring.accs_mut(&mut |a| a.set_plan(plan)),
+            Win::Panes(p) => p.set_plan(plan),
+            Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => {
+                acc.set_plan(plan);
+            }
         }
     }
 
@@ -474,7 +480,7 @@ impl Win {
 }
 
 /// Emits the session in `acc`, resets it and returns its end (`gap` after its last sample).
-fn close_session(acc: &mut Acc, gap: i64, done: &mut impl FnMut(Done)) -> i64 {
+fn close_session(acc: &mut InlineAcc, gap: i64, done: &mut impl FnMut(Done)) -> i64 {
     let acc = acc.take();
     let (first, last) = (acc.first_ts, acc.last_ts);
     let end = last.saturating_add(gap);
@@ -580,4 +586,18 @@ fn close_hopping(
         });
     }
     last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What one windowed rule costs per series inline (module `agg::inline`): a regression
+    /// in these sizes multiplies by every (rule, series).
+    #[test]
+    fn window_state_sizes() {
+        assert_eq!(size_of::<InlineAcc>(), 72);
+        assert_eq!(size_of::<Panes>(), 104);
+        assert_eq!(size_of::<Win>(), 112);
+    }
 }
