@@ -224,6 +224,7 @@ impl Acc {
     }
 
     /// An accumulator holding `t` and no extra state.
+    #[inline]
     pub fn from_totals(t: Totals) -> Acc {
         Acc {
             count: t.count,
@@ -309,6 +310,7 @@ impl Acc {
 
     /// This accumulator, answering percentiles exactly from `sorted` (the window's values
     /// in ascending order) instead of a sketch.
+    #[inline]
     pub fn with_sorted(mut self, sorted: Vec<f64>) -> Acc {
         self.extra = Some(Box::new(Extra {
             moments: None,
