@@ -108,7 +108,7 @@ struct Slot {
     lean: bool,
     emit_late: bool,
     /// Index of the rule's window state on this series in `Engine::wins` ([`NO_WIN`] for a
-    /// detector rule without a window, which has none: a window state is 176 bytes).
+    /// detector rule without a window, which has none: a window state is 112 bytes).
     win: u32,
     /// The previous closed window, kept only for rules whose condition reads `prev(...)`;
     /// allocated at the first close and overwritten in place after that.

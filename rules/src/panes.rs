@@ -26,7 +26,8 @@
 //! whose windows hold at most [`MAX_PANES_PER_WINDOW`] panes; the others keep one
 //! accumulator per open window.
 //!
-//! Memory: the inline hot accumulator, a boxed part (about 150 bytes), one `(start, Acc)`
+//! Memory: the inline hot accumulator (an [`InlineAcc`]: a full rule's 8 more words boxed
+//! beside it, 72 bytes), a boxed part (about 150 bytes), one `(start, Acc)`
 //! (144 bytes) per pane from the oldest open window to the newest sample, and 16 bytes per
 //! open window: for 1 m / 10 s, 7 panes and 6 windows, about what 6 per-window accumulators
 //! take.

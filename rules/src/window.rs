@@ -6,11 +6,16 @@
 //!
 //! | kind | windows | state |
 //! |---|---|---|
-//! | `tumbling: D` | `[k·D, (k+1)·D)`, aligned to the epoch | one inline [`Acc`] |
+//! | `tumbling: D` | `[k·D, (k+1)·D)`, aligned to the epoch | one [`InlineAcc`] |
 //! | `hopping: { size: S, hop: H }` | `[k·H, k·H + S)`, so each sample is in about S/H windows | `ceil(S/H)` accumulators allocated once (S/H ≤ [`MAX_OVERLAP`]); `ceil((S + D)/H)` with lateness D |
-//! | `count: N` | every N samples of the series, in arrival order | one inline [`Acc`] |
+//! | `count: N` | every N samples of the series, in arrival order | one [`InlineAcc`] |
 //! | `sliding: D` | on every sample at `t`, `(t - D, t]` | a ring of at most `max_samples` (default 1024) `(ts, value)` pairs, 16 bytes each, grown on demand, and two extremum deques (8 bytes per entry, a few entries on noisy data) |
-//! | `session: G` | a run of samples with gaps `< G`, ending `G` after its last sample | one inline [`Acc`] |
+//! | `session: G` | a run of samples with gaps `< G`, ending `G` after its last sample | one [`InlineAcc`] |
+//!
+//! An [`InlineAcc`] is the window's [`Acc`] in 72 bytes: a lean rule (module `agg`) keeps the
+//! 8 words it updates and a null pointer, a full rule 8 more words behind the pointer (once
+//! per series, reused by every window); a window state is 112 bytes whatever its kind. A
+//! closed window is read as an [`Acc`], whatever kept it.
 //!
 //! Rules naming a percentile or with an `fft:` section also keep, per open window, a quantile
 //! sketch (module `sketch`, 2 KB per level) and an FFT frame buffer (module `spectrum`, 16 bytes
