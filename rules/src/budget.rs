@@ -10,10 +10,11 @@
 //! - the slot itself, inline, and its window state (none for a detector rule without a
 //!   window);
 //! - per open window, its accumulator (for a window state holding one inline, the words a
-//!   full rule updates beyond the lean ones, boxed) and, when the rule asks for them, the extras: the
-//!   moment sums, the percentile sketch at its exact size (256 values, 2 KB: windows of up to
-//!   255 samples; each doubling beyond adds one level of at most 2 KB — the estimate is for
-//!   the common case, not for a 1 kHz channel in a 64 s window), the FFT frame buffer;
+//!   full rule updates beyond the lean ones, boxed) and, when the rule asks for them, the
+//!   extras: the moment sums, the percentile sketch at its exact size (256 values, 2 KB:
+//!   windows of up to 255 samples; each doubling beyond adds one level of at most 2 KB — the
+//!   estimate is for the common case, not for a 1 kHz channel in a 64 s window), the FFT
+//!   frame buffer;
 //! - the most windows open at once: `ceil((size + lateness) / hop)` for hopping and tumbling
 //!   with lateness (the deque rounded up to a power of two), one for the others, and a
 //!   sliding window's ring of `max_samples` pairs;
