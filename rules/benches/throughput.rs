@@ -216,6 +216,18 @@ fn state_tables() {
             "{ tumbling: 10s }",
             "alert: { when: \"mean > prev(mean)\" }",
         ),
+        // A full rule (reads a Welford total): its window's accumulator keeps 8 more words
+        // behind a pointer (`InlineAcc`).
+        (
+            "tumbling 10s, full (stddev)",
+            "{ tumbling: 10s }",
+            "aggregates: [mean, stddev]",
+        ),
+        (
+            "hopping 1m/10s, full (stddev)",
+            "{ hopping: { size: 1m, hop: 10s } }",
+            "aggregates: [mean, stddev]",
+        ),
     ] {
         println!("  {kind:<32} {:>6} bytes", state_per_series(window, body));
     }

@@ -9,10 +9,12 @@
 //!
 //! - the slot itself, inline, and its window state (none for a detector rule without a
 //!   window);
-//! - per open window, its accumulator and, when the rule asks for them, the extras: the
-//!   moment sums, the percentile sketch at its exact size (256 values, 2 KB: windows of up to
-//!   255 samples; each doubling beyond adds one level of at most 2 KB — the estimate is for
-//!   the common case, not for a 1 kHz channel in a 64 s window), the FFT frame buffer;
+//! - per open window, its accumulator (for a window state holding one inline, the words a
+//!   full rule updates beyond the lean ones, boxed) and, when the rule asks for them, the
+//!   extras: the moment sums, the percentile sketch at its exact size (256 values, 2 KB:
+//!   windows of up to 255 samples; each doubling beyond adds one level of at most 2 KB — the
+//!   estimate is for the common case, not for a 1 kHz channel in a 64 s window), the FFT
+//!   frame buffer;
 //! - the most windows open at once: `ceil((size + lateness) / hop)` for hopping and tumbling
 //!   with lateness (the deque rounded up to a power of two), one for the others, and a
 //!   sliding window's ring of `max_samples` pairs;
@@ -34,7 +36,7 @@
 
 use std::sync::Arc;
 
-use crate::agg::{Acc, AccSpec, Closed};
+use crate::agg::{Acc, AccSpec, Closed, InlineAcc};
 use crate::detect::{DetectKind, Detector};
 use crate::ruleset::Rule;
 use crate::sketch::DEFAULT_K;
@@ -145,6 +147,7 @@ fn windows_bytes(rule: &Rule, acc: usize, per_window: usize) -> usize {
         {
             let open = overlap(size.saturating_add(lateness), hop).clamp(1, MAX_OPEN);
             crate::panes::worst_bytes(size, lateness, pane, usize::try_from(open).unwrap_or(1))
+                .saturating_add(InlineAcc::more_bytes(&rule.acc))
         }
         WindowSpec::Hopping {
             size,
@@ -164,6 +167,10 @@ fn windows_bytes(rule: &Rule, acc: usize, per_window: usize) -> usize {
             size_of::<crate::sliding::Ring>()
                 + crate::sliding::Ring::worst_bytes(cap, acc, rule.acc.sketch)
         }
-        WindowSpec::Tumbling { .. } | WindowSpec::Count { .. } | WindowSpec::Session { .. } => acc,
+        // The accumulator inline, and behind its pointer what the rule updates beyond the
+        // eight words every rule does.
+        WindowSpec::Tumbling { .. } | WindowSpec::Count { .. } | WindowSpec::Session { .. } => {
+            acc.saturating_add(InlineAcc::more_bytes(&rule.acc))
+        }
     }
 }

@@ -102,7 +102,7 @@ pub struct EngineStats {
 struct Slot {
     rule: u32,
     /// Index of the rule's window state on this series in `Engine::wins` ([`NO_WIN`] for a
-    /// detector rule without a window, which has none).
+    /// detector rule without a window, which has none: a window state is 112 bytes).
     win: u32,
     /// Index of the rule's detector state on this series in `Engine::dets` ([`NO_DET`] for
     /// rules without `detect:`).

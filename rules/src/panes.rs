@@ -26,14 +26,15 @@
 //! whose windows hold at most [`MAX_PANES_PER_WINDOW`] panes; the others keep one
 //! accumulator per open window.
 //!
-//! Memory: the inline hot accumulator, a boxed part (about 150 bytes), one `(start, Acc)`
+//! Memory: the inline hot accumulator (an [`InlineAcc`]: a full rule's 8 more words boxed
+//! beside it, 72 bytes), a boxed part (about 150 bytes), one `(start, Acc)`
 //! (144 bytes) per pane from the oldest open window to the newest sample, and 16 bytes per
 //! open window: for 1 m / 10 s, 7 panes and 6 windows, about what 6 per-window accumulators
 //! take.
 
 use std::collections::VecDeque;
 
-use crate::agg::{Acc, Closed, Update};
+use crate::agg::{Acc, Closed, InlineAcc, Update};
 use crate::window::{Done, Pushed, secs, starts_containing};
 
 /// The most panes a window may be cut into (`size / gcd(size, hop)`); beyond it merging on
@@ -74,7 +75,7 @@ pub(crate) fn worst_bytes(size: i64, lateness: i64, pane: i64, windows: usize) -
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Panes {
     /// The hot pane's totals, checked out of `cold.panes` while `until > i64::MIN`.
-    hot: Acc,
+    hot: InlineAcc,
     /// Samples in `[newest, until)` take the fast path: the end of the hot pane, or sooner
     /// `lateness` past the oldest open window's end (a sample then closes windows).
     until: i64,
@@ -89,7 +90,7 @@ pub(crate) struct Panes {
 impl Panes {
     pub fn new(size: i64, hop: i64, lateness: i64, pane: i64) -> Panes {
         Panes {
-            hot: Acc::EMPTY,
+            hot: InlineAcc::EMPTY,
             until: i64::MIN,
             deadline: i64::MAX,
             newest: i64::MIN,
@@ -98,14 +99,17 @@ impl Panes {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        size_of::<Cold>() + self.cold.heap_bytes()
+        size_of::<Cold>() + self.cold.heap_bytes() + self.hot.heap_bytes()
     }
 
-    /// Every accumulator it holds (module `snapshot` puts their FFT plans back; panes are
-    /// only used for rules without FFT frames, so this is for completeness).
-    pub fn accs_mut(&mut self, f: &mut dyn FnMut(&mut Acc)) {
-        f(&mut self.hot);
-        self.cold.panes.iter_mut().for_each(|(_, a)| f(a));
+    /// Gives every accumulator it holds its rule's FFT plan back (module `snapshot`; panes
+    /// are only used for rules without FFT frames, so this is for completeness).
+    pub fn set_plan(&mut self, plan: Option<&std::sync::Arc<crate::spectrum::FftPlan>>) {
+        self.hot.set_plan(plan);
+        self.cold
+            .panes
+            .iter_mut()
+            .for_each(|(_, a)| a.set_plan(plan));
     }
 
     /// Writes the hot accumulator back into its pane; the fast path is off until the next
@@ -119,9 +123,11 @@ impl Panes {
         if let Some(h) = cold.hot
             && let Some((_, pane)) = cold.panes.get_mut(h.pane)
         {
-            *pane = self.hot.clone();
+            self.hot.store(pane);
             for (_, w) in cold.wins.range_mut(h.wins.0..h.wins.1) {
-                *w = cold.checkout.window_ewma(*w, &self.hot);
+                *w = cold
+                    .checkout
+                    .window_ewma(*w, self.hot.count, self.hot.ewma());
             }
         }
     }
@@ -144,7 +150,7 @@ impl Panes {
             && let Some(h) = cold.hot
             && let Some((_, pane)) = cold.panes.get(h.pane)
         {
-            self.hot = pane.clone();
+            self.hot.load(pane, up);
             cold.checkout = Checkout {
                 count: pane.count,
                 ewma: pane.ewma(),
@@ -168,11 +174,12 @@ impl Panes {
 
     /// The totals of the open window starting at `start`, if it is open.
     pub fn open_at(&self, start: i64) -> Option<Acc> {
+        // No extra state in panes: the copy does not allocate.
         let hot = (self.until != i64::MIN)
             .then_some(self.cold.hot)
             .flatten()
-            .map(|h| (h.pane, &self.hot));
-        self.cold.open_at(start, hot)
+            .map(|h| (h.pane, self.hot.to_acc()));
+        self.cold.open_at(start, hot.as_ref().map(|(i, a)| (*i, a)))
     }
 }
 
@@ -226,14 +233,15 @@ struct Checkout {
 }
 
 impl Checkout {
-    /// A window's EWMA `w` at checkout, brought up to the pane's `hot` totals.
-    fn window_ewma(&self, w: f64, hot: &Acc) -> f64 {
-        let k = hot.count.saturating_sub(self.count);
+    /// A window's EWMA `w` at checkout, brought up to the pane's totals now: `count`
+    /// samples, EWMA `ewma`.
+    fn window_ewma(&self, w: f64, count: u64, ewma: f64) -> f64 {
+        let k = count.saturating_sub(self.count);
         if k == 0 {
             return w;
         }
         let decay = (1.0 - self.alpha).powi(i32::try_from(k).unwrap_or(i32::MAX));
-        decay * (w - self.ewma) + hot.ewma()
+        decay * (w - self.ewma) + ewma
     }
 }
 
@@ -355,7 +363,7 @@ impl Cold {
         if let (Some((_, acc)), Some(h)) = (hot, self.hot)
             && (h.wins.0..h.wins.1).contains(&at)
         {
-            ewma = self.checkout.window_ewma(ewma, acc);
+            ewma = self.checkout.window_ewma(ewma, acc.count, acc.ewma());
         }
         let end = start.saturating_add(self.size);
         let from = self.panes.partition_point(|(s, _)| *s < start);

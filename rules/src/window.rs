@@ -6,11 +6,16 @@
 //!
 //! | kind | windows | state |
 //! |---|---|---|
-//! | `tumbling: D` | `[k·D, (k+1)·D)`, aligned to the epoch | one inline [`Acc`] |
+//! | `tumbling: D` | `[k·D, (k+1)·D)`, aligned to the epoch | one [`InlineAcc`] |
 //! | `hopping: { size: S, hop: H }` | `[k·H, k·H + S)`, so each sample is in about S/H windows | `ceil(S/H)` accumulators allocated once (S/H ≤ [`MAX_OVERLAP`]); `ceil((S + D)/H)` with lateness D |
-//! | `count: N` | every N samples of the series, in arrival order | one inline [`Acc`] |
+//! | `count: N` | every N samples of the series, in arrival order | one [`InlineAcc`] |
 //! | `sliding: D` | on every sample at `t`, `(t - D, t]` | a ring of at most `max_samples` (default 1024) `(ts, value)` pairs, 16 bytes each, grown on demand, and two extremum deques (8 bytes per entry, a few entries on noisy data) |
-//! | `session: G` | a run of samples with gaps `< G`, ending `G` after its last sample | one inline [`Acc`] |
+//! | `session: G` | a run of samples with gaps `< G`, ending `G` after its last sample | one [`InlineAcc`] |
+//!
+//! An [`InlineAcc`] is the window's [`Acc`] in 72 bytes: a lean rule (module `agg`) keeps the
+//! 8 words it updates and a null pointer, a full rule 8 more words behind the pointer (once
+//! per series, reused by every window); a window state is 112 bytes whatever its kind. A
+//! closed window is read as an [`Acc`], whatever kept it.
 //!
 //! Rules naming a percentile or with an `fft:` section also keep, per open window, a quantile
 //! sketch (module `sketch`, 2 KB per level) and an FFT frame buffer (module `spectrum`, 16 bytes
@@ -45,7 +50,7 @@
 
 use std::collections::VecDeque;
 
-use crate::agg::{Acc, Closed, Update};
+use crate::agg::{Acc, Closed, InlineAcc, Update};
 use crate::panes::{Panes, pane_len};
 use crate::sliding::Ring;
 
@@ -103,7 +108,7 @@ pub(crate) enum Win {
         floor: i64,
         start: i64,
         open: bool,
-        acc: Acc,
+        acc: InlineAcc,
     },
     Hopping {
         size: i64,
@@ -123,7 +128,7 @@ pub(crate) enum Win {
     Panes(Panes),
     Count {
         n: u64,
-        acc: Acc,
+        acc: InlineAcc,
     },
     Sliding {
         size: i64,
@@ -139,7 +144,7 @@ pub(crate) enum Win {
         /// Samples before this (the end of the last closed session) are late.
         floor: i64,
         open: bool,
-        acc: Acc,
+        acc: InlineAcc,
     },
 }
 
@@ -177,7 +182,7 @@ impl Win {
                 floor: i64::MIN,
                 start: 0,
                 open: false,
-                acc: proto,
+                acc: InlineAcc::from(proto),
             },
             WindowSpec::Hopping {
                 size,
@@ -205,7 +210,10 @@ impl Win {
                     proto: Box::new(proto),
                 }
             }
-            WindowSpec::Count { n } => Win::Count { n, acc: proto },
+            WindowSpec::Count { n } => Win::Count {
+                n,
+                acc: InlineAcc::from(proto),
+            },
             WindowSpec::Sliding { size, cap } => Win::Sliding {
                 size,
                 cap,
@@ -216,7 +224,7 @@ impl Win {
                 gap,
                 floor: i64::MIN,
                 open: false,
-                acc: proto,
+                acc: InlineAcc::from(proto),
             },
         }
     }
@@ -230,7 +238,7 @@ impl Win {
                 open: true,
                 acc,
                 ..
-            } if *s == start => Some(acc.clone()),
+            } if *s == start => Some(acc.to_acc()),
             Win::Hopping { open, .. } => open
                 .iter()
                 .find(|(s, _)| *s == start)
@@ -240,16 +248,19 @@ impl Win {
         }
     }
 
-    /// Every accumulator this state holds (module `snapshot` puts their FFT plans back).
-    pub fn accs_mut(&mut self, f: &mut dyn FnMut(&mut Acc)) {
+    /// Gives every accumulator this state holds its rule's FFT plan back (module
+    /// `snapshot`: the plan is derived from the rule, not state).
+    pub fn set_plan(&mut self, plan: Option<&std::sync::Arc<crate::spectrum::FftPlan>>) {
         match self {
             Win::Hopping { open, proto, .. } => {
-                open.iter_mut().for_each(|(_, a)| f(a));
-                f(proto);
+                open.iter_mut().for_each(|(_, a)| a.set_plan(plan));
+                proto.set_plan(plan);
             }
-            Win::Sliding { ring, .. } => ring.accs_mut(f),
-            Win::Panes(p) => p.accs_mut(f),
-            Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => f(acc),
+            Win::Sliding { ring, .. } => ring.accs_mut(&mut |a| a.set_plan(plan)),
+            Win::Panes(p) => p.set_plan(plan),
+            Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => {
+                acc.set_plan(plan);
+            }
         }
     }
 
@@ -474,7 +485,7 @@ impl Win {
 }
 
 /// Emits the session in `acc`, resets it and returns its end (`gap` after its last sample).
-fn close_session(acc: &mut Acc, gap: i64, done: &mut impl FnMut(Done)) -> i64 {
+fn close_session(acc: &mut InlineAcc, gap: i64, done: &mut impl FnMut(Done)) -> i64 {
     let acc = acc.take();
     let (first, last) = (acc.first_ts, acc.last_ts);
     let end = last.saturating_add(gap);
@@ -580,4 +591,18 @@ fn close_hopping(
         });
     }
     last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What one windowed rule costs per series inline (module `agg::inline`): a regression
+    /// in these sizes multiplies by every (rule, series).
+    #[test]
+    fn window_state_sizes() {
+        assert_eq!(size_of::<InlineAcc>(), 72);
+        assert_eq!(size_of::<Panes>(), 104);
+        assert_eq!(size_of::<Win>(), 112);
+    }
 }

@@ -78,22 +78,31 @@ impl PeerWin {
             _ => 1,
         };
         let keep = open.saturating_add(LAG);
-        let aggs = rule
+        let aggs: Box<[Aggregate]> = rule
             .peer_reads
             .iter()
             .filter(|(m, _)| rule.others.get(*m).is_some_and(|o| &**o == metric))
             .map(|(_, a)| *a)
             .collect();
+        // Lean when it reads only lean aggregates of this metric (module `agg`): its window
+        // then keeps no Welford totals (module `agg::inline`).
+        let lean = aggs.iter().all(|a| a.is_lean());
         PeerWin {
             rule: rule_index,
-            win: Win::new(rule.window, Acc::new(&AccSpec::default())),
+            win: Win::new(
+                rule.window,
+                Acc::new(&AccSpec {
+                    lean,
+                    ..AccSpec::default()
+                }),
+            ),
             aggs,
             starts: VecDeque::new(),
             values: VecDeque::new(),
             keep: usize::try_from(keep).unwrap_or(1),
             up: Update {
                 alpha: rule.ewma_alpha,
-                lean: false,
+                lean,
             },
         }
     }

@@ -175,6 +175,40 @@ rules:
     );
 }
 
+/// A peer window keeps Welford's totals only when the rule reads an aggregate needing them
+/// of that metric (`stddev` here): its value is the other metric's, and a rule reading only
+/// lean aggregates of it keeps none (module `agg::inline`).
+#[test]
+fn a_peer_window_keeps_welford_totals_only_when_read() {
+    let rules = r#"
+rules:
+  - name: r
+    select: { metric: temp }
+    window: { tumbling: 10s }
+    alert: { when: "stddev(metric.flow) > 0 and max(metric.level) > 0" }
+"#;
+    let mut e = Engine::new(RuleSet::parse_str(rules, "r.yaml").unwrap());
+    // flow 2, 4, 6, 8: population stddev √5; level lean.
+    for (i, v) in [2.0, 4.0, 6.0, 8.0].into_iter().enumerate() {
+        push(&mut e, "p", "flow", i as i64 * S, v);
+        push(&mut e, "p", "level", i as i64 * S, 1.0);
+    }
+    push(&mut e, "p", "temp", 5 * S, 20.0);
+    let out = push(&mut e, "p", "temp", 10 * S, 20.0);
+    let value = out.iter().find_map(|ev| match &ev.kind {
+        EventKind::Alert { value, .. } => Some(*value),
+        _ => None,
+    });
+    assert_eq!(
+        value.map(|v| (v - 5f64.sqrt()).abs() < 1e-12),
+        Some(true),
+        "{out:?}"
+    );
+    let heap: Vec<usize> = e.peers.iter().map(|p| p.win.heap_bytes()).collect();
+    assert_eq!(heap.len(), 2);
+    assert_eq!(heap.iter().filter(|&&b| b == 0).count(), 1, "{heap:?}");
+}
+
 #[test]
 fn other_metrics_need_a_time_window_and_a_plain_aggregate() {
     let sliding = "rules:\n  - name: r\n    window: { sliding: 10s }\n    alert: { when: \"mean > metric.x\" }\n";

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::{Engine, Slot};
-use crate::agg::{Acc, Closed};
+use crate::agg::Closed;
 use crate::alert::Lifecycle;
 use crate::detect::Detector;
 use crate::incident::Layer;
@@ -381,7 +381,7 @@ fn put_slot(
     slot.raised = s.raised;
     if let (Some(w), Some(saved)) = (wins.get_mut(slot.win as usize), s.win) {
         *w = saved;
-        w.accs_mut(&mut |a: &mut Acc| a.set_plan(plan));
+        w.set_plan(plan);
     }
     let mut prev = s.prev;
     if let Some(p) = &mut prev {
