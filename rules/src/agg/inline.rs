@@ -149,6 +149,15 @@ impl InlineAcc {
             }
             return;
         }
+        self.add_spread(ts, v, up);
+    }
+
+    /// The part of [`InlineAcc::add`] only a full rule runs, out of line: the lean path,
+    /// inlined into every window kind, stays short (this body inlined beside it cost the
+    /// aarch64 binary a few KB, issue 19's size budget).
+    #[inline(never)]
+    fn add_spread(&mut self, ts: i64, v: f64, up: Update) {
+        let count = self.count;
         let more = match &mut self.more {
             Some(m) => m,
             None => Self::grow(&mut self.more),
@@ -386,6 +395,31 @@ struct AccRef<'a> {
     m2t: f64,
     cxy: f64,
     extra: Option<&'a Extra>,
+}
+
+impl Serialize for Acc {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        AccRef {
+            count: self.count,
+            sum: self.sum,
+            min: self.min,
+            max: self.max,
+            first: self.first,
+            first_ts: self.first_ts,
+            last: self.last,
+            last_ts: self.last_ts,
+            mean: self.mean,
+            m2: self.m2,
+            sumsq: self.sumsq,
+            ewma: self.ewma,
+            base: self.base,
+            mean_t: self.mean_t,
+            m2t: self.m2t,
+            cxy: self.cxy,
+            extra: self.extra.as_deref(),
+        }
+        .serialize(s)
+    }
 }
 
 impl Serialize for InlineAcc {
