@@ -190,6 +190,11 @@ impl InlineAcc {
 
     /// The totals so far as an [`Acc`] (a copy: allocates only for extra state).
     pub fn to_acc(&self) -> Acc {
+        self.acc_with(self.extra().map(|e| Box::new(e.clone())))
+    }
+
+    /// The totals so far as an [`Acc`] holding `extra`.
+    fn acc_with(&self, extra: Option<Box<Extra>>) -> Acc {
         let s = self.spread();
         Acc {
             count: self.count,
@@ -208,38 +213,20 @@ impl InlineAcc {
             mean_t: s.mean_t,
             m2t: s.m2t,
             cxy: s.cxy,
-            extra: self.extra().map(|e| Box::new(e.clone())),
+            extra,
         }
     }
 
     /// Returns the totals so far and starts over, empty, as [`Acc::take`] does: the extra
     /// state moves out (a fresh one takes its place), the other words are reset in place.
     pub fn take(&mut self) -> Acc {
-        let s = self.spread();
-        let extra = self.more.as_mut().and_then(|m| {
+        // The totals are read before the extra state moves out and the spread is reset.
+        let mut acc = self.acc_with(None);
+        acc.extra = self.more.as_mut().and_then(|m| {
             m.spread = Spread::EMPTY;
             let fresh = m.extra.as_ref().map(|e| Box::new(e.fresh()));
             std::mem::replace(&mut m.extra, fresh)
         });
-        let acc = Acc {
-            count: self.count,
-            sum: self.sum,
-            min: self.min,
-            max: self.max,
-            first: self.first,
-            first_ts: self.first_ts,
-            last: self.last,
-            last_ts: self.last_ts,
-            mean: s.mean,
-            m2: s.m2,
-            sumsq: s.sumsq,
-            ewma: s.ewma,
-            base: s.base,
-            mean_t: s.mean_t,
-            m2t: s.m2t,
-            cxy: s.cxy,
-            extra,
-        };
         let more = self.more.take();
         *self = InlineAcc {
             more,
