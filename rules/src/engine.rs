@@ -95,8 +95,8 @@ pub struct EngineStats {
     pub redelivered_dropped: u64,
 }
 
-/// The state of one rule on one series: 24 bytes, three of them per series in issue 19's
-/// workload, so every word here is 80 KB at 10,000 series. What only some rules keep (`prev`,
+/// The state of one rule on one series: 24 bytes (20 on 32-bit targets), three of them per
+/// series in issue 19's workload, so every word here is 80 KB at 10,000 series. What only some rules keep (`prev`,
 /// `let` memory, storm control) is behind one pointer.
 #[derive(Debug, Clone)]
 struct Slot {
