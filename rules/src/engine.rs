@@ -570,6 +570,8 @@ pub use snapshot::CheckpointChunks;
 #[cfg(test)]
 mod group_tests;
 #[cfg(test)]
+mod layout_tests;
+#[cfg(test)]
 mod lets_tests;
 #[cfg(test)]
 mod peers_tests;

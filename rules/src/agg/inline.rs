@@ -384,54 +384,41 @@ struct AccRef<'a> {
     extra: Option<&'a Extra>,
 }
 
+impl<'a> AccRef<'a> {
+    /// `a`'s stored form, with `extra` as its extra state.
+    fn of(a: &Acc, extra: Option<&'a Extra>) -> AccRef<'a> {
+        AccRef {
+            count: a.count,
+            sum: a.sum,
+            min: a.min,
+            max: a.max,
+            first: a.first,
+            first_ts: a.first_ts,
+            last: a.last,
+            last_ts: a.last_ts,
+            mean: a.mean,
+            m2: a.m2,
+            sumsq: a.sumsq,
+            ewma: a.ewma,
+            base: a.base,
+            mean_t: a.mean_t,
+            m2t: a.m2t,
+            cxy: a.cxy,
+            extra,
+        }
+    }
+}
+
 impl Serialize for Acc {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        AccRef {
-            count: self.count,
-            sum: self.sum,
-            min: self.min,
-            max: self.max,
-            first: self.first,
-            first_ts: self.first_ts,
-            last: self.last,
-            last_ts: self.last_ts,
-            mean: self.mean,
-            m2: self.m2,
-            sumsq: self.sumsq,
-            ewma: self.ewma,
-            base: self.base,
-            mean_t: self.mean_t,
-            m2t: self.m2t,
-            cxy: self.cxy,
-            extra: self.extra.as_deref(),
-        }
-        .serialize(s)
+        AccRef::of(self, self.extra.as_deref()).serialize(s)
     }
 }
 
 impl Serialize for InlineAcc {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let sp = self.spread();
-        AccRef {
-            count: self.count,
-            sum: self.sum,
-            min: self.min,
-            max: self.max,
-            first: self.first,
-            first_ts: self.first_ts,
-            last: self.last,
-            last_ts: self.last_ts,
-            mean: sp.mean,
-            m2: sp.m2,
-            sumsq: sp.sumsq,
-            ewma: sp.ewma,
-            base: sp.base,
-            mean_t: sp.mean_t,
-            m2t: sp.m2t,
-            cxy: sp.cxy,
-            extra: self.extra(),
-        }
-        .serialize(s)
+        // The totals as an `Acc` without its extra state (no allocation), which is borrowed.
+        AccRef::of(&self.acc_with(None), self.extra()).serialize(s)
     }
 }
 

@@ -1,9 +1,9 @@
 use super::*;
 use crate::event::{Aggregate, AlertState, Event, EventKind, Sample, Severity};
 
-const S: i64 = 1_000_000;
+pub(super) const S: i64 = 1_000_000;
 
-fn engine(yaml: &str) -> Engine {
+pub(super) fn engine(yaml: &str) -> Engine {
     Engine::new(RuleSet::parse_str(yaml, "test.yaml").unwrap())
 }
 
@@ -22,7 +22,7 @@ rules:
     alert: { when: "max > 80", severity: critical }
 "#;
 
-fn push(e: &mut Engine, id: SeriesId, ts: i64, value: f64) -> Vec<Event> {
+pub(super) fn push(e: &mut Engine, id: SeriesId, ts: i64, value: f64) -> Vec<Event> {
     let mut out = Vec::new();
     e.push(
         Sample {
@@ -607,70 +607,4 @@ fn finish_judges_a_window_the_data_filled_and_stamps_it_at_the_last_sample() {
         }
     ));
     assert_eq!(e.stats().partial_windows, 0);
-}
-
-/// A device's series share its name, a metric's series share theirs, and the index keys are
-/// those same copies: one allocation per distinct name, not three per series.
-#[test]
-fn series_names_are_shared_not_copied() {
-    let mut e = engine(
-        "rules:\n  - name: r\n    select: { metric: \"*\" }\n    window: { tumbling: 10s }\n    aggregates: [mean]\n",
-    );
-    let ids: Vec<SeriesId> = [("gw-1", "temp"), ("gw-1", "rpm"), ("gw-2", "temp")]
-        .iter()
-        .map(|(d, m)| e.series(d, m).unwrap())
-        .collect();
-    let s = |id: SeriesId| &e.series[id.0 as usize];
-    assert!(Arc::ptr_eq(&s(ids[0]).device, &s(ids[1]).device));
-    assert!(Arc::ptr_eq(&s(ids[0]).metric, &s(ids[2]).metric));
-    assert!(!Arc::ptr_eq(&s(ids[0]).device, &s(ids[2]).device));
-    let (key, metrics) = e.index.get_key_value("gw-1").unwrap();
-    assert!(Arc::ptr_eq(key, &s(ids[0]).device));
-    let (metric_key, _) = metrics.get_key_value("rpm").unwrap();
-    assert!(Arc::ptr_eq(metric_key, &s(ids[1]).metric));
-    assert_eq!(e.names.len(), 4);
-    assert_eq!(e.series_name(ids[2]), Some(("gw-2", "temp")));
-}
-
-/// A slot is three indices, four flags and one pointer (24 bytes on 64-bit targets, 20 on
-/// armv7): what only some rules keep (`prev`, `let` memory, storm control) is behind the
-/// pointer, allocated only for those rules, and a slot without it reads as empty.
-#[test]
-fn a_slot_is_24_bytes_and_keeps_more_only_when_its_rule_needs_it() {
-    assert_eq!(size_of::<Slot>(), 3 * 4 + 4 + size_of::<usize>());
-    let mut e = engine(
-        r#"
-rules:
-  - name: plain
-    window: { tumbling: 10s }
-    alert: { when: "max > 80" }
-  - name: reads_prev
-    window: { tumbling: 10s }
-    alert: { when: "mean > prev(mean) + 5" }
-  - name: storm
-    window: { tumbling: 10s }
-    alert: { when: "max > 80", cooldown: 1m }
-"#,
-    );
-    let id = e.series("pump-1", "temp").unwrap();
-    let more: Vec<bool> = e.slots.iter().map(|s| s.more.is_some()).collect();
-    assert_eq!(more, [false, true, true]);
-    // `prev(mean)` is read from the kept window: 10 → 20 raises (20 > 10 + 5).
-    push(&mut e, id, 0, 10.0);
-    push(&mut e, id, 10 * S, 20.0);
-    let out = push(&mut e, id, 20 * S, 20.0);
-    let raised: Vec<&str> = out
-        .iter()
-        .filter(|ev| {
-            matches!(
-                ev.kind,
-                EventKind::Alert {
-                    state: AlertState::Raised,
-                    ..
-                }
-            )
-        })
-        .map(|ev| &*ev.rule)
-        .collect();
-    assert_eq!(raised, ["reads_prev"]);
 }

@@ -140,27 +140,21 @@ pub(super) trait Int: Key + Into<i64> {
     fn from_i64(k: i64) -> Self;
 }
 
-impl Int for i16 {
-    const MIN: i64 = i16::MIN as i64;
-    const MAX: i64 = i16::MAX as i64;
-    fn f64(self) -> f64 {
-        f64::from(self)
-    }
-    fn from_i64(k: i64) -> Self {
-        k as i16
-    }
+macro_rules! int {
+    ($($t:ty),*) => {$(
+        impl Int for $t {
+            const MIN: i64 = <$t>::MIN as i64;
+            const MAX: i64 = <$t>::MAX as i64;
+            fn f64(self) -> f64 {
+                f64::from(self)
+            }
+            fn from_i64(k: i64) -> Self {
+                k as $t
+            }
+        }
+    )*};
 }
-
-impl Int for i32 {
-    const MIN: i64 = i32::MIN as i64;
-    const MAX: i64 = i32::MAX as i64;
-    fn f64(self) -> f64 {
-        f64::from(self)
-    }
-    fn from_i64(k: i64) -> Self {
-        k as i32
-    }
-}
+int!(i16, i32);
 
 /// How many of the sorted values `v` are below `x`. Up to 256 values, a branch-free count:
 /// it compiles to vector compares over the whole window, whose cache lines load in parallel,

@@ -1,0 +1,72 @@
+//! The engine's own tables stay small: names shared, slots of a fixed size (issue 19's memory
+//! work; a regression here costs every series).
+
+use super::tests::{S, engine, push};
+use super::*;
+use crate::event::{AlertState, EventKind};
+
+/// A device's series share its name, a metric's series share theirs, and the index keys are
+/// those same copies: one allocation per distinct name, not three per series.
+#[test]
+fn series_names_are_shared_not_copied() {
+    let mut e = engine(
+        "rules:\n  - name: r\n    select: { metric: \"*\" }\n    window: { tumbling: 10s }\n    aggregates: [mean]\n",
+    );
+    let ids: Vec<SeriesId> = [("gw-1", "temp"), ("gw-1", "rpm"), ("gw-2", "temp")]
+        .iter()
+        .map(|(d, m)| e.series(d, m).unwrap())
+        .collect();
+    let s = |id: SeriesId| &e.series[id.0 as usize];
+    assert!(Arc::ptr_eq(&s(ids[0]).device, &s(ids[1]).device));
+    assert!(Arc::ptr_eq(&s(ids[0]).metric, &s(ids[2]).metric));
+    assert!(!Arc::ptr_eq(&s(ids[0]).device, &s(ids[2]).device));
+    let (key, metrics) = e.index.get_key_value("gw-1").unwrap();
+    assert!(Arc::ptr_eq(key, &s(ids[0]).device));
+    let (metric_key, _) = metrics.get_key_value("rpm").unwrap();
+    assert!(Arc::ptr_eq(metric_key, &s(ids[1]).metric));
+    assert_eq!(e.names.len(), 4);
+    assert_eq!(e.series_name(ids[2]), Some(("gw-2", "temp")));
+}
+
+/// A slot is three indices, four flags and one pointer (24 bytes on 64-bit targets, 20 on
+/// armv7): what only some rules keep (`prev`, `let` memory, storm control) is behind the
+/// pointer, allocated only for those rules, and a slot without it reads as empty.
+#[test]
+fn a_slot_is_24_bytes_and_keeps_more_only_when_its_rule_needs_it() {
+    assert_eq!(size_of::<Slot>(), 3 * 4 + 4 + size_of::<usize>());
+    let mut e = engine(
+        r#"
+rules:
+  - name: plain
+    window: { tumbling: 10s }
+    alert: { when: "max > 80" }
+  - name: reads_prev
+    window: { tumbling: 10s }
+    alert: { when: "mean > prev(mean) + 5" }
+  - name: storm
+    window: { tumbling: 10s }
+    alert: { when: "max > 80", cooldown: 1m }
+"#,
+    );
+    let id = e.series("pump-1", "temp").unwrap();
+    let more: Vec<bool> = e.slots.iter().map(|s| s.more.is_some()).collect();
+    assert_eq!(more, [false, true, true]);
+    // `prev(mean)` is read from the kept window: 10 → 20 raises (20 > 10 + 5).
+    push(&mut e, id, 0, 10.0);
+    push(&mut e, id, 10 * S, 20.0);
+    let out = push(&mut e, id, 20 * S, 20.0);
+    let raised: Vec<&str> = out
+        .iter()
+        .filter(|ev| {
+            matches!(
+                ev.kind,
+                EventKind::Alert {
+                    state: AlertState::Raised,
+                    ..
+                }
+            )
+        })
+        .map(|ev| &*ev.rule)
+        .collect();
+    assert_eq!(raised, ["reads_prev"]);
+}
