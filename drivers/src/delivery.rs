@@ -33,7 +33,78 @@ enum AckInner {
     Mqtt {
         client: rumqttc::AsyncClient,
         publish: rumqttc::Publish,
+        late: Arc<LateAcks>,
+        /// The connection the message came on ([`LateAcks::connected`] counts them).
+        epoch: u64,
     },
+}
+
+/// Acknowledgements the client's request queue had no room for, sent by the source's loop
+/// as it drains that queue.
+///
+/// Why: an ack is queued without waiting ([`Ack::ack`] runs on the outbox's thread after a
+/// commit, and waiting there for the MQTT event loop could deadlock with a source waiting on
+/// the pipeline). Under a burst the queue can be full. A message never acknowledged keeps
+/// one of the broker's in-flight slots for this session until the next reconnect, and once
+/// all of them are taken the broker sends nothing more: the source is wedged (it happened at
+/// 58,211 of 200,000 QoS 1 messages in `cargo bench -p weir-tests --bench e2e`). So no ack
+/// is dropped: one that does not fit waits here.
+#[derive(Debug, Default)]
+pub(crate) struct LateAcks {
+    /// `(epoch, message)`, oldest first.
+    queue: std::sync::Mutex<Vec<(u64, rumqttc::Publish)>>,
+    /// Entries in `queue`: the source's loop reads this, not the lock, per message.
+    waiting: AtomicU64,
+    epoch: AtomicU64,
+}
+
+impl LateAcks {
+    /// A new connection: acks for messages of an earlier one are dropped (their packet ids
+    /// may name other messages now; the broker redelivers those messages on this one).
+    pub(crate) fn connected(&self) -> u64 {
+        let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.clear();
+            self.waiting.store(0, Ordering::Relaxed);
+        }
+        epoch
+    }
+
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Relaxed)
+    }
+
+    fn defer(&self, epoch: u64, publish: rumqttc::Publish) {
+        if epoch != self.epoch() {
+            return;
+        }
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.push((epoch, publish));
+            self.waiting.store(queue.len() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends what waits, oldest first, until the client's queue is full again. Returns how
+    /// many were sent.
+    pub(crate) fn flush(&self, client: &rumqttc::AsyncClient) -> usize {
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let Ok(mut queue) = self.queue.lock() else {
+            return 0;
+        };
+        let epoch = self.epoch();
+        let mut sent = 0;
+        for (e, publish) in queue.iter() {
+            if *e == epoch && client.try_ack(publish).is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        queue.drain(..sent);
+        self.waiting.store(queue.len() as u64, Ordering::Relaxed);
+        sent
+    }
 }
 
 impl std::fmt::Debug for Ack {
@@ -49,19 +120,42 @@ impl std::fmt::Debug for Ack {
 }
 
 impl Ack {
-    pub(crate) fn mqtt(client: rumqttc::AsyncClient, publish: rumqttc::Publish) -> Self {
+    pub(crate) fn mqtt(
+        client: rumqttc::AsyncClient,
+        publish: rumqttc::Publish,
+        late: Arc<LateAcks>,
+    ) -> Self {
+        let epoch = late.epoch();
         Ack {
-            inner: AckInner::Mqtt { client, publish },
+            inner: AckInner::Mqtt {
+                client,
+                publish,
+                late,
+                epoch,
+            },
         }
     }
 
-    /// Acknowledges without waiting. Fails only when the source's request queue is full or
-    /// closed; the message is then redelivered by the broker, which is safe (at least once).
+    /// Acknowledges without waiting: straight to the client's request queue, or, when that
+    /// is full, to the source, which sends it as soon as there is room ([`LateAcks`]).
     pub fn ack(self) -> Result<(), AckError> {
         match self.inner {
-            AckInner::Mqtt { client, publish } => client
-                .try_ack(&publish)
-                .map_err(|e| AckError::Mqtt(e.to_string())),
+            AckInner::Mqtt {
+                client,
+                publish,
+                late,
+                epoch,
+            } => {
+                if epoch != late.epoch() {
+                    // Of an earlier connection: the broker redelivers the message on this one.
+                    return Ok(());
+                }
+                if late.waiting.load(Ordering::Relaxed) > 0 || client.try_ack(&publish).is_err() {
+                    // Behind the others waiting, so acks leave in order.
+                    late.defer(epoch, publish);
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -171,5 +265,71 @@ pub(crate) async fn hand_over(
             Err(_) if shutdown.is_cancelled() => Handed::Shutdown,
             Err(_) => Handed::Closed,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::{AsyncClient, Publish, QoS, Request};
+
+    fn message(pkid: u16) -> Publish {
+        let mut p = Publish::new("plant/a/t", QoS::AtLeastOnce, "1");
+        p.pkid = pkid;
+        p
+    }
+
+    fn acked(rx: &flume::Receiver<Request>) -> Vec<u16> {
+        rx.try_iter()
+            .filter_map(|r| match r {
+                Request::PubAck(a) => Some(a.pkid),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_ack_that_finds_the_queue_full_is_sent_later_in_order_not_dropped() {
+        // Room for one request: the event loop is busy (here: never polled).
+        let (tx, rx) = flume::bounded(1);
+        let client = AsyncClient::from_senders(tx);
+        let late = Arc::new(LateAcks::default());
+        late.connected();
+        for pkid in 1..=3 {
+            let ack = Ack::mqtt(client.clone(), message(pkid), Arc::clone(&late));
+            assert!(ack.ack().is_ok());
+        }
+        assert_eq!(acked(&rx), [1], "one fitted");
+        // The event loop drains a request at a time; the source's loop flushes between polls.
+        assert_eq!(late.flush(&client), 1);
+        assert_eq!(acked(&rx), [2]);
+        // A later ack queues behind the one still waiting, so acks leave in order.
+        let ack = Ack::mqtt(client.clone(), message(4), Arc::clone(&late));
+        assert!(ack.ack().is_ok());
+        assert_eq!(late.flush(&client), 1);
+        assert_eq!(acked(&rx), [3]);
+        assert_eq!(late.flush(&client), 1);
+        assert_eq!(acked(&rx), [4]);
+        assert_eq!(late.flush(&client), 0);
+    }
+
+    #[test]
+    fn acks_waiting_from_an_earlier_connection_are_dropped_on_reconnect() {
+        let (tx, rx) = flume::bounded(1);
+        let client = AsyncClient::from_senders(tx);
+        let late = Arc::new(LateAcks::default());
+        late.connected();
+        for pkid in 1..=2 {
+            let _ = Ack::mqtt(client.clone(), message(pkid), Arc::clone(&late)).ack();
+        }
+        // Acked before the reconnect but after it was created: also of the old connection.
+        let stale = Ack::mqtt(client.clone(), message(3), Arc::clone(&late));
+        assert_eq!(acked(&rx), [1]);
+        late.connected();
+        let _ = stale.ack();
+        // Packet id 2 may name another message on the new connection: never sent.
+        assert_eq!(late.flush(&client), 0);
+        let _ = Ack::mqtt(client.clone(), message(2), Arc::clone(&late)).ack();
+        assert_eq!(acked(&rx), [2]);
     }
 }

@@ -5,6 +5,8 @@
 //!
 //!     cargo bench -p weir-tests --bench e2e            # 200,000 samples over 100 series
 //!     WEIR_BENCH_SAMPLES=1000000 cargo bench -p weir-tests --bench e2e
+//!     WEIR_BENCH_BIN=/path/to/weir cargo bench -p weir-tests --bench e2e   # that binary, not
+//!                                                                          # a fresh build
 //!
 //! Samples carry event-time stamps (`{"value": v, "ts": ms}`) one millisecond apart per series,
 //! so 1 s tumbling windows close on event time as the samples arrive. The run is complete when
@@ -36,7 +38,11 @@ fn main() -> Result<()> {
         .unwrap_or(200_000);
     let per_series = (samples / SERIES).max(1);
     let samples = per_series * SERIES;
-    build_release()?;
+    match std::env::var_os("WEIR_BENCH_BIN") {
+        // SAFETY: set before any thread of this process reads the environment.
+        Some(bin) => unsafe { std::env::set_var("WEIR_BIN", bin) },
+        None => build_release()?,
+    }
     let runtime = tokio::runtime::Runtime::new()?;
 
     // Baseline: the broker delivering the same stream to a plain subscriber.
@@ -106,7 +112,7 @@ fn weir_run(
         "rules:\n  - name: count\n    select: { device: \"*\", metric: m }\n    window: { tumbling: 1s }\n    aggregates: [count]\n",
     )?;
     let config = format!(
-        "gateway_id: bench\nrules: [rules.yaml]\nsources:\n  - mqtt:\n      port: {}\n      subscriptions: [{{ topic: \"bench/{{device}}/{{metric}}\" }}]\noutbox:\n  path: {:?}\n  max_bytes: 1GiB\nengine: {{ idle_close: 1h, checkpoint_interval: {checkpoint_interval}, clock_guard: {{ max_ahead: 1h }} }}\nlog: {{ level: info, status_interval: 100ms }}\n",
+        "gateway_id: bench\nrules: [rules.yaml]\nsources:\n  - mqtt:\n      port: {}\n      subscriptions: [{{ topic: \"bench/{{device}}/{{metric}}\" }}]\noutbox:\n  path: {:?}\n  max_bytes: 1GiB\nengine: {{ idle_close: 1h, checkpoint_interval: {checkpoint_interval}, clock_guard: {{ max_ahead: 2h }} }}\nlog: {{ level: info, status_interval: 100ms }}\n",
         devices.port(),
         dir.path().join("outbox.db").display().to_string(),
     );
@@ -163,7 +169,8 @@ fn now_ms() -> u64 {
 /// with wide in-flight windows, then (with `trailing`) one sample per series an hour later so
 /// every full window closes.
 async fn publish(port: u16, per_series: u64, trailing: bool) -> Result<()> {
-    // Ten minutes ahead, so wall-time advancing never closes these windows early.
+    // Ten minutes ahead, so wall-time advancing never closes these windows early; the
+    // trailing samples are 70 minutes ahead, inside the agent's `clock_guard.max_ahead: 2h`.
     let base = (now_ms() / 1000 + 600) * 1000;
     let mut tasks = Vec::new();
     for p in 0..PUBLISHERS {

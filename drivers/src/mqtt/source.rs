@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{MqttSourceConfig, Subscription};
 use crate::backoff::Backoff;
+use crate::delivery::LateAcks;
 use crate::payload::{self, PayloadError};
 use crate::{Ack, Delivery, Reading, SourceCounters, SourceError};
 
@@ -68,6 +69,8 @@ pub async fn run(
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
 
     let result = loop {
+        // Acks that found the request queue full, now that polling has made room.
+        src.late.flush(&src.client);
         let polled = tokio::select! {
             biased;
             () = shutdown.cancelled() => break Ok(()),
@@ -75,6 +78,7 @@ pub async fn run(
         };
         match polled {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                src.late.connected();
                 backoff.connected();
                 SourceCounters::add(&counters.connects, 1);
                 counters.set_connected(true);
@@ -209,6 +213,8 @@ struct Source {
     too_big_logged: bool,
     names: Names,
     bad_log: WarnLimiter,
+    /// Acks that found the client's request queue full (see [`LateAcks`]).
+    late: Arc<LateAcks>,
 }
 
 impl Source {
@@ -232,6 +238,7 @@ impl Source {
             too_big_logged: false,
             names: Names::default(),
             bad_log: WarnLimiter::new(),
+            late: Arc::default(),
         }
     }
 
@@ -266,7 +273,7 @@ impl Source {
         match self.decode(&publish) {
             Ok(readings) => {
                 let ack = (publish.qos != QoS::AtMostOnce)
-                    .then(|| Ack::mqtt(self.client.clone(), publish));
+                    .then(|| Ack::mqtt(self.client.clone(), publish, Arc::clone(&self.late)));
                 Some(Delivery { readings, ack })
             }
             Err(e) => {
