@@ -1,9 +1,10 @@
 //! `weir run`: the long-running agent. [`run`] wires sources → engine → outbox → uplink;
 //! the other modules are the parts it wires (the pipeline, reload, signals, systemd,
-//! metrics and health (and the listener as a reload moves it), the status page, actions, the clock guard, the run-hours store, and the outbox handed
-//! to the uplink as its queue).
+//! metrics and health (and the listener as a reload moves it), the status page, actions, the clock guard, the run-hours store, the outbox handed
+//! to the uplink as its queue, and the allocator's settings).
 
 pub mod actions;
+pub mod allocator;
 pub mod clock_guard;
 mod endpoint;
 pub mod fleet;

@@ -45,6 +45,8 @@ pub fn main(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     if config.is_none() {
         tracing::info!(config = %loaded.origin.name(), "no --config given");
     }
+    // Before the runtime starts its threads (each keeps the arena it was given).
+    crate::daemon::allocator::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

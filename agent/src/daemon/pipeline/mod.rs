@@ -145,6 +145,7 @@ impl Pipeline {
         let mut acks = Vec::new();
         let mut saved = crate::daemon::run_hours::Saved::of(&core.engine);
         let mut last_save = tokio::time::Instant::now();
+        let mut last_release = last_save;
         loop {
             // A reload cannot be replayed from the input log: checkpoint right after it.
             let mut reloaded = false;
@@ -188,6 +189,12 @@ impl Pipeline {
                     if !checkpoints.enabled() && last_save.elapsed() >= SAVE_RUNTIME_EVERY {
                         last_save = tokio::time::Instant::now();
                         shell.save_run_hours(&core.engine, &mut saved).await?;
+                    }
+                    // Here rather than in a task of its own: this loop already wakes on a
+                    // timer, and a task is kilobytes of code (module `allocator`).
+                    if last_release.elapsed() >= crate::daemon::allocator::RELEASE_EVERY {
+                        last_release = tokio::time::Instant::now();
+                        crate::daemon::allocator::release();
                     }
                 }
             }
