@@ -51,8 +51,9 @@ enum AckInner {
 /// is dropped: one that does not fit waits here.
 #[derive(Debug, Default)]
 pub(crate) struct LateAcks {
-    /// `(epoch, message)`, oldest first.
-    queue: std::sync::Mutex<Vec<(u64, rumqttc::Publish)>>,
+    /// `(epoch, packet id, QoS)`, oldest first: what an ack needs of its message, nothing
+    /// to drop.
+    queue: std::sync::Mutex<Vec<(u64, u16, rumqttc::QoS)>>,
     /// Entries in `queue`: the source's loop reads this, not the lock, per message.
     waiting: AtomicU64,
     epoch: AtomicU64,
@@ -61,25 +62,21 @@ pub(crate) struct LateAcks {
 impl LateAcks {
     /// A new connection: acks for messages of an earlier one are dropped (their packet ids
     /// may name other messages now; the broker redelivers those messages on this one).
-    pub(crate) fn connected(&self) -> u64 {
-        let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+    pub(crate) fn connected(&self) {
+        self.epoch.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut queue) = self.queue.lock() {
             queue.clear();
             self.waiting.store(0, Ordering::Relaxed);
         }
-        epoch
     }
 
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Relaxed)
     }
 
-    fn defer(&self, epoch: u64, publish: rumqttc::Publish) {
-        if epoch != self.epoch() {
-            return;
-        }
+    fn defer(&self, epoch: u64, publish: &rumqttc::Publish) {
         if let Ok(mut queue) = self.queue.lock() {
-            queue.push((epoch, publish));
+            queue.push((epoch, publish.pkid, publish.qos));
             self.waiting.store(queue.len() as u64, Ordering::Relaxed);
         }
     }
@@ -95,9 +92,19 @@ impl LateAcks {
         };
         let epoch = self.epoch();
         let mut sent = 0;
-        for (e, publish) in queue.iter() {
-            if *e == epoch && client.try_ack(publish).is_err() {
-                break;
+        for &(e, pkid, qos) in queue.iter() {
+            if e == epoch {
+                let message = rumqttc::Publish {
+                    dup: false,
+                    qos,
+                    retain: false,
+                    topic: String::new(),
+                    pkid,
+                    payload: bytes::Bytes::new(),
+                };
+                if client.try_ack(&message).is_err() {
+                    break;
+                }
             }
             sent += 1;
         }
@@ -138,7 +145,7 @@ impl Ack {
 
     /// Acknowledges without waiting: straight to the client's request queue, or, when that
     /// is full, to the source, which sends it as soon as there is room ([`LateAcks`]).
-    pub fn ack(self) -> Result<(), AckError> {
+    pub fn ack(self) {
         match self.inner {
             AckInner::Mqtt {
                 client,
@@ -148,24 +155,15 @@ impl Ack {
             } => {
                 if epoch != late.epoch() {
                     // Of an earlier connection: the broker redelivers the message on this one.
-                    return Ok(());
+                    return;
                 }
                 if late.waiting.load(Ordering::Relaxed) > 0 || client.try_ack(&publish).is_err() {
                     // Behind the others waiting, so acks leave in order.
-                    late.defer(epoch, publish);
+                    late.defer(epoch, &publish);
                 }
-                Ok(())
             }
         }
     }
-}
-
-/// Why an acknowledgement could not be sent.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AckError {
-    #[error("MQTT acknowledgement not queued: {0}")]
-    Mqtt(String),
 }
 
 /// Counters a source keeps for metrics and `weir status`. Shared with the agent by `Arc`.
@@ -297,7 +295,7 @@ mod tests {
         late.connected();
         for pkid in 1..=3 {
             let ack = Ack::mqtt(client.clone(), message(pkid), Arc::clone(&late));
-            assert!(ack.ack().is_ok());
+            ack.ack();
         }
         assert_eq!(acked(&rx), [1], "one fitted");
         // The event loop drains a request at a time; the source's loop flushes between polls.
@@ -305,7 +303,7 @@ mod tests {
         assert_eq!(acked(&rx), [2]);
         // A later ack queues behind the one still waiting, so acks leave in order.
         let ack = Ack::mqtt(client.clone(), message(4), Arc::clone(&late));
-        assert!(ack.ack().is_ok());
+        ack.ack();
         assert_eq!(late.flush(&client), 1);
         assert_eq!(acked(&rx), [3]);
         assert_eq!(late.flush(&client), 1);
@@ -320,16 +318,16 @@ mod tests {
         let late = Arc::new(LateAcks::default());
         late.connected();
         for pkid in 1..=2 {
-            let _ = Ack::mqtt(client.clone(), message(pkid), Arc::clone(&late)).ack();
+            Ack::mqtt(client.clone(), message(pkid), Arc::clone(&late)).ack();
         }
         // Acked before the reconnect but after it was created: also of the old connection.
         let stale = Ack::mqtt(client.clone(), message(3), Arc::clone(&late));
         assert_eq!(acked(&rx), [1]);
         late.connected();
-        let _ = stale.ack();
+        stale.ack();
         // Packet id 2 may name another message on the new connection: never sent.
         assert_eq!(late.flush(&client), 0);
-        let _ = Ack::mqtt(client.clone(), message(2), Arc::clone(&late)).ack();
+        Ack::mqtt(client.clone(), message(2), Arc::clone(&late)).ack();
         assert_eq!(acked(&rx), [2]);
     }
 }

@@ -35,6 +35,6 @@ mod delivery;
 mod error;
 
 pub use clock::now_us;
-pub use delivery::{Ack, AckError, Delivery, Reading, SourceCounters};
+pub use delivery::{Ack, Delivery, Reading, SourceCounters};
 pub(crate) use delivery::{Handed, hand_over};
 pub use error::SourceError;

@@ -82,7 +82,7 @@ impl Running {
                 .expect("no delivery in time")
                 .expect("source ended");
             if &*d.readings[0].device == "probe" {
-                d.ack.unwrap().ack().unwrap();
+                d.ack.unwrap().ack();
                 continue;
             }
             return d;
@@ -98,7 +98,7 @@ impl Running {
                 tokio::time::timeout(Duration::from_millis(200), self.rx.recv()).await
             {
                 assert_eq!(&*d.readings[0].device, "probe", "unexpected {d:?}");
-                d.ack.unwrap().ack().unwrap();
+                d.ack.unwrap().ack();
                 return;
             }
             assert!(Instant::now() < deadline, "source never subscribed");
@@ -182,7 +182,7 @@ async fn maps_good_payloads_and_counts_and_acks_bad_ones() {
         "receive time used: {}",
         r.ts
     );
-    d.ack.unwrap().ack().unwrap();
+    d.ack.unwrap().ack();
 
     let d = src.next().await;
     let mut got: Vec<_> = d
@@ -199,12 +199,12 @@ async fn maps_good_payloads_and_counts_and_acks_bad_ones() {
             ("m1".into(), "temp".into(), 1.0, ts)
         ]
     );
-    d.ack.unwrap().ack().unwrap();
+    d.ack.unwrap().ack();
 
     let d = src.next().await;
     let r = &d.readings[0];
     assert_eq!((&*r.device, &*r.metric, r.value), ("fan-1", "rpm", 1.0));
-    d.ack.unwrap().ack().unwrap();
+    d.ack.unwrap().ack();
 
     wait_for("3 decode errors", || get(&src.counters.decode_errors) == 3).await;
     let counters = src.stop().await;
@@ -219,7 +219,7 @@ async fn maps_good_payloads_and_counts_and_acks_bad_ones() {
     publish(&broker, "plant/marker/m", "7").await;
     let d = src.next().await;
     assert_eq!(&*d.readings[0].device, "marker");
-    d.ack.unwrap().ack().unwrap();
+    d.ack.unwrap().ack();
     let counters = src.stop().await;
     assert_eq!(get(&counters.decode_errors), 0, "bad payloads were acked");
 }
@@ -247,7 +247,7 @@ async fn unacked_message_is_redelivered_after_restart() {
         ("pump-1", "temperature", 42.0)
     );
     assert_eq!(get(&src.counters.connects), 1);
-    again.ack.unwrap().ack().unwrap();
+    again.ack.unwrap().ack();
     src.stop().await;
     wait_disconnected(&broker, &cfg.effective_client_id(), 2).await;
 

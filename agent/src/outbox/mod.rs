@@ -527,15 +527,10 @@ impl Outbox {
     }
 }
 
-/// Transport acks as after-commit hooks (a failed ack is logged: the source redelivers).
+/// Transport acks as after-commit hooks (one that finds the client's queue full waits in
+/// the source: `weir_drivers::Ack::ack`).
 fn ack_hooks(acks: Vec<weir_drivers::Ack>) -> Vec<AfterCommit> {
     acks.into_iter()
-        .map(|ack| -> AfterCommit {
-            Box::new(move || {
-                if let Err(e) = ack.ack() {
-                    tracing::warn!(error = %e, "ack after commit failed; source will redeliver");
-                }
-            })
-        })
+        .map(|ack| -> AfterCommit { Box::new(move || ack.ack()) })
         .collect()
 }
