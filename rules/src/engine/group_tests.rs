@@ -141,17 +141,7 @@ fn a_label_group_spans_devices_and_skips_devices_without_the_label() {
     assert_eq!(names, ["site=north", "site=north", "site=south"]);
     assert_eq!(w[0].3, [(Aggregate::Mean, 60.0), (Aggregate::Count, 3.0)]);
     assert_eq!(w[0].1, "temp");
-    let raised: Vec<&str> = out
-        .iter()
-        .filter(|ev| {
-            matches!(
-                ev.kind,
-                EventKind::Alert {
-                    state: AlertState::Raised,
-                    ..
-                }
-            )
-        })
+    let raised: Vec<&str> = super::tests::raises(&out)
         .map(|ev| e.series_name(ev.series).unwrap().0)
         .collect();
     assert_eq!(raised, ["site=north"]);

@@ -1,9 +1,8 @@
 //! The engine's own tables stay small: names shared, slots of a fixed size (issue 19's memory
 //! work; a regression here costs every series).
 
-use super::tests::{S, engine, push};
+use super::tests::{S, engine, push, raises};
 use super::*;
-use crate::event::{AlertState, EventKind};
 
 /// A device's series share its name, a metric's series share theirs, and the index keys are
 /// those same copies: one allocation per distinct name, not three per series.
@@ -55,18 +54,6 @@ rules:
     push(&mut e, id, 0, 10.0);
     push(&mut e, id, 10 * S, 20.0);
     let out = push(&mut e, id, 20 * S, 20.0);
-    let raised: Vec<&str> = out
-        .iter()
-        .filter(|ev| {
-            matches!(
-                ev.kind,
-                EventKind::Alert {
-                    state: AlertState::Raised,
-                    ..
-                }
-            )
-        })
-        .map(|ev| &*ev.rule)
-        .collect();
+    let raised: Vec<&str> = raises(&out).map(|ev| &*ev.rule).collect();
     assert_eq!(raised, ["reads_prev"]);
 }

@@ -22,6 +22,19 @@ rules:
     alert: { when: "max > 80", severity: critical }
 "#;
 
+/// The alert raises among `out`, in order.
+pub(super) fn raises(out: &[Event]) -> impl Iterator<Item = &Event> {
+    out.iter().filter(|ev| {
+        matches!(
+            ev.kind,
+            EventKind::Alert {
+                state: AlertState::Raised,
+                ..
+            }
+        )
+    })
+}
+
 pub(super) fn push(e: &mut Engine, id: SeriesId, ts: i64, value: f64) -> Vec<Event> {
     let mut out = Vec::new();
     e.push(
