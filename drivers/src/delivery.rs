@@ -32,7 +32,10 @@ pub struct Ack {
 enum AckInner {
     Mqtt {
         client: rumqttc::AsyncClient,
-        publish: rumqttc::Publish,
+        /// What an ack needs of its message: not the topic or payload, which would stay
+        /// allocated (with the read buffer the payload is a slice of) until the commit.
+        pkid: u16,
+        qos: rumqttc::QoS,
         late: Arc<LateAcks>,
         /// The connection the message came on ([`LateAcks::connected`] counts them).
         epoch: u64,
@@ -74,9 +77,9 @@ impl LateAcks {
         self.epoch.load(Ordering::Relaxed)
     }
 
-    fn defer(&self, epoch: u64, publish: &rumqttc::Publish) {
+    fn defer(&self, epoch: u64, pkid: u16, qos: rumqttc::QoS) {
         if let Ok(mut queue) = self.queue.lock() {
-            queue.push((epoch, publish.pkid, publish.qos));
+            queue.push((epoch, pkid, qos));
             self.waiting.store(queue.len() as u64, Ordering::Relaxed);
         }
     }
@@ -93,18 +96,8 @@ impl LateAcks {
         let epoch = self.epoch();
         let mut sent = 0;
         for &(e, pkid, qos) in queue.iter() {
-            if e == epoch {
-                let message = rumqttc::Publish {
-                    dup: false,
-                    qos,
-                    retain: false,
-                    topic: String::new(),
-                    pkid,
-                    payload: bytes::Bytes::new(),
-                };
-                if client.try_ack(&message).is_err() {
-                    break;
-                }
+            if e == epoch && try_ack(client, pkid, qos).is_err() {
+                break;
             }
             sent += 1;
         }
@@ -114,13 +107,26 @@ impl LateAcks {
     }
 }
 
+/// Queues the acknowledgement of message `pkid` without waiting; fails when the client's
+/// request queue is full or closed. rumqttc acks a `Publish`, of which it reads only these
+/// two fields.
+fn try_ack(
+    client: &rumqttc::AsyncClient,
+    pkid: u16,
+    qos: rumqttc::QoS,
+) -> Result<(), rumqttc::ClientError> {
+    let mut message = rumqttc::Publish::from_bytes(String::new(), qos, bytes::Bytes::new());
+    message.pkid = pkid;
+    client.try_ack(&message)
+}
+
 impl std::fmt::Debug for Ack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.inner {
-            AckInner::Mqtt { publish, .. } => f
+            AckInner::Mqtt { pkid, qos, .. } => f
                 .debug_struct("Ack")
-                .field("topic", &publish.topic)
-                .field("pkid", &publish.pkid)
+                .field("pkid", pkid)
+                .field("qos", qos)
                 .finish(),
         }
     }
@@ -136,7 +142,8 @@ impl Ack {
         Ack {
             inner: AckInner::Mqtt {
                 client,
-                publish,
+                pkid: publish.pkid,
+                qos: publish.qos,
                 late,
                 epoch,
             },
@@ -149,7 +156,8 @@ impl Ack {
         match self.inner {
             AckInner::Mqtt {
                 client,
-                publish,
+                pkid,
+                qos,
                 late,
                 epoch,
             } => {
@@ -157,9 +165,10 @@ impl Ack {
                     // Of an earlier connection: the broker redelivers the message on this one.
                     return;
                 }
-                if late.waiting.load(Ordering::Relaxed) > 0 || client.try_ack(&publish).is_err() {
+                if late.waiting.load(Ordering::Relaxed) > 0 || try_ack(&client, pkid, qos).is_err()
+                {
                     // Behind the others waiting, so acks leave in order.
-                    late.defer(epoch, &publish);
+                    late.defer(epoch, pkid, qos);
                 }
             }
         }
@@ -286,13 +295,18 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn an_ack_that_finds_the_queue_full_is_sent_later_in_order_not_dropped() {
-        // Room for one request: the event loop is busy (here: never polled).
+    /// A client whose request queue has room for one request (its event loop busy: here,
+    /// never polled), its queue, and the source's late acks after a first connection.
+    fn busy_client() -> (AsyncClient, flume::Receiver<Request>, Arc<LateAcks>) {
         let (tx, rx) = flume::bounded(1);
-        let client = AsyncClient::from_senders(tx);
         let late = Arc::new(LateAcks::default());
         late.connected();
+        (AsyncClient::from_senders(tx), rx, late)
+    }
+
+    #[test]
+    fn an_ack_that_finds_the_queue_full_is_sent_later_in_order_not_dropped() {
+        let (client, rx, late) = busy_client();
         for pkid in 1..=3 {
             let ack = Ack::mqtt(client.clone(), message(pkid), Arc::clone(&late));
             ack.ack();
@@ -313,10 +327,7 @@ mod tests {
 
     #[test]
     fn acks_waiting_from_an_earlier_connection_are_dropped_on_reconnect() {
-        let (tx, rx) = flume::bounded(1);
-        let client = AsyncClient::from_senders(tx);
-        let late = Arc::new(LateAcks::default());
-        late.connected();
+        let (client, rx, late) = busy_client();
         for pkid in 1..=2 {
             Ack::mqtt(client.clone(), message(pkid), Arc::clone(&late)).ack();
         }

@@ -577,3 +577,5 @@ mod lets_tests;
 mod peers_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod window_kinds_tests;
