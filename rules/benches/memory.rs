@@ -12,9 +12,12 @@
 //! 120 s of event time (every window and detector buffer full); the engine's own account of
 //! its rule state (`Engine::state_bytes`), and both per series. The difference between the
 //! RSS growth and the state account is interning, the series table and allocator overhead.
+//! Last, the CPU time of interning a known pair by name (the agent does it per sample).
 
 use weir_rules::{Engine, Limits, RuleSet, Sample, SeriesId};
 
+#[path = "common/cpu_clock.rs"]
+mod cpu_clock;
 #[path = "common/telemetry.rs"]
 mod telemetry;
 
@@ -59,6 +62,7 @@ fn main() {
         "  {:>8} {:>10} {:>12} {:>12} {:>10} {:>12}",
         "series", "RSS idle", "RSS growth", "rule state", "per series", "state/series"
     );
+    let mut lookups = Vec::new();
     for series in [1_000usize, 10_000, 100_000] {
         let idle = rss();
         let rules = match RuleSet::parse_str(RULES, "memory.yaml") {
@@ -110,7 +114,28 @@ fn main() {
             grown / series,
             state / series
         );
+        // Interning a known pair, as the agent does for every sample it receives (after the
+        // RSS is read: the names built here are the bench's, not the engine's).
+        let names: Vec<(String, String)> = (0..series)
+            .map(|k| (format!("gw-{:06}", k / 4), format!("m{}", k % 4)))
+            .collect();
+        let rounds = 20_000_000 / series;
+        let clock = cpu_clock::CpuClock::now();
+        let mut sum = 0u64;
+        for _ in 0..rounds {
+            for (device, metric) in &names {
+                sum += engine
+                    .series(device, metric)
+                    .map_or(0, |id| u64::from(id.0));
+            }
+        }
+        let ns = clock.elapsed_secs() * 1e9 / (rounds * series) as f64;
+        lookups.push(format!("{series}: {ns:.1} ns (checksum {sum})"));
         drop(ids);
         drop(engine);
+    }
+    println!("  interning a known (device, metric) pair, CPU ns per lookup:");
+    for line in lookups {
+        println!("    {line}");
     }
 }

@@ -289,8 +289,8 @@ fn intern(names: &mut HashSet<Arc<str>>, name: &str) -> Arc<str> {
 pub struct Engine {
     rules: RuleSet,
     limits: Limits,
-    /// `device` → `metric` → series. The keys are the series' own names (shared, not copies).
-    index: HashMap<Arc<str>, HashMap<Arc<str>, SeriesId>>,
+    /// `(device, metric)` → series, 4 bytes each (module `index`).
+    index: index::SeriesIndex,
     /// Every device and metric name interned, once each: a gateway's series repeat a handful
     /// of metric names over many devices (and a device's name over its metrics), so the
     /// series table and the index point into this set rather than each holding a copy (three
@@ -336,7 +336,7 @@ impl Engine {
             costs: slot_costs(&rules),
             rules,
             limits,
-            index: HashMap::new(),
+            index: index::SeriesIndex::default(),
             names: HashSet::new(),
             series: Vec::new(),
             slots: Vec::new(),
@@ -359,8 +359,8 @@ impl Engine {
     /// Interns `(device, metric)`. A known pair is looked up without allocating; a new one
     /// is matched against every rule once, here, so `push` never has to.
     pub fn series(&mut self, device: &str, metric: &str) -> Result<SeriesId, EngineError> {
-        if let Some(id) = self.index.get(device).and_then(|m| m.get(metric)) {
-            return Ok(*id);
+        if let Some(id) = self.index.get(&self.series, device, metric) {
+            return Ok(id);
         }
         let limit = self.limits.max_series;
         let too_many = EngineError::TooManySeries { limit };
@@ -404,10 +404,7 @@ impl Engine {
             newest: i64::MIN,
             guard: i64::MIN,
         });
-        self.index
-            .entry(device)
-            .or_default()
-            .insert(Arc::clone(&metric), id);
+        self.index.insert(&self.series, id);
         // New state: the next checkpoint holds it even if no sample ever reaches it.
         self.touch(id.0);
         // After the series' own slots, so its range stays contiguous.
@@ -559,6 +556,7 @@ fn admit(stats: &mut EngineStats, costs: &[usize], rule: u32, budget: usize) -> 
 mod device;
 mod feed;
 mod group;
+mod index;
 mod peers;
 mod reload;
 mod runtime;

@@ -19,11 +19,12 @@ fn series_names_are_shared_not_copied() {
     assert!(Arc::ptr_eq(&s(ids[0]).device, &s(ids[1]).device));
     assert!(Arc::ptr_eq(&s(ids[0]).metric, &s(ids[2]).metric));
     assert!(!Arc::ptr_eq(&s(ids[0]).device, &s(ids[2]).device));
-    let (key, metrics) = e.index.get_key_value("gw-1").unwrap();
-    assert!(Arc::ptr_eq(key, &s(ids[0]).device));
-    let (metric_key, _) = metrics.get_key_value("rpm").unwrap();
-    assert!(Arc::ptr_eq(metric_key, &s(ids[1]).metric));
     assert_eq!(e.names.len(), 4);
+    assert_eq!(e.index.len(), 3);
+    assert_eq!(e.index.get(&e.series, "gw-1", "rpm"), Some(ids[1]));
+    // The pair, not either name alone: `gw-2` has no `rpm`, and names do not run together.
+    assert_eq!(e.index.get(&e.series, "gw-2", "rpm"), None);
+    assert_eq!(e.index.get(&e.series, "gw-1r", "pm"), None);
     assert_eq!(e.series_name(ids[2]), Some(("gw-2", "temp")));
 }
 

@@ -44,8 +44,6 @@ use crate::agg::{Acc, AccSpec, Update};
 use crate::event::{Aggregate, SeriesId};
 use crate::ruleset::Rule;
 use crate::window::{MAX_OPEN, Win, WindowSpec, overlap};
-use std::collections::HashMap;
-use std::sync::Arc;
 
 /// How many windows a rule's own series may lag behind another metric it reads and still
 /// find that metric's window (see the module docs).
@@ -262,7 +260,7 @@ fn peer_value(acc: Option<&Acc>, agg: Aggregate, secs: f64) -> f64 {
 /// What a closing window needs to read its rule's peer aggregates.
 #[derive(Clone, Copy)]
 pub(super) struct PeerView<'a> {
-    pub index: &'a HashMap<Arc<str>, HashMap<Arc<str>, SeriesId>>,
+    pub index: &'a super::index::SeriesIndex,
     pub series: &'a [Series],
     pub peers: &'a [PeerWin],
     pub device: &'a str,
@@ -277,7 +275,7 @@ impl PeerView<'_> {
             .map(|&(m, agg)| {
                 rule.others
                     .get(m)
-                    .and_then(|metric| self.index.get(self.device)?.get(&**metric))
+                    .and_then(|metric| self.index.get(self.series, self.device, metric))
                     .and_then(|id| self.series.get(id.0 as usize))
                     .and_then(|s| self.peers.get(s.peers()))
                     .and_then(|ps| ps.iter().find(|p| p.rule == rule_index))
