@@ -108,9 +108,11 @@ struct Slot {
     /// rules without `detect:`).
     det: u32,
     raised: bool,
-    /// A detector rule without a window: samples go straight to the detector (no window,
-    /// no accumulator), the cheapest path a sample can take.
-    direct: bool,
+    /// Whether another slot of the series reads the same window state (module `share`).
+    /// A detector rule without a window (`win` is [`NO_WIN`]) is a *direct* slot: samples
+    /// go straight to the detector (no window, no accumulator), the cheapest path a sample
+    /// can take.
+    share: share::Share,
     /// [`crate::agg::AccSpec::lean`], copied from the rule so the hot path does not touch
     /// the rule table (a lean rule never reads the EWMA factor, the only other thing the
     /// window update needs from it).
@@ -147,10 +149,17 @@ const NO_WIN: u32 = u32::MAX;
 
 impl Slot {
     /// A fresh slot for `rule` (at `rule_index`); its detector state, if any, is appended
-    /// to `tables.dets`, its window state, if any, to `tables.wins`. `None` when a table
-    /// would outgrow u32 indices.
+    /// to `tables.dets`, its window state, if any, to `tables.wins`, unless `shared` names
+    /// a fresh window state of the series' that it reads too (module `share`; the caller
+    /// sets the slots' roles). `None` when a table would outgrow u32 indices.
     /// `name` is the series' (or group's) `(device, metric)`, to find a learned baseline.
-    fn new(rule_index: u32, rule: &Rule, tables: Tables<'_>, name: (&str, &str)) -> Option<Slot> {
+    fn new(
+        rule_index: u32,
+        rule: &Rule,
+        tables: Tables<'_>,
+        name: (&str, &str),
+        shared: Option<u32>,
+    ) -> Option<Slot> {
         let (dets, wins) = tables;
         let det = match &rule.detect {
             Some(d) => {
@@ -167,6 +176,8 @@ impl Slot {
         let direct = is_direct(rule);
         let win = if direct {
             NO_WIN
+        } else if let Some(at) = shared {
+            at
         } else {
             let at = u32::try_from(wins.len()).ok()?;
             wins.push(Win::new(rule.window, Acc::new(&rule.acc)));
@@ -182,7 +193,7 @@ impl Slot {
             win,
             det,
             raised: false,
-            direct,
+            share: share::Share::Own,
             lean: rule.acc.lean,
             emit_late: rule.emit_late,
             more: Slot::needs_more(rule).then(|| {
@@ -306,8 +317,12 @@ pub struct Engine {
     /// per-sample detector is then read sequentially like the slots, where a box per slot
     /// cost a cache miss per sample (measured: 90% of the per-sample time).
     dets: Vec<Detector>,
-    /// Window states, in slot order, beside the slots like `dets`; direct slots have none.
+    /// Window states, in slot order, beside the slots like `dets`; direct slots have none,
+    /// and slots that share one (module `share`) point at the same entry.
     wins: Vec<Win>,
+    /// What a shared window state's first slot hands the others, per sample or advance
+    /// (module `share`); empty between calls, kept for its capacity.
+    handed: share::Handed,
     /// Peer windows (module `peers`), a run per series.
     peers: Vec<peers::PeerWin>,
     /// No open window ends before this, so `advance` below it has nothing to do.
@@ -344,6 +359,7 @@ impl Engine {
             groups: HashMap::new(),
             dets: Vec::new(),
             wins: Vec::new(),
+            handed: share::Handed::default(),
             peers: Vec::new(),
             next_deadline: i64::MAX,
             newest: i64::MIN,
@@ -381,12 +397,14 @@ impl Engine {
                 if !admit(&mut self.stats, &self.costs, i, self.limits.max_state_bytes) {
                     continue;
                 }
+                let shared = share::fresh_window(&self.rules, &self.slots[first as usize..], rule);
                 let tables = (&mut self.dets, &mut self.wins);
-                let slot =
-                    Slot::new(i, rule, tables, (device, metric)).ok_or_else(|| too_many.clone())?;
+                let slot = Slot::new(i, rule, tables, (device, metric), shared)
+                    .ok_or_else(|| too_many.clone())?;
                 self.slots.push(slot);
             }
         }
+        share::set_roles(&mut self.slots[first as usize..]);
         let len = u32::try_from(self.slots.len()).map_err(|_| too_many.clone())? - first;
         let fwd_first = u32::try_from(self.fwd.len()).map_err(|_| too_many.clone())?;
         let (device, metric) = (self.name(device), self.name(metric));
@@ -560,6 +578,7 @@ mod index;
 mod peers;
 mod reload;
 mod runtime;
+mod share;
 mod snapshot;
 pub use reload::ReloadReport;
 pub use runtime::RuntimeCounter;
@@ -573,6 +592,8 @@ mod layout_tests;
 mod lets_tests;
 #[cfg(test)]
 mod peers_tests;
+#[cfg(test)]
+mod share_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //! `push`, `feed` and `close`; release builds use one unit and fat LTO either way).
 
 use super::peers::PeerView;
-use super::{Engine, EngineStats, More, Slot};
+use super::share::{Handed, Share};
+use super::{Engine, EngineStats, More, NO_WIN, Slot};
 use crate::agg::{DEFAULT_EWMA_ALPHA, Env, Update};
 use crate::alert::{self, Lifecycle, Target};
 use crate::detect::{Detector, Verdict};
@@ -41,6 +42,7 @@ impl Engine {
         self.newest = self.newest.max(s.ts);
         self.touch_with_groups(s.series.0);
         self.feed_peers(s.series, s.ts, s.value);
+        let mut handed = std::mem::take(&mut self.handed);
         let series = &self.series[s.series.0 as usize];
         let target = Target {
             id: s.series,
@@ -61,8 +63,10 @@ impl Engine {
                 &mut self.dets[..],
                 &mut self.wins[..],
             );
-            deadline = deadline.min(feed(cx, slot, target, &peers, s, out));
+            deadline = deadline.min(feed(cx, slot, target, &peers, s, &mut handed, out));
         }
+        handed.clear();
+        self.handed = handed;
         for &g in &self.fwd[series.fwd()] {
             // Group series ids were issued by this engine and hold exactly one slot.
             let Some(group) = self.series.get(g as usize) else {
@@ -84,7 +88,9 @@ impl Engine {
                     &mut self.dets[..],
                     &mut self.wins[..],
                 );
-                deadline = deadline.min(feed(cx, slot, target, &peers, s, out));
+                // A group series has one slot: nothing to hand over.
+                let mut none = Handed::default();
+                deadline = deadline.min(feed(cx, slot, target, &peers, s, &mut none, out));
             }
         }
         self.next_deadline = deadline;
@@ -108,6 +114,7 @@ impl Engine {
         }
         let mut touched = self.advance_peers(watermark);
         let mut next = i64::MAX;
+        let mut handed = std::mem::take(&mut self.handed);
         for (id, series) in self.series.iter().enumerate() {
             let range = series.first as usize..(series.first + series.len) as usize;
             let mut changed = false;
@@ -118,6 +125,7 @@ impl Engine {
                     win,
                     det,
                     more,
+                    share,
                     ..
                 } = slot;
                 let stats = &mut self.stats;
@@ -135,17 +143,34 @@ impl Engine {
                     peers: &self.peers,
                     device: &series.device,
                 };
-                let win = self.wins.get_mut(*win as usize);
-                next = next.min(win.map_or(i64::MAX, |win| {
-                    win.advance(watermark, |mut done| {
-                        changed = true;
+                let at = *win;
+                if *share == Share::Follows {
+                    // Its leader advanced the window and handed over what closed.
+                    for done in handed.closed_by(at) {
+                        let mut done = done.clone();
                         if !judge(&mut done) {
-                            return;
+                            continue;
                         }
                         let state = (&mut *raised, &mut *more, det.as_deref_mut());
                         close(rules, stats, *rule, state, target, &peers, done, out);
-                    })
-                }));
+                    }
+                } else {
+                    let leads = *share == Share::Leads;
+                    let win = self.wins.get_mut(at as usize);
+                    next = next.min(win.map_or(i64::MAX, |win| {
+                        win.advance(watermark, |mut done| {
+                            changed = true;
+                            if leads {
+                                handed.closed(at, &done);
+                            }
+                            if !judge(&mut done) {
+                                return;
+                            }
+                            let state = (&mut *raised, &mut *more, det.as_deref_mut());
+                            close(rules, stats, *rule, state, target, &peers, done, out);
+                        })
+                    }));
+                }
                 if let (Some(d), Some(r)) = (det.as_deref_mut(), rules.rules.get(*rule as usize))
                     && let (Some(spec), Some(a)) = (&r.detect, &r.alert)
                 {
@@ -156,11 +181,13 @@ impl Engine {
                 }
                 next = next.min(det_deadline(rules, *rule, det.as_deref()));
             }
+            handed.clear();
             if changed {
                 // `id` fits in u32: it was checked when the series was interned.
                 touched.push(id as u32);
             }
         }
+        self.handed = handed;
         touched.into_iter().for_each(|id| self.touch(id));
         self.next_deadline = next;
     }
@@ -242,7 +269,10 @@ impl Engine {
             metric: &series.metric,
         };
         let mut deadline = self.next_deadline;
-        for slot in self.slots[range].iter_mut().filter(|slot| slot.direct) {
+        for slot in self.slots[range]
+            .iter_mut()
+            .filter(|slot| slot.win == NO_WIN)
+        {
             let det = self.dets.get_mut(slot.det as usize);
             let state = (&mut slot.raised, &mut slot.more, det);
             let due = feed_direct(
@@ -262,7 +292,8 @@ impl Engine {
 
 /// Feeds a sample to one slot (the series' own or its group's); returns the slot's next
 /// deadline. Late samples are counted, and with `late: emit` reported on the sample's own
-/// series.
+/// series. A slot sharing its window state (module `share`) takes what its leader handed
+/// over in `handed` rather than pushing the sample again.
 #[inline]
 fn feed(
     (rules, stats, dets, wins): (&RuleSet, &mut EngineStats, &mut [Detector], &mut [Win]),
@@ -270,6 +301,7 @@ fn feed(
     target: Target<'_>,
     peers: &PeerView<'_>,
     s: Sample,
+    handed: &mut Handed,
     out: &mut Vec<Event>,
 ) -> i64 {
     let Slot {
@@ -277,33 +309,53 @@ fn feed(
         win,
         det,
         raised,
-        direct,
+        share,
         lean,
         emit_late,
         more,
     } = slot;
     let mut det = dets.get_mut(*det as usize);
-    if *direct {
+    let at = *win;
+    if at == NO_WIN {
         let state = (raised, more, det);
         return feed_direct(rules, stats, *rule, state, target, s, out);
     }
-    // Every slot but a direct one has its window state (`Slot::new`).
-    let Some(win) = wins.get_mut(*win as usize) else {
-        return i64::MAX;
+    let pushed = if *share == Share::Follows {
+        for done in handed.closed_by(at) {
+            let state = (&mut *raised, &mut *more, det.as_deref_mut());
+            close(rules, stats, *rule, state, target, peers, done.clone(), out);
+        }
+        match handed.pushed_to(at) {
+            Some(pushed) => pushed,
+            None => return i64::MAX,
+        }
+    } else {
+        // Every slot but a direct one has its window state (`Slot::new`).
+        let Some(win) = wins.get_mut(at as usize) else {
+            return i64::MAX;
+        };
+        // A lean rule never reads the EWMA, so only a full one looks its factor up.
+        let alpha = match *lean {
+            true => DEFAULT_EWMA_ALPHA,
+            false => rules
+                .rules
+                .get(*rule as usize)
+                .map_or(DEFAULT_EWMA_ALPHA, |r| r.ewma_alpha),
+        };
+        let up = Update { alpha, lean: *lean };
+        let leads = *share == Share::Leads;
+        let pushed = win.push(s.ts, s.value, up, |done| {
+            if leads {
+                handed.closed(at, &done);
+            }
+            let state = (&mut *raised, &mut *more, det.as_deref_mut());
+            close(rules, stats, *rule, state, target, peers, done, out);
+        });
+        if leads {
+            handed.pushed(at, pushed);
+        }
+        pushed
     };
-    // A lean rule never reads the EWMA, so only a full one looks its factor up.
-    let alpha = match *lean {
-        true => DEFAULT_EWMA_ALPHA,
-        false => rules
-            .rules
-            .get(*rule as usize)
-            .map_or(DEFAULT_EWMA_ALPHA, |r| r.ewma_alpha),
-    };
-    let up = Update { alpha, lean: *lean };
-    let pushed = win.push(s.ts, s.value, up, |done| {
-        let state = (&mut *raised, &mut *more, det.as_deref_mut());
-        close(rules, stats, *rule, state, target, peers, done, out);
-    });
     if !pushed.late
         && let Some(d) = det
     {

@@ -32,7 +32,13 @@ impl Engine {
         ) {
             return None;
         }
-        let slot = Slot::new(rule, r, (&mut self.dets, &mut self.wins), (&key, &g.metric))?;
+        let slot = Slot::new(
+            rule,
+            r,
+            (&mut self.dets, &mut self.wins),
+            (&key, &g.metric),
+            None,
+        )?;
         self.slots.push(slot);
         let device = super::intern(&mut self.names, &key);
         let metric = super::intern(&mut self.names, &g.metric);

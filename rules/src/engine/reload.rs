@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Engine, EngineStats, NO_DET, NO_WIN, Slot, Tables};
+use super::{Engine, EngineStats, NO_DET, NO_WIN, Slot, Tables, share};
 use crate::detect::Detector;
 use crate::event::SeriesId;
 use crate::ruleset::{Rule, RuleSet};
@@ -116,6 +116,9 @@ impl Engine {
             .map(Some)
             .collect();
         let mut raised_removed = vec![false; fates.len()];
+        // Old window state → new, so slots that shared one before share it after (module
+        // `share`); `NO_WIN` until the first of them is carried.
+        let mut moved = vec![NO_WIN; old_wins.len()];
 
         // Groups first, so every series finds its kept group whatever the ids' order. A
         // group survives when its rule does with the same grouping; one whose rule changed
@@ -144,7 +147,8 @@ impl Engine {
                 let name = (&*series.device, &*series.metric);
                 let old_tables = (&mut old_dets[..], &mut old_wins[..]);
                 let tables = (&mut self.dets, &mut self.wins);
-                let slot = carry(old.take(), j, rule, &fates, old_tables, tables, name);
+                let fresh = (None, &mut moved[..]);
+                let slot = carry(old.take(), j, rule, &fates, old_tables, tables, name, fresh);
                 if let Some(slot) = slot {
                     reserve(&mut self.stats, &self.costs, j);
                     group_slots.push((id, slot));
@@ -195,6 +199,8 @@ impl Engine {
             } else {
                 let device_labels = labels.of(&series.device);
                 let old_range = series.slots();
+                // Slots of this series starting fresh, whose window states new slots may share.
+                let mut fresh = Vec::new();
                 for (i, rule) in rules.rules.iter().enumerate() {
                     if !rule.selects(&series.device, &series.metric, &device_labels) {
                         continue;
@@ -210,6 +216,9 @@ impl Engine {
                         })
                     });
                     let old = old.and_then(Option::take);
+                    let kept = old
+                        .as_ref()
+                        .is_some_and(|o| fates.get(o.rule as usize) == Some(&Fate::Kept(i)));
                     // Carried slots were reserved above.
                     if old.is_none() && !super::admit(stats, costs, i, limits.max_state_bytes) {
                         continue;
@@ -218,10 +227,20 @@ impl Engine {
                     let name = (&*series.device, &*series.metric);
                     let old_tables = (&mut old_dets[..], &mut old_wins[..]);
                     let tables = (&mut *dets, &mut *wins);
-                    if let Some(slot) = carry(old, i, rule, &fates, old_tables, tables, name) {
+                    let shared = match kept {
+                        true => None,
+                        false => share::fresh_window(rules, fresh.iter().map(|&k| &slots[k]), rule),
+                    };
+                    let fresh_state = (shared, &mut moved[..]);
+                    let slot = carry(old, i, rule, &fates, old_tables, tables, name, fresh_state);
+                    if let Some(slot) = slot {
                         slots.push(slot);
+                        if !kept {
+                            fresh.push(slots.len() - 1);
+                        }
                     }
                 }
+                share::set_roles(&mut slots[first..]);
             }
             series.first = index(first);
             series.len = index(slots.len() - first);
@@ -277,6 +296,12 @@ impl Engine {
 /// The new slot of rule `i` on a series whose old slot for it (same name) was `old`: the old
 /// one itself when the rule is unchanged, a fresh one remembering a raised alert when it
 /// changed, a fresh one when it is new. `None` only past u32 detector or window indices.
+/// A fresh slot reads window state `shared` if set (module `share`); a kept one moves its
+/// window state, or reads it where `moved` says a slot that shared it moved it already.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "split borrows of the old and new tables"
+)]
 fn carry(
     old: Option<Slot>,
     i: u32,
@@ -285,6 +310,7 @@ fn carry(
     (old_dets, old_wins): (&mut [Option<Detector>], &mut [Option<Win>]),
     (dets, wins): Tables<'_>,
     name: (&str, &str),
+    (shared, moved): (Option<u32>, &mut [u32]),
 ) -> Option<Slot> {
     match old {
         Some(old) if fates.get(old.rule as usize) == Some(&Fate::Kept(i)) => {
@@ -296,12 +322,19 @@ fn carry(
                 }
                 None => NO_DET,
             };
-            let win = match old_wins.get_mut(old.win as usize).and_then(Option::take) {
-                Some(w) => {
-                    wins.push(w);
-                    index(wins.len() - 1)
-                }
-                None => NO_WIN,
+            let win = match moved.get(old.win as usize) {
+                Some(&at) if at != NO_WIN => at,
+                _ => match old_wins.get_mut(old.win as usize).and_then(Option::take) {
+                    Some(w) => {
+                        wins.push(w);
+                        let at = index(wins.len() - 1);
+                        if let Some(m) = moved.get_mut(old.win as usize) {
+                            *m = at;
+                        }
+                        at
+                    }
+                    None => NO_WIN,
+                },
             };
             Some(Slot {
                 rule: i,
@@ -310,11 +343,11 @@ fn carry(
                 ..old
             })
         }
-        Some(old) => Slot::new(i, rule, (dets, wins), name).map(|fresh| Slot {
+        Some(old) => Slot::new(i, rule, (dets, wins), name, shared).map(|fresh| Slot {
             raised: old.raised,
             ..fresh
         }),
-        None => Slot::new(i, rule, (dets, wins), name),
+        None => Slot::new(i, rule, (dets, wins), name, shared),
     }
 }
 

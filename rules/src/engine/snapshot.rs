@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::{Engine, Slot};
+use super::{Engine, Slot, share};
 use crate::agg::Closed;
 use crate::alert::Lifecycle;
 use crate::detect::Detector;
@@ -335,16 +335,23 @@ impl Engine {
         let (slots, peers) = (series.slots(), series.peers());
         self.series[at].newest = rec.newest;
         let mut saved: Vec<Option<SlotIn>> = rec.slots.into_iter().map(Some).collect();
-        for slot in &mut self.slots[slots] {
+        // Each slot's saved state, where the checkpoint holds one for its rule as it is now.
+        let picks: Vec<Option<SlotIn>> = self.slots[slots.clone()]
+            .iter()
+            .map(|slot| {
+                let fp = fps.get(slot.rule as usize).copied().unwrap_or(0);
+                saved
+                    .iter_mut()
+                    .find(|s| s.as_ref().is_some_and(|s| s.rule == fp))
+                    .and_then(Option::take)
+            })
+            .collect();
+        self.unshare_differing(slots.clone(), &picks);
+        for (slot, pick) in self.slots[slots].iter_mut().zip(picks) {
             let Some(rule) = self.rules.rules.get(slot.rule as usize) else {
                 continue;
             };
-            let fp = fps.get(slot.rule as usize).copied().unwrap_or(0);
-            if let Some(s) = saved
-                .iter_mut()
-                .find(|s| s.as_ref().is_some_and(|s| s.rule == fp))
-                .and_then(Option::take)
-            {
+            if let Some(s) = pick {
                 let tables = (&mut self.dets[..], &mut self.wins[..]);
                 put_slot(slot, s, rule.acc.fft.as_ref(), tables);
             } else if let Some(s) = saved.iter().flatten().find(|s| {
@@ -368,6 +375,40 @@ impl Engine {
                 p.values = s.values;
             }
         }
+    }
+}
+
+impl Engine {
+    /// Before a series' slots take their saved states (`picks`, in slot order): a window
+    /// state the slots `range` share stays shared only if the checkpoint holds the same
+    /// state, to the bit, for each of them (module `share`); a slot for which it holds
+    /// another, or none, gets a copy of its own to restore into.
+    fn unshare_differing(&mut self, range: std::ops::Range<usize>, picks: &[Option<SlotIn>]) {
+        let saved = |k: usize| {
+            let win = picks.get(k).and_then(|p| p.as_ref()?.win.as_ref());
+            win.map(postcard::to_allocvec)
+        };
+        let leaders = share::leaders(&self.slots[range.clone()]);
+        for (k, leader) in leaders.into_iter().enumerate() {
+            let Some(l) = leader else { continue };
+            // An encoding error reads as "different": the slot then keeps its own copy.
+            let same = match (saved(k), saved(l)) {
+                (None, None) => true,
+                (Some(Ok(a)), Some(Ok(b))) => a == b,
+                _ => false,
+            };
+            let Some(slot) = self.slots.get_mut(range.start + k) else {
+                continue;
+            };
+            if !same
+                && let Some(copy) = self.wins.get(slot.win as usize).cloned()
+                && let Ok(at) = u32::try_from(self.wins.len())
+            {
+                self.wins.push(copy);
+                slot.win = at;
+            }
+        }
+        share::set_roles(&mut self.slots[range]);
     }
 }
 
