@@ -17,8 +17,11 @@
 //! Determinism: nothing here iterates a `HashMap`. `advance` walks series in id order and
 //! each series' slots in rule order, so the same inputs always give the same event order.
 //!
+//! Rules that keep the same window over a series read one window state (module `share`).
+//!
 //! This file holds the types, interning and construction; the per-sample path (`push`,
-//! `advance`) is in `feed`, reloading in `reload`, group interning in `group`.
+//! `advance`) is in `feed`, the name index in `index`, reloading in `reload`, group interning
+//! in `group`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -317,8 +320,9 @@ pub struct Engine {
     /// per-sample detector is then read sequentially like the slots, where a box per slot
     /// cost a cache miss per sample (measured: 90% of the per-sample time).
     dets: Vec<Detector>,
-    /// Window states, in slot order, beside the slots like `dets`; direct slots have none,
-    /// and slots that share one (module `share`) point at the same entry.
+    /// Window states, in slot order (a restore appends the ones it separates), beside the
+    /// slots like `dets`; direct slots have none, and slots that share one (module `share`)
+    /// point at the same entry.
     wins: Vec<Win>,
     /// What a shared window state's first slot hands the others, per sample or advance
     /// (module `share`); empty between calls, kept for its capacity.

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::{Engine, Slot, share};
-use crate::agg::Closed;
+use crate::agg::{Acc, Closed};
 use crate::alert::Lifecycle;
 use crate::detect::Detector;
 use crate::incident::Layer;
@@ -384,27 +384,26 @@ impl Engine {
     /// state, to the bit, for each of them (module `share`); a slot for which it holds
     /// another, or none, gets a copy of its own to restore into.
     fn unshare_differing(&mut self, range: std::ops::Range<usize>, picks: &[Option<SlotIn>]) {
+        // Encoded as the checkpoint encodes them (the same code: no second copy of the
+        // serializer in the binary).
         let saved = |k: usize| {
             let win = picks.get(k).and_then(|p| p.as_ref()?.win.as_ref());
-            win.map(postcard::to_allocvec)
+            win.map(encode)
         };
         let leaders = share::leaders(&self.slots[range.clone()]);
         for (k, leader) in leaders.into_iter().enumerate() {
             let Some(l) = leader else { continue };
-            // An encoding error reads as "different": the slot then keeps its own copy.
-            let same = match (saved(k), saved(l)) {
-                (None, None) => true,
-                (Some(Ok(a)), Some(Ok(b))) => a == b,
-                _ => false,
-            };
+            if saved(k) == saved(l) {
+                continue;
+            }
             let Some(slot) = self.slots.get_mut(range.start + k) else {
                 continue;
             };
-            if !same
-                && let Some(copy) = self.wins.get(slot.win as usize).cloned()
+            // A restore starts from a fresh engine: the state it had is a fresh one too.
+            if let Some(rule) = self.rules.rules.get(slot.rule as usize)
                 && let Ok(at) = u32::try_from(self.wins.len())
             {
-                self.wins.push(copy);
+                self.wins.push(Win::new(rule.window, Acc::new(&rule.acc)));
                 slot.win = at;
             }
         }
