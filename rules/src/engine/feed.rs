@@ -42,7 +42,7 @@ impl Engine {
         self.newest = self.newest.max(s.ts);
         self.touch_with_groups(s.series.0);
         self.feed_peers(s.series, s.ts, s.value);
-        let mut handed = std::mem::take(&mut self.handed);
+        let handed = &mut self.handed;
         let series = &self.series[s.series.0 as usize];
         let target = Target {
             id: s.series,
@@ -63,10 +63,9 @@ impl Engine {
                 &mut self.dets[..],
                 &mut self.wins[..],
             );
-            deadline = deadline.min(feed(cx, slot, target, &peers, s, &mut handed, out));
+            deadline = deadline.min(feed(cx, slot, target, &peers, s, handed, out));
         }
         handed.clear();
-        self.handed = handed;
         for &g in &self.fwd[series.fwd()] {
             // Group series ids were issued by this engine and hold exactly one slot.
             let Some(group) = self.series.get(g as usize) else {
@@ -114,7 +113,7 @@ impl Engine {
         }
         let mut touched = self.advance_peers(watermark);
         let mut next = i64::MAX;
-        let mut handed = std::mem::take(&mut self.handed);
+        let handed = &mut self.handed;
         for (id, series) in self.series.iter().enumerate() {
             let range = series.first as usize..(series.first + series.len) as usize;
             let mut changed = false;
@@ -187,7 +186,6 @@ impl Engine {
                 touched.push(id as u32);
             }
         }
-        self.handed = handed;
         touched.into_iter().for_each(|id| self.touch(id));
         self.next_deadline = next;
     }
