@@ -109,6 +109,10 @@ impl Default for Ages {
 /// The most values [`Ages::Narrow`] tells apart.
 const NARROW: usize = 256;
 
+/// The most values a window's buffers are sized for before its first value (a larger window
+/// grows from there as its values come).
+const RESERVE: usize = 256;
+
 impl Ages {
     fn heap_bytes(&self) -> usize {
         match self {
@@ -146,8 +150,19 @@ impl RobustState {
             });
         }
         if self.sorted.len() < spec.window {
-            if self.sorted.len() == 0 && spec.window > NARROW {
-                self.age = Ages::Wide(Vec::new());
+            if self.sorted.len() == 0 {
+                // The window's buffers at their full size at once (up to `RESERVE` values), not
+                // grown by doubling: on a gateway whose series fill their windows together,
+                // the outgrown 4-, 8-, 16- and 32-value buffers of every series were left as
+                // free holes between live ones, which the allocator cannot hand back (about
+                // 50 bytes per series).
+                let n = spec.window.min(RESERVE);
+                self.age = if spec.window > NARROW {
+                    Ages::Wide(Vec::with_capacity(n))
+                } else {
+                    Ages::Narrow(Vec::with_capacity(n))
+                };
+                self.sorted.reserve_exact(n);
             }
             self.insert(x);
             return None;
@@ -395,11 +410,9 @@ mod tests {
         }
     }
 
-    /// A window above 256 values switches to 16-bit arrival numbers at its first value; one
-    /// of up to 256 keeps 8-bit ones (1 byte per value).
-    #[test]
-    fn arrival_numbers_are_as_narrow_as_the_window_allows() {
-        let spec = |window| RobustSpec {
+    /// `robust_zscore` at z 5 over `window` values, learning everything, with no noise floor.
+    fn spec(window: usize) -> RobustSpec {
+        RobustSpec {
             z: 5.0,
             window,
             learn: Learn::All,
@@ -407,7 +420,13 @@ mod tests {
                 min_sigma: 0.0,
                 resolution: 0.0,
             },
-        };
+        }
+    }
+
+    /// A window above 256 values switches to 16-bit arrival numbers at its first value; one
+    /// of up to 256 keeps 8-bit ones (1 byte per value).
+    #[test]
+    fn arrival_numbers_are_as_narrow_as_the_window_allows() {
         for (window, wide) in [(64, false), (256, false), (257, true), (4096, true)] {
             let mut st = RobustState::default();
             for i in 0..window + 10 {
@@ -416,6 +435,33 @@ mod tests {
             assert_eq!(matches!(st.age, Ages::Wide(_)), wide, "window {window}");
             assert_eq!(st.sorted.len(), window);
         }
+    }
+
+    /// A window of up to 256 values gets its buffers at full size with its first value and
+    /// never reallocates them while it fills (a 2-decimal stream: `i16` values, 8-bit
+    /// arrival numbers); a larger one starts at 256 values and grows from there.
+    #[test]
+    fn a_window_is_sized_once_with_its_first_value() {
+        for window in [1, 64, 256] {
+            let mut st = RobustState::default();
+            st.feed(&spec(window), 0, 21.37);
+            assert_eq!(st.heap_bytes(), window * 3, "window {window}, first value");
+            for i in 1..window + 10 {
+                st.feed(&spec(window), i as i64, 20.0 + (i % 13) as f64 * 0.01);
+            }
+            assert_eq!(st.heap_bytes(), window * 3, "window {window}, full");
+        }
+        let mut st = RobustState::default();
+        st.feed(&spec(1000), 0, 21.37);
+        assert_eq!(
+            st.heap_bytes(),
+            RESERVE * 4,
+            "2-byte values, 2-byte arrival numbers"
+        );
+        for i in 1..1000 {
+            st.feed(&spec(1000), i as i64, 20.0 + (i % 13) as f64 * 0.01);
+        }
+        assert!(st.heap_bytes() >= 1000 * 4);
     }
 }
 

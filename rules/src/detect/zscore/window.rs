@@ -272,6 +272,15 @@ impl Values {
         }
     }
 
+    /// Makes room for `n` more values in the current encoding, exactly.
+    pub fn reserve_exact(&mut self, n: usize) {
+        match self {
+            Values::I16 { v, .. } => v.reserve_exact(n),
+            Values::I32 { v, .. } => v.reserve_exact(n),
+            Values::F64(v) => v.reserve_exact(n),
+        }
+    }
+
     /// Bytes held on the heap (the capacity, not only the values in use).
     pub fn heap_bytes(&self) -> usize {
         match self {
