@@ -16,9 +16,9 @@ fn series_names_are_shared_not_copied() {
         .map(|(d, m)| e.series(d, m).unwrap())
         .collect();
     let s = |id: SeriesId| &e.series[id.0 as usize];
-    assert!(Arc::ptr_eq(&s(ids[0]).device, &s(ids[1]).device));
-    assert!(Arc::ptr_eq(&s(ids[0]).metric, &s(ids[2]).metric));
-    assert!(!Arc::ptr_eq(&s(ids[0]).device, &s(ids[2]).device));
+    assert!(Arc::ptr_eq(&s(ids[0]).device.0, &s(ids[1]).device.0));
+    assert!(Arc::ptr_eq(&s(ids[0]).metric.0, &s(ids[2]).metric.0));
+    assert!(!Arc::ptr_eq(&s(ids[0]).device.0, &s(ids[2]).device.0));
     assert_eq!(e.names.len(), 4);
     assert_eq!(e.index.len(), 3);
     assert_eq!(e.index.get(&e.series, "gw-1", "rpm"), Some(ids[1]));
@@ -26,6 +26,11 @@ fn series_names_are_shared_not_copied() {
     assert_eq!(e.index.get(&e.series, "gw-2", "rpm"), None);
     assert_eq!(e.index.get(&e.series, "gw-1r", "pm"), None);
     assert_eq!(e.series_name(ids[2]), Some(("gw-2", "temp")));
+    // A name is one pointer, so a series is 64 bytes on 64-bit targets (80 with `Arc<str>`).
+    assert_eq!(size_of::<Name>(), size_of::<usize>());
+    if size_of::<usize>() == 8 {
+        assert_eq!(size_of::<Series>(), 64);
+    }
 }
 
 /// A slot is three indices, four flags and one pointer (24 bytes on 64-bit targets, 20 on
