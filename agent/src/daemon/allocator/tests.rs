@@ -41,3 +41,31 @@ fn arenas_are_limited_where_the_allocator_is_glibc() {
         cfg!(all(target_os = "linux", target_env = "gnu"))
     );
 }
+
+#[test]
+fn a_burst_is_released_once_it_is_over_and_not_more_than_once_a_second() {
+    let ms = Duration::from_millis;
+    let mut r = Releases::default();
+    // Quiet: only every RELEASE_EVERY.
+    assert!(!r.due(ms(250), 10));
+    assert!(!r.due(ms(9_750), 20));
+    assert!(r.due(RELEASE_EVERY, 30));
+    // A burst of 10,000 records over two ticks: not while it flows...
+    assert!(!r.due(ms(1_250), 5_030));
+    assert!(!r.due(ms(1_500), 10_030));
+    // ...but at the first quiet tick after it.
+    assert!(r.due(ms(1_750), 10_040));
+    // A second burst right after a release waits for BURST_GAP.
+    assert!(!r.due(ms(250), 20_040));
+    assert!(!r.due(ms(500), 20_050));
+    assert!(r.due(BURST_GAP, 20_060));
+    // A steady flow at the burst size per tick is never quiet: every RELEASE_EVERY only.
+    let mut flushed = 20_060;
+    for k in 1..40u64 {
+        flushed += BURST_RECORDS;
+        assert!(!r.due(ms(250 * k), flushed), "tick {k}");
+    }
+    assert!(r.due(RELEASE_EVERY, flushed + BURST_RECORDS));
+    // Fewer than BURST_RECORDS since the last release is no burst.
+    assert!(!r.due(ms(2_000), flushed + BURST_RECORDS + BURST_RECORDS - 1));
+}

@@ -146,6 +146,7 @@ impl Pipeline {
         let mut saved = crate::daemon::run_hours::Saved::of(&core.engine);
         let mut last_save = tokio::time::Instant::now();
         let mut last_release = last_save;
+        let mut releases = crate::daemon::allocator::Releases::default();
         loop {
             // A reload cannot be replayed from the input log: checkpoint right after it.
             let mut reloaded = false;
@@ -192,7 +193,8 @@ impl Pipeline {
                     }
                     // Here rather than in a task of its own: this loop already wakes on a
                     // timer, and a task is kilobytes of code (module `allocator`).
-                    if last_release.elapsed() >= crate::daemon::allocator::RELEASE_EVERY {
+                    let flushed = shell.counters.events.load(Ordering::Relaxed);
+                    if releases.due(last_release.elapsed(), flushed) {
                         last_release = tokio::time::Instant::now();
                         crate::daemon::allocator::release();
                     }
