@@ -10,14 +10,17 @@
 //! round"): a third of the heaps' memory was free, about 3.5 MiB, most of it resident, spread
 //! over several per-thread arenas, each keeping its own holes.
 //!
-//! Two settings, both glibc's own:
+//! Three settings, all glibc's own:
 //! - [`limit_arenas`]: one arena for every thread of `weir run` (glibc's default is up to
 //!   8 per core). A hole one thread leaves is reused by the next allocation of any thread;
 //!   the per-thread caches in front of the arena (tcache) keep most small allocations off its
 //!   lock.
-//! - [`release`]: `malloc_trim(0)`, called every [`RELEASE_EVERY`] by the pipeline, returns
-//!   every whole free page inside the heap (`MADV_DONTNEED`) as well as its top. A page
-//!   given back and needed again costs one minor fault.
+//! - with it, a fixed mmap threshold ([`MMAP_FROM`]): a block of 128 KiB or more is a mapping
+//!   of its own, returned when freed, never a hole in the heap.
+//! - [`release`]: `malloc_trim(0)`, called by the pipeline every [`RELEASE_EVERY`] and as
+//!   soon as a burst of records is over ([`Releases`]), returns every whole free page inside
+//!   the heap (`MADV_DONTNEED`) as well as its top. A page given back and needed again costs
+//!   one minor fault.
 //!
 //! Elsewhere (musl's allocator returns memory itself) both are no-ops.
 
