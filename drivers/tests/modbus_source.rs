@@ -283,7 +283,7 @@ async fn erroring_and_silent_slaves_are_counted_and_reported_as_quality_and_do_n
     // Each poll is one delivery of one device; the failing slaves' deliveries carry only the
     // quality of their value: exception code 2 (illegal data address) and 256 (timeout).
     let started = Instant::now();
-    let (mut healthy, mut erroring, mut silent_polls) = (0, 0, 0);
+    let (mut healthy, mut erroring, mut silent_polls, mut healthy_late) = (0, 0, 0, 0);
     while started.elapsed() < Duration::from_secs(2) {
         let d = src.next().await;
         let device = d.readings[0].device.to_string();
@@ -291,7 +291,16 @@ async fn erroring_and_silent_slaves_are_counted_and_reported_as_quality_and_do_n
         let (values, quality) = (values(&d), qualities(&d));
         match device.as_str() {
             "healthy" => {
-                assert_eq!(values["u16"], 65534.0, "{d:?}");
+                // A Python peer on a loaded machine (other tests' peers, a parallel build)
+                // now and then answers after the 300 ms timeout: that poll carries the
+                // timeout quality and no value. Counted, and bounded below: the point here
+                // is that the silent slave does not stall this one.
+                if quality.get("u16") == Some(&256.0) {
+                    assert!(values.is_empty(), "{d:?}");
+                    healthy_late += 1;
+                    continue;
+                }
+                assert_eq!(values.get("u16"), Some(&65534.0), "{d:?}");
                 assert_eq!(quality["u16"], 0.0, "{d:?}");
                 healthy += 1;
             }
@@ -311,6 +320,10 @@ async fn erroring_and_silent_slaves_are_counted_and_reported_as_quality_and_do_n
     assert!(
         healthy >= 12,
         "only {healthy} healthy polls in 2 s at 100 ms"
+    );
+    assert!(
+        healthy_late * 4 <= healthy,
+        "{healthy_late} of the healthy slave's polls timed out, {healthy} answered"
     );
     assert!(
         erroring >= 5,
