@@ -3,6 +3,7 @@
 
 use super::tests::{S, engine, push, raises};
 use super::*;
+use std::sync::Arc;
 
 /// A device's series share its name, a metric's series share theirs, and the index keys are
 /// those same copies: one allocation per distinct name, not three per series.
