@@ -168,7 +168,7 @@ fn record(n: u64) -> NewRecord {
     payload.extend_from_slice(body.as_bytes());
     NewRecord {
         lane,
-        topic: format!("weir/gw-bench/{lane}"),
+        topic: format!("weir/gw-bench/{lane}").into(),
         created_at: 1_732_530_000_000_000 + n as i64,
         payload,
     }
@@ -312,7 +312,7 @@ async fn run_one(
         .map(|(i, r)| outbox::Record {
             id: i as u64 + 1,
             lane: r.lane,
-            topic: r.topic.clone(),
+            topic: r.topic.to_string(),
             created_at: r.created_at,
             payload: r.payload.clone(),
         })

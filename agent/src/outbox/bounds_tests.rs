@@ -22,7 +22,7 @@ fn cfg(dir: &Path, max_bytes: u64, overflow: Overflow) -> OutboxConfig {
 fn rec(lane: Lane, n: u64, created_at: i64) -> NewRecord {
     NewRecord::json(
         lane,
-        format!("weir/gw-1/{lane}"),
+        &format!("weir/gw-1/{lane}"),
         created_at,
         format!(r#"{{"n":{n}}}"#).as_bytes(),
     )
@@ -294,7 +294,7 @@ async fn a_lowered_max_bytes_evicts_down_to_it_at_once_counted_and_a_raised_one_
     // A record above the new bound is refused as with any bound.
     let big = NewRecord::json(
         Lane::Aggregates,
-        "weir/gw-1/aggregates".into(),
+        "weir/gw-1/aggregates",
         0,
         format!(r#"{{"p":"{}"}}"#, "x".repeat(5 * one as usize)).as_bytes(),
     );

@@ -136,7 +136,7 @@ mod tests {
             let records = (0..1_000)
                 .map(|n| {
                     let at = batch * 1_000 + n;
-                    NewRecord::json(Lane::Aggregates, "weir/gw/a".into(), at, body.as_bytes())
+                    NewRecord::json(Lane::Aggregates, "weir/gw/a", at, body.as_bytes())
                 })
                 .collect();
             outbox.append(records, vec![]).await.unwrap();

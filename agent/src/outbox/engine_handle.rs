@@ -125,6 +125,8 @@ impl Outbox {
                 records: Vec::new(),
                 after_commit: vec![hook],
                 state,
+                // Holds one chunk at a time by itself (the stream's queue).
+                queued: 0,
             })
             .await
             .map_err(|_| OutboxError::Closed)?;

@@ -5,10 +5,13 @@
 //! the uplink adds the record's `id`, `seq` and `gateway` in front when it publishes, because
 //! the sequence number is only known once SQLite has assigned it.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use weir_rules::{Event, EventKind};
 
 use crate::outbox::{Lane, NewRecord, PAYLOAD_V1};
+use crate::support::payload::compacted;
 
 #[derive(Serialize)]
 struct Body<'a> {
@@ -102,22 +105,41 @@ pub fn lane_of(event: &Event) -> Lane {
     }
 }
 
-/// Encodes `event` for the outbox. `created_at` is wall time (µs), used for age bounds.
+/// Buffers [`record`] reuses from one record to the next: the record's JSON, and its packed
+/// form. Kept by the caller, so that a burst of records allocates nothing but their payloads.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// Format 1: the version byte, then the JSON body.
+    json: Vec<u8>,
+    packed: Vec<u8>,
+}
+
+impl Scratch {
+    /// The JSON body of the record [`record`] encoded last.
+    pub fn json_body(&self) -> &[u8] {
+        self.json.get(1..).unwrap_or_default()
+    }
+}
+
+/// Encodes `event` for the outbox, in its stored form (`support::payload::compacted`: format
+/// 2 when smaller, in a vector of exactly its length). `created_at` is wall time (µs), used
+/// for age bounds.
 pub fn record(
     event: &Event,
     device: &str,
     metric: &str,
-    topic: String,
+    topic: Arc<str>,
     created_at: i64,
+    scratch: &mut Scratch,
 ) -> Result<NewRecord, serde_json::Error> {
-    let mut payload = Vec::with_capacity(192);
-    payload.push(PAYLOAD_V1);
-    write_json(&mut payload, event, device, metric)?;
+    scratch.json.clear();
+    scratch.json.push(PAYLOAD_V1);
+    write_json(&mut scratch.json, event, device, metric)?;
     Ok(NewRecord {
         lane: lane_of(event),
         topic,
         created_at,
-        payload,
+        payload: compacted(&scratch.json, &mut scratch.packed),
     })
 }
 
@@ -258,8 +280,25 @@ mod tests {
     use weir_rules::{Aggregate, AlertState, SeriesId, Severity};
 
     fn decode(r: &NewRecord) -> serde_json::Value {
-        assert_eq!(r.payload[0], PAYLOAD_V1);
-        serde_json::from_slice(&r.payload[1..]).unwrap()
+        let body = crate::outbox::json_body(&r.payload).unwrap();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    fn record(
+        event: &Event,
+        device: &str,
+        metric: &str,
+        topic: &str,
+        created_at: i64,
+    ) -> Result<NewRecord, serde_json::Error> {
+        super::record(
+            event,
+            device,
+            metric,
+            topic.into(),
+            created_at,
+            &mut Scratch::default(),
+        )
     }
 
     #[test]
@@ -278,7 +317,7 @@ mod tests {
                 contributions: Vec::new(),
             },
         };
-        let r = record(&event, "pump-1", "temp", "weir/gw/alerts".into(), 7).unwrap();
+        let r = record(&event, "pump-1", "temp", "weir/gw/alerts", 7).unwrap();
         assert_eq!(r.lane, Lane::Alerts);
         assert_eq!(r.created_at, 7);
         let v = decode(&r);
@@ -308,7 +347,7 @@ mod tests {
                 }],
             },
         };
-        let r = record(&event, "pump-1", "*", "t".into(), 0).unwrap();
+        let r = record(&event, "pump-1", "*", "t", 0).unwrap();
         assert_eq!(r.lane, Lane::Alerts);
         assert_eq!(
             decode(&r),
@@ -335,7 +374,7 @@ mod tests {
                 contributions: vec![(Arc::from("flow"), 1.5)],
             },
         };
-        let r = record(&event, "d", "m", "t".into(), 0).unwrap();
+        let r = record(&event, "d", "m", "t", 0).unwrap();
         assert_eq!(r.lane, Lane::Alerts);
         let v = decode(&r);
         assert_eq!(v["score"], 30.0);
@@ -363,7 +402,7 @@ mod tests {
                 model: "quadratic",
             },
         };
-        let r = record(&event(3600.0), "pump-1", "temp", "t".into(), 0).unwrap();
+        let r = record(&event(3600.0), "pump-1", "temp", "t", 0).unwrap();
         assert_eq!(r.lane, Lane::Predictions);
         assert_eq!(
             decode(&r),
@@ -372,7 +411,7 @@ mod tests {
                 "slope":0.001,"r2":0.93,"points":60,"level":80.0,"early_seconds":1800.0,
                 "late_seconds":null,"model":"quadratic"})
         );
-        let r = record(&event(f64::INFINITY), "pump-1", "temp", "t".into(), 0).unwrap();
+        let r = record(&event(f64::INFINITY), "pump-1", "temp", "t", 0).unwrap();
         assert!(decode(&r)["seconds_to_threshold"].is_null());
     }
 
@@ -390,7 +429,7 @@ mod tests {
                 score: 3.0,
             },
         };
-        let r = record(&event, "pump-1", "flow", "t".into(), 0).unwrap();
+        let r = record(&event, "pump-1", "flow", "t", 0).unwrap();
         assert_eq!(r.lane, Lane::Alerts);
         assert_eq!(
             decode(&r),
@@ -412,7 +451,7 @@ mod tests {
                 values: vec![(Aggregate::Mean, 2.5), (Aggregate::Max, f64::NAN)],
             },
         };
-        let r = record(&event, "d", "m", "t".into(), 0).unwrap();
+        let r = record(&event, "d", "m", "t", 0).unwrap();
         assert_eq!(r.lane, Lane::Aggregates);
         let v = decode(&r);
         assert_eq!(v["kind"], "window");
@@ -430,7 +469,7 @@ mod tests {
             ts: 5,
             kind: EventKind::Late { value: 1.5 },
         };
-        let r = record(&event, "d", "m", "t".into(), 0).unwrap();
+        let r = record(&event, "d", "m", "t", 0).unwrap();
         assert_eq!(r.lane, Lane::Aggregates);
         assert_eq!(
             decode(&r),

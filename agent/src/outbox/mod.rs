@@ -34,11 +34,14 @@
 //!   the writer checks `PRAGMA data_version` before every append and age check and reads
 //!   the totals again when it changed, so the bound is never enforced on stale totals for
 //!   longer than one batch; a delivered id that was purged meanwhile is simply not found.
-//! - Only the writer thread touches SQLite; its queue is bounded, so a slow disk slows
-//!   producers down (`append().await`) instead of growing memory.
+//! - Only the writer thread touches SQLite; its queue is bounded, in commands
+//!   ([`QUEUE_CAPACITY`]) and in the bytes of records waiting, queued or in the group being
+//!   written ([`QUEUE_BYTES`]), so a slow disk or a burst of records slows producers down
+//!   (`append().await`) instead of growing memory.
 //! - Every stored payload starts with a format version byte: 1, a body of the form `{ … }`
 //!   (a JSON object when written by the agent, which uses serde_json), or 2, the same body
-//!   with its common keys as one-byte tokens (see `payload`); `append` rejects anything else,
+//!   with its common keys as one-byte tokens (see `payload`; a format-1 record is packed on
+//!   append, the pipeline packs its own as it encodes them); `append` rejects anything else,
 //!   so the uplink can always splice in its id fields. The body is not
 //!   parsed on append (a full JSON parse per record is avoidable work on the ingest path).
 //!
@@ -116,6 +119,41 @@ use writer::{Command, Writer};
 /// Commands the writer's queue holds before `append` has to wait.
 const QUEUE_CAPACITY: usize = 64;
 
+/// Bytes of records and engine input (see [`queued_bytes`]) that may wait for the writer,
+/// queued or in the group it is writing, before `append` has to wait. The queue's length
+/// alone does not bound memory: one append may hold any number of records (an advance at
+/// 100,000 series closes 100,000 windows into one append), and in the outbox bench 64
+/// appends of 512 records, ~5 MB, waited at once.
+///
+/// A group takes at most half of it, so appenders fill the other half while it is written.
+/// The bound caps a group, and a group is a commit: fewer records per commit is more flash
+/// written per record (and, with `synchronous: full`, one fsync per group). Measured in the
+/// outbox bench (docs/footprint.md, "Memory, eighth round"): 128 KiB made groups of 512
+/// records and 2.40–2.74 bytes written per payload byte (over issue 6's 2.0); 256 KiB, 1,527
+/// and 1.88–1.99; 1 MiB, 3,077 and 1.74–1.81, against 4,082 and 1.68–1.74 unbounded. So
+/// the bound is a ceiling for memory, not the way a burst's peak is cut: that is done by
+/// making each waiting record cheap (a shared topic, a payload of its exact size).
+pub(crate) const QUEUE_BYTES: u32 = 1024 * 1024;
+
+/// What an append holds while it waits for the writer, as [`QUEUE_BYTES`] counts it: the
+/// records (their struct and payload; a topic is shared) and the engine input logged with
+/// them. A streamed checkpoint holds one chunk at a time by itself and counts nothing.
+fn queued_bytes(records: &[NewRecord], state: &[StateOp]) -> u32 {
+    let records: usize = records
+        .iter()
+        .map(|r| size_of::<NewRecord>() + r.payload.len())
+        .sum();
+    let logs: usize = state
+        .iter()
+        .map(|op| match op {
+            StateOp::Log(log) => log.len(),
+            StateOp::RunHours(_) | StateOp::Stream(_) => 0,
+        })
+        .sum();
+    // One append larger than the bound waits until nothing else waits, then goes alone.
+    u32::try_from(records + logs).map_or(QUEUE_BYTES, |n| n.min(QUEUE_BYTES))
+}
+
 #[cfg(test)]
 pub use crate::support::payload::compact;
 pub use crate::support::payload::{PAYLOAD_V1, json_body};
@@ -125,11 +163,13 @@ pub use crate::support::record::{Lane, LaneCursor, LaneRange, Record, check_topi
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRecord {
     pub lane: Lane,
-    /// MQTT topic the uplink publishes it to (see [`crate::uplink::topic_for`]).
-    pub topic: String,
+    /// MQTT topic the uplink publishes it to (see [`crate::uplink::topic_for`]). Shared: the
+    /// records of a lane all carry the same one, and a burst holds thousands at once.
+    pub topic: Arc<str>,
     /// µs since the Unix epoch.
     pub created_at: i64,
-    /// Byte 0 = format version ([`PAYLOAD_V1`]), then a JSON object.
+    /// Byte 0 = format version, then a JSON object: [`PAYLOAD_V1`], or format 2 as
+    /// `support::payload::compacted` packs it (format 1 is packed on append).
     pub payload: Vec<u8>,
 }
 
@@ -141,13 +181,13 @@ impl NewRecord {
 
     /// Builds a version-1 record from a JSON object body.
     #[cfg(test)]
-    pub fn json(lane: Lane, topic: String, created_at: i64, body: &[u8]) -> NewRecord {
+    pub fn json(lane: Lane, topic: &str, created_at: i64, body: &[u8]) -> NewRecord {
         let mut payload = Vec::with_capacity(body.len() + 1);
         payload.push(PAYLOAD_V1);
         payload.extend_from_slice(body);
         NewRecord {
             lane,
-            topic,
+            topic: topic.into(),
             created_at,
             payload,
         }
@@ -158,19 +198,7 @@ impl NewRecord {
         if self.size() > max_bytes {
             return Err("record is larger than the outbox's max_bytes");
         }
-        let Some((&version, body)) = self.payload.split_first() else {
-            return Err("empty payload (byte 0 must be the format version)");
-        };
-        if version != PAYLOAD_V1 {
-            return Err("unsupported payload format version (expected 1)");
-        }
-        // Structural check only: the uplink needs `{ … }` to splice its fields in, and every
-        // producer in the agent writes the body with serde_json, so a full parse per record
-        // is work the ingest path can skip.
-        let body = body.trim_ascii();
-        if body.first() != Some(&b'{') || body.last() != Some(&b'}') {
-            return Err("payload body is not a JSON object");
-        }
+        crate::support::payload::check_object(&self.payload)?;
         Ok(())
     }
 }
@@ -284,6 +312,9 @@ pub struct Outbox {
     shared: Arc<live::Shared>,
     /// Appends waiting for `room`, reported by [`Outbox::blocked_since`].
     blocked: Arc<blocked::Blocked>,
+    /// Permits for [`QUEUE_BYTES`]: an append takes its [`queued_bytes`], the writer gives
+    /// them back once the group holding it is committed (or failed).
+    queued: Arc<tokio::sync::Semaphore>,
 }
 
 /// The permits a record of `size` bytes takes under `overflow: block`.
@@ -326,6 +357,7 @@ impl Outbox {
         let room = (cfg.overflow == Overflow::Block).then(|| live::new_room(cfg.max_bytes, stored));
         let shared = Arc::new(live::Shared::new(cfg.max_bytes, room.clone()));
         let settings = LiveSettings::of(cfg);
+        let queued = Arc::new(tokio::sync::Semaphore::new(QUEUE_BYTES as usize));
         let writer = Writer {
             store,
             rx,
@@ -340,6 +372,7 @@ impl Outbox {
             room_debt: 0,
             shared: Arc::clone(&shared),
             disk: disk::DiskGuard::new(&cfg.path),
+            queued: Arc::clone(&queued),
         };
         let handle = std::thread::Builder::new()
             .name("weir-outbox".into())
@@ -351,12 +384,14 @@ impl Outbox {
             counters,
             shared,
             blocked: Arc::default(),
+            queued,
         };
         Ok((outbox, OutboxThread { handle }))
     }
 
-    /// Queues `records` for the next transaction; waits while the writer's queue is full
-    /// (back-pressure) and, under `overflow: block`, until the bound has room for them. Once they are committed the writer fires `acks` (a failed ack
+    /// Queues `records` for the next transaction; waits while the writer's queue is full or
+    /// holds [`QUEUE_BYTES`] (back-pressure) and, under `overflow: block`, until the bound
+    /// has room for them. Once they are committed the writer fires `acks` (a failed ack
     /// is logged: the source redelivers, a duplicate at worst). With no records, the acks
     /// fire after everything queued before them has been committed. Invalid records (see
     /// the module docs) reject the whole call before anything is queued.
@@ -407,11 +442,26 @@ impl Outbox {
         for r in &records {
             self.take_room(r.size()).await;
         }
+        let queued = queued_bytes(&records, &state);
+        // Never closed: the writer holds the other handle and only adds permits.
+        match self.queued.try_acquire_many(queued) {
+            Ok(permits) => permits.forget(),
+            Err(_) => {
+                // The writer may be gathering a group, waiting `batch_delay` for appends that
+                // cannot come until it commits: it commits now. (A full queue already ends
+                // its wait, and a stale request only ends a later group early.)
+                let _ = self.tx.try_send(Command::Commit);
+                if let Ok(permits) = self.queued.acquire_many(queued).await {
+                    permits.forget();
+                }
+            }
+        }
         self.tx
             .send_async(Command::Append {
                 records,
                 after_commit,
                 state,
+                queued,
             })
             .await
             .map_err(|_| OutboxError::Closed)

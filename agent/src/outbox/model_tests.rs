@@ -142,7 +142,7 @@ impl Model {
             self.lanes[r.lane as usize].push_back(Record {
                 id: self.last_id,
                 lane: r.lane,
-                topic: r.topic.clone(),
+                topic: r.topic.to_string(),
                 created_at: r.created_at,
                 payload: r.payload.clone(),
             });
@@ -264,7 +264,7 @@ impl Harness {
         payload.extend_from_slice(body.as_bytes());
         NewRecord {
             lane,
-            topic,
+            topic: topic.into(),
             created_at: cutoff_at(g.age),
             payload,
         }

@@ -228,9 +228,12 @@ impl Store {
         let mut last_id = self.last_id;
         let tx = self.conn.transaction()?;
         {
-            // Accepted records with their (lane, id), then inserted INSERT_ROWS to a statement:
-            // one statement step per row was most of the writer thread's time.
-            let mut rows: Vec<(i64, i64, &NewRecord)> = Vec::new();
+            // Accepted records with their (lane, id), inserted INSERT_ROWS to a statement (one
+            // statement step per row was most of the writer thread's time) as they are
+            // numbered: a group's rows are never all held at once (24 B a row, up to
+            // `batch_max`).
+            let mut rows: Vec<(i64, i64, &NewRecord)> = Vec::with_capacity(INSERT_ROWS);
+            let mut insert_many = None;
             let mut total: u64 = totals.iter().map(|t| t.bytes).sum();
             for r in records {
                 if !make_room && total + r.size() > bound {
@@ -248,19 +251,23 @@ impl Store {
                 t.count += 1;
                 t.bytes += r.size();
                 total += r.size();
-            }
-            let mut chunks = rows.chunks_exact(INSERT_ROWS);
-            if chunks.len() > 0 {
-                let mut insert = tx.prepare_cached(&insert_sql(INSERT_ROWS))?;
-                for chunk in chunks.by_ref() {
-                    insert.execute(rusqlite::params_from_iter(row_params(chunk)))?;
+                if rows.len() == INSERT_ROWS {
+                    let insert = match &mut insert_many {
+                        Some(insert) => insert,
+                        None => insert_many.insert(tx.prepare_cached(&insert_sql(INSERT_ROWS))?),
+                    };
+                    insert.execute(rusqlite::params_from_iter(row_params(&rows)))?;
+                    rows.clear();
                 }
             }
-            let mut insert = tx.prepare_cached(&insert_sql(1))?;
-            for row in chunks.remainder() {
-                insert.execute(rusqlite::params_from_iter(row_params(
-                    std::slice::from_ref(row),
-                )))?;
+            drop(insert_many);
+            if !rows.is_empty() {
+                let mut insert = tx.prepare_cached(&insert_sql(1))?;
+                for row in &rows {
+                    insert.execute(rusqlite::params_from_iter(row_params(
+                        std::slice::from_ref(row),
+                    )))?;
+                }
             }
         }
         let evicted = evict_to(&tx, &mut totals, bound)?;

@@ -4,7 +4,9 @@
 //! Appends are grouped: the writer takes an append, keeps taking appends that are already
 //! queued (or arrive within `batch_delay`) up to `batch_max` records, commits them as ONE
 //! transaction, and only then runs their after-commit hooks (the transport acks). A read or
-//! delete found while grouping ends the group first, so it never sees uncommitted rows.
+//! delete found while grouping ends the group first, so it never sees uncommitted rows. So
+//! does an appender waiting for the queue's bytes ([`Command::Commit`]): what it waits for
+//! is this group's commit.
 //!
 //! The writer also applies the bounds: the byte bound inside every append transaction (by
 //! the configured [`Overflow`] policy), the age bound every [`EXPIRE_EVERY`], and it gives
@@ -37,7 +39,13 @@ pub(crate) enum Command {
         after_commit: Vec<AfterCommit>,
         /// Engine input and checkpoints, written after the records in the same transaction.
         state: Vec<super::engine_state::StateOp>,
+        /// Permits of [`super::QUEUE_BYTES`] it holds, given back once it is committed.
+        queued: u32,
     },
+    /// An append waits for [`super::QUEUE_BYTES`]: the group being gathered is all there
+    /// will be until it is committed, so it is committed now rather than after
+    /// `batch_delay`. Outside a group, nothing to do.
+    Commit,
     /// The stored engine checkpoint (read once at start).
     LoadState {
         reply: Reply<super::engine_state::StoredState>,
@@ -69,6 +77,43 @@ pub(crate) enum Command {
     },
 }
 
+/// The records of a group of appends, in the vectors their appenders queued them in.
+/// Moved into one vector, the group would be copied once more (64 B a record, up to
+/// `batch_max` records, 256 KiB at the default) at the moment it is largest: a burst of
+/// window closes (issue 19, docs/footprint.md).
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    parts: Vec<Vec<NewRecord>>,
+    len: usize,
+}
+
+impl Batch {
+    fn of(records: Vec<NewRecord>) -> Batch {
+        let mut batch = Batch::default();
+        batch.push(records);
+        batch
+    }
+
+    fn push(&mut self, records: Vec<NewRecord>) {
+        self.len += records.len();
+        if !records.is_empty() {
+            self.parts.push(records);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &NewRecord> {
+        self.parts.iter().flatten()
+    }
+}
+
 pub(crate) struct Writer {
     pub store: Store,
     pub rx: flume::Receiver<Command>,
@@ -89,6 +134,8 @@ pub(crate) struct Writer {
     pub shared: Arc<super::live::Shared>,
     /// Disk-full handling (see [`super::disk`]).
     pub disk: super::disk::DiskGuard,
+    /// [`super::QUEUE_BYTES`]' permits, given back here.
+    pub queued: Arc<Semaphore>,
 }
 
 impl Writer {
@@ -118,7 +165,8 @@ impl Writer {
                     records,
                     after_commit,
                     state,
-                } => next = self.append_group(records, after_commit, state),
+                    queued,
+                } => next = self.append_group(Batch::of(records), after_commit, state, queued),
                 Command::Set { settings, reply } => {
                     let _ = reply.send(Ok(self.set(settings)));
                     // New ages are applied at once.
@@ -133,13 +181,16 @@ impl Writer {
     /// Returns a non-append command met while gathering, to be served next.
     fn append_group(
         &mut self,
-        mut records: Vec<NewRecord>,
+        mut records: Batch,
         mut hooks: Vec<AfterCommit>,
         mut states: Vec<super::engine_state::StateOp>,
+        mut queued: u32,
     ) -> Option<Command> {
         let deadline = Instant::now() + self.batch_delay;
         let mut next = None;
-        while records.len() < self.batch_max {
+        // At most half the queue's bytes in one group: the appenders fill the other half while
+        // it is written, so they and the writer work at once.
+        while records.len() < self.batch_max && queued < super::QUEUE_BYTES / 2 {
             let got = match self.rx.try_recv() {
                 Ok(cmd) => Some(cmd),
                 Err(_) if self.batch_delay.is_zero() => None,
@@ -150,11 +201,14 @@ impl Writer {
                     records: more,
                     after_commit,
                     state,
+                    queued: held,
                 }) => {
-                    records.extend(more);
+                    queued = queued.saturating_add(held);
+                    records.push(more);
                     hooks.extend(after_commit);
                     states.extend(state);
                 }
+                Some(Command::Commit) => break,
                 Some(other) => {
                     next = Some(other);
                     break;
@@ -163,6 +217,8 @@ impl Writer {
             }
         }
         self.commit_inner(records, hooks, states, false);
+        // Committed or failed (counted and logged): either way no longer waiting.
+        self.queued.add_permits(queued as usize);
         next
     }
 
@@ -304,10 +360,10 @@ impl Writer {
         }
     }
 
-    /// [`Self::commit`]; `retried_full` after a disk-full failure of the same records.
+    /// Commits a group; `retried_full` after a disk-full failure of the same records.
     fn commit_inner(
         &mut self,
-        records: Vec<NewRecord>,
+        records: Batch,
         hooks: Vec<AfterCommit>,
         states: Vec<super::engine_state::StateOp>,
         retried_full: bool,
@@ -467,7 +523,7 @@ impl Writer {
     fn serve(&mut self, cmd: Command) {
         // A dropped reply receiver just means the caller stopped waiting.
         match cmd {
-            Command::Append { .. } | Command::Set { .. } => {}
+            Command::Append { .. } | Command::Set { .. } | Command::Commit => {}
             Command::LoadState { reply } => {
                 let r = self
                     .store

@@ -89,17 +89,44 @@ static CANDIDATES: LazyLock<Vec<Vec<usize>>> = LazyLock::new(|| {
 
 /// The stored form of a format-1 payload: format 2 when it is smaller, else unchanged.
 pub fn compact(payload: Vec<u8>) -> Vec<u8> {
-    let Some((&PAYLOAD_V1, body)) = payload.split_first() else {
+    if payload.first() != Some(&PAYLOAD_V1) {
         return payload;
+    }
+    let mut out = Vec::with_capacity(payload.len() / 2 + 16);
+    if pack(&payload, &mut out) {
+        out
+    } else {
+        payload
+    }
+}
+
+/// [`compact`] for a payload encoded in a reused buffer: the stored form, in a new vector of
+/// exactly its length (`scratch` holds the packing on the way). A burst of window closes
+/// holds every record of the burst at once on its way to the writer, 10,000 of them at
+/// 10,000 series, so a growing vector's slack (and the format-1 form beside the packed one)
+/// would be paid 10,000 times over (issue 19, docs/footprint.md).
+pub fn compacted(payload: &[u8], scratch: &mut Vec<u8>) -> Vec<u8> {
+    if pack(payload, scratch) {
+        scratch.as_slice().to_vec()
+    } else {
+        payload.to_vec()
+    }
+}
+
+/// Writes the format-2 form of `payload` (format 1) to `out`, which is cleared first;
+/// whether there is one, and it is smaller.
+fn pack(payload: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    let Some((&PAYLOAD_V1, body)) = payload.split_first() else {
+        return false;
     };
-    let mut out = Vec::with_capacity(body.len() / 2 + 16);
     out.push(PAYLOAD_V2);
     let candidates = &*CANDIDATES;
     let mut i = 0;
     'scan: while let Some(&b) = body.get(i) {
         if b < 0x20 {
             // Would read as a token: the body is stored as it is.
-            return payload;
+            return false;
         }
         for &t in &candidates[usize::from(b)] {
             if body[i..].starts_with(TOKENS[t]) {
@@ -111,11 +138,45 @@ pub fn compact(payload: Vec<u8>) -> Vec<u8> {
         out.push(b);
         i += 1;
     }
-    if out.len() < payload.len() {
-        out
-    } else {
-        payload
+    out.len() < payload.len()
+}
+
+/// Whether a payload of either format is a JSON object, `{ … }`: the uplink splices its id
+/// fields in after the opening brace. Checked on the ends only, without decoding: every
+/// producer in the agent writes the body with serde_json (a full parse per record is work
+/// the ingest path can skip).
+pub fn check_object(payload: &[u8]) -> Result<(), &'static str> {
+    let (first, last) = match payload.split_first() {
+        Some((&PAYLOAD_V1, body)) => {
+            let body = body.trim_ascii();
+            (body.first().copied(), body.last().copied())
+        }
+        Some((&PAYLOAD_V2, body)) => {
+            // A code stands for its token: the token's first or last byte is what counts.
+            let token = |b: u8| -> Result<&'static [u8], &'static str> {
+                let t = TOKEN_OF.get(usize::from(b)).copied().unwrap_or(NO_TOKEN);
+                TOKENS
+                    .get(usize::from(t))
+                    .copied()
+                    .ok_or("payload holds an unknown token")
+            };
+            let first = match body.first() {
+                Some(&b) if b < 0x20 => token(b)?.first().copied(),
+                other => other.copied(),
+            };
+            let last = match body.last() {
+                Some(&b) if b < 0x20 => token(b)?.last().copied(),
+                other => other.copied(),
+            };
+            (first, last)
+        }
+        Some(_) => return Err("unsupported payload format version (expected 1 or 2)"),
+        None => return Err("empty payload (byte 0 must be the format version)"),
+    };
+    if first != Some(b'{') || last != Some(b'}') {
+        return Err("payload body is not a JSON object");
     }
+    Ok(())
 }
 
 /// The JSON body a stored payload stands for (format 1 or 2), or why it has none.
@@ -205,6 +266,43 @@ mod tests {
         assert_eq!(compact(ws.clone()), ws);
         assert_eq!(compact(vec![]), Vec::<u8>::new());
         assert_eq!(compact(vec![9, b'{']), vec![9, b'{']);
+    }
+
+    #[test]
+    fn compacted_is_compact_in_a_vector_of_its_own_length() {
+        let mut scratch = Vec::new();
+        for body in [
+            r#"{"kind":"window","rule":"hot","device":"d-1","metric":"t","ts":1,"start":0,"end":1,"values":{"mean":2.5,"max":3}}"#,
+            "{}",
+            "{\"kind\":\"window\",\"rule\":\"a\u{1}b\"}",
+        ] {
+            let stored = compacted(&v1(body), &mut scratch);
+            assert_eq!(stored, compact(v1(body)), "{body}");
+            assert_eq!(stored.capacity(), stored.len(), "{body}");
+        }
+    }
+
+    #[test]
+    fn objects_are_told_from_the_ends_in_either_format() {
+        let window = compact(v1(
+            r#"{"kind":"window","rule":"r","device":"d","metric":"m","ts":1,"start":0,"end":1,"values":{"mean":1}}"#,
+        ));
+        assert_eq!(window[0], PAYLOAD_V2);
+        assert_eq!(check_object(&window), Ok(()));
+        assert_eq!(check_object(&v1(" {} ")), Ok(()));
+        assert_eq!(check_object(&[PAYLOAD_V2, b'{', b'}']), Ok(()));
+        for bad in [
+            v1("[1]"),
+            v1("{"),
+            vec![PAYLOAD_V2, b'[', b']'],
+            // `,"end":` neither opens nor closes an object.
+            vec![PAYLOAD_V2, 0x0b, b'}'],
+            vec![PAYLOAD_V2, 0x00, b'}'],
+            vec![3, b'{', b'}'],
+            vec![],
+        ] {
+            assert!(check_object(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -281,7 +281,7 @@ async fn batches_go_through_the_broker_in_lane_order_and_are_deleted_as_units() 
                 let lane = Lane::ALL[(n % 3) as usize];
                 NewRecord::json(
                     lane,
-                    topic_for("weir", "gw-1", lane),
+                    &topic_for("weir", "gw-1", lane),
                     n as i64,
                     format!(r#"{{"kind":"test","n":{n},"v":{}.5}}"#, n).as_bytes(),
                 )

@@ -272,7 +272,7 @@ async fn subscribe(port: u16) -> mpsc::UnboundedReceiver<(String, serde_json::Va
 fn rec(lane: Lane, n: u64) -> NewRecord {
     NewRecord::json(
         lane,
-        topic_for("weir", "gw-1", lane),
+        &topic_for("weir", "gw-1", lane),
         n as i64,
         format!(r#"{{"kind":"test","n":{n}}}"#).as_bytes(),
     )

@@ -16,11 +16,14 @@ use crate::daemon::clock_guard::{ClockGuard, Verdict};
 use crate::outbox::event_records as encode;
 use crate::outbox::{Lane, NewRecord};
 
+/// Events whose room is kept from one delivery to the next (a burst's room is given back).
+const KEEP_EVENTS: usize = 256;
+
 /// The engine with its clock guard and counters, and the events not yet turned into records.
 pub struct Core {
     pub engine: Engine,
     /// The uplink topic of each lane, indexed by `Lane as usize`.
-    topics: [String; 3],
+    topics: [Arc<str>; 3],
     clock_guard: ClockGuard,
     counters: Arc<PipelineCounters>,
     events: Vec<Event>,
@@ -31,6 +34,8 @@ pub struct Core {
     /// The engine's input since the last write, when engine state is kept (module
     /// `checkpoints`).
     log: Option<InputLog>,
+    /// Reused while events become records.
+    scratch: encode::Scratch,
 }
 
 /// What the events so far become.
@@ -49,7 +54,7 @@ pub struct Output {
 impl Core {
     pub fn new(
         engine: Engine,
-        topics: [String; 3],
+        topics: [Arc<str>; 3],
         clock_guard: ClockGuard,
         counters: Arc<PipelineCounters>,
     ) -> Core {
@@ -62,6 +67,7 @@ impl Core {
             watch: None,
             accepted: Vec::new(),
             log: None,
+            scratch: encode::Scratch::default(),
         }
     }
 
@@ -203,15 +209,16 @@ impl Core {
         for event in self.events.drain(..) {
             let (device, metric) = self.engine.series_name(event.series).unwrap_or(("?", "?"));
             log_alert(&event, device, metric);
-            let topic = self.topics[encode::lane_of(&event) as usize].clone();
-            match encode::record(&event, device, metric, topic, created_at) {
+            let topic = Arc::clone(&self.topics[encode::lane_of(&event) as usize]);
+            match encode::record(&event, device, metric, topic, created_at, &mut self.scratch) {
                 Ok(r) => {
                     if matches!(event.kind, EventKind::Alert { .. })
                         && let Some(t) = self.engine.rules().local_topic(&event.rule)
                     {
                         match crate::daemon::actions::topic(t, &event.rule, device, metric) {
-                            // The JSON body, without the outbox's format byte.
-                            Ok(topic) => out.actions.push((topic, r.payload[1..].to_vec())),
+                            Ok(topic) => {
+                                out.actions.push((topic, self.scratch.json_body().to_vec()));
+                            }
                             Err(e) => out.refused_actions.push((event.rule.to_string(), e)),
                         }
                     }
@@ -223,6 +230,9 @@ impl Core {
                 }
             }
         }
+        // Every series closing its window at once grows `events` to one per series; kept, that
+        // capacity (112 B an event) would stay resident between bursts.
+        self.events.shrink_to(KEEP_EVENTS);
         self.counters
             .events
             .fetch_add(out.records.len() as u64, Ordering::Relaxed);

@@ -92,7 +92,7 @@ pub struct Pipeline {
     pub engine: Engine,
     pub outbox: Outbox,
     /// The uplink topic of each lane, indexed by `Lane as usize` (built once, cloned per event).
-    pub topics: [String; 3],
+    pub topics: [Arc<str>; 3],
     pub idle_close: Duration,
     /// Engine checkpoints into the outbox (`Duration::ZERO`: none; module `checkpoints`).
     pub checkpoint_interval: Duration,
@@ -105,8 +105,8 @@ pub struct Pipeline {
 }
 
 /// The uplink topic of every lane, in `Lane` order.
-pub fn lane_topics(prefix: &str, gateway_id: &str) -> [String; 3] {
-    crate::outbox::Lane::ALL.map(|lane| topic_for(prefix, gateway_id, lane))
+pub fn lane_topics(prefix: &str, gateway_id: &str) -> [Arc<str>; 3] {
+    crate::outbox::Lane::ALL.map(|lane| topic_for(prefix, gateway_id, lane).into())
 }
 
 impl Pipeline {

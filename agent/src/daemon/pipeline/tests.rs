@@ -76,7 +76,7 @@ fn readings_become_events_become_records_when_event_time_moves_on() {
     let lanes: Vec<Lane> = out.records.iter().map(|r| r.lane).collect();
     assert!(lanes.contains(&Lane::Alerts) && lanes.contains(&Lane::Aggregates));
     let alert = out.records.iter().find(|r| r.lane == Lane::Alerts).unwrap();
-    assert_eq!(alert.topic, "weir/gw/alerts");
+    assert_eq!(&*alert.topic, "weir/gw/alerts");
     assert_eq!(alert.created_at, NOW + 21 * S);
     let alert_body = body(alert);
     assert_eq!(alert_body["rule"], "hot");
