@@ -99,6 +99,8 @@ mod engine_state_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
+mod queue_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;

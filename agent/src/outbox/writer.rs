@@ -78,8 +78,8 @@ pub(crate) enum Command {
 }
 
 /// The records of a group of appends, in the vectors their appenders queued them in.
-/// Moved into one vector, the group would be copied once more (64 B a record, up to
-/// `batch_max` records, 256 KiB at the default) at the moment it is largest: a burst of
+/// Moved into one vector, the group would be copied once more (56 B a record, up to
+/// `batch_max` records, 224 KiB at the default) at the moment it is largest: a burst of
 /// window closes (issue 19, docs/footprint.md).
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
