@@ -44,9 +44,10 @@ pub struct OutboxConfig {
 /// SQLite's page cache on the writer's connection, KiB. SQLite's default is 2,000 KiB, and
 /// the writer filled it: it was the largest fixed item of the agent's heap (issue 19,
 /// docs/footprint.md). The writer appends at the end of the records table, drains from its
-/// start and rewrites the engine state table in key order, so few pages are hot; what a
-/// smaller cache costs in ingest and drain is measured in docs/footprint.md.
-pub const WRITER_CACHE_KIB: u32 = 512;
+/// start and rewrites the engine state table in key order, so few pages are hot. 256 rather
+/// than 512 (ninth round): the same bytes written per payload byte within 2 % in `cargo bench
+/// --bench outbox` (`WEIR_BENCH_CACHE_KIB`), 128 writes 6 % more and ingests a fifth slower.
+pub const WRITER_CACHE_KIB: u32 = 256;
 
 const fn default_cache_kib() -> u32 {
     WRITER_CACHE_KIB

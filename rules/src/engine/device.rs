@@ -244,7 +244,7 @@ impl Engine {
             group: true,
             dirty: false,
             newest: i64::MIN,
-            guard: i64::MIN,
+            guarded: false,
         });
         self.touch(id.0);
         self.alerts.series.insert(device.into(), id);

@@ -10,9 +10,9 @@
 
 use super::peers::PeerView;
 use super::share::{Handed, Share};
-use super::{Engine, EngineStats, More, NO_WIN, Slot};
+use super::{Engine, EngineStats, More, MoreAt, NO_WIN, Slot};
 use crate::agg::{DEFAULT_EWMA_ALPHA, Env, Update};
-use crate::alert::{self, Lifecycle, Target};
+use crate::alert::{self, Target};
 use crate::detect::{Detector, Verdict};
 use crate::event::{Aggregate, Event, EventKind, Sample, SeriesId};
 use crate::ruleset::RuleSet;
@@ -22,12 +22,12 @@ impl Engine {
     /// [`Engine::push`] before the alert layer (`device`): windows and detectors.
     pub(super) fn push_windows(&mut self, s: Sample, out: &mut Vec<Event>) {
         if let Some(series) = self.series.get_mut(s.series.0 as usize) {
-            if series.guard != i64::MIN {
-                if s.ts <= series.guard {
+            if series.guarded {
+                if s.ts <= series.newest {
                     self.stats.redelivered_dropped += 1;
                     return;
                 }
-                series.guard = i64::MIN;
+                series.guarded = false;
             }
             series.newest = series.newest.max(s.ts);
         }
@@ -56,14 +56,16 @@ impl Engine {
             device: &series.device,
         };
         let mut deadline = self.next_deadline;
-        for slot in &mut self.slots[series.slots()] {
+        let range = series.slots();
+        for (slot, at) in self.slots[range.clone()].iter_mut().zip(range) {
             let cx = (
                 &self.rules,
                 &mut self.stats,
                 &mut self.dets[..],
                 &mut self.wins[..],
             );
-            deadline = deadline.min(feed(cx, slot, target, &peers, s, handed, out));
+            let more = MoreAt::new(&mut self.mores, at);
+            deadline = deadline.min(feed(cx, slot, more, target, &peers, s, handed, out));
         }
         handed.clear();
         for &g in &self.fwd[series.fwd()] {
@@ -80,7 +82,8 @@ impl Engine {
                 device: &group.device,
                 ..peers
             };
-            for slot in &mut self.slots[group.slots()] {
+            let range = group.slots();
+            for (slot, at) in self.slots[range.clone()].iter_mut().zip(range) {
                 let cx = (
                     &self.rules,
                     &mut self.stats,
@@ -89,7 +92,8 @@ impl Engine {
                 );
                 // A group series has one slot: nothing to hand over.
                 let mut none = Handed::default();
-                deadline = deadline.min(feed(cx, slot, target, &peers, s, &mut none, out));
+                let more = MoreAt::new(&mut self.mores, at);
+                deadline = deadline.min(feed(cx, slot, more, target, &peers, s, &mut none, out));
             }
         }
         self.next_deadline = deadline;
@@ -115,18 +119,18 @@ impl Engine {
         let mut next = i64::MAX;
         let handed = &mut self.handed;
         for (id, series) in self.series.iter().enumerate() {
-            let range = series.first as usize..(series.first + series.len) as usize;
+            let range = series.slots();
             let mut changed = false;
-            for slot in &mut self.slots[range] {
+            for (slot, slot_at) in self.slots[range.clone()].iter_mut().zip(range) {
                 let Slot {
                     rule,
                     raised,
                     win,
                     det,
-                    more,
                     share,
                     ..
                 } = slot;
+                let mores = &mut self.mores;
                 let stats = &mut self.stats;
                 let rules = &self.rules;
                 let mut det = self.dets.get_mut(*det as usize);
@@ -150,7 +154,8 @@ impl Engine {
                         if !judge(&mut done) {
                             continue;
                         }
-                        let state = (&mut *raised, &mut *more, det.as_deref_mut());
+                        let more = MoreAt::new(&mut *mores, slot_at);
+                        let state = (&mut *raised, more, det.as_deref_mut());
                         close(rules, stats, *rule, state, target, &peers, done, out);
                     }
                 } else {
@@ -165,7 +170,8 @@ impl Engine {
                             if !judge(&mut done) {
                                 return;
                             }
-                            let state = (&mut *raised, &mut *more, det.as_deref_mut());
+                            let more = MoreAt::new(&mut *mores, slot_at);
+                            let state = (&mut *raised, more, det.as_deref_mut());
                             close(rules, stats, *rule, state, target, &peers, done, out);
                         })
                     }));
@@ -174,8 +180,10 @@ impl Engine {
                     && let (Some(spec), Some(a)) = (&r.detect, &r.alert)
                 {
                     changed |= d.deadline(&spec.kind) <= watermark;
+                    let mut more = MoreAt::new(&mut *mores, slot_at);
                     d.advance(&spec.kind, watermark, &mut |v| {
-                        alert::transition(r, a, raised, life(more), stats, target, v, None, out);
+                        let life = more.life(a);
+                        alert::transition(r, a, raised, life, stats, target, v, None, out);
                     });
                 }
                 next = next.min(det_deadline(rules, *rule, det.as_deref()));
@@ -260,19 +268,20 @@ impl Engine {
         }
         self.touch(s.series.0);
         let series = &self.series[s.series.0 as usize];
-        let range = series.first as usize..(series.first + series.len) as usize;
+        let range = series.slots();
         let target = Target {
             id: s.series,
             device: &series.device,
             metric: &series.metric,
         };
         let mut deadline = self.next_deadline;
-        for slot in self.slots[range]
+        for (slot, at) in self.slots[range.clone()]
             .iter_mut()
-            .filter(|slot| slot.win == NO_WIN)
+            .zip(range)
+            .filter(|(slot, _)| slot.win == NO_WIN)
         {
             let det = self.dets.get_mut(slot.det as usize);
-            let state = (&mut slot.raised, &mut slot.more, det);
+            let state = (&mut slot.raised, MoreAt::new(&mut self.mores, at), det);
             let due = feed_direct(
                 &self.rules,
                 &mut self.stats,
@@ -293,9 +302,14 @@ impl Engine {
 /// series. A slot sharing its window state (module `share`) takes what its leader handed
 /// over in `handed` rather than pushing the sample again.
 #[inline]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "split borrows of the engine and the slot"
+)]
 fn feed(
     (rules, stats, dets, wins): (&RuleSet, &mut EngineStats, &mut [Detector], &mut [Win]),
     slot: &mut Slot,
+    mut more: MoreAt<'_>,
     target: Target<'_>,
     peers: &PeerView<'_>,
     s: Sample,
@@ -310,7 +324,6 @@ fn feed(
         share,
         lean,
         emit_late,
-        more,
     } = slot;
     let mut det = dets.get_mut(*det as usize);
     let at = *win;
@@ -320,7 +333,7 @@ fn feed(
     }
     let pushed = if *share == Share::Follows {
         for done in handed.closed_by(at) {
-            let state = (&mut *raised, &mut *more, det.as_deref_mut());
+            let state = (&mut *raised, more.reborrow(), det.as_deref_mut());
             close(rules, stats, *rule, state, target, peers, done.clone(), out);
         }
         match handed.pushed_to(at) {
@@ -346,7 +359,7 @@ fn feed(
             if leads {
                 handed.closed(at, &done);
             }
-            let state = (&mut *raised, &mut *more, det.as_deref_mut());
+            let state = (&mut *raised, more.reborrow(), det.as_deref_mut());
             close(rules, stats, *rule, state, target, peers, done, out);
         });
         if leads {
@@ -376,17 +389,9 @@ fn feed(
     pushed.deadline
 }
 
-/// Split borrows of a slot's alert state: `raised`, `(prev, lets)`, `det`, `life`.
-type SlotState<'a> = (
-    &'a mut bool,
-    &'a mut Option<Box<More>>,
-    Option<&'a mut Detector>,
-);
-
-/// A slot's storm-control state, if it keeps one: looked up per verdict, not per sample.
-fn life(more: &mut Option<Box<More>>) -> Option<&mut Lifecycle> {
-    more.as_deref_mut().and_then(|m| m.life.as_deref_mut())
-}
+/// Split borrows of a slot's alert state: `raised`, its [`More`] (`prev`, `lets`, `life`),
+/// `det`.
+type SlotState<'a> = (&'a mut bool, MoreAt<'a>, Option<&'a mut Detector>);
 
 /// Feeds a sample straight to a windowless rule's detector; returns when the detector next
 /// needs an `advance`.
@@ -395,7 +400,7 @@ fn feed_direct(
     rules: &RuleSet,
     stats: &mut EngineStats,
     rule: u32,
-    (raised, more, det): SlotState<'_>,
+    (raised, mut more, det): SlotState<'_>,
     target: Target<'_>,
     s: Sample,
     out: &mut Vec<Event>,
@@ -407,7 +412,8 @@ fn feed_direct(
         return i64::MAX;
     };
     d.feed(&spec.kind, s.ts, s.value, &mut |v| {
-        alert::transition(r, a, raised, life(more), stats, target, v, None, out);
+        let life = more.life(a);
+        alert::transition(r, a, raised, life, stats, target, v, None, out);
     });
     d.deadline(&spec.kind)
 }
@@ -443,21 +449,25 @@ fn close(
     done: Done,
     out: &mut Vec<Event>,
 ) {
-    let (raised, more, det) = state;
-    // Per window closed, not per sample: a slot without `More` reads an empty one, and
-    // writes nothing to it (`Slot::needs_more`).
-    let mut spare = More::default();
-    let More {
-        prev,
-        lets: last_lets,
-        life,
-    } = Slot::more(more, &mut spare);
+    let (raised, mut more, det) = state;
     let series = target.id;
     stats.windows_closed += 1;
     let rule_index = rule;
     let Some(rule) = rules.rules.get(rule as usize) else {
         return;
     };
+    // Per window closed, not per sample: a slot without `More` reads an empty one, and
+    // writes nothing to it (`Slot::needs_more`).
+    let mut spare = More::default();
+    let kept = match Slot::needs_more(rule) {
+        true => more.get(),
+        false => None,
+    };
+    let More {
+        prev,
+        lets: last_lets,
+        life,
+    } = Slot::more(kept, &mut spare);
     // Empty (no allocation) unless the rule reads other metrics of the device.
     let others: Vec<f64> = if rule.peer_reads.is_empty() {
         Vec::new()

@@ -39,6 +39,9 @@ impl Engine {
             (&key, &g.metric),
             None,
         )?;
+        if let Some(more) = super::Slot::fresh_more(r) {
+            self.mores.insert(first, more);
+        }
         self.slots.push(slot);
         let device = super::intern(&mut self.names, &key);
         let metric = super::intern(&mut self.names, &g.metric);
@@ -54,7 +57,7 @@ impl Engine {
             group: true,
             dirty: false,
             newest: i64::MIN,
-            guard: i64::MIN,
+            guarded: false,
         });
         self.touch(id.0);
         self.groups.insert((rule, key), id);

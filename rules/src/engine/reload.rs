@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{Engine, EngineStats, NO_DET, NO_WIN, Slot, Tables, share};
+use super::{Engine, EngineStats, More, NO_DET, NO_WIN, Slot, Tables, share};
 use crate::detect::Detector;
 use crate::event::SeriesId;
 use crate::ruleset::{Rule, RuleSet};
@@ -115,6 +115,8 @@ impl Engine {
             .into_iter()
             .map(Some)
             .collect();
+        // By old slot index; a kept slot's moves with it to its new index.
+        let mut old_mores = std::mem::take(&mut self.mores);
         let mut raised_removed = vec![false; fates.len()];
         // Old window state → new, so slots that shared one before share it after (module
         // `share`); `NO_WIN` until the first of them is carried.
@@ -126,6 +128,7 @@ impl Engine {
         self.groups.clear();
         let mut group_slots = Vec::new();
         for (id, series) in self.series.iter().enumerate().filter(|(_, s)| s.group) {
+            let old_at = series.first;
             let Some(old) = old_slots
                 .get_mut(series.slots())
                 .and_then(|s| s.first_mut())
@@ -148,7 +151,8 @@ impl Engine {
                 let old_tables = (&mut old_dets[..], &mut old_wins[..]);
                 let tables = (&mut self.dets, &mut self.wins);
                 let fresh = (None, &mut moved[..]);
-                let slot = carry(old.take(), j, rule, &fates, old_tables, tables, name, fresh);
+                let old = (old.take(), old_mores.remove(&old_at));
+                let slot = carry(old, j, rule, &fates, old_tables, tables, name, fresh);
                 if let Some(slot) = slot {
                     reserve(&mut self.stats, &self.costs, j);
                     group_slots.push((id, slot));
@@ -182,6 +186,7 @@ impl Engine {
                 series,
                 rules,
                 slots,
+                mores,
                 dets,
                 wins,
                 labels,
@@ -193,7 +198,10 @@ impl Engine {
             } = &mut *self;
             let series = &mut series[id];
             if series.group {
-                if let Some((_, slot)) = group_slots.next_if(|(g, _)| *g == id) {
+                if let Some((_, (slot, more))) = group_slots.next_if(|(g, _)| *g == id) {
+                    if let Some(more) = more {
+                        mores.insert(index(slots.len()), more);
+                    }
                     slots.push(slot);
                 }
             } else {
@@ -210,12 +218,18 @@ impl Engine {
                         grouped.extend(g.key(&series.device, &device_labels).map(|k| (i, k)));
                         continue;
                     }
-                    let old = old_slots[old_range.clone()].iter_mut().find(|s| {
-                        s.as_ref().is_some_and(|s| {
-                            matches!(fates[s.rule as usize], Fate::Kept(j) | Fate::Restarted(j) if j == i)
-                        })
-                    });
-                    let old = old.and_then(Option::take);
+                    let old = old_slots[old_range.clone()]
+                        .iter_mut()
+                        .zip(old_range.clone())
+                        .find(|(s, _)| {
+                            s.as_ref().is_some_and(|s| {
+                                matches!(fates[s.rule as usize], Fate::Kept(j) | Fate::Restarted(j) if j == i)
+                            })
+                        });
+                    let (old, old_more) = match old {
+                        Some((s, at)) => (s.take(), old_mores.remove(&index(at))),
+                        None => (None, None),
+                    };
                     let kept = old
                         .as_ref()
                         .is_some_and(|o| fates.get(o.rule as usize) == Some(&Fate::Kept(i)));
@@ -232,8 +246,12 @@ impl Engine {
                         false => share::fresh_window(rules, fresh.iter().map(|&k| &slots[k]), rule),
                     };
                     let fresh_state = (shared, &mut moved[..]);
+                    let old = (old, old_more);
                     let slot = carry(old, i, rule, &fates, old_tables, tables, name, fresh_state);
-                    if let Some(slot) = slot {
+                    if let Some((slot, more)) = slot {
+                        if let Some(more) = more {
+                            mores.insert(index(slots.len()), more);
+                        }
                         slots.push(slot);
                         if !kept {
                             fresh.push(slots.len() - 1);
@@ -303,7 +321,7 @@ impl Engine {
     reason = "split borrows of the old and new tables"
 )]
 fn carry(
-    old: Option<Slot>,
+    (old, old_more): (Option<Slot>, Option<More>),
     i: u32,
     rule: &Rule,
     fates: &[Fate],
@@ -311,7 +329,8 @@ fn carry(
     (dets, wins): Tables<'_>,
     name: (&str, &str),
     (shared, moved): (Option<u32>, &mut [u32]),
-) -> Option<Slot> {
+) -> Option<(Slot, Option<More>)> {
+    let fresh = |slot: Slot| (slot, Slot::fresh_more(rule));
     match old {
         Some(old) if fates.get(old.rule as usize) == Some(&Fate::Kept(i)) => {
             // Its detector and window states move with it into the new tables.
@@ -336,18 +355,22 @@ fn carry(
                     None => NO_WIN,
                 },
             };
-            Some(Slot {
+            // So does its `More`.
+            let slot = Slot {
                 rule: i,
                 det,
                 win,
                 ..old
-            })
+            };
+            Some((slot, old_more))
         }
-        Some(old) => Slot::new(i, rule, (dets, wins), name, shared).map(|fresh| Slot {
-            raised: old.raised,
-            ..fresh
+        Some(old) => Slot::new(i, rule, (dets, wins), name, shared).map(|new| {
+            fresh(Slot {
+                raised: old.raised,
+                ..new
+            })
         }),
-        None => Slot::new(i, rule, (dets, wins), name, shared),
+        None => Slot::new(i, rule, (dets, wins), name, shared).map(fresh),
     }
 }
 
@@ -424,6 +447,55 @@ rules:
         assert_eq!(count_of(&out, "steady"), Some(8.0));
         assert_eq!(count_of(&out, "tuned"), Some(3.0));
         assert_eq!(count_of(&out, "fresh"), Some(3.0));
+    }
+
+    /// A kept rule's `prev` window moves with its slot, to the slot's new index (a rule
+    /// added before it shifts every slot), for a series and for a group alike. Fails if a
+    /// reload drops or misplaces the slot's `More`.
+    #[test]
+    fn a_kept_rule_keeps_its_prev_window_when_its_slot_moves() {
+        const PREV: &str = r#"
+rules:
+  - name: step
+    window: { tumbling: 10s }
+    alert: { when: "mean > prev(mean) + 5" }
+  - name: group-step
+    select: { metric: "bearing_*" }
+    group_by: device
+    window: { tumbling: 10s }
+    alert: { when: "mean > prev(mean) + 5" }
+"#;
+        let mut e = Engine::new(set(PREV));
+        let id = e.series("pump-1", "bearing_de").unwrap();
+        let raises = |out: &[Event]| {
+            let mut r: Vec<String> = out
+                .iter()
+                .filter(|ev| {
+                    matches!(
+                        ev.kind,
+                        EventKind::Alert {
+                            state: crate::event::AlertState::Raised,
+                            ..
+                        }
+                    )
+                })
+                .map(|ev| ev.rule.to_string())
+                .collect();
+            r.sort();
+            r
+        };
+        push(&mut e, id, 0, 10.0);
+        // The first window's mean, 10, is each rule's `prev` at the reload.
+        assert!(raises(&push(&mut e, id, 10 * S, 20.0)).is_empty());
+        let report = e.reload(set(&PREV.replace(
+            "rules:\n",
+            "rules:\n  - name: fresh\n    window: { tumbling: 10s }\n    alert: { when: \"mean > prev(mean) + 100\" }\n",
+        )));
+        assert_eq!(report.added, vec![Arc::from("fresh")]);
+        assert_eq!(report.kept.len(), 2, "{report:?}");
+        // 20 against the kept 10: both kept rules raise; `fresh` has no `prev` yet.
+        let out = push(&mut e, id, 20 * S, 20.0);
+        assert_eq!(raises(&out), ["group-step", "step"]);
     }
 
     #[test]

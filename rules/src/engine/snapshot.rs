@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::{Engine, Slot, share};
+use super::{Engine, MoreAt, Slot, share};
 use crate::agg::{Acc, Closed};
 use crate::alert::Lifecycle;
 use crate::detect::Detector;
@@ -184,16 +184,21 @@ impl Engine {
     /// Series `id`'s record, or `None` for an id the engine does not have.
     fn encode_series(&self, id: u32, fps: &[u64]) -> Option<Vec<u8>> {
         let s = self.series.get(id as usize)?;
-        let slots = self.slots[s.slots()]
+        let range = s.slots();
+        let slots = self.slots[range.clone()]
             .iter()
-            .map(|slot| SlotOut {
-                rule: fps.get(slot.rule as usize).copied().unwrap_or(0),
-                raised: slot.raised,
-                win: self.wins.get(slot.win as usize),
-                prev: slot.more.as_ref().and_then(|m| m.prev.as_deref()),
-                life: slot.more.as_ref().and_then(|m| m.life.as_deref()),
-                det: self.dets.get(slot.det as usize),
-                lets: slot.more.as_ref().and_then(|m| m.lets.as_deref()),
+            .zip(range)
+            .map(|(slot, at)| {
+                let more = u32::try_from(at).ok().and_then(|at| self.mores.get(&at));
+                SlotOut {
+                    rule: fps.get(slot.rule as usize).copied().unwrap_or(0),
+                    raised: slot.raised,
+                    win: self.wins.get(slot.win as usize),
+                    prev: more.and_then(|m| m.prev.as_deref()),
+                    life: more.and_then(|m| m.life.as_deref()),
+                    det: self.dets.get(slot.det as usize),
+                    lets: more.and_then(|m| m.lets.as_deref()),
+                }
             })
             .collect();
         let peers = self.peers[s.peers()]
@@ -314,7 +319,8 @@ impl Engine {
     /// arrives first after a restart is dropped too.
     pub fn guard_redeliveries(&mut self) {
         for s in &mut self.series {
-            s.guard = s.newest;
+            // A series with no sample yet has nothing to guard.
+            s.guarded = s.newest != i64::MIN;
         }
     }
 
@@ -324,7 +330,7 @@ impl Engine {
     pub fn is_redelivery(&self, s: &crate::Sample) -> bool {
         self.series
             .get(s.series.0 as usize)
-            .is_some_and(|series| series.guard != i64::MIN && s.ts <= series.guard)
+            .is_some_and(|series| series.guarded && s.ts <= series.newest)
     }
 
     /// Puts one series record's state into the engine's series `at`.
@@ -347,13 +353,15 @@ impl Engine {
             })
             .collect();
         self.unshare_differing(slots.clone(), &picks);
-        for (slot, pick) in self.slots[slots].iter_mut().zip(picks) {
+        let first = slots.start;
+        for (k, (slot, pick)) in self.slots[slots].iter_mut().zip(picks).enumerate() {
             let Some(rule) = self.rules.rules.get(slot.rule as usize) else {
                 continue;
             };
             if let Some(s) = pick {
                 let tables = (&mut self.dets[..], &mut self.wins[..]);
-                put_slot(slot, s, rule.acc.fft.as_ref(), tables);
+                let more = MoreAt::new(&mut self.mores, first + k);
+                put_slot(slot, s, rule.acc.fft.as_ref(), tables, more);
             } else if let Some(s) = saved.iter().flatten().find(|s| {
                 old_name
                     .get(&s.rule)
@@ -417,6 +425,7 @@ fn put_slot(
     s: SlotIn,
     plan: Option<&Arc<crate::spectrum::FftPlan>>,
     (dets, wins): (&mut [Detector], &mut [Win]),
+    more: MoreAt<'_>,
 ) {
     slot.raised = s.raised;
     if let (Some(w), Some(saved)) = (wins.get_mut(slot.win as usize), s.win) {
@@ -427,8 +436,9 @@ fn put_slot(
     if let Some(p) = &mut prev {
         p.acc.set_plan(plan);
     }
-    if slot.more.is_some() || prev.is_some() || s.life.is_some() || s.lets.is_some() {
-        let more = slot.more.get_or_insert_with(Box::default);
+    let MoreAt { mores, at } = more;
+    if mores.contains_key(&at) || prev.is_some() || s.life.is_some() || s.lets.is_some() {
+        let more = mores.entry(at).or_default();
         more.prev = prev;
         more.life = s.life;
         more.lets = s.lets;
