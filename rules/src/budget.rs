@@ -146,9 +146,7 @@ fn windows_bytes(rule: &Rule, acc: usize, per_window: usize) -> usize {
             && let Some(pane) = crate::panes::pane_len(size, hop) =>
         {
             let open = overlap(size.saturating_add(lateness), hop).clamp(1, MAX_OPEN);
-            // The panes, boxed beside the window state.
             crate::panes::worst_bytes(size, lateness, pane, usize::try_from(open).unwrap_or(1))
-                .saturating_add(size_of::<crate::panes::Panes>())
                 .saturating_add(InlineAcc::more_bytes(&rule.acc))
         }
         WindowSpec::Hopping {

@@ -107,7 +107,7 @@ pub struct EngineStats {
 struct Slot {
     rule: u32,
     /// Index of the rule's window state on this series in `Engine::wins` ([`NO_WIN`] for a
-    /// detector rule without a window, which has none: a window state is 104 bytes).
+    /// detector rule without a window, which has none: a window state is 112 bytes).
     win: u32,
     /// Index of the rule's detector state on this series in `Engine::dets` ([`NO_DET`] for
     /// rules without `detect:`).
@@ -254,13 +254,6 @@ impl<'a> MoreAt<'a> {
         // Slot indices fit in u32: the table is refused past that (`Slot::new`'s callers).
         let at = u32::try_from(at).unwrap_or(u32::MAX);
         MoreAt { mores, at }
-    }
-
-    fn reborrow(&mut self) -> MoreAt<'_> {
-        MoreAt {
-            mores: &mut *self.mores,
-            at: self.at,
-        }
     }
 
     fn get(&mut self) -> Option<&mut More> {

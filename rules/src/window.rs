@@ -14,7 +14,7 @@
 //!
 //! An [`InlineAcc`] is the window's [`Acc`] in 72 bytes: a lean rule (module `agg`) keeps the
 //! 8 words it updates and a null pointer, a full rule 8 more words behind the pointer (once
-//! per series, reused by every window); a window state is 104 bytes whatever its kind. A
+//! per series, reused by every window); a window state is 112 bytes whatever its kind. A
 //! closed window is read as an [`Acc`], whatever kept it.
 //!
 //! Rules naming a percentile or with an `fft:` section also keep, per open window, a quantile
@@ -124,10 +124,8 @@ pub(crate) enum Win {
         proto: Box<Acc>,
     },
     /// A hopping window of a rule without extra state: panes shared between the
-    /// overlapping windows (module `panes`). Boxed: at 104 bytes it sized every window state
-    /// (112 bytes; 104 now, a tumbling window's), and a hopping window's panes are on the
-    /// heap anyway.
-    Panes(Box<Panes>),
+    /// overlapping windows (module `panes`).
+    Panes(Panes),
     Count {
         n: u64,
         acc: InlineAcc,
@@ -193,7 +191,7 @@ impl Win {
             } if !proto.has_extra()
                 && let Some(pane) = pane_len(size, hop) =>
             {
-                Win::Panes(Box::new(Panes::new(size, hop, lateness, pane)))
+                Win::Panes(Panes::new(size, hop, lateness, pane))
             }
             WindowSpec::Hopping {
                 size,
@@ -276,7 +274,7 @@ impl Win {
                     + proto.heap_bytes()
             }
             Win::Sliding { ring, .. } => size_of::<Ring>() + ring.heap_bytes(),
-            Win::Panes(p) => size_of::<Panes>() + p.heap_bytes(),
+            Win::Panes(p) => p.heap_bytes(),
             Win::Tumbling { acc, .. } | Win::Count { acc, .. } | Win::Session { acc, .. } => {
                 acc.heap_bytes()
             }
@@ -605,6 +603,6 @@ mod tests {
     fn window_state_sizes() {
         assert_eq!(size_of::<InlineAcc>(), 72);
         assert_eq!(size_of::<Panes>(), 104);
-        assert_eq!(size_of::<Win>(), 104);
+        assert_eq!(size_of::<Win>(), 112);
     }
 }

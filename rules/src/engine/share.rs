@@ -3,7 +3,7 @@
 //! Rules often watch a series through the same window: issue 19's workload has a 10 s
 //! tumbling window raising `max > 80` and CUSUM on the same 10 s means, and a rule file
 //! commonly holds a threshold, a detector and a trend over one window length. Each kept a
-//! window state of its own per series (104 bytes, plus a sketch or FFT frames where the rule
+//! window state of its own per series (112 bytes, plus a sketch or FFT frames where the rule
 //! needs them), all with the same contents. Two rules' states are the same when their
 //! windows have the same spec, their accumulators the same spec ([`crate::agg::AccSpec`]:
 //! sketch, moments, FFT, lean) and the same EWMA factor, and the states started together.
