@@ -25,6 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use more::{More, MoreAt, Mores};
 use names::{Name, intern};
 
 use crate::agg::{Acc, Closed};
@@ -125,21 +126,6 @@ struct Slot {
     emit_late: bool,
 }
 
-/// The parts of a slot only some rules keep ([`Slot::needs_more`]): in `Engine::mores` under
-/// the slot's index from the slot's creation, absent for the others, which never write it.
-#[derive(Debug, Clone, Default)]
-struct More {
-    /// The previous closed window, kept only for rules whose condition reads `prev(...)`;
-    /// allocated at the first close and overwritten in place after that.
-    prev: Option<Box<Closed>>,
-    /// The rule's `let` values at the previous close (what `prev(<let>)` reads and the state
-    /// of its `ewma(x, alpha)` values), for rules with `let:` only; allocated at the first
-    /// close.
-    lets: Option<Box<crate::expr::LetMemory>>,
-    /// Storm-control state (rules whose alert has `suppress` or `cooldown` only).
-    life: Option<Box<Lifecycle>>,
-}
-
 /// [`Slot::more_bytes`], for the budget (module `budget`).
 pub(crate) fn slot_more_bytes(rule: &Rule) -> usize {
     Slot::more_bytes(rule)
@@ -236,39 +222,6 @@ impl Slot {
             Some(m) => m,
             None => spare,
         }
-    }
-}
-
-/// [`More`] by slot index, for the slots that keep one.
-type Mores = HashMap<u32, More>;
-
-/// Where one slot's [`More`] is, looked up only where it is read (a window closed, a verdict
-/// of a rule with storm control), never per sample.
-struct MoreAt<'a> {
-    mores: &'a mut Mores,
-    at: u32,
-}
-
-impl<'a> MoreAt<'a> {
-    fn new(mores: &'a mut Mores, at: usize) -> MoreAt<'a> {
-        // Slot indices fit in u32: the table is refused past that (`Slot::new`'s callers).
-        let at = u32::try_from(at).unwrap_or(u32::MAX);
-        MoreAt { mores, at }
-    }
-
-    fn get(&mut self) -> Option<&mut More> {
-        if self.mores.is_empty() {
-            return None;
-        }
-        self.mores.get_mut(&self.at)
-    }
-
-    /// The storm-control state, for a rule whose alert keeps one.
-    fn life(&mut self, alert: &crate::ruleset::AlertRule) -> Option<&mut Lifecycle> {
-        if !alert::needs_lifecycle(alert) {
-            return None;
-        }
-        self.get().and_then(|m| m.life.as_deref_mut())
     }
 }
 
@@ -616,6 +569,7 @@ mod device;
 mod feed;
 mod group;
 mod index;
+mod more;
 mod names;
 mod peers;
 mod reload;
